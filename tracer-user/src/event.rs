@@ -1,0 +1,113 @@
+//! The backend-neutral events the pipeline consumes.
+//!
+//! Both sources — the eBPF ring buffer and a parsed strace log — produce these,
+//! in the order the facts happened. Paths are raw bytes exactly as the program
+//! passed them (relative, dirfd-relative, non-UTF-8); resolving them is the
+//! tracker's job. Only successful syscalls are reported, except exec, whose
+//! failures are facts too.
+
+/// A kernel task id (a thread id; equal to the process id for a main thread).
+pub type Tid = u32;
+
+/// `AT_FDCWD`: a dirfd meaning "relative to the working directory".
+pub const AT_FDCWD: i32 = tracer_common::AT_FDCWD;
+
+/// Clone flags that decide what a child shares with its parent.
+pub mod clone_flags {
+    pub const CLONE_VM: u64 = 0x100;
+    pub const CLONE_FS: u64 = 0x200;
+    pub const CLONE_FILES: u64 = 0x400;
+    pub const CLONE_VFORK: u64 = 0x4000;
+    pub const CLONE_THREAD: u64 = 0x10000;
+}
+
+/// Open flags the pipeline interprets.
+pub mod open_flags {
+    pub const O_ACCMODE: u32 = 0o3;
+    pub const O_WRONLY: u32 = 0o1;
+    pub const O_RDWR: u32 = 0o2;
+    pub const O_CREAT: u32 = 0o100;
+    pub const O_TRUNC: u32 = 0o1000;
+    pub const O_APPEND: u32 = 0o2000;
+    pub const O_DIRECTORY: u32 = 0o200000;
+    pub const O_CLOEXEC: u32 = 0o2000000;
+    pub const O_PATH: u32 = 0o10000000;
+    pub const O_TMPFILE: u32 = 0o20000000 | O_DIRECTORY;
+}
+
+/// `renameat2` flags.
+pub const RENAME_EXCHANGE: u32 = 1 << 1;
+/// `unlinkat` flag: remove a directory.
+pub const AT_REMOVEDIR: u32 = 0x200;
+/// `execveat`/`linkat` flag: an empty path names the dirfd itself.
+pub const AT_EMPTY_PATH: u32 = 0x1000;
+
+/// One fact about one task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub tid: Tid,
+    pub fact: Fact,
+}
+
+/// How a task ended, as `wait(2)` encodes it: `code << 8` for an exit,
+/// the signal number (plus 0x80 for a core dump) for a kill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitStatus(pub i32);
+
+impl WaitStatus {
+    pub fn exited(code: i32) -> Self {
+        WaitStatus((code & 0xff) << 8)
+    }
+
+    pub fn killed(signal: i32, core_dumped: bool) -> Self {
+        WaitStatus((signal & 0x7f) | if core_dumped { 0x80 } else { 0 })
+    }
+
+    /// The exit code, if the task exited rather than being killed.
+    pub fn exit_code(self) -> Option<i32> {
+        (self.0 & 0x7f == 0).then_some((self.0 >> 8) & 0xff)
+    }
+
+    /// The signal that killed the task, if it was killed.
+    pub fn signal(self) -> Option<i32> {
+        let signal = self.0 & 0x7f;
+        (signal != 0).then_some(signal)
+    }
+}
+
+/// The facts the pipeline models. Syscalls stating the same fact share a variant
+/// (`open`, `creat`, `openat` and `openat2` are all [`Fact::Open`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fact {
+    /// The task created `child`; `flags` are the clone flags (see [`clone_flags`]).
+    Fork { child: Tid, flags: u64 },
+    /// The task ended.
+    Exit { status: WaitStatus },
+    /// The task asked to run `path` (relative to `dirfd`) with `argv`.
+    ExecRequest { dirfd: i32, path: Vec<u8>, argv: Vec<Vec<u8>>, flags: u32 },
+    /// The outcome of the task's last [`Fact::ExecRequest`]: 0 or `-errno`.
+    ExecResult { ret: i64 },
+    /// `path` (relative to `dirfd`) was opened as descriptor `fd`.
+    Open { dirfd: i32, path: Vec<u8>, flags: u32, fd: i32 },
+    /// The working directory became `path` relative to `dirfd`; an empty path
+    /// means the directory `dirfd` is open on (fchdir).
+    Chdir { dirfd: i32, path: Vec<u8> },
+    /// `old` was renamed to `new`; `flags` are renameat2's.
+    Rename { old_dirfd: i32, old: Vec<u8>, new_dirfd: i32, new: Vec<u8>, flags: u32 },
+    /// `path` was removed (`dir`: by rmdir or `AT_REMOVEDIR`).
+    Remove { dirfd: i32, path: Vec<u8>, dir: bool },
+    /// A directory was created.
+    Mkdir { dirfd: i32, path: Vec<u8> },
+    /// A hard link `new` to `old` was made.
+    Link { old_dirfd: i32, old: Vec<u8>, new_dirfd: i32, new: Vec<u8> },
+    /// A symbolic link `link` whose text is `target` was made.
+    Symlink { target: Vec<u8>, dirfd: i32, link: Vec<u8> },
+    /// A file was truncated; an empty path means the file `dirfd` is open on.
+    Truncate { dirfd: i32, path: Vec<u8> },
+    /// Descriptors `first..=last` were closed.
+    Close { first: u32, last: u32 },
+    /// Descriptor `old` was duplicated as `new`.
+    Dup { old: i32, new: i32, cloexec: bool },
+    /// Close-on-exec was set (`on`) or cleared on descriptors `first..=last`.
+    SetCloexec { first: u32, last: u32, on: bool },
+}

@@ -1,0 +1,2 @@
+//! Where events come from: the eBPF programs or a strace log.
+pub mod strace;

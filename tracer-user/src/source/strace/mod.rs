@@ -1,0 +1,2 @@
+//! The strace backend.
+pub mod parse;
