@@ -4,10 +4,19 @@
 //! The library is a pipeline; each stage is a module with one job and depends
 //! only on the stages before it:
 //!
-//! `source` (eBPF ring buffer or strace log) → [`event`] → [`tracker`] (process
-//! tree, fd and cwd tables, path resolution) → [`access`] (what each path saw) →
-//! [`classify`] (data inputs and outputs) → [`manifest`].
-pub mod event;
+//! [`source`] (eBPF ring buffer or strace log) → [`event`] → [`tracker`] (process
+//! tree, fd and cwd tables, path resolution) → [`access`] (what each path went
+//! through) → [`classify`] (data inputs and outputs) → [`manifest`].
+//! [`pipeline`] strings the stages together; [`run`] and [`launch`] are the
+//! edge that starts the command and drives a source.
+pub mod access;
+pub mod classify;
 pub mod errno;
+pub mod event;
+pub mod launch;
+pub mod manifest;
+pub mod pipeline;
+pub mod run;
 pub mod signals;
 pub mod source;
+pub mod tracker;

@@ -1,1 +1,87 @@
-fn main() {}
+//! The `reprotrace` command line.
+
+use std::{ffi::OsString, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use reprotrace::{
+    run::{self, Backend, RunOptions},
+    source::ebpf::DEFAULT_RING_BUFFER_BYTES,
+};
+
+/// Exit code for reprotrace's own failures (the command's codes pass through).
+const REPROTRACE_FAILED: u8 = 125;
+
+#[derive(Parser)]
+#[command(name = "reprotrace", version, about = "Trace a program's process tree and write what it used as a manifest")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command under the tracer and write its manifest.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// How to trace: eBPF programs in the kernel, or strace.
+    #[arg(long, value_enum, default_value = "ebpf")]
+    backend: Backend,
+    /// Where to write the manifest.
+    #[arg(short, long, default_value = "reprotrace.json")]
+    output: PathBuf,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Ring buffer size in bytes (eBPF backend; a power of two, suffixes K, M, G).
+    #[arg(long, default_value_t = DEFAULT_RING_BUFFER_BYTES, value_parser = parse_size)]
+    ring_buffer_size: u32,
+    /// The command and its arguments (after `--`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+fn parse_size(text: &str) -> Result<u32, String> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, ""),
+    };
+    let multiplier: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" => 1,
+        "K" | "KIB" => 1 << 10,
+        "M" | "MIB" => 1 << 20,
+        "G" | "GIB" => 1 << 30,
+        _ => return Err(format!("unknown size unit {unit:?} (use K, M or G)")),
+    };
+    let value: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size"))?;
+    u32::try_from(value * multiplier).map_err(|_| format!("{text} is too large (at most 2G)"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("reprotrace: error: cannot start the runtime: {err}");
+            return ExitCode::from(REPROTRACE_FAILED);
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => runtime.block_on(run::run(RunOptions {
+            backend: args.backend,
+            command: args.command,
+            output: args.output,
+            quiet: args.quiet,
+            ring_buffer_bytes: args.ring_buffer_size,
+        })),
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(REPROTRACE_FAILED)),
+        Err(err) => {
+            eprintln!("reprotrace: error: {err:#}");
+            ExitCode::from(REPROTRACE_FAILED)
+        }
+    }
+}

@@ -1,2 +1,3 @@
-//! Where events come from: the eBPF programs or a strace log.
+//! Where events come from: the eBPF programs, or a strace log.
+pub mod ebpf;
 pub mod strace;

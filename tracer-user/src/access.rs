@@ -1,0 +1,132 @@
+//! What each absolute path went through during the run: read, written, exec'd,
+//! made, removed or renamed away, and by which processes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::tracker::{FileOp, OpenMode, Pid};
+
+/// The history of one path, folded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PathUse {
+    /// Its contents were read (opened for reading).
+    pub read: bool,
+    /// Its contents were produced or changed by the run (opened for writing,
+    /// truncated, made by a rename or a link).
+    pub written: bool,
+    /// It was exec'd.
+    pub exec: bool,
+    /// It was used as a directory (mkdir, rmdir, chdir).
+    pub directory: bool,
+    /// The run removed it or renamed it away, and did not make it again.
+    pub gone: bool,
+    /// Processes that used it.
+    pub pids: BTreeSet<Pid>,
+}
+
+/// Every path the run used, sorted by path bytes.
+#[derive(Clone, Debug, Default)]
+pub struct AccessLog {
+    paths: BTreeMap<Vec<u8>, PathUse>,
+}
+
+impl AccessLog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn record(&mut self, pid: Pid, op: FileOp) {
+        match op {
+            FileOp::Open { path, mode } => {
+                let entry = self.entry(pid, path);
+                match mode {
+                    OpenMode::Read => entry.read = true,
+                    OpenMode::Write => entry.written = true,
+                    OpenMode::ReadWrite => {
+                        entry.read = true;
+                        entry.written = true;
+                    }
+                    OpenMode::PathOnly => {}
+                }
+                if mode != OpenMode::PathOnly && mode != OpenMode::Read {
+                    entry.gone = false;
+                }
+            }
+            FileOp::Exec { path } => self.entry(pid, path).exec = true,
+            FileOp::Remove { path, dir } => {
+                let entry = self.entry(pid, path);
+                entry.gone = true;
+                entry.directory |= dir;
+            }
+            FileOp::Rename { from, to, exchange } => {
+                let source = self.entry(pid, from);
+                if exchange {
+                    source.written = true;
+                } else {
+                    source.gone = true;
+                }
+                let target = self.entry(pid, to);
+                target.written = true;
+                target.gone = false;
+            }
+            FileOp::Mkdir { path } => {
+                let entry = self.entry(pid, path);
+                entry.directory = true;
+                entry.gone = false;
+            }
+            FileOp::Link { path } | FileOp::Truncate { path } => {
+                let entry = self.entry(pid, path);
+                entry.written = true;
+                entry.gone = false;
+            }
+            FileOp::Chdir { path } => self.entry(pid, path).directory = true,
+        }
+    }
+
+    fn entry(&mut self, pid: Pid, path: Vec<u8>) -> &mut PathUse {
+        let entry = self.paths.entry(path).or_default();
+        entry.pids.insert(pid);
+        entry
+    }
+
+    /// Paths and their history, sorted by path.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &PathUse)> {
+        self.paths.iter().map(|(path, used)| (path.as_slice(), used))
+    }
+
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(p: &str) -> Vec<u8> {
+        p.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn atomic_save_leaves_only_the_target_written() {
+        let mut log = AccessLog::new();
+        log.record(1, FileOp::Open { path: path("/w/out.tmp"), mode: OpenMode::Write });
+        log.record(1, FileOp::Rename { from: path("/w/out.tmp"), to: path("/w/out"), exchange: false });
+        let uses: BTreeMap<_, _> = log.iter().collect();
+        assert!(uses[&b"/w/out.tmp"[..]].gone);
+        assert!(uses[&b"/w/out"[..]].written && !uses[&b"/w/out"[..]].gone);
+    }
+
+    #[test]
+    fn removed_then_recreated_is_present() {
+        let mut log = AccessLog::new();
+        log.record(1, FileOp::Remove { path: path("/w/f"), dir: false });
+        log.record(2, FileOp::Open { path: path("/w/f"), mode: OpenMode::Write });
+        let (_, used) = log.iter().next().expect("one path");
+        assert!(!used.gone && used.written);
+        assert_eq!(used.pids, BTreeSet::from([1, 2]));
+    }
+}

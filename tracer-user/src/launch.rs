@@ -1,0 +1,228 @@
+//! Starting the audited command: found on PATH the way strace finds it, run as
+//! the user who invoked sudo (never silently as root), and held at a gate until
+//! the tracer follows it, so that not one of its syscalls is missed.
+
+use std::{
+    ffi::{CString, OsStr, OsString},
+    io::Read,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::ffi::{OsStrExt, OsStringExt},
+    },
+    path::{Path, PathBuf},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("no command given: put it after `--`, e.g. `reprotrace run -- python3 script.py`")]
+    NoCommand,
+    #[error("command not found: {0} (not a path, and not an executable file on PATH)")]
+    NotFound(String),
+    #[error("{0} is not an executable file")]
+    NotExecutable(String),
+    #[error("an argument contains a NUL byte")]
+    NulInArgument,
+    #[error("SUDO_UID/SUDO_GID are set but not numbers ({0}); unset them or run reprotrace as that user")]
+    BadSudoIds(String),
+    #[error("cannot start the command: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("cannot exec {program}: {source}")]
+    Exec { program: String, source: std::io::Error },
+}
+
+/// The user the command runs as when reprotrace itself runs as root under sudo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Vec<libc::gid_t>,
+}
+
+/// The invoking user when reprotrace runs as root under sudo, else `None`
+/// (then the command keeps reprotrace's own identity).
+pub fn sudo_credentials() -> Result<Option<Credentials>, LaunchError> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let (Some(uid), Some(gid)) = (std::env::var_os("SUDO_UID"), std::env::var_os("SUDO_GID")) else {
+        return Ok(None);
+    };
+    let parse = |value: &OsStr| value.to_str().and_then(|text| text.parse::<u32>().ok());
+    let (Some(uid), Some(gid)) = (parse(&uid), parse(&gid)) else {
+        return Err(LaunchError::BadSudoIds(format!("{uid:?}/{gid:?}")));
+    };
+    if uid == 0 {
+        return Ok(None);
+    }
+    let user = std::env::var("SUDO_USER").unwrap_or_else(|_| uid.to_string());
+    let groups = supplementary_groups(&user, gid);
+    Ok(Some(Credentials { user, uid, gid, groups }))
+}
+
+fn supplementary_groups(user: &str, gid: libc::gid_t) -> Vec<libc::gid_t> {
+    let Ok(name) = CString::new(user) else { return vec![gid] };
+    let mut groups: Vec<libc::gid_t> = vec![0; 256];
+    let mut count = groups.len() as libc::c_int;
+    // SAFETY: the buffer holds `count` entries; getgrouplist writes at most that.
+    let rc = unsafe { libc::getgrouplist(name.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
+    if rc < 0 {
+        return vec![gid];
+    }
+    groups.truncate(usize::try_from(count).unwrap_or(0));
+    groups
+}
+
+/// The file to exec for `name`: itself if it has a slash, else the first
+/// executable regular file of that name on PATH (as strace and execvp do).
+pub fn find_program(name: &OsStr) -> Result<PathBuf, LaunchError> {
+    let display = name.to_string_lossy().into_owned();
+    if name.as_bytes().contains(&b'/') {
+        let path = PathBuf::from(name);
+        return match std::fs::metadata(&path) {
+            Ok(metadata) if is_executable_file(&metadata) => Ok(path),
+            Ok(_) => Err(LaunchError::NotExecutable(display)),
+            Err(_) => Err(LaunchError::NotFound(display)),
+        };
+    }
+    let search = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
+    for dir in search.as_bytes().split(|&byte| byte == b':') {
+        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
+        let candidate = dir.join(name);
+        if std::fs::metadata(&candidate).is_ok_and(|metadata| is_executable_file(&metadata)) {
+            return Ok(candidate);
+        }
+    }
+    Err(LaunchError::NotFound(display))
+}
+
+fn is_executable_file(metadata: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    metadata.is_file() && metadata.permissions().mode() & 0o111 != 0
+}
+
+/// A forked child waiting at the gate, before its exec.
+pub struct GatedChild {
+    pub pid: u32,
+    gate: OwnedFd,
+    exec_error: OwnedFd,
+    program: String,
+}
+
+/// Forks a child that waits for [`GatedChild::open_gate`], then drops to
+/// `credentials` and execs `program` with `argv`.
+pub fn spawn_gated(
+    program: &Path,
+    argv: &[OsString],
+    credentials: Option<&Credentials>,
+) -> Result<GatedChild, LaunchError> {
+    // Everything the child needs is prepared here: after fork it may only make
+    // async-signal-safe calls.
+    let c_program = CString::new(program.as_os_str().as_bytes()).map_err(|_| LaunchError::NulInArgument)?;
+    let c_argv: Vec<CString> = argv
+        .iter()
+        .map(|arg| CString::new(arg.clone().into_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| LaunchError::NulInArgument)?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = c_argv.iter().map(|arg| arg.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let environ: Vec<CString> = std::env::vars_os()
+        .filter_map(|(key, value)| {
+            let mut entry = key.into_vec();
+            entry.push(b'=');
+            entry.extend(value.into_vec());
+            CString::new(entry).ok()
+        })
+        .collect();
+    let mut env_ptrs: Vec<*const libc::c_char> = environ.iter().map(|entry| entry.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+
+    let (gate_read, gate_write) = cloexec_pipe()?;
+    let (error_read, error_write) = cloexec_pipe()?;
+    // SAFETY: the child branch below only calls async-signal-safe functions
+    // (read, setgroups, setgid, setuid, execve, write, _exit) on data prepared
+    // before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        unsafe {
+            let mut byte = 0u8;
+            if libc::read(gate_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) != 1 {
+                libc::_exit(127);
+            }
+            if let Some(credentials) = credentials {
+                if libc::setgroups(credentials.groups.len(), credentials.groups.as_ptr()) != 0
+                    || libc::setgid(credentials.gid) != 0
+                    || libc::setuid(credentials.uid) != 0
+                {
+                    report_errno_and_exit(error_write.as_raw_fd());
+                }
+            }
+            libc::execve(c_program.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr());
+            report_errno_and_exit(error_write.as_raw_fd());
+        }
+    }
+    drop(gate_read);
+    drop(error_write);
+    Ok(GatedChild {
+        pid: pid as u32,
+        gate: gate_write,
+        exec_error: error_read,
+        program: program.to_string_lossy().into_owned(),
+    })
+}
+
+/// In the forked child: sends errno to the parent and exits as a shell would.
+unsafe fn report_errno_and_exit(fd: libc::c_int) -> ! {
+    let errno = *libc::__errno_location();
+    let bytes = errno.to_ne_bytes();
+    libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+    libc::_exit(127)
+}
+
+fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), LaunchError> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 returns.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+impl GatedChild {
+    /// Lets the child exec; returns once the exec happened, or with why it failed.
+    pub fn open_gate(self) -> Result<(), LaunchError> {
+        let written = unsafe { libc::write(self.gate.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+        if written != 1 {
+            return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
+        }
+        drop(self.gate);
+        // The error pipe closes on a successful exec (close-on-exec), or carries errno.
+        let mut report = Vec::new();
+        let mut reader = std::fs::File::from(self.exec_error);
+        reader.read_to_end(&mut report).map_err(LaunchError::Spawn)?;
+        match <[u8; 4]>::try_from(report.as_slice()) {
+            Ok(errno) => Err(LaunchError::Exec {
+                program: self.program,
+                source: std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno)),
+            }),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_programs_like_execvp() {
+        assert!(find_program(OsStr::new("sh")).expect("sh on PATH").is_absolute());
+        assert!(matches!(find_program(OsStr::new("no-such-program-xyz")), Err(LaunchError::NotFound(_))));
+        assert!(matches!(find_program(OsStr::new("/etc/hostname")), Err(LaunchError::NotExecutable(_))));
+    }
+}

@@ -1,0 +1,267 @@
+//! Manifest v1: the JSON document an audit produces (docs/manifest.md and
+//! docs/manifest.schema.json describe it). Every list is sorted, so two audits
+//! of the same run differ only in pids, times and statistics.
+
+use std::{
+    collections::BTreeSet,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    access::{AccessLog, PathUse},
+    classify::{DataFile, DataSets},
+    errno::errno_name,
+    event::WaitStatus,
+    signals::signal_name,
+    tracker::{sorted_processes, ProcessRecord},
+};
+
+pub const SCHEMA_ID: &str = "reprotrace/manifest/v1";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub schema: String,
+    /// "ebpf" or "strace".
+    pub backend: String,
+    pub command: Vec<String>,
+    /// The directory the command started in.
+    pub cwd: String,
+    pub host: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub finished_at: String,
+    /// The command's exit code; `None` when a signal killed it.
+    pub exit_code: Option<i32>,
+    /// The signal that killed the command, if one did.
+    pub signal: Option<String>,
+    pub stats: Stats,
+    pub processes: Vec<Process>,
+    pub files: Vec<FileEntry>,
+    pub data: Data,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stats {
+    /// Events the pipeline consumed.
+    pub events: u64,
+    /// Events the kernel had to drop (ring buffer full): the manifest may miss facts.
+    pub lost_events: u64,
+    /// Children the kernel could not follow (its table of traced tasks was full).
+    pub untracked_children: u64,
+    /// Events that could not be decoded or parsed.
+    pub malformed_events: u64,
+    /// Paths relative to a descriptor reprotrace did not know (inherited from
+    /// outside the traced tree), left out of `files`.
+    pub unresolved_paths: u64,
+    /// False when anything above says facts may be missing, or the audit was cut short.
+    pub complete: bool,
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: Option<u32>,
+    pub exe: Option<String>,
+    pub argv: Vec<String>,
+    pub cwd: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub failed_execs: Vec<FailedExec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailedExec {
+    pub path: String,
+    /// The errno name, e.g. "ENOENT".
+    pub error: String,
+}
+
+/// How a path's contents were used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    Write,
+    ReadWrite,
+    Exec,
+    /// Used by name only: a directory made, entered or removed, an `O_PATH`
+    /// open, a name removed that the run had not written.
+    Metadata,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub path: String,
+    pub access: Access,
+    /// The run removed it or renamed it away.
+    pub deleted: bool,
+    pub pids: Vec<u32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Data {
+    pub inputs: Vec<DataEntry>,
+    pub outputs: Vec<DataEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataEntry {
+    pub path: String,
+    /// Bytes after the run; `None` for an input the run removed.
+    pub size: Option<u64>,
+}
+
+/// Renders a path or argument for JSON: UTF-8 as is; any byte that is not part
+/// of valid UTF-8 as `\xNN` (a backslash in a name stays a single backslash, so
+/// the rendering is readable, and exact for every UTF-8 name).
+pub fn display_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// The sections of a manifest derived from the trace.
+pub struct TraceSections {
+    pub processes: Vec<Process>,
+    pub files: Vec<FileEntry>,
+    pub data: Data,
+}
+
+pub fn trace_sections(processes: &[ProcessRecord], log: &AccessLog, data: &DataSets) -> TraceSections {
+    TraceSections {
+        processes: sorted_processes(processes).into_iter().map(process_entry).collect(),
+        files: log.iter().map(|(path, used)| file_entry(path, used)).collect(),
+        data: Data { inputs: data_entries(&data.inputs), outputs: data_entries(&data.outputs) },
+    }
+}
+
+fn process_entry(record: &ProcessRecord) -> Process {
+    Process {
+        pid: record.pid,
+        ppid: record.ppid,
+        exe: record.exe.as_deref().map(display_bytes),
+        argv: record.argv.iter().map(|arg| display_bytes(arg)).collect(),
+        cwd: display_bytes(&record.cwd),
+        exit_code: record.status.and_then(WaitStatus::exit_code),
+        signal: record.status.and_then(WaitStatus::signal).map(signal_label),
+        failed_execs: record
+            .failed_execs
+            .iter()
+            .map(|failed| FailedExec { path: display_bytes(&failed.path), error: errno_label(failed.errno) })
+            .collect(),
+    }
+}
+
+pub fn signal_label(signal: i32) -> String {
+    signal_name(signal).map(str::to_string).unwrap_or_else(|| format!("signal {signal}"))
+}
+
+fn errno_label(errno: i32) -> String {
+    errno_name(errno).map(str::to_string).unwrap_or_else(|| format!("errno {errno}"))
+}
+
+fn file_entry(path: &[u8], used: &PathUse) -> FileEntry {
+    let access = match (used.read, used.written) {
+        (true, true) => Access::ReadWrite,
+        (false, true) => Access::Write,
+        _ if used.exec => Access::Exec,
+        (true, false) => Access::Read,
+        (false, false) => Access::Metadata,
+    };
+    FileEntry {
+        path: display_bytes(path),
+        access,
+        deleted: used.gone,
+        pids: used.pids.iter().copied().collect::<BTreeSet<_>>().into_iter().collect(),
+    }
+}
+
+fn data_entries(files: &[DataFile]) -> Vec<DataEntry> {
+    files.iter().map(|file| DataEntry { path: display_bytes(&file.path), size: file.size }).collect()
+}
+
+/// Why a manifest could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot write the manifest to {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot read the manifest {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a reprotrace manifest (or it is corrupt): {source}")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error("{path} is a manifest of schema {found:?}; this reprotrace reads {SCHEMA_ID:?}")]
+    WrongSchema { path: PathBuf, found: String },
+}
+
+impl Manifest {
+    /// Writes the manifest atomically: a temporary file beside the target,
+    /// flushed to disk, then renamed over it. A reader never sees half a file.
+    pub fn write_atomically(&self, path: &Path) -> Result<(), ManifestError> {
+        let fail = |source| ManifestError::Write { path: path.to_path_buf(), source };
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let mut temp = tempfile::Builder::new()
+            .prefix(".reprotrace-")
+            .suffix(".json.tmp")
+            .tempfile_in(dir)
+            .map_err(fail)?;
+        serde_json::to_writer_pretty(&mut temp, self).map_err(|err| fail(err.into()))?;
+        temp.write_all(b"\n").map_err(fail)?;
+        temp.as_file().sync_all().map_err(fail)?;
+        temp.persist(path).map_err(|err| fail(err.error))?;
+        Ok(())
+    }
+
+    pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read(path)
+            .map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
+        let value: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|source| ManifestError::Corrupt { path: path.to_path_buf(), source })?;
+        let schema = value.get("schema").and_then(|schema| schema.as_str()).unwrap_or_default();
+        if schema != SCHEMA_ID {
+            return Err(ManifestError::WrongSchema { path: path.to_path_buf(), found: schema.to_string() });
+        }
+        serde_json::from_value(value).map_err(|source| ManifestError::Corrupt { path: path.to_path_buf(), source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_keeps_utf8_and_escapes_the_rest() {
+        assert_eq!(display_bytes("café".as_bytes()), "café");
+        assert_eq!(display_bytes(b"caf\xe9.txt"), "caf\\xe9.txt");
+    }
+
+    #[test]
+    fn corrupt_and_foreign_files_are_refused_clearly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.json");
+        std::fs::write(&path, b"{\"schema\": \"reprotrace/manifest/v1\", \"backend\": ").expect("write");
+        let err = Manifest::read(&path).expect_err("truncated");
+        assert!(err.to_string().contains("corrupt"), "{err}");
+        std::fs::write(&path, b"{\"schema\": \"other\"}").expect("write");
+        let err = Manifest::read(&path).expect_err("foreign");
+        assert!(err.to_string().contains("schema"), "{err}");
+    }
+}

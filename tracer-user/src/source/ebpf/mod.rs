@@ -1,0 +1,255 @@
+//! The eBPF backend: loads the kernel programs embedded at build time, attaches
+//! them, follows the tasks it is told to, and streams their events.
+
+pub mod decode;
+pub mod preflight;
+
+use std::io;
+
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+    Ebpf, EbpfLoader,
+};
+use btf_rs::{Btf, Type};
+use tokio::io::unix::AsyncFd;
+use tracer_common::{counters, globals, maps, PROGRAMS};
+
+use crate::event::{Event, Tid};
+pub use decode::DecodeError;
+pub use preflight::PreflightError;
+
+/// The kernel programs, built and linked by build.rs.
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/reprotrace.bpf.o"));
+
+/// Default ring buffer size: enough for bursts of a few hundred thousand events.
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error("cannot read the kernel's BTF ({path}): {reason}; use `--backend strace`")]
+    Btf { path: &'static str, reason: String },
+    #[error("--ring-buffer-size must be a power of two multiple of the page size, got {0}")]
+    RingBufferSize(u32),
+    #[error("the kernel refused reprotrace's eBPF object: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("the kernel refused eBPF program `{name}`: {source}")]
+    Program { name: &'static str, source: aya::programs::ProgramError },
+    #[error("eBPF map `{name}`: {reason}")]
+    Map { name: &'static str, reason: String },
+    #[error("reading the ring buffer: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Counters kept by the kernel programs, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// Events dropped because the ring buffer was full.
+    pub lost_events: u64,
+    /// Children not followed because the table of traced tasks was full.
+    pub untracked_children: u64,
+}
+
+pub struct LoadOptions {
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES }
+    }
+}
+
+/// Loaded and attached programs, and the ring buffer their events arrive on.
+pub struct EbpfSource {
+    ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    audit_id: u32,
+    malformed: u64,
+}
+
+impl EbpfSource {
+    /// Checks the machine, loads and attaches every program. `audit_id` tags the
+    /// events of the tasks this source will be told to follow.
+    pub fn load(options: &LoadOptions, audit_id: u32) -> Result<Self, EbpfError> {
+        preflight::check()?;
+        let page = page_size();
+        let ring_bytes = options.ring_buffer_bytes;
+        if !ring_bytes.is_power_of_two() || ring_bytes < page {
+            return Err(EbpfError::RingBufferSize(ring_bytes));
+        }
+        let exit_code_offset = task_exit_code_offset()?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(globals::TASK_EXIT_CODE_OFFSET, &exit_code_offset, true)
+            .map_max_entries(maps::EVENTS, ring_bytes)
+            .load(BPF_OBJECT)
+            .map_err(EbpfError::Load)?;
+        for spec in PROGRAMS {
+            let program_error = |source| EbpfError::Program { name: spec.symbol, source };
+            let program: &mut TracePoint = ebpf
+                .program_mut(spec.symbol)
+                .ok_or_else(|| EbpfError::Map { name: spec.symbol, reason: "missing from the object".into() })?
+                .try_into()
+                .map_err(program_error)?;
+            program.load().map_err(program_error)?;
+            program.attach(spec.category, spec.name).map_err(program_error)?;
+        }
+        let ring_map = ebpf
+            .take_map(maps::EVENTS)
+            .ok_or_else(|| EbpfError::Map { name: maps::EVENTS, reason: "missing from the object".into() })?;
+        let ring = RingBuf::try_from(ring_map)
+            .map_err(|err| EbpfError::Map { name: maps::EVENTS, reason: err.to_string() })?;
+        // SAFETY: the ring buffer owns its descriptor and keeps it open while the
+        // AsyncFd holds it; we never replace or close it.
+        let ring = unsafe { AsyncFd::register(ring) }.map_err(|err| EbpfError::Io(err.into()))?;
+        Ok(EbpfSource { ebpf, ring, audit_id, malformed: 0 })
+    }
+
+    /// Follows `tid` and, from now on, every task it creates.
+    pub fn follow(&mut self, tid: Tid) -> Result<(), EbpfError> {
+        let map_error = |err: aya::maps::MapError| EbpfError::Map { name: maps::TRACED, reason: err.to_string() };
+        let map = self
+            .ebpf
+            .map_mut(maps::TRACED)
+            .ok_or_else(|| EbpfError::Map { name: maps::TRACED, reason: "missing from the object".into() })?;
+        let mut traced: BpfHashMap<_, u32, u32> = BpfHashMap::try_from(map).map_err(map_error)?;
+        traced.insert(tid, self.audit_id, 0).map_err(map_error)
+    }
+
+    /// Waits until the ring buffer has events, then hands each of this audit's
+    /// events to `sink`. Returns the number of records read.
+    pub async fn next_batch(&mut self, sink: &mut impl FnMut(Event)) -> Result<usize, EbpfError> {
+        let mut guard = self.ring.readable_mut().await?;
+        // Clear readiness before draining: an event committed while we drain
+        // wakes us again instead of being stranded.
+        guard.clear_ready();
+        let (ring, audit_id, malformed) = (guard.get_inner_mut(), self.audit_id, &mut self.malformed);
+        Ok(drain(ring, audit_id, malformed, sink))
+    }
+
+    /// Hands every event already in the ring buffer to `sink`, without waiting.
+    pub fn drain_now(&mut self, sink: &mut impl FnMut(Event)) -> usize {
+        drain(self.ring.get_mut(), self.audit_id, &mut self.malformed, sink)
+    }
+
+    /// Records that could not be decoded.
+    pub fn malformed_events(&self) -> u64 {
+        self.malformed
+    }
+
+    pub fn counters(&self) -> Result<KernelCounters, EbpfError> {
+        let map_error = |err: aya::maps::MapError| EbpfError::Map { name: maps::COUNTERS, reason: err.to_string() };
+        let map = self
+            .ebpf
+            .map(maps::COUNTERS)
+            .ok_or_else(|| EbpfError::Map { name: maps::COUNTERS, reason: "missing from the object".into() })?;
+        let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_error)?;
+        let sum = |slot: u32| -> Result<u64, EbpfError> {
+            Ok(array.get(&slot, 0).map_err(map_error)?.iter().sum())
+        };
+        Ok(KernelCounters {
+            lost_events: sum(counters::RINGBUF_DROPS)?,
+            untracked_children: sum(counters::UNTRACKED_CHILDREN)?,
+        })
+    }
+
+    /// Detaches the programs after this process has exited, in a child left
+    /// behind for that, so that reprotrace exits as soon as its work is done.
+    ///
+    /// Detaching a syscall tracepoint waits for an RCU grace period under the
+    /// kernel's event mutex (`perf_trace_event_unreg`), about 75 ms each here:
+    /// several seconds for all our programs, which nobody should wait for. The
+    /// child holds the last references to the programs' descriptors, waits for
+    /// its parent to be gone, and closes them.
+    pub fn detach_after_exit(self) {
+        // SAFETY: after fork the child only makes async-signal-safe calls
+        // (getppid, setsid, open, dup2, nanosleep, close_range, _exit).
+        unsafe {
+            let parent = libc::getpid();
+            let pid = libc::fork();
+            if pid == 0 {
+                libc::setsid();
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                for stdio in 0..3 {
+                    libc::dup2(null, stdio);
+                }
+                let pause = libc::timespec { tv_sec: 0, tv_nsec: 20_000_000 };
+                while libc::getppid() == parent {
+                    libc::nanosleep(&pause, std::ptr::null_mut());
+                }
+                libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+                libc::_exit(0);
+            }
+            if pid < 0 {
+                // No helper: detach here, slowly.
+                drop(self);
+                return;
+            }
+        }
+        // The descriptors close with this process, cheaply: the child still holds them.
+        std::mem::forget(self);
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, audit_id: u32, malformed: &mut u64, sink: &mut impl FnMut(Event)) -> usize {
+    let mut read = 0;
+    while let Some(record) = ring.next() {
+        read += 1;
+        if decode::audit_id(&record) != Some(audit_id) {
+            // Another audit's task, or a record too short to say.
+            if decode::audit_id(&record).is_none() {
+                *malformed += 1;
+            }
+            continue;
+        }
+        match decode::decode(&record) {
+            Ok(event) => sink(event),
+            Err(_) => *malformed += 1,
+        }
+    }
+    read
+}
+
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(size).unwrap_or(4096)
+}
+
+/// Byte offset of `exit_code` in `struct task_struct`, from the kernel's BTF
+/// (Rust eBPF has no CO-RE, so user space relocates this one field).
+fn task_exit_code_offset() -> Result<u64, EbpfError> {
+    let path = preflight::VMLINUX_BTF;
+    let fail = |reason: String| EbpfError::Btf { path, reason };
+    let btf = Btf::from_file(path).map_err(|err| fail(err.to_string()))?;
+    let types = btf.resolve_types_by_name("task_struct").map_err(|err| fail(err.to_string()))?;
+    types
+        .iter()
+        .find_map(|ty| match ty {
+            Type::Struct(task) => member_bit_offset(&btf, task, "exit_code"),
+            _ => None,
+        })
+        .map(|bits| u64::from(bits / 8))
+        .ok_or_else(|| fail("struct task_struct has no member exit_code".into()))
+}
+
+/// Finds `name` in a struct, looking into anonymous struct and union members.
+fn member_bit_offset(btf: &Btf, structure: &btf_rs::Struct, name: &str) -> Option<u32> {
+    structure.members.iter().find_map(|member| {
+        let member_name = btf.resolve_name(member).ok()?;
+        if member_name == name {
+            return Some(member.bit_offset());
+        }
+        if !member_name.is_empty() {
+            return None;
+        }
+        match btf.resolve_chained_type(member).ok()? {
+            Type::Struct(inner) | Type::Union(inner) => {
+                member_bit_offset(btf, &inner, name).map(|offset| member.bit_offset() + offset)
+            }
+            _ => None,
+        }
+    })
+}
