@@ -1,1 +1,180 @@
+//! Helpers for the integration tests: run the real `reprotrace` binary on real
+//! workloads, validate what it writes against the published schema, and compare
+//! manifests from the two backends.
 
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ffi::OsStr,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use serde_json::Value;
+
+pub const BACKENDS: [&str; 2] = ["ebpf", "strace"];
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `reprotrace` binary of this build (target/<profile>/reprotrace).
+pub fn reprotrace_bin() -> PathBuf {
+    let test_exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/reprotrace
+    let profile_dir = test_exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join("reprotrace");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo xtask test` builds it, or `cargo build -p tracer-user`)",
+        bin.display()
+    );
+    bin
+}
+
+/// The outcome of one audit.
+pub struct Audit {
+    pub output: Output,
+    pub manifest: Value,
+}
+
+impl Audit {
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+}
+
+/// Runs `reprotrace run --backend BACKEND -o <dir>/BACKEND.json -- COMMAND…` in `cwd`
+/// and returns its output and manifest (validated against the schema).
+pub fn audit<S: AsRef<OsStr>>(backend: &str, cwd: &Path, manifest_dir: &Path, command: &[S]) -> Audit {
+    let manifest_path = manifest_dir.join(format!("{backend}.json"));
+    let output = Command::new(reprotrace_bin())
+        .current_dir(cwd)
+        .args(["run", "--backend", backend, "-o"])
+        .arg(&manifest_path)
+        .arg("--")
+        .args(command)
+        .output()
+        .expect("running reprotrace");
+    let text = std::fs::read(&manifest_path).unwrap_or_else(|err| {
+        panic!(
+            "{backend}: no manifest at {} ({err}); stderr:\n{}",
+            manifest_path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let manifest: Value = serde_json::from_slice(&text).expect("manifest is JSON");
+    assert_valid(&manifest);
+    Audit { output, manifest }
+}
+
+/// Fails unless `manifest` conforms to docs/manifest.schema.json.
+pub fn assert_valid(manifest: &Value) {
+    let schema_text = std::fs::read(repo_root().join("docs/manifest.schema.json")).expect("schema file");
+    let schema: Value = serde_json::from_slice(&schema_text).expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator.iter_errors(manifest).map(|err| format!("{} at {}", err, err.instance_path)).collect();
+    assert!(errors.is_empty(), "manifest violates the schema:\n{}", errors.join("\n"));
+}
+
+/// The paths of a data section (`inputs` or `outputs`).
+pub fn data_paths(manifest: &Value, section: &str) -> BTreeSet<String> {
+    manifest["data"][section]
+        .as_array()
+        .expect("data section")
+        .iter()
+        .map(|entry| entry["path"].as_str().expect("path").to_string())
+        .collect()
+}
+
+/// `names` under `dir`, as the manifest spells them.
+pub fn paths_under(dir: &Path, names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|name| format!("{}/{name}", dir.display())).collect()
+}
+
+/// The manifest without what legitimately differs between two audits of the
+/// same run (backend, times, statistics, pids): pids become stable names built
+/// from each process's ancestry and command line.
+pub fn comparable(manifest: &Value) -> Value {
+    let processes = manifest["processes"].as_array().expect("processes");
+    let by_pid: BTreeMap<u64, &Value> =
+        processes.iter().map(|process| (process["pid"].as_u64().expect("pid"), process)).collect();
+    let mut names: BTreeMap<u64, String> = BTreeMap::new();
+    // Processes are sorted by pid; parents come before children in fork order,
+    // and siblings with the same command line are numbered by pid.
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (pid, process) in &by_pid {
+        let parent = process["ppid"].as_u64().and_then(|ppid| names.get(&ppid).cloned()).unwrap_or_default();
+        let base = format!("{parent}/{}{}", process["exe"], process["argv"]);
+        let count = seen.entry(base.clone()).or_default();
+        *count += 1;
+        names.insert(*pid, format!("{base}#{count}"));
+    }
+    let name_of = |pid: &Value| pid.as_u64().and_then(|pid| names.get(&pid)).cloned().map_or(Value::Null, Value::String);
+    let mut comparable = manifest.clone();
+    let object = comparable.as_object_mut().expect("manifest object");
+    for volatile in ["backend", "started_at", "finished_at", "stats"] {
+        object.remove(volatile);
+    }
+    let mut renamed: Vec<Value> = processes
+        .iter()
+        .map(|process| {
+            let mut process = process.clone();
+            process["ppid"] = name_of(&process["ppid"]);
+            process["pid"] = name_of(&process["pid"]);
+            process
+        })
+        .collect();
+    renamed.sort_by_key(|process| process["pid"].to_string());
+    object.insert("processes".into(), Value::Array(renamed));
+    for file in object.get_mut("files").and_then(Value::as_array_mut).expect("files") {
+        let mut pids: Vec<Value> = file["pids"].as_array().expect("pids").iter().map(name_of).collect();
+        pids.sort_by_key(Value::to_string);
+        file["pids"] = Value::Array(pids);
+    }
+    comparable
+}
+
+/// Asserts two manifests agree outside backend, timing, statistics and pids,
+/// naming the first sections that differ.
+pub fn assert_same_run(ebpf: &Value, strace: &Value) {
+    let (left, right) = (comparable(ebpf), comparable(strace));
+    if left == right {
+        return;
+    }
+    let mut report = String::new();
+    for key in ["command", "cwd", "exit_code", "signal", "processes", "files", "data"] {
+        if left[key] != right[key] {
+            report.push_str(&format!("\n== {key} differs\n"));
+            report.push_str(&describe_difference(&left[key], &right[key]));
+        }
+    }
+    panic!("the eBPF and strace manifests differ:{report}");
+}
+
+fn describe_difference(left: &Value, right: &Value) -> String {
+    match (left.as_array(), right.as_array()) {
+        (Some(left), Some(right)) => {
+            let only = |a: &[Value], b: &[Value]| -> Vec<String> {
+                a.iter().filter(|item| !b.contains(item)).map(Value::to_string).collect()
+            };
+            format!(
+                "only in ebpf:\n  {}\nonly in strace:\n  {}\n",
+                only(left, right).join("\n  "),
+                only(right, left).join("\n  ")
+            )
+        }
+        _ => format!("ebpf: {left}\nstrace: {right}\n"),
+    }
+}
+
+/// A work directory for the file_ops workload, with its inputs in place.
+pub fn prepare_file_ops(work: &Path) {
+    let inputs = work.join("inputs");
+    std::fs::create_dir_all(&inputs).expect("inputs dir");
+    std::fs::create_dir_all(work.join("outputs")).expect("outputs dir");
+    for name in ["relative.txt", "dirfd.txt", "after_chdir.txt", "fchdir.txt", "thread1.txt", "thread2.txt", "a.txt"] {
+        std::fs::write(inputs.join(name), format!("contents of {name}\n")).expect("input file");
+    }
+    std::fs::copy(repo_root().join("tests/workloads/file_ops.py"), work.join("file_ops.py")).expect("workload");
+}

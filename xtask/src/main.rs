@@ -1,1 +1,125 @@
-fn main() {}
+//! Developer tasks: `cargo xtask setup | test | demo`.
+//!
+//! - `setup` installs what building and testing need on a fresh machine:
+//!   bpf-linker 0.10.1 (the eBPF linker that works with the LLVM inside the Rust
+//!   toolchain) and strace.
+//! - `test` builds the workspace (the `reprotrace` binary the integration tests
+//!   run) and runs every test.
+//! - `demo` sets up, builds, and audits the example analysis with both backends.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+
+const BPF_LINKER_VERSION: &str = "0.10.1";
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    match task.as_str() {
+        "setup" => setup(),
+        "test" => test(),
+        "demo" => demo(),
+        _ => bail!("usage: cargo xtask <setup|test|demo>\n  setup  install bpf-linker {BPF_LINKER_VERSION} and strace\n  test   build and run every test (needs root)\n  demo   setup, build, and audit examples/analysis.py with both backends"),
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(repo_root());
+    command
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command.status().with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// The Rust toolchain's own library directory, where bpf-linker finds LLVM.
+fn rust_sysroot_lib() -> Result<String> {
+    let output = Command::new("rustc").args(["--print", "sysroot"]).output().context("running rustc")?;
+    Ok(format!("{}/lib", String::from_utf8_lossy(&output.stdout).trim()))
+}
+
+fn installed_bpf_linker_version() -> Option<String> {
+    let output = Command::new("bpf-linker")
+        .arg("--version")
+        .env("LD_LIBRARY_PATH", rust_sysroot_lib().ok()?)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace().nth(1).map(str::to_string)
+}
+
+fn on_path(program: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {program} >/dev/null")]).status().is_ok_and(|s| s.success())
+}
+
+fn setup() -> Result<()> {
+    match installed_bpf_linker_version() {
+        Some(version) if version == BPF_LINKER_VERSION => println!("xtask: bpf-linker {version} is installed"),
+        found => {
+            println!("xtask: installing bpf-linker {BPF_LINKER_VERSION} (found {found:?}); this takes about a minute");
+            run(cargo()
+                .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked", "--force"])
+                .env("LD_LIBRARY_PATH", rust_sysroot_lib()?))?;
+        }
+    }
+    let missing: Vec<&str> = [("strace", "strace"), ("setpriv", "util-linux"), ("python3", "python3")]
+        .into_iter()
+        .filter(|(program, _)| !on_path(program))
+        .map(|(_, package)| package)
+        .collect();
+    if !missing.is_empty() {
+        println!("xtask: installing {}", missing.join(", "));
+        run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    if !Path::new("/usr/bin/python3").exists() {
+        bail!("the tests run /usr/bin/python3 (Debian's python3 package); install it");
+    }
+    println!("xtask: setup done");
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    // The integration tests run the real binary: build it first.
+    run(cargo().args(["build", "--workspace", "--all-targets"]))?;
+    run(cargo().args(["test", "--workspace"]))
+}
+
+fn demo() -> Result<()> {
+    setup()?;
+    run(cargo().args(["build", "--release", "--package", "tracer-user"]))?;
+    let root = repo_root();
+    let reprotrace = root.join("target/release/reprotrace");
+    let out = root.join("target/demo");
+    std::fs::create_dir_all(&out)?;
+    for backend in ["ebpf", "strace"] {
+        let manifest = out.join(format!("{backend}.json"));
+        println!("\nxtask: auditing examples/analysis.py with the {backend} backend");
+        run(Command::new(&reprotrace)
+            .current_dir(&root)
+            .args(["run", "--backend", backend, "-o"])
+            .arg(&manifest)
+            .args(["--", "/usr/bin/python3", "examples/analysis.py", "examples/data/measurements.csv"])
+            .arg(out.join("report")))?;
+    }
+    println!("\nxtask: manifests in {}; data section of the eBPF one:", out.display());
+    let text = std::fs::read_to_string(out.join("ebpf.json"))?;
+    let manifest: serde_json::Value = serde_json::from_str(&text)?;
+    println!("{}", serde_json::to_string_pretty(&manifest["data"])?);
+    Ok(())
+}

@@ -178,14 +178,17 @@ enum Ending {
     Interrupted,
 }
 
-/// Where in its life a call is being finished.
+/// How a finished call reached us.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Completion {
     /// The whole call was on one line.
     Whole,
-    /// The call was joined from its start and its resumption; the exec request
+    /// The call was joined from its start and its resumption; an exec request
     /// was reported when it started.
-    Resumed { exec_succeeded: bool },
+    Resumed,
+    /// The leader finished an exec its thread started: the exec succeeded,
+    /// whatever return value strace prints.
+    ResumedByLeader,
 }
 
 #[derive(Default)]
@@ -227,10 +230,10 @@ impl Parser {
         if self.root.is_none() {
             self.root = Some(tid);
             self.known.insert(tid);
-        }
-        if self.known.insert(tid) {
+        } else if self.known.insert(tid) {
             // Reserved at the task's first line, not its first event, so that
-            // the slot also comes before the Fork of any child it makes.
+            // the slot also comes before the Fork of any child it makes. The
+            // placeholder is replaced by `fork` or removed by `finish`.
             self.awaiting_fork.insert(tid, self.events.len());
             self.events.push(Event {
                 tid,
@@ -336,7 +339,11 @@ impl Parser {
         let Some(mut call) = self.pending.remove(&tid) else {
             // The start of an unmodelled syscall was skipped, so no start is
             // expected; a modelled one must have started.
-            return if syscall.is_some() { Err(Malformed) } else { Ok(()) };
+            return if syscall.is_some() {
+                Err(Malformed)
+            } else {
+                Ok(())
+            };
         };
         if syscall != Some(call.syscall) {
             self.recycle(call.text);
@@ -346,12 +353,15 @@ impl Parser {
         let (joined, ending) = split_ending(&call.text);
         if ending == Ending::Interrupted {
             // Interrupted again: keep waiting for the rest.
-            call.text.truncate(joined.len());
+            let kept = joined.len();
+            call.text.truncate(kept);
             self.pending.insert(tid, call);
             return Ok(());
         }
-        let completion = Completion::Resumed {
-            exec_succeeded: call.exec_succeeded,
+        let completion = if call.exec_succeeded {
+            Completion::ResumedByLeader
+        } else {
+            Completion::Resumed
         };
         let result = self.finish_call(tid, call.syscall, &call.text, completion);
         self.recycle(call.text);
@@ -373,7 +383,7 @@ impl Parser {
                 self.exec_request(tid, syscall, &call)?;
             }
             let ret = match (completion, outcome) {
-                (Completion::Resumed { exec_succeeded: true }, _) => 0,
+                (Completion::ResumedByLeader, _) => 0,
                 (_, Outcome::Returned(ret)) => ret,
                 (_, Outcome::Failed { detail }) => -exec_errno(detail).ok_or(Malformed)?,
                 // Killed during the exec, or to be restarted: no outcome.
@@ -560,7 +570,10 @@ fn success_fact(syscall: Syscall, call: &Call, ret: i64) -> Parsed<Option<Fact>>
         },
         Syscall::Close => {
             let fd = call.unsigned(0)?;
-            Fact::Close { first: fd, last: fd }
+            Fact::Close {
+                first: fd,
+                last: fd,
+            }
         }
         Syscall::CloseRange => {
             let (first, last) = (call.unsigned(0)?, call.unsigned(1)?);
@@ -586,10 +599,10 @@ fn success_fact(syscall: Syscall, call: &Call, ret: i64) -> Parsed<Option<Fact>>
         },
         // `-X raw` prints the command as a number: `fcntl(4, 0x406, 30) = 30`.
         Syscall::Fcntl => match call.int(1)? {
-            F_DUPFD | F_DUPFD_CLOEXEC => Fact::Dup {
+            command @ (F_DUPFD | F_DUPFD_CLOEXEC) => Fact::Dup {
                 old: call.fd(0)?,
                 new: new_fd()?,
-                cloexec: call.int(1)? == F_DUPFD_CLOEXEC,
+                cloexec: command == F_DUPFD_CLOEXEC,
             },
             F_SETFD => {
                 let fd = call.unsigned(0)?;
@@ -821,13 +834,15 @@ fn parse_string_array(text: &[u8]) -> Option<Vec<Vec<u8>>> {
 fn unquote(text: &[u8]) -> Option<Vec<u8>> {
     let body = text.strip_prefix(b"\"")?;
     let mut bytes = Vec::with_capacity(body.len());
-    let mut rest = body.iter().copied();
-    while let Some(byte) = rest.next() {
-        match byte {
+    let mut index = 0;
+    while let Some(&byte) = body.get(index) {
+        index += 1;
+        let decoded = match byte {
             b'"' => return Some(bytes),
             b'\\' => {
-                let escaped = rest.next()?;
-                let decoded = match escaped {
+                let escaped = *body.get(index)?;
+                index += 1;
+                match escaped {
                     b'n' => b'\n',
                     b't' => b'\t',
                     b'r' => b'\r',
@@ -836,51 +851,45 @@ fn unquote(text: &[u8]) -> Option<Vec<u8>> {
                     b'a' => 0x07,
                     b'b' => 0x08,
                     b'x' => {
-                        let digits = take_digits(&mut rest, 16, 2);
-                        if digits.count == 0 {
+                        let (value, len) = leading_digits(&body[index..], 16, 2);
+                        if len == 0 {
                             return None;
                         }
-                        digits.value
+                        index += len;
+                        value
                     }
+                    // strace prints as few octal digits as it can: `\1`, `\377`.
                     b'0'..=b'7' => {
-                        let mut digits = take_digits(&mut rest.clone(), 8, 2);
-                        // The first digit was consumed by `next()` above.
-                        let value = u32::from(escaped - b'0') * 8u32.pow(digits.count)
-                            + u32::from(digits.value);
-                        rest.nth(digits.count as usize).map(drop).unwrap_or(());
-                        digits.value = u8::try_from(value).ok()?;
-                        digits.value
+                        let (value, len) = leading_digits(&body[index - 1..], 8, 3);
+                        index += len - 1;
+                        value
                     }
                     // `\\`, `\"` and any other escaped character stand for themselves.
                     other => other,
-                };
-                bytes.push(decoded);
+                }
             }
-            _ => bytes.push(byte),
-        }
+            plain => plain,
+        };
+        bytes.push(decoded);
     }
     // No closing quote: the line was cut.
     None
 }
 
-struct Digits {
-    value: u8,
-    count: u32,
-}
-
-/// Consumes up to `max` digits in `radix` from `bytes`.
-fn take_digits<I: Iterator<Item = u8> + Clone>(bytes: &mut I, radix: u32, max: u32) -> Digits {
-    let mut digits = Digits { value: 0, count: 0 };
-    while digits.count < max {
-        let mut lookahead = bytes.clone();
-        let Some(digit) = lookahead.next().and_then(|b| char::from(b).to_digit(radix)) else {
-            break;
-        };
-        digits.value = digits.value.wrapping_mul(radix as u8).wrapping_add(digit as u8);
-        digits.count += 1;
-        *bytes = lookahead;
+/// The value of the (at most `max`) digits in `radix` that `text` starts
+/// with, and how many there were. The value wraps at a byte.
+fn leading_digits(text: &[u8], radix: u32, max: usize) -> (u8, usize) {
+    let mut value: u32 = 0;
+    let mut len = 0;
+    for digit in text
+        .iter()
+        .take(max)
+        .map_while(|&b| char::from(b).to_digit(radix))
+    {
+        value = value * radix + digit;
+        len += 1;
     }
-    digits
+    (value as u8, len)
 }
 
 /// The comma-separated items of a list whose opening bracket was consumed, up
@@ -1021,5 +1030,9 @@ fn parse_int(text: &[u8]) -> Option<i64> {
             .checked_add(u64::from(digit))?;
     }
     let value = if complement { !value } else { value } as i64;
-    Some(if negative { value.wrapping_neg() } else { value })
+    Some(if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    })
 }

@@ -1,0 +1,164 @@
+//! `reprotrace run` on real workloads, with both backends.
+//!
+//! These tests load eBPF programs: they need root, and fail (never skip) when
+//! the programs cannot load.
+
+use std::{collections::BTreeSet, path::Path, process::Command};
+
+use reprotrace_tests::{
+    assert_same_run, audit, data_paths, paths_under, prepare_file_ops, reprotrace_bin, Audit, BACKENDS,
+};
+use serde_json::Value;
+
+const PYTHON: &str = "/usr/bin/python3";
+
+fn assert_complete(audit: &Audit) {
+    let stats = &audit.manifest["stats"];
+    assert_eq!(stats["lost_events"], 0, "lost events: {stats}");
+    assert_eq!(stats["malformed_events"], 0, "malformed events: {stats}");
+    assert_eq!(stats["complete"], true, "incomplete: {stats}\n{}", audit.stderr());
+}
+
+fn reset_outputs(work: &Path) {
+    let outputs = work.join("outputs");
+    std::fs::remove_dir_all(&outputs).expect("remove outputs");
+    std::fs::create_dir_all(&outputs).expect("outputs dir");
+}
+
+#[test]
+fn python_file_operations_give_exact_data_and_equal_manifests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("work");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).expect("manifest dir");
+    prepare_file_ops(&work);
+    let work_arg = work.to_str().expect("utf-8 temp path");
+
+    let mut audits = Vec::new();
+    for backend in BACKENDS {
+        reset_outputs(&work);
+        let audit = audit(backend, dir.path(), &manifests, &[PYTHON, "work/file_ops.py", work_arg]);
+        assert!(audit.output.status.success(), "{backend}: {}", audit.stderr());
+        assert_complete(&audit);
+        assert_eq!(
+            data_paths(&audit.manifest, "inputs"),
+            paths_under(
+                &work,
+                &[
+                    "file_ops.py",
+                    "inputs/a.txt",
+                    "inputs/after_chdir.txt",
+                    "inputs/dirfd.txt",
+                    "inputs/fchdir.txt",
+                    "inputs/relative.txt",
+                    "inputs/thread1.txt",
+                    "inputs/thread2.txt",
+                ]
+            ),
+            "{backend} inputs"
+        );
+        assert_eq!(
+            data_paths(&audit.manifest, "outputs"),
+            paths_under(&work, &["outputs/b.txt", "outputs/caf\\xe9.txt", "outputs/child.txt", "outputs/result.json"]),
+            "{backend} outputs"
+        );
+        let sizes: Vec<&Value> = audit.manifest["data"]["outputs"].as_array().expect("outputs").iter().map(|o| &o["size"]).collect();
+        assert_eq!(sizes, [&Value::from(18), &Value::from(5), &Value::from(15), &Value::from(13)], "{backend} sizes");
+        // The tree: python, its forked child, sh and cat.
+        let exes: BTreeSet<&str> =
+            audit.manifest["processes"].as_array().expect("processes").iter().filter_map(|p| p["exe"].as_str()).collect();
+        assert_eq!(exes, BTreeSet::from([PYTHON, "/usr/bin/sh", "/usr/bin/cat"]), "{backend} executables");
+        assert_eq!(audit.manifest["processes"].as_array().expect("processes").len(), 4, "{backend} processes");
+        audits.push(audit);
+    }
+    assert_same_run(&audits[0].manifest, &audits[1].manifest);
+}
+
+#[test]
+fn shell_pipeline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("words.txt"), "pear\napple\nfig\n").expect("input");
+    let mut audits = Vec::new();
+    for backend in BACKENDS {
+        let audit = audit(backend, dir.path(), dir.path(), &["sh", "-c", "cat words.txt | tr a-z A-Z | sort > sorted.txt"]);
+        assert!(audit.output.status.success(), "{backend}: {}", audit.stderr());
+        assert_complete(&audit);
+        assert_eq!(data_paths(&audit.manifest, "inputs"), paths_under(dir.path(), &["words.txt"]), "{backend}");
+        assert_eq!(data_paths(&audit.manifest, "outputs"), paths_under(dir.path(), &["sorted.txt"]), "{backend}");
+        audits.push(audit);
+    }
+    assert_eq!(std::fs::read_to_string(dir.path().join("sorted.txt")).expect("output"), "APPLE\nFIG\nPEAR\n");
+    assert_same_run(&audits[0].manifest, &audits[1].manifest);
+}
+
+#[test]
+fn failed_exec_is_recorded_and_exit_code_passes_through() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("data.txt"), "not a program\n").expect("data file");
+    let script = "env no-such-command-xyz 2>/dev/null; ./data.txt 2>/dev/null; exit 7";
+    let mut audits = Vec::new();
+    for backend in BACKENDS {
+        let audit = audit(backend, dir.path(), dir.path(), &["sh", "-c", script]);
+        assert_eq!(audit.output.status.code(), Some(7), "{backend}: {}", audit.stderr());
+        assert_eq!(audit.manifest["exit_code"], 7);
+        assert_complete(&audit);
+        let failures: Vec<&Value> = audit.manifest["processes"]
+            .as_array()
+            .expect("processes")
+            .iter()
+            .flat_map(|p| p["failed_execs"].as_array().expect("failed_execs"))
+            .collect();
+        assert!(
+            failures.iter().any(|f| f["path"] == "/usr/bin/no-such-command-xyz" && f["error"] == "ENOENT"),
+            "{backend}: {failures:?}"
+        );
+        let not_a_program = format!("{}/data.txt", dir.path().display());
+        assert!(
+            failures.iter().any(|f| f["path"] == not_a_program.as_str() && f["error"] == "EACCES"),
+            "{backend}: {failures:?}"
+        );
+        audits.push(audit);
+    }
+    assert_same_run(&audits[0].manifest, &audits[1].manifest);
+}
+
+#[test]
+fn a_killed_command_reports_its_signal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for backend in BACKENDS {
+        let audit = audit(backend, dir.path(), dir.path(), &["sh", "-c", "kill -KILL $$"]);
+        assert_eq!(audit.output.status.code(), Some(128 + 9), "{backend}: {}", audit.stderr());
+        assert_eq!(audit.manifest["exit_code"], Value::Null, "{backend}");
+        assert_eq!(audit.manifest["signal"], "SIGKILL", "{backend}");
+    }
+}
+
+#[test]
+fn a_missing_command_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for backend in BACKENDS {
+        let output = Command::new(reprotrace_bin())
+            .current_dir(dir.path())
+            .args(["run", "--backend", backend, "--", "no-such-command-xyz"])
+            .output()
+            .expect("running reprotrace");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{backend}: {stderr}");
+        assert!(stderr.contains("command not found: no-such-command-xyz"), "{backend}: {stderr}");
+    }
+}
+
+#[test]
+fn without_privileges_ebpf_says_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all"])
+        .arg(reprotrace_bin())
+        .args(["run", "-o", "/dev/null", "--", "true"])
+        .current_dir(dir.path())
+        .output()
+        .expect("running setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("needs root") && stderr.contains("--backend strace"), "{stderr}");
+}
