@@ -2,7 +2,7 @@
 //! correct options, then parses the log into the same events the eBPF backend
 //! produces.
 
-#[path = "/tmp/parse_stub.rs"] pub mod parse; // TEMP
+pub mod parse;
 
 use std::{
     ffi::OsString,
@@ -35,9 +35,10 @@ pub fn find_strace() -> Result<PathBuf, StraceError> {
 ///
 /// `--seccomp-bpf` stops the tracee only on the syscalls we model; `-X raw`
 /// prints flags as numbers (no table to keep in sync); `-s 65536` keeps paths
-/// and arguments whole; `-q` and `-e signal=none` drop lines we don't model.
+/// and arguments whole; `-q` drops attach messages. Signal lines stay: `-e
+/// signal=none` would also hide `+++ killed by SIG… +++`.
 pub fn strace_args(log: &Path, credentials: Option<&Credentials>, command: &[OsString]) -> Vec<OsString> {
-    let mut args: Vec<OsString> = ["-f", "-q", "--seccomp-bpf", "-X", "raw", "-s", "65536", "-e", "signal=none"]
+    let mut args: Vec<OsString> = ["-f", "-q", "--seccomp-bpf", "-X", "raw", "-s", "65536"]
         .iter()
         .map(OsString::from)
         .collect();
