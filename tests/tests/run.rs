@@ -162,3 +162,56 @@ fn without_privileges_ebpf_says_what_to_do() {
     assert_eq!(output.status.code(), Some(125), "{stderr}");
     assert!(stderr.contains("needs root") && stderr.contains("--backend strace"), "{stderr}");
 }
+
+#[test]
+fn sigterm_is_passed_on_and_the_manifest_still_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = "import signal, sys, time\n\
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(5))\n\
+        open('ready', 'w').close()\n\
+        time.sleep(60)\n";
+    for backend in BACKENDS {
+        let ready = dir.path().join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let manifest = dir.path().join(format!("{backend}.json"));
+        let mut child = Command::new(reprotrace_bin())
+            .current_dir(dir.path())
+            .args(["run", "--quiet", "--backend", backend, "-o"])
+            .arg(&manifest)
+            .args(["--", PYTHON, "-c", program])
+            .spawn()
+            .expect("running reprotrace");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !ready.exists() {
+            assert!(std::time::Instant::now() < deadline, "{backend}: the workload never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = child.wait().expect("reprotrace exits");
+        assert_eq!(status.code(), Some(5), "{backend}");
+        let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest).expect("manifest")).expect("JSON");
+        reprotrace_tests::assert_valid(&manifest);
+        assert_eq!(manifest["exit_code"], 5, "{backend}");
+        assert_eq!(manifest["stats"]["complete"], true, "{backend}");
+    }
+}
+
+#[test]
+fn under_sudo_the_command_runs_as_the_invoking_user() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for backend in BACKENDS {
+        let output = Command::new(reprotrace_bin())
+            .current_dir(dir.path())
+            .env("SUDO_UID", "65534")
+            .env("SUDO_GID", "65534")
+            .env("SUDO_USER", "nobody")
+            .args(["run", "--quiet", "--backend", backend, "-o"])
+            .arg(dir.path().join(format!("{backend}.json")))
+            .args(["--", "id", "-u"])
+            .output()
+            .expect("running reprotrace");
+        assert!(output.status.success(), "{backend}: {}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "65534", "{backend}");
+    }
+}
