@@ -12,8 +12,7 @@ use std::{
     process::Command,
 };
 
-const BPF_LINKER_HINT: &str =
-    "install it with `cargo xtask setup` (or `cargo install bpf-linker@0.10.1 --locked`)";
+const BPF_LINKER_HINT: &str = "install it with `cargo xtask setup` (or `cargo install bpf-linker@0.10.1 --locked`)";
 
 fn main() {
     if let Err(message) = build() {
@@ -27,12 +26,9 @@ fn build() -> Result<(), String> {
     let out_dir = PathBuf::from(env_var("OUT_DIR")?);
     let ebpf_dir = manifest_dir.join("../tracer-ebpf");
     let common_dir = manifest_dir.join("../tracer-common");
-    for watched in [
-        ebpf_dir.join("src"),
-        ebpf_dir.join("Cargo.toml"),
-        ebpf_dir.join("Cargo.lock"),
-        common_dir.join("src"),
-    ] {
+    for watched in
+        [ebpf_dir.join("src"), ebpf_dir.join("Cargo.toml"), ebpf_dir.join("Cargo.lock"), common_dir.join("src")]
+    {
         println!("cargo:rerun-if-changed={}", watched.display());
     }
     println!("cargo:rerun-if-env-changed=BPF_LINKER");
@@ -62,9 +58,7 @@ fn build_bitcode_archive(ebpf_dir: &Path, target_dir: &Path) -> Result<PathBuf, 
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET");
-    let status = command
-        .status()
-        .map_err(|err| format!("running cargo for tracer-ebpf: {err}"))?;
+    let status = command.status().map_err(|err| format!("running cargo for tracer-ebpf: {err}"))?;
     if !status.success() {
         return Err(format!("cargo build of tracer-ebpf failed ({status})"));
     }

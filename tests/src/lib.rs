@@ -73,7 +73,8 @@ pub fn assert_valid(manifest: &Value) {
     let schema_text = std::fs::read(repo_root().join("docs/manifest.schema.json")).expect("schema file");
     let schema: Value = serde_json::from_slice(&schema_text).expect("schema is JSON");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<String> = validator.iter_errors(manifest).map(|err| format!("{} at {}", err, err.instance_path)).collect();
+    let errors: Vec<String> =
+        validator.iter_errors(manifest).map(|err| format!("{} at {}", err, err.instance_path)).collect();
     assert!(errors.is_empty(), "manifest violates the schema:\n{}", errors.join("\n"));
 }
 
@@ -110,7 +111,8 @@ pub fn comparable(manifest: &Value) -> Value {
         *count += 1;
         names.insert(*pid, format!("{base}#{count}"));
     }
-    let name_of = |pid: &Value| pid.as_u64().and_then(|pid| names.get(&pid)).cloned().map_or(Value::Null, Value::String);
+    let name_of =
+        |pid: &Value| pid.as_u64().and_then(|pid| names.get(&pid)).cloned().map_or(Value::Null, Value::String);
     let mut comparable = manifest.clone();
     let object = comparable.as_object_mut().expect("manifest object");
     for volatile in ["backend", "started_at", "finished_at", "stats"] {

@@ -62,11 +62,16 @@ fn python_file_operations_give_exact_data_and_equal_manifests() {
             paths_under(&work, &["outputs/b.txt", "outputs/caf\\xe9.txt", "outputs/child.txt", "outputs/result.json"]),
             "{backend} outputs"
         );
-        let sizes: Vec<&Value> = audit.manifest["data"]["outputs"].as_array().expect("outputs").iter().map(|o| &o["size"]).collect();
+        let sizes: Vec<&Value> =
+            audit.manifest["data"]["outputs"].as_array().expect("outputs").iter().map(|o| &o["size"]).collect();
         assert_eq!(sizes, [&Value::from(18), &Value::from(5), &Value::from(15), &Value::from(13)], "{backend} sizes");
         // The tree: python, its forked child, sh and cat.
-        let exes: BTreeSet<&str> =
-            audit.manifest["processes"].as_array().expect("processes").iter().filter_map(|p| p["exe"].as_str()).collect();
+        let exes: BTreeSet<&str> = audit.manifest["processes"]
+            .as_array()
+            .expect("processes")
+            .iter()
+            .filter_map(|p| p["exe"].as_str())
+            .collect();
         assert_eq!(exes, BTreeSet::from([PYTHON, "/usr/bin/sh", "/usr/bin/cat"]), "{backend} executables");
         assert_eq!(audit.manifest["processes"].as_array().expect("processes").len(), 4, "{backend} processes");
         audits.push(audit);
@@ -80,7 +85,8 @@ fn shell_pipeline() {
     std::fs::write(dir.path().join("words.txt"), "pear\napple\nfig\n").expect("input");
     let mut audits = Vec::new();
     for backend in BACKENDS {
-        let audit = audit(backend, dir.path(), dir.path(), &["sh", "-c", "cat words.txt | tr a-z A-Z | sort > sorted.txt"]);
+        let audit =
+            audit(backend, dir.path(), dir.path(), &["sh", "-c", "cat words.txt | tr a-z A-Z | sort > sorted.txt"]);
         assert!(audit.output.status.success(), "{backend}: {}", audit.stderr());
         assert_complete(&audit);
         assert_eq!(data_paths(&audit.manifest, "inputs"), paths_under(dir.path(), &["words.txt"]), "{backend}");

@@ -9,6 +9,8 @@
 //! one kind in the kernel, so user space decodes facts, not syscalls.
 #![no_std]
 
+pub mod abi;
+
 /// Longest path the kernel copies (Linux `PATH_MAX`, NUL included).
 pub const PATH_MAX: usize = 4096;
 /// Bytes of NUL-separated argv the kernel copies for one exec.
@@ -25,9 +27,6 @@ pub const FLAG_STR0_TRUNCATED: u16 = 1;
 pub const FLAG_STR1_TRUNCATED: u16 = 2;
 /// `EventHeader::flags`: an argv entry could not be read (page not resident).
 pub const FLAG_ARGV_UNREADABLE: u16 = 4;
-
-/// `AT_FDCWD` as the kernel passes it in a 64-bit syscall argument slot.
-pub const AT_FDCWD: i32 = -100;
 
 /// The facts the kernel reports. The discriminant is the `kind` field on the wire.
 #[repr(u16)]
@@ -205,7 +204,36 @@ macro_rules! syscall_programs {
 /// Every program in the object. The build exports these symbols and the loader
 /// attaches each one; the kernel crate defines one function per entry.
 pub const PROGRAMS: &[ProgramSpec] = syscall_programs!(
-    open, creat, openat, openat2, execve, execveat, chdir, fchdir, rename, renameat, renameat2,
-    unlink, unlinkat, rmdir, mkdir, mkdirat, link, linkat, symlink, symlinkat, truncate,
-    ftruncate, close, close_range, dup, dup2, dup3, fcntl, clone, clone3, fork, vfork,
+    open,
+    creat,
+    openat,
+    openat2,
+    execve,
+    execveat,
+    chdir,
+    fchdir,
+    rename,
+    renameat,
+    renameat2,
+    unlink,
+    unlinkat,
+    rmdir,
+    mkdir,
+    mkdirat,
+    link,
+    linkat,
+    symlink,
+    symlinkat,
+    truncate,
+    ftruncate,
+    close,
+    close_range,
+    dup,
+    dup2,
+    dup3,
+    fcntl,
+    clone,
+    clone3,
+    fork,
+    vfork,
 );

@@ -19,8 +19,8 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::generated::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user, bpf_probe_read_user_str,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_probe_read_user_str,
     },
     macros::{map, tracepoint},
     maps::{HashMap, PerCpuArray, RingBuf},
@@ -28,9 +28,12 @@ use aya_ebpf::{
     EbpfContext,
 };
 use tracer_common::{
-    counters, EventHeader, EventKind, PendingSyscall, ARGV_MAX, ARGV_MAX_ARGS, AT_FDCWD,
-    FLAG_ARGV_UNREADABLE, FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX,
-    SCRATCH_SIZE,
+    abi::{
+        AT_FDCWD_ARG, AT_REMOVEDIR, CLONE_VFORK, CLONE_VM, CLOSE_RANGE_CLOEXEC, FD_CLOEXEC, F_DUPFD, F_DUPFD_CLOEXEC,
+        F_SETFD, O_CLOEXEC, O_CREAT, O_TRUNC, O_WRONLY, SIGCHLD,
+    },
+    counters, EventHeader, EventKind, PendingSyscall, ARGV_MAX, ARGV_MAX_ARGS, FLAG_ARGV_UNREADABLE,
+    FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX, SCRATCH_SIZE,
 };
 
 const MAX_TASKS: u32 = 65536;
@@ -65,22 +68,7 @@ const EXEC_PID_OFFSET: usize = 12;
 const EXEC_OLD_PID_OFFSET: usize = 16;
 const EXIT_GROUP_DEAD_OFFSET: usize = 32;
 
-// Kernel ABI constants.
-const O_WRONLY: u64 = 0o1;
-const O_CREAT: u64 = 0o100;
-const O_TRUNC: u64 = 0o1000;
-const O_CLOEXEC: u64 = 0o2000000;
-const AT_REMOVEDIR: u64 = 0x200;
-const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
-const F_DUPFD: u64 = 0;
-const F_SETFD: u64 = 2;
-const F_DUPFD_CLOEXEC: u64 = 1030;
-const FD_CLOEXEC: u64 = 1;
-const SIGCHLD: u64 = 17;
-const CLONE_VM: u64 = 0x100;
-const CLONE_VFORK: u64 = 0x4000;
-
-const CWD: u64 = AT_FDCWD as u64;
+const CWD: u64 = AT_FDCWD_ARG;
 
 #[inline(always)]
 fn current_tid() -> u32 {
@@ -102,9 +90,7 @@ fn syscall_arg(ctx: &TracePointContext, index: usize) -> u64 {
 #[inline(always)]
 fn read_user_u64(ptr: u64) -> u64 {
     let mut value: u64 = 0;
-    let ok = unsafe {
-        bpf_probe_read_user((&mut value as *mut u64).cast(), 8, ptr as *const c_void)
-    };
+    let ok = unsafe { bpf_probe_read_user((&mut value as *mut u64).cast(), 8, ptr as *const c_void) };
     if ok == 0 {
         value
     } else {
@@ -200,11 +186,7 @@ fn emit_exec_request(mut head: EventHeader, path_ptr: u64, argv_ptr: u64) {
         for index in 0..ARGV_MAX_ARGS {
             let mut arg: u64 = 0;
             let read = unsafe {
-                bpf_probe_read_user(
-                    (&mut arg as *mut u64).cast(),
-                    8,
-                    (argv_ptr + 8 * index as u64) as *const c_void,
-                )
+                bpf_probe_read_user((&mut arg as *mut u64).cast(), 8, (argv_ptr + 8 * index as u64) as *const c_void)
             };
             if read != 0 {
                 flags |= FLAG_ARGV_UNREADABLE;
@@ -219,9 +201,7 @@ fn emit_exec_request(mut head: EventHeader, path_ptr: u64, argv_ptr: u64) {
                 break;
             }
             let offset = argv_base + (used & (ARGV_MAX - 1));
-            let n = unsafe {
-                bpf_probe_read_user_str(buf.add(offset).cast(), PATH_MAX as u32, arg as *const c_void)
-            };
+            let n = unsafe { bpf_probe_read_user_str(buf.add(offset).cast(), PATH_MAX as u32, arg as *const c_void) };
             if n <= 0 {
                 flags |= FLAG_ARGV_UNREADABLE;
                 complete = true;
@@ -249,7 +229,7 @@ fn emit_exec_request(mut head: EventHeader, path_ptr: u64, argv_ptr: u64) {
 #[inline(always)]
 fn enter(ctx: &TracePointContext, kind: EventKind, args: [u64; 3], str_ptr: [u64; 2]) {
     let tid = current_tid();
-    if unsafe { TRACED.get(&tid) }.is_none() {
+    if unsafe { TRACED.get(tid) }.is_none() {
         return;
     }
     let pending = PendingSyscall {
@@ -259,19 +239,19 @@ fn enter(ctx: &TracePointContext, kind: EventKind, args: [u64; 3], str_ptr: [u64
         args,
         str_ptr,
     };
-    let _ = PENDING.insert(&tid, &pending, 0);
+    let _ = PENDING.insert(tid, pending, 0);
 }
 
 /// Emits the fact a traced task's syscall established, if it succeeded.
 #[inline(always)]
 fn exit(ctx: &TracePointContext) {
     let tid = current_tid();
-    let Some(pending) = (unsafe { PENDING.get(&tid) }).copied() else { return };
-    let _ = PENDING.remove(&tid);
+    let Some(pending) = (unsafe { PENDING.get(tid) }).copied() else { return };
+    let _ = PENDING.remove(tid);
     if pending.syscall_nr != read_ctx::<i32>(ctx, SYSCALL_NR_OFFSET) as u32 {
         return;
     }
-    let Some(&audit_id) = (unsafe { TRACED.get(&tid) }) else { return };
+    let Some(&audit_id) = (unsafe { TRACED.get(tid) }) else { return };
     let ret: i64 = read_ctx(ctx, SYSCALL_RET_OFFSET);
     let Some(kind) = EventKind::from_wire(pending.kind) else { return };
     match kind {
@@ -297,12 +277,37 @@ macro_rules! syscall_exits {
 }
 
 syscall_exits!(
-    sys_exit_open, sys_exit_creat, sys_exit_openat, sys_exit_openat2, sys_exit_execve,
-    sys_exit_execveat, sys_exit_chdir, sys_exit_fchdir, sys_exit_rename, sys_exit_renameat,
-    sys_exit_renameat2, sys_exit_unlink, sys_exit_unlinkat, sys_exit_rmdir, sys_exit_mkdir,
-    sys_exit_mkdirat, sys_exit_link, sys_exit_linkat, sys_exit_symlink, sys_exit_symlinkat,
-    sys_exit_truncate, sys_exit_ftruncate, sys_exit_close, sys_exit_close_range, sys_exit_dup,
-    sys_exit_dup2, sys_exit_dup3, sys_exit_fcntl, sys_exit_clone, sys_exit_clone3, sys_exit_fork,
+    sys_exit_open,
+    sys_exit_creat,
+    sys_exit_openat,
+    sys_exit_openat2,
+    sys_exit_execve,
+    sys_exit_execveat,
+    sys_exit_chdir,
+    sys_exit_fchdir,
+    sys_exit_rename,
+    sys_exit_renameat,
+    sys_exit_renameat2,
+    sys_exit_unlink,
+    sys_exit_unlinkat,
+    sys_exit_rmdir,
+    sys_exit_mkdir,
+    sys_exit_mkdirat,
+    sys_exit_link,
+    sys_exit_linkat,
+    sys_exit_symlink,
+    sys_exit_symlinkat,
+    sys_exit_truncate,
+    sys_exit_ftruncate,
+    sys_exit_close,
+    sys_exit_close_range,
+    sys_exit_dup,
+    sys_exit_dup2,
+    sys_exit_dup3,
+    sys_exit_fcntl,
+    sys_exit_clone,
+    sys_exit_clone3,
+    sys_exit_fork,
     sys_exit_vfork,
 );
 
@@ -321,9 +326,7 @@ macro_rules! syscall_enter {
 }
 
 syscall_enter!(sys_enter_open, |ctx, a| (EventKind::Open, [CWD, a(1), a(2)], [a(0), 0]));
-syscall_enter!(sys_enter_creat, |ctx, a| {
-    (EventKind::Open, [CWD, O_CREAT | O_WRONLY | O_TRUNC, a(1)], [a(0), 0])
-});
+syscall_enter!(sys_enter_creat, |ctx, a| { (EventKind::Open, [CWD, O_CREAT | O_WRONLY | O_TRUNC, a(1)], [a(0), 0]) });
 syscall_enter!(sys_enter_openat, |ctx, a| (EventKind::Open, [a(0), a(2), a(3)], [a(1), 0]));
 syscall_enter!(sys_enter_openat2, |ctx, a| {
     // struct open_how { u64 flags; u64 mode; u64 resolve; }
@@ -333,25 +336,17 @@ syscall_enter!(sys_enter_openat2, |ctx, a| {
 syscall_enter!(sys_enter_chdir, |ctx, a| (EventKind::Chdir, [CWD, 0, 0], [a(0), 0]));
 syscall_enter!(sys_enter_fchdir, |ctx, a| (EventKind::Chdir, [a(0), 0, 0], [0, 0]));
 syscall_enter!(sys_enter_rename, |ctx, a| (EventKind::Rename, [CWD, CWD, 0], [a(0), a(1)]));
-syscall_enter!(sys_enter_renameat, |ctx, a| {
-    (EventKind::Rename, [a(0), a(2), 0], [a(1), a(3)])
-});
-syscall_enter!(sys_enter_renameat2, |ctx, a| {
-    (EventKind::Rename, [a(0), a(2), a(4)], [a(1), a(3)])
-});
+syscall_enter!(sys_enter_renameat, |ctx, a| { (EventKind::Rename, [a(0), a(2), 0], [a(1), a(3)]) });
+syscall_enter!(sys_enter_renameat2, |ctx, a| { (EventKind::Rename, [a(0), a(2), a(4)], [a(1), a(3)]) });
 syscall_enter!(sys_enter_unlink, |ctx, a| (EventKind::Remove, [CWD, 0, 0], [a(0), 0]));
 syscall_enter!(sys_enter_unlinkat, |ctx, a| (EventKind::Remove, [a(0), a(2), 0], [a(1), 0]));
-syscall_enter!(sys_enter_rmdir, |ctx, a| {
-    (EventKind::Remove, [CWD, AT_REMOVEDIR, 0], [a(0), 0])
-});
+syscall_enter!(sys_enter_rmdir, |ctx, a| { (EventKind::Remove, [CWD, AT_REMOVEDIR, 0], [a(0), 0]) });
 syscall_enter!(sys_enter_mkdir, |ctx, a| (EventKind::Mkdir, [CWD, a(1), 0], [a(0), 0]));
 syscall_enter!(sys_enter_mkdirat, |ctx, a| (EventKind::Mkdir, [a(0), a(2), 0], [a(1), 0]));
 syscall_enter!(sys_enter_link, |ctx, a| (EventKind::Link, [CWD, CWD, 0], [a(0), a(1)]));
 syscall_enter!(sys_enter_linkat, |ctx, a| (EventKind::Link, [a(0), a(2), a(4)], [a(1), a(3)]));
 syscall_enter!(sys_enter_symlink, |ctx, a| (EventKind::Symlink, [0, CWD, 0], [a(0), a(1)]));
-syscall_enter!(sys_enter_symlinkat, |ctx, a| {
-    (EventKind::Symlink, [0, a(1), 0], [a(0), a(2)])
-});
+syscall_enter!(sys_enter_symlinkat, |ctx, a| { (EventKind::Symlink, [0, a(1), 0], [a(0), a(2)]) });
 syscall_enter!(sys_enter_truncate, |ctx, a| (EventKind::Truncate, [CWD, 0, 0], [a(0), 0]));
 syscall_enter!(sys_enter_ftruncate, |ctx, a| (EventKind::Truncate, [a(0), 0, 0], [0, 0]));
 syscall_enter!(sys_enter_close, |ctx, a| (EventKind::Close, [a(0), a(0), 0], [0, 0]));
@@ -364,18 +359,14 @@ syscall_enter!(sys_enter_close_range, |ctx, a| {
 });
 syscall_enter!(sys_enter_dup, |ctx, a| (EventKind::Dup, [a(0), 0, 0], [0, 0]));
 syscall_enter!(sys_enter_dup2, |ctx, a| (EventKind::Dup, [a(0), 0, 0], [0, 0]));
-syscall_enter!(sys_enter_dup3, |ctx, a| {
-    (EventKind::Dup, [a(0), (a(2) & O_CLOEXEC != 0) as u64, 0], [0, 0])
-});
+syscall_enter!(sys_enter_dup3, |ctx, a| { (EventKind::Dup, [a(0), (a(2) & O_CLOEXEC != 0) as u64, 0], [0, 0]) });
 syscall_enter!(sys_enter_clone, |ctx, a| (EventKind::Fork, [0, a(0), 0], [0, 0]));
 syscall_enter!(sys_enter_clone3, |ctx, a| {
     // struct clone_args starts with `u64 flags`.
     (EventKind::Fork, [0, read_user_u64(a(0)), 0], [0, 0])
 });
 syscall_enter!(sys_enter_fork, |ctx, _a| (EventKind::Fork, [0, SIGCHLD, 0], [0, 0]));
-syscall_enter!(sys_enter_vfork, |ctx, _a| {
-    (EventKind::Fork, [0, CLONE_VM | CLONE_VFORK | SIGCHLD, 0], [0, 0])
-});
+syscall_enter!(sys_enter_vfork, |ctx, _a| { (EventKind::Fork, [0, CLONE_VM | CLONE_VFORK | SIGCHLD, 0], [0, 0]) });
 
 #[tracepoint]
 pub fn sys_enter_fcntl(ctx: TracePointContext) -> u32 {
@@ -407,7 +398,7 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn exec_request(ctx: &TracePointContext, dirfd: u64, path: u64, argv: u64, flags: u64) {
     let tid = current_tid();
-    let Some(&audit_id) = (unsafe { TRACED.get(&tid) }) else { return };
+    let Some(&audit_id) = (unsafe { TRACED.get(tid) }) else { return };
     emit_exec_request(header(EventKind::ExecRequest, audit_id, 0, [dirfd, flags, 0]), path, argv);
     enter(ctx, EventKind::ExecResult, [dirfd, flags, 0], [0, 0]);
 }
@@ -417,13 +408,13 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     // Runs in the parent, before the child is first scheduled: the child is in
     // TRACED before it can make a syscall.
     let parent = current_tid();
-    let Some(&audit_id) = (unsafe { TRACED.get(&parent) }) else { return 0 };
+    let Some(&audit_id) = (unsafe { TRACED.get(parent) }) else { return 0 };
     let child: i32 = read_ctx(&ctx, FORK_CHILD_PID_OFFSET);
     let child = child as u32;
-    if TRACED.insert(&child, &audit_id, 0).is_err() {
+    if TRACED.insert(child, audit_id, 0).is_err() {
         bump_counter(counters::UNTRACKED_CHILDREN);
     }
-    let clone_flags = match unsafe { PENDING.get(&parent) } {
+    let clone_flags = match unsafe { PENDING.get(parent) } {
         Some(pending) if pending.kind == EventKind::Fork as u16 => pending.args[1],
         // A thread the kernel made on the task's behalf (io_uring workers).
         _ => 0,
@@ -442,12 +433,12 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let (pid, old_pid) = (pid as u32, old_pid as u32);
-    let Some(&audit_id) = (unsafe { TRACED.get(&old_pid) }) else { return 0 };
-    let _ = TRACED.insert(&pid, &audit_id, 0);
-    let _ = TRACED.remove(&old_pid);
-    if let Some(pending) = (unsafe { PENDING.get(&old_pid) }).copied() {
-        let _ = PENDING.insert(&pid, &pending, 0);
-        let _ = PENDING.remove(&old_pid);
+    let Some(&audit_id) = (unsafe { TRACED.get(old_pid) }) else { return 0 };
+    let _ = TRACED.insert(pid, audit_id, 0);
+    let _ = TRACED.remove(old_pid);
+    if let Some(pending) = (unsafe { PENDING.get(old_pid) }).copied() {
+        let _ = PENDING.insert(pid, pending, 0);
+        let _ = PENDING.remove(old_pid);
     }
     0
 }
@@ -455,23 +446,17 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let tid = current_tid();
-    let Some(&audit_id) = (unsafe { TRACED.get(&tid) }) else { return 0 };
+    let Some(&audit_id) = (unsafe { TRACED.get(tid) }) else { return 0 };
     let offset = unsafe { core::ptr::read_volatile(&TASK_EXIT_CODE_OFFSET) };
     let mut status: i32 = 0;
     if offset != 0 {
         let task = unsafe { bpf_get_current_task() };
-        unsafe {
-            bpf_probe_read_kernel(
-                (&mut status as *mut i32).cast(),
-                4,
-                (task + offset) as *const c_void,
-            )
-        };
+        unsafe { bpf_probe_read_kernel((&mut status as *mut i32).cast(), 4, (task + offset) as *const c_void) };
     }
     let group_dead: u8 = read_ctx(&ctx, EXIT_GROUP_DEAD_OFFSET);
     let head = header(EventKind::Exit, audit_id, 0, [status as u32 as u64, group_dead as u64, 0]);
-    let _ = TRACED.remove(&tid);
-    let _ = PENDING.remove(&tid);
+    let _ = TRACED.remove(tid);
+    let _ = PENDING.remove(tid);
     emit_header(head);
     0
 }

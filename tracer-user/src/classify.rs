@@ -15,8 +15,8 @@ use crate::{
 
 /// Trees whose files are the system's, never the run's data.
 pub const SYSTEM_TREES: &[&[u8]] = &[
-    b"/usr", b"/lib", b"/lib32", b"/lib64", b"/libx32", b"/bin", b"/sbin", b"/etc", b"/proc",
-    b"/sys", b"/dev", b"/run", b"/boot",
+    b"/usr", b"/lib", b"/lib32", b"/lib64", b"/libx32", b"/bin", b"/sbin", b"/etc", b"/proc", b"/sys", b"/dev",
+    b"/run", b"/boot",
 ];
 
 /// A data file and its size after the run (`None` for an input the run removed).

@@ -1,11 +1,13 @@
 //! Linux x86_64 `errno` names and numbers, as strace prints them after a failed
 //! syscall (`= -1 ENOENT (No such file or directory)`).
 
+use crate::name_table::NameTable;
+
 /// Every errno the kernel's uapi headers define, in number order.
 ///
 /// The aliases (`EWOULDBLOCK`, `EDEADLOCK`, `ENOTSUP`) come last, so
 /// [`errno_name`], which returns the first match, gives the canonical name.
-static ERRNOS: &[(&str, i32)] = &[
+static ERRNOS: NameTable = NameTable(&[
     ("EPERM", 1),
     ("ENOENT", 2),
     ("ESRCH", 3),
@@ -141,22 +143,16 @@ static ERRNOS: &[(&str, i32)] = &[
     ("EWOULDBLOCK", 11),
     ("EDEADLOCK", 35),
     ("ENOTSUP", 95),
-];
+]);
 
 /// The name of errno `number` (`2` → `"ENOENT"`), if Linux defines one.
 pub fn errno_name(number: i32) -> Option<&'static str> {
-    ERRNOS
-        .iter()
-        .find(|&&(_, value)| value == number)
-        .map(|&(name, _)| name)
+    ERRNOS.name(number)
 }
 
 /// The number of errno `name` (`"ENOENT"` → `2`), aliases included.
 pub fn errno_number(name: &str) -> Option<i32> {
-    ERRNOS
-        .iter()
-        .find(|&&(candidate, _)| candidate == name)
-        .map(|&(_, value)| value)
+    ERRNOS.number(name)
 }
 
 #[cfg(test)]

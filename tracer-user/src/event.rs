@@ -9,38 +9,7 @@
 /// A kernel task id (a thread id; equal to the process id for a main thread).
 pub type Tid = u32;
 
-/// `AT_FDCWD`: a dirfd meaning "relative to the working directory".
-pub const AT_FDCWD: i32 = tracer_common::AT_FDCWD;
-
-/// Clone flags that decide what a child shares with its parent.
-pub mod clone_flags {
-    pub const CLONE_VM: u64 = 0x100;
-    pub const CLONE_FS: u64 = 0x200;
-    pub const CLONE_FILES: u64 = 0x400;
-    pub const CLONE_VFORK: u64 = 0x4000;
-    pub const CLONE_THREAD: u64 = 0x10000;
-}
-
-/// Open flags the pipeline interprets.
-pub mod open_flags {
-    pub const O_ACCMODE: u32 = 0o3;
-    pub const O_WRONLY: u32 = 0o1;
-    pub const O_RDWR: u32 = 0o2;
-    pub const O_CREAT: u32 = 0o100;
-    pub const O_TRUNC: u32 = 0o1000;
-    pub const O_APPEND: u32 = 0o2000;
-    pub const O_DIRECTORY: u32 = 0o200000;
-    pub const O_CLOEXEC: u32 = 0o2000000;
-    pub const O_PATH: u32 = 0o10000000;
-    pub const O_TMPFILE: u32 = 0o20000000 | O_DIRECTORY;
-}
-
-/// `renameat2` flags.
-pub const RENAME_EXCHANGE: u32 = 1 << 1;
-/// `unlinkat` flag: remove a directory.
-pub const AT_REMOVEDIR: u32 = 0x200;
-/// `execveat`/`linkat` flag: an empty path names the dirfd itself.
-pub const AT_EMPTY_PATH: u32 = 0x1000;
+pub use tracer_common::abi::{self, AT_FDCWD};
 
 /// One fact about one task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,21 +48,23 @@ impl WaitStatus {
 /// (`open`, `creat`, `openat` and `openat2` are all [`Fact::Open`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fact {
-    /// The task created `child`; `flags` are the clone flags (see [`clone_flags`]).
+    /// The task created `child`; `flags` are the clone flags (`abi::CLONE_*`).
     Fork { child: Tid, flags: u64 },
     /// The task ended.
     Exit { status: WaitStatus },
     /// The task asked to run `path` (relative to `dirfd`) with `argv`.
-    ExecRequest { dirfd: i32, path: Vec<u8>, argv: Vec<Vec<u8>>, flags: u32 },
+    ExecRequest { dirfd: i32, path: Vec<u8>, argv: Vec<Vec<u8>>, flags: u64 },
     /// The outcome of the task's last [`Fact::ExecRequest`]: 0 or `-errno`.
+    /// After a non-leader thread's successful exec it arrives under the
+    /// process id, not the id of the thread that asked.
     ExecResult { ret: i64 },
     /// `path` (relative to `dirfd`) was opened as descriptor `fd`.
-    Open { dirfd: i32, path: Vec<u8>, flags: u32, fd: i32 },
+    Open { dirfd: i32, path: Vec<u8>, flags: u64, fd: i32 },
     /// The working directory became `path` relative to `dirfd`; an empty path
     /// means the directory `dirfd` is open on (fchdir).
     Chdir { dirfd: i32, path: Vec<u8> },
     /// `old` was renamed to `new`; `flags` are renameat2's.
-    Rename { old_dirfd: i32, old: Vec<u8>, new_dirfd: i32, new: Vec<u8>, flags: u32 },
+    Rename { old_dirfd: i32, old: Vec<u8>, new_dirfd: i32, new: Vec<u8>, flags: u64 },
     /// `path` was removed (`dir`: by rmdir or `AT_REMOVEDIR`).
     Remove { dirfd: i32, path: Vec<u8>, dir: bool },
     /// A directory was created.

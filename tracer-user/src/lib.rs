@@ -15,6 +15,7 @@ pub mod errno;
 pub mod event;
 pub mod launch;
 pub mod manifest;
+mod name_table;
 pub mod pipeline;
 pub mod run;
 pub mod signals;

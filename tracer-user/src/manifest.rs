@@ -218,11 +218,8 @@ impl Manifest {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
-        let mut temp = tempfile::Builder::new()
-            .prefix(".reprotrace-")
-            .suffix(".json.tmp")
-            .tempfile_in(dir)
-            .map_err(fail)?;
+        let mut temp =
+            tempfile::Builder::new().prefix(".reprotrace-").suffix(".json.tmp").tempfile_in(dir).map_err(fail)?;
         serde_json::to_writer_pretty(&mut temp, self).map_err(|err| fail(err.into()))?;
         temp.write_all(b"\n").map_err(fail)?;
         temp.as_file().sync_all().map_err(fail)?;
@@ -231,8 +228,7 @@ impl Manifest {
     }
 
     pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read(path)
-            .map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read(path).map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
         let value: serde_json::Value = serde_json::from_slice(&text)
             .map_err(|source| ManifestError::Corrupt { path: path.to_path_buf(), source })?;
         let schema = value.get("schema").and_then(|schema| schema.as_str()).unwrap_or_default();

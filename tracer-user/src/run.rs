@@ -81,9 +81,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<i32> {
     let mut signals = ForwardedSignals::new()?;
 
     let traced = match options.backend {
-        Backend::Ebpf => {
-            trace_with_ebpf(&options, &program, credentials.as_ref(), cwd.clone(), &mut signals).await?
-        }
+        Backend::Ebpf => trace_with_ebpf(&options, &program, credentials.as_ref(), cwd.clone(), &mut signals).await?,
         Backend::Strace => trace_with_strace(&options, credentials.as_ref(), cwd.clone(), &mut signals).await?,
     };
     let duration = clock.elapsed();

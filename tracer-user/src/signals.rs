@@ -5,9 +5,11 @@
 //! `SIGRTMIN` and 33..=64 are `SIGRT_1`..=`SIGRT_32`. (glibc's `SIGRTMIN` is 34,
 //! so `SIGRTMIN+n` spellings would be ambiguous; strace never prints them.)
 
+use crate::name_table::NameTable;
+
 /// Every signal, in number order; the aliases come last, so [`signal_name`],
 /// which returns the first match, gives the canonical name.
-static SIGNALS: &[(&str, i32)] = &[
+static SIGNALS: NameTable = NameTable(&[
     ("SIGHUP", 1),
     ("SIGINT", 2),
     ("SIGQUIT", 3),
@@ -76,22 +78,16 @@ static SIGNALS: &[(&str, i32)] = &[
     ("SIGIOT", 6),
     ("SIGCLD", 17),
     ("SIGPOLL", 29),
-];
+]);
 
 /// The name of signal `number` (`9` → `"SIGKILL"`), if there is one.
 pub fn signal_name(number: i32) -> Option<&'static str> {
-    SIGNALS
-        .iter()
-        .find(|&&(_, value)| value == number)
-        .map(|&(name, _)| name)
+    SIGNALS.name(number)
 }
 
 /// The number of signal `name` (`"SIGKILL"` → `9`), aliases included.
 pub fn signal_number(name: &str) -> Option<i32> {
-    SIGNALS
-        .iter()
-        .find(|&&(candidate, _)| candidate == name)
-        .map(|&(_, value)| value)
+    SIGNALS.number(name)
 }
 
 #[cfg(test)]

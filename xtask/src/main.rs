@@ -51,11 +51,8 @@ fn rust_sysroot_lib() -> Result<String> {
 }
 
 fn installed_bpf_linker_version() -> Option<String> {
-    let output = Command::new("bpf-linker")
-        .arg("--version")
-        .env("LD_LIBRARY_PATH", rust_sysroot_lib().ok()?)
-        .output()
-        .ok()?;
+    let output =
+        Command::new("bpf-linker").arg("--version").env("LD_LIBRARY_PATH", rust_sysroot_lib().ok()?).output().ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
     text.split_whitespace().nth(1).map(str::to_string)
 }
@@ -97,7 +94,41 @@ fn setup() -> Result<()> {
 fn test() -> Result<()> {
     // The integration tests run the real binary: build it first.
     run(cargo().args(["build", "--workspace", "--all-targets"]))?;
-    run(cargo().args(["test", "--workspace"]))
+    // Echo cargo's output while adding up its per-target results, so the run
+    // ends on one line that counts every test.
+    let mut child = cargo()
+        .args(["test", "--workspace", "--all-targets"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let stdout = child.stdout.take().context("cargo test's output")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line?;
+        println!("{line}");
+        if let Some(result) = line.strip_prefix("test result: ") {
+            passed += count_before(result, " passed");
+            failed += count_before(result, " failed");
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    if passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
+
+/// The number just before `label` in a `test result:` line.
+fn count_before(result: &str, label: &str) -> u64 {
+    result
+        .split(';')
+        .find_map(|part| part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(label))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn demo() -> Result<()> {

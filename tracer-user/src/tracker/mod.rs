@@ -20,9 +20,11 @@ use std::{
 };
 
 use crate::event::{
-    clone_flags::{CLONE_FILES, CLONE_FS, CLONE_THREAD},
-    open_flags::{O_ACCMODE, O_CLOEXEC, O_PATH, O_RDWR, O_TRUNC, O_WRONLY},
-    Event, Fact, Tid, WaitStatus, AT_EMPTY_PATH, AT_FDCWD, RENAME_EXCHANGE,
+    abi::{
+        AT_EMPTY_PATH, CLONE_FILES, CLONE_FS, CLONE_THREAD, O_ACCMODE, O_CLOEXEC, O_PATH, O_RDWR, O_TRUNC, O_WRONLY,
+        RENAME_EXCHANGE,
+    },
+    Event, Fact, Tid, WaitStatus, AT_FDCWD,
 };
 
 /// A process id (a thread-group id).
@@ -41,16 +43,36 @@ pub enum OpenMode {
 /// What a process did to an absolute path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileOp {
-    Open { path: Vec<u8>, mode: OpenMode },
-    Exec { path: Vec<u8> },
-    Remove { path: Vec<u8>, dir: bool },
-    Rename { from: Vec<u8>, to: Vec<u8>, exchange: bool },
-    Mkdir { path: Vec<u8> },
+    Open {
+        path: Vec<u8>,
+        mode: OpenMode,
+    },
+    Exec {
+        path: Vec<u8>,
+    },
+    Remove {
+        path: Vec<u8>,
+        dir: bool,
+    },
+    Rename {
+        from: Vec<u8>,
+        to: Vec<u8>,
+        exchange: bool,
+    },
+    Mkdir {
+        path: Vec<u8>,
+    },
     /// A new name (hard or symbolic link) was made.
-    Link { path: Vec<u8> },
-    Truncate { path: Vec<u8> },
+    Link {
+        path: Vec<u8>,
+    },
+    Truncate {
+        path: Vec<u8>,
+    },
     /// The working directory became this path.
-    Chdir { path: Vec<u8> },
+    Chdir {
+        path: Vec<u8>,
+    },
 }
 
 /// A failed exec: the path tried and the errno.
@@ -144,11 +166,7 @@ impl Tracker {
             failed_execs: Vec::new(),
             live_threads: 1,
         });
-        let task = Task {
-            process,
-            files: Rc::default(),
-            cwd: Rc::new(RefCell::new(cwd)),
-        };
+        let task = Task { process, files: Rc::default(), cwd: Rc::new(RefCell::new(cwd)) };
         self.tasks.insert(pid, task);
     }
 
@@ -210,9 +228,7 @@ impl Tracker {
                 let path = self.resolve_at(&task, *dirfd, path, false)?;
                 Some(FileOp::Remove { path, dir: *dir })
             }
-            Fact::Mkdir { dirfd, path } => {
-                Some(FileOp::Mkdir { path: self.resolve_at(&task, *dirfd, path, false)? })
-            }
+            Fact::Mkdir { dirfd, path } => Some(FileOp::Mkdir { path: self.resolve_at(&task, *dirfd, path, false)? }),
             Fact::Link { new_dirfd, new, .. } => {
                 Some(FileOp::Link { path: self.resolve_at(&task, *new_dirfd, new, false)? })
             }
@@ -366,7 +382,7 @@ fn fd_in_range(fd: i32, first: u32, last: u32) -> bool {
     u32::try_from(fd).is_ok_and(|fd| fd >= first && fd <= last)
 }
 
-fn open_mode(flags: u32) -> OpenMode {
+fn open_mode(flags: u64) -> OpenMode {
     if flags & O_PATH != 0 {
         return OpenMode::PathOnly;
     }
@@ -390,13 +406,13 @@ pub fn sorted_processes(processes: &[ProcessRecord]) -> Vec<&ProcessRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::open_flags::{O_CREAT, O_DIRECTORY};
+    use crate::event::abi::{O_CREAT, O_DIRECTORY};
 
     fn ev(tid: Tid, fact: Fact) -> Event {
         Event { tid, fact }
     }
 
-    fn open(tid: Tid, dirfd: i32, path: &str, flags: u32, fd: i32) -> Event {
+    fn open(tid: Tid, dirfd: i32, path: &str, flags: u64, fd: i32) -> Event {
         ev(tid, Fact::Open { dirfd, path: path.into(), flags, fd })
     }
 
@@ -462,13 +478,19 @@ mod tests {
         let mut t = tracker();
         t.apply(&open(100, AT_FDCWD, "/keep", O_DIRECTORY, 3));
         t.apply(&open(100, AT_FDCWD, "/drop", O_DIRECTORY | O_CLOEXEC, 4));
-        t.apply(&ev(100, Fact::ExecRequest {
-            dirfd: AT_FDCWD,
-            path: b"./tool".to_vec(),
-            argv: vec![b"tool".to_vec(), b"-x".to_vec()],
-            flags: 0,
-        }));
-        assert_eq!(t.apply(&ev(100, Fact::ExecResult { ret: 0 })), Some((100, FileOp::Exec { path: b"/home/u/tool".to_vec() })));
+        t.apply(&ev(
+            100,
+            Fact::ExecRequest {
+                dirfd: AT_FDCWD,
+                path: b"./tool".to_vec(),
+                argv: vec![b"tool".to_vec(), b"-x".to_vec()],
+                flags: 0,
+            },
+        ));
+        assert_eq!(
+            t.apply(&ev(100, Fact::ExecResult { ret: 0 })),
+            Some((100, FileOp::Exec { path: b"/home/u/tool".to_vec() }))
+        );
         assert!(t.apply(&open(100, 3, "a", 0, 5)).is_some());
         assert!(t.apply(&open(100, 4, "a", 0, 6)).is_none());
         let record = &t.processes()[0];

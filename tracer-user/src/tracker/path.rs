@@ -41,8 +41,7 @@ pub fn normalize(path: &[u8]) -> Vec<u8> {
 
 /// Whether `path` is `prefix` or lies below it (component-wise).
 pub fn is_under(path: &[u8], prefix: &[u8]) -> bool {
-    path.starts_with(prefix)
-        && (path.len() == prefix.len() || prefix.ends_with(b"/") || path[prefix.len()] == b'/')
+    path.starts_with(prefix) && (path.len() == prefix.len() || prefix.ends_with(b"/") || path[prefix.len()] == b'/')
 }
 
 #[cfg(test)]

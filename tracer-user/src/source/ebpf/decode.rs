@@ -2,7 +2,7 @@
 
 use tracer_common::{EventKind, HEADER_SIZE};
 
-use crate::event::{Event, Fact, WaitStatus};
+use crate::event::{abi::AT_REMOVEDIR, Event, Fact, WaitStatus};
 
 /// Why a record from the ring buffer could not be decoded.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -72,39 +72,25 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::ExecRequest => Fact::ExecRequest {
             dirfd: fd(a0),
             path: c_string(first),
-            argv: second
-                .split_inclusive(|&byte| byte == 0)
-                .map(c_string)
-                .collect(),
-            flags: a1 as u32,
+            argv: second.split_inclusive(|&byte| byte == 0).map(c_string).collect(),
+            flags: a1,
         },
         EventKind::ExecResult => Fact::ExecResult { ret: header.ret },
-        EventKind::Open => {
-            Fact::Open { dirfd: fd(a0), path: c_string(first), flags: a1 as u32, fd: header.ret as i32 }
-        }
+        EventKind::Open => Fact::Open { dirfd: fd(a0), path: c_string(first), flags: a1, fd: header.ret as i32 },
         EventKind::Chdir => Fact::Chdir { dirfd: fd(a0), path: c_string(first) },
         EventKind::Rename => Fact::Rename {
             old_dirfd: fd(a0),
             old: c_string(first),
             new_dirfd: fd(a1),
             new: c_string(second),
-            flags: a2 as u32,
+            flags: a2,
         },
-        EventKind::Remove => Fact::Remove {
-            dirfd: fd(a0),
-            path: c_string(first),
-            dir: a1 as u32 & crate::event::AT_REMOVEDIR != 0,
-        },
+        EventKind::Remove => Fact::Remove { dirfd: fd(a0), path: c_string(first), dir: a1 & AT_REMOVEDIR != 0 },
         EventKind::Mkdir => Fact::Mkdir { dirfd: fd(a0), path: c_string(first) },
-        EventKind::Link => Fact::Link {
-            old_dirfd: fd(a0),
-            old: c_string(first),
-            new_dirfd: fd(a1),
-            new: c_string(second),
-        },
-        EventKind::Symlink => {
-            Fact::Symlink { target: c_string(first), dirfd: fd(a1), link: c_string(second) }
+        EventKind::Link => {
+            Fact::Link { old_dirfd: fd(a0), old: c_string(first), new_dirfd: fd(a1), new: c_string(second) }
         }
+        EventKind::Symlink => Fact::Symlink { target: c_string(first), dirfd: fd(a1), link: c_string(second) },
         EventKind::Truncate => Fact::Truncate { dirfd: fd(a0), path: c_string(first) },
         EventKind::Close => Fact::Close { first: a0 as u32, last: a1 as u32 },
         EventKind::Dup => Fact::Dup { old: fd(a0), new: header.ret as i32, cloexec: a1 != 0 },
@@ -121,14 +107,9 @@ mod tests {
 
     fn wire(header: EventHeader, strings: &[&[u8]]) -> Vec<u8> {
         let mut header = header;
-        header.str_len = [
-            strings.first().map_or(0, |s| s.len() as u16),
-            strings.get(1).map_or(0, |s| s.len() as u16),
-        ];
+        header.str_len = [strings.first().map_or(0, |s| s.len() as u16), strings.get(1).map_or(0, |s| s.len() as u16)];
         // SAFETY: EventHeader is repr(C) plain data.
-        let raw = unsafe {
-            std::slice::from_raw_parts((&header as *const EventHeader).cast::<u8>(), HEADER_SIZE)
-        };
+        let raw = unsafe { std::slice::from_raw_parts((&header as *const EventHeader).cast::<u8>(), HEADER_SIZE) };
         let mut bytes = raw.to_vec();
         for string in strings {
             bytes.extend_from_slice(string);
@@ -151,16 +132,18 @@ mod tests {
         assert_eq!(audit_id(&bytes), Some(7));
         assert_eq!(
             decode(&bytes),
-            Ok(Event {
-                tid: 41,
-                fact: Fact::Open { dirfd: -100, path: b"out.txt".to_vec(), flags: 0o2000101, fd: 5 }
-            })
+            Ok(Event { tid: 41, fact: Fact::Open { dirfd: -100, path: b"out.txt".to_vec(), flags: 0o2000101, fd: 5 } })
         );
     }
 
     #[test]
     fn decodes_exec_argv() {
-        let header = EventHeader { kind: EventKind::ExecRequest as u16, tid: 9, args: [(-100i64) as u64, 0, 0], ..Default::default() };
+        let header = EventHeader {
+            kind: EventKind::ExecRequest as u16,
+            tid: 9,
+            args: [(-100i64) as u64, 0, 0],
+            ..Default::default()
+        };
         let bytes = wire(header, &[b"/bin/sh\0", b"sh\0-c\0\0"]);
         let Ok(Event { fact: Fact::ExecRequest { argv, path, .. }, .. }) = decode(&bytes) else {
             panic!("not an exec request");

@@ -146,9 +146,7 @@ impl EbpfSource {
             .map(maps::COUNTERS)
             .ok_or_else(|| EbpfError::Map { name: maps::COUNTERS, reason: "missing from the object".into() })?;
         let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_error)?;
-        let sum = |slot: u32| -> Result<u64, EbpfError> {
-            Ok(array.get(&slot, 0).map_err(map_error)?.iter().sum())
-        };
+        let sum = |slot: u32| -> Result<u64, EbpfError> { Ok(array.get(&slot, 0).map_err(map_error)?.iter().sum()) };
         Ok(KernelCounters {
             lost_events: sum(counters::RINGBUF_DROPS)?,
             untracked_children: sum(counters::UNTRACKED_CHILDREN)?,

@@ -82,9 +82,7 @@ fn ensure_tracefs() -> Result<PathBuf, PreflightError> {
     let fstype = CString::new("tracefs").expect("constant has no NUL");
     let source = CString::new("nodev").expect("constant has no NUL");
     // SAFETY: every pointer is a valid NUL-terminated string; data may be null.
-    let rc = unsafe {
-        libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
-    };
+    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         let reason = std::io::Error::last_os_error().to_string();
         return Err(PreflightError::TracefsUnavailable { reason });

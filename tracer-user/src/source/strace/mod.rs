@@ -38,10 +38,8 @@ pub fn find_strace() -> Result<PathBuf, StraceError> {
 /// and arguments whole; `-q` drops attach messages. Signal lines stay: `-e
 /// signal=none` would also hide `+++ killed by SIG… +++`.
 pub fn strace_args(log: &Path, credentials: Option<&Credentials>, command: &[OsString]) -> Vec<OsString> {
-    let mut args: Vec<OsString> = ["-f", "-q", "--seccomp-bpf", "-X", "raw", "-s", "65536"]
-        .iter()
-        .map(OsString::from)
-        .collect();
+    let mut args: Vec<OsString> =
+        ["-f", "-q", "--seccomp-bpf", "-X", "raw", "-s", "65536"].iter().map(OsString::from).collect();
     args.push("-e".into());
     args.push(format!("trace={TRACED_SYSCALLS}").into());
     args.push("-o".into());
@@ -56,7 +54,12 @@ pub fn strace_args(log: &Path, credentials: Option<&Credentials>, command: &[OsS
 }
 
 /// The command that runs `command` under strace, logging to `log`.
-pub fn command(strace: &Path, log: &Path, credentials: Option<&Credentials>, command: &[OsString]) -> tokio::process::Command {
+pub fn command(
+    strace: &Path,
+    log: &Path,
+    credentials: Option<&Credentials>,
+    command: &[OsString],
+) -> tokio::process::Command {
     let mut strace = tokio::process::Command::new(strace);
     strace.args(strace_args(log, credentials, command));
     strace

@@ -25,22 +25,14 @@ use std::io::BufRead;
 
 use crate::errno::errno_number;
 use crate::event::{
-    clone_flags::{CLONE_VFORK, CLONE_VM},
-    open_flags::{O_CLOEXEC, O_CREAT, O_TRUNC, O_WRONLY},
-    Event, Fact, Tid, WaitStatus, AT_FDCWD, AT_REMOVEDIR,
+    abi::{
+        AT_REMOVEDIR, CLONE_VFORK, CLONE_VM, CLOSE_RANGE_CLOEXEC, FD_CLOEXEC, F_DUPFD, F_DUPFD_CLOEXEC, F_SETFD,
+        O_CLOEXEC, O_CREAT, O_TRUNC, O_WRONLY, SIGCHLD,
+    },
+    Event, Fact, Tid, WaitStatus, AT_FDCWD,
 };
 use crate::signals::signal_number;
 
-/// The exit signal `fork()` and `vfork()` imply (it is part of clone's flags).
-const SIGCHLD: u64 = 17;
-/// `close_range` flag: mark the range close-on-exec instead of closing it.
-const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
-/// The `fcntl` commands that change the descriptor table.
-const F_DUPFD: i64 = 0;
-const F_SETFD: i64 = 2;
-const F_DUPFD_CLOEXEC: i64 = 1030;
-/// `F_SETFD` argument bit: close-on-exec.
-const FD_CLOEXEC: i64 = 1;
 /// More arguments than any modelled syscall takes (clone prints five).
 const MAX_ARGS: usize = 6;
 
@@ -241,13 +233,7 @@ impl Parser {
             // the slot also comes before the Fork of any child it makes. The
             // placeholder is replaced by `fork` or removed by `finish`.
             self.awaiting_fork.insert(tid, self.events.len());
-            self.events.push(Event {
-                tid,
-                fact: Fact::Fork {
-                    child: tid,
-                    flags: 0,
-                },
-            });
+            self.events.push(Event { tid, fact: Fact::Fork { child: tid, flags: 0 } });
         }
     }
 
@@ -323,11 +309,7 @@ impl Parser {
                 };
                 let mut buffer = self.spare_buffers.pop().unwrap_or_default();
                 buffer.extend_from_slice(text);
-                let call = PendingCall {
-                    syscall,
-                    text: buffer,
-                    exec_succeeded: false,
-                };
+                let call = PendingCall { syscall, text: buffer, exec_succeeded: false };
                 if let Some(abandoned) = self.pending.insert(tid, call) {
                     self.recycle(abandoned.text);
                 }
@@ -345,11 +327,7 @@ impl Parser {
         let Some(mut call) = self.pending.remove(&tid) else {
             // The start of an unmodelled syscall was skipped, so no start is
             // expected; a modelled one must have started.
-            return if syscall.is_some() {
-                Err(Malformed)
-            } else {
-                Ok(())
-            };
+            return if syscall.is_some() { Err(Malformed) } else { Ok(()) };
         };
         if syscall != Some(call.syscall) {
             self.recycle(call.text);
@@ -364,24 +342,14 @@ impl Parser {
             self.pending.insert(tid, call);
             return Ok(());
         }
-        let completion = if call.exec_succeeded {
-            Completion::ResumedByLeader
-        } else {
-            Completion::Resumed
-        };
+        let completion = if call.exec_succeeded { Completion::ResumedByLeader } else { Completion::Resumed };
         let result = self.finish_call(tid, call.syscall, &call.text, completion);
         self.recycle(call.text);
         result
     }
 
     /// Reports what a finished call (`NAME(ARGS) = RESULT`) established.
-    fn finish_call(
-        &mut self,
-        tid: Tid,
-        syscall: Syscall,
-        text: &[u8],
-        completion: Completion,
-    ) -> Parsed {
+    fn finish_call(&mut self, tid: Tid, syscall: Syscall, text: &[u8], completion: Completion) -> Parsed {
         let call = Call::parse(text)?;
         let outcome = Outcome::parse(call.result.ok_or(Malformed)?)?;
         if syscall.is_exec() {
@@ -412,23 +380,10 @@ impl Parser {
     fn exec_request(&mut self, tid: Tid, syscall: Syscall, call: &Call) -> Parsed {
         let (dirfd, path, argv, flags) = match syscall {
             Syscall::Execve => (AT_FDCWD, call.path(0)?, call.string_array(1)?, 0),
-            Syscall::Execveat => (
-                call.fd(0)?,
-                call.path(1)?,
-                call.string_array(2)?,
-                call.flags(4)? as u32,
-            ),
+            Syscall::Execveat => (call.fd(0)?, call.path(1)?, call.string_array(2)?, call.flags(4)?),
             _ => return Ok(()),
         };
-        self.emit(
-            tid,
-            Fact::ExecRequest {
-                dirfd,
-                path,
-                argv,
-                flags,
-            },
-        );
+        self.emit(tid, Fact::ExecRequest { dirfd, path, argv, flags });
         Ok(())
     }
 
@@ -437,10 +392,7 @@ impl Parser {
     }
 
     fn fork(&mut self, parent: Tid, child: Tid, flags: u64) {
-        let fork = Event {
-            tid: parent,
-            fact: Fact::Fork { child, flags },
-        };
+        let fork = Event { tid: parent, fact: Fact::Fork { child, flags } };
         if let Some(slot) = self.awaiting_fork.remove(&child) {
             self.events[slot] = fork;
         } else {
@@ -461,11 +413,7 @@ impl Parser {
             index += 1;
             keep
         });
-        StraceLog {
-            events: self.events,
-            root: self.root,
-            malformed_lines: self.malformed_lines,
-        }
+        StraceLog { events: self.events, root: self.root, malformed_lines: self.malformed_lines }
     }
 }
 
@@ -473,182 +421,92 @@ impl Parser {
 fn success_fact(syscall: Syscall, call: &Call, ret: i64) -> Parsed<Option<Fact>> {
     let new_fd = || i32::try_from(ret).map_err(|_| Malformed);
     let fact = match syscall {
-        Syscall::Open => Fact::Open {
-            dirfd: AT_FDCWD,
-            path: call.path(0)?,
-            flags: call.flags(1)? as u32,
-            fd: new_fd()?,
-        },
-        Syscall::Creat => Fact::Open {
-            dirfd: AT_FDCWD,
-            path: call.path(0)?,
-            flags: O_CREAT | O_WRONLY | O_TRUNC,
-            fd: new_fd()?,
-        },
-        Syscall::Openat => Fact::Open {
-            dirfd: call.fd(0)?,
-            path: call.path(1)?,
-            flags: call.flags(2)? as u32,
-            fd: new_fd()?,
-        },
+        Syscall::Open => Fact::Open { dirfd: AT_FDCWD, path: call.path(0)?, flags: call.flags(1)?, fd: new_fd()? },
+        Syscall::Creat => {
+            Fact::Open { dirfd: AT_FDCWD, path: call.path(0)?, flags: O_CREAT | O_WRONLY | O_TRUNC, fd: new_fd()? }
+        }
+        Syscall::Openat => Fact::Open { dirfd: call.fd(0)?, path: call.path(1)?, flags: call.flags(2)?, fd: new_fd()? },
         Syscall::Openat2 => {
             // `{flags=0x41, mode=0644, resolve=0}`
             let flags = struct_field(call.arg(2)?, b"flags").ok_or(Malformed)?;
             Fact::Open {
                 dirfd: call.fd(0)?,
                 path: call.path(1)?,
-                flags: parse_flags(flags).ok_or(Malformed)? as u32,
+                flags: parse_flags(flags).ok_or(Malformed)?,
                 fd: new_fd()?,
             }
         }
-        Syscall::Chdir => Fact::Chdir {
-            dirfd: AT_FDCWD,
-            path: call.path(0)?,
-        },
-        Syscall::Fchdir => Fact::Chdir {
-            dirfd: call.fd(0)?,
-            path: Vec::new(),
-        },
-        Syscall::Rename => Fact::Rename {
-            old_dirfd: AT_FDCWD,
-            old: call.path(0)?,
-            new_dirfd: AT_FDCWD,
-            new: call.path(1)?,
-            flags: 0,
-        },
+        Syscall::Chdir => Fact::Chdir { dirfd: AT_FDCWD, path: call.path(0)? },
+        Syscall::Fchdir => Fact::Chdir { dirfd: call.fd(0)?, path: Vec::new() },
+        Syscall::Rename => {
+            Fact::Rename { old_dirfd: AT_FDCWD, old: call.path(0)?, new_dirfd: AT_FDCWD, new: call.path(1)?, flags: 0 }
+        }
         Syscall::Renameat | Syscall::Renameat2 => Fact::Rename {
             old_dirfd: call.fd(0)?,
             old: call.path(1)?,
             new_dirfd: call.fd(2)?,
             new: call.path(3)?,
             flags: match syscall {
-                Syscall::Renameat2 => call.flags(4)? as u32,
+                Syscall::Renameat2 => call.flags(4)?,
                 _ => 0,
             },
         },
-        Syscall::Unlink | Syscall::Rmdir => Fact::Remove {
-            dirfd: AT_FDCWD,
-            path: call.path(0)?,
-            dir: syscall == Syscall::Rmdir,
-        },
-        Syscall::Unlinkat => Fact::Remove {
-            dirfd: call.fd(0)?,
-            path: call.path(1)?,
-            dir: call.flags(2)? & u64::from(AT_REMOVEDIR) != 0,
-        },
-        Syscall::Mkdir => Fact::Mkdir {
-            dirfd: AT_FDCWD,
-            path: call.path(0)?,
-        },
-        Syscall::Mkdirat => Fact::Mkdir {
-            dirfd: call.fd(0)?,
-            path: call.path(1)?,
-        },
-        Syscall::Link => Fact::Link {
-            old_dirfd: AT_FDCWD,
-            old: call.path(0)?,
-            new_dirfd: AT_FDCWD,
-            new: call.path(1)?,
-        },
-        Syscall::Linkat => Fact::Link {
-            old_dirfd: call.fd(0)?,
-            old: call.path(1)?,
-            new_dirfd: call.fd(2)?,
-            new: call.path(3)?,
-        },
-        Syscall::Symlink => Fact::Symlink {
-            target: call.path(0)?,
-            dirfd: AT_FDCWD,
-            link: call.path(1)?,
-        },
-        Syscall::Symlinkat => Fact::Symlink {
-            target: call.path(0)?,
-            dirfd: call.fd(1)?,
-            link: call.path(2)?,
-        },
-        Syscall::Truncate => Fact::Truncate {
-            dirfd: AT_FDCWD,
-            path: call.path(0)?,
-        },
-        Syscall::Ftruncate => Fact::Truncate {
-            dirfd: call.fd(0)?,
-            path: Vec::new(),
-        },
+        Syscall::Unlink | Syscall::Rmdir => {
+            Fact::Remove { dirfd: AT_FDCWD, path: call.path(0)?, dir: syscall == Syscall::Rmdir }
+        }
+        Syscall::Unlinkat => {
+            Fact::Remove { dirfd: call.fd(0)?, path: call.path(1)?, dir: call.flags(2)? & AT_REMOVEDIR != 0 }
+        }
+        Syscall::Mkdir => Fact::Mkdir { dirfd: AT_FDCWD, path: call.path(0)? },
+        Syscall::Mkdirat => Fact::Mkdir { dirfd: call.fd(0)?, path: call.path(1)? },
+        Syscall::Link => {
+            Fact::Link { old_dirfd: AT_FDCWD, old: call.path(0)?, new_dirfd: AT_FDCWD, new: call.path(1)? }
+        }
+        Syscall::Linkat => {
+            Fact::Link { old_dirfd: call.fd(0)?, old: call.path(1)?, new_dirfd: call.fd(2)?, new: call.path(3)? }
+        }
+        Syscall::Symlink => Fact::Symlink { target: call.path(0)?, dirfd: AT_FDCWD, link: call.path(1)? },
+        Syscall::Symlinkat => Fact::Symlink { target: call.path(0)?, dirfd: call.fd(1)?, link: call.path(2)? },
+        Syscall::Truncate => Fact::Truncate { dirfd: AT_FDCWD, path: call.path(0)? },
+        Syscall::Ftruncate => Fact::Truncate { dirfd: call.fd(0)?, path: Vec::new() },
         Syscall::Close => {
             let fd = call.unsigned(0)?;
-            Fact::Close {
-                first: fd,
-                last: fd,
-            }
+            Fact::Close { first: fd, last: fd }
         }
         Syscall::CloseRange => {
             let (first, last) = (call.unsigned(0)?, call.unsigned(1)?);
             if call.flags(2)? & CLOSE_RANGE_CLOEXEC != 0 {
-                Fact::SetCloexec {
-                    first,
-                    last,
-                    on: true,
-                }
+                Fact::SetCloexec { first, last, on: true }
             } else {
                 Fact::Close { first, last }
             }
         }
-        Syscall::Dup | Syscall::Dup2 => Fact::Dup {
-            old: call.fd(0)?,
-            new: new_fd()?,
-            cloexec: false,
-        },
-        Syscall::Dup3 => Fact::Dup {
-            old: call.fd(0)?,
-            new: new_fd()?,
-            cloexec: call.flags(2)? & u64::from(O_CLOEXEC) != 0,
-        },
+        Syscall::Dup | Syscall::Dup2 => Fact::Dup { old: call.fd(0)?, new: new_fd()?, cloexec: false },
+        Syscall::Dup3 => Fact::Dup { old: call.fd(0)?, new: new_fd()?, cloexec: call.flags(2)? & O_CLOEXEC != 0 },
         // `-X raw` prints the command as a number: `fcntl(4, 0x406, 30) = 30`.
-        Syscall::Fcntl => match call.int(1)? {
-            command @ (F_DUPFD | F_DUPFD_CLOEXEC) => Fact::Dup {
-                old: call.fd(0)?,
-                new: new_fd()?,
-                cloexec: command == F_DUPFD_CLOEXEC,
-            },
+        Syscall::Fcntl => match call.flags(1)? {
+            command @ (F_DUPFD | F_DUPFD_CLOEXEC) => {
+                Fact::Dup { old: call.fd(0)?, new: new_fd()?, cloexec: command == F_DUPFD_CLOEXEC }
+            }
             F_SETFD => {
                 let fd = call.unsigned(0)?;
-                Fact::SetCloexec {
-                    first: fd,
-                    last: fd,
-                    on: call.int(2)? & FD_CLOEXEC != 0,
-                }
+                Fact::SetCloexec { first: fd, last: fd, on: call.flags(2)? & FD_CLOEXEC != 0 }
             }
             _ => return Ok(None),
         },
         // `clone(child_stack=NULL, flags=0x1200000|17, child_tidptr=...)`: the
         // exit signal is or'ed in, as in the raw argument the eBPF backend sees.
         Syscall::Clone => {
-            let flags = call
-                .args()
-                .iter()
-                .find_map(|arg| arg.strip_prefix(b"flags="))
-                .ok_or(Malformed)?;
-            Fact::Fork {
-                child: parse_tid_value(ret)?,
-                flags: parse_flags(flags).ok_or(Malformed)?,
-            }
+            let flags = call.args().iter().find_map(|arg| arg.strip_prefix(b"flags=")).ok_or(Malformed)?;
+            Fact::Fork { child: parse_tid_value(ret)?, flags: parse_flags(flags).ok_or(Malformed)? }
         }
         // `clone3({flags=0x3d0f00, ...} => {parent_tid=[7144]}, 88)`
         Syscall::Clone3 => {
             let flags = struct_field(call.arg(0)?, b"flags").ok_or(Malformed)?;
-            Fact::Fork {
-                child: parse_tid_value(ret)?,
-                flags: parse_flags(flags).ok_or(Malformed)?,
-            }
+            Fact::Fork { child: parse_tid_value(ret)?, flags: parse_flags(flags).ok_or(Malformed)? }
         }
-        Syscall::Fork => Fact::Fork {
-            child: parse_tid_value(ret)?,
-            flags: SIGCHLD,
-        },
-        Syscall::Vfork => Fact::Fork {
-            child: parse_tid_value(ret)?,
-            flags: CLONE_VM | CLONE_VFORK | SIGCHLD,
-        },
+        Syscall::Fork => Fact::Fork { child: parse_tid_value(ret)?, flags: SIGCHLD },
+        Syscall::Vfork => Fact::Fork { child: parse_tid_value(ret)?, flags: CLONE_VM | CLONE_VFORK | SIGCHLD },
         // Exec reports its request and result whatever the outcome.
         Syscall::Execve | Syscall::Execveat => return Ok(None),
     };
@@ -667,11 +525,7 @@ struct Call<'a> {
 impl<'a> Call<'a> {
     fn parse(text: &'a [u8]) -> Parsed<Self> {
         let open = text.iter().position(|&b| b == b'(').ok_or(Malformed)?;
-        let mut call = Call {
-            args: [&[]; MAX_ARGS],
-            arg_count: 0,
-            result: None,
-        };
+        let mut call = Call { args: [&[]; MAX_ARGS], arg_count: 0, result: None };
         let mut items = Items::new(&text[open + 1..]);
         for arg in items.by_ref() {
             // Arguments past the last one any modelled syscall uses don't matter.
@@ -740,21 +594,13 @@ enum Outcome<'a> {
 
 impl<'a> Outcome<'a> {
     fn parse(result: &'a [u8]) -> Parsed<Self> {
-        let result = result
-            .trim_ascii_start()
-            .strip_prefix(b"=")
-            .ok_or(Malformed)?
-            .trim_ascii_start();
+        let result = result.trim_ascii_start().strip_prefix(b"=").ok_or(Malformed)?.trim_ascii_start();
         if result.starts_with(b"?") {
             return Ok(Self::Unknown);
         }
         let (value, detail) = split_word(result);
         let value = parse_int(value).ok_or(Malformed)?;
-        Ok(if value < 0 {
-            Self::Failed { detail }
-        } else {
-            Self::Returned(value)
-        })
+        Ok(if value < 0 { Self::Failed { detail } } else { Self::Returned(value) })
     }
 }
 
@@ -804,11 +650,7 @@ fn split_ending(text: &[u8]) -> (&[u8], Ending) {
 /// The value of field `name` in a printed struct: `{flags=0x41, mode=0644}`.
 fn struct_field<'a>(text: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let fields = text.strip_prefix(b"{")?;
-    Items::new(fields).find_map(|field| {
-        field
-            .strip_prefix(name)
-            .and_then(|value| value.strip_prefix(b"="))
-    })
+    Items::new(fields).find_map(|field| field.strip_prefix(name).and_then(|value| value.strip_prefix(b"=")))
 }
 
 /// A path argument: a quoted string, or `NULL` (or an address strace could not
@@ -829,10 +671,7 @@ fn parse_string_array(text: &[u8]) -> Option<Vec<Vec<u8>>> {
     let Some(items) = text.strip_prefix(b"[") else {
         return (text == b"NULL" || parse_int(text).is_some()).then(Vec::new);
     };
-    Items::new(items)
-        .filter(|item| item.starts_with(b"\""))
-        .map(unquote)
-        .collect()
+    Items::new(items).filter(|item| item.starts_with(b"\"")).map(unquote).collect()
 }
 
 /// Decodes a string strace printed in C syntax: `"caf\303\251\n"`. Text after
@@ -887,11 +726,7 @@ fn unquote(text: &[u8]) -> Option<Vec<u8>> {
 fn leading_digits(text: &[u8], radix: u32, max: usize) -> (u8, usize) {
     let mut value: u32 = 0;
     let mut len = 0;
-    for digit in text
-        .iter()
-        .take(max)
-        .map_while(|&b| char::from(b).to_digit(radix))
-    {
+    for digit in text.iter().take(max).map_while(|&b| char::from(b).to_digit(radix)) {
         value = value * radix + digit;
         len += 1;
     }
@@ -911,19 +746,13 @@ struct Items<'a> {
 
 impl<'a> Items<'a> {
     fn new(text: &'a [u8]) -> Self {
-        Items {
-            text,
-            position: 0,
-            close: None,
-            finished: false,
-        }
+        Items { text, position: 0, close: None, finished: false }
     }
 
     /// The closing bracket and the text after it, once the items are consumed;
     /// `None` if the text ended first.
     fn closing(&self) -> Option<(u8, &'a [u8])> {
-        self.close
-            .map(|index| (self.text[index], &self.text[index + 1..]))
+        self.close.map(|index| (self.text[index], &self.text[index + 1..]))
     }
 }
 
@@ -987,9 +816,7 @@ fn split_word(text: &[u8]) -> (&[u8], &[u8]) {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+    haystack.windows(needle.len()).position(|window| window == needle)
 }
 
 fn parse_tid(text: &[u8]) -> Option<Tid> {
@@ -1002,8 +829,7 @@ fn parse_tid_value(value: i64) -> Parsed<Tid> {
 
 /// Flags as `-X raw` prints them: `0x241`, or `0x1200000|17` for clone.
 fn parse_flags(text: &[u8]) -> Option<u64> {
-    text.split(|&b| b == b'|')
-        .try_fold(0u64, |flags, part| Some(flags | parse_int(part)? as u64))
+    text.split(|&b| b == b'|').try_fold(0u64, |flags, part| Some(flags | parse_int(part)? as u64))
 }
 
 /// An integer as strace prints one: `3`, `-100`, `0x80241`, `0666` (octal),
@@ -1031,16 +857,10 @@ fn parse_int(text: &[u8]) -> Option<i64> {
     let mut value: u64 = 0;
     for &byte in digits {
         let digit = char::from(byte).to_digit(radix)?;
-        value = value
-            .checked_mul(u64::from(radix))?
-            .checked_add(u64::from(digit))?;
+        value = value.checked_mul(u64::from(radix))?.checked_add(u64::from(digit))?;
     }
     let value = if complement { !value } else { value } as i64;
-    Some(if negative {
-        value.wrapping_neg()
-    } else {
-        value
-    })
+    Some(if negative { value.wrapping_neg() } else { value })
 }
 
 #[cfg(test)]
@@ -1049,8 +869,7 @@ mod tests {
     //! --seccomp-bpf` logs (Linux 6.18, x86_64), trimmed to the lines under
     //! test; synthetic lines are marked as such.
     use super::*;
-    use crate::event::clone_flags::CLONE_THREAD;
-    use crate::event::RENAME_EXCHANGE;
+    use crate::event::abi::{CLONE_THREAD, RENAME_EXCHANGE};
 
     fn parse(log: &str) -> StraceLog {
         parse_log(log.as_bytes()).expect("reading a byte slice cannot fail")
@@ -1071,20 +890,12 @@ mod tests {
         text.as_bytes().to_vec()
     }
 
-    fn open(dirfd: i32, path: &str, flags: u32, fd: i32) -> Fact {
-        Fact::Open {
-            dirfd,
-            path: bytes(path),
-            flags,
-            fd,
-        }
+    fn open(dirfd: i32, path: &str, flags: u64, fd: i32) -> Fact {
+        Fact::Open { dirfd, path: bytes(path), flags, fd }
     }
 
     fn close(fd: u32) -> Fact {
-        Fact::Close {
-            first: fd,
-            last: fd,
-        }
+        Fact::Close { first: fd, last: fd }
     }
 
     fn exec(path: &str, argv: &[&str]) -> Fact {
@@ -1097,9 +908,7 @@ mod tests {
     }
 
     fn exited(code: i32) -> Fact {
-        Fact::Exit {
-            status: WaitStatus::exited(code),
-        }
+        Fact::Exit { status: WaitStatus::exited(code) }
     }
 
     const VFORK_FLAGS: u64 = CLONE_VM | CLONE_VFORK | SIGCHLD;
@@ -1128,10 +937,7 @@ mod tests {
 6978  fchdir(3)                         = 0
 "#;
         let expected = [
-            Fact::Mkdir {
-                dirfd: AT_FDCWD,
-                path: bytes("/tmp/st/work"),
-            },
+            Fact::Mkdir { dirfd: AT_FDCWD, path: bytes("/tmp/st/work") },
             open(AT_FDCWD, "/tmp/st/work", 0x90000, 3),
             open(3, "a.txt", 0x80241, 4),
             Fact::Rename {
@@ -1141,75 +947,25 @@ mod tests {
                 new: bytes("/tmp/st/work/b.txt"),
                 flags: 0,
             },
-            Fact::Rename {
-                old_dirfd: 3,
-                old: bytes("b.txt"),
-                new_dirfd: 3,
-                new: bytes("c.txt"),
-                flags: 0,
-            },
+            Fact::Rename { old_dirfd: 3, old: bytes("b.txt"), new_dirfd: 3, new: bytes("c.txt"), flags: 0 },
             Fact::Link {
                 old_dirfd: AT_FDCWD,
                 old: bytes("/tmp/st/work/d.txt"),
                 new_dirfd: AT_FDCWD,
                 new: bytes("/tmp/st/work/e.txt"),
             },
-            Fact::Link {
-                old_dirfd: 3,
-                old: bytes("d.txt"),
-                new_dirfd: 3,
-                new: bytes("f.txt"),
-            },
-            Fact::Symlink {
-                target: bytes("d.txt"),
-                dirfd: AT_FDCWD,
-                link: bytes("/tmp/st/work/sym"),
-            },
-            Fact::Symlink {
-                target: bytes("d.txt"),
-                dirfd: 3,
-                link: bytes("sym2"),
-            },
-            Fact::Truncate {
-                dirfd: AT_FDCWD,
-                path: bytes("/tmp/st/work/d.txt"),
-            },
-            Fact::Truncate {
-                dirfd: 4,
-                path: Vec::new(),
-            },
-            Fact::Remove {
-                dirfd: AT_FDCWD,
-                path: bytes("/tmp/st/work/e.txt"),
-                dir: false,
-            },
-            Fact::Remove {
-                dirfd: 3,
-                path: bytes("f.txt"),
-                dir: false,
-            },
-            Fact::Mkdir {
-                dirfd: 3,
-                path: bytes("sub2"),
-            },
-            Fact::Remove {
-                dirfd: AT_FDCWD,
-                path: bytes("/tmp/st/work/sub"),
-                dir: true,
-            },
-            Fact::Remove {
-                dirfd: 3,
-                path: bytes("sub2"),
-                dir: true,
-            },
-            Fact::Chdir {
-                dirfd: AT_FDCWD,
-                path: bytes("/tmp/st/work"),
-            },
-            Fact::Chdir {
-                dirfd: 3,
-                path: Vec::new(),
-            },
+            Fact::Link { old_dirfd: 3, old: bytes("d.txt"), new_dirfd: 3, new: bytes("f.txt") },
+            Fact::Symlink { target: bytes("d.txt"), dirfd: AT_FDCWD, link: bytes("/tmp/st/work/sym") },
+            Fact::Symlink { target: bytes("d.txt"), dirfd: 3, link: bytes("sym2") },
+            Fact::Truncate { dirfd: AT_FDCWD, path: bytes("/tmp/st/work/d.txt") },
+            Fact::Truncate { dirfd: 4, path: Vec::new() },
+            Fact::Remove { dirfd: AT_FDCWD, path: bytes("/tmp/st/work/e.txt"), dir: false },
+            Fact::Remove { dirfd: 3, path: bytes("f.txt"), dir: false },
+            Fact::Mkdir { dirfd: 3, path: bytes("sub2") },
+            Fact::Remove { dirfd: AT_FDCWD, path: bytes("/tmp/st/work/sub"), dir: true },
+            Fact::Remove { dirfd: 3, path: bytes("sub2"), dir: true },
+            Fact::Chdir { dirfd: AT_FDCWD, path: bytes("/tmp/st/work") },
+            Fact::Chdir { dirfd: 3, path: Vec::new() },
         ];
         let expected: Vec<Event> = expected.into_iter().map(|f| event(6978, f)).collect();
         assert_eq!(events(log), expected);
@@ -1234,10 +990,7 @@ mod tests {
         let expected = vec![
             event(7139, open(AT_FDCWD, "o1.txt", 0x41, 3)),
             event(7139, open(AT_FDCWD, "o1.txt", 0, 3)),
-            event(
-                7139,
-                open(AT_FDCWD, "c1.txt", O_CREAT | O_WRONLY | O_TRUNC, 3),
-            ),
+            event(7139, open(AT_FDCWD, "c1.txt", O_CREAT | O_WRONLY | O_TRUNC, 3)),
             event(7139, open(AT_FDCWD, "o1.txt", 0x80000, 3)),
             event(7139, open(AT_FDCWD, "o2.txt", 0x41, 3)),
             event(
@@ -1260,37 +1013,11 @@ mod tests {
                     flags: 1,
                 },
             ),
-            event(
-                7139,
-                Fact::Link {
-                    old_dirfd: 3,
-                    old: bytes("o3.txt"),
-                    new_dirfd: AT_FDCWD,
-                    new: bytes("l1.txt"),
-                },
-            ),
-            event(
-                7139,
-                Fact::Mkdir {
-                    dirfd: AT_FDCWD,
-                    path: bytes("m1"),
-                },
-            ),
-            event(
-                7139,
-                Fact::Fork {
-                    child: 7140,
-                    flags: SIGCHLD,
-                },
-            ),
+            event(7139, Fact::Link { old_dirfd: 3, old: bytes("o3.txt"), new_dirfd: AT_FDCWD, new: bytes("l1.txt") }),
+            event(7139, Fact::Mkdir { dirfd: AT_FDCWD, path: bytes("m1") }),
+            event(7139, Fact::Fork { child: 7140, flags: SIGCHLD }),
             event(7140, exited(0)),
-            event(
-                7139,
-                Fact::Fork {
-                    child: 7141,
-                    flags: 0x1200000 | SIGCHLD,
-                },
-            ),
+            event(7139, Fact::Fork { child: 7141, flags: 0x1200000 | SIGCHLD }),
         ];
         assert_eq!(events(log), expected);
     }
@@ -1322,45 +1049,12 @@ mod tests {
             event(6978, dup(4, 21, true)),
             event(6978, dup(4, 30, true)),
             event(6978, dup(4, 40, false)),
-            event(
-                6978,
-                Fact::SetCloexec {
-                    first: 4,
-                    last: 4,
-                    on: true,
-                },
-            ),
-            event(
-                6978,
-                Fact::SetCloexec {
-                    first: 4,
-                    last: 4,
-                    on: false,
-                },
-            ),
-            event(
-                6978,
-                Fact::Close {
-                    first: 20,
-                    last: 21,
-                },
-            ),
+            event(6978, Fact::SetCloexec { first: 4, last: 4, on: true }),
+            event(6978, Fact::SetCloexec { first: 4, last: 4, on: false }),
+            event(6978, Fact::Close { first: 20, last: 21 }),
             event(6978, close(6)),
-            event(
-                6978,
-                Fact::Close {
-                    first: 60,
-                    last: u32::MAX,
-                },
-            ),
-            event(
-                6978,
-                Fact::SetCloexec {
-                    first: 3,
-                    last: u32::MAX,
-                    on: true,
-                },
-            ),
+            event(6978, Fact::Close { first: 60, last: u32::MAX }),
+            event(6978, Fact::SetCloexec { first: 3, last: u32::MAX, on: true }),
             event(6978, dup(3, 50, false)),
             // 6981 has no clone line in this excerpt: its events stay, unforked.
             event(6981, dup(1, 10, false)),
@@ -1389,15 +1083,8 @@ mod tests {
 6978  <... vfork resumed>)              = 6983
 6978  close(7)                          = 0
 "#;
-        let argv = [
-            "sh",
-            "-c",
-            "nonexistent_cmd_xyz; echo hi > /tmp/st/work/sh.txt",
-        ];
-        let vfork = |child| Fact::Fork {
-            child,
-            flags: VFORK_FLAGS,
-        };
+        let argv = ["sh", "-c", "nonexistent_cmd_xyz; echo hi > /tmp/st/work/sh.txt"];
+        let vfork = |child| Fact::Fork { child, flags: VFORK_FLAGS };
         let expected = vec![
             event(6978, vfork(6981)),
             event(6981, close(6)),
@@ -1432,13 +1119,7 @@ mod tests {
 "#;
         let expected = vec![
             // clone3's flags are `clone_args.flags`, without the exit signal.
-            event(
-                7139,
-                Fact::Fork {
-                    child: 7143,
-                    flags: CLONE_VM | CLONE_VFORK,
-                },
-            ),
+            event(7139, Fact::Fork { child: 7143, flags: CLONE_VM | CLONE_VFORK }),
             event(7143, exec("/bin/true", &["true"])),
             event(7143, Fact::ExecResult { ret: 0 }),
             event(7143, open(AT_FDCWD, "/etc/ld.so.cache", 0x80000, 3)),
@@ -1463,10 +1144,7 @@ mod tests {
 7328  +++ exited with 0 +++
 "#;
         assert_eq!(THREAD_FLAGS & CLONE_THREAD, CLONE_THREAD);
-        let thread = |child| Fact::Fork {
-            child,
-            flags: THREAD_FLAGS,
-        };
+        let thread = |child| Fact::Fork { child, flags: THREAD_FLAGS };
         let expected = vec![
             event(7326, thread(7327)),
             event(7327, open(AT_FDCWD, "/tmp/st/work3/t0_0", 0x80041, 3)),
@@ -1491,13 +1169,7 @@ mod tests {
 7139  +++ exited with 0 +++
 "#;
         let expected = vec![
-            event(
-                7139,
-                Fact::Fork {
-                    child: 7144,
-                    flags: THREAD_FLAGS,
-                },
-            ),
+            event(7139, Fact::Fork { child: 7144, flags: THREAD_FLAGS }),
             event(7144, exec("/bin/true", &["true", "from-thread"])),
             event(7139, Fact::ExecResult { ret: 0 }),
             event(7139, close(3)),
@@ -1518,13 +1190,7 @@ mod tests {
 200   <... execve resumed>) = 0
 "#;
         let expected = vec![
-            event(
-                200,
-                Fact::Fork {
-                    child: 201,
-                    flags: THREAD_FLAGS,
-                },
-            ),
+            event(200, Fact::Fork { child: 201, flags: THREAD_FLAGS }),
             event(201, exec("/bin/true", &["true"])),
             event(200, Fact::ExecResult { ret: 0 }),
         ];
@@ -1541,10 +1207,7 @@ mod tests {
 7142  execve(NULL, NULL, NULL)          = -1 EFAULT (Bad address)
 7142  +++ exited with 0 +++
 "#;
-        let fork = |child| Fact::Fork {
-            child,
-            flags: 0x1200000 | SIGCHLD,
-        };
+        let fork = |child| Fact::Fork { child, flags: 0x1200000 | SIGCHLD };
         let expected = vec![
             event(7139, fork(7141)),
             event(7141, open(AT_FDCWD, "/bin/true", 0x280000, 4)),
@@ -1554,7 +1217,7 @@ mod tests {
                     dirfd: 4,
                     path: Vec::new(),
                     argv: vec![bytes("true"), bytes("x")],
-                    flags: crate::event::AT_EMPTY_PATH,
+                    flags: crate::event::abi::AT_EMPTY_PATH,
                 },
             ),
             event(7141, Fact::ExecResult { ret: 0 }),
@@ -1589,42 +1252,15 @@ mod tests {
 "#;
         let expected = vec![
             event(10321, open(AT_FDCWD, "/tmp/st/fifo", 0x80000, 3)),
-            event(
-                10321,
-                Fact::Fork {
-                    child: 10360,
-                    flags: VFORK_FLAGS,
-                },
-            ),
+            event(10321, Fact::Fork { child: 10360, flags: VFORK_FLAGS }),
             event(10360, exec("/usr/bin/sh", &["sh", "-c", "kill -QUIT $$"])),
             event(10360, Fact::ExecResult { ret: 0 }),
-            event(
-                10360,
-                Fact::Exit {
-                    status: WaitStatus::killed(libc::SIGQUIT, true),
-                },
-            ),
-            event(
-                10321,
-                Fact::Fork {
-                    child: 7083,
-                    flags: 0x1200000 | SIGCHLD,
-                },
-            ),
+            event(10360, Fact::Exit { status: WaitStatus::killed(libc::SIGQUIT, true) }),
+            event(10321, Fact::Fork { child: 7083, flags: 0x1200000 | SIGCHLD }),
             // Killed during the exec: a request, no result.
             event(7083, exec("/usr/bin/sleep", &["sleep", "5"])),
-            event(
-                7083,
-                Fact::Exit {
-                    status: WaitStatus::killed(libc::SIGKILL, false),
-                },
-            ),
-            event(
-                10321,
-                Fact::Exit {
-                    status: WaitStatus::killed(34, false),
-                },
-            ),
+            event(7083, Fact::Exit { status: WaitStatus::killed(libc::SIGKILL, false) }),
+            event(10321, Fact::Exit { status: WaitStatus::killed(34, false) }),
         ];
         assert_eq!(events(log), expected);
     }
@@ -1637,34 +1273,14 @@ mod tests {
 "#;
         let name = b"/tmp/st/work/caf\xc3\xa9 \"q\"\\\n\t\x01\xff".to_vec();
         let expected = vec![
-            event(
-                6978,
-                Fact::Open {
-                    dirfd: AT_FDCWD,
-                    path: name.clone(),
-                    flags: 0x80241,
-                    fd: 6,
-                },
-            ),
-            event(
-                6978,
-                Fact::Remove {
-                    dirfd: AT_FDCWD,
-                    path: name,
-                    dir: false,
-                },
-            ),
+            event(6978, Fact::Open { dirfd: AT_FDCWD, path: name.clone(), flags: 0x80241, fd: 6 }),
+            event(6978, Fact::Remove { dirfd: AT_FDCWD, path: name, dir: false }),
             event(
                 6978,
                 Fact::ExecRequest {
                     dirfd: AT_FDCWD,
                     path: bytes("/bin/echo"),
-                    argv: vec![
-                        bytes("echo"),
-                        bytes("a, b)"),
-                        b"A\x07\x08\x0b\x0c\r\0\x012".to_vec(),
-                        bytes("long"),
-                    ],
+                    argv: vec![bytes("echo"), bytes("a, b)"), b"A\x07\x08\x0b\x0c\r\0\x012".to_vec(), bytes("long")],
                     flags: 0,
                 },
             ),
@@ -1683,22 +1299,8 @@ mod tests {
         assert_eq!(
             parsed.events,
             vec![
-                event(
-                    100,
-                    Fact::Mkdir {
-                        dirfd: AT_FDCWD,
-                        path: bytes(&long),
-                    },
-                ),
-                event(
-                    100,
-                    Fact::Open {
-                        dirfd: AT_FDCWD,
-                        path: vec![0xff, 0xfe],
-                        flags: 0,
-                        fd: 3,
-                    },
-                ),
+                event(100, Fact::Mkdir { dirfd: AT_FDCWD, path: bytes(&long) },),
+                event(100, Fact::Open { dirfd: AT_FDCWD, path: vec![0xff, 0xfe], flags: 0, fd: 3 },),
             ]
         );
     }
@@ -1714,22 +1316,10 @@ mod tests {
 100   <... vfork resumed>)              = 101
 "#;
         let expected = vec![
-            event(
-                100,
-                Fact::Fork {
-                    child: 101,
-                    flags: 0x1200000 | SIGCHLD,
-                },
-            ),
+            event(100, Fact::Fork { child: 101, flags: 0x1200000 | SIGCHLD }),
             event(101, close(3)),
             event(101, exited(0)),
-            event(
-                100,
-                Fact::Fork {
-                    child: 101,
-                    flags: VFORK_FLAGS,
-                },
-            ),
+            event(100, Fact::Fork { child: 101, flags: VFORK_FLAGS }),
             event(101, close(4)),
         ];
         assert_eq!(events(log), expected);
@@ -1744,15 +1334,8 @@ mod tests {
 101   <... vfork resumed>)              = 102
 100   <... vfork resumed>)              = 101
 "#;
-        let vfork = |child| Fact::Fork {
-            child,
-            flags: VFORK_FLAGS,
-        };
-        let expected = vec![
-            event(100, vfork(101)),
-            event(101, vfork(102)),
-            event(102, close(3)),
-        ];
+        let vfork = |child| Fact::Fork { child, flags: VFORK_FLAGS };
+        let expected = vec![event(100, vfork(101)), event(101, vfork(102)), event(102, close(3))];
         assert_eq!(events(log), expected);
     }
 
@@ -1778,14 +1361,7 @@ garbage without a pid
         // Unmodelled syscalls (exit_group, nanosleep, restart_syscall) are
         // not malformed; the failed exec with an unknown errno has no result.
         assert_eq!(parsed.malformed_lines, 8);
-        assert_eq!(
-            parsed.events,
-            vec![
-                event(300, close(3)),
-                event(300, exec("/x", &["x"])),
-                event(300, close(5)),
-            ]
-        );
+        assert_eq!(parsed.events, vec![event(300, close(3)), event(300, exec("/x", &["x"])), event(300, close(5)),]);
     }
 
     #[test]
@@ -1832,10 +1408,7 @@ garbage without a pid
         assert_eq!(parse_path(b"NULL"), Some(Vec::new()));
         assert_eq!(parse_path(b"0x7ffe1234"), Some(Vec::new()));
         assert_eq!(parse_path(b"AT_FDCWD"), None);
-        assert_eq!(
-            parse_string_array(br#"["a", "b,]", ...]"#),
-            Some(vec![bytes("a"), bytes("b,]")])
-        );
+        assert_eq!(parse_string_array(br#"["a", "b,]", ...]"#), Some(vec![bytes("a"), bytes("b,]")]));
         assert_eq!(parse_string_array(b"[]"), Some(Vec::new()));
     }
 }
