@@ -221,7 +221,9 @@ fn page_size() -> u32 {
 fn task_exit_code_offset() -> Result<u64, EbpfError> {
     let path = preflight::VMLINUX_BTF;
     let fail = |reason: String| EbpfError::Btf { path, reason };
-    let btf = Btf::from_file(path).map_err(|err| fail(err.to_string()))?;
+    // One read, then parsing in memory: the file-backed parser seeks per type.
+    let bytes = std::fs::read(path).map_err(|err| fail(err.to_string()))?;
+    let btf = Btf::from_bytes(&bytes).map_err(|err| fail(err.to_string()))?;
     let types = btf.resolve_types_by_name("task_struct").map_err(|err| fail(err.to_string()))?;
     types
         .iter()
