@@ -94,7 +94,7 @@ pub fn paths_under(dir: &Path, names: &[&str]) -> BTreeSet<String> {
 }
 
 /// The manifest without what legitimately differs between two audits of the
-/// same run (backend, times, statistics, pids): pids become stable names built
+/// same run (backend, times, statistics, output mtimes, pids): pids become stable names built
 /// from each process's ancestry and command line.
 pub fn comparable(manifest: &Value) -> Value {
     let processes = manifest["processes"].as_array().expect("processes");
@@ -129,6 +129,12 @@ pub fn comparable(manifest: &Value) -> Value {
         .collect();
     renamed.sort_by_key(|process| process["pid"].to_string());
     object.insert("processes".into(), Value::Array(renamed));
+    // Outputs are made anew by each run.
+    for section in ["inputs", "outputs"] {
+        for entry in object["data"][section].as_array_mut().expect("data section") {
+            entry.as_object_mut().expect("data entry").remove("mtime");
+        }
+    }
     for file in object.get_mut("files").and_then(Value::as_array_mut).expect("files") {
         let mut pids: Vec<Value> = file["pids"].as_array().expect("pids").iter().map(name_of).collect();
         pids.sort_by_key(Value::to_string);

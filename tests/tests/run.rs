@@ -65,6 +65,12 @@ fn python_file_operations_give_exact_data_and_equal_manifests() {
         let sizes: Vec<&Value> =
             audit.manifest["data"]["outputs"].as_array().expect("outputs").iter().map(|o| &o["size"]).collect();
         assert_eq!(sizes, [&Value::from(18), &Value::from(5), &Value::from(15), &Value::from(13)], "{backend} sizes");
+        // "contents of a.txt\n", copied by cat.
+        assert_eq!(
+            audit.manifest["data"]["outputs"][0]["sha256"],
+            "1cabe73d30aa48e0045679739017004f536219dfa6768c04f53d8aa248120433",
+            "{backend} hash"
+        );
         // The tree: python, its forked child, sh and cat.
         let exes: BTreeSet<&str> = audit.manifest["processes"]
             .as_array()

@@ -1,12 +1,29 @@
 //! Which used paths are the run's data: inputs it read and outputs it left.
 //!
-//! Rules (docs/manifest.md): only regular files outside system trees count;
-//! an input was read and not written by the run; an output was created or
-//! written by the run and still exists under that name when it ends (so a temp
-//! file renamed over its target leaves the target, and a file created and
-//! deleted leaves nothing). Sizes are taken after the run.
+//! The rules, in order (docs/manifest.md):
+//! 1. a path matching an `--exclude` glob is never data;
+//! 2. a path matching an `--include` glob is data whatever else is said below;
+//! 3. otherwise it is not data if it lies in a system tree (`/usr`, `/etc`, …), is a
+//!    cache (`__pycache__`, `~/.cache`, `/var/cache`, fontconfig and matplotlib
+//!    caches), or belongs to software the manifest lists (a Python
+//!    distribution, an interpreter's standard library, a system package).
+//!
+//! Of what remains, only regular files count: an input was read and not written
+//! by the run; an output was created or written by the run and still exists under
+//! that name when it ends (a temp file renamed over its target leaves the target;
+//! a file created and deleted leaves nothing). Each data file is then described
+//! (size, mtime, SHA-256), hashed in parallel after the run.
 
-use std::{ffi::OsStr, os::unix::ffi::OsStrExt, path::Path};
+use std::{
+    ffi::OsStr,
+    io::Read,
+    os::unix::ffi::OsStrExt,
+    path::Path,
+    time::SystemTime,
+};
+
+use globset::{GlobSet, GlobSetBuilder};
+use sha2::{Digest, Sha256};
 
 use crate::{
     access::{AccessLog, PathUse},
@@ -16,14 +33,64 @@ use crate::{
 /// Trees whose files are the system's, never the run's data.
 pub const SYSTEM_TREES: &[&[u8]] = &[
     b"/usr", b"/lib", b"/lib32", b"/lib64", b"/libx32", b"/bin", b"/sbin", b"/etc", b"/proc", b"/sys", b"/dev",
-    b"/run", b"/boot",
+    b"/run", b"/boot", b"/var/cache", b"/var/lib/dpkg",
 ];
 
-/// A data file and its size after the run (`None` for an input the run removed).
+/// Path components that mark a cache wherever they appear.
+const CACHE_COMPONENTS: &[&[u8]] = &[b"__pycache__", b".cache", b".matplotlib", b".fontconfig", b".ipython"];
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid glob {pattern:?}: {source}")]
+pub struct GlobError {
+    pattern: String,
+    source: globset::Error,
+}
+
+/// The user's overrides of the built-in rules.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    include: GlobSet,
+    exclude: GlobSet,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules { include: GlobSet::empty(), exclude: GlobSet::empty() }
+    }
+}
+
+impl Rules {
+    /// Rules from `--include` and `--exclude` globs (matched against absolute
+    /// paths; `*` does not cross `/`, `**` does).
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, GlobError> {
+        Ok(Rules { include: glob_set(include)?, exclude: glob_set(exclude)? })
+    }
+}
+
+fn glob_set(patterns: &[String]) -> Result<GlobSet, GlobError> {
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|source| GlobError { pattern: pattern.clone(), source })?;
+        builder.add(glob);
+    }
+    builder.build().map_err(|source| GlobError { pattern: patterns.join(" "), source })
+}
+
+/// A data file as the manifest describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataFile {
     pub path: Vec<u8>,
+    /// `None` for an input the run removed.
     pub size: Option<u64>,
+    pub mtime: Option<SystemTime>,
+    /// Hex SHA-256 of the contents after the run; `None` if it could not be read.
+    pub sha256: Option<String>,
+    /// An input whose modification time is later than the start of the run:
+    /// something changed it while the run used it.
+    pub changed_during_run: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,30 +103,54 @@ pub fn is_system_path(path: &[u8]) -> bool {
     SYSTEM_TREES.iter().any(|tree| is_under(path, tree))
 }
 
+pub fn is_cache_path(path: &[u8]) -> bool {
+    path.split(|&byte| byte == b'/').any(|component| CACHE_COMPONENTS.contains(&component))
+}
+
 /// Classifies the access log, looking at the file system as it is now.
-pub fn classify(log: &AccessLog) -> DataSets {
+/// `is_software` tells whether a path belongs to software the manifest lists.
+pub fn classify(
+    log: &AccessLog,
+    rules: &Rules,
+    is_software: &dyn Fn(&[u8]) -> bool,
+    started_at: SystemTime,
+) -> DataSets {
     let mut data = DataSets::default();
     for (path, used) in log.iter() {
-        if used.directory || is_system_path(path) {
+        if used.directory {
+            continue;
+        }
+        let os_path = Path::new(OsStr::from_bytes(path));
+        if rules.exclude.is_match(os_path) {
+            continue;
+        }
+        if !rules.include.is_match(os_path) && (is_system_path(path) || is_cache_path(path) || is_software(path)) {
             continue;
         }
         let Some(kind) = data_kind(used) else { continue };
-        let metadata = std::fs::metadata(Path::new(OsStr::from_bytes(path)));
-        let regular_size = match &metadata {
-            Ok(metadata) if metadata.is_file() => Some(metadata.len()),
+        let metadata = std::fs::metadata(os_path);
+        let regular = match &metadata {
+            Ok(metadata) if metadata.is_file() => Some(metadata),
             Ok(_) => continue,
             Err(_) => None,
         };
+        let file = DataFile {
+            path: path.to_vec(),
+            size: regular.map(|metadata| metadata.len()),
+            mtime: regular.and_then(|metadata| metadata.modified().ok()),
+            sha256: None,
+            changed_during_run: false,
+        };
         match kind {
-            DataKind::Output if regular_size.is_some() => {
-                data.outputs.push(DataFile { path: path.to_vec(), size: regular_size });
-            }
-            DataKind::Input if regular_size.is_some() || used.gone => {
-                data.inputs.push(DataFile { path: path.to_vec(), size: regular_size });
+            DataKind::Output if regular.is_some() => data.outputs.push(file),
+            DataKind::Input if regular.is_some() || used.gone => {
+                let changed = file.mtime.is_some_and(|mtime| mtime > started_at);
+                data.inputs.push(DataFile { changed_during_run: changed, ..file });
             }
             _ => {}
         }
     }
+    hash_all(data.inputs.iter_mut().chain(data.outputs.iter_mut()).filter(|file| file.size.is_some()).collect());
     data
 }
 
@@ -75,32 +166,113 @@ fn data_kind(used: &PathUse) -> Option<DataKind> {
     used.read.then_some(DataKind::Input)
 }
 
+/// Hashes files on every core, each file read in a stream.
+fn hash_all(mut files: Vec<&mut DataFile>) {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = files.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        for part in files.chunks_mut(chunk) {
+            scope.spawn(move || {
+                for file in part {
+                    file.sha256 = sha256_of(Path::new(OsStr::from_bytes(&file.path)));
+                }
+            });
+        }
+    });
+}
+
+fn sha256_of(path: &Path) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = file.read(&mut buffer).ok()?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Some(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tracker::{FileOp, OpenMode};
 
-    #[test]
-    fn classification_follows_the_rules() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let base = dir.path().as_os_str().as_bytes().to_vec();
-        let file = |name: &str| {
-            let mut path = base.clone();
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn path(&self, name: &str) -> Vec<u8> {
+            let mut path = self.dir.path().as_os_str().as_bytes().to_vec();
             path.extend_from_slice(b"/");
             path.extend_from_slice(name.as_bytes());
             path
-        };
-        std::fs::write(OsStr::from_bytes(&file("in.csv")), b"abc").expect("write");
-        std::fs::write(OsStr::from_bytes(&file("out.csv")), b"hello").expect("write");
+        }
+
+        fn write(&self, name: &str, contents: &[u8]) -> Vec<u8> {
+            let path = self.path(name);
+            let os_path = Path::new(OsStr::from_bytes(&path));
+            std::fs::create_dir_all(os_path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(os_path, contents).expect("write");
+            path
+        }
+    }
+
+    fn no_software(_: &[u8]) -> bool {
+        false
+    }
+
+    #[test]
+    fn classification_follows_the_rules() {
+        let started = SystemTime::now() - std::time::Duration::from_secs(3600);
+        let fx = Fixture { dir: tempfile::tempdir().expect("tempdir") };
+        let input = fx.write("in.csv", b"abc");
+        let output = fx.write("out.csv", b"hello");
         let mut log = AccessLog::new();
-        log.record(1, FileOp::Open { path: file("in.csv"), mode: OpenMode::Read });
-        log.record(1, FileOp::Open { path: file("out.tmp"), mode: OpenMode::Write });
-        log.record(1, FileOp::Rename { from: file("out.tmp"), to: file("out.csv"), exchange: false });
-        log.record(1, FileOp::Open { path: file("scratch"), mode: OpenMode::Write });
-        log.record(1, FileOp::Remove { path: file("scratch"), dir: false });
+        log.record(1, FileOp::Open { path: input.clone(), mode: OpenMode::Read });
+        log.record(1, FileOp::Open { path: fx.path("out.tmp"), mode: OpenMode::Write });
+        log.record(1, FileOp::Rename { from: fx.path("out.tmp"), to: output.clone(), exchange: false });
+        log.record(1, FileOp::Open { path: fx.path("scratch"), mode: OpenMode::Write });
+        log.record(1, FileOp::Remove { path: fx.path("scratch"), dir: false });
         log.record(1, FileOp::Open { path: b"/etc/hosts".to_vec(), mode: OpenMode::Read });
-        let data = classify(&log);
-        assert_eq!(data.inputs, vec![DataFile { path: file("in.csv"), size: Some(3) }]);
-        assert_eq!(data.outputs, vec![DataFile { path: file("out.csv"), size: Some(5) }]);
+        let data = classify(&log, &Rules::default(), &no_software, started);
+        assert_eq!(data.inputs.len(), 1);
+        let first = &data.inputs[0];
+        assert_eq!((first.path.clone(), first.size), (input, Some(3)));
+        assert_eq!(first.sha256.as_deref(), Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+        assert!(first.changed_during_run, "written after `started`");
+        assert_eq!(data.outputs.iter().map(|file| file.path.clone()).collect::<Vec<_>>(), vec![output]);
+    }
+
+    #[test]
+    fn caches_software_and_globs() {
+        let fx = Fixture { dir: tempfile::tempdir().expect("tempdir") };
+        let cached = fx.write("pkg/__pycache__/m.cpython-311.pyc", b"x");
+        let dot_cache = fx.write("home/.cache/tool/state", b"x");
+        let library = fx.write("venv/lib/site.py", b"x");
+        let kept = fx.write("data/keep.bin", b"x");
+        let dropped = fx.write("data/drop.log", b"x");
+        let mut log = AccessLog::new();
+        for path in [&cached, &dot_cache, &library, &kept, &dropped] {
+            log.record(1, FileOp::Open { path: path.clone(), mode: OpenMode::Read });
+        }
+        let is_software = |path: &[u8]| path.ends_with(b"site.py");
+        let rules = Rules::new(&[], &["**/*.log".to_string()]).expect("globs");
+        let data = classify(&log, &rules, &is_software, SystemTime::now());
+        assert_eq!(data.inputs.iter().map(|file| file.path.clone()).collect::<Vec<_>>(), vec![kept.clone()]);
+        // --include brings back what the built-in rules leave out.
+        let rules = Rules::new(&["**/__pycache__/*".to_string()], &[]).expect("globs");
+        let data = classify(&log, &rules, &is_software, SystemTime::now());
+        let paths: Vec<Vec<u8>> = data.inputs.iter().map(|file| file.path.clone()).collect();
+        assert!(paths.contains(&cached) && paths.contains(&kept) && paths.contains(&dropped));
+    }
+
+    #[test]
+    fn bad_globs_are_reported() {
+        let err = Rules::new(&["a[".to_string()], &[]).expect_err("unclosed class");
+        assert!(err.to_string().contains("a["), "{err}");
     }
 }

@@ -4,6 +4,7 @@ use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use reprotrace::{
+    classify::Rules,
     run::{self, Backend, RunOptions},
     source::ebpf::DEFAULT_RING_BUFFER_BYTES,
 };
@@ -38,6 +39,13 @@ struct RunArgs {
     /// Ring buffer size in bytes (eBPF backend; a power of two, suffixes K, M, G).
     #[arg(long, default_value_t = DEFAULT_RING_BUFFER_BYTES, value_parser = parse_size)]
     ring_buffer_size: u32,
+    /// Count files matching this glob as data even if a built-in rule says otherwise
+    /// (repeatable; absolute paths, `*` stays within a directory, `**` crosses them).
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Never count files matching this glob as data (repeatable; wins over --include).
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
     /// The command and its arguments (after `--`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -69,13 +77,17 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run(args) => runtime.block_on(run::run(RunOptions {
-            backend: args.backend,
-            command: args.command,
-            output: args.output,
-            quiet: args.quiet,
-            ring_buffer_bytes: args.ring_buffer_size,
-        })),
+        Command::Run(args) => match Rules::new(&args.include, &args.exclude) {
+            Ok(rules) => runtime.block_on(run::run(RunOptions {
+                backend: args.backend,
+                command: args.command,
+                output: args.output,
+                quiet: args.quiet,
+                ring_buffer_bytes: args.ring_buffer_size,
+                rules,
+            })),
+            Err(err) => Err(err.into()),
+        },
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(REPROTRACE_FAILED)),

@@ -120,6 +120,14 @@ pub struct DataEntry {
     pub path: String,
     /// Bytes after the run; `None` for an input the run removed.
     pub size: Option<u64>,
+    /// Last modification, RFC 3339 UTC; `None` for an input the run removed.
+    pub mtime: Option<String>,
+    /// Hex SHA-256 of the contents after the run; `None` if unreadable or removed.
+    pub sha256: Option<String>,
+    /// Inputs only: modified after the run started, so the run may have read
+    /// other contents than the ones hashed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changed_during_run: bool,
 }
 
 /// Renders a path or argument for JSON: UTF-8 as is; any byte that is not part
@@ -193,7 +201,16 @@ fn file_entry(path: &[u8], used: &PathUse) -> FileEntry {
 }
 
 fn data_entries(files: &[DataFile]) -> Vec<DataEntry> {
-    files.iter().map(|file| DataEntry { path: display_bytes(&file.path), size: file.size }).collect()
+    files
+        .iter()
+        .map(|file| DataEntry {
+            path: display_bytes(&file.path),
+            size: file.size,
+            mtime: file.mtime.map(|mtime| humantime::format_rfc3339_seconds(mtime).to_string()),
+            sha256: file.sha256.clone(),
+            changed_during_run: file.changed_during_run,
+        })
+        .collect()
 }
 
 /// Why a manifest could not be read or written.

@@ -1,6 +1,8 @@
 //! The user-side pipeline both backends feed: events → tracker → access log,
 //! and at the end classification and the manifest's trace sections.
 
+use std::time::SystemTime;
+
 use crate::{
     access::AccessLog,
     classify,
@@ -49,8 +51,8 @@ impl Pipeline {
     }
 
     /// Classifies the data (stat'ing files as they are now) and renders the sections.
-    pub fn finish(self) -> PipelineOutput {
-        let data = classify::classify(&self.log);
+    pub fn finish(self, rules: &classify::Rules, started_at: SystemTime) -> PipelineOutput {
+        let data = classify::classify(&self.log, rules, &|_| false, started_at);
         let processes = self.tracker.processes();
         PipelineOutput {
             sections: manifest::trace_sections(processes, &self.log, &data),

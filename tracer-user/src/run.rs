@@ -19,6 +19,7 @@ use tokio::{
 };
 
 use crate::{
+    classify,
     event::WaitStatus,
     launch::{self, Credentials},
     manifest::{self, Manifest, Stats, SCHEMA_ID},
@@ -52,6 +53,8 @@ pub struct RunOptions {
     pub output: PathBuf,
     pub quiet: bool,
     pub ring_buffer_bytes: u32,
+    /// The user's data classification overrides.
+    pub rules: classify::Rules,
 }
 
 /// What a backend hands back besides the pipeline.
@@ -89,7 +92,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<i32> {
 
     let Traced { pipeline, root_status, lost_events, untracked_children, malformed_events, interrupted, launch_error } =
         traced;
-    let PipelineOutput { sections, events, tracker, root } = pipeline.finish();
+    let PipelineOutput { sections, events, tracker, root } = pipeline.finish(&options.rules, started_at);
     let status = root.and_then(|root| root.status).or(root_status);
     let malformed_events = malformed_events + tracker.unknown_tasks;
     let manifest = Manifest {
