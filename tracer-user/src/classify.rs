@@ -14,13 +14,7 @@
 //! a file created and deleted leaves nothing). Each data file is then described
 //! (size, mtime, SHA-256), hashed in parallel after the run.
 
-use std::{
-    ffi::OsStr,
-    io::Read,
-    os::unix::ffi::OsStrExt,
-    path::Path,
-    time::SystemTime,
-};
+use std::{ffi::OsStr, io::Read, os::unix::ffi::OsStrExt, path::Path, time::SystemTime};
 
 use globset::{GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
@@ -32,8 +26,21 @@ use crate::{
 
 /// Trees whose files are the system's, never the run's data.
 pub const SYSTEM_TREES: &[&[u8]] = &[
-    b"/usr", b"/lib", b"/lib32", b"/lib64", b"/libx32", b"/bin", b"/sbin", b"/etc", b"/proc", b"/sys", b"/dev",
-    b"/run", b"/boot", b"/var/cache", b"/var/lib/dpkg",
+    b"/usr",
+    b"/lib",
+    b"/lib32",
+    b"/lib64",
+    b"/libx32",
+    b"/bin",
+    b"/sbin",
+    b"/etc",
+    b"/proc",
+    b"/sys",
+    b"/dev",
+    b"/run",
+    b"/boot",
+    b"/var/cache",
+    b"/var/lib/dpkg",
 ];
 
 /// Path components that mark a cache wherever they appear.

@@ -6,18 +6,22 @@
 //!
 //! [`source`] (eBPF ring buffer or strace log) → [`event`] → [`tracker`] (process
 //! tree, fd and cwd tables, path resolution) → [`access`] (what each path went
-//! through) → [`classify`] (data inputs and outputs) → [`manifest`].
+//! through) → [`software`] (packages owning the files) → [`classify`] (data
+//! inputs and outputs) → [`manifest`]. [`diff`] and [`export`] read manifests.
 //! [`pipeline`] strings the stages together; [`run`] and [`launch`] are the
 //! edge that starts the command and drives a source.
 pub mod access;
 pub mod classify;
+pub mod diff;
 pub mod errno;
 pub mod event;
+pub mod export;
 pub mod launch;
 pub mod manifest;
 mod name_table;
 pub mod pipeline;
 pub mod run;
 pub mod signals;
+pub mod software;
 pub mod source;
 pub mod tracker;

@@ -1,10 +1,19 @@
 //! The `reprotrace` command line.
 
-use std::{ffi::OsString, path::PathBuf, process::ExitCode};
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context;
 
 use clap::{Parser, Subcommand};
 use reprotrace::{
     classify::Rules,
+    diff,
+    export::{self, Format},
+    manifest::Manifest,
     run::{self, Backend, RunOptions},
     source::ebpf::DEFAULT_RING_BUFFER_BYTES,
 };
@@ -23,6 +32,18 @@ struct Cli {
 enum Command {
     /// Run a command under the tracer and write its manifest.
     Run(RunArgs),
+    /// Compare two manifests: packages added, removed or at other versions, data
+    /// files added, removed or changed. Exits 0 when they agree, 1 when they differ.
+    Diff { before: PathBuf, after: PathBuf },
+    /// Write the pinned package list that rebuilds a manifest's environment.
+    Export {
+        #[arg(value_enum)]
+        format: Format,
+        manifest: PathBuf,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -67,6 +88,23 @@ fn parse_size(text: &str) -> Result<u32, String> {
     u32::try_from(value * multiplier).map_err(|_| format!("{text} is too large (at most 2G)"))
 }
 
+fn diff_manifests(before: &Path, after: &Path) -> anyhow::Result<i32> {
+    let changes = diff::diff(&Manifest::read(before)?, &Manifest::read(after)?);
+    for change in &changes {
+        println!("{change}");
+    }
+    Ok(if changes.is_empty() { 0 } else { 1 })
+}
+
+fn export_manifest(format: Format, manifest: &Path, output: Option<&Path>) -> anyhow::Result<i32> {
+    let text = export::export(&Manifest::read(manifest)?, format);
+    match output {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -88,6 +126,8 @@ fn main() -> ExitCode {
             })),
             Err(err) => Err(err.into()),
         },
+        Command::Diff { before, after } => diff_manifests(&before, &after),
+        Command::Export { format, manifest, output } => export_manifest(format, &manifest, output.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(REPROTRACE_FAILED)),

@@ -16,6 +16,7 @@ use crate::{
     errno::errno_name,
     event::WaitStatus,
     signals::signal_name,
+    software::{self, SoftwareUse},
     tracker::{sorted_processes, ProcessRecord},
 };
 
@@ -41,6 +42,7 @@ pub struct Manifest {
     pub stats: Stats,
     pub processes: Vec<Process>,
     pub files: Vec<FileEntry>,
+    pub software: Software,
     pub data: Data,
 }
 
@@ -107,6 +109,62 @@ pub struct FileEntry {
     pub pids: Vec<u32>,
 }
 
+/// The software the run used.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Software {
+    /// Python distributions any of whose files the run opened, sorted by name.
+    pub python: Vec<PythonDistribution>,
+    /// Python interpreters the run executed or whose standard library it read.
+    pub interpreters: Vec<Interpreter>,
+    /// System packages owning any file the run executed or opened, sorted by name.
+    pub system_packages: Vec<SystemPackage>,
+    /// Every file the run executed, with its owning package.
+    pub executables: Vec<OwnedFile>,
+    /// Every shared library the run opened, with its owning package.
+    pub shared_libraries: Vec<OwnedFile>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonDistribution {
+    pub name: String,
+    pub version: String,
+    /// Who installed it (`INSTALLER`: pip, uv, conda, debian…), if recorded.
+    pub installer: Option<String>,
+    /// The site directory holding its metadata.
+    pub location: String,
+    pub editable: bool,
+    /// How many of its files the run opened.
+    pub files_used: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interpreter {
+    pub path: String,
+    pub version: String,
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemPackage {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    /// The package manager: "dpkg".
+    pub manager: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnedFile {
+    pub path: String,
+    /// The system package or Python distribution owning it, if any.
+    pub package: Option<String>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Data {
@@ -148,14 +206,66 @@ pub fn display_bytes(bytes: &[u8]) -> String {
 pub struct TraceSections {
     pub processes: Vec<Process>,
     pub files: Vec<FileEntry>,
+    pub software: Software,
     pub data: Data,
 }
 
-pub fn trace_sections(processes: &[ProcessRecord], log: &AccessLog, data: &DataSets) -> TraceSections {
+pub fn trace_sections(
+    processes: &[ProcessRecord],
+    log: &AccessLog,
+    software: &SoftwareUse,
+    data: &DataSets,
+) -> TraceSections {
     TraceSections {
         processes: sorted_processes(processes).into_iter().map(process_entry).collect(),
         files: log.iter().map(|(path, used)| file_entry(path, used)).collect(),
+        software: software_section(software),
         data: Data { inputs: data_entries(&data.inputs), outputs: data_entries(&data.outputs) },
+    }
+}
+
+fn software_section(software: &SoftwareUse) -> Software {
+    let owned_files = |files: &[software::OwnedFile]| -> Vec<OwnedFile> {
+        files.iter().map(|file| OwnedFile { path: display_bytes(&file.path), package: file.package.clone() }).collect()
+    };
+    let mut python: Vec<PythonDistribution> = software
+        .python
+        .iter()
+        .map(|(distribution, files_used)| PythonDistribution {
+            name: distribution.name.clone(),
+            version: distribution.version.clone(),
+            installer: distribution.installer.clone(),
+            location: display_bytes(&distribution.location),
+            editable: distribution.editable,
+            files_used: *files_used,
+        })
+        .collect();
+    python.sort_by(|a, b| {
+        (crate::diff::normalize_name(&a.name), &a.location).cmp(&(crate::diff::normalize_name(&b.name), &b.location))
+    });
+    Software {
+        python,
+        interpreters: software
+            .interpreters
+            .iter()
+            .map(|interpreter| Interpreter {
+                path: display_bytes(&interpreter.path),
+                version: interpreter.version.clone(),
+                prefix: display_bytes(&interpreter.prefix),
+            })
+            .collect(),
+        system_packages: software
+            .system_packages
+            .iter()
+            .map(|package| SystemPackage {
+                name: package.name.clone(),
+                version: package.version.clone(),
+                architecture: package.architecture.clone(),
+                manager: package.manager.to_string(),
+            })
+            .collect(),
+        executables: owned_files(&software.executables),
+        shared_libraries: owned_files(&software.shared_libraries),
     }
 }
 

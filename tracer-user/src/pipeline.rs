@@ -1,5 +1,6 @@
 //! The user-side pipeline both backends feed: events → tracker → access log,
-//! and at the end classification and the manifest's trace sections.
+//! and at the end software identification, data classification and the
+//! manifest's trace sections.
 
 use std::time::SystemTime;
 
@@ -8,6 +9,7 @@ use crate::{
     classify,
     event::Event,
     manifest::{self, TraceSections},
+    software::{self, SoftwareIndex},
     tracker::{Pid, ProcessRecord, Tracker, TrackerStats},
 };
 
@@ -51,11 +53,17 @@ impl Pipeline {
     }
 
     /// Classifies the data (stat'ing files as they are now) and renders the sections.
-    pub fn finish(self, rules: &classify::Rules, started_at: SystemTime) -> PipelineOutput {
-        let data = classify::classify(&self.log, rules, &|_| false, started_at);
+    pub fn finish(
+        self,
+        rules: &classify::Rules,
+        started_at: SystemTime,
+        software_index: &mut SoftwareIndex,
+    ) -> PipelineOutput {
+        let software = software::identify(&self.log, software_index);
+        let data = classify::classify(&self.log, rules, &|path| software.owns(path), started_at);
         let processes = self.tracker.processes();
         PipelineOutput {
-            sections: manifest::trace_sections(processes, &self.log, &data),
+            sections: manifest::trace_sections(processes, &self.log, &software, &data),
             events: self.events,
             tracker: self.tracker.stats(),
             root: processes.first().cloned(),

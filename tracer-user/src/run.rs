@@ -24,6 +24,7 @@ use crate::{
     launch::{self, Credentials},
     manifest::{self, Manifest, Stats, SCHEMA_ID},
     pipeline::{Pipeline, PipelineOutput},
+    software::SoftwareIndex,
     source::{
         ebpf::{EbpfSource, LoadOptions},
         strace,
@@ -82,6 +83,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<i32> {
     let started_at = SystemTime::now();
     let clock = Instant::now();
     let mut signals = ForwardedSignals::new()?;
+    // The package database is read while the command runs.
+    let software_index = std::thread::spawn(SoftwareIndex::load);
 
     let traced = match options.backend {
         Backend::Ebpf => trace_with_ebpf(&options, &program, credentials.as_ref(), cwd.clone(), &mut signals).await?,
@@ -92,7 +95,12 @@ pub async fn run(options: RunOptions) -> anyhow::Result<i32> {
 
     let Traced { pipeline, root_status, lost_events, untracked_children, malformed_events, interrupted, launch_error } =
         traced;
-    let PipelineOutput { sections, events, tracker, root } = pipeline.finish(&options.rules, started_at);
+    let mut software_index = match software_index.join() {
+        Ok(loaded) => loaded?,
+        Err(_) => bail!("reading the package database failed unexpectedly"),
+    };
+    let PipelineOutput { sections, events, tracker, root } =
+        pipeline.finish(&options.rules, started_at, &mut software_index);
     let status = root.and_then(|root| root.status).or(root_status);
     let malformed_events = malformed_events + tracker.unknown_tasks;
     let manifest = Manifest {
@@ -116,6 +124,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<i32> {
         },
         processes: sections.processes,
         files: sections.files,
+        software: sections.software,
         data: sections.data,
     };
     manifest.write_atomically(&options.output)?;

@@ -1,0 +1,163 @@
+//! `reprotrace diff A B`: what changed between two audits, semantically —
+//! packages added, removed or at another version; data files added, removed or
+//! with other contents. Processes, pids, times and statistics are not compared.
+
+use std::collections::BTreeMap;
+
+use crate::manifest::{DataEntry, Manifest};
+
+/// One difference, in the order the report prints them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    Added { section: &'static str, name: String, detail: String },
+    Removed { section: &'static str, name: String, detail: String },
+    Changed { section: &'static str, name: String, before: String, after: String },
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Added { section, name, detail } => write!(f, "+ {section}: {name} {detail}"),
+            Change::Removed { section, name, detail } => write!(f, "- {section}: {name} {detail}"),
+            Change::Changed { section, name, before, after } => write!(f, "~ {section}: {name} {before} -> {after}"),
+        }
+    }
+}
+
+/// Every difference between `before` and `after`.
+pub fn diff(before: &Manifest, after: &Manifest) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let python = |manifest: &Manifest| -> BTreeMap<String, String> {
+        manifest.software.python.iter().map(|dist| (normalize_name(&dist.name), dist.version.clone())).collect()
+    };
+    compare("python", &python(before), &python(after), &mut changes);
+    let system = |manifest: &Manifest| -> BTreeMap<String, String> {
+        manifest
+            .software
+            .system_packages
+            .iter()
+            .map(|package| (format!("{}:{}", package.name, package.architecture), package.version.clone()))
+            .collect()
+    };
+    compare("system package", &system(before), &system(after), &mut changes);
+    let files = |entries: &[DataEntry]| -> BTreeMap<String, String> {
+        entries.iter().map(|entry| (entry.path.clone(), content_label(entry))).collect()
+    };
+    compare("input", &files(&before.data.inputs), &files(&after.data.inputs), &mut changes);
+    compare("output", &files(&before.data.outputs), &files(&after.data.outputs), &mut changes);
+    changes
+}
+
+fn compare(
+    section: &'static str,
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+    changes: &mut Vec<Change>,
+) {
+    for (name, old) in before {
+        match after.get(name) {
+            None => changes.push(Change::Removed { section, name: name.clone(), detail: old.clone() }),
+            Some(new) if new != old => {
+                changes.push(Change::Changed { section, name: name.clone(), before: old.clone(), after: new.clone() })
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, new) in after {
+        if !before.contains_key(name) {
+            changes.push(Change::Added { section, name: name.clone(), detail: new.clone() });
+        }
+    }
+}
+
+/// A data file's contents as the report names them: its hash, else its size.
+fn content_label(entry: &DataEntry) -> String {
+    match (&entry.sha256, entry.size) {
+        (Some(hash), _) => format!("sha256:{}", &hash[..hash.len().min(12)]),
+        (None, Some(size)) => format!("{size} bytes"),
+        (None, None) => "(removed by the run)".to_string(),
+    }
+}
+
+/// PEP 503 normalisation, so `Foo_Bar` and `foo-bar` are one distribution.
+pub fn normalize_name(name: &str) -> String {
+    let mut normalized = String::with_capacity(name.len());
+    let mut in_separator = false;
+    for character in name.chars() {
+        if matches!(character, '-' | '_' | '.') {
+            if !in_separator {
+                normalized.push('-');
+            }
+            in_separator = true;
+        } else {
+            normalized.extend(character.to_lowercase());
+            in_separator = false;
+        }
+    }
+    normalized
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{PythonDistribution, Software};
+
+    fn manifest(python: &[(&str, &str)], inputs: &[(&str, &str)]) -> Manifest {
+        let text = r#"{"schema":"reprotrace/manifest/v1","backend":"ebpf","command":["x"],"cwd":"/","host":"h",
+            "started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:01Z","exit_code":0,"signal":null,
+            "stats":{"events":0,"lost_events":0,"untracked_children":0,"malformed_events":0,"unresolved_paths":0,
+            "complete":true,"duration_ms":0},"processes":[],"files":[],
+            "software":{"python":[],"interpreters":[],"system_packages":[],"executables":[],"shared_libraries":[]},
+            "data":{"inputs":[],"outputs":[]}}"#;
+        let mut manifest: Manifest = serde_json::from_str(text).expect("template");
+        manifest.software = Software {
+            python: python
+                .iter()
+                .map(|(name, version)| PythonDistribution {
+                    name: name.to_string(),
+                    version: version.to_string(),
+                    installer: Some("pip".into()),
+                    location: "/venv/lib/python3.11/site-packages".into(),
+                    editable: false,
+                    files_used: 1,
+                })
+                .collect(),
+            ..Software::default()
+        };
+        manifest.data.inputs = inputs
+            .iter()
+            .map(|(path, hash)| DataEntry {
+                path: path.to_string(),
+                size: Some(1),
+                mtime: None,
+                sha256: Some(hash.repeat(64)),
+                changed_during_run: false,
+            })
+            .collect();
+        manifest
+    }
+
+    #[test]
+    fn reports_package_and_content_changes() {
+        let before = manifest(&[("NumPy", "2.0.0"), ("six", "1.16.0")], &[("/d/a.csv", "a"), ("/d/b.csv", "b")]);
+        let after = manifest(&[("numpy", "2.1.0"), ("idna", "3.7")], &[("/d/a.csv", "c"), ("/d/c.csv", "c")]);
+        let report: Vec<String> = diff(&before, &after).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            report,
+            [
+                "~ python: numpy 2.0.0 -> 2.1.0",
+                "- python: six 1.16.0",
+                "+ python: idna 3.7",
+                "~ input: /d/a.csv sha256:aaaaaaaaaaaa -> sha256:cccccccccccc",
+                "- input: /d/b.csv sha256:bbbbbbbbbbbb",
+                "+ input: /d/c.csv sha256:cccccccccccc",
+            ]
+        );
+        assert!(diff(&before, &before).is_empty());
+    }
+
+    #[test]
+    fn normalizes_like_pep_503() {
+        assert_eq!(normalize_name("Foo__Bar.baz"), "foo-bar-baz");
+    }
+}

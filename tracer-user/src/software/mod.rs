@@ -1,0 +1,136 @@
+//! Which software the run used: Python distributions and interpreters, system
+//! packages, executables and shared libraries, found from the files it opened
+//! and executed. Every file attributed here is software, never data.
+
+pub mod dpkg;
+pub mod python;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet},
+    path::Path,
+};
+
+use crate::access::AccessLog;
+
+pub use dpkg::{DpkgError, SystemPackage};
+pub use python::{Distribution, Interpreter};
+
+/// The package databases consulted, loaded once per audit.
+pub struct SoftwareIndex {
+    dpkg: Option<dpkg::DpkgIndex>,
+    python: python::PythonIndex,
+}
+
+impl SoftwareIndex {
+    /// Loads the system's package database (none on a system without dpkg).
+    pub fn load() -> Result<Self, DpkgError> {
+        Ok(SoftwareIndex {
+            dpkg: dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR))?,
+            python: python::PythonIndex::new(),
+        })
+    }
+}
+
+/// A file the run executed or loaded, and what owns it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OwnedFile {
+    pub path: Vec<u8>,
+    pub package: Option<String>,
+}
+
+/// The software a run used.
+#[derive(Debug, Default)]
+pub struct SoftwareUse {
+    /// Distributions, with how many of their files the run opened.
+    pub python: BTreeMap<Distribution, u64>,
+    pub interpreters: BTreeSet<Interpreter>,
+    pub system_packages: BTreeSet<SystemPackage>,
+    pub executables: Vec<OwnedFile>,
+    pub shared_libraries: Vec<OwnedFile>,
+    owned: HashSet<Vec<u8>>,
+}
+
+impl SoftwareUse {
+    /// Whether `path` belongs to software listed here (so it is not data).
+    pub fn owns(&self, path: &[u8]) -> bool {
+        self.owned.contains(path)
+    }
+}
+
+/// Attributes every file the run read or executed to the software owning it.
+pub fn identify(log: &AccessLog, index: &mut SoftwareIndex) -> SoftwareUse {
+    let used_files = || log.iter().filter(|(_, used)| (used.read || used.exec) && !used.written);
+    // An editable project's files are found through its site directory, which
+    // may be seen only later in path order: discover every directory first.
+    for (path, _) in used_files() {
+        index.python.discover(path);
+    }
+    let mut found = SoftwareUse::default();
+    for (path, used) in used_files() {
+        let mut package = None;
+        if let Some(distribution) = index.python.owner(path) {
+            package = Some(distribution.name.clone());
+            // Reading a distribution's metadata (as importlib.metadata and
+            // pkg_resources do for every installed one) is not using it.
+            if !in_metadata_dir(path) {
+                *found.python.entry(distribution.clone()).or_default() += 1;
+            }
+            found.owned.insert(path.to_vec());
+        } else if let Some(interpreter) = index.python.stdlib_interpreter(path) {
+            found.interpreters.insert(interpreter.clone());
+            found.owned.insert(path.to_vec());
+        } else if file_name(path) == b"pyvenv.cfg" {
+            // A virtual environment's configuration is its interpreter's.
+            found.owned.insert(path.to_vec());
+        }
+        if let Some(system_package) = index.dpkg.as_ref().and_then(|dpkg| dpkg.owner(path)) {
+            package.get_or_insert_with(|| system_package.name.clone());
+            found.system_packages.insert(system_package.clone());
+            found.owned.insert(path.to_vec());
+        }
+        if used.exec {
+            if let Some(interpreter) = python::interpreter_for_executable(path) {
+                found.interpreters.insert(interpreter);
+            }
+            found.executables.push(OwnedFile { path: path.to_vec(), package: package.clone() });
+            found.owned.insert(path.to_vec());
+        } else if is_shared_library(path) {
+            found.shared_libraries.push(OwnedFile { path: path.to_vec(), package });
+            found.owned.insert(path.to_vec());
+        }
+    }
+    found
+}
+
+fn in_metadata_dir(path: &[u8]) -> bool {
+    path.split(|&byte| byte == b'/')
+        .any(|component| component.ends_with(b".dist-info") || component.ends_with(b".egg-info"))
+}
+
+fn file_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|&byte| byte == b'/').next().unwrap_or(path)
+}
+
+/// `libfoo.so`, `libfoo.so.6`, `_ext.cpython-311-x86_64-linux-gnu.so`.
+fn is_shared_library(path: &[u8]) -> bool {
+    let name = file_name(path);
+    name.ends_with(b".so")
+        || name
+            .windows(4)
+            .position(|window| window == b".so.")
+            .is_some_and(|at| name[at + 4..].iter().all(|&byte| byte.is_ascii_digit() || byte == b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_shared_libraries() {
+        assert!(is_shared_library(b"/lib/x86_64-linux-gnu/libc.so.6"));
+        assert!(is_shared_library(b"/v/numpy/_core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so"));
+        assert!(is_shared_library(b"/usr/lib/libz.so.1.2.13"));
+        assert!(!is_shared_library(b"/data/results.so.csv"));
+        assert!(!is_shared_library(b"/etc/ld.so.cache"));
+    }
+}
