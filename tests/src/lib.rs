@@ -50,6 +50,8 @@ pub fn audit<S: AsRef<OsStr>>(backend: &str, cwd: &Path, manifest_dir: &Path, co
     let manifest_path = manifest_dir.join(format!("{backend}.json"));
     let output = Command::new(reprotrace_bin())
         .current_dir(cwd)
+        // Bytecode caches get random temporary names: two runs would differ.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .args(["run", "--backend", backend, "-o"])
         .arg(&manifest_path)
         .arg("--")

@@ -17,8 +17,16 @@ use serde_json::Value;
 const PACKAGES: &[&str] = &["markupsafe==2.1.5", "python-dateutil==2.9.0.post0", "PyYAML==6.0.2"];
 
 const WORKLOAD: &str = r#"
-import importlib.metadata, json, sys
+import importlib.metadata, json, os, sys
 import markupsafe, dateutil.parser, yaml, localproj
+
+# Things that are never data: configuration, a cache.
+with open("/etc/hostname") as f:
+    f.read()
+os.makedirs(".cache/workload", exist_ok=True)
+with open(".cache/workload/state.json", "w") as f:
+    f.write("{}")
+import helper
 
 with open(sys.argv[1]) as f:
     settings = yaml.safe_load(f)
@@ -86,11 +94,13 @@ fn a_venv_workload_lists_exactly_its_distributions_and_data() {
     let root = dir.path();
     let venv = make_venv(root);
     std::fs::write(root.join("workload.py"), WORKLOAD).expect("workload");
+    std::fs::write(root.join("helper.py"), "VALUE = 1\n").expect("helper module");
     std::fs::write(root.join("settings.yaml"), "when: \"2024-03-05T10:00:00\"\n").expect("settings");
     let python = venv.join("bin/python");
 
     let mut audits = Vec::new();
     for backend in BACKENDS {
+        let _ = std::fs::remove_dir_all(root.join(".cache"));
         let oracle_path = root.join("oracle.json");
         let audit = audit(
             backend,
@@ -123,10 +133,11 @@ fn a_venv_workload_lists_exactly_its_distributions_and_data() {
             .filter_map(|p| p["name"].as_str())
             .collect();
         assert!(system.contains(&"libc6") && system.contains(&"libpython3.11-stdlib"), "{backend}: {system:?}");
-        // Data: the script, its settings and its output; nothing from the venv.
+        // Data: the scripts, the settings and the output; nothing from the venv,
+        // the configuration or the cache.
         assert_eq!(
             data_paths(&audit.manifest, "inputs"),
-            paths_under(root, &["settings.yaml", "workload.py"]),
+            paths_under(root, &["helper.py", "settings.yaml", "workload.py"]),
             "{backend}"
         );
         let mut outputs = paths_under(root, &["page.html"]);
