@@ -347,8 +347,12 @@ impl Manifest {
         };
         let mut temp =
             tempfile::Builder::new().prefix(".reprotrace-").suffix(".json.tmp").tempfile_in(dir).map_err(fail)?;
-        serde_json::to_writer_pretty(&mut temp, self).map_err(|err| fail(err.into()))?;
-        temp.write_all(b"\n").map_err(fail)?;
+        // Buffered: serde writes a token at a time.
+        let mut writer = std::io::BufWriter::with_capacity(1 << 16, &mut temp);
+        serde_json::to_writer_pretty(&mut writer, self).map_err(|err| fail(err.into()))?;
+        writer.write_all(b"\n").map_err(fail)?;
+        writer.flush().map_err(fail)?;
+        drop(writer);
         temp.as_file().sync_all().map_err(fail)?;
         temp.persist(path).map_err(|err| fail(err.error))?;
         Ok(())

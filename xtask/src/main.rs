@@ -6,6 +6,7 @@
 //! - `test` builds the workspace (the `reprotrace` binary the integration tests
 //!   run) and runs every test.
 //! - `demo` sets up, builds, and audits the example analysis with both backends.
+//! - `bench pipeline` times the post-processing of a 100k-event audit.
 
 use std::{
     path::{Path, PathBuf},
@@ -22,7 +23,12 @@ fn main() -> Result<()> {
         "setup" => setup(),
         "test" => test(),
         "demo" => demo(),
-        _ => bail!("usage: cargo xtask <setup|test|demo>\n  setup  install bpf-linker {BPF_LINKER_VERSION} and strace\n  test   build and run every test (needs root)\n  demo   setup, build, and audit examples/analysis.py with both backends"),
+        "bench" => bench(std::env::args().nth(2).as_deref()),
+        _ => bail!(
+            "usage: cargo xtask <setup|test|demo|bench pipeline>\n  setup  install bpf-linker {BPF_LINKER_VERSION} and strace\n  \
+             test   build and run every test (needs root)\n  demo   setup, build, and audit examples/analysis.py with both \
+             backends\n  bench pipeline  time the post-processing of a 100k-event audit"
+        ),
     }
 }
 
@@ -129,6 +135,13 @@ fn count_before(result: &str, label: &str) -> u64 {
         .find_map(|part| part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(label))
         .and_then(|count| count.trim().parse().ok())
         .unwrap_or(0)
+}
+
+fn bench(which: Option<&str>) -> Result<()> {
+    match which {
+        Some("pipeline") => run(cargo().args(["run", "--release", "--package", "tracer-user", "--example", "pipeline_bench"])),
+        _ => bail!("usage: cargo xtask bench pipeline"),
+    }
 }
 
 fn demo() -> Result<()> {

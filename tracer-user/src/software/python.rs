@@ -16,14 +16,15 @@
 //!   of the `.pth` files its `RECORD` lists, the `MAPPING` of a setuptools
 //!   `__editable___*_finder.py`, or else the project directory of
 //!   `direct_url.json`; a legacy develop install (`*.egg-link`,
-//!   `easy-install.pth`) owns the directory it put on `sys.path`. Roots never
-//!   claim files inside a site directory or a Python environment (a project's
-//!   own `.venv`), and a file some list names keeps that owner;
+//!   `easy-install.pth`) owns the directory it put on `sys.path`. A root does
+//!   not claim the files of a site directory or Python environment below it (a
+//!   project's own `.venv`), and a file some list names keeps that owner;
 //! - when several lists name one file, the last writer wins: installed lists
 //!   beat conda manifests, which beat `SOURCES.txt`, then the most recently
 //!   modified metadata directory wins, then the smaller [`Distribution`].
 //!
-//! Directories are never owned (a namespace package's directory is shared).
+//! Lists name files, so a directory has no owner through them (a namespace
+//! package's directory is shared by several distributions).
 //!
 //! The index is built lazily: [`PythonIndex::discover`] looks at each directory
 //! above a used path once. A directory named `site-packages` or `dist-packages`
@@ -205,12 +206,11 @@ impl PythonIndex {
         if let Some(&id) = self.files.get(path) {
             return Some(id);
         }
-        if let Some(source) = bytecode_source(path) {
-            if let Some(&id) = self.files.get(&source) {
-                return Some(id);
-            }
+        let source = bytecode_source(path);
+        if let Some(&id) = source.as_ref().and_then(|source| self.files.get(source)) {
+            return Some(id);
         }
-        self.root_owner(path)
+        self.root_owner(source.as_deref().unwrap_or(path))
     }
 
     /// The editable install whose import root holds `path`. A root names a
@@ -226,7 +226,7 @@ impl PythonIndex {
                 return Some(id);
             }
         }
-        let mut current = Some(path);
+        let mut current = Some(dir);
         while let Some(candidate) = current {
             if is_site_dir_name(file_name(candidate)) || self.environments.contains(candidate) {
                 return None;
