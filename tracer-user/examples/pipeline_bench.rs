@@ -52,10 +52,21 @@ fn main() -> anyhow::Result<()> {
 
     let mut events = Vec::new();
     let mut push = |tid: u32, fact: Fact| events.push(Event { tid, fact });
-    push(ROOT, Fact::ExecRequest { dirfd: AT_FDCWD, path: b"/usr/bin/python3".to_vec(), argv: vec![b"python3".to_vec()], flags: 0 });
+    push(
+        ROOT,
+        Fact::ExecRequest {
+            dirfd: AT_FDCWD,
+            path: b"/usr/bin/python3".to_vec(),
+            argv: vec![b"python3".to_vec()],
+            flags: 0,
+        },
+    );
     push(ROOT, Fact::ExecResult { ret: 0 });
     for worker in 0..8u32 {
-        push(ROOT, Fact::Fork { child: ROOT + 1 + worker, flags: abi::CLONE_THREAD | abi::CLONE_FILES | abi::CLONE_FS });
+        push(
+            ROOT,
+            Fact::Fork { child: ROOT + 1 + worker, flags: abi::CLONE_THREAD | abi::CLONE_FILES | abi::CLONE_FS },
+        );
     }
     let open_close = |tid: u32, path: &[u8], flags: u64, events: &mut Vec<Event>| {
         events.push(Event { tid, fact: Fact::Open { dirfd: AT_FDCWD, path: path.to_vec(), flags, fd: 3 } });

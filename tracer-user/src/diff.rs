@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::manifest::{DataEntry, Manifest};
+use crate::{
+    manifest::{DataEntry, Manifest},
+    software::python::normalize_name,
+};
 
 /// One difference, in the order the report prints them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,24 +82,6 @@ fn content_label(entry: &DataEntry) -> String {
     }
 }
 
-/// PEP 503 normalisation, so `Foo_Bar` and `foo-bar` are one distribution.
-pub fn normalize_name(name: &str) -> String {
-    let mut normalized = String::with_capacity(name.len());
-    let mut in_separator = false;
-    for character in name.chars() {
-        if matches!(character, '-' | '_' | '.') {
-            if !in_separator {
-                normalized.push('-');
-            }
-            in_separator = true;
-        } else {
-            normalized.extend(character.to_lowercase());
-            in_separator = false;
-        }
-    }
-    normalized
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,10 +139,5 @@ mod tests {
             ]
         );
         assert!(diff(&before, &before).is_empty());
-    }
-
-    #[test]
-    fn normalizes_like_pep_503() {
-        assert_eq!(normalize_name("Foo__Bar.baz"), "foo-bar-baz");
     }
 }

@@ -1,7 +1,7 @@
 //! `reprotrace export requirements|conda|apt MANIFEST`: the pinned package
 //! lists that rebuild the environment an audit saw.
 
-use crate::{diff::normalize_name, manifest::Manifest};
+use crate::{manifest::Manifest, software::python::normalize_name};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

@@ -241,7 +241,8 @@ fn software_section(software: &SoftwareUse) -> Software {
         })
         .collect();
     python.sort_by(|a, b| {
-        (crate::diff::normalize_name(&a.name), &a.location).cmp(&(crate::diff::normalize_name(&b.name), &b.location))
+        (crate::software::python::normalize_name(&a.name), &a.location)
+            .cmp(&(crate::software::python::normalize_name(&b.name), &b.location))
     });
     Software {
         python,

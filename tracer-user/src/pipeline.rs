@@ -26,6 +26,8 @@ pub struct PipelineOutput {
     pub tracker: TrackerStats,
     /// The root process as the trace saw it.
     pub root: Option<ProcessRecord>,
+    /// What could not be read while identifying software.
+    pub warnings: Vec<String>,
 }
 
 impl Pipeline {
@@ -43,15 +45,6 @@ impl Pipeline {
         }
     }
 
-    /// Whether any followed task is still alive, as far as events tell.
-    pub fn has_live_tasks(&self) -> bool {
-        self.tracker.has_live_tasks()
-    }
-
-    pub fn processes(&self) -> usize {
-        self.tracker.processes().len()
-    }
-
     /// Classifies the data (stat'ing files as they are now) and renders the sections.
     pub fn finish(
         self,
@@ -67,6 +60,7 @@ impl Pipeline {
             events: self.events,
             tracker: self.tracker.stats(),
             root: processes.first().cloned(),
+            warnings: software.problems.clone(),
         }
     }
 }

@@ -99,7 +99,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<i32> {
         Ok(loaded) => loaded?,
         Err(_) => bail!("reading the package database failed unexpectedly"),
     };
-    let PipelineOutput { sections, events, tracker, root } =
+    let PipelineOutput { sections, events, tracker, root, warnings } =
         pipeline.finish(&options.rules, started_at, &mut software_index);
     let status = root.and_then(|root| root.status).or(root_status);
     let malformed_events = malformed_events + tracker.unknown_tasks;
@@ -132,6 +132,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<i32> {
         give_to_user(&options.output, credentials);
     }
     if !options.quiet {
+        for warning in &warnings {
+            eprintln!("reprotrace: warning: {warning}");
+        }
         print_summary(&manifest, &options.output);
     }
     if let Some(error) = launch_error {

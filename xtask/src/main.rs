@@ -67,6 +67,13 @@ fn on_path(program: &str) -> bool {
     Command::new("sh").args(["-c", &format!("command -v {program} >/dev/null")]).status().is_ok_and(|s| s.success())
 }
 
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).ends_with("installed"))
+}
+
 fn setup() -> Result<()> {
     match installed_bpf_linker_version() {
         Some(version) if version == BPF_LINKER_VERSION => println!("xtask: bpf-linker {version} is installed"),
@@ -77,11 +84,13 @@ fn setup() -> Result<()> {
                 .env("LD_LIBRARY_PATH", rust_sysroot_lib()?))?;
         }
     }
-    let missing: Vec<&str> = [("strace", "strace"), ("setpriv", "util-linux"), ("python3", "python3")]
+    // Programs the tests run, and Debian packages the Python tests build venvs with.
+    let mut missing: Vec<&str> = [("strace", "strace"), ("setpriv", "util-linux"), ("python3", "python3")]
         .into_iter()
         .filter(|(program, _)| !on_path(program))
         .map(|(_, package)| package)
         .collect();
+    missing.extend(["python3-venv", "python3-wheel"].into_iter().filter(|package| !dpkg_installed(package)));
     if !missing.is_empty() {
         println!("xtask: installing {}", missing.join(", "));
         run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
@@ -139,7 +148,9 @@ fn count_before(result: &str, label: &str) -> u64 {
 
 fn bench(which: Option<&str>) -> Result<()> {
     match which {
-        Some("pipeline") => run(cargo().args(["run", "--release", "--package", "tracer-user", "--example", "pipeline_bench"])),
+        Some("pipeline") => {
+            run(cargo().args(["run", "--release", "--package", "tracer-user", "--example", "pipeline_bench"]))
+        }
         _ => bail!("usage: cargo xtask bench pipeline"),
     }
 }

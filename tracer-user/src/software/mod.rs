@@ -47,6 +47,8 @@ pub struct SoftwareUse {
     pub system_packages: BTreeSet<SystemPackage>,
     pub executables: Vec<OwnedFile>,
     pub shared_libraries: Vec<OwnedFile>,
+    /// Package metadata that could not be read (its files are not attributed).
+    pub problems: Vec<String>,
     owned: HashSet<Vec<u8>>,
 }
 
@@ -66,6 +68,9 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex) -> SoftwareUse {
         index.python.discover(path);
     }
     let mut found = SoftwareUse::default();
+    // Installations whose standard library was read; folded into the executed
+    // interpreters below.
+    let mut stdlib_users = BTreeSet::new();
     for (path, used) in used_files() {
         let mut package = None;
         if let Some(distribution) = index.python.owner(path) {
@@ -77,7 +82,7 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex) -> SoftwareUse {
             }
             found.owned.insert(path.to_vec());
         } else if let Some(interpreter) = index.python.stdlib_interpreter(path) {
-            found.interpreters.insert(interpreter.clone());
+            stdlib_users.insert(interpreter.clone());
             found.owned.insert(path.to_vec());
         } else if file_name(path) == b"pyvenv.cfg" {
             // A virtual environment's configuration is its interpreter's.
@@ -99,6 +104,17 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex) -> SoftwareUse {
             found.owned.insert(path.to_vec());
         }
     }
+    // One entry per interpreter: an installation whose standard library an
+    // executed interpreter (or a venv based on it) read is that interpreter.
+    for installation in stdlib_users {
+        let executed = found.interpreters.iter().any(|interpreter| {
+            interpreter.prefix == installation.prefix || interpreter.base_prefix == installation.prefix
+        });
+        if !executed {
+            found.interpreters.insert(installation);
+        }
+    }
+    found.problems = index.python.problems().iter().map(ToString::to_string).collect();
     found
 }
 

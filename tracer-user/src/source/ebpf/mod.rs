@@ -82,6 +82,9 @@ impl EbpfSource {
         }
         let exit_code_offset = task_exit_code_offset()?;
         let mut ebpf = EbpfLoader::new()
+            // The object carries no CO-RE relocations (see task_exit_code_offset):
+            // skip parsing the kernel's BTF a second time.
+            .btf(None)
             .override_global(globals::TASK_EXIT_CODE_OFFSET, &exit_code_offset, true)
             .map_max_entries(maps::EVENTS, ring_bytes)
             .load(BPF_OBJECT)
