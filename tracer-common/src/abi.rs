@@ -40,3 +40,8 @@ pub const CLONE_FS: u64 = 0x200;
 pub const CLONE_FILES: u64 = 0x400;
 pub const CLONE_VFORK: u64 = 0x4000;
 pub const CLONE_THREAD: u64 = 0x10000;
+
+/// The dirfd reprotrace's cell hook passes to `openat` to mark a notebook cell's
+/// beginning or end: always invalid, so the call fails with `EBADF` after the
+/// kernel copied the path (the marker text) and before it touches a file system.
+pub const CELL_MARKER_DIRFD: i32 = -29300;

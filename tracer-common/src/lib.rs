@@ -70,6 +70,9 @@ pub enum EventKind {
     Dup = 14,
     /// Close-on-exec was set or cleared. args: [first fd, last fd, 1 if set].
     SetCloexec = 15,
+    /// A notebook cell began or ended: an `openat` on [`abi::CELL_MARKER_DIRFD`]
+    /// (which fails). str0 = the marker text.
+    CellMarker = 16,
 }
 
 impl EventKind {
@@ -92,6 +95,7 @@ impl EventKind {
             13 => Close,
             14 => Dup,
             15 => SetCloexec,
+            16 => CellMarker,
             _ => return None,
         })
     }

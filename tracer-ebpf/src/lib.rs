@@ -29,8 +29,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     abi::{
-        AT_FDCWD_ARG, AT_REMOVEDIR, CLONE_VFORK, CLONE_VM, CLOSE_RANGE_CLOEXEC, FD_CLOEXEC, F_DUPFD, F_DUPFD_CLOEXEC,
-        F_SETFD, O_CLOEXEC, O_CREAT, O_TRUNC, O_WRONLY, SIGCHLD,
+        AT_FDCWD_ARG, AT_REMOVEDIR, CELL_MARKER_DIRFD, CLONE_VFORK, CLONE_VM, CLOSE_RANGE_CLOEXEC, FD_CLOEXEC, F_DUPFD,
+        F_DUPFD_CLOEXEC, F_SETFD, O_CLOEXEC, O_CREAT, O_TRUNC, O_WRONLY, SIGCHLD,
     },
     counters, EventHeader, EventKind, PendingSyscall, ARGV_MAX, ARGV_MAX_ARGS, FLAG_ARGV_UNREADABLE,
     FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX, SCRATCH_SIZE,
@@ -260,6 +260,10 @@ fn exit(ctx: &TracePointContext) {
         // Failed execs are facts too: the program was looked for there.
         EventKind::ExecResult => {
             emit_header(header(kind, audit_id, ret, pending.args));
+        }
+        // A cell marker fails by design; it is recognised by its dirfd alone.
+        EventKind::Open if pending.args[0] as i32 == CELL_MARKER_DIRFD => {
+            emit_with_paths(header(EventKind::CellMarker, audit_id, ret, pending.args), pending.str_ptr)
         }
         _ if ret < 0 => {}
         _ => emit_with_paths(header(kind, audit_id, ret, pending.args), pending.str_ptr),

@@ -111,6 +111,7 @@ fn main() -> anyhow::Result<()> {
         files: output.sections.files,
         software: output.sections.software,
         data: output.sections.data,
+        cells: output.sections.cells,
     };
     manifest.write_atomically(&work.path().join("manifest.json"))?;
     let total = clock.elapsed();

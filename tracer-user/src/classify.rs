@@ -11,8 +11,8 @@
 //! Of what remains, only regular files count: an input was read and not written
 //! by the run; an output was created or written by the run and still exists under
 //! that name when it ends (a temp file renamed over its target leaves the target;
-//! a file created and deleted leaves nothing). Each data file is then described
-//! (size, mtime, SHA-256), hashed in parallel after the run.
+//! a file created and deleted leaves nothing). Each data file is described by
+//! its size and mtime, and [`hash_data`] adds its SHA-256, hashing in parallel.
 
 use std::{ffi::OsStr, io::Read, os::unix::ffi::OsStrExt, path::Path, time::SystemTime};
 
@@ -157,8 +157,30 @@ pub fn classify(
             _ => {}
         }
     }
-    hash_all(data.inputs.iter_mut().chain(data.outputs.iter_mut()).filter(|file| file.size.is_some()).collect());
     data
+}
+
+/// Fills in every file's SHA-256, hashing files on every core; a file already
+/// described in `known` (the run's data, when describing a cell's) is not read again.
+pub fn hash_data(data: &mut DataSets, known: Option<&DataSets>) {
+    let known_hashes: std::collections::HashMap<&[u8], &str> = known
+        .map(|known| {
+            known
+                .inputs
+                .iter()
+                .chain(&known.outputs)
+                .filter_map(|file| Some((file.path.as_slice(), file.sha256.as_deref()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut unknown = Vec::new();
+    for file in data.inputs.iter_mut().chain(data.outputs.iter_mut()).filter(|file| file.size.is_some()) {
+        match known_hashes.get(file.path.as_slice()) {
+            Some(hash) => file.sha256 = Some(hash.to_string()),
+            None => unknown.push(file),
+        }
+    }
+    hash_all(unknown);
 }
 
 enum DataKind {
@@ -245,7 +267,8 @@ mod tests {
         log.record(1, FileOp::Open { path: fx.path("scratch"), mode: OpenMode::Write });
         log.record(1, FileOp::Remove { path: fx.path("scratch"), dir: false });
         log.record(1, FileOp::Open { path: b"/etc/hosts".to_vec(), mode: OpenMode::Read });
-        let data = classify(&log, &Rules::default(), &no_software, started);
+        let mut data = classify(&log, &Rules::default(), &no_software, started);
+        hash_data(&mut data, None);
         assert_eq!(data.inputs.len(), 1);
         let first = &data.inputs[0];
         assert_eq!((first.path.clone(), first.size), (input, Some(3)));

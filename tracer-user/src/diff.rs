@@ -93,7 +93,7 @@ mod tests {
             "stats":{"events":0,"lost_events":0,"untracked_children":0,"malformed_events":0,"unresolved_paths":0,
             "complete":true,"duration_ms":0},"processes":[],"files":[],
             "software":{"python":[],"interpreters":[],"system_packages":[],"executables":[],"shared_libraries":[]},
-            "data":{"inputs":[],"outputs":[]}}"#;
+            "data":{"inputs":[],"outputs":[]},"cells":[]}"#;
         let mut manifest: Manifest = serde_json::from_str(text).expect("template");
         manifest.software = Software {
             python: python

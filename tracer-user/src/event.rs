@@ -9,7 +9,7 @@
 /// A kernel task id (a thread id; equal to the process id for a main thread).
 pub type Tid = u32;
 
-pub use tracer_common::abi::{self, AT_FDCWD};
+pub use tracer_common::abi::{self, AT_FDCWD, CELL_MARKER_DIRFD};
 
 /// One fact about one task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,4 +81,75 @@ pub enum Fact {
     Dup { old: i32, new: i32, cloexec: bool },
     /// Close-on-exec was set (`on`) or cleared on descriptors `first..=last`.
     SetCloexec { first: u32, last: u32, on: bool },
+    /// A notebook cell began or ended in this task's process.
+    CellMarker(CellMarker),
+}
+
+/// Whether a marker opens or closes a cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellPhase {
+    Begin,
+    End,
+}
+
+/// What reprotrace's IPython hook says about a cell (python/reprotrace/markers.py):
+/// the text `reprotrace-cell:1:<phase>:<execution_count>:<cell_id>:<code_sha256>:<unix_time_ns>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CellMarker {
+    pub phase: CellPhase,
+    pub execution_count: u64,
+    /// The frontend's cell id, if it sent one.
+    pub cell_id: Option<String>,
+    pub code_sha256: String,
+    /// Wall-clock time of the marker, nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+}
+
+impl CellMarker {
+    /// Parses a marker's text; `None` if it is not one.
+    pub fn parse(text: &[u8]) -> Option<CellMarker> {
+        let text = std::str::from_utf8(text).ok()?;
+        let mut fields = text.strip_prefix("reprotrace-cell:1:")?.split(':');
+        let phase = match fields.next()? {
+            "begin" => CellPhase::Begin,
+            "end" => CellPhase::End,
+            _ => return None,
+        };
+        let execution_count = fields.next()?.parse().ok()?;
+        let cell_id = match fields.next()? {
+            "-" => None,
+            id => Some(id.to_string()),
+        };
+        let code_sha256 = fields.next()?.to_string();
+        let time_ns = fields.next()?.parse().ok()?;
+        if fields.next().is_some() || code_sha256.len() != 64 {
+            return None;
+        }
+        Some(CellMarker { phase, execution_count, cell_id, code_sha256, time_ns })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cell_markers() {
+        let sha = "ab".repeat(32);
+        let marker = CellMarker::parse(format!("reprotrace-cell:1:begin:7:c-1_x:{sha}:1700000000123456789").as_bytes());
+        assert_eq!(
+            marker,
+            Some(CellMarker {
+                phase: CellPhase::Begin,
+                execution_count: 7,
+                cell_id: Some("c-1_x".into()),
+                code_sha256: sha.clone(),
+                time_ns: 1_700_000_000_123_456_789,
+            })
+        );
+        let end = CellMarker::parse(format!("reprotrace-cell:1:end:7:-:{sha}:5").as_bytes()).expect("end marker");
+        assert_eq!((end.phase, end.cell_id), (CellPhase::End, None));
+        assert_eq!(CellMarker::parse(b"reprotrace-cell:2:begin:1:-:x:1"), None);
+        assert_eq!(CellMarker::parse(format!("reprotrace-cell:1:begin:1:-:{sha}:1:extra").as_bytes()), None);
+    }
 }

@@ -16,8 +16,8 @@ use crate::{
     errno::errno_name,
     event::WaitStatus,
     signals::signal_name,
-    software::{self, SoftwareUse},
-    tracker::{sorted_processes, ProcessRecord},
+    software::{self, python::normalize_name, SoftwareUse},
+    tracker::{sorted_processes, CellRecord, ProcessRecord},
 };
 
 pub const SCHEMA_ID: &str = "reprotrace/manifest/v1";
@@ -44,6 +44,8 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
     pub software: Software,
     pub data: Data,
+    /// Notebook cells, in the order they ran (empty outside notebooks).
+    pub cells: Vec<Cell>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +109,32 @@ pub struct FileEntry {
     /// The run removed it or renamed it away.
     pub deleted: bool,
     pub pids: Vec<u32>,
+}
+
+/// One notebook cell: what it ran and used. Work done by the kernel during the
+/// cell, and by the children it started in it, belongs to the cell.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cell {
+    /// Position in the run, from 0.
+    pub index: usize,
+    pub execution_count: u64,
+    /// The frontend's cell id, if it sent one.
+    pub cell_id: Option<String>,
+    pub code_sha256: String,
+    pub started_at: String,
+    /// `None` when the run ended before the cell did.
+    pub finished_at: Option<String>,
+    pub data: Data,
+    pub software: CellSoftware,
+    pub pids: Vec<u32>,
+}
+
+/// The software a cell used.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellSoftware {
+    pub python: Vec<PythonDistribution>,
 }
 
 /// The software the run used.
@@ -208,6 +236,14 @@ pub struct TraceSections {
     pub files: Vec<FileEntry>,
     pub software: Software,
     pub data: Data,
+    pub cells: Vec<Cell>,
+}
+
+/// What the pipeline found for one notebook cell.
+pub struct CellSections<'a> {
+    pub cell: &'a CellRecord,
+    pub software: SoftwareUse,
+    pub data: DataSets,
 }
 
 pub fn trace_sections(
@@ -215,19 +251,41 @@ pub fn trace_sections(
     log: &AccessLog,
     software: &SoftwareUse,
     data: &DataSets,
+    cells: &[CellSections],
 ) -> TraceSections {
     TraceSections {
         processes: sorted_processes(processes).into_iter().map(process_entry).collect(),
         files: log.iter().map(|(path, used)| file_entry(path, used)).collect(),
         software: software_section(software),
-        data: Data { inputs: data_entries(&data.inputs), outputs: data_entries(&data.outputs) },
+        data: data_section(data),
+        cells: cells.iter().enumerate().map(|(index, cell)| cell_entry(index, cell)).collect(),
     }
 }
 
-fn software_section(software: &SoftwareUse) -> Software {
-    let owned_files = |files: &[software::OwnedFile]| -> Vec<OwnedFile> {
-        files.iter().map(|file| OwnedFile { path: display_bytes(&file.path), package: file.package.clone() }).collect()
+fn data_section(data: &DataSets) -> Data {
+    Data { inputs: data_entries(&data.inputs), outputs: data_entries(&data.outputs) }
+}
+
+fn cell_entry(index: usize, sections: &CellSections) -> Cell {
+    let time = |ns: u64| {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+        humantime::format_rfc3339_millis(at).to_string()
     };
+    let cell = sections.cell;
+    Cell {
+        index,
+        execution_count: cell.execution_count,
+        cell_id: cell.cell_id.clone(),
+        code_sha256: cell.code_sha256.clone(),
+        started_at: time(cell.started_ns),
+        finished_at: cell.finished_ns.map(time),
+        data: data_section(&sections.data),
+        software: CellSoftware { python: python_distributions(&sections.software) },
+        pids: cell.pids.iter().copied().collect(),
+    }
+}
+
+fn python_distributions(software: &SoftwareUse) -> Vec<PythonDistribution> {
     let mut python: Vec<PythonDistribution> = software
         .python
         .iter()
@@ -240,12 +298,16 @@ fn software_section(software: &SoftwareUse) -> Software {
             files_used: *files_used,
         })
         .collect();
-    python.sort_by(|a, b| {
-        (crate::software::python::normalize_name(&a.name), &a.location)
-            .cmp(&(crate::software::python::normalize_name(&b.name), &b.location))
-    });
+    python.sort_by_cached_key(|distribution| (normalize_name(&distribution.name), distribution.location.clone()));
+    python
+}
+
+fn software_section(software: &SoftwareUse) -> Software {
+    let owned_files = |files: &[software::OwnedFile]| -> Vec<OwnedFile> {
+        files.iter().map(|file| OwnedFile { path: display_bytes(&file.path), package: file.package.clone() }).collect()
+    };
     Software {
-        python,
+        python: python_distributions(software),
         interpreters: software
             .interpreters
             .iter()

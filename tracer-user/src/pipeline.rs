@@ -1,6 +1,6 @@
-//! The user-side pipeline both backends feed: events → tracker → access log,
-//! and at the end software identification, data classification and the
-//! manifest's trace sections.
+//! The user-side pipeline both backends feed: events → tracker → access logs
+//! (the run's, and one per notebook cell), and at the end software
+//! identification, data classification and the manifest's trace sections.
 
 use std::time::SystemTime;
 
@@ -8,14 +8,16 @@ use crate::{
     access::AccessLog,
     classify,
     event::Event,
-    manifest::{self, TraceSections},
+    manifest::{self, CellSections, TraceSections},
     software::{self, SoftwareIndex},
-    tracker::{Pid, ProcessRecord, Tracker, TrackerStats},
+    tracker::{FileUse, Pid, ProcessRecord, Tracker, TrackerStats},
 };
 
 pub struct Pipeline {
     tracker: Tracker,
     log: AccessLog,
+    /// One access log per notebook cell, indexed like the tracker's cells.
+    cell_logs: Vec<AccessLog>,
     events: u64,
 }
 
@@ -35,17 +37,28 @@ impl Pipeline {
     pub fn new(root: Pid, ppid: Option<Pid>, cwd: Vec<u8>) -> Self {
         let mut tracker = Tracker::new();
         tracker.add_root(root, ppid, cwd);
-        Pipeline { tracker, log: AccessLog::new(), events: 0 }
+        Pipeline { tracker, log: AccessLog::new(), cell_logs: Vec::new(), events: 0 }
     }
 
     pub fn feed(&mut self, event: &Event) {
         self.events += 1;
-        if let Some((pid, op)) = self.tracker.apply(event) {
-            self.log.record(pid, op);
+        let Some(FileUse { pid, cell, op }) = self.tracker.apply(event) else { return };
+        if let Some(cell) = cell {
+            if self.cell_logs.len() <= cell {
+                self.cell_logs.resize_with(cell + 1, AccessLog::new);
+            }
+            self.cell_logs[cell].record(pid, op.clone());
         }
+        self.log.record(pid, op);
     }
 
-    /// Classifies the data (stat'ing files as they are now) and renders the sections.
+    /// Whether any followed task is still alive, as far as events tell.
+    pub fn has_live_tasks(&self) -> bool {
+        self.tracker.has_live_tasks()
+    }
+
+    /// Identifies software, classifies the data (stat'ing files as they are
+    /// now), for the run and for each cell, and renders the sections.
     pub fn finish(
         self,
         rules: &classify::Rules,
@@ -53,10 +66,26 @@ impl Pipeline {
         software_index: &mut SoftwareIndex,
     ) -> PipelineOutput {
         let software = software::identify(&self.log, software_index);
-        let data = classify::classify(&self.log, rules, &|path| software.owns(path), started_at);
+        let mut data = classify::classify(&self.log, rules, &|path| software.owns(path), started_at);
+        classify::hash_data(&mut data, None);
+        let empty = AccessLog::new();
+        let cells: Vec<CellSections> = self
+            .tracker
+            .cells()
+            .iter()
+            .enumerate()
+            .map(|(index, cell)| {
+                let log = self.cell_logs.get(index).unwrap_or(&empty);
+                let cell_software = software::identify(log, software_index);
+                let owned = |path: &[u8]| cell_software.owns(path) || software.owns(path);
+                let mut cell_data = classify::classify(log, rules, &owned, started_at);
+                classify::hash_data(&mut cell_data, Some(&data));
+                CellSections { cell, software: cell_software, data: cell_data }
+            })
+            .collect();
         let processes = self.tracker.processes();
         PipelineOutput {
-            sections: manifest::trace_sections(processes, &self.log, &software, &data),
+            sections: manifest::trace_sections(processes, &self.log, &software, &data, &cells),
             events: self.events,
             tracker: self.tracker.stats(),
             root: processes.first().cloned(),

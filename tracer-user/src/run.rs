@@ -126,6 +126,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<i32> {
         files: sections.files,
         software: sections.software,
         data: sections.data,
+        cells: sections.cells,
     };
     manifest.write_atomically(&options.output)?;
     if let Some(credentials) = &credentials {

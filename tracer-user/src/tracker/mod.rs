@@ -15,7 +15,7 @@ pub mod path;
 
 use std::{
     cell::RefCell,
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     rc::Rc,
 };
 
@@ -24,7 +24,7 @@ use crate::event::{
         AT_EMPTY_PATH, CLONE_FILES, CLONE_FS, CLONE_THREAD, O_ACCMODE, O_CLOEXEC, O_PATH, O_RDWR, O_TRUNC, O_WRONLY,
         RENAME_EXCHANGE,
     },
-    Event, Fact, Tid, WaitStatus, AT_FDCWD,
+    CellMarker, CellPhase, Event, Fact, Tid, WaitStatus, AT_FDCWD,
 };
 
 /// A process id (a thread-group id).
@@ -75,6 +75,27 @@ pub enum FileOp {
     },
 }
 
+/// A file operation, who did it, and during which notebook cell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileUse {
+    pub pid: Pid,
+    pub cell: Option<usize>,
+    pub op: FileOp,
+}
+
+/// A notebook cell, as its markers delimit it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CellRecord {
+    pub execution_count: u64,
+    pub cell_id: Option<String>,
+    pub code_sha256: String,
+    /// Marker times, nanoseconds since the Unix epoch.
+    pub started_ns: u64,
+    pub finished_ns: Option<u64>,
+    /// Processes that did work during the cell, or were born in it.
+    pub pids: BTreeSet<Pid>,
+}
+
 /// A failed exec: the path tried and the errno.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FailedExec {
@@ -94,6 +115,9 @@ pub struct ProcessRecord {
     pub cwd: Vec<u8>,
     pub status: Option<WaitStatus>,
     pub failed_execs: Vec<FailedExec>,
+    /// The notebook cell its work belongs to: for the process that emits cell
+    /// markers, the cell running now; for others, the cell they were born in.
+    pub cell: Option<usize>,
     live_threads: u32,
 }
 
@@ -144,6 +168,7 @@ pub struct Tracker {
     /// Every process seen, in order of appearance (pids may be reused).
     processes: Vec<ProcessRecord>,
     pending_execs: HashMap<Tid, ExecRequest>,
+    cells: Vec<CellRecord>,
     stats: TrackerStats,
 }
 
@@ -164,6 +189,7 @@ impl Tracker {
             cwd: cwd.clone(),
             status: None,
             failed_execs: Vec::new(),
+            cell: None,
             live_threads: 1,
         });
         let task = Task { process, files: Rc::default(), cwd: Rc::new(RefCell::new(cwd)) };
@@ -179,14 +205,19 @@ impl Tracker {
         self.stats
     }
 
+    /// The notebook cells seen so far, in the order they began.
+    pub fn cells(&self) -> &[CellRecord] {
+        &self.cells
+    }
+
     /// Whether any followed task is still alive.
     pub fn has_live_tasks(&self) -> bool {
         !self.tasks.is_empty()
     }
 
     /// Applies one event; returns the file operation it amounts to, if any, with
-    /// the process that did it.
-    pub fn apply(&mut self, event: &Event) -> Option<(Pid, FileOp)> {
+    /// the process that did it and the cell it belongs to.
+    pub fn apply(&mut self, event: &Event) -> Option<FileUse> {
         let Some(task) = self.tasks.get(&event.tid).cloned() else {
             self.stats.unknown_tasks += 1;
             return None;
@@ -271,8 +302,41 @@ impl Tracker {
                 }
                 None
             }
+            Fact::CellMarker(marker) => {
+                self.cell_marker(task.process, marker);
+                None
+            }
         };
-        op.map(|op| (pid, op))
+        let cell = self.processes[task.process].cell;
+        let op = op?;
+        if let Some(cell) = cell {
+            self.cells[cell].pids.insert(pid);
+        }
+        Some(FileUse { pid, cell, op })
+    }
+
+    /// A cell begins or ends in `process`: its work, and that of the children
+    /// it starts, belongs to the cell until the end marker.
+    fn cell_marker(&mut self, process: usize, marker: &CellMarker) {
+        let record = &mut self.processes[process];
+        match marker.phase {
+            CellPhase::Begin => {
+                self.cells.push(CellRecord {
+                    execution_count: marker.execution_count,
+                    cell_id: marker.cell_id.clone(),
+                    code_sha256: marker.code_sha256.clone(),
+                    started_ns: marker.time_ns,
+                    finished_ns: None,
+                    pids: BTreeSet::from([record.pid]),
+                });
+                record.cell = Some(self.cells.len() - 1);
+            }
+            CellPhase::End => {
+                if let Some(cell) = record.cell.take() {
+                    self.cells[cell].finished_ns = Some(marker.time_ns);
+                }
+            }
+        }
     }
 
     /// Makes `path` absolute for `task`: against its cwd for `AT_FDCWD`, else
@@ -320,8 +384,12 @@ impl Tracker {
                 cwd: cwd.borrow().clone(),
                 status: None,
                 failed_execs: Vec::new(),
+                cell: from.cell,
                 live_threads: 1,
             };
+            if let Some(cell) = from.cell {
+                self.cells[cell].pids.insert(child);
+            }
             self.processes.push(record);
             self.processes.len() - 1
         };
@@ -416,6 +484,10 @@ mod tests {
         ev(tid, Fact::Open { dirfd, path: path.into(), flags, fd })
     }
 
+    fn used(pid: Pid, op: FileOp) -> Option<FileUse> {
+        Some(FileUse { pid, cell: None, op })
+    }
+
     fn tracker() -> Tracker {
         let mut tracker = Tracker::new();
         tracker.add_root(100, Some(1), b"/home/u".to_vec());
@@ -427,12 +499,12 @@ mod tests {
         let mut t = tracker();
         assert_eq!(
             t.apply(&open(100, AT_FDCWD, "data/../in.txt", 0, 3)),
-            Some((100, FileOp::Open { path: b"/home/u/in.txt".to_vec(), mode: OpenMode::Read }))
+            used(100, FileOp::Open { path: b"/home/u/in.txt".to_vec(), mode: OpenMode::Read })
         );
         t.apply(&open(100, AT_FDCWD, "/srv/d", O_DIRECTORY, 4));
         assert_eq!(
             t.apply(&open(100, 4, "x.csv", O_WRONLY | O_CREAT, 5)),
-            Some((100, FileOp::Open { path: b"/srv/d/x.csv".to_vec(), mode: OpenMode::Write }))
+            used(100, FileOp::Open { path: b"/srv/d/x.csv".to_vec(), mode: OpenMode::Write })
         );
         // After close, the descriptor no longer resolves.
         t.apply(&ev(100, Fact::Close { first: 4, last: 4 }));
@@ -450,11 +522,11 @@ mod tests {
         t.apply(&ev(101, Fact::Chdir { dirfd: 3, path: Vec::new() }));
         assert_eq!(
             t.apply(&open(101, AT_FDCWD, "a", 0, 4)),
-            Some((101, FileOp::Open { path: b"/opt/a".to_vec(), mode: OpenMode::Read }))
+            used(101, FileOp::Open { path: b"/opt/a".to_vec(), mode: OpenMode::Read })
         );
         assert_eq!(
             t.apply(&open(100, AT_FDCWD, "a", 0, 4)),
-            Some((100, FileOp::Open { path: b"/home/u/sub/a".to_vec(), mode: OpenMode::Read }))
+            used(100, FileOp::Open { path: b"/home/u/sub/a".to_vec(), mode: OpenMode::Read })
         );
     }
 
@@ -466,7 +538,7 @@ mod tests {
         t.apply(&open(102, AT_FDCWD, "/srv", O_DIRECTORY, 7));
         assert_eq!(
             t.apply(&open(100, 7, "f", 0, 8)),
-            Some((100, FileOp::Open { path: b"/srv/f".to_vec(), mode: OpenMode::Read }))
+            used(100, FileOp::Open { path: b"/srv/f".to_vec(), mode: OpenMode::Read })
         );
         assert_eq!(t.processes().len(), 1);
         t.apply(&ev(102, Fact::Exit { status: WaitStatus::exited(0) }));
@@ -489,7 +561,7 @@ mod tests {
         ));
         assert_eq!(
             t.apply(&ev(100, Fact::ExecResult { ret: 0 })),
-            Some((100, FileOp::Exec { path: b"/home/u/tool".to_vec() }))
+            used(100, FileOp::Exec { path: b"/home/u/tool".to_vec() })
         );
         assert!(t.apply(&open(100, 3, "a", 0, 5)).is_some());
         assert!(t.apply(&open(100, 4, "a", 0, 6)).is_none());
@@ -530,5 +602,38 @@ mod tests {
         assert_eq!(child.status.and_then(WaitStatus::signal), Some(9));
         assert_eq!(t.processes()[0].status.and_then(WaitStatus::exit_code), Some(3));
         assert!(!t.has_live_tasks());
+    }
+
+    fn marker(phase: CellPhase, count: u64, time_ns: u64) -> Fact {
+        Fact::CellMarker(CellMarker {
+            phase,
+            execution_count: count,
+            cell_id: Some(format!("cell-{count}")),
+            code_sha256: "0".repeat(64),
+            time_ns,
+        })
+    }
+
+    #[test]
+    fn work_belongs_to_the_cell_that_started_it() {
+        let mut t = tracker();
+        t.apply(&open(100, AT_FDCWD, "before", 0, 3));
+        t.apply(&ev(100, marker(CellPhase::Begin, 1, 10)));
+        assert_eq!(t.apply(&open(100, AT_FDCWD, "a", 0, 4)).and_then(|u| u.cell), Some(0));
+        // A thread of the kernel, and a child started in the cell.
+        t.apply(&ev(100, Fact::Fork { child: 101, flags: CLONE_THREAD | CLONE_FILES | CLONE_FS }));
+        assert_eq!(t.apply(&open(101, AT_FDCWD, "b", 0, 5)).and_then(|u| u.cell), Some(0));
+        t.apply(&ev(100, Fact::Fork { child: 200, flags: 17 }));
+        t.apply(&ev(100, marker(CellPhase::End, 1, 20)));
+        assert_eq!(t.apply(&open(100, AT_FDCWD, "between", 0, 6)).and_then(|u| u.cell), None);
+        t.apply(&ev(100, marker(CellPhase::Begin, 2, 30)));
+        // The child still works for the cell it was born in.
+        assert_eq!(t.apply(&open(200, AT_FDCWD, "late", 0, 3)).and_then(|u| u.cell), Some(0));
+        assert_eq!(t.apply(&open(100, AT_FDCWD, "c", 0, 7)).and_then(|u| u.cell), Some(1));
+        let cells = t.cells();
+        assert_eq!(cells.len(), 2);
+        assert_eq!((cells[0].started_ns, cells[0].finished_ns), (10, Some(20)));
+        assert_eq!(cells[0].pids, BTreeSet::from([100, 200]));
+        assert_eq!((cells[1].execution_count, cells[1].finished_ns), (2, None));
     }
 }

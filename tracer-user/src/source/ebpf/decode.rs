@@ -2,7 +2,7 @@
 
 use tracer_common::{EventKind, HEADER_SIZE};
 
-use crate::event::{abi::AT_REMOVEDIR, Event, Fact, WaitStatus};
+use crate::event::{abi::AT_REMOVEDIR, CellMarker, Event, Fact, WaitStatus};
 
 /// Why a record from the ring buffer could not be decoded.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -13,6 +13,8 @@ pub enum DecodeError {
     UnknownKind(u16),
     #[error("event strings overrun its {0} bytes")]
     StringsOverrun(usize),
+    #[error("an openat on the cell-marker dirfd does not carry a cell marker")]
+    BadCellMarker,
 }
 
 /// The header fields the pipeline needs, read from the wire.
@@ -95,6 +97,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::Close => Fact::Close { first: a0 as u32, last: a1 as u32 },
         EventKind::Dup => Fact::Dup { old: fd(a0), new: header.ret as i32, cloexec: a1 != 0 },
         EventKind::SetCloexec => Fact::SetCloexec { first: a0 as u32, last: a1 as u32, on: a2 != 0 },
+        EventKind::CellMarker => {
+            Fact::CellMarker(CellMarker::parse(&c_string(first)).ok_or(DecodeError::BadCellMarker)?)
+        }
     };
     Ok(Event { tid: header.tid, fact })
 }

@@ -29,7 +29,7 @@ use crate::event::{
         AT_REMOVEDIR, CLONE_VFORK, CLONE_VM, CLOSE_RANGE_CLOEXEC, FD_CLOEXEC, F_DUPFD, F_DUPFD_CLOEXEC, F_SETFD,
         O_CLOEXEC, O_CREAT, O_TRUNC, O_WRONLY, SIGCHLD,
     },
-    Event, Fact, Tid, WaitStatus, AT_FDCWD,
+    CellMarker, Event, Fact, Tid, WaitStatus, AT_FDCWD, CELL_MARKER_DIRFD,
 };
 use crate::signals::signal_number;
 
@@ -364,6 +364,12 @@ impl Parser {
                 (_, Outcome::Unknown) => return Ok(()),
             };
             self.emit(tid, Fact::ExecResult { ret });
+            return Ok(());
+        }
+        // A cell marker fails by design; it is recognised by its dirfd alone.
+        if syscall == Syscall::Openat && call.fd(0)? == CELL_MARKER_DIRFD {
+            let marker = CellMarker::parse(&call.path(1)?).ok_or(Malformed)?;
+            self.emit(tid, Fact::CellMarker(marker));
             return Ok(());
         }
         let Outcome::Returned(ret) = outcome else {
