@@ -111,11 +111,13 @@ pub struct GatedChild {
 }
 
 /// Forks a child that waits for [`GatedChild::open_gate`], then drops to
-/// `credentials` and execs `program` with `argv`.
+/// `credentials` and execs `program` with `argv`, in our environment with
+/// `extra_environment` set.
 pub fn spawn_gated(
     program: &Path,
     argv: &[OsString],
     credentials: Option<&Credentials>,
+    extra_environment: &[(OsString, OsString)],
 ) -> Result<GatedChild, LaunchError> {
     // Everything the child needs is prepared here: after fork it may only make
     // async-signal-safe calls.
@@ -127,7 +129,10 @@ pub fn spawn_gated(
         .map_err(|_| LaunchError::NulInArgument)?;
     let mut argv_ptrs: Vec<*const libc::c_char> = c_argv.iter().map(|arg| arg.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
+    let overridden = |key: &OsString| extra_environment.iter().any(|(extra, _)| extra == key);
     let environ: Vec<CString> = std::env::vars_os()
+        .filter(|(key, _)| !overridden(key))
+        .chain(extra_environment.iter().cloned())
         .filter_map(|(key, value)| {
             let mut entry = key.into_vec();
             entry.push(b'=');

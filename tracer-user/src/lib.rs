@@ -8,20 +8,26 @@
 //! tree, fd and cwd tables, path resolution) → [`access`] (what each path went
 //! through) → [`software`] (packages owning the files) → [`classify`] (data
 //! inputs and outputs) → [`manifest`]. [`diff`] and [`export`] read manifests.
-//! [`pipeline`] strings the stages together; [`run`] and [`launch`] are the
-//! edge that starts the command and drives a source.
+//! [`pipeline`] strings the stages together; [`run`] (with [`launch`]) and
+//! [`attach`] (with [`snapshot`] and [`jupyter`]) are the edge that starts or
+//! joins the processes and drives a source; [`audit`] concludes both.
 pub mod access;
+pub mod attach;
+pub mod audit;
 pub mod classify;
 pub mod diff;
 pub mod errno;
 pub mod event;
 pub mod export;
+pub mod hooks;
+pub mod jupyter;
 pub mod launch;
 pub mod manifest;
 mod name_table;
 pub mod pipeline;
 pub mod run;
 pub mod signals;
+pub mod snapshot;
 pub mod software;
 pub mod source;
 pub mod tracker;

@@ -4,17 +4,20 @@ use std::{
     ffi::OsString,
     path::{Path, PathBuf},
     process::ExitCode,
+    time::Duration,
 };
 
 use anyhow::Context;
 
 use clap::{Parser, Subcommand};
 use reprotrace::{
+    attach,
+    audit::{Backend, Settings},
     classify::Rules,
     diff,
     export::{self, Format},
     manifest::Manifest,
-    run::{self, Backend, RunOptions},
+    run,
     source::ebpf::DEFAULT_RING_BUFFER_BYTES,
 };
 
@@ -32,6 +35,9 @@ struct Cli {
 enum Command {
     /// Run a command under the tracer and write its manifest.
     Run(RunArgs),
+    /// Follow running processes (or a Jupyter kernel) until Ctrl-C, --duration,
+    /// or their exit, and write their manifest; they keep running.
+    Attach(AttachArgs),
     /// Compare two manifests: packages added, removed or at other versions, data
     /// files added, removed or changed. Exits 0 when they agree, 1 when they differ.
     Diff { before: PathBuf, after: PathBuf },
@@ -46,8 +52,9 @@ enum Command {
     },
 }
 
+/// Options every audit takes.
 #[derive(clap::Args)]
-struct RunArgs {
+struct AuditArgs {
     /// How to trace: eBPF programs in the kernel, or strace.
     #[arg(long, value_enum, default_value = "ebpf")]
     backend: Backend,
@@ -67,9 +74,46 @@ struct RunArgs {
     /// Never count files matching this glob as data (repeatable; wins over --include).
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
+}
+
+impl AuditArgs {
+    fn settings(self) -> anyhow::Result<Settings> {
+        Ok(Settings {
+            backend: self.backend,
+            output: self.output,
+            quiet: self.quiet,
+            ring_buffer_bytes: self.ring_buffer_size,
+            rules: Rules::new(&self.include, &self.exclude)?,
+        })
+    }
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    audit: AuditArgs,
     /// The command and its arguments (after `--`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "COMMAND")]
     command: Vec<OsString>,
+}
+
+#[derive(clap::Args)]
+struct AttachArgs {
+    #[command(flatten)]
+    audit: AuditArgs,
+    /// A process to follow, with its threads and descendants (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// A Jupyter kernel to follow: its connection file, or its kernel id.
+    #[arg(long, value_name = "CONNECTION_FILE|KERNEL_ID")]
+    kernel: Option<String>,
+    /// Install the cell hook in the kernel (a silent request, kept out of its
+    /// history), so the manifest is cut per cell.
+    #[arg(long, requires = "kernel")]
+    inject_hooks: bool,
+    /// Detach after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
 }
 
 fn parse_size(text: &str) -> Result<u32, String> {
@@ -115,17 +159,18 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run(args) => match Rules::new(&args.include, &args.exclude) {
-            Ok(rules) => runtime.block_on(run::run(RunOptions {
-                backend: args.backend,
-                command: args.command,
-                output: args.output,
-                quiet: args.quiet,
-                ring_buffer_bytes: args.ring_buffer_size,
-                rules,
-            })),
-            Err(err) => Err(err.into()),
-        },
+        Command::Run(args) => {
+            args.audit.settings().and_then(|settings| runtime.block_on(run::run(settings, args.command)))
+        }
+        Command::Attach(args) => args.audit.settings().and_then(|settings| {
+            let target = attach::Target {
+                pids: args.pids,
+                kernel: args.kernel,
+                inject_hooks: args.inject_hooks,
+                duration: args.duration.map(Duration::from_secs_f64),
+            };
+            runtime.block_on(attach::attach(settings, target))
+        }),
         Command::Diff { before, after } => diff_manifests(&before, &after),
         Command::Export { format, manifest, output } => export_manifest(format, &manifest, output.as_deref()),
     };

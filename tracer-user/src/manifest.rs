@@ -78,6 +78,8 @@ pub struct Process {
     pub exit_code: Option<i32>,
     pub signal: Option<String>,
     pub failed_execs: Vec<FailedExec>,
+    /// It was running before the audit attached to it (`reprotrace attach`).
+    pub pre_existing: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,6 +348,7 @@ fn process_entry(record: &ProcessRecord) -> Process {
             .iter()
             .map(|failed| FailedExec { path: display_bytes(&failed.path), error: errno_label(failed.errno) })
             .collect(),
+        pre_existing: record.pre_existing,
     }
 }
 

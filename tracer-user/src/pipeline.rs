@@ -9,6 +9,7 @@ use crate::{
     classify,
     event::Event,
     manifest::{self, CellSections, TraceSections},
+    snapshot::ProcessSnapshot,
     software::{self, SoftwareIndex},
     tracker::{FileUse, Pid, ProcessRecord, Tracker, TrackerStats},
 };
@@ -40,6 +41,28 @@ impl Pipeline {
         Pipeline { tracker, log: AccessLog::new(), cell_logs: Vec::new(), events: 0 }
     }
 
+    /// A pipeline following processes that were already running.
+    pub fn attached(snapshots: &[ProcessSnapshot]) -> Self {
+        let mut tracker = Tracker::new();
+        for snapshot in snapshots {
+            tracker.add_existing(snapshot);
+        }
+        Pipeline { tracker, log: AccessLog::new(), cell_logs: Vec::new(), events: 0 }
+    }
+
+    /// Follows processes and threads found while attaching, after the first snapshot.
+    pub fn add_late(&mut self, snapshot: &ProcessSnapshot) {
+        if self.tracker.knows(snapshot.pid) {
+            for &tid in &snapshot.threads {
+                if !self.tracker.knows(tid) {
+                    self.tracker.add_existing_thread(snapshot.pid, tid);
+                }
+            }
+        } else {
+            self.tracker.add_existing(snapshot);
+        }
+    }
+
     pub fn feed(&mut self, event: &Event) {
         self.events += 1;
         let Some(FileUse { pid, cell, op }) = self.tracker.apply(event) else { return };
@@ -50,6 +73,11 @@ impl Pipeline {
             self.cell_logs[cell].record(pid, op.clone());
         }
         self.log.record(pid, op);
+    }
+
+    /// Whether `tid` is followed.
+    pub fn knows(&self, tid: u32) -> bool {
+        self.tracker.knows(tid)
     }
 
     /// Whether any followed task is still alive, as far as events tell.

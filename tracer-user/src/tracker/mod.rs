@@ -13,6 +13,8 @@
 
 pub mod path;
 
+use crate::snapshot::ProcessSnapshot;
+
 use std::{
     cell::RefCell,
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -118,6 +120,8 @@ pub struct ProcessRecord {
     /// The notebook cell its work belongs to: for the process that emits cell
     /// markers, the cell running now; for others, the cell they were born in.
     pub cell: Option<usize>,
+    /// It was running before the audit attached to it.
+    pub pre_existing: bool,
     live_threads: u32,
 }
 
@@ -190,10 +194,58 @@ impl Tracker {
             status: None,
             failed_execs: Vec::new(),
             cell: None,
+            pre_existing: false,
             live_threads: 1,
         });
         let task = Task { process, files: Rc::default(), cwd: Rc::new(RefCell::new(cwd)) };
         self.tasks.insert(pid, task);
+    }
+
+    /// Starts following a process that was running before the audit, in the
+    /// state /proc showed (threads share its descriptors and directory).
+    pub fn add_existing(&mut self, snapshot: &ProcessSnapshot) {
+        let process = self.processes.len();
+        self.processes.push(ProcessRecord {
+            pid: snapshot.pid,
+            ppid: Some(snapshot.ppid),
+            exe: snapshot.exe.clone(),
+            argv: snapshot.argv.clone(),
+            cwd: snapshot.cwd.clone(),
+            status: None,
+            failed_execs: Vec::new(),
+            cell: None,
+            pre_existing: true,
+            live_threads: 0,
+        });
+        let files: HashMap<i32, OpenFile> = snapshot
+            .files
+            .iter()
+            .map(|(fd, path, cloexec)| (*fd, OpenFile { path: Rc::from(path.as_slice()), cloexec: *cloexec }))
+            .collect();
+        let task =
+            Task { process, files: Rc::new(RefCell::new(files)), cwd: Rc::new(RefCell::new(snapshot.cwd.clone())) };
+        for &tid in &snapshot.threads {
+            self.add_existing_thread_of(&task, tid);
+        }
+    }
+
+    /// Follows a thread found after its process was added (it was created
+    /// while the audit attached).
+    pub fn add_existing_thread(&mut self, pid: Pid, tid: Tid) {
+        if let Some(task) = self.tasks.get(&pid).cloned() {
+            self.add_existing_thread_of(&task, tid);
+        }
+    }
+
+    /// Whether `tid` is followed.
+    pub fn knows(&self, tid: Tid) -> bool {
+        self.tasks.contains_key(&tid)
+    }
+
+    fn add_existing_thread_of(&mut self, task: &Task, tid: Tid) {
+        if self.tasks.insert(tid, task.clone()).is_none() {
+            self.processes[task.process].live_threads += 1;
+        }
     }
 
     /// Every process seen so far, in order of appearance.
@@ -385,6 +437,7 @@ impl Tracker {
                 status: None,
                 failed_execs: Vec::new(),
                 cell: from.cell,
+                pre_existing: false,
                 live_threads: 1,
             };
             if let Some(cell) = from.cell {

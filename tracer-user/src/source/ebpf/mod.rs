@@ -121,6 +121,13 @@ impl EbpfSource {
         traced.insert(tid, self.audit_id, 0).map_err(map_error)
     }
 
+    /// Whether `tid` is followed (by us, or by the kernel when its parent was).
+    pub fn is_followed(&self, tid: Tid) -> bool {
+        let Some(map) = self.ebpf.map(maps::TRACED) else { return false };
+        let Ok(traced) = BpfHashMap::<_, u32, u32>::try_from(map) else { return false };
+        traced.get(&tid, 0).is_ok()
+    }
+
     /// Waits until the ring buffer has events, then hands each of this audit's
     /// events to `sink`. Returns the number of records read.
     pub async fn next_batch(&mut self, sink: &mut impl FnMut(Event)) -> Result<usize, EbpfError> {

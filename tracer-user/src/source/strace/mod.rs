@@ -31,37 +31,50 @@ pub fn find_strace() -> Result<PathBuf, StraceError> {
     crate::launch::find_program(std::ffi::OsStr::new("strace")).map_err(|_| StraceError::NotInstalled)
 }
 
-/// The strace command line that traces `command` into `log`.
+/// What strace follows: a command it starts (as the sudo user, if any), or
+/// running processes it attaches to.
+pub enum Target<'a> {
+    Launch(Option<&'a Credentials>, &'a [OsString]),
+    Attach(&'a [u32]),
+}
+
+/// The strace command line that traces `target` into `log`.
 ///
-/// `--seccomp-bpf` stops the tracee only on the syscalls we model; `-X raw`
-/// prints flags as numbers (no table to keep in sync); `-s 65536` keeps paths
-/// and arguments whole; `-q` drops attach messages. Signal lines stay: `-e
-/// signal=none` would also hide `+++ killed by SIG… +++`.
-pub fn strace_args(log: &Path, credentials: Option<&Credentials>, command: &[OsString]) -> Vec<OsString> {
-    let mut args: Vec<OsString> =
-        ["-f", "-q", "--seccomp-bpf", "-X", "raw", "-s", "65536"].iter().map(OsString::from).collect();
+/// `--seccomp-bpf` stops the tracee only on the syscalls we model (strace
+/// cannot use it when attaching); `-X raw` prints flags as numbers (no table to
+/// keep in sync); `-s 65536` keeps paths and arguments whole; `-q` drops attach
+/// messages. Signal lines stay: `-e signal=none` would also hide `+++ killed by
+/// SIG… +++`.
+pub fn strace_args(log: &Path, target: &Target) -> Vec<OsString> {
+    let mut args: Vec<OsString> = ["-f", "-q", "-X", "raw", "-s", "65536"].iter().map(OsString::from).collect();
     args.push("-e".into());
     args.push(format!("trace={TRACED_SYSCALLS}").into());
     args.push("-o".into());
     args.push(log.as_os_str().to_owned());
-    if let Some(credentials) = credentials {
-        args.push("-u".into());
-        args.push(credentials.user.clone().into());
+    match target {
+        Target::Launch(credentials, command) => {
+            args.push("--seccomp-bpf".into());
+            if let Some(credentials) = credentials {
+                args.push("-u".into());
+                args.push(credentials.user.clone().into());
+            }
+            args.push("--".into());
+            args.extend(command.iter().cloned());
+        }
+        Target::Attach(pids) => {
+            for pid in *pids {
+                args.push("-p".into());
+                args.push(pid.to_string().into());
+            }
+        }
     }
-    args.push("--".into());
-    args.extend(command.iter().cloned());
     args
 }
 
-/// The command that runs `command` under strace, logging to `log`.
-pub fn command(
-    strace: &Path,
-    log: &Path,
-    credentials: Option<&Credentials>,
-    command: &[OsString],
-) -> tokio::process::Command {
+/// The command that runs strace on `target`, logging to `log`.
+pub fn command(strace: &Path, log: &Path, target: Target) -> tokio::process::Command {
     let mut strace = tokio::process::Command::new(strace);
-    strace.args(strace_args(log, credentials, command));
+    strace.args(strace_args(log, &target));
     strace
 }
 
