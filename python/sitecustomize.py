@@ -18,7 +18,7 @@ It
    Other processes pay one string comparison per import.
 
 Nothing here may break a process: an error is reported in one line on stderr
-and swallowed. Written for any Python 3.
+and swallowed. Written for Python 2.7 and 3.
 """
 import os
 import sys
@@ -35,43 +35,75 @@ def _warn(what, exc):
         pass
 
 
-def _chain_next_sitecustomize():
-    # The import system's own modules are always loaded; importing
-    # importlib.util instead would cost every process about 2 ms.
-    try:
-        from _frozen_importlib import module_from_spec
-        from _frozen_importlib_external import PathFinder
-    except ImportError:
-        from importlib.machinery import PathFinder
-        from importlib.util import module_from_spec
-
-    here = os.path.dirname(os.path.realpath(__file__))
+def _path_after_this_directory():
+    """The sys.path entries site.py's import would have searched without us."""
+    here = os.stat(os.path.dirname(os.path.abspath(__file__)))
 
     def is_here(entry):
-        return isinstance(entry, str) and os.path.realpath(entry or os.curdir) == here
+        # By device and inode: one stat, and symlinked spellings match too.
+        try:
+            there = os.stat(entry or os.curdir)
+        except (OSError, TypeError, ValueError):  # missing, or not a str/bytes path
+            return False
+        return there.st_ino == here.st_ino and there.st_dev == here.st_dev
 
-    # site.py's import found this file first: without this directory it would
-    # have gone on with the entries after it. (Entries before it hold no
-    # sitecustomize, or the one that chained to this file, as a hook dir of
+    # The import found this file first: without this directory it would have
+    # gone on with the entries after it. (Entries before it hold no
+    # sitecustomize, or the one that chained to this file, as the hook dir of
     # an enclosing reprotrace would.)
     position = next((i for i, entry in enumerate(sys.path) if is_here(entry)), -1)
-    rest = [entry for entry in sys.path[position + 1 :] if not is_here(entry)]
-    # PathFinder, not a temporary sys.path: the next sitecustomize may change
-    # sys.path itself (site.addsitedir...), and that must stay.
-    spec = PathFinder.find_spec("sitecustomize", rest)
-    if spec is None or spec.loader is None:
-        return
-    module = module_from_spec(spec)
+    return [entry for entry in sys.path[position + 1 :] if not is_here(entry)]
+
+
+def _chain_next_sitecustomize():
+    """Run the next sitecustomize as the process's sitecustomize module.
+
+    It replaces this one in sys.modules, as if it had been imported directly:
+    site.py's import returns whatever sys.modules holds once this file has
+    run. The search takes a path list rather than a temporary sys.path: the
+    next sitecustomize may change sys.path (site.addsitedir...), which must
+    stay.
+    """
+    path = _path_after_this_directory()
     previous = sys.modules.get("sitecustomize")
-    # The next one becomes the process's sitecustomize module, as if it had
-    # been imported directly (site.py's import returns whatever sys.modules
-    # holds once this file has run).
-    sys.modules["sitecustomize"] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules["sitecustomize"] = previous
-        raise
+    if sys.version_info >= (3, 5):
+        # The import system's own modules are always loaded; importing
+        # importlib.util instead would cost every process about 2 ms.
+        try:
+            from _frozen_importlib import module_from_spec
+            from _frozen_importlib_external import PathFinder
+        except ImportError:
+            from importlib.machinery import PathFinder
+            from importlib.util import module_from_spec
+
+        spec = PathFinder.find_spec("sitecustomize", path)
+        if spec is None or spec.loader is None:
+            return
+        module = module_from_spec(spec)
+        sys.modules["sitecustomize"] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules["sitecustomize"] = previous
+            raise
+    else:  # Python 2.7 and 3.4: no module_from_spec
+        import imp
+
+        try:
+            found = imp.find_module("sitecustomize", path)
+        except ImportError:
+            return
+        # Out of sys.modules, or load_module would run it in this module; and
+        # kept elsewhere, for Python 2 clears a dropped module's globals.
+        sys.modules["_reprotrace_sitecustomize_%x" % id(previous)] = sys.modules.pop("sitecustomize", None)
+        try:
+            imp.load_module("sitecustomize", *found)
+        except BaseException:
+            sys.modules["sitecustomize"] = previous
+            raise
+        finally:
+            if found[0] is not None:
+                found[0].close()
 
 
 def _load_extension_after_initialize(app_class):
@@ -154,6 +186,7 @@ except Exception as exc:
     _warn("running the next sitecustomize", exc)
 
 # After chaining: a finder that the next sitecustomize put first must not come
-# before this one.
-if os.environ.get(_ENABLE_VARIABLE) == "1":
+# before this one. (Finders have find_spec from Python 3.4 on; Python 2 has no
+# kernel to hook.)
+if os.environ.get(_ENABLE_VARIABLE) == "1" and sys.version_info >= (3, 4):
     sys.meta_path.insert(0, _KernelAppFinder())

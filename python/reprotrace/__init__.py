@@ -20,24 +20,27 @@ class _CellMarkers:
     """The pre_run_cell / post_run_cell callbacks of one shell."""
 
     def __init__(self, shell):
+        from IPython import version_info
+
         self.shell = shell
+        # The count a cell gets is shell.execution_count as run_cell found it.
+        # A cell stored in history increments the counter: IPython >= 9.8
+        # does so before pre_run_cell, older ones after the cell has run.
+        self._counted_before_pre_run_cell = version_info >= (9, 8)
         # Cells whose BEGIN was emitted and whose END was not, innermost last
         # (a cell may run another one: get_ipython().run_cell(...)), as
         # (ExecutionInfo, execution_count, cell_id).
         self._open = []
 
     def pre_run_cell(self, info):
-        # IPython already skips silent executions; ipykernel's async path and
-        # other shells are not bound to, and silent cells never get markers.
+        # IPython fires no pre_run_cell for silent executions; whoever fires
+        # it, they must never get markers.
         if info.silent:
             return
-        # IPython increments execution_count before pre_run_cell when (and
-        # only when) the cell is stored in history: the count the cell gets
-        # (ExecutionResult.execution_count) is the value from before that.
         count = self.shell.execution_count
-        if info.store_history:
+        if info.store_history and self._counted_before_pre_run_cell:
             count -= 1
-        cell_id = getattr(info, "cell_id", None)  # IPython >= 8 (cell_id from the frontend)
+        cell_id = getattr(info, "cell_id", None)  # IPython >= 8, if the frontend sent one
         markers.emit("begin", count, cell_id, info.raw_cell)
         self._open.append((info, count, cell_id))
 
@@ -55,8 +58,16 @@ class _CellMarkers:
             if result is not None or not self._open:
                 return
             i = len(self._open) - 1
-        open_info, count, cell_id = self._open.pop(i)
-        markers.emit("end", count, cell_id, open_info.raw_cell)
+        self._end(i)
+
+    def end_all(self):
+        """END every open cell, innermost first."""
+        while self._open:
+            self._end(len(self._open) - 1)
+
+    def _end(self, i):
+        info, count, cell_id = self._open.pop(i)
+        markers.emit("end", count, cell_id, info.raw_cell)
 
 
 def load_ipython_extension(ipython):
@@ -70,10 +81,15 @@ def load_ipython_extension(ipython):
 
 
 def unload_ipython_extension(ipython):
-    """Unregister the cell-marker callbacks, if registered."""
+    """Unregister the cell-marker callbacks, if registered.
+
+    The running cell (%unload_ext or %reload_ext) gets its END now: its
+    post_run_cell would reach these callbacks no more.
+    """
     hooks = getattr(ipython, _SHELL_ATTR, None)
     if hooks is None:
         return
     ipython.events.unregister("pre_run_cell", hooks.pre_run_cell)
     ipython.events.unregister("post_run_cell", hooks.post_run_cell)
     delattr(ipython, _SHELL_ATTR)
+    hooks.end_all()

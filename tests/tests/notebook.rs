@@ -1,0 +1,248 @@
+//! Notebooks: `reprotrace attach --kernel … --inject-hooks` on a real ipykernel
+//! driven by jupyter_client, and `reprotrace run` of a real notebook through
+//! nbconvert, with both backends: each cell's manifest exactly as expected.
+
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use reprotrace_tests::{assert_valid, reprotrace_bin, BACKENDS};
+use serde_json::Value;
+
+/// A venv with Jupyter's kernel and clients, made once for this test binary.
+fn jupyter_venv() -> &'static Path {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("reprotrace-jupyter-").tempdir().expect("tempdir").keep();
+        let venv = dir.join("venv");
+        run(Command::new("/usr/bin/python3").args(["-m", "venv"]).arg(&venv));
+        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check"]).args([
+            "ipykernel",
+            "jupyter_client",
+            "nbconvert",
+            "nbclient",
+            "six==1.17.0",
+        ]));
+        venv
+    })
+}
+
+fn run(command: &mut Command) {
+    let output = command.output().unwrap_or_else(|err| panic!("{command:?}: {err}"));
+    assert!(output.status.success(), "{command:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+}
+
+fn wait_for(path: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what} ({})", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn paths(section: &Value) -> BTreeSet<String> {
+    section.as_array().expect("data list").iter().map(|entry| entry["path"].as_str().expect("path").into()).collect()
+}
+
+/// A cell without what differs between two runs of it (times, pids).
+fn comparable_cell(cell: &Value) -> Value {
+    let mut cell = cell.clone();
+    let object = cell.as_object_mut().expect("cell");
+    for volatile in ["started_at", "finished_at", "pids"] {
+        object.remove(volatile);
+    }
+    for section in ["inputs", "outputs"] {
+        for entry in object["data"][section].as_array_mut().expect("data") {
+            entry.as_object_mut().expect("entry").remove("mtime");
+        }
+    }
+    cell
+}
+
+#[test]
+fn attaching_to_a_kernel_cuts_the_manifest_per_cell() {
+    let venv = jupyter_venv();
+    let mut per_backend = Vec::new();
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let work = dir.path();
+        std::fs::write(work.join("input.csv"), "a,b\n1,2\n").expect("input");
+        std::fs::write(work.join("for_child.txt"), "hello child\n").expect("child input");
+        let mut session = Command::new(venv.join("bin/python"))
+            .arg(reprotrace_tests::repo_root().join("tests/workloads/kernel_session.py"))
+            .arg(work)
+            .spawn()
+            .expect("kernel session");
+        wait_for(&work.join("connection.txt"), "the kernel");
+        let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
+        let kernel_pid: u32 =
+            std::fs::read_to_string(work.join("kernel.pid")).expect("pid").trim().parse().expect("pid number");
+
+        let manifest_path = work.join(format!("{backend}.json"));
+        let mut tracer = Command::new(reprotrace_bin())
+            .args(["attach", "--backend", backend, "--kernel", connection.trim(), "--inject-hooks", "-o"])
+            .arg(&manifest_path)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("reprotrace attach");
+        let mut stderr = BufReader::new(tracer.stderr.take().expect("stderr"));
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            let read = stderr.read_line(&mut line).expect("reading reprotrace's stderr");
+            assert!(read > 0, "{backend}: reprotrace ended before the hook was installed:\n{seen}");
+            seen.push_str(&line);
+            if line.contains("cell hook installed") {
+                break;
+            }
+        }
+        std::fs::write(work.join("go"), "").expect("go");
+        wait_for(&work.join("done"), "the cells");
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
+        let status = tracer.wait().expect("reprotrace exits");
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        assert!(status.success(), "{backend}: {seen}{rest}");
+        std::fs::write(work.join("stop"), "").expect("stop");
+        assert!(session.wait().expect("kernel session exits").success());
+
+        let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+        assert_valid(&manifest);
+        let expected: Value =
+            serde_json::from_slice(&std::fs::read(work.join("cells.json")).expect("cells.json")).expect("JSON");
+        let cells = manifest["cells"].as_array().expect("cells");
+        assert_eq!(cells.len(), 5, "{backend}: {cells:#?}");
+        for (cell, want) in cells.iter().zip(expected.as_array().expect("expected cells")) {
+            assert_eq!(cell["execution_count"], want["execution_count"], "{backend}");
+            assert_eq!(cell["cell_id"], want["cell_id"], "{backend}");
+            assert_eq!(cell["code_sha256"], want["code_sha256"], "{backend}");
+            assert!(cell["finished_at"].is_string(), "{backend}: every cell ends, the raising one too");
+            assert!(cell["pids"].as_array().expect("pids").contains(&Value::from(kernel_pid)), "{backend}");
+        }
+        let file = |name: &str| BTreeSet::from([work.join(name).display().to_string()]);
+        let none = BTreeSet::new();
+        assert_eq!(paths(&cells[0]["data"]["inputs"]), file("input.csv"), "{backend}: cell 1 reads");
+        assert_eq!(paths(&cells[0]["data"]["outputs"]), none, "{backend}");
+        assert_eq!(paths(&cells[1]["data"]["outputs"]), file("out.txt"), "{backend}: cell 2 writes");
+        assert_eq!(paths(&cells[1]["data"]["inputs"]), none, "{backend}");
+        let imported: Vec<&str> = cells[2]["software"]["python"]
+            .as_array()
+            .expect("python")
+            .iter()
+            .filter_map(|d| d["name"].as_str())
+            .collect();
+        assert_eq!(imported, ["six"], "{backend}: cell 3 imports six");
+        assert_eq!(paths(&cells[3]["data"]["inputs"]), file("for_child.txt"), "{backend}: cell 4's child reads");
+        assert!(cells[3]["pids"].as_array().expect("pids").len() >= 2, "{backend}: the child belongs to cell 4");
+        assert_eq!(paths(&cells[4]["data"]["inputs"]), none, "{backend}");
+        let kernel = manifest["processes"]
+            .as_array()
+            .expect("processes")
+            .iter()
+            .find(|p| p["pid"] == kernel_pid)
+            .expect("the kernel process");
+        assert_eq!(kernel["pre_existing"], true, "{backend}");
+        assert_eq!(manifest["stats"]["lost_events"], 0, "{backend}");
+        per_backend.push(cells.iter().map(comparable_cell).collect::<Vec<_>>());
+    }
+    // Two sessions in two directories: compare with the directory names
+    // unified, and without the hashes of sources that name their directory.
+    let strip = |text: &str| -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("/tmp/.tmp") {
+            out.push_str(&rest[..at]);
+            out.push_str("/tmp/WORK");
+            rest = &rest[at + "/tmp/.tmp".len()..];
+            rest = &rest[rest.find('/').unwrap_or(rest.len())..];
+        }
+        out.push_str(rest);
+        out
+    };
+    let ignore_hashes = |cells: &Vec<Value>| -> Value {
+        let text = strip(&serde_json::to_string(cells).expect("JSON"));
+        let mut cells: Value = serde_json::from_str(&text).expect("JSON");
+        for cell in cells.as_array_mut().expect("cells") {
+            cell.as_object_mut().expect("cell").remove("code_sha256");
+        }
+        cells
+    };
+    assert_eq!(
+        ignore_hashes(&per_backend[0]),
+        ignore_hashes(&per_backend[1]),
+        "per-cell manifests differ between backends"
+    );
+}
+
+#[test]
+fn a_notebook_run_under_reprotrace_is_cut_per_cell() {
+    let venv = jupyter_venv();
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let work = dir.path();
+        std::fs::write(work.join("input.csv"), "x\n1\n").expect("input");
+        let cell = |id: &str, source: &str| {
+            serde_json::json!({"cell_type": "code", "id": id, "metadata": {}, "execution_count": null,
+                               "outputs": [], "source": source})
+        };
+        let notebook = serde_json::json!({
+            "nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "cells": [
+                cell("load", "rows = open('input.csv').read().splitlines()"),
+                cell("save", "open('result.txt', 'w').write(str(len(rows)))"),
+                cell("six", "import six"),
+            ]
+        });
+        std::fs::write(work.join("analysis.ipynb"), notebook.to_string()).expect("notebook");
+        let manifest_path = work.join(format!("{backend}.json"));
+        let output = Command::new(reprotrace_bin())
+            .current_dir(work)
+            .args(["run", "--quiet", "--backend", backend, "-o"])
+            .arg(&manifest_path)
+            .arg("--")
+            .arg(venv.join("bin/jupyter"))
+            .args(["nbconvert", "--to", "notebook", "--execute", "analysis.ipynb", "--output", "executed.ipynb"])
+            .output()
+            .expect("reprotrace run");
+        assert!(output.status.success(), "{backend}: {}", String::from_utf8_lossy(&output.stderr));
+        let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+        assert_valid(&manifest);
+        let cells = manifest["cells"].as_array().expect("cells");
+        // nbclient sends no cell ids (JupyterLab does): the cells are known by count.
+        let counts: Vec<&Value> = cells.iter().map(|c| &c["execution_count"]).collect();
+        assert_eq!(counts, [&Value::from(1), &Value::from(2), &Value::from(3)], "{backend}");
+        let file = |name: &str| BTreeSet::from([work.join(name).display().to_string()]);
+        assert_eq!(paths(&cells[0]["data"]["inputs"]), file("input.csv"), "{backend}");
+        assert_eq!(paths(&cells[1]["data"]["outputs"]), file("result.txt"), "{backend}");
+        let imported: Vec<&str> = cells[2]["software"]["python"]
+            .as_array()
+            .expect("python")
+            .iter()
+            .filter_map(|d| d["name"].as_str())
+            .collect();
+        assert_eq!(imported, ["six"], "{backend}");
+        // The run as a whole read the notebook and wrote the executed copy.
+        assert!(paths(&manifest["data"]["inputs"]).contains(&work.join("analysis.ipynb").display().to_string()));
+        assert!(paths(&manifest["data"]["outputs"]).contains(&work.join("executed.ipynb").display().to_string()));
+    }
+}
+
+#[test]
+fn attach_errors_are_clear() {
+    for (args, message) in [
+        (vec!["attach", "--pid", "4000000"], "no process 4000000"),
+        (vec!["attach", "--kernel", "no-such-kernel-id"], "no Jupyter kernel no-such-kernel-id"),
+        (vec!["attach"], "nothing to attach to"),
+    ] {
+        let output = Command::new(reprotrace_bin()).args(&args).output().expect("reprotrace attach");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
