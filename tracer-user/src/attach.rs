@@ -116,8 +116,7 @@ async fn attach_ebpf(
     // Tasks born between the snapshot and the following of their parent.
     let mut processes = snapshots.len();
     let mut threads = thread_count(&snapshots);
-    loop {
-        let Ok(again) = snapshot::snapshot_trees(roots) else { break };
+    while let Ok(again) = snapshot::snapshot_trees(roots) {
         let mut found = false;
         for mut process in again {
             process.threads.retain(|tid| !source.is_followed(*tid));
