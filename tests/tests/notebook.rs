@@ -246,3 +246,48 @@ fn attach_errors_are_clear() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn attaching_to_a_pid_follows_it_until_it_exits() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let work = dir.path();
+        std::fs::write(work.join("polled.txt"), "data\n").expect("polled file");
+        let program = "import os, time\n\
+            while not os.path.exists('stop'):\n\
+            \x20   open('polled.txt').read()\n\
+            \x20   time.sleep(0.02)\n\
+            open('result.txt', 'w').write('done')\n";
+        let mut worker =
+            Command::new("/usr/bin/python3").current_dir(work).args(["-c", program]).spawn().expect("worker");
+        let manifest_path = work.join(format!("{backend}.json"));
+        let mut tracer = Command::new(reprotrace_bin())
+            .args(["attach", "--backend", backend, "--pid", &worker.id().to_string(), "-o"])
+            .arg(&manifest_path)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("reprotrace attach");
+        let mut stderr = BufReader::new(tracer.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        while !line.contains("attached to 1 processes") {
+            line.clear();
+            assert!(stderr.read_line(&mut line).expect("stderr") > 0, "{backend}: reprotrace ended early");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::write(work.join("stop"), "").expect("stop");
+        assert!(worker.wait().expect("worker exits").success());
+        // The worker's exit ends the audit by itself.
+        assert!(tracer.wait().expect("reprotrace exits").success(), "{backend}");
+        let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+        assert_valid(&manifest);
+        let process = &manifest["processes"][0];
+        assert_eq!(
+            (process["pid"].as_u64(), &process["pre_existing"]),
+            (Some(u64::from(worker.id())), &Value::Bool(true))
+        );
+        assert_eq!(process["exit_code"], 0, "{backend}");
+        let file = |name: &str| BTreeSet::from([work.join(name).display().to_string()]);
+        assert_eq!(paths(&manifest["data"]["inputs"]), file("polled.txt"), "{backend}");
+        assert_eq!(paths(&manifest["data"]["outputs"]), file("result.txt"), "{backend}");
+    }
+}
