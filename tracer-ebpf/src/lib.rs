@@ -38,6 +38,13 @@ use tracer_common::{
 
 const MAX_TASKS: u32 = 65536;
 
+// bpf_ringbuf_output/query flags (uapi/linux/bpf.h).
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+/// Unread bytes at which an event wakes the consumer.
+const WAKEUP_BYTES: u64 = 256 * 1024;
+
 #[map]
 static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TASKS, 0);
 
@@ -125,7 +132,11 @@ fn read_user_path(dest: *mut u8, ptr: u64) -> (usize, bool) {
 fn send(buf: *mut u8, len: usize) {
     let len = len & (SCRATCH_SIZE - 1);
     let event = unsafe { core::slice::from_raw_parts(buf, len) };
-    if EVENTS.output::<[u8]>(event, 0).is_err() {
+    // Waking the consumer for every event would cost the traced program a
+    // context switch per syscall: wake it only once a batch has piled up (it
+    // also drains on a short timer).
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    if EVENTS.output::<[u8]>(event, flags).is_err() {
         bump_counter(counters::RINGBUF_DROPS);
     }
 }

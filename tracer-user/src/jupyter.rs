@@ -121,7 +121,18 @@ mod tests {
             .arg(format!("--f={}", file.display()))
             .spawn()
             .expect("sh");
-        assert_eq!(kernel_pid(&file).expect("found"), holder.id());
+        // Until the child has exec'd, its command line is still ours.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let found = loop {
+            match kernel_pid(&file) {
+                Ok(pid) => break pid,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(err) => panic!("{err}"),
+            }
+        };
+        assert_eq!(found, holder.id());
         holder.kill().expect("kill");
         let _ = holder.wait();
         assert_eq!(

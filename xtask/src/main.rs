@@ -7,6 +7,8 @@
 //!   run) and runs every test.
 //! - `demo` sets up, builds, and audits the example analysis with both backends.
 //! - `bench pipeline` times the post-processing of a 100k-event audit.
+//! - `bench attach` compares a running process's slowdown under `reprotrace
+//!   attach` (eBPF) and `strace -p`.
 
 use std::{
     path::{Path, PathBuf},
@@ -27,7 +29,8 @@ fn main() -> Result<()> {
         _ => bail!(
             "usage: cargo xtask <setup|test|demo|bench pipeline>\n  setup  install bpf-linker {BPF_LINKER_VERSION} and strace\n  \
              test   build and run every test (needs root)\n  demo   setup, build, and audit examples/analysis.py with both \
-             backends\n  bench pipeline  time the post-processing of a 100k-event audit"
+             backends\n  bench pipeline  time the post-processing of a 100k-event audit\n  \
+             bench attach    attach overhead, eBPF vs strace -p"
         ),
     }
 }
@@ -151,8 +154,73 @@ fn bench(which: Option<&str>) -> Result<()> {
         Some("pipeline") => {
             run(cargo().args(["run", "--release", "--package", "tracer-user", "--example", "pipeline_bench"]))
         }
-        _ => bail!("usage: cargo xtask bench pipeline"),
+        Some("attach") => bench_attach(),
+        _ => bail!("usage: cargo xtask bench pipeline|attach"),
     }
+}
+
+/// Attach overhead: a running process's file loop, untraced, under
+/// `reprotrace attach` (eBPF) and under `reprotrace attach --backend strace`
+/// (`strace -p`), interleaved, median of the rounds.
+fn bench_attach() -> Result<()> {
+    const ROUNDS: usize = 5;
+    const ITERATIONS: &str = "20000";
+    run(cargo().args(["build", "--release", "--package", "tracer-user"]))?;
+    let root = repo_root();
+    let reprotrace = root.join("target/release/reprotrace");
+    let workload = root.join("xtask/workloads/attach_loop.py");
+    let modes = ["native", "ebpf", "strace"];
+    let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    for round in 0..ROUNDS {
+        for (mode_index, mode) in modes.iter().enumerate() {
+            let work =
+                std::env::temp_dir().join(format!("reprotrace-bench-attach-{}-{round}-{mode}", std::process::id()));
+            std::fs::create_dir_all(&work)?;
+            let worker = Command::new("/usr/bin/python3")
+                .arg(&workload)
+                .arg(&work)
+                .arg(ITERATIONS)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .context("starting the workload")?;
+            while !work.join("ready").exists() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let tracer = if *mode == "native" {
+                None
+            } else {
+                let mut tracer = Command::new(&reprotrace)
+                    .args(["attach", "--backend", mode, "--pid", &worker.id().to_string(), "-o"])
+                    .arg(work.join("manifest.json"))
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .context("starting reprotrace attach")?;
+                let stderr = tracer.stderr.take().context("reprotrace's stderr")?;
+                let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+                while !lines.next().context("reprotrace ended before attaching")??.contains("attached to") {}
+                Some(tracer)
+            };
+            std::fs::write(work.join("go"), "")?;
+            let output = worker.wait_with_output()?;
+            let elapsed: f64 = String::from_utf8_lossy(&output.stdout).trim().parse().context("workload output")?;
+            if let Some(mut tracer) = tracer {
+                tracer.wait()?;
+            }
+            seconds[mode_index].push(elapsed);
+            std::fs::remove_dir_all(&work)?;
+        }
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let native = median(&mut seconds[0].clone());
+    println!("attach overhead: {ITERATIONS} open+read+close+stat iterations, {ROUNDS} interleaved rounds, median");
+    for (mode, values) in modes.iter().zip(seconds.iter_mut()) {
+        let value = median(values);
+        println!("  {mode:<7} {value:.3} s  {:.2}x", value / native);
+    }
+    Ok(())
 }
 
 fn demo() -> Result<()> {

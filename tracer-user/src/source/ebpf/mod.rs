@@ -22,6 +22,9 @@ pub use preflight::PreflightError;
 /// The kernel programs, built and linked by build.rs.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/reprotrace.bpf.o"));
 
+/// How often the consumer drains the ring buffer when the kernel has not woken it.
+pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Default ring buffer size: enough for bursts of a few hundred thousand events.
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 64 * 1024 * 1024;
 
@@ -130,13 +133,19 @@ impl EbpfSource {
 
     /// Waits until the ring buffer has events, then hands each of this audit's
     /// events to `sink`. Returns the number of records read.
+    ///
+    /// The kernel wakes us only once a batch has piled up, so this also
+    /// returns every [`DRAIN_INTERVAL`] to collect the last few events.
     pub async fn next_batch(&mut self, sink: &mut impl FnMut(Event)) -> Result<usize, EbpfError> {
-        let mut guard = self.ring.readable_mut().await?;
-        // Clear readiness before draining: an event committed while we drain
-        // wakes us again instead of being stranded.
-        guard.clear_ready();
-        let (ring, audit_id, malformed) = (guard.get_inner_mut(), self.audit_id, &mut self.malformed);
-        Ok(drain(ring, audit_id, malformed, sink))
+        match tokio::time::timeout(DRAIN_INTERVAL, self.ring.readable_mut()).await {
+            Ok(guard) => {
+                // Clear readiness before draining: an event committed while we
+                // drain wakes us again instead of being stranded.
+                guard?.clear_ready();
+            }
+            Err(_elapsed) => {}
+        }
+        Ok(self.drain_now(sink))
     }
 
     /// Hands every event already in the ring buffer to `sink`, without waiting.
