@@ -1,5 +1,6 @@
 """The IPython extension, in an in-process InteractiveShell."""
 import hashlib
+from types import SimpleNamespace
 
 import pytest
 
@@ -120,3 +121,17 @@ def test_reloading_ends_the_running_cell_and_keeps_one_registration(shell, emitt
         ("begin", count + 1),
         ("end", count + 1),
     ]
+
+
+def test_a_cell_with_no_result_ends_the_innermost_open_cell(shell, emitted):
+    # ipykernel passes post_run_cell None when it cancels a cell's task.
+    reprotrace.load_ipython_extension(shell)
+    hooks = getattr(shell, reprotrace._SHELL_ATTR)
+    outer = SimpleNamespace(raw_cell="outer", store_history=False, silent=False, cell_id="o")
+    inner = SimpleNamespace(raw_cell="inner", store_history=False, silent=False, cell_id="i")
+    hooks.pre_run_cell(outer)
+    hooks.pre_run_cell(inner)
+    hooks.post_run_cell(None)
+    hooks.post_run_cell(SimpleNamespace(info=outer))
+    hooks.post_run_cell(None)  # nothing open: nothing to end
+    assert [(m.phase, m.cell_id) for m in emitted] == [("begin", "o"), ("begin", "i"), ("end", "i"), ("end", "o")]

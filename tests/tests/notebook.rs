@@ -14,20 +14,26 @@ use std::{
 use reprotrace_tests::{assert_valid, reprotrace_bin, BACKENDS};
 use serde_json::Value;
 
-/// A venv with Jupyter's kernel and clients, made once for this test binary.
+/// Packages of the Jupyter venv the tests share.
+const JUPYTER_PACKAGES: &[&str] = &["ipykernel", "jupyter_client", "nbconvert", "nbclient", "six==1.17.0", "pytest"];
+
+/// A venv with Jupyter's kernel and clients, made once (kept in cargo's
+/// test scratch directory and reused while its package list is the same).
 fn jupyter_venv() -> &'static Path {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("reprotrace-jupyter-").tempdir().expect("tempdir").keep();
-        let venv = dir.join("venv");
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("jupyter-venv");
+        let ready = venv.join("reprotrace-packages.txt");
+        let wanted = JUPYTER_PACKAGES.join("\n");
+        if std::fs::read_to_string(&ready).ok().as_deref() == Some(wanted.as_str()) {
+            return venv;
+        }
+        let _ = std::fs::remove_dir_all(&venv);
         run(Command::new("/usr/bin/python3").args(["-m", "venv"]).arg(&venv));
-        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check"]).args([
-            "ipykernel",
-            "jupyter_client",
-            "nbconvert",
-            "nbclient",
-            "six==1.17.0",
-        ]));
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(JUPYTER_PACKAGES));
+        std::fs::write(&ready, wanted).expect("venv marker");
         venv
     })
 }
@@ -290,4 +296,22 @@ fn attaching_to_a_pid_follows_it_until_it_exits() {
         assert_eq!(paths(&manifest["data"]["inputs"]), file("polled.txt"), "{backend}");
         assert_eq!(paths(&manifest["data"]["outputs"]), file("result.txt"), "{backend}");
     }
+}
+
+#[test]
+fn the_python_hook_passes_its_own_tests() {
+    let venv = jupyter_venv();
+    let python_dir = reprotrace_tests::repo_root().join("python");
+    let output = Command::new(venv.join("bin/python"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
+        .arg(python_dir.join("tests"))
+        .current_dir(&python_dir)
+        .env("PYTHONPATH", &python_dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("pytest");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}{}", String::from_utf8_lossy(&output.stderr));
+    // Every test must run here (ipykernel, jupyter_client and strace are present).
+    assert!(!report.contains("skipped"), "{report}");
 }

@@ -4,8 +4,8 @@ Run as `python kernel_session.py WORKDIR` with a python whose environment has
 ipykernel and jupyter_client (and six, which a cell imports); WORKDIR holds
 `input.csv` and `for_child.txt`. The kernel runs with this same python.
 
-1. Starts the kernel; writes its connection file's path to
-   WORKDIR/connection.txt and its pid to WORKDIR/kernel.pid.
+1. Starts the kernel; once it answers, writes its pid to WORKDIR/kernel.pid,
+   then its connection file's path to WORKDIR/connection.txt.
 2. Waits for WORKDIR/go (the test attaches the tracer or injects the
    extension meanwhile).
 3. Runs the cells of `cells()` in order, as JupyterLab would (store_history,
@@ -97,12 +97,12 @@ def main():
     manager = KernelManager(kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[]))
     manager.start_kernel(cwd=work)
     try:
-        write_atomically(os.path.join(work, "connection.txt"), manager.connection_file + "\n")
-        write_atomically(os.path.join(work, "kernel.pid"), "%d\n" % manager.provisioner.pid)
-
         client = manager.blocking_client()
         client.start_channels()
         client.wait_for_ready(timeout=REPLY_TIMEOUT)
+        # Once the kernel answers; connection.txt last: when it exists, both do.
+        write_atomically(os.path.join(work, "kernel.pid"), "%d\n" % manager.provisioner.pid)
+        write_atomically(os.path.join(work, "connection.txt"), manager.connection_file + "\n")
 
         wait_for(os.path.join(work, "go"))
         results = []
