@@ -55,6 +55,11 @@ fn paths(section: &Value) -> BTreeSet<String> {
     section.as_array().expect("data list").iter().map(|entry| entry["path"].as_str().expect("path").into()).collect()
 }
 
+/// The Python distributions a cell used.
+fn python_names(cell: &Value) -> Vec<&str> {
+    cell["software"]["python"].as_array().expect("python").iter().filter_map(|d| d["name"].as_str()).collect()
+}
+
 /// A cell without what differs between two runs of it (times, pids).
 fn comparable_cell(cell: &Value) -> Value {
     let mut cell = cell.clone();
@@ -137,12 +142,7 @@ fn attaching_to_a_kernel_cuts_the_manifest_per_cell() {
         assert_eq!(paths(&cells[0]["data"]["outputs"]), none, "{backend}");
         assert_eq!(paths(&cells[1]["data"]["outputs"]), file("out.txt"), "{backend}: cell 2 writes");
         assert_eq!(paths(&cells[1]["data"]["inputs"]), none, "{backend}");
-        let imported: Vec<&str> = cells[2]["software"]["python"]
-            .as_array()
-            .expect("python")
-            .iter()
-            .filter_map(|d| d["name"].as_str())
-            .collect();
+        let imported = python_names(&cells[2]);
         assert_eq!(imported, ["six"], "{backend}: cell 3 imports six");
         assert_eq!(paths(&cells[3]["data"]["inputs"]), file("for_child.txt"), "{backend}: cell 4's child reads");
         assert!(cells[3]["pids"].as_array().expect("pids").len() >= 2, "{backend}: the child belongs to cell 4");
@@ -226,12 +226,7 @@ fn a_notebook_run_under_reprotrace_is_cut_per_cell() {
         let file = |name: &str| BTreeSet::from([work.join(name).display().to_string()]);
         assert_eq!(paths(&cells[0]["data"]["inputs"]), file("input.csv"), "{backend}");
         assert_eq!(paths(&cells[1]["data"]["outputs"]), file("result.txt"), "{backend}");
-        let imported: Vec<&str> = cells[2]["software"]["python"]
-            .as_array()
-            .expect("python")
-            .iter()
-            .filter_map(|d| d["name"].as_str())
-            .collect();
+        let imported = python_names(&cells[2]);
         assert_eq!(imported, ["six"], "{backend}");
         // The run as a whole read the notebook and wrote the executed copy.
         assert!(paths(&manifest["data"]["inputs"]).contains(&work.join("analysis.ipynb").display().to_string()));

@@ -196,18 +196,7 @@ async fn attach_strace(
         () = &mut until => stop_strace(&mut child, strace_pid).await?,
     }
     let parsed = strace::read_log(&log)?;
-    let mut pipeline = Pipeline::attached(&snapshots);
-    for event in &parsed.events {
-        pipeline.feed(event);
-    }
-    Ok(Traced {
-        pipeline,
-        root_status: None,
-        lost_events: 0,
-        untracked_children: 0,
-        malformed_events: parsed.malformed_lines,
-        interrupted: false,
-    })
+    Ok(Traced::from_strace_log(Pipeline::attached(&snapshots), &parsed, false))
 }
 
 /// Detaches strace (SIGINT) and waits for it to flush its log.

@@ -19,6 +19,7 @@ use crate::{
     manifest::{self, Manifest, Stats, SCHEMA_ID},
     pipeline::{Pipeline, PipelineOutput},
     software::{DpkgError, SoftwareIndex},
+    source::strace::parse::StraceLog,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -68,6 +69,24 @@ pub struct Traced {
     pub untracked_children: u64,
     pub malformed_events: u64,
     pub interrupted: bool,
+}
+
+impl Traced {
+    /// The outcome of the strace backend: its parsed log fed through `pipeline`
+    /// (strace loses no events; what it printed and we could not parse is counted).
+    pub fn from_strace_log(mut pipeline: Pipeline, log: &StraceLog, interrupted: bool) -> Traced {
+        for event in &log.events {
+            pipeline.feed(event);
+        }
+        Traced {
+            pipeline,
+            root_status: None,
+            lost_events: 0,
+            untracked_children: 0,
+            malformed_events: log.malformed_lines,
+            interrupted,
+        }
+    }
 }
 
 impl Audit {

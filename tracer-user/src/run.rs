@@ -170,16 +170,5 @@ async fn trace_with_strace(launch: &Launch<'_>, cwd: Vec<u8>, signals: &mut Sign
     let Some(root) = parsed.root else {
         bail!("strace wrote an empty log: the command did not start (see strace's message above)");
     };
-    let mut pipeline = Pipeline::new(root, strace_pid, cwd);
-    for event in &parsed.events {
-        pipeline.feed(event);
-    }
-    Ok(Traced {
-        pipeline,
-        root_status: None,
-        lost_events: 0,
-        untracked_children: 0,
-        malformed_events: parsed.malformed_lines,
-        interrupted,
-    })
+    Ok(Traced::from_strace_log(Pipeline::new(root, strace_pid, cwd), &parsed, interrupted))
 }
