@@ -227,3 +227,50 @@ fn under_sudo_the_command_runs_as_the_invoking_user() {
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "65534", "{backend}");
     }
 }
+
+/// K threads × N opens of distinct files: exactly those files, and every event accounted for.
+#[test]
+fn an_open_storm_from_threads_loses_nothing() {
+    const THREADS: usize = 4;
+    const FILES: usize = 20_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storm = dir.path().join("storm");
+    std::fs::create_dir(&storm).expect("storm dir");
+    for index in 0..FILES {
+        std::fs::write(storm.join(format!("f{index:05}")), b"x").expect("file");
+    }
+    let script = reprotrace_tests::repo_root().join("tests/workloads/open_storm.py");
+    let script = script.to_str().expect("utf-8 path");
+    let storm_arg = storm.to_str().expect("utf-8 path");
+    for backend in BACKENDS {
+        let audit = audit(backend, dir.path(), dir.path(), &[PYTHON, script, storm_arg, &THREADS.to_string()]);
+        assert!(audit.output.status.success(), "{backend}: {}", audit.stderr());
+        assert_complete(&audit);
+        let inputs = data_paths(&audit.manifest, "inputs");
+        let stormed: Vec<&String> = inputs.iter().filter(|path| path.starts_with(storm_arg)).collect();
+        assert_eq!(stormed.len(), FILES, "{backend}: every file opened once is in the manifest");
+    }
+}
+
+/// With a ring buffer too small for the burst, the loss is counted, the
+/// manifest says it is incomplete, and the summary warns.
+#[test]
+fn lost_events_are_counted_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest_path = dir.path().join("small-ring.json");
+    let output = Command::new(reprotrace_bin())
+        .current_dir(dir.path())
+        .args(["run", "--ring-buffer-size", "4K", "-o"])
+        .arg(&manifest_path)
+        .args(["--", "sh", "-c", "for i in 1 2 3 4 5 6 7 8; do cat /etc/hostname /etc/hostname > /dev/null; done"])
+        .output()
+        .expect("reprotrace run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+    reprotrace_tests::assert_valid(&manifest);
+    let lost = manifest["stats"]["lost_events"].as_u64().expect("lost_events");
+    assert!(lost > 0, "a 4 KiB ring cannot hold an exec's events: {}", manifest["stats"]);
+    assert_eq!(manifest["stats"]["complete"], false);
+    assert!(stderr.contains("may be incomplete") && stderr.contains("--ring-buffer-size"), "{stderr}");
+}
