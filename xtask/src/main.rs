@@ -240,9 +240,20 @@ fn demo() -> Result<()> {
             .args(["--", "/usr/bin/python3", "examples/analysis.py", "examples/data/measurements.csv"])
             .arg(out.join("report")))?;
     }
-    println!("\nxtask: manifests in {}; data section of the eBPF one:", out.display());
     let text = std::fs::read_to_string(out.join("ebpf.json"))?;
     let manifest: serde_json::Value = serde_json::from_str(&text)?;
-    println!("{}", serde_json::to_string_pretty(&manifest["data"])?);
+    let names = |list: &serde_json::Value, key: &str| -> Vec<String> {
+        list.as_array().into_iter().flatten().filter_map(|item| item[key].as_str().map(str::to_string)).collect()
+    };
+    println!("\nxtask: manifests in {}; from the eBPF one:", out.display());
+    println!("  interpreters:    {}", names(&manifest["software"]["interpreters"], "path").join(", "));
+    println!("  system packages: {}", names(&manifest["software"]["system_packages"], "name").join(", "));
+    println!("  data:\n{}", serde_json::to_string_pretty(&manifest["data"])?);
+    let diff =
+        Command::new(&reprotrace).arg("diff").arg(out.join("ebpf.json")).arg(out.join("strace.json")).status()?;
+    println!(
+        "xtask: `reprotrace diff` of the two backends' manifests exits {:?} (0: same packages and data)",
+        diff.code()
+    );
     Ok(())
 }
