@@ -1,10 +1,7 @@
 //! Checks that the machine can run the eBPF backend, each failure one sentence
 //! that says what to do, before anything is loaded.
 
-use std::{
-    ffi::CString,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 /// Where the kernel publishes its type information.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -78,11 +75,11 @@ fn ensure_tracefs() -> Result<PathBuf, PreflightError> {
             return Ok(PathBuf::from(candidate));
         }
     }
-    let target = CString::new(TRACEFS).expect("constant has no NUL");
-    let fstype = CString::new("tracefs").expect("constant has no NUL");
-    let source = CString::new("nodev").expect("constant has no NUL");
-    // SAFETY: every pointer is a valid NUL-terminated string; data may be null.
-    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    // SAFETY: every pointer is a valid NUL-terminated string (the target is
+    // TRACEFS); data may be null.
+    let rc = unsafe {
+        libc::mount(c"nodev".as_ptr(), c"/sys/kernel/tracing".as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null())
+    };
     if rc != 0 {
         let reason = std::io::Error::last_os_error().to_string();
         return Err(PreflightError::TracefsUnavailable { reason });
