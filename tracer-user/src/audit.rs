@@ -101,8 +101,9 @@ impl Audit {
         }
     }
 
-    /// Assembles, writes and summarises the manifest; returns it.
-    pub fn conclude(self, settings: &Settings, traced: Traced) -> anyhow::Result<Manifest> {
+    /// Assembles, writes and summarises the manifest; returns the command's
+    /// status (`None` for an attached tree, or when no event told it).
+    pub fn conclude(self, settings: &Settings, traced: Traced) -> anyhow::Result<Option<WaitStatus>> {
         let duration = self.clock.elapsed();
         let finished_at = SystemTime::now();
         let Traced { pipeline, root_status, lost_events, untracked_children, malformed_events, interrupted } = traced;
@@ -150,7 +151,7 @@ impl Audit {
             }
             print_summary(&manifest, &settings.output);
         }
-        Ok(manifest)
+        Ok(status)
     }
 }
 

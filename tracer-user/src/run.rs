@@ -45,15 +45,12 @@ pub async fn run(settings: Settings, command: Vec<OsString>) -> anyhow::Result<i
         Backend::Ebpf => trace_with_ebpf(&settings, &launch, audit.cwd.clone(), &mut signals).await?,
         Backend::Strace => (trace_with_strace(&launch, audit.cwd.clone(), &mut signals).await?, None),
     };
-    let manifest = audit.conclude(&settings, traced)?;
+    let status = audit.conclude(&settings, traced)?;
     if let Some(error) = launch_error {
         return Err(error.into());
     }
-    Ok(match (manifest.exit_code, manifest.signal.as_deref().and_then(crate::signals::signal_number)) {
-        (Some(code), _) => code,
-        (None, Some(signal)) => 128 + signal,
-        (None, None) => 1,
-    })
+    // As a shell reports it: the exit code, or 128 + the killing signal.
+    Ok(status.and_then(|status| status.exit_code().or(status.signal().map(|signal| 128 + signal))).unwrap_or(1))
 }
 
 /// What to start, as whom, with which extra environment.

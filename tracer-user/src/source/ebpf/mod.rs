@@ -214,16 +214,14 @@ fn drain(ring: &mut RingBuf<MapData>, audit_id: u32, malformed: &mut u64, sink: 
     let mut read = 0;
     while let Some(record) = ring.next() {
         read += 1;
-        if decode::audit_id(&record) != Some(audit_id) {
-            // Another audit's task, or a record too short to say.
-            if decode::audit_id(&record).is_none() {
-                *malformed += 1;
-            }
-            continue;
-        }
-        match decode::decode(&record) {
-            Ok(event) => sink(event),
-            Err(_) => *malformed += 1,
+        match decode::audit_id(&record) {
+            Some(id) if id == audit_id => match decode::decode(&record) {
+                Ok(event) => sink(event),
+                Err(_) => *malformed += 1,
+            },
+            // Another audit's task.
+            Some(_) => {}
+            None => *malformed += 1,
         }
     }
     read
