@@ -47,12 +47,26 @@ impl Audit {
 /// Runs `reprotrace run --backend BACKEND -o <dir>/BACKEND.json -- COMMAND…` in `cwd`
 /// and returns its output and manifest (validated against the schema).
 pub fn audit<S: AsRef<OsStr>>(backend: &str, cwd: &Path, manifest_dir: &Path, command: &[S]) -> Audit {
-    let manifest_path = manifest_dir.join(format!("{backend}.json"));
+    audit_with(&["--backend", backend], backend, cwd, manifest_dir, command)
+}
+
+/// Runs `reprotrace run OPTIONS… -o <dir>/NAME.json -- COMMAND…` in `cwd`
+/// and returns its output and manifest (validated against the schema).
+pub fn audit_with<S: AsRef<OsStr>>(
+    options: &[&str],
+    name: &str,
+    cwd: &Path,
+    manifest_dir: &Path,
+    command: &[S],
+) -> Audit {
+    let manifest_path = manifest_dir.join(format!("{name}.json"));
     let output = Command::new(reprotrace_bin())
         .current_dir(cwd)
         // Bytecode caches get random temporary names: two runs would differ.
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .args(["run", "--backend", backend, "-o"])
+        .arg("run")
+        .args(options)
+        .arg("-o")
         .arg(&manifest_path)
         .arg("--")
         .args(command)
@@ -60,7 +74,7 @@ pub fn audit<S: AsRef<OsStr>>(backend: &str, cwd: &Path, manifest_dir: &Path, co
         .expect("running reprotrace");
     let text = std::fs::read(&manifest_path).unwrap_or_else(|err| {
         panic!(
-            "{backend}: no manifest at {} ({err}); stderr:\n{}",
+            "{name}: no manifest at {} ({err}); stderr:\n{}",
             manifest_path.display(),
             String::from_utf8_lossy(&output.stderr)
         )

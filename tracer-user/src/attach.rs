@@ -19,7 +19,10 @@ use crate::{
     pipeline::Pipeline,
     snapshot::{self, ProcessSnapshot},
     source::{
-        ebpf::{EbpfSource, LoadOptions},
+        ebpf::{
+            protocol::AuditCounters,
+            session::{self, Session},
+        },
         strace,
     },
 };
@@ -95,10 +98,6 @@ async fn deadline(duration: Option<Duration>) {
     }
 }
 
-fn thread_count(snapshots: &[ProcessSnapshot]) -> usize {
-    snapshots.iter().map(|process| process.threads.len()).sum()
-}
-
 async fn attach_ebpf(
     settings: &Settings,
     roots: &[u32],
@@ -107,26 +106,22 @@ async fn attach_ebpf(
     signals: &mut Signals,
     announce: impl FnOnce(usize, usize) -> anyhow::Result<()>,
 ) -> anyhow::Result<Traced> {
-    let load = LoadOptions { ring_buffer_bytes: settings.ring_buffer_bytes };
-    let mut source = EbpfSource::load(&load, std::process::id())?;
+    let mut session = Session::open(&settings.session_options()).await?;
     let mut pipeline = Pipeline::attached(&snapshots);
-    for tid in snapshots.iter().flat_map(|process| &process.threads) {
-        source.follow(*tid)?;
-    }
+    let tids: Vec<u32> = snapshots.iter().flat_map(|process| process.threads.iter().copied()).collect();
+    session.follow(&tids).await?;
     // Tasks born between the snapshot and the following of their parent.
     let mut processes = snapshots.len();
-    let mut threads = thread_count(&snapshots);
+    let mut threads = tids.len();
     while let Ok(again) = snapshot::snapshot_trees(roots) {
         let mut found = false;
         for mut process in again {
-            process.threads.retain(|tid| !source.is_followed(*tid));
-            if process.threads.is_empty() {
+            let new = session.follow(&process.threads).await?;
+            if new.is_empty() {
                 continue;
             }
             found = true;
-            for tid in &process.threads {
-                source.follow(*tid)?;
-            }
+            process.threads = new;
             processes += usize::from(!pipeline.knows(process.pid));
             threads += process.threads.len();
             pipeline.add_late(&process);
@@ -140,25 +135,36 @@ async fn attach_ebpf(
     // Detaching (a signal, the deadline) is the normal end of an attach, not
     // an interruption: the processes go on without us.
     let mut until = pin!(deadline(duration));
+    let mut interrupted = false;
     while pipeline.has_live_tasks() {
         let mut feed = |event: Event| pipeline.feed(&event);
         tokio::select! {
-            batch = source.next_batch(&mut feed) => { batch?; }
+            batch = session.next_batch(&mut feed) => {
+                if let Err(err) = batch {
+                    session::warn_stream_lost(&err);
+                    interrupted = true;
+                    break;
+                }
+            }
             _ = signals.next() => break,
             () = &mut until => break,
         }
     }
-    source.drain_now(&mut |event| pipeline.feed(&event));
-    let counters = source.counters()?;
-    let malformed_events = source.malformed_events();
-    source.detach_after_exit();
+    let counters = match interrupted {
+        false => session.finish_or_warn(&mut |event| pipeline.feed(&event)).await,
+        true => None,
+    };
+    let counters = counters.unwrap_or_else(|| {
+        interrupted = true;
+        AuditCounters::default()
+    });
     Ok(Traced {
         pipeline,
         root_status: None,
         lost_events: counters.lost_events,
         untracked_children: counters.untracked_children,
-        malformed_events,
-        interrupted: false,
+        malformed_events: counters.malformed_events,
+        interrupted,
     })
 }
 

@@ -19,7 +19,13 @@ use crate::{
     manifest::{self, Manifest, Stats, SCHEMA_ID},
     pipeline::{Pipeline, PipelineOutput},
     software::{DpkgError, SoftwareIndex},
-    source::strace::parse::StraceLog,
+    source::{
+        ebpf::{
+            session::{DaemonChoice, SessionOptions},
+            LoadOptions,
+        },
+        strace::parse::StraceLog,
+    },
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -45,8 +51,19 @@ pub struct Settings {
     pub output: PathBuf,
     pub quiet: bool,
     pub ring_buffer_bytes: u32,
+    /// Whether the eBPF backend asks `reprotrace daemon` or loads its own programs.
+    pub daemon: DaemonChoice,
     /// The user's data classification overrides.
     pub rules: classify::Rules,
+}
+
+impl Settings {
+    pub fn session_options(&self) -> SessionOptions {
+        SessionOptions {
+            load: LoadOptions { ring_buffer_bytes: self.ring_buffer_bytes },
+            daemon: self.daemon.clone(),
+        }
+    }
 }
 
 /// An audit under way: what the manifest will say about it besides the trace.
@@ -134,6 +151,7 @@ impl Audit {
                 unresolved_paths: tracker.unresolved_paths,
                 complete: lost_events == 0 && untracked_children == 0 && malformed_events == 0 && !interrupted,
                 duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                peak_rss_kib: own_peak_rss_kib(),
             },
             processes: sections.processes,
             files: sections.files,
@@ -192,6 +210,17 @@ impl Signals {
         unsafe { libc::kill(target as libc::pid_t, signal) };
         true
     }
+}
+
+/// This process's peak resident set size (Linux reports it in KiB).
+fn own_peak_rss_kib() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: usage is a valid out-pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0;
+    }
+    u64::try_from(usage.ru_maxrss).unwrap_or(0)
 }
 
 fn hostname() -> String {

@@ -11,10 +11,12 @@
 //! [`pipeline`] strings the stages together; [`run`] (with [`launch`]) and
 //! [`attach`] (with [`snapshot`] and [`jupyter`]) are the edge that starts or
 //! joins the processes and drives a source; [`audit`] concludes both.
+//! [`daemon`] keeps the eBPF programs loaded between audits and serves them.
 pub mod access;
 pub mod attach;
 pub mod audit;
 pub mod classify;
+pub mod daemon;
 pub mod diff;
 pub mod errno;
 pub mod event;

@@ -14,11 +14,12 @@ use reprotrace::{
     attach,
     audit::{Backend, Settings},
     classify::Rules,
+    daemon::{self, DaemonSettings},
     diff,
     export::{self, Format},
     manifest::Manifest,
     run,
-    source::ebpf::DEFAULT_RING_BUFFER_BYTES,
+    source::ebpf::{protocol::DEFAULT_SOCKET, session::DaemonChoice, LoadOptions, DEFAULT_RING_BUFFER_BYTES},
 };
 
 /// Exit code for reprotrace's own failures (the command's codes pass through).
@@ -38,6 +39,9 @@ enum Command {
     /// Follow running processes (or a Jupyter kernel) until Ctrl-C, --duration,
     /// or their exit, and write their manifest; they keep running.
     Attach(AttachArgs),
+    /// Keep the eBPF programs loaded and serve audits, so that `run` and
+    /// `attach` start at once and leave nothing to detach (runs until Ctrl-C or SIGTERM).
+    Daemon(DaemonArgs),
     /// Compare two manifests: packages added, removed or at other versions, data
     /// files added, removed or changed. Exits 0 when they agree, 1 when they differ.
     Diff { before: PathBuf, after: PathBuf },
@@ -65,8 +69,16 @@ struct AuditArgs {
     #[arg(short, long)]
     quiet: bool,
     /// Ring buffer size in bytes (eBPF backend; a power of two, suffixes K, M, G).
+    /// A running daemon uses its own.
     #[arg(long, default_value_t = DEFAULT_RING_BUFFER_BYTES, value_parser = parse_size)]
     ring_buffer_size: u32,
+    /// Use the `reprotrace daemon` listening here, and fail if there is none
+    /// (default: the one at /run/reprotrace/daemon.sock if it runs).
+    #[arg(long, value_name = "PATH", conflicts_with = "no_daemon")]
+    socket: Option<PathBuf>,
+    /// Load the eBPF programs in this process even if a daemon runs.
+    #[arg(long)]
+    no_daemon: bool,
     /// Count files matching this glob as data even if a built-in rule says otherwise
     /// (repeatable; absolute paths, `*` stays within a directory, `**` crosses them).
     #[arg(long, value_name = "GLOB")]
@@ -83,9 +95,27 @@ impl AuditArgs {
             output: self.output,
             quiet: self.quiet,
             ring_buffer_bytes: self.ring_buffer_size,
+            daemon: match (self.socket, self.no_daemon) {
+                (_, true) => DaemonChoice::Never,
+                (Some(path), false) => DaemonChoice::At(path),
+                (None, false) => DaemonChoice::Auto,
+            },
             rules: Rules::new(&self.include, &self.exclude)?,
         })
     }
+}
+
+#[derive(clap::Args)]
+struct DaemonArgs {
+    /// Where to listen.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Ring buffer size in bytes, shared by every audit (a power of two, suffixes K, M, G).
+    #[arg(long, default_value_t = DEFAULT_RING_BUFFER_BYTES, value_parser = parse_size)]
+    ring_buffer_size: u32,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -171,6 +201,11 @@ fn main() -> ExitCode {
             };
             runtime.block_on(attach::attach(settings, target))
         }),
+        Command::Daemon(args) => runtime.block_on(daemon::serve(DaemonSettings {
+            socket: args.socket,
+            load: LoadOptions { ring_buffer_bytes: args.ring_buffer_size },
+            quiet: args.quiet,
+        })),
         Command::Diff { before, after } => diff_manifests(&before, &after),
         Command::Export { format, manifest, output } => export_manifest(format, &manifest, output.as_deref()),
     };

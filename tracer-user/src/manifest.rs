@@ -64,7 +64,14 @@ pub struct Stats {
     pub unresolved_paths: u64,
     /// False when anything above says facts may be missing, or the audit was cut short.
     pub complete: bool,
+    /// From the audit's start until its process tree ended (or it stopped
+    /// following it), excluding the writing of this manifest.
     pub duration_ms: u64,
+    /// reprotrace's own peak resident memory (the eBPF ring buffer's mapping
+    /// included, when this process loaded the programs). Absent from
+    /// manifests written before it was recorded.
+    #[serde(default)]
+    pub peak_rss_kib: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,10 @@ use crate::{
     manifest,
     pipeline::Pipeline,
     source::{
-        ebpf::{EbpfSource, LoadOptions},
+        ebpf::{
+            protocol::AuditCounters,
+            session::{self, Session},
+        },
         strace,
     },
 };
@@ -67,15 +70,13 @@ async fn trace_with_ebpf(
     cwd: Vec<u8>,
     signals: &mut Signals,
 ) -> anyhow::Result<(Traced, Option<launch::LaunchError>)> {
-    let audit_id = std::process::id();
-    let load = LoadOptions { ring_buffer_bytes: settings.ring_buffer_bytes };
-    let mut source = EbpfSource::load(&load, audit_id)?;
+    let mut session = Session::open(&settings.session_options()).await?;
     // Orphans of the traced tree come back to us, so we can tell when all are gone.
     // SAFETY: prctl with these arguments only sets a flag on this process.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let child = launch::spawn_gated(launch.program, launch.command, launch.credentials, &launch.environment)?;
     let root = child.pid;
-    if let Err(err) = source.follow(root) {
+    if let Err(err) = session.follow(&[root]).await {
         // SAFETY: kill has no memory effects; the child is ours and still gated.
         unsafe { libc::kill(root as libc::pid_t, libc::SIGKILL) };
         return Err(err.into());
@@ -87,10 +88,18 @@ async fn trace_with_ebpf(
     std::thread::spawn(move || reap_all_children(reaped_tx));
     let mut root_status = None;
     let mut interrupted = false;
+    let mut streaming = true;
     let mut feed = |event: crate::event::Event| pipeline.feed(&event);
     loop {
         tokio::select! {
-            batch = source.next_batch(&mut feed) => { batch?; }
+            batch = session.next_batch(&mut feed), if streaming => {
+                if let Err(err) = batch {
+                    // Keep waiting for the command, but say what the manifest misses.
+                    session::warn_stream_lost(&err);
+                    streaming = false;
+                    interrupted = true;
+                }
+            }
             reaped = reaped_rx.recv() => match reaped {
                 Some((pid, status)) if pid == root => root_status = Some(status),
                 Some(_) => {}
@@ -105,17 +114,20 @@ async fn trace_with_ebpf(
             }
         }
     }
-    // Every task's last event was committed before it could be reaped.
-    source.drain_now(&mut feed);
-    let counters = source.counters()?;
-    let malformed_events = source.malformed_events();
-    source.detach_after_exit();
+    let counters = match streaming {
+        true => session.finish_or_warn(&mut feed).await,
+        false => None,
+    };
+    let counters = counters.unwrap_or_else(|| {
+        interrupted = true;
+        AuditCounters::default()
+    });
     let traced = Traced {
         pipeline,
         root_status,
         lost_events: counters.lost_events,
         untracked_children: counters.untracked_children,
-        malformed_events,
+        malformed_events: counters.malformed_events,
         interrupted,
     };
     Ok((traced, launch_error))

@@ -3,6 +3,9 @@
 
 pub mod decode;
 pub mod preflight;
+pub mod protocol;
+pub mod remote;
+pub mod session;
 
 use std::io;
 
@@ -15,7 +18,7 @@ use btf_rs::{Btf, Type};
 use tokio::io::unix::AsyncFd;
 use tracer_common::{counters, globals, maps, PROGRAMS};
 
-use crate::event::{Event, Tid};
+use crate::event::Tid;
 pub use decode::DecodeError;
 pub use preflight::PreflightError;
 
@@ -24,6 +27,9 @@ static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 /// How often the consumer drains the ring buffer when the kernel has not woken it.
 pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// `bpf_map_update_elem` flag: insert only if the key is absent.
+const BPF_NOEXIST: u64 = 1;
 
 /// Default ring buffer size: enough for bursts of a few hundred thousand events.
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 64 * 1024 * 1024;
@@ -66,17 +72,18 @@ impl Default for LoadOptions {
 }
 
 /// Loaded and attached programs, and the ring buffer their events arrive on.
+///
+/// One source can serve several audits: every task it follows is tagged with
+/// an audit id, and so is every event, which the consumer routes by that id
+/// (see [`session`] for one audit's view, and the daemon for many).
 pub struct EbpfSource {
     ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
-    audit_id: u32,
-    malformed: u64,
 }
 
 impl EbpfSource {
-    /// Checks the machine, loads and attaches every program. `audit_id` tags the
-    /// events of the tasks this source will be told to follow.
-    pub fn load(options: &LoadOptions, audit_id: u32) -> Result<Self, EbpfError> {
+    /// Checks the machine, loads and attaches every program.
+    pub fn load(options: &LoadOptions) -> Result<Self, EbpfError> {
         preflight::check()?;
         let page = page_size();
         let ring_bytes = options.ring_buffer_bytes;
@@ -110,52 +117,69 @@ impl EbpfSource {
         // SAFETY: the ring buffer owns its descriptor and keeps it open while the
         // AsyncFd holds it; we never replace or close it.
         let ring = unsafe { AsyncFd::register(ring) }.map_err(|err| EbpfError::Io(err.into()))?;
-        Ok(EbpfSource { ebpf, ring, audit_id, malformed: 0 })
+        Ok(EbpfSource { ebpf, ring })
     }
 
-    /// Follows `tid` and, from now on, every task it creates.
-    pub fn follow(&mut self, tid: Tid) -> Result<(), EbpfError> {
-        let map_error = |err: aya::maps::MapError| EbpfError::Map { name: maps::TRACED, reason: err.to_string() };
+    fn traced(&mut self) -> Result<BpfHashMap<&mut MapData, u32, u32>, EbpfError> {
         let map = self
             .ebpf
             .map_mut(maps::TRACED)
             .ok_or_else(|| EbpfError::Map { name: maps::TRACED, reason: "missing from the object".into() })?;
-        let mut traced: BpfHashMap<_, u32, u32> = BpfHashMap::try_from(map).map_err(map_error)?;
-        traced.insert(tid, self.audit_id, 0).map_err(map_error)
+        BpfHashMap::try_from(map).map_err(traced_error)
     }
 
-    /// Whether `tid` is followed (by us, or by the kernel when its parent was).
-    pub fn is_followed(&self, tid: Tid) -> bool {
-        let Some(map) = self.ebpf.map(maps::TRACED) else { return false };
-        let Ok(traced) = BpfHashMap::<_, u32, u32>::try_from(map) else { return false };
-        traced.get(&tid, 0).is_ok()
-    }
-
-    /// Waits until the ring buffer has events, then hands each of this audit's
-    /// events to `sink`. Returns the number of records read.
-    ///
-    /// The kernel wakes us only once a batch has piled up, so this also
-    /// returns every [`DRAIN_INTERVAL`] to collect the last few events.
-    pub async fn next_batch(&mut self, sink: &mut impl FnMut(Event)) -> Result<usize, EbpfError> {
-        match tokio::time::timeout(DRAIN_INTERVAL, self.ring.readable_mut()).await {
-            Ok(guard) => {
-                // Clear readiness before draining: an event committed while we
-                // drain wakes us again instead of being stranded.
-                guard?.clear_ready();
+    /// Follows `tid` and, from now on, every task it creates, as part of audit
+    /// `audit_id`. Returns false when the task was already followed (by an
+    /// earlier call, or by the kernel because its parent was): its audit stays.
+    pub fn follow(&mut self, tid: Tid, audit_id: u32) -> Result<bool, EbpfError> {
+        match self.traced()?.insert(tid, audit_id, BPF_NOEXIST) {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::SyscallError(err)) if err.io_error.raw_os_error() == Some(libc::EEXIST) => {
+                Ok(false)
             }
-            Err(_elapsed) => {}
+            Err(err) => Err(traced_error(err)),
         }
-        Ok(self.drain_now(sink))
     }
 
-    /// Hands every event already in the ring buffer to `sink`, without waiting.
-    pub fn drain_now(&mut self, sink: &mut impl FnMut(Event)) -> usize {
-        drain(self.ring.get_mut(), self.audit_id, &mut self.malformed, sink)
+    /// Stops following every task of `audit_id` (an audit that ended or was
+    /// abandoned while some of its tasks live on).
+    pub fn forget_audit(&mut self, audit_id: u32) -> Result<(), EbpfError> {
+        let mut traced = self.traced()?;
+        let tasks: Vec<u32> = traced
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, audit)| *audit == audit_id)
+            .map(|(tid, _)| tid)
+            .collect();
+        for tid in tasks {
+            // A task that exited meanwhile removed itself.
+            let _ = traced.remove(&tid);
+        }
+        Ok(())
     }
 
-    /// Records that could not be decoded.
-    pub fn malformed_events(&self) -> u64 {
-        self.malformed
+    /// Waits until the ring buffer has events, or at most [`DRAIN_INTERVAL`]:
+    /// the kernel wakes us only once a batch has piled up, and the last few
+    /// events of a quiet moment must not wait for the next batch.
+    pub async fn wait_for_events(&mut self) -> Result<(), EbpfError> {
+        if let Ok(guard) = tokio::time::timeout(DRAIN_INTERVAL, self.ring.readable_mut()).await {
+            // Clear readiness before draining: an event committed while we
+            // drain wakes us again instead of being stranded.
+            guard?.clear_ready();
+        }
+        Ok(())
+    }
+
+    /// Hands every record already in the ring buffer to `sink`, without
+    /// waiting. Returns the number of records read.
+    pub fn drain(&mut self, sink: &mut impl FnMut(&[u8])) -> usize {
+        let ring = self.ring.get_mut();
+        let mut read = 0;
+        while let Some(record) = ring.next() {
+            read += 1;
+            sink(&record);
+        }
+        read
     }
 
     pub fn counters(&self) -> Result<KernelCounters, EbpfError> {
@@ -210,21 +234,8 @@ impl EbpfSource {
     }
 }
 
-fn drain(ring: &mut RingBuf<MapData>, audit_id: u32, malformed: &mut u64, sink: &mut impl FnMut(Event)) -> usize {
-    let mut read = 0;
-    while let Some(record) = ring.next() {
-        read += 1;
-        match decode::audit_id(&record) {
-            Some(id) if id == audit_id => match decode::decode(&record) {
-                Ok(event) => sink(event),
-                Err(_) => *malformed += 1,
-            },
-            // Another audit's task.
-            Some(_) => {}
-            None => *malformed += 1,
-        }
-    }
-    read
+fn traced_error(err: aya::maps::MapError) -> EbpfError {
+    EbpfError::Map { name: maps::TRACED, reason: err.to_string() }
 }
 
 fn page_size() -> u32 {

@@ -1,0 +1,221 @@
+//! `reprotrace daemon`: audits served by programs loaded once give the same
+//! manifests as audits that load their own, concurrent audits see only their
+//! own trees, and a daemon that goes away mid-audit costs completeness, never
+//! the manifest.
+//!
+//! These tests load eBPF programs: they need root, and fail (never skip) when
+//! the programs cannot load.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use reprotrace_tests::{
+    assert_same_run, audit_with, data_paths, paths_under, prepare_file_ops, reprotrace_bin, Audit,
+};
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// A daemon on a socket of its own, stopped when dropped.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Daemon {
+        let socket = dir.join("daemon.sock");
+        let mut child = Command::new(reprotrace_bin())
+            .args(["daemon", "--socket"])
+            .arg(&socket)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting reprotrace daemon");
+        let stderr = child.stderr.take().expect("daemon stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("daemon ready") => break,
+                Some(Ok(_)) => continue,
+                _ => panic!("the daemon ended before it was ready: {:?}", child.wait()),
+            }
+        }
+        // Keep reading its log so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Daemon { child, socket }
+    }
+
+    fn socket_arg(&self) -> &str {
+        self.socket.to_str().expect("utf-8 temp path")
+    }
+
+    fn stop(&mut self) {
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn assert_complete(audit: &Audit) {
+    let stats = &audit.manifest["stats"];
+    assert_eq!(stats["lost_events"], 0, "lost events: {stats}");
+    assert_eq!(stats["complete"], true, "incomplete: {stats}\n{}", audit.stderr());
+}
+
+#[test]
+fn audits_through_the_daemon_equal_audits_that_load_their_own_programs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path());
+    let work = dir.path().join("work");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).expect("manifest dir");
+    prepare_file_ops(&work);
+    let work_arg = work.to_str().expect("utf-8 temp path");
+    let command = [PYTHON, "work/file_ops.py", work_arg];
+
+    let own = audit_with(&["--no-daemon"], "own", dir.path(), &manifests, &command);
+    std::fs::remove_dir_all(work.join("outputs")).expect("reset outputs");
+    std::fs::create_dir_all(work.join("outputs")).expect("outputs dir");
+    let served = audit_with(&["--socket", daemon.socket_arg()], "served", dir.path(), &manifests, &command);
+    for audit in [&own, &served] {
+        assert!(audit.output.status.success(), "{}", audit.stderr());
+        assert_complete(audit);
+    }
+    assert_eq!(served.manifest["backend"], "ebpf");
+    assert!(data_paths(&served.manifest, "outputs").contains(&format!("{work_arg}/outputs/result.json")));
+    assert_same_run(&own.manifest, &served.manifest);
+}
+
+#[test]
+fn concurrent_audits_see_only_their_own_trees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path());
+    let script = "import sys, time\nfor i in range(200):\n    open(sys.argv[1] + '/out-%d' % i, 'w').write('x')\n    \
+                  time.sleep(0.001)\n";
+    let audits: Vec<(PathBuf, std::thread::JoinHandle<Audit>)> = (0..3)
+        .map(|index| {
+            let work = dir.path().join(format!("tree{index}"));
+            std::fs::create_dir_all(&work).expect("work dir");
+            let socket = daemon.socket_arg().to_string();
+            let (root, handle_work) = (dir.path().to_path_buf(), work.clone());
+            let handle = std::thread::spawn(move || {
+                let work_arg = handle_work.to_str().expect("utf-8").to_string();
+                audit_with(
+                    &["--socket", &socket],
+                    &format!("tree{index}"),
+                    &root,
+                    &handle_work,
+                    &[PYTHON, "-c", script, &work_arg],
+                )
+            });
+            (work, handle)
+        })
+        .collect();
+    let names: Vec<String> = (0..200).map(|i| format!("out-{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for (work, handle) in audits {
+        let audit = handle.join().expect("audit thread");
+        assert!(audit.output.status.success(), "{}", audit.stderr());
+        assert_complete(&audit);
+        assert_eq!(data_paths(&audit.manifest, "outputs"), paths_under(&work, &names), "{}", work.display());
+    }
+}
+
+#[test]
+fn attach_through_the_daemon_follows_a_running_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path());
+    let go = dir.path().join("go");
+    let output = dir.path().join("written.txt");
+    let script = format!(
+        "import os, time\nwhile not os.path.exists({go:?}): time.sleep(0.01)\nopen({output:?}, 'w').write('done')\n",
+        go = go.to_str().expect("utf-8"),
+        output = output.to_str().expect("utf-8"),
+    );
+    let mut worker = Command::new(PYTHON).args(["-c", &script]).spawn().expect("worker");
+    let manifest = dir.path().join("attached.json");
+    let mut tracer = Command::new(reprotrace_bin())
+        .args(["attach", "--socket", daemon.socket_arg(), "--pid", &worker.id().to_string(), "-o"])
+        .arg(&manifest)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("reprotrace attach");
+    let stderr = tracer.stderr.take().expect("attach stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    while !lines.next().expect("attach ended before attaching").expect("stderr").contains("attached to") {}
+    std::fs::write(&go, "").expect("go");
+    assert!(worker.wait().expect("worker").success());
+    assert!(tracer.wait().expect("attach").success());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).expect("manifest")).expect("JSON");
+    reprotrace_tests::assert_valid(&manifest);
+    assert_eq!(manifest["stats"]["complete"], true, "{}", manifest["stats"]);
+    assert!(data_paths(&manifest, "outputs").contains(output.to_str().expect("utf-8")), "{}", manifest["data"]);
+}
+
+#[test]
+fn a_daemon_stopped_mid_audit_costs_completeness_not_the_manifest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut daemon = Daemon::start(dir.path());
+    let before = dir.path().join("before.txt");
+    let after = dir.path().join("after.txt");
+    let script = format!(
+        "import time\nopen({before:?}, 'w').write('1')\ntime.sleep(1.5)\nopen({after:?}, 'w').write('2')\n",
+        before = before.to_str().expect("utf-8"),
+        after = after.to_str().expect("utf-8"),
+    );
+    let manifest = dir.path().join("cut.json");
+    let run = Command::new(reprotrace_bin())
+        .args(["run", "--socket", daemon.socket_arg(), "-o"])
+        .arg(&manifest)
+        .args(["--", PYTHON, "-c", &script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("reprotrace run");
+    std::thread::sleep(Duration::from_millis(700));
+    daemon.stop();
+    let output = run.wait_with_output().expect("reprotrace run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the command's status passes through: {stderr}");
+    assert!(stderr.contains("lost the eBPF event stream"), "{stderr}");
+    assert!(after.exists(), "the command ran to its end");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).expect("manifest")).expect("JSON");
+    reprotrace_tests::assert_valid(&manifest);
+    assert_eq!(manifest["stats"]["complete"], false);
+    let outputs = data_paths(&manifest, "outputs");
+    assert!(outputs.contains(before.to_str().expect("utf-8")), "what arrived before is kept: {outputs:?}");
+}
+
+#[test]
+fn daemon_errors_say_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("none.sock");
+    let output = Command::new(reprotrace_bin())
+        .args(["run", "--socket", missing.to_str().expect("utf-8"), "-o"])
+        .arg(dir.path().join("m.json"))
+        .args(["--", "true"])
+        .output()
+        .expect("reprotrace run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("reprotrace daemon") && stderr.contains("--no-daemon"), "{stderr}");
+
+    let daemon = Daemon::start(dir.path());
+    let second = Command::new(reprotrace_bin())
+        .args(["daemon", "--socket", daemon.socket_arg()])
+        .output()
+        .expect("second daemon");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("already listens"), "{stderr}");
+}

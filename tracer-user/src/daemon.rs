@@ -1,0 +1,339 @@
+//! `reprotrace daemon`: keeps the eBPF programs loaded and attached, and serves
+//! audits over a Unix socket (protocol: [`crate::source::ebpf::protocol`]).
+//!
+//! Loading and attaching 67 tracepoint programs costs a fifth of a second, and
+//! detaching them seconds of kernel time (an RCU grace period per syscall
+//! tracepoint, under a mutex the next load waits on). A short audit should pay
+//! neither: with the daemon running, `reprotrace run` and `attach` only connect.
+//!
+//! Every audit gets an id; the kernel tags its tasks and their events with it,
+//! and the daemon routes each ring buffer record to its audit undecoded. The
+//! ring buffer is shared, so a drop cannot be pinned on one audit: every audit
+//! running when the kernel dropped hears of it (its manifest then says it may be
+//! incomplete), which over-reports but never hides a loss.
+
+use std::{
+    collections::HashMap,
+    io,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
+
+use anyhow::{bail, Context};
+use bytes::{Bytes, BytesMut};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+        UnixListener, UnixStream,
+    },
+    sync::mpsc,
+};
+
+use crate::{
+    audit::Signals,
+    source::ebpf::{
+        decode,
+        protocol::{self, AuditCounters, Reply, Request},
+        EbpfSource, KernelCounters, LoadOptions,
+    },
+};
+
+/// How much of an audit's stream may wait for a slow reader before its events
+/// are dropped (and counted as lost for that audit): the daemon's memory stays
+/// bounded whatever its clients do.
+const MAX_QUEUED_BYTES: usize = 256 << 20;
+
+pub struct DaemonSettings {
+    pub socket: PathBuf,
+    pub load: LoadOptions,
+    pub quiet: bool,
+}
+
+/// One audit being served.
+struct Client {
+    outbox: mpsc::UnboundedSender<Bytes>,
+    /// Frames gathered during the current drain, sent as one write.
+    batch: BytesMut,
+    /// Bytes handed to the writer and not yet written to the socket.
+    queued: Arc<AtomicUsize>,
+    counters_at_start: KernelCounters,
+    /// Records dropped because the client did not keep up.
+    overflowed: u64,
+    /// Records that could not be attributed to any audit while this one ran.
+    malformed: u64,
+    records: u64,
+}
+
+impl Client {
+    fn push(&mut self, record: &[u8]) {
+        if self.queued.load(Ordering::Relaxed) + self.batch.len() > MAX_QUEUED_BYTES {
+            self.overflowed += 1;
+            return;
+        }
+        self.records += 1;
+        protocol::encode_event(&mut self.batch, record);
+    }
+
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let frames = self.batch.split().freeze();
+        self.queued.fetch_add(frames.len(), Ordering::Relaxed);
+        // A writer that is gone has a `Gone` on its way to the main loop.
+        let _ = self.outbox.send(frames);
+    }
+
+    fn reply(&mut self, reply: Reply) {
+        // After the events gathered so far, so the stream stays in order.
+        reply.encode(&mut self.batch);
+        self.flush();
+    }
+}
+
+/// What a connection's reader tells the main loop.
+enum Incoming {
+    Request(Request),
+    /// The audit hung up, or spoke nonsense.
+    Gone(Option<String>),
+}
+
+pub async fn serve(settings: DaemonSettings) -> anyhow::Result<i32> {
+    // Listen first: a second daemon says so before loading anything.
+    let listener = listen(&settings.socket)?;
+    let mut source = match EbpfSource::load(&settings.load) {
+        Ok(source) => source,
+        Err(err) => {
+            let _ = std::fs::remove_file(&settings.socket);
+            return Err(err.into());
+        }
+    };
+    let mut signals = Signals::new()?;
+    if !settings.quiet {
+        eprintln!(
+            "reprotrace: daemon ready on {} ({} programs attached, {} MiB ring buffer); Ctrl-C or SIGTERM stops it",
+            settings.socket.display(),
+            tracer_common::PROGRAMS.len(),
+            settings.load.ring_buffer_bytes >> 20,
+        );
+    }
+    let (incoming_tx, mut incoming_rx) = mpsc::unbounded_channel::<(u32, Incoming)>();
+    let mut clients: HashMap<u32, Client> = HashMap::new();
+    let mut next_audit_id: u32 = 1;
+    let outcome = loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        eprintln!("reprotrace: daemon: accepting a connection: {err}");
+                        continue;
+                    }
+                };
+                let audit_id = next_audit_id;
+                next_audit_id = next_audit_id.wrapping_add(1).max(1);
+                match admit(stream, audit_id, &source, incoming_tx.clone()) {
+                    Ok(client) => {
+                        if !settings.quiet {
+                            eprintln!("reprotrace: daemon: audit {audit_id} connected");
+                        }
+                        clients.insert(audit_id, client);
+                    }
+                    Err(err) => eprintln!("reprotrace: daemon: refused a connection: {err}"),
+                }
+            }
+            ready = source.wait_for_events() => {
+                if let Err(err) = ready {
+                    break Err(err.into());
+                }
+                route(&mut source, &mut clients);
+            }
+            Some((audit_id, incoming)) = incoming_rx.recv() => {
+                handle(&mut source, &mut clients, audit_id, incoming, settings.quiet);
+            }
+            _ = signals.next() => break Ok(0),
+        }
+    };
+    // Audits still connected see the connection close and mark their manifests incomplete.
+    drop(clients);
+    if let Err(err) = std::fs::remove_file(&settings.socket) {
+        eprintln!("reprotrace: daemon: could not remove {}: {err}", settings.socket.display());
+    }
+    source.detach_after_exit();
+    outcome
+}
+
+/// Binds the socket, root-only, replacing one a dead daemon left behind.
+fn listen(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("a reprotrace daemon already listens on {}; stop it first, or use another --socket", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("making {} root-only", path.display()))?;
+    Ok(listener)
+}
+
+/// Greets a new audit and starts its reader and writer.
+fn admit(
+    stream: UnixStream,
+    audit_id: u32,
+    source: &EbpfSource,
+    incoming: mpsc::UnboundedSender<(u32, Incoming)>,
+) -> anyhow::Result<Client> {
+    // The socket is root-only; the check says why when someone loosened it.
+    let peer = stream.peer_cred().context("reading the peer's credentials")?;
+    if peer.uid() != 0 {
+        bail!("uid {} is not root: only root may trace through the daemon", peer.uid());
+    }
+    let (reader, writer) = stream.into_split();
+    let (outbox, inbox) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(write_frames(writer, inbox, queued.clone()));
+    tokio::spawn(read_requests(reader, audit_id, incoming));
+    let mut client = Client {
+        outbox,
+        batch: BytesMut::new(),
+        queued,
+        counters_at_start: source.counters()?,
+        overflowed: 0,
+        malformed: 0,
+        records: 0,
+    };
+    client.reply(Reply::Hello { version: protocol::VERSION });
+    Ok(client)
+}
+
+async fn write_frames(mut writer: OwnedWriteHalf, mut inbox: mpsc::UnboundedReceiver<Bytes>, queued: Arc<AtomicUsize>) {
+    while let Some(frames) = inbox.recv().await {
+        if writer.write_all(&frames).await.is_err() {
+            return;
+        }
+        queued.fetch_sub(frames.len(), Ordering::Relaxed);
+    }
+    // The audit is over (or the daemon stopping): close our side.
+    let _ = writer.shutdown().await;
+}
+
+async fn read_requests(mut reader: OwnedReadHalf, audit_id: u32, incoming: mpsc::UnboundedSender<(u32, Incoming)>) {
+    let mut input = BytesMut::with_capacity(4096);
+    let gone = loop {
+        match protocol::next_frame(&mut input) {
+            Ok(Some((tag, payload))) => match Request::decode(tag, payload) {
+                Ok(request) => {
+                    let finished = request == Request::Finish;
+                    if incoming.send((audit_id, Incoming::Request(request))).is_err() || finished {
+                        return;
+                    }
+                    continue;
+                }
+                Err(err) => break Some(err.to_string()),
+            },
+            Ok(None) => {}
+            Err(err) => break Some(err.to_string()),
+        }
+        match reader.read_buf(&mut input).await {
+            Ok(0) => break None,
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => break None,
+            Err(err) => break Some(err.to_string()),
+        }
+    };
+    let _ = incoming.send((audit_id, Incoming::Gone(gone)));
+}
+
+/// Hands every record in the ring buffer to its audit.
+fn route(source: &mut EbpfSource, clients: &mut HashMap<u32, Client>) {
+    source.drain(&mut |record| match decode::audit_id(record) {
+        Some(audit_id) => {
+            // No client: the late event of an audit that ended (a task it left behind).
+            if let Some(client) = clients.get_mut(&audit_id) {
+                client.push(record);
+            }
+        }
+        None => clients.values_mut().for_each(|client| client.malformed += 1),
+    });
+    clients.values_mut().for_each(Client::flush);
+}
+
+fn handle(
+    source: &mut EbpfSource,
+    clients: &mut HashMap<u32, Client>,
+    audit_id: u32,
+    incoming: Incoming,
+    quiet: bool,
+) {
+    match incoming {
+        Incoming::Request(Request::Follow(tids)) => {
+            let mut followed = Vec::with_capacity(tids.len());
+            let mut failure = None;
+            for tid in tids {
+                match source.follow(tid, audit_id) {
+                    Ok(true) => followed.push(tid),
+                    Ok(false) => {}
+                    Err(err) => {
+                        failure = Some(err.to_string());
+                        break;
+                    }
+                }
+            }
+            if let Some(client) = clients.get_mut(&audit_id) {
+                client.reply(match failure {
+                    Some(message) => Reply::Error(message),
+                    None => Reply::Followed(followed),
+                });
+            }
+        }
+        Incoming::Request(Request::Finish) => {
+            // The audit's tasks are reaped: their last events are in the ring already.
+            route(source, clients);
+            forget(source, audit_id);
+            let Some(mut client) = clients.remove(&audit_id) else { return };
+            let counters = match source.counters() {
+                Ok(now) => AuditCounters {
+                    lost_events: now.lost_events.saturating_sub(client.counters_at_start.lost_events) + client.overflowed,
+                    untracked_children: now.untracked_children.saturating_sub(client.counters_at_start.untracked_children),
+                    malformed_events: client.malformed,
+                },
+                Err(err) => {
+                    client.reply(Reply::Error(err.to_string()));
+                    return;
+                }
+            };
+            client.reply(Reply::End(counters));
+            if !quiet {
+                eprintln!(
+                    "reprotrace: daemon: audit {audit_id} finished: {} events, {} lost",
+                    client.records, counters.lost_events
+                );
+            }
+        }
+        Incoming::Gone(reason) => {
+            forget(source, audit_id);
+            if clients.remove(&audit_id).is_some() && !quiet {
+                match reason {
+                    Some(reason) => eprintln!("reprotrace: daemon: audit {audit_id} dropped: {reason}"),
+                    None => eprintln!("reprotrace: daemon: audit {audit_id} hung up before finishing"),
+                }
+            }
+        }
+    }
+}
+
+/// Stops following what an audit left behind.
+fn forget(source: &mut EbpfSource, audit_id: u32) {
+    if let Err(err) = source.forget_audit(audit_id) {
+        eprintln!("reprotrace: daemon: could not stop following audit {audit_id}'s tasks: {err}");
+    }
+}
