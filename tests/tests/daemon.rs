@@ -13,9 +13,7 @@ use std::{
     time::Duration,
 };
 
-use reprotrace_tests::{
-    assert_same_run, audit_with, data_paths, paths_under, prepare_file_ops, reprotrace_bin, Audit,
-};
+use reprotrace_tests::{assert_same_run, audit_with, data_paths, paths_under, prepare_file_ops, reprotrace_bin, Audit};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -27,10 +25,15 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path) -> Daemon {
+        Self::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, options: &[&str]) -> Daemon {
         let socket = dir.join("daemon.sock");
         let mut child = Command::new(reprotrace_bin())
             .args(["daemon", "--socket"])
             .arg(&socket)
+            .args(options)
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting reprotrace daemon");
@@ -194,6 +197,38 @@ fn a_daemon_stopped_mid_audit_costs_completeness_not_the_manifest() {
     assert_eq!(manifest["stats"]["complete"], false);
     let outputs = data_paths(&manifest, "outputs");
     assert!(outputs.contains(before.to_str().expect("utf-8")), "what arrived before is kept: {outputs:?}");
+}
+
+/// The daemon's attached tracepoints: one perf event descriptor each.
+fn perf_events_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the daemon's descriptors")
+        .flatten()
+        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy().contains("perf_event")))
+        .count()
+}
+
+#[test]
+fn an_idle_daemon_detaches_and_the_next_audit_attaches_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_with(dir.path(), &["--idle-detach", "0.2"]);
+    let pid = daemon.child.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while perf_events_of(pid) > 0 {
+        assert!(std::time::Instant::now() < deadline, "the idle daemon kept its programs attached");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = dir.path().join("out.txt");
+    let audit = audit_with(
+        &["--socket", daemon.socket_arg()],
+        "after-idle",
+        dir.path(),
+        dir.path(),
+        &[PYTHON, "-c", &format!("open({:?}, 'w').write('x')", output.to_str().expect("utf-8"))],
+    );
+    assert!(audit.output.status.success(), "{}", audit.stderr());
+    assert_complete(&audit);
+    assert!(data_paths(&audit.manifest, "outputs").contains(output.to_str().expect("utf-8")));
 }
 
 #[test]

@@ -210,6 +210,45 @@ fn sigterm_is_passed_on_and_the_manifest_still_written() {
 }
 
 #[test]
+fn a_second_sigterm_stops_waiting_and_writes_what_was_seen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Ignores the first SIGTERM reprotrace passes on, and would run for a minute.
+    let program = "import signal, time\n\
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+        open('seen.txt', 'w').write('x')\n\
+        open('ready', 'w').close()\n\
+        time.sleep(60)\n";
+    for backend in BACKENDS {
+        let ready = dir.path().join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let manifest = dir.path().join(format!("{backend}.json"));
+        let started = std::time::Instant::now();
+        let mut child = Command::new(reprotrace_bin())
+            .current_dir(dir.path())
+            .args(["run", "--quiet", "--backend", backend, "-o"])
+            .arg(&manifest)
+            .args(["--", PYTHON, "-c", program])
+            .spawn()
+            .expect("running reprotrace");
+        while !ready.exists() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "{backend}: the workload never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        for _ in 0..2 {
+            // SAFETY: kill has no memory effects.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        child.wait().expect("reprotrace exits");
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{backend}: reprotrace kept waiting");
+        let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest).expect("manifest")).expect("JSON");
+        reprotrace_tests::assert_valid(&manifest);
+        assert_eq!(manifest["stats"]["complete"], false, "{backend}");
+        assert!(data_paths(&manifest, "outputs").contains(&format!("{}/seen.txt", dir.path().display())), "{backend}");
+    }
+}
+
+#[test]
 fn under_sudo_the_command_runs_as_the_invoking_user() {
     let dir = tempfile::tempdir().expect("tempdir");
     for backend in BACKENDS {

@@ -164,8 +164,10 @@ pub mod counters {
     pub const RINGBUF_DROPS: u32 = 0;
     /// Children that could not be followed because the `TRACED` map was full.
     pub const UNTRACKED_CHILDREN: u32 = 1;
+    /// Events this CPU sent since it last woke the consumer (kernel-side bookkeeping).
+    pub const SINCE_WAKEUP: u32 = 2;
     /// Number of slots.
-    pub const LEN: u32 = 2;
+    pub const LEN: u32 = 3;
 }
 
 /// Globals user space sets before load (read-only data in the object).

@@ -41,9 +41,8 @@ const MAX_TASKS: u32 = 65536;
 // bpf_ringbuf_output/query flags (uapi/linux/bpf.h).
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
-const BPF_RB_AVAIL_DATA: u64 = 0;
-/// Unread bytes at which an event wakes the consumer.
-const WAKEUP_BYTES: u64 = 256 * 1024;
+/// Events a CPU sends between two wake-ups of the consumer (a few hundred KiB).
+const WAKEUP_EVENTS: u64 = 2048;
 
 #[map]
 static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TASKS, 0);
@@ -134,8 +133,21 @@ fn send(buf: *mut u8, len: usize) {
     let event = unsafe { core::slice::from_raw_parts(buf, len) };
     // Waking the consumer for every event would cost the traced program a
     // context switch per syscall: wake it only once a batch has piled up (it
-    // also drains on a short timer).
-    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    // also drains on a short timer). A per-CPU count decides, not the ring's
+    // fill level: reading the shared producer position on every event made the
+    // CPUs fight over its cache line.
+    let flags = match COUNTERS.get_ptr_mut(counters::SINCE_WAKEUP) {
+        Some(since) => unsafe {
+            *since += 1;
+            if *since >= WAKEUP_EVENTS {
+                *since = 0;
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            }
+        },
+        None => BPF_RB_NO_WAKEUP,
+    };
     if EVENTS.output::<[u8]>(event, flags).is_err() {
         bump_counter(counters::RINGBUF_DROPS);
     }

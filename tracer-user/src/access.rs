@@ -1,7 +1,7 @@
 //! What each absolute path went through during the run: read, written, exec'd,
 //! made, removed or renamed away, and by which processes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{btree_map::Entry, BTreeMap, BTreeSet};
 
 use crate::tracker::{FileOp, OpenMode, Pid};
 
@@ -35,9 +35,15 @@ impl AccessLog {
     }
 
     pub fn record(&mut self, pid: Pid, op: FileOp) {
+        self.record_noting_new(pid, op, &mut |_| {});
+    }
+
+    /// Records `op`, and hands `first_seen` each path the log had not seen before.
+    pub fn record_noting_new(&mut self, pid: Pid, op: FileOp, first_seen: &mut impl FnMut(&[u8])) {
+        let paths = &mut self.paths;
         match op {
             FileOp::Open { path, mode } => {
-                let entry = self.entry(pid, path);
+                let entry = entry(paths, pid, path, first_seen);
                 match mode {
                     OpenMode::Read => entry.read = true,
                     OpenMode::Write => entry.written = true,
@@ -51,41 +57,35 @@ impl AccessLog {
                     entry.gone = false;
                 }
             }
-            FileOp::Exec { path } => self.entry(pid, path).exec = true,
+            FileOp::Exec { path } => entry(paths, pid, path, first_seen).exec = true,
             FileOp::Remove { path, dir } => {
-                let entry = self.entry(pid, path);
+                let entry = entry(paths, pid, path, first_seen);
                 entry.gone = true;
                 entry.directory |= dir;
             }
             FileOp::Rename { from, to, exchange } => {
-                let source = self.entry(pid, from);
+                let source = entry(paths, pid, from, first_seen);
                 if exchange {
                     source.written = true;
                 } else {
                     source.gone = true;
                 }
-                let target = self.entry(pid, to);
+                let target = entry(paths, pid, to, first_seen);
                 target.written = true;
                 target.gone = false;
             }
             FileOp::Mkdir { path } => {
-                let entry = self.entry(pid, path);
+                let entry = entry(paths, pid, path, first_seen);
                 entry.directory = true;
                 entry.gone = false;
             }
             FileOp::Link { path } | FileOp::Truncate { path } => {
-                let entry = self.entry(pid, path);
+                let entry = entry(paths, pid, path, first_seen);
                 entry.written = true;
                 entry.gone = false;
             }
-            FileOp::Chdir { path } => self.entry(pid, path).directory = true,
+            FileOp::Chdir { path } => entry(paths, pid, path, first_seen).directory = true,
         }
-    }
-
-    fn entry(&mut self, pid: Pid, path: Vec<u8>) -> &mut PathUse {
-        let entry = self.paths.entry(path).or_default();
-        entry.pids.insert(pid);
-        entry
     }
 
     /// Paths and their history, sorted by path.
@@ -100,6 +100,23 @@ impl AccessLog {
     pub fn is_empty(&self) -> bool {
         self.paths.is_empty()
     }
+}
+
+fn entry<'a>(
+    paths: &'a mut BTreeMap<Vec<u8>, PathUse>,
+    pid: Pid,
+    path: Vec<u8>,
+    first_seen: &mut impl FnMut(&[u8]),
+) -> &'a mut PathUse {
+    let entry = match paths.entry(path) {
+        Entry::Occupied(known) => known.into_mut(),
+        Entry::Vacant(new) => {
+            first_seen(new.key());
+            new.insert(PathUse::default())
+        }
+    };
+    entry.pids.insert(pid);
+    entry
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::{
     hooks, jupyter, manifest,
     pipeline::Pipeline,
     snapshot::{self, ProcessSnapshot},
+    software::PathSink,
     source::{
         ebpf::{
             protocol::AuditCounters,
@@ -83,8 +84,13 @@ pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
         Ok(())
     };
     let traced = match settings.backend {
-        Backend::Ebpf => attach_ebpf(&settings, &roots, snapshots, target.duration, &mut signals, announce).await?,
-        Backend::Strace => attach_strace(snapshots, target.duration, &mut signals, announce).await?,
+        Backend::Ebpf => {
+            attach_ebpf(&settings, audit.software_paths(), &roots, snapshots, target.duration, &mut signals, announce)
+                .await?
+        }
+        Backend::Strace => {
+            attach_strace(snapshots, audit.software_paths(), target.duration, &mut signals, announce).await?
+        }
     };
     audit.conclude(&settings, traced)?;
     Ok(0)
@@ -100,6 +106,7 @@ async fn deadline(duration: Option<Duration>) {
 
 async fn attach_ebpf(
     settings: &Settings,
+    software_paths: PathSink,
     roots: &[u32],
     snapshots: Vec<ProcessSnapshot>,
     duration: Option<Duration>,
@@ -108,6 +115,7 @@ async fn attach_ebpf(
 ) -> anyhow::Result<Traced> {
     let mut session = Session::open(&settings.session_options()).await?;
     let mut pipeline = Pipeline::attached(&snapshots);
+    pipeline.warm_up_software(software_paths);
     let tids: Vec<u32> = snapshots.iter().flat_map(|process| process.threads.iter().copied()).collect();
     session.follow(&tids).await?;
     // Tasks born between the snapshot and the following of their parent.
@@ -170,18 +178,25 @@ async fn attach_ebpf(
 
 async fn attach_strace(
     snapshots: Vec<ProcessSnapshot>,
+    software_paths: PathSink,
     duration: Option<Duration>,
     signals: &mut Signals,
     announce: impl FnOnce(usize, usize) -> anyhow::Result<()>,
 ) -> anyhow::Result<Traced> {
     let strace_path = strace::find_strace()?;
-    let log_dir = tempfile::tempdir().context("creating a directory for the strace log")?;
-    let log = log_dir.path().join("strace.log");
+    let log = strace::LogPipe::new()?;
     let pids: Vec<u32> = snapshots.iter().map(|process| process.pid).collect();
-    let mut child = strace::command(&strace_path, &log, strace::Target::Attach(&pids))
+    let mut child = strace::command(&strace_path, &log.path(), strace::Target::Attach(&pids))
         .spawn()
         .map_err(strace::StraceError::Spawn)?;
     let strace_pid = child.id().context("strace exited at once")?;
+    // Parsed while strace runs, by a thread that makes its own pipeline.
+    let followed = snapshots.clone();
+    let log = log.read(move |_| {
+        let mut pipeline = Pipeline::attached(&followed);
+        pipeline.warm_up_software(software_paths);
+        pipeline
+    })?;
     // strace has attached once it is the tracer of every thread.
     let tids: Vec<u32> = snapshots.iter().flat_map(|process| process.threads.iter().copied()).collect();
     let attached = async {
@@ -201,8 +216,10 @@ async fn attach_strace(
         _ = signals.next() => stop_strace(&mut child, strace_pid).await?,
         () = &mut until => stop_strace(&mut child, strace_pid).await?,
     }
-    let parsed = strace::read_log(&log)?;
-    Ok(Traced::from_strace_log(Pipeline::attached(&snapshots), &parsed, false))
+    let log = log.finish()?;
+    // An empty log: the processes made no call we trace.
+    let pipeline = log.pipeline.unwrap_or_else(|| Pipeline::attached(&snapshots));
+    Ok(Traced::from_strace_log(pipeline, log.malformed_lines, false))
 }
 
 /// Detaches strace (SIGINT) and waits for it to flush its log.

@@ -5,11 +5,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    thread::JoinHandle,
     time::{Instant, SystemTime},
 };
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::{
@@ -18,13 +17,10 @@ use crate::{
     launch::Credentials,
     manifest::{self, Manifest, Stats, SCHEMA_ID},
     pipeline::{Pipeline, PipelineOutput},
-    software::{DpkgError, SoftwareIndex},
-    source::{
-        ebpf::{
-            session::{DaemonChoice, SessionOptions},
-            LoadOptions,
-        },
-        strace::parse::StraceLog,
+    software::{IndexBuilder, PathSink},
+    source::ebpf::{
+        session::{DaemonChoice, SessionOptions},
+        LoadOptions,
     },
 };
 
@@ -59,10 +55,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn session_options(&self) -> SessionOptions {
-        SessionOptions {
-            load: LoadOptions { ring_buffer_bytes: self.ring_buffer_bytes },
-            daemon: self.daemon.clone(),
-        }
+        SessionOptions { load: LoadOptions { ring_buffer_bytes: self.ring_buffer_bytes }, daemon: self.daemon.clone() }
     }
 }
 
@@ -73,8 +66,8 @@ pub struct Audit {
     pub owner: Option<Credentials>,
     started_at: SystemTime,
     clock: Instant,
-    /// The package database, read while the audit runs.
-    software_index: JoinHandle<Result<SoftwareIndex, DpkgError>>,
+    /// The software index, built while the audit runs.
+    software_index: IndexBuilder,
 }
 
 /// What a backend hands back besides the pipeline.
@@ -89,18 +82,16 @@ pub struct Traced {
 }
 
 impl Traced {
-    /// The outcome of the strace backend: its parsed log fed through `pipeline`
-    /// (strace loses no events; what it printed and we could not parse is counted).
-    pub fn from_strace_log(mut pipeline: Pipeline, log: &StraceLog, interrupted: bool) -> Traced {
-        for event in &log.events {
-            pipeline.feed(event);
-        }
+    /// The outcome of the strace backend: `pipeline`, fed with strace's log as
+    /// it was written (strace loses no events; the `malformed_lines` it printed
+    /// and we could not parse are counted).
+    pub fn from_strace_log(pipeline: Pipeline, malformed_lines: u64, interrupted: bool) -> Traced {
         Traced {
             pipeline,
             root_status: None,
             lost_events: 0,
             untracked_children: 0,
-            malformed_events: log.malformed_lines,
+            malformed_events: malformed_lines,
             interrupted,
         }
     }
@@ -114,20 +105,24 @@ impl Audit {
             owner,
             started_at: SystemTime::now(),
             clock: Instant::now(),
-            software_index: std::thread::spawn(SoftwareIndex::load),
+            software_index: IndexBuilder::start(),
         }
     }
 
     /// Assembles, writes and summarises the manifest; returns the command's
     /// status (`None` for an attached tree, or when no event told it).
+    /// Where a pipeline sends the paths it sees, to index their software early.
+    pub fn software_paths(&self) -> PathSink {
+        self.software_index.sink()
+    }
+
     pub fn conclude(self, settings: &Settings, traced: Traced) -> anyhow::Result<Option<WaitStatus>> {
         let duration = self.clock.elapsed();
         let finished_at = SystemTime::now();
         let Traced { pipeline, root_status, lost_events, untracked_children, malformed_events, interrupted } = traced;
-        let mut software_index = match self.software_index.join() {
-            Ok(loaded) => loaded?,
-            Err(_) => bail!("reading the package database failed unexpectedly"),
-        };
+        let mut pipeline = pipeline;
+        pipeline.stop_software_warm_up();
+        let mut software_index = self.software_index.finish()?;
         let PipelineOutput { sections, events, tracker, root, warnings } =
             pipeline.finish(&settings.rules, self.started_at, &mut software_index);
         // The command's status, for `run`; an attached tree has no one command.

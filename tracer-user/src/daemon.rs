@@ -21,6 +21,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
@@ -51,7 +52,35 @@ const MAX_QUEUED_BYTES: usize = 256 << 20;
 pub struct DaemonSettings {
     pub socket: PathBuf,
     pub load: LoadOptions,
+    /// Detach the programs after this long without an audit (`None`: never).
+    pub idle_detach: Option<Duration>,
     pub quiet: bool,
+}
+
+/// The programs' attachment, which an idle daemon gives up.
+struct Attachment {
+    /// Since when no audit has been running (while attached).
+    idle_since: Option<Instant>,
+    /// The thread detaching the programs, if they were detached.
+    detaching: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Attachment {
+    /// Attaches the programs again if an idle spell detached them.
+    fn ensure(&mut self, source: &mut EbpfSource, quiet: bool) -> anyhow::Result<()> {
+        if source.is_attached() {
+            return Ok(());
+        }
+        // An attach would queue behind the detach in the kernel anyway.
+        if let Some(detaching) = self.detaching.take() {
+            let _ = detaching.join();
+        }
+        source.attach()?;
+        if !quiet {
+            eprintln!("reprotrace: daemon: programs attached again");
+        }
+        Ok(())
+    }
 }
 
 /// One audit being served.
@@ -115,17 +144,23 @@ pub async fn serve(settings: DaemonSettings) -> anyhow::Result<i32> {
     };
     let mut signals = Signals::new()?;
     if !settings.quiet {
+        let idle = match settings.idle_detach {
+            Some(after) => format!("detached after {} s without an audit", after.as_secs_f64()),
+            None => "attached until it stops".to_string(),
+        };
         eprintln!(
-            "reprotrace: daemon ready on {} ({} programs attached, {} MiB ring buffer); Ctrl-C or SIGTERM stops it",
+            "reprotrace: daemon ready on {} ({} programs, {idle}; {} MiB ring buffer); Ctrl-C or SIGTERM stops it",
             settings.socket.display(),
             tracer_common::PROGRAMS.len(),
             settings.load.ring_buffer_bytes >> 20,
         );
     }
+    let mut attachment = Attachment { idle_since: Some(Instant::now()), detaching: None };
     let (incoming_tx, mut incoming_rx) = mpsc::unbounded_channel::<(u32, Incoming)>();
     let mut clients: HashMap<u32, Client> = HashMap::new();
     let mut next_audit_id: u32 = 1;
     let outcome = loop {
+        let attached = source.is_attached();
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
@@ -135,10 +170,15 @@ pub async fn serve(settings: DaemonSettings) -> anyhow::Result<i32> {
                         continue;
                     }
                 };
+                if let Err(err) = attachment.ensure(&mut source, settings.quiet) {
+                    eprintln!("reprotrace: daemon: refused a connection: cannot attach the programs: {err:#}");
+                    continue;
+                }
                 let audit_id = next_audit_id;
                 next_audit_id = next_audit_id.wrapping_add(1).max(1);
                 match admit(stream, audit_id, &source, incoming_tx.clone()) {
                     Ok(client) => {
+                        attachment.idle_since = None;
                         if !settings.quiet {
                             eprintln!("reprotrace: daemon: audit {audit_id} connected");
                         }
@@ -155,6 +195,17 @@ pub async fn serve(settings: DaemonSettings) -> anyhow::Result<i32> {
             }
             Some((audit_id, incoming)) = incoming_rx.recv() => {
                 handle(&mut source, &mut clients, audit_id, incoming, settings.quiet);
+                if clients.is_empty() {
+                    attachment.idle_since = Some(Instant::now());
+                }
+            }
+            () = idle_deadline(&attachment, settings.idle_detach, attached) => {
+                // Attached programs put every syscall on the host through the
+                // tracepoint path: an idle daemon should not cost anyone anything.
+                attachment.detaching = Some(source.detach_in_background());
+                if !settings.quiet {
+                    eprintln!("reprotrace: daemon: no audit for a while: programs detached until the next one");
+                }
             }
             _ = signals.next() => break Ok(0),
         }
@@ -166,6 +217,15 @@ pub async fn serve(settings: DaemonSettings) -> anyhow::Result<i32> {
     }
     source.detach_after_exit();
     outcome
+}
+
+/// Resolves when the programs have been idle long enough to detach; never
+/// while an audit runs, after they are detached, or when told never to.
+async fn idle_deadline(attachment: &Attachment, idle_detach: Option<Duration>, attached: bool) {
+    match (attachment.idle_since, idle_detach) {
+        (Some(since), Some(after)) if attached => tokio::time::sleep_until((since + after).into()).await,
+        _ => std::future::pending().await,
+    }
 }
 
 /// Binds the socket, root-only, replacing one a dead daemon left behind.
@@ -267,13 +327,7 @@ fn route(source: &mut EbpfSource, clients: &mut HashMap<u32, Client>) {
     clients.values_mut().for_each(Client::flush);
 }
 
-fn handle(
-    source: &mut EbpfSource,
-    clients: &mut HashMap<u32, Client>,
-    audit_id: u32,
-    incoming: Incoming,
-    quiet: bool,
-) {
+fn handle(source: &mut EbpfSource, clients: &mut HashMap<u32, Client>, audit_id: u32, incoming: Incoming, quiet: bool) {
     match incoming {
         Incoming::Request(Request::Follow(tids)) => {
             let mut followed = Vec::with_capacity(tids.len());
@@ -302,8 +356,11 @@ fn handle(
             let Some(mut client) = clients.remove(&audit_id) else { return };
             let counters = match source.counters() {
                 Ok(now) => AuditCounters {
-                    lost_events: now.lost_events.saturating_sub(client.counters_at_start.lost_events) + client.overflowed,
-                    untracked_children: now.untracked_children.saturating_sub(client.counters_at_start.untracked_children),
+                    lost_events: now.lost_events.saturating_sub(client.counters_at_start.lost_events)
+                        + client.overflowed,
+                    untracked_children: now
+                        .untracked_children
+                        .saturating_sub(client.counters_at_start.untracked_children),
                     malformed_events: client.malformed,
                 },
                 Err(err) => {

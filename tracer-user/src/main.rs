@@ -113,9 +113,27 @@ struct DaemonArgs {
     /// Ring buffer size in bytes, shared by every audit (a power of two, suffixes K, M, G).
     #[arg(long, default_value_t = DEFAULT_RING_BUFFER_BYTES, value_parser = parse_size)]
     ring_buffer_size: u32,
+    /// Detach the programs after this many seconds without an audit (attached
+    /// programs slow every syscall on the host a little), or `never`. The next
+    /// audit attaches them again in a few milliseconds.
+    #[arg(long, value_name = "SECONDS|never", default_value = "30", value_parser = parse_idle)]
+    idle_detach: IdleDetach,
     /// Print nothing but errors.
     #[arg(short, long)]
     quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct IdleDetach(Option<Duration>);
+
+fn parse_idle(text: &str) -> Result<IdleDetach, String> {
+    if text == "never" {
+        return Ok(IdleDetach(None));
+    }
+    let seconds: f64 = text.parse().map_err(|_| format!("{text:?} is neither a number of seconds nor `never`"))?;
+    Duration::try_from_secs_f64(seconds)
+        .map(|after| IdleDetach(Some(after)))
+        .map_err(|_| format!("{text} is not a duration in seconds"))
 }
 
 #[derive(clap::Args)]
@@ -204,6 +222,7 @@ fn main() -> ExitCode {
         Command::Daemon(args) => runtime.block_on(daemon::serve(DaemonSettings {
             socket: args.socket,
             load: LoadOptions { ring_buffer_bytes: args.ring_buffer_size },
+            idle_detach: args.idle_detach.0,
             quiet: args.quiet,
         })),
         Command::Diff { before, after } => diff_manifests(&before, &after),

@@ -10,7 +10,7 @@ use crate::{
     event::Event,
     manifest::{self, CellSections, TraceSections},
     snapshot::ProcessSnapshot,
-    software::{self, SoftwareIndex},
+    software::{self, PathSink, SoftwareIndex},
     tracker::{FileUse, Pid, ProcessRecord, Tracker, TrackerStats},
 };
 
@@ -20,6 +20,8 @@ pub struct Pipeline {
     /// One access log per notebook cell, indexed like the tracker's cells.
     cell_logs: Vec<AccessLog>,
     events: u64,
+    /// Where new paths go so that software indexing starts before the run ends.
+    software_paths: Option<PathSink>,
 }
 
 /// What the pipeline learnt, ready for the manifest.
@@ -38,7 +40,7 @@ impl Pipeline {
     pub fn new(root: Pid, ppid: Option<Pid>, cwd: Vec<u8>) -> Self {
         let mut tracker = Tracker::new();
         tracker.add_root(root, ppid, cwd);
-        Pipeline { tracker, log: AccessLog::new(), cell_logs: Vec::new(), events: 0 }
+        Pipeline { tracker, log: AccessLog::new(), cell_logs: Vec::new(), events: 0, software_paths: None }
     }
 
     /// A pipeline following processes that were already running.
@@ -47,7 +49,7 @@ impl Pipeline {
         for snapshot in snapshots {
             tracker.add_existing(snapshot);
         }
-        Pipeline { tracker, log: AccessLog::new(), cell_logs: Vec::new(), events: 0 }
+        Pipeline { tracker, log: AccessLog::new(), cell_logs: Vec::new(), events: 0, software_paths: None }
     }
 
     /// Follows processes and threads found while attaching, after the first snapshot.
@@ -63,6 +65,16 @@ impl Pipeline {
         }
     }
 
+    /// Sends every path the run uses, when first used, to `sink`.
+    pub fn warm_up_software(&mut self, sink: PathSink) {
+        self.software_paths = Some(sink);
+    }
+
+    /// Stops sending paths (the index builder finishes once no one sends).
+    pub fn stop_software_warm_up(&mut self) {
+        self.software_paths = None;
+    }
+
     pub fn feed(&mut self, event: &Event) {
         self.events += 1;
         let Some(FileUse { pid, cell, op }) = self.tracker.apply(event) else { return };
@@ -72,7 +84,10 @@ impl Pipeline {
             }
             self.cell_logs[cell].record(pid, op.clone());
         }
-        self.log.record(pid, op);
+        match &self.software_paths {
+            Some(sink) => self.log.record_noting_new(pid, op, &mut |path| sink.send(path)),
+            None => self.log.record(pid, op),
+        }
     }
 
     /// Whether `tid` is followed.

@@ -17,6 +17,8 @@ use crate::{
     launch::{self, Credentials},
     manifest,
     pipeline::Pipeline,
+    snapshot,
+    software::PathSink,
     source::{
         ebpf::{
             protocol::AuditCounters,
@@ -45,8 +47,12 @@ pub async fn run(settings: Settings, command: Vec<OsString>) -> anyhow::Result<i
     let launch = Launch { program: &program, command: &command, credentials: credentials.as_ref(), environment };
 
     let (traced, launch_error) = match settings.backend {
-        Backend::Ebpf => trace_with_ebpf(&settings, &launch, audit.cwd.clone(), &mut signals).await?,
-        Backend::Strace => (trace_with_strace(&launch, audit.cwd.clone(), &mut signals).await?, None),
+        Backend::Ebpf => {
+            trace_with_ebpf(&settings, &launch, audit.cwd.clone(), audit.software_paths(), &mut signals).await?
+        }
+        Backend::Strace => {
+            (trace_with_strace(&launch, audit.cwd.clone(), audit.software_paths(), &mut signals).await?, None)
+        }
     };
     let status = audit.conclude(&settings, traced)?;
     if let Some(error) = launch_error {
@@ -68,6 +74,7 @@ async fn trace_with_ebpf(
     settings: &Settings,
     launch: &Launch<'_>,
     cwd: Vec<u8>,
+    software_paths: PathSink,
     signals: &mut Signals,
 ) -> anyhow::Result<(Traced, Option<launch::LaunchError>)> {
     let mut session = Session::open(&settings.session_options()).await?;
@@ -82,6 +89,7 @@ async fn trace_with_ebpf(
         return Err(err.into());
     }
     let mut pipeline = Pipeline::new(root, Some(std::process::id()), cwd);
+    pipeline.warm_up_software(software_paths);
     let launch_error = child.open_gate().err();
 
     let (reaped_tx, mut reaped_rx) = mpsc::unbounded_channel();
@@ -149,35 +157,58 @@ fn reap_all_children(reaped: mpsc::UnboundedSender<(u32, WaitStatus)>) {
     }
 }
 
-async fn trace_with_strace(launch: &Launch<'_>, cwd: Vec<u8>, signals: &mut Signals) -> anyhow::Result<Traced> {
+async fn trace_with_strace(
+    launch: &Launch<'_>,
+    cwd: Vec<u8>,
+    software_paths: PathSink,
+    signals: &mut Signals,
+) -> anyhow::Result<Traced> {
     let strace_path = strace::find_strace()?;
-    let log_dir = tempfile::tempdir().context("creating a directory for the strace log")?;
-    let log = log_dir.path().join("strace.log");
-    let mut child = strace::command(&strace_path, &log, strace::Target::Launch(launch.credentials, launch.command))
+    let log = strace::LogPipe::new()?;
+    let target = strace::Target::Launch(launch.credentials, launch.command);
+    let mut child = strace::command(&strace_path, &log.path(), target)
         .envs(launch.environment.iter().map(|(key, value)| (key, value)))
         .spawn()
         .map_err(strace::StraceError::Spawn)?;
     let strace_pid = child.id();
+    // Parsed while strace runs; the log's first task is the command strace started.
+    let log = log.read(move |root| {
+        let mut pipeline = Pipeline::new(root, strace_pid, cwd);
+        pipeline.warm_up_software(software_paths);
+        pipeline
+    })?;
     let mut interrupted = false;
     loop {
         tokio::select! {
             status = child.wait() => { status.map_err(strace::StraceError::Spawn)?; break; }
             signal = signals.next() => {
                 let root = strace_pid.and_then(strace::traced_root);
-                if !signals.forward(signal, root) {
+                if !signals.forward(signal, root) && !interrupted {
                     interrupted = true;
-                    // strace detaches and flushes its log on SIGTERM.
+                    // strace cannot leave the command running: once it is gone, the
+                    // syscalls its seccomp filter hands to a tracer fail (ENOSYS).
+                    // So the command's tree ends here, and strace with it.
+                    eprintln!("reprotrace: ending the command's processes (strace cannot leave them running)");
                     if let Some(pid) = strace_pid {
-                        // SAFETY: kill has no memory effects.
-                        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+                        kill_traced_tree(pid);
                     }
                 }
             }
         }
     }
-    let parsed = strace::read_log(&log)?;
-    let Some(root) = parsed.root else {
+    let log = log.finish()?;
+    let Some(pipeline) = log.pipeline else {
         bail!("strace wrote an empty log: the command did not start (see strace's message above)");
     };
-    Ok(Traced::from_strace_log(Pipeline::new(root, strace_pid, cwd), &parsed, interrupted))
+    Ok(Traced::from_strace_log(pipeline, log.malformed_lines, interrupted))
+}
+
+/// Kills every process strace traces (its descendants), so that it writes the
+/// end of its log and exits.
+fn kill_traced_tree(strace_pid: u32) {
+    let Ok(tree) = snapshot::snapshot_trees(&[strace_pid]) else { return };
+    for process in tree.iter().filter(|process| process.pid != strace_pid) {
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(process.pid as libc::pid_t, libc::SIGKILL) };
+    }
 }

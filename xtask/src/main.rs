@@ -1,4 +1,4 @@
-//! Developer tasks: `cargo xtask setup | test | demo`.
+//! Developer tasks: `cargo xtask setup | test | demo | bench`.
 //!
 //! - `setup` installs what building and testing need on a fresh machine:
 //!   bpf-linker 0.10.1 (the eBPF linker that works with the LLVM inside the Rust
@@ -6,9 +6,14 @@
 //! - `test` builds the workspace (the `reprotrace` binary the integration tests
 //!   run) and runs every test.
 //! - `demo` sets up, builds, and audits the example analysis with both backends.
+//! - `bench` measures reprotrace's overhead against running untraced, strace
+//!   and reprozip on prepared workloads (imports, an open storm, a C build,
+//!   fork/exec, a notebook, attaching to a running process, and the cost to
+//!   untraced processes), interleaved rounds; see `bench/mod.rs` and
+//!   docs/benchmarks.md.
 //! - `bench pipeline` times the post-processing of a 100k-event audit.
-//! - `bench attach` compares a running process's slowdown under `reprotrace
-//!   attach` (eBPF) and `strace -p`.
+
+mod bench;
 
 use std::{
     path::{Path, PathBuf},
@@ -20,17 +25,19 @@ use anyhow::{bail, Context, Result};
 const BPF_LINKER_VERSION: &str = "0.10.1";
 
 fn main() -> Result<()> {
-    let task = std::env::args().nth(1).unwrap_or_default();
-    match task.as_str() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str).unwrap_or_default() {
         "setup" => setup(),
         "test" => test(),
         "demo" => demo(),
-        "bench" => bench(std::env::args().nth(2).as_deref()),
+        "bench" => bench::main(&args[1..]),
         _ => bail!(
-            "usage: cargo xtask <setup|test|demo|bench pipeline>\n  setup  install bpf-linker {BPF_LINKER_VERSION} and strace\n  \
+            "usage: cargo xtask <setup|test|demo|bench>\n  setup  install bpf-linker {BPF_LINKER_VERSION} and strace\n  \
              test   build and run every test (needs root)\n  demo   setup, build, and audit examples/analysis.py with both \
-             backends\n  bench pipeline  time the post-processing of a 100k-event audit\n  \
-             bench attach    attach overhead, eBPF vs strace -p"
+             backends\n  bench  overhead of reprotrace against native, strace and reprozip on prepared workloads \
+             (root; a few minutes; writes docs/benchmarks.md):\n         {}\n  \
+             bench pipeline  time the post-processing of a 100k-event audit",
+            bench::USAGE
         ),
     }
 }
@@ -147,80 +154,6 @@ fn count_before(result: &str, label: &str) -> u64 {
         .find_map(|part| part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(label))
         .and_then(|count| count.trim().parse().ok())
         .unwrap_or(0)
-}
-
-fn bench(which: Option<&str>) -> Result<()> {
-    match which {
-        Some("pipeline") => {
-            run(cargo().args(["run", "--release", "--package", "tracer-user", "--example", "pipeline_bench"]))
-        }
-        Some("attach") => bench_attach(),
-        _ => bail!("usage: cargo xtask bench pipeline|attach"),
-    }
-}
-
-/// Attach overhead: a running process's file loop, untraced, under
-/// `reprotrace attach` (eBPF) and under `reprotrace attach --backend strace`
-/// (`strace -p`), interleaved, median of the rounds.
-fn bench_attach() -> Result<()> {
-    const ROUNDS: usize = 5;
-    const ITERATIONS: &str = "20000";
-    run(cargo().args(["build", "--release", "--package", "tracer-user"]))?;
-    let root = repo_root();
-    let reprotrace = root.join("target/release/reprotrace");
-    let workload = root.join("xtask/workloads/attach_loop.py");
-    let modes = ["native", "ebpf", "strace"];
-    let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
-    for round in 0..ROUNDS {
-        for (mode_index, mode) in modes.iter().enumerate() {
-            let work =
-                std::env::temp_dir().join(format!("reprotrace-bench-attach-{}-{round}-{mode}", std::process::id()));
-            std::fs::create_dir_all(&work)?;
-            let worker = Command::new("/usr/bin/python3")
-                .arg(&workload)
-                .arg(&work)
-                .arg(ITERATIONS)
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .context("starting the workload")?;
-            while !work.join("ready").exists() {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            let tracer = if *mode == "native" {
-                None
-            } else {
-                let mut tracer = Command::new(&reprotrace)
-                    .args(["attach", "--backend", mode, "--pid", &worker.id().to_string(), "-o"])
-                    .arg(work.join("manifest.json"))
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .context("starting reprotrace attach")?;
-                let stderr = tracer.stderr.take().context("reprotrace's stderr")?;
-                let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-                while !lines.next().context("reprotrace ended before attaching")??.contains("attached to") {}
-                Some(tracer)
-            };
-            std::fs::write(work.join("go"), "")?;
-            let output = worker.wait_with_output()?;
-            let elapsed: f64 = String::from_utf8_lossy(&output.stdout).trim().parse().context("workload output")?;
-            if let Some(mut tracer) = tracer {
-                tracer.wait()?;
-            }
-            seconds[mode_index].push(elapsed);
-            std::fs::remove_dir_all(&work)?;
-        }
-    }
-    let median = |values: &mut Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
-    let native = median(&mut seconds[0].clone());
-    println!("attach overhead: {ITERATIONS} open+read+close+stat iterations, {ROUNDS} interleaved rounds, median");
-    for (mode, values) in modes.iter().zip(seconds.iter_mut()) {
-        let value = median(values);
-        println!("  {mode:<7} {value:.3} s  {:.2}x", value / native);
-    }
-    Ok(())
 }
 
 fn demo() -> Result<()> {

@@ -8,6 +8,8 @@ pub mod python;
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
     path::Path,
+    sync::mpsc,
+    thread::JoinHandle,
 };
 
 use crate::access::AccessLog;
@@ -28,6 +30,53 @@ impl SoftwareIndex {
             dpkg: dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR))?,
             python: python::PythonIndex::new(),
         })
+    }
+}
+
+/// Builds the [`SoftwareIndex`] while the audit runs, in a thread of its own:
+/// the package database at once, and Python's site directories as the trace
+/// reveals the paths under them, so that little is left to read when the
+/// command ends.
+pub struct IndexBuilder {
+    paths: mpsc::Sender<Vec<u8>>,
+    worker: JoinHandle<Result<SoftwareIndex, DpkgError>>,
+}
+
+/// Hands paths the trace used to an [`IndexBuilder`].
+#[derive(Clone)]
+pub struct PathSink(mpsc::Sender<Vec<u8>>);
+
+impl PathSink {
+    /// Looks at `path`'s directories ahead of time (the final index looks
+    /// again, so a path missed here costs time, not correctness).
+    pub fn send(&self, path: &[u8]) {
+        // A builder that is gone has finished: nothing more to warm up.
+        let _ = self.0.send(path.to_vec());
+    }
+}
+
+impl IndexBuilder {
+    pub fn start() -> Self {
+        let (paths, incoming) = mpsc::channel::<Vec<u8>>();
+        let worker = std::thread::spawn(move || {
+            let dpkg = dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR))?;
+            let mut warm = python::PythonIndex::warm_up();
+            for path in incoming {
+                warm.discover(&path);
+            }
+            Ok(SoftwareIndex { dpkg, python: python::PythonIndex::reusing(warm) })
+        });
+        IndexBuilder { paths, worker }
+    }
+
+    pub fn sink(&self) -> PathSink {
+        PathSink(self.paths.clone())
+    }
+
+    /// The index, once every [`PathSink`] is dropped and the paths sent are looked at.
+    pub fn finish(self) -> Result<SoftwareIndex, DpkgError> {
+        drop(self.paths);
+        self.worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 

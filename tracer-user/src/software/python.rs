@@ -129,11 +129,54 @@ pub struct PythonIndex {
     stdlib_dirs: HashMap<Vec<u8>, Option<usize>>,
     interpreters: Vec<Interpreter>,
     problems: Vec<PythonError>,
+    /// Warm-up: scans are kept here, whole, for the index built at the end.
+    warming_up: bool,
+    /// Scans by directory (site directory, or `conda-meta`): a warm-up's
+    /// results, or those handed over by one.
+    scans: HashMap<Vec<u8>, Scan>,
+}
+
+/// What scanning a site directory or conda prefix found, and the state of the
+/// directory it was read from.
+#[derive(Debug)]
+struct Scan {
+    stamp: Option<DirectoryStamp>,
+    found: Vec<Found>,
+    problems: Vec<PythonError>,
+}
+
+/// A directory's modification time and its entries' (installing, removing or
+/// upgrading a distribution changes one of them).
+type DirectoryStamp = ((i64, i64), Vec<(Vec<u8>, (i64, i64))>);
+
+fn directory_stamp(dir: &[u8]) -> Option<DirectoryStamp> {
+    let own = modified(&fs::metadata(os_path(dir)).ok()?);
+    let mut entries: Vec<(Vec<u8>, (i64, i64))> = fs::read_dir(os_path(dir))
+        .ok()?
+        .flatten()
+        .filter_map(|entry| Some((entry.file_name().into_vec(), modified(&entry.metadata().ok()?))))
+        .collect();
+    entries.sort_unstable();
+    Some((own, entries))
 }
 
 impl PythonIndex {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An index that only scans, for [`PythonIndex::reusing`]: run it while
+    /// the audit goes on, on the paths as the trace reveals them, and the
+    /// scanning is done by the time the command ends.
+    pub fn warm_up() -> Self {
+        PythonIndex { warming_up: true, ..Self::default() }
+    }
+
+    /// A new index that takes `warm`'s scans of directories that have not
+    /// changed since (and scans anew the others: a run that installs packages
+    /// sees them).
+    pub fn reusing(warm: PythonIndex) -> Self {
+        PythonIndex { scans: warm.scans, ..Self::default() }
     }
 
     /// Looks at the directories above `path` (and at `path` itself when it is a
@@ -275,16 +318,39 @@ impl PythonIndex {
 
     fn scan_site_dir(&mut self, site: &[u8]) {
         if self.scanned.insert(site.to_vec()) {
-            let found = scan_site_dir(site, &mut self.problems);
-            self.add(found);
+            self.scan(site.to_vec(), || {
+                let mut problems = Vec::new();
+                (scan_site_dir(site, &mut problems), problems)
+            });
         }
     }
 
     fn scan_conda_prefix(&mut self, prefix: &[u8]) {
         let conda_meta = join(prefix, b"conda-meta");
-        if self.scanned.insert(conda_meta) {
-            let found = scan_conda_prefix(prefix, &mut self.problems);
-            self.add(found);
+        if self.scanned.insert(conda_meta.clone()) {
+            self.scan(conda_meta, || {
+                let mut problems = Vec::new();
+                (scan_conda_prefix(prefix, &mut problems), problems)
+            });
+        }
+    }
+
+    /// Scans `dir` with `read` — or takes a warm-up's scan of it if the
+    /// directory has not changed since — and adds what it found (or keeps it,
+    /// when warming up).
+    fn scan(&mut self, dir: Vec<u8>, read: impl FnOnce() -> (Vec<Found>, Vec<PythonError>)) {
+        // Stamped before reading: a change made while we read shows next time.
+        let stamp = directory_stamp(&dir);
+        let reusable = self.scans.remove(&dir).filter(|scan| scan.stamp.is_some() && scan.stamp == stamp);
+        let scan = reusable.unwrap_or_else(|| {
+            let (found, problems) = read();
+            Scan { stamp, found, problems }
+        });
+        if self.warming_up {
+            self.scans.insert(dir, scan);
+        } else {
+            self.problems.extend(scan.problems);
+            self.add(scan.found);
         }
     }
 
@@ -413,6 +479,7 @@ fn claim(owners: &mut PathMap<usize>, distributions: &[Distribution], ranks: &[R
 }
 
 /// One distribution as its metadata describes it, before it joins the index.
+#[derive(Debug)]
 struct Found {
     distribution: Distribution,
     /// (device, inode) of its metadata directory or conda record.
@@ -1424,6 +1491,33 @@ mod tests {
         }
         let mut index = PythonIndex::new();
         assert_eq!(owner_of(&mut index, &site.join("shared/x.py")), named("newer", "1.0"));
+    }
+
+    #[test]
+    fn a_warm_up_scan_is_reused_until_its_directory_changes() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let site = temp.path().join("site-packages");
+        dist_info(&site, "first-1.0.dist-info", "first", "1.0", "first/__init__.py,,\n");
+        let mut warm = PythonIndex::warm_up();
+        warm.discover(&bytes(&site.join("first/__init__.py")));
+        // The final index takes what the warm-up read (a list rewritten in
+        // place, which no installer does, is not read again)…
+        let record = site.join("first-1.0.dist-info/RECORD");
+        let stamp = fs::metadata(&record).and_then(|meta| meta.modified()).expect("mtime");
+        fs::write(&record, "elsewhere.py,,\n").expect("rewrite");
+        fs::File::options().write(true).open(&record).and_then(|file| file.set_modified(stamp)).expect("mtime");
+        let mut index = PythonIndex::reusing(warm);
+        assert_eq!(owner_of(&mut index, &site.join("first/__init__.py")), named("first", "1.0"));
+        assert_eq!(owner_of(&mut index, &site.join("elsewhere.py")), None);
+        fs::write(&record, "first/__init__.py,,\n").expect("restore");
+
+        // …unless the run installed something after the warm-up looked.
+        let mut warm = PythonIndex::warm_up();
+        warm.discover(&bytes(&site.join("first/__init__.py")));
+        dist_info(&site, "second-2.0.dist-info", "second", "2.0", "second.py,,\n");
+        let mut index = PythonIndex::reusing(warm);
+        assert_eq!(owner_of(&mut index, &site.join("second.py")), named("second", "2.0"));
+        assert_eq!(owner_of(&mut index, &site.join("first/__init__.py")), named("first", "1.0"));
     }
 
     #[test]

@@ -11,12 +11,12 @@ use std::io;
 
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{trace_point::TracePointLink, TracePoint},
     Ebpf, EbpfLoader,
 };
 use btf_rs::{Btf, Type};
 use tokio::io::unix::AsyncFd;
-use tracer_common::{counters, globals, maps, PROGRAMS};
+use tracer_common::{counters, globals, maps, ProgramSpec, PROGRAMS};
 
 use crate::event::Tid;
 pub use decode::DecodeError;
@@ -79,11 +79,20 @@ impl Default for LoadOptions {
 pub struct EbpfSource {
     ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
+    /// One per program while attached; dropping one detaches its program.
+    links: Vec<TracePointLink>,
 }
 
 impl EbpfSource {
     /// Checks the machine, loads and attaches every program.
     pub fn load(options: &LoadOptions) -> Result<Self, EbpfError> {
+        let mut source = Self::load_detached(options)?;
+        source.attach()?;
+        Ok(source)
+    }
+
+    /// Checks the machine and loads every program, leaving them unattached.
+    pub fn load_detached(options: &LoadOptions) -> Result<Self, EbpfError> {
         preflight::check()?;
         let page = page_size();
         let ring_bytes = options.ring_buffer_bytes;
@@ -100,14 +109,7 @@ impl EbpfSource {
             .load(BPF_OBJECT)
             .map_err(EbpfError::Load)?;
         for spec in PROGRAMS {
-            let program_error = |source| EbpfError::Program { name: spec.symbol, source };
-            let program: &mut TracePoint = ebpf
-                .program_mut(spec.symbol)
-                .ok_or_else(|| EbpfError::Map { name: spec.symbol, reason: "missing from the object".into() })?
-                .try_into()
-                .map_err(program_error)?;
-            program.load().map_err(program_error)?;
-            program.attach(spec.category, spec.name).map_err(program_error)?;
+            tracepoint(&mut ebpf, spec)?.load().map_err(|source| EbpfError::Program { name: spec.symbol, source })?;
         }
         let ring_map = ebpf
             .take_map(maps::EVENTS)
@@ -117,7 +119,32 @@ impl EbpfSource {
         // SAFETY: the ring buffer owns its descriptor and keeps it open while the
         // AsyncFd holds it; we never replace or close it.
         let ring = unsafe { AsyncFd::register(ring) }.map_err(|err| EbpfError::Io(err.into()))?;
-        Ok(EbpfSource { ebpf, ring })
+        Ok(EbpfSource { ebpf, ring, links: Vec::new() })
+    }
+
+    /// Attaches every program to its tracepoint (a few milliseconds: the
+    /// programs are loaded already).
+    pub fn attach(&mut self) -> Result<(), EbpfError> {
+        for spec in PROGRAMS {
+            let program_error = |source| EbpfError::Program { name: spec.symbol, source };
+            let program = tracepoint(&mut self.ebpf, spec)?;
+            let link = program.attach(spec.category, spec.name).map_err(program_error)?;
+            self.links.push(program.take_link(link).map_err(program_error)?);
+        }
+        Ok(())
+    }
+
+    pub fn is_attached(&self) -> bool {
+        !self.links.is_empty()
+    }
+
+    /// Detaches every program, in a thread of its own: each syscall
+    /// tracepoint waits for an RCU grace period (see
+    /// [`EbpfSource::detach_after_exit`]), seconds in all. Join the thread
+    /// before attaching again, or the attach waits behind it in the kernel.
+    pub fn detach_in_background(&mut self) -> std::thread::JoinHandle<()> {
+        let links = std::mem::take(&mut self.links);
+        std::thread::spawn(move || drop(links))
     }
 
     fn traced(&mut self) -> Result<BpfHashMap<&mut MapData, u32, u32>, EbpfError> {
@@ -145,12 +172,8 @@ impl EbpfSource {
     /// abandoned while some of its tasks live on).
     pub fn forget_audit(&mut self, audit_id: u32) -> Result<(), EbpfError> {
         let mut traced = self.traced()?;
-        let tasks: Vec<u32> = traced
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, audit)| *audit == audit_id)
-            .map(|(tid, _)| tid)
-            .collect();
+        let tasks: Vec<u32> =
+            traced.iter().filter_map(Result::ok).filter(|(_, audit)| *audit == audit_id).map(|(tid, _)| tid).collect();
         for tid in tasks {
             // A task that exited meanwhile removed itself.
             let _ = traced.remove(&tid);
@@ -232,6 +255,13 @@ impl EbpfSource {
         // The descriptors close with this process, cheaply: the child still holds them.
         std::mem::forget(self);
     }
+}
+
+fn tracepoint<'a>(ebpf: &'a mut Ebpf, spec: &ProgramSpec) -> Result<&'a mut TracePoint, EbpfError> {
+    ebpf.program_mut(spec.symbol)
+        .ok_or_else(|| EbpfError::Map { name: spec.symbol, reason: "missing from the object".into() })?
+        .try_into()
+        .map_err(|source| EbpfError::Program { name: spec.symbol, source })
 }
 
 fn traced_error(err: aya::maps::MapError) -> EbpfError {

@@ -70,7 +70,9 @@ pub enum Request {
 /// A message to an audit.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reply {
-    Hello { version: u32 },
+    Hello {
+        version: u32,
+    },
     /// The tasks of a `Follow` that were not followed before.
     Followed(Vec<Tid>),
     /// One kernel record, as the ring buffer held it.
@@ -231,7 +233,10 @@ mod tests {
         let mut buffer = BytesMut::from(&[tag::EVENT, 0xff, 0xff, 0xff, 0xff][..]);
         assert!(matches!(next_frame(&mut buffer), Err(ProtocolError::TooLarge(_))));
         assert!(matches!(Request::decode(99, Bytes::new()), Err(ProtocolError::UnknownTag(99))));
-        assert!(matches!(Request::decode(tag::FOLLOW, Bytes::from_static(b"abc")), Err(ProtocolError::BadPayload { .. })));
+        assert!(matches!(
+            Request::decode(tag::FOLLOW, Bytes::from_static(b"abc")),
+            Err(ProtocolError::BadPayload { .. })
+        ));
         assert!(matches!(Reply::decode(tag::END, Bytes::new()), Err(ProtocolError::BadPayload { .. })));
     }
 }

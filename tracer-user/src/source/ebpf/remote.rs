@@ -53,9 +53,7 @@ impl RemoteSource {
         let mut remote = RemoteSource { stream, input: BytesMut::with_capacity(1 << 16), held: Vec::new() };
         match remote.next_reply().await? {
             Reply::Hello { version } if version == protocol::VERSION => Ok(remote),
-            Reply::Hello { version } => {
-                Err(RemoteError::Version { path, found: version, expected: protocol::VERSION })
-            }
+            Reply::Hello { version } => Err(RemoteError::Version { path, found: version, expected: protocol::VERSION }),
             Reply::Error(message) => Err(RemoteError::Refused(message)),
             _ => Err(RemoteError::Refused("no greeting".into())),
         }

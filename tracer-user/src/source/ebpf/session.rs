@@ -123,8 +123,7 @@ impl Session {
                 })
             }
             Programs::Daemon(remote) => {
-                let counters =
-                    remote.finish(&mut |record| decode_into(record, &mut malformed, sink)).await?;
+                let counters = remote.finish(&mut |record| decode_into(record, &mut malformed, sink)).await?;
                 Ok(AuditCounters { malformed_events: counters.malformed_events + malformed, ..counters })
             }
         }

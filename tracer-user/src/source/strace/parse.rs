@@ -1,4 +1,7 @@
-//! Parses a `strace -f -X raw` log into the backend-neutral [`Event`]s.
+//! Parses a `strace -f -X raw` log into the backend-neutral [`Event`]s, as
+//! strace writes it: [`Parser::push_line`] takes one line at a time and hands
+//! each event to a sink as soon as it is final, so memory does not grow with
+//! the length of the log.
 //!
 //! With `-f -o LOG` every line starts with the task id, then one of:
 //!
@@ -18,9 +21,16 @@
 //! A child's `Fork` always comes before the child's first event, even though
 //! with `-f` a vfork'ed child's lines are logged before its parent's
 //! `<... vfork resumed>) = CHILD`: the parser keeps a slot for the `Fork` at
-//! the child's first line and fills it when the clone's result arrives.
+//! the child's first line and fills it when the clone's result arrives. The
+//! events after an unfilled slot are held back, in order, until it is filled.
+//! Only a clone that had started when the child first showed can fill it
+//! (strace prints a call's start before the child can run), so a task that
+//! shows up while no clone is under way gets no slot (it predates the log, as
+//! when attaching), and a slot is given up as soon as every clone that could
+//! fill it has returned something else: the held-back events are those of the
+//! few lines a vfork'ed child prints before its parent resumes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::BufRead;
 
 use crate::errno::errno_number;
@@ -36,37 +46,27 @@ use crate::signals::signal_number;
 /// More arguments than any modelled syscall takes (clone prints five).
 const MAX_ARGS: usize = 6;
 
-/// A parsed strace log.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StraceLog {
-    /// The facts, in the order they happened.
-    pub events: Vec<Event>,
-    /// The task of the log's first line: the command strace started.
-    pub root: Option<Tid>,
-    /// Lines that could not be understood (they produced no event).
-    pub malformed_lines: u64,
+/// Reads a log line by line, as bytes, not text: strace escapes unprintable
+/// bytes, but nothing guarantees a line is UTF-8 (a log cut short by a kill
+/// can end mid-character).
+pub struct Lines<R> {
+    reader: R,
+    line: Vec<u8>,
 }
 
-/// Parses a strace log, line by line.
-///
-/// Only reading can fail; a line that cannot be understood is counted in
-/// [`StraceLog::malformed_lines`] and skipped. Lines are read as bytes, not
-/// text: strace escapes unprintable bytes, but nothing guarantees a line is
-/// UTF-8 (a log cut short by a kill can end mid-character).
-pub fn parse_log<R: BufRead>(mut reader: R) -> std::io::Result<StraceLog> {
-    let mut parser = Parser::default();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        if parser.line(text).is_err() {
-            parser.malformed_lines += 1;
-        }
+impl<R: BufRead> Lines<R> {
+    pub fn new(reader: R) -> Self {
+        Lines { reader, line: Vec::new() }
     }
-    Ok(parser.finish())
+
+    /// The next line, without its newline; `None` at the end of the log.
+    pub fn next_line(&mut self) -> std::io::Result<Option<&[u8]>> {
+        self.line.clear();
+        if self.reader.read_until(b'\n', &mut self.line)? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.line.strip_suffix(b"\n").unwrap_or(&self.line)))
+    }
 }
 
 /// A line (or joined call) that does not have the shape strace prints.
@@ -154,6 +154,10 @@ impl Syscall {
     fn is_exec(self) -> bool {
         matches!(self, Self::Execve | Self::Execveat)
     }
+
+    fn is_clone(self) -> bool {
+        matches!(self, Self::Clone | Self::Clone3 | Self::Fork | Self::Vfork)
+    }
 }
 
 /// A call strace has started printing but not finished.
@@ -161,6 +165,8 @@ struct PendingCall {
     syscall: Syscall,
     /// The call so far, without the `<unfinished ...>` marker.
     text: Vec<u8>,
+    /// The number of the line the call started on.
+    started: u64,
     /// Set when the leader took the call over from an exec'ing thread: strace
     /// then prints a meaningless return value, but the exec did succeed.
     exec_succeeded: bool,
@@ -189,25 +195,71 @@ enum Completion {
     ResumedByLeader,
 }
 
+/// An event on its way out of the parser.
+enum Queued {
+    Event(Event),
+    /// The place of a Fork whose clone has not returned yet: `child` first
+    /// showed on line `line`.
+    ForkSlot {
+        child: Tid,
+        line: u64,
+    },
+}
+
+/// Turns the lines of a log, pushed one at a time, into events.
 #[derive(Default)]
-struct Parser {
-    events: Vec<Event>,
+pub struct Parser {
     root: Option<Tid>,
     malformed_lines: u64,
+    /// The lines pushed so far.
+    lines: u64,
     /// Interrupted calls, by the task that made them.
     pending: HashMap<Tid, PendingCall>,
     /// Buffers of finished interrupted calls, reused for the next ones.
     spare_buffers: Vec<Vec<u8>>,
-    /// Live tasks whose Fork is already in `events` (or reserved), and the root.
+    /// Live tasks whose Fork was handed out (or has a slot), the root, and
+    /// tasks that predate the log.
     known: HashSet<Tid>,
-    /// Tasks that showed up before their parent's clone returned: the index of
-    /// the slot in `events` reserved for their Fork. With `-f`, a child's lines
-    /// can come before `<... vfork resumed>) = CHILD`, but consumers need the
-    /// Fork before anything the child does.
-    awaiting_fork: HashMap<Tid, usize>,
+    /// The events of the line being parsed, and those held back behind a
+    /// Fork slot, in order.
+    queue: VecDeque<Queued>,
+    /// How many entries have left `queue`: the position of its front.
+    dequeued: u64,
+    /// Tasks that showed up before their parent's clone returned: the position
+    /// of their Fork slot. With `-f`, a child's lines can come before
+    /// `<... vfork resumed>) = CHILD`, but consumers need the Fork before
+    /// anything the child does.
+    awaiting_fork: HashMap<Tid, u64>,
 }
 
 impl Parser {
+    /// Parses one line (without its newline) and hands `sink` the events that
+    /// are now final, in order. A line that cannot be understood is counted
+    /// (see [`Parser::finish`]) and skipped.
+    pub fn push_line(&mut self, line: &[u8], sink: &mut impl FnMut(Event)) {
+        self.lines += 1;
+        if self.line(line).is_err() {
+            self.malformed_lines += 1;
+        }
+        self.release(sink);
+    }
+
+    /// The task of the log's first line: the command strace started.
+    pub fn root(&self) -> Option<Tid> {
+        self.root
+    }
+
+    /// Ends the log: hands `sink` the events still held back and returns how
+    /// many lines could not be understood.
+    pub fn finish(mut self, sink: &mut impl FnMut(Event)) -> u64 {
+        // No call will finish any more, so no slot can be filled: the tasks
+        // whose clone never showed (the log was cut short) keep their events,
+        // without a Fork.
+        self.pending.clear();
+        self.release(sink);
+        self.malformed_lines
+    }
+
     fn line(&mut self, line: &[u8]) -> Parsed {
         let (tid, rest) = split_tid(line)?;
         self.see(tid);
@@ -223,17 +275,46 @@ impl Parser {
         }
     }
 
-    /// Notes that `tid` printed a line, reserving a slot for its Fork if it is new.
+    /// Notes that `tid` printed a line, reserving a slot for its Fork if it is
+    /// new and a clone under way may turn out to have made it.
     fn see(&mut self, tid: Tid) {
         if self.root.is_none() {
             self.root = Some(tid);
             self.known.insert(tid);
-        } else if self.known.insert(tid) {
+        } else if self.known.insert(tid) && self.clone_pending_before(self.lines) {
             // Reserved at the task's first line, not its first event, so that
             // the slot also comes before the Fork of any child it makes. The
-            // placeholder is replaced by `fork` or removed by `finish`.
-            self.awaiting_fork.insert(tid, self.events.len());
-            self.events.push(Event { tid, fact: Fact::Fork { child: tid, flags: 0 } });
+            // slot is filled by `fork`, or dropped by `release`.
+            self.awaiting_fork.insert(tid, self.dequeued + self.queue.len() as u64);
+            self.queue.push_back(Queued::ForkSlot { child: tid, line: self.lines });
+        }
+    }
+
+    /// Whether a clone that started before line `line` has yet to return: only
+    /// such a clone can have made a task that first showed on that line.
+    fn clone_pending_before(&self, line: u64) -> bool {
+        self.pending.values().any(|call| call.syscall.is_clone() && call.started < line)
+    }
+
+    /// Hands `sink` the events at the front of the queue, up to the first Fork
+    /// slot that may still be filled.
+    fn release(&mut self, sink: &mut impl FnMut(Event)) {
+        while let Some(front) = self.queue.front() {
+            if let &Queued::ForkSlot { child, line } = front {
+                if self.clone_pending_before(line) {
+                    break;
+                }
+                // No clone that could have made the child is under way any
+                // more (each made another task, or the log was cut short):
+                // its events go on without a Fork.
+                if self.awaiting_fork.get(&child) == Some(&self.dequeued) {
+                    self.awaiting_fork.remove(&child);
+                }
+            }
+            if let Some(Queued::Event(event)) = self.queue.pop_front() {
+                sink(event);
+            }
+            self.dequeued += 1;
         }
     }
 
@@ -298,7 +379,7 @@ impl Parser {
             return Ok(());
         };
         match ending {
-            Ending::Complete => self.finish_call(tid, syscall, text, Completion::Whole),
+            Ending::Complete => self.finish_call(tid, syscall, text, Completion::Whole, self.lines),
             Ending::Interrupted => {
                 // An exec's path and argv are all printed when it starts, and
                 // the request is a fact even if the exec never returns.
@@ -309,7 +390,7 @@ impl Parser {
                 };
                 let mut buffer = self.spare_buffers.pop().unwrap_or_default();
                 buffer.extend_from_slice(text);
-                let call = PendingCall { syscall, text: buffer, exec_succeeded: false };
+                let call = PendingCall { syscall, text: buffer, started: self.lines, exec_succeeded: false };
                 if let Some(abandoned) = self.pending.insert(tid, call) {
                     self.recycle(abandoned.text);
                 }
@@ -343,13 +424,14 @@ impl Parser {
             return Ok(());
         }
         let completion = if call.exec_succeeded { Completion::ResumedByLeader } else { Completion::Resumed };
-        let result = self.finish_call(tid, call.syscall, &call.text, completion);
+        let result = self.finish_call(tid, call.syscall, &call.text, completion, call.started);
         self.recycle(call.text);
         result
     }
 
-    /// Reports what a finished call (`NAME(ARGS) = RESULT`) established.
-    fn finish_call(&mut self, tid: Tid, syscall: Syscall, text: &[u8], completion: Completion) -> Parsed {
+    /// Reports what a finished call (`NAME(ARGS) = RESULT`), started on line
+    /// `started`, established.
+    fn finish_call(&mut self, tid: Tid, syscall: Syscall, text: &[u8], completion: Completion, started: u64) -> Parsed {
         let call = Call::parse(text)?;
         let outcome = Outcome::parse(call.result.ok_or(Malformed)?)?;
         if syscall.is_exec() {
@@ -376,7 +458,7 @@ impl Parser {
             return Ok(());
         };
         match success_fact(syscall, &call, ret)? {
-            Some(Fact::Fork { child, flags }) => self.fork(tid, child, flags),
+            Some(Fact::Fork { child, flags }) => self.fork(tid, child, flags, started),
             Some(fact) => self.emit(tid, fact),
             None => {}
         }
@@ -394,32 +476,31 @@ impl Parser {
     }
 
     fn emit(&mut self, tid: Tid, fact: Fact) {
-        self.events.push(Event { tid, fact });
+        self.queue.push_back(Queued::Event(Event { tid, fact }));
     }
 
-    fn fork(&mut self, parent: Tid, child: Tid, flags: u64) {
-        let fork = Event { tid: parent, fact: Fact::Fork { child, flags } };
-        if let Some(slot) = self.awaiting_fork.remove(&child) {
-            self.events[slot] = fork;
-        } else {
-            self.events.push(fork);
-            self.known.insert(child);
-        }
-    }
-
-    fn finish(mut self) -> StraceLog {
-        // Tasks whose clone never showed (the log began late, or was cut):
-        // their events stay, without a Fork.
-        let mut unfilled: Vec<usize> = self.awaiting_fork.into_values().collect();
-        unfilled.sort_unstable();
-        let mut unfilled = unfilled.into_iter().peekable();
-        let mut index = 0;
-        self.events.retain(|_| {
-            let keep = unfilled.next_if_eq(&index).is_none();
-            index += 1;
-            keep
+    /// `parent`'s clone, started on line `started`, made `child`.
+    fn fork(&mut self, parent: Tid, child: Tid, flags: u64, started: u64) {
+        let fork = Queued::Event(Event { tid: parent, fact: Fact::Fork { child, flags } });
+        let slot = self.awaiting_fork.get(&child).and_then(|&position| {
+            let index = usize::try_from(position.checked_sub(self.dequeued)?).ok()?;
+            match self.queue.get(index)? {
+                // A clone that started after the child first showed made a
+                // later task with the same id, the child having ended.
+                Queued::ForkSlot { line, .. } if started < *line => Some(index),
+                _ => None,
+            }
         });
-        StraceLog { events: self.events, root: self.root, malformed_lines: self.malformed_lines }
+        match slot {
+            Some(index) => {
+                self.awaiting_fork.remove(&child);
+                self.queue[index] = fork;
+            }
+            None => {
+                self.queue.push_back(fork);
+                self.known.insert(child);
+            }
+        }
     }
 }
 
@@ -877,8 +958,44 @@ mod tests {
     use super::*;
     use crate::event::abi::{CLONE_THREAD, RENAME_EXCHANGE};
 
-    fn parse(log: &str) -> StraceLog {
-        parse_log(log.as_bytes()).expect("reading a byte slice cannot fail")
+    /// What a whole log gave.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    struct Log {
+        events: Vec<Event>,
+        root: Option<Tid>,
+        malformed_lines: u64,
+    }
+
+    fn parse_bytes(log: &[u8]) -> Log {
+        let mut lines = Lines::new(log);
+        let mut parser = Parser::default();
+        let mut events = Vec::new();
+        while let Some(line) = lines.next_line().expect("reading a byte slice cannot fail") {
+            parser.push_line(line, &mut |event| events.push(event));
+        }
+        let root = parser.root();
+        let malformed_lines = parser.finish(&mut |event| events.push(event));
+        Log { events, root, malformed_lines }
+    }
+
+    fn parse(log: &str) -> Log {
+        parse_bytes(log.as_bytes())
+    }
+
+    /// The events the parser hands out after each line of a log, then those
+    /// `finish` hands out.
+    fn events_per_line(log: &str) -> Vec<Vec<Event>> {
+        let mut parser = Parser::default();
+        let mut handed_out = Vec::new();
+        for line in log.lines() {
+            let mut events = Vec::new();
+            parser.push_line(line.as_bytes(), &mut |event| events.push(event));
+            handed_out.push(events);
+        }
+        let mut events = Vec::new();
+        assert_eq!(parser.finish(&mut |event| events.push(event)), 0, "malformed lines in {log}");
+        handed_out.push(events);
+        handed_out
     }
 
     /// The events of a log that must parse without a malformed line.
@@ -1300,7 +1417,7 @@ mod tests {
         let long = "d/".repeat(40_000);
         let mut log = format!("100   mkdir(\"{long}\", 0777) = 0\n").into_bytes();
         log.extend_from_slice(b"100   openat(-100, \"\xff\xfe\", 0) = 3\n");
-        let parsed = parse_log(&log[..]).expect("reading a byte slice cannot fail");
+        let parsed = parse_bytes(&log);
         assert_eq!(parsed.malformed_lines, 0);
         assert_eq!(
             parsed.events,
@@ -1372,7 +1489,72 @@ garbage without a pid
 
     #[test]
     fn empty_log() {
-        assert_eq!(parse(""), StraceLog::default());
+        assert_eq!(parse(""), Log::default());
+    }
+
+    #[test]
+    fn events_come_out_as_soon_as_their_forks_allow() {
+        let log = r#"6978  close(5)                          = 0
+6978  vfork( <unfinished ...>
+6981  close(6)                          = 0
+6981  execve("/bin/true", ["true"], 0x1 /* 1 var */ <unfinished ...>
+6978  <... vfork resumed>)              = 6981
+6981  <... execve resumed>)             = 0
+"#;
+        assert_eq!(
+            events_per_line(log),
+            vec![
+                vec![event(6978, close(5))],
+                vec![],
+                // Held back until the Fork they follow is known.
+                vec![],
+                vec![],
+                vec![
+                    event(6978, Fact::Fork { child: 6981, flags: VFORK_FLAGS }),
+                    event(6981, close(6)),
+                    event(6981, exec("/bin/true", &["true"])),
+                ],
+                vec![event(6981, Fact::ExecResult { ret: 0 })],
+                vec![],
+            ]
+        );
+    }
+
+    #[test]
+    fn tasks_that_predate_the_log_are_not_held_back() {
+        // As when attaching: no clone is under way when 501 first shows.
+        let log = "500   close(3) = 0\n501   close(4) = 0\n";
+        assert_eq!(events_per_line(log), vec![vec![event(500, close(3))], vec![event(501, close(4))], vec![]]);
+    }
+
+    #[test]
+    fn a_slot_is_given_up_once_its_possible_clones_made_others() {
+        // Synthetic: 200 shows while 100's clone is under way, but that
+        // clone makes 101.
+        let log = r#"100   clone(child_stack=NULL, flags=0x1200000|17, child_tidptr=0x7f0 <unfinished ...>
+200   close(3)                          = 0
+100   <... clone resumed>)              = 101
+200   close(4)                          = 0
+"#;
+        assert_eq!(
+            events_per_line(log),
+            vec![
+                vec![],
+                vec![],
+                vec![event(200, close(3)), event(100, Fact::Fork { child: 101, flags: 0x1200000 | SIGCHLD })],
+                vec![event(200, close(4))],
+                vec![],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_log_cut_short_hands_out_what_it_held_back() {
+        // Synthetic: strace was stopped before the vfork returned; the last
+        // line has no newline.
+        let log = "100   vfork( <unfinished ...>\n101   close(3) = 0";
+        assert_eq!(events_per_line(log), vec![vec![], vec![], vec![event(101, close(3))]]);
+        assert_eq!(parse(log).events, vec![event(101, close(3))]);
     }
 
     #[test]

@@ -1,0 +1,331 @@
+//! `cargo xtask bench`: reprotrace's overhead against running untraced, strace
+//! and its peers, on workloads a fresh machine prepares by itself.
+//!
+//! For each workload every mode runs once as a warm-up (not counted), then
+//! `--rounds` rounds in which the modes take turns, the first one rotating from
+//! round to round so no mode always runs on a cold cache or right after the
+//! most expensive one. `cargo xtask bench pipeline` is the separate
+//! post-processing benchmark (an example of tracer-user).
+
+mod measure;
+mod modes;
+mod report;
+mod stats;
+mod workloads;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use self::{
+    modes::{Mode, Tools},
+    report::{Machine, Report, Reprotrace, WorkloadResult},
+    stats::{ModeResult, RunError},
+    workloads::{Places, Workload},
+};
+use crate::{cargo, repo_root, run};
+
+pub const USAGE: &str =
+    "cargo xtask bench [--rounds N] [--workloads a,b,...] [--modes x,y,...] [--reprotrace PATH] [--no-write]";
+
+const DEFAULT_ROUNDS: usize = 5;
+
+/// What `cargo xtask bench` was asked to do.
+#[derive(Debug)]
+struct Options {
+    rounds: usize,
+    workloads: Vec<&'static str>,
+    modes: Vec<Mode>,
+    reprotrace: Option<PathBuf>,
+    no_write: bool,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Options> {
+        let mut options = Options {
+            rounds: DEFAULT_ROUNDS,
+            workloads: workloads::NAMES.to_vec(),
+            modes: Mode::ALL.to_vec(),
+            reprotrace: None,
+            no_write: false,
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            // Both `--flag value` and `--flag=value`.
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
+                _ => (arg.as_str(), None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| args.next().cloned())
+                    .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+            };
+            match flag {
+                "--rounds" => {
+                    let text = value()?;
+                    options.rounds = text
+                        .parse()
+                        .ok()
+                        .filter(|rounds| *rounds > 0)
+                        .with_context(|| format!("--rounds takes a positive number, not {text:?}"))?;
+                }
+                "--workloads" => options.workloads = parse_workloads(&value()?)?,
+                "--modes" => options.modes = parse_modes(&value()?)?,
+                "--reprotrace" => options.reprotrace = Some(PathBuf::from(value()?)),
+                "--no-write" => options.no_write = true,
+                "attach" => {
+                    bail!("the attach benchmark is now a workload of the harness: cargo xtask bench --workloads attach")
+                }
+                other => bail!("unknown argument {other:?}\nusage: {USAGE}"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn parse_workloads(list: &str) -> Result<Vec<&'static str>> {
+    let mut chosen = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+        let known = workloads::NAMES
+            .iter()
+            .find(|known| **known == name)
+            .with_context(|| format!("unknown workload {name:?}: choose among {}", workloads::NAMES.join(", ")))?;
+        chosen.push(*known);
+    }
+    if chosen.is_empty() {
+        bail!("--workloads names no workload: choose among {}", workloads::NAMES.join(", "));
+    }
+    // Run in the canonical order, whatever order they were given in.
+    Ok(workloads::NAMES.into_iter().filter(|name| chosen.contains(name)).collect())
+}
+
+fn parse_modes(list: &str) -> Result<Vec<Mode>> {
+    let names: Vec<&str> = Mode::ALL.iter().map(|mode| mode.name()).collect();
+    let mut chosen = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+        chosen.push(
+            Mode::from_name(name)
+                .with_context(|| format!("unknown mode {name:?}: choose among {}", names.join(", ")))?,
+        );
+    }
+    // native is every ratio's baseline: it always runs.
+    chosen.push(Mode::Native);
+    Ok(Mode::ALL.into_iter().filter(|mode| chosen.contains(mode)).collect())
+}
+
+/// `cargo xtask bench ARGS`.
+pub fn main(args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) == Some("pipeline") {
+        return run(cargo().args(["run", "--release", "--package", "tracer-user", "--example", "pipeline_bench"]));
+    }
+    let options = Options::parse(args)?;
+    let command_line = ["cargo xtask bench".to_string()].into_iter().chain(args.iter().map(|arg| shell_quote(arg)));
+    let command_line = command_line.collect::<Vec<_>>().join(" ");
+    let date = date_utc();
+    let root = repo_root();
+    let reprotrace = match &options.reprotrace {
+        Some(path) => std::path::absolute(path)
+            .ok()
+            .filter(|path| path.is_file())
+            .with_context(|| format!("--reprotrace {}: no such file", path.display()))?,
+        None => {
+            run(cargo().args(["build", "--release", "--package", "tracer-user"]))
+                .context("building reprotrace failed; to bench an existing binary, give --reprotrace PATH")?;
+            // Where that build put it: CARGO_TARGET_DIR moves it out of target/.
+            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
+            target.join("release/reprotrace")
+        }
+    };
+    let bench = root.join("target/bench");
+    let places = Places { root: root.clone(), bench: bench.clone(), scratch: bench.join("scratch") };
+    let want_reprozip = options.modes.contains(&Mode::Reprozip)
+        && options.workloads.iter().any(|name| !["attach", "interference"].contains(name));
+    let prepared = workloads::prepare(&places, &options.workloads, want_reprozip)?;
+    if let (true, Err(reason)) = (want_reprozip, &prepared.reprozip) {
+        println!("bench: the reprozip mode is skipped: {reason}");
+    }
+    let tools = Tools {
+        reprotrace: reprotrace.clone(),
+        syscalls: modes::traced_syscalls(&root)?,
+        reprozip: prepared.reprozip,
+        scratch: places.scratch.clone(),
+        socket: std::env::temp_dir().join(format!("reprotrace-bench-{}.sock", std::process::id())),
+    };
+    measure::become_subreaper()?;
+    let mut results = Vec::new();
+    for workload in &prepared.workloads {
+        let result = bench_workload(&tools, workload, &options);
+        report::print_table(&result);
+        results.push(result);
+    }
+    let report = Report {
+        command_line,
+        date,
+        rounds: options.rounds,
+        machine: machine(),
+        reprotrace: reprotrace_info(&root, &reprotrace),
+        workloads: results,
+    };
+    report::write(&report, &root, &bench.join("results.json"), options.no_write)
+}
+
+/// Runs every mode of `workload` that was asked for: a warm-up round, then the
+/// rounds, interleaved. Failures are recorded in the result, not returned.
+fn bench_workload(tools: &Tools, workload: &Workload, options: &Options) -> WorkloadResult {
+    let modes: Vec<Mode> = options.modes.iter().copied().filter(|mode| mode.applies_to(workload.kind)).collect();
+    let mut results: Vec<ModeResult> =
+        modes.iter().map(|mode| ModeResult::new(mode.name(), mode.template(workload.kind))).collect();
+    // Modes still running: a mode whose tool is missing, or that fails its
+    // warm-up, drops out (it would fail every round the same way).
+    let mut active = vec![true; modes.len()];
+    for (index, mode) in modes.iter().enumerate() {
+        if let (Mode::Reprozip, Err(reason)) = (mode, &tools.reprozip) {
+            results[index].skipped = Some(reason.clone());
+            active[index] = false;
+        }
+    }
+    println!("\nbench: {}: {}", workload.name, workload.description);
+    print!("  warm-up:");
+    for (index, mode) in modes.iter().enumerate() {
+        if !active[index] {
+            continue;
+        }
+        match modes::run_once(tools, workload, *mode) {
+            Ok(sample) => print!(" {} {:.2}s", mode.name(), sample.wall_s),
+            Err(error) => {
+                let error = format!("{error:#}");
+                print!(" {} FAILED", mode.name());
+                results[index].errors.push(RunError { round: None, error });
+                active[index] = false;
+            }
+        }
+        flush();
+    }
+    println!();
+    for round in 0..options.rounds {
+        print!("  round {}/{}:", round + 1, options.rounds);
+        // Rotate the order so every mode takes every position equally often.
+        let order = (0..modes.len()).map(|offset| (round + offset) % modes.len());
+        for (position, index) in order.filter(|index| active[*index]).enumerate() {
+            let mode = modes[index];
+            match modes::run_once(tools, workload, mode) {
+                Ok(mut sample) => {
+                    print!(" {} {:.2}s", mode.name(), sample.wall_s);
+                    sample.round = round;
+                    sample.position = position;
+                    results[index].samples.push(sample);
+                }
+                Err(error) => {
+                    print!(" {} FAILED", mode.name());
+                    results[index].errors.push(RunError { round: Some(round), error: format!("{error:#}") });
+                }
+            }
+            flush();
+        }
+        println!();
+    }
+
+    let native = results.iter().find(|result| result.mode == Mode::Native.name()).map(|result| result.samples.clone());
+    for (mode, result) in modes.iter().zip(results.iter_mut()) {
+        let baseline = if *mode == Mode::Native { None } else { Some(native.as_deref().unwrap_or_default()) };
+        let target = workload.target.filter(|_| mode.is_ebpf());
+        result.summary = stats::summarize(&result.samples, baseline, target);
+    }
+    WorkloadResult {
+        name: workload.name.to_string(),
+        description: workload.description.clone(),
+        command: workload.command.iter().map(|arg| shell_quote(&arg.to_string_lossy())).collect::<Vec<_>>().join(" "),
+        modes: results,
+    }
+}
+
+fn flush() {
+    use std::io::Write;
+    // Progress only: a failed flush loses nothing that matters.
+    let _ = std::io::stdout().flush();
+}
+
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.,/=:+@%".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+/// The output of a command that should not fail, or `unknown`.
+fn output_of(program: &str, args: &[&str], cwd: &Path) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn date_utc() -> String {
+    output_of("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"], Path::new("/"))
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name")?.split_once(':').map(|(_, model)| model.trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    Machine {
+        kernel: output_of("uname", &["-r"], Path::new("/")),
+        cpu_model,
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+    }
+}
+
+fn reprotrace_info(root: &Path, binary: &Path) -> Reprotrace {
+    let status = output_of("git", &["status", "--porcelain", "--untracked-files=no"], root);
+    Reprotrace {
+        // Relative to the workspace when it is inside it: the docs should not name this machine's paths.
+        binary: binary.strip_prefix(root).unwrap_or(binary).display().to_string(),
+        version: output_of(&binary.to_string_lossy(), &["--version"], root),
+        commit: output_of("git", &["rev-parse", "HEAD"], root),
+        dirty: !status.is_empty() && status != "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn parses_options_in_both_spellings() {
+        let options = Options::parse(&args("--rounds=3 --workloads storm,import --modes ebpf --no-write")).expect("ok");
+        assert_eq!(options.rounds, 3);
+        assert_eq!(options.workloads, ["import", "storm"]);
+        assert_eq!(options.modes, [Mode::Native, Mode::Ebpf]);
+        assert!(options.no_write);
+        let options = Options::parse(&args("--rounds 2 --reprotrace /tmp/r")).expect("ok");
+        assert_eq!((options.rounds, options.reprotrace), (2, Some(PathBuf::from("/tmp/r"))));
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_know() {
+        for bad in ["--rounds 0", "--rounds", "--workloads nope", "--modes fast", "--frobnicate", "attach"] {
+            assert!(Options::parse(&args(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(shell_quote("--modes=native,ebpf"), "--modes=native,ebpf");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+}
