@@ -227,7 +227,9 @@ impl Daemon {
         let stderr = StderrWatch::new(&mut child)?;
         let process = Guard::new(child);
         stderr
-            .wait_for(Some("daemon ready"), READY_LIMIT, || socket.exists())
+            // Not the socket's appearing: the daemon listens before it loads
+            // the programs, and a client would wait for the load.
+            .wait_for(Some("daemon ready"), READY_LIMIT, || false)
             .context("`reprotrace daemon` did not start")?;
         Ok(Daemon { process, socket: socket.to_path_buf(), _stderr: stderr })
     }
