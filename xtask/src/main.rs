@@ -35,7 +35,7 @@ fn main() -> Result<()> {
             "usage: cargo xtask <setup|test|demo|bench>\n  setup  install bpf-linker {BPF_LINKER_VERSION} and strace\n  \
              test   build and run every test (needs root)\n  demo   setup, build, and audit examples/analysis.py with both \
              backends\n  bench  overhead of reprotrace against native, strace and reprozip on prepared workloads \
-             (root; a few minutes; writes docs/benchmarks.md):\n         {}\n  \
+             (root; about 25 minutes at 5 rounds on 2 cores; writes docs/benchmarks.md):\n         {}\n  \
              bench pipeline  time the post-processing of a 100k-event audit",
             bench::USAGE
         ),

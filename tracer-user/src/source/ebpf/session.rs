@@ -8,7 +8,7 @@ use super::{
     decode,
     protocol::{AuditCounters, DEFAULT_SOCKET},
     remote::{RemoteError, RemoteSource},
-    EbpfError, EbpfSource, LoadOptions,
+    EbpfError, EbpfSource, LoadOptions, DEFAULT_RING_BUFFER_BYTES,
 };
 use crate::event::{Event, Tid};
 
@@ -64,6 +64,12 @@ impl Session {
                 Err(err) => return Err(err.into()),
             },
         };
+        if matches!(programs, Programs::Daemon(_)) && options.load.ring_buffer_bytes != DEFAULT_RING_BUFFER_BYTES {
+            eprintln!(
+                "reprotrace: warning: the daemon's ring buffer serves this audit; --ring-buffer-size applies to \
+                 programs this process loads (--no-daemon) or to `reprotrace daemon`"
+            );
+        }
         Ok(Session { programs, malformed: 0 })
     }
 
