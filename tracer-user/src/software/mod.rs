@@ -59,6 +59,11 @@ impl IndexBuilder {
     pub fn start() -> Self {
         let (paths, incoming) = mpsc::channel::<Vec<u8>>();
         let worker = std::thread::spawn(move || {
+            // Indexing is bookkeeping: it must not take CPU from the command
+            // being audited, so it runs at the lowest priority (what is left
+            // when the command ends is finished then).
+            // SAFETY: setpriority on this thread's own id has no memory effects.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
             let dpkg = dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR))?;
             let mut warm = python::PythonIndex::warm_up();
             for path in incoming {
