@@ -166,6 +166,34 @@ fn attach_through_the_daemon_follows_a_running_process() {
 }
 
 #[test]
+fn a_process_in_one_audit_is_refused_to_a_second() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path());
+    let mut worker = Command::new("sleep").arg("30").spawn().expect("worker");
+    let pid = worker.id().to_string();
+    let mut first = Command::new(reprotrace_bin())
+        .args(["attach", "--socket", daemon.socket_arg(), "--pid", &pid, "-o"])
+        .arg(dir.path().join("first.json"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("first attach");
+    let stderr = first.stderr.take().expect("attach stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    while !lines.next().expect("attach ended before attaching").expect("stderr").contains("attached to") {}
+    let second = Command::new(reprotrace_bin())
+        .args(["attach", "--socket", daemon.socket_arg(), "--pid", &pid, "-o"])
+        .arg(dir.path().join("second.json"))
+        .output()
+        .expect("second attach");
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(125), "{message}");
+    assert!(message.contains("already followed by another audit"), "{message}");
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert!(first.wait().expect("first attach").success());
+}
+
+#[test]
 fn a_daemon_stopped_mid_audit_costs_completeness_not_the_manifest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut daemon = Daemon::start(dir.path());

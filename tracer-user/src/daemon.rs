@@ -335,7 +335,18 @@ fn handle(source: &mut EbpfSource, clients: &mut HashMap<u32, Client>, audit_id:
             for tid in tids {
                 match source.follow(tid, audit_id) {
                     Ok(true) => followed.push(tid),
-                    Ok(false) => {}
+                    // One task's events go to one audit: a second audit of the
+                    // same process would silently see nothing.
+                    Ok(false) => match source.audit_of(tid) {
+                        Some(owner) if owner != audit_id => {
+                            failure = Some(format!(
+                                "task {tid} is already followed by another audit of this daemon (audit {owner}); \
+                                 one process can be in one audit at a time"
+                            ));
+                            break;
+                        }
+                        _ => {}
+                    },
                     Err(err) => {
                         failure = Some(err.to_string());
                         break;

@@ -168,6 +168,12 @@ impl EbpfSource {
         }
     }
 
+    /// The audit `tid` is followed for, if any.
+    pub fn audit_of(&self, tid: Tid) -> Option<u32> {
+        let map = self.ebpf.map(maps::TRACED)?;
+        BpfHashMap::<_, u32, u32>::try_from(map).ok()?.get(&tid, 0).ok()
+    }
+
     /// Stops following every task of `audit_id` (an audit that ended or was
     /// abandoned while some of its tasks live on).
     pub fn forget_audit(&mut self, audit_id: u32) -> Result<(), EbpfError> {
