@@ -30,24 +30,10 @@ impl Daemon {
 
     fn start_with(dir: &Path, options: &[&str]) -> Daemon {
         let socket = dir.join("daemon.sock");
-        let mut child = Command::new(reprotrace_bin())
-            .args(["daemon", "--socket"])
-            .arg(&socket)
-            .args(options)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting reprotrace daemon");
-        let stderr = child.stderr.take().expect("daemon stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) if line.contains("daemon ready") => break,
-                Some(Ok(_)) => continue,
-                _ => panic!("the daemon ended before it was ready: {:?}", child.wait()),
-            }
-        }
-        // Keep reading its log so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let child = spawn_until(
+            Command::new(reprotrace_bin()).args(["daemon", "--socket"]).arg(&socket).args(options),
+            "daemon ready",
+        );
         Daemon { child, socket }
     }
 
@@ -66,6 +52,33 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `reprotrace attach --socket … --pid PID`, once it has attached.
+fn attach_through(daemon: &Daemon, pid: u32, manifest: &Path) -> Child {
+    spawn_until(
+        Command::new(reprotrace_bin())
+            .args(["attach", "--socket", daemon.socket_arg(), "--pid", &pid.to_string(), "-o"])
+            .arg(manifest),
+        "attached to",
+    )
+}
+
+/// Starts `command` and returns once its stderr has printed a line containing
+/// `ready`; the rest of its stderr is drained, so it never blocks on the pipe.
+fn spawn_until(command: &mut Command, ready: &str) -> Child {
+    let mut child = command.stderr(Stdio::piped()).spawn().expect("starting reprotrace");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains(ready) => break,
+            Some(Ok(_)) => continue,
+            _ => panic!("reprotrace ended before printing {ready:?}: {:?}", child.wait()),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    child
 }
 
 fn assert_complete(audit: &Audit) {
@@ -146,15 +159,7 @@ fn attach_through_the_daemon_follows_a_running_process() {
     );
     let mut worker = Command::new(PYTHON).args(["-c", &script]).spawn().expect("worker");
     let manifest = dir.path().join("attached.json");
-    let mut tracer = Command::new(reprotrace_bin())
-        .args(["attach", "--socket", daemon.socket_arg(), "--pid", &worker.id().to_string(), "-o"])
-        .arg(&manifest)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("reprotrace attach");
-    let stderr = tracer.stderr.take().expect("attach stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    while !lines.next().expect("attach ended before attaching").expect("stderr").contains("attached to") {}
+    let mut tracer = attach_through(&daemon, worker.id(), &manifest);
     std::fs::write(&go, "").expect("go");
     assert!(worker.wait().expect("worker").success());
     assert!(tracer.wait().expect("attach").success());
@@ -171,15 +176,7 @@ fn a_process_in_one_audit_is_refused_to_a_second() {
     let daemon = Daemon::start(dir.path());
     let mut worker = Command::new("sleep").arg("30").spawn().expect("worker");
     let pid = worker.id().to_string();
-    let mut first = Command::new(reprotrace_bin())
-        .args(["attach", "--socket", daemon.socket_arg(), "--pid", &pid, "-o"])
-        .arg(dir.path().join("first.json"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("first attach");
-    let stderr = first.stderr.take().expect("attach stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    while !lines.next().expect("attach ended before attaching").expect("stderr").contains("attached to") {}
+    let mut first = attach_through(&daemon, worker.id(), &dir.path().join("first.json"));
     let second = Command::new(reprotrace_bin())
         .args(["attach", "--socket", daemon.socket_arg(), "--pid", &pid, "-o"])
         .arg(dir.path().join("second.json"))
