@@ -175,6 +175,26 @@ fn without_privileges_ebpf_says_what_to_do() {
     assert!(stderr.contains("needs root") && stderr.contains("--backend strace"), "{stderr}");
 }
 
+/// Starts `reprotrace run` of a Python `program` in `dir`, and returns once the
+/// program has created `dir/ready`.
+fn run_until_ready(dir: &Path, backend: &str, manifest: &Path, program: &str) -> std::process::Child {
+    let ready = dir.join("ready");
+    let _ = std::fs::remove_file(&ready);
+    let child = Command::new(reprotrace_bin())
+        .current_dir(dir)
+        .args(["run", "--quiet", "--backend", backend, "-o"])
+        .arg(manifest)
+        .args(["--", PYTHON, "-c", program])
+        .spawn()
+        .expect("running reprotrace");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready.exists() {
+        assert!(std::time::Instant::now() < deadline, "{backend}: the workload never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
 #[test]
 fn sigterm_is_passed_on_and_the_manifest_still_written() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -183,21 +203,8 @@ fn sigterm_is_passed_on_and_the_manifest_still_written() {
         open('ready', 'w').close()\n\
         time.sleep(60)\n";
     for backend in BACKENDS {
-        let ready = dir.path().join("ready");
-        let _ = std::fs::remove_file(&ready);
         let manifest = dir.path().join(format!("{backend}.json"));
-        let mut child = Command::new(reprotrace_bin())
-            .current_dir(dir.path())
-            .args(["run", "--quiet", "--backend", backend, "-o"])
-            .arg(&manifest)
-            .args(["--", PYTHON, "-c", program])
-            .spawn()
-            .expect("running reprotrace");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !ready.exists() {
-            assert!(std::time::Instant::now() < deadline, "{backend}: the workload never started");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let mut child = run_until_ready(dir.path(), backend, &manifest, program);
         // SAFETY: kill has no memory effects.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
         let status = child.wait().expect("reprotrace exits");
@@ -219,21 +226,9 @@ fn a_second_sigterm_stops_waiting_and_writes_what_was_seen() {
         open('ready', 'w').close()\n\
         time.sleep(60)\n";
     for backend in BACKENDS {
-        let ready = dir.path().join("ready");
-        let _ = std::fs::remove_file(&ready);
         let manifest = dir.path().join(format!("{backend}.json"));
         let started = std::time::Instant::now();
-        let mut child = Command::new(reprotrace_bin())
-            .current_dir(dir.path())
-            .args(["run", "--quiet", "--backend", backend, "-o"])
-            .arg(&manifest)
-            .args(["--", PYTHON, "-c", program])
-            .spawn()
-            .expect("running reprotrace");
-        while !ready.exists() {
-            assert!(started.elapsed() < std::time::Duration::from_secs(30), "{backend}: the workload never started");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let mut child = run_until_ready(dir.path(), backend, &manifest, program);
         for _ in 0..2 {
             // SAFETY: kill has no memory effects.
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };

@@ -19,7 +19,7 @@ use reprotrace::{
     event::{abi, Event, Fact, AT_FDCWD},
     manifest::{Manifest, Stats, SCHEMA_ID},
     pipeline::Pipeline,
-    software::SoftwareIndex,
+    software::IndexBuilder,
 };
 
 const ROOT: u32 = 1000;
@@ -87,13 +87,16 @@ fn main() -> anyhow::Result<()> {
 
     let started_at = SystemTime::now();
     let clock = Instant::now();
-    let index = std::thread::spawn(SoftwareIndex::load);
+    // As an audit does it: the index is built while the events arrive.
+    let index = IndexBuilder::start();
     let mut pipeline = Pipeline::new(ROOT, Some(1), work.path().as_os_str().as_bytes().to_vec());
+    pipeline.warm_up_software(index.sink());
     for event in &events {
         pipeline.feed(event);
     }
     let fed = clock.elapsed();
-    let mut index = index.join().map_err(|_| anyhow::anyhow!("index thread panicked"))??;
+    pipeline.stop_software_warm_up();
+    let mut index = index.finish()?;
     let output = pipeline.finish(&Rules::default(), started_at, &mut index);
     let finished = clock.elapsed();
     let manifest = Manifest {

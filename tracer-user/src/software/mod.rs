@@ -23,16 +23,6 @@ pub struct SoftwareIndex {
     python: python::PythonIndex,
 }
 
-impl SoftwareIndex {
-    /// Loads the system's package database (none on a system without dpkg).
-    pub fn load() -> Result<Self, DpkgError> {
-        Ok(SoftwareIndex {
-            dpkg: dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR))?,
-            python: python::PythonIndex::new(),
-        })
-    }
-}
-
 /// Builds the [`SoftwareIndex`] while the audit runs, in a thread of its own:
 /// the package database at once, and Python's site directories as the trace
 /// reveals the paths under them, so that little is left to read when the

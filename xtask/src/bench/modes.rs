@@ -203,6 +203,19 @@ impl Drop for Guard {
     }
 }
 
+/// Starts a tracer or daemon with its stderr watched (and drained) and no other
+/// standard stream; it is killed if the guard is dropped before it exits.
+fn spawn_watched(command: &mut Command) -> Result<(Guard, StderrWatch)> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    let stderr = StderrWatch::new(&mut child)?;
+    Ok((Guard::new(child), stderr))
+}
+
 /// `reprotrace daemon`, started around each run of a daemon mode and stopped
 /// (SIGTERM) when dropped.
 pub struct Daemon {
@@ -216,16 +229,7 @@ impl Daemon {
     pub fn start(reprotrace: &Path, socket: &Path) -> Result<Daemon> {
         // A socket left by a killed bench would look ready at once.
         let _ = std::fs::remove_file(socket);
-        let mut child = Command::new(reprotrace)
-            .args(["daemon", "--socket"])
-            .arg(socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {} daemon", reprotrace.display()))?;
-        let stderr = StderrWatch::new(&mut child)?;
-        let process = Guard::new(child);
+        let (process, stderr) = spawn_watched(Command::new(reprotrace).args(["daemon", "--socket"]).arg(socket))?;
         stderr
             // Not the socket's appearing: the daemon listens before it loads
             // the programs, and a client would wait for the load.
@@ -500,14 +504,7 @@ fn run_attach(
         None => None,
         Some(mut command) => {
             let tracer_start = Instant::now();
-            let mut child = command
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .with_context(|| format!("cannot start {command:?}"))?;
-            let stderr = StderrWatch::new(&mut child)?;
-            let tracer = Guard::new(child);
+            let (tracer, stderr) = spawn_watched(&mut command)?;
             let tracer_pid = tracer.pid();
             if mode == Mode::StraceP {
                 // strace -q says nothing when it has attached; the kernel does.
@@ -565,15 +562,7 @@ fn run_interference(tools: &Tools, workload: &Workload, mode: Mode, files: &RunF
             };
             command.arg("-o").arg(&files.manifest).args(["--", "sleep", "600"]);
             let start = Instant::now();
-            let mut child = command
-                .current_dir(&tools.scratch)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .with_context(|| format!("cannot start {command:?}"))?;
-            let stderr = StderrWatch::new(&mut child)?;
-            let process = Guard::new(child);
+            let (process, stderr) = spawn_watched(command.current_dir(&tools.scratch))?;
             let pid = process.pid();
             // reprotrace lets its child exec only once the tracing is in place,
             // so a `sleep` in its tree means the audit is running.
