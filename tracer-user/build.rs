@@ -71,7 +71,7 @@ fn link_bpf_object(archive: &Path, exports_file: &Path, object: &Path) -> Result
     let mut exports: Vec<&str> = Vec::new();
     exports.extend(tracer_common::maps::ALL);
     exports.extend(tracer_common::globals::ALL);
-    exports.extend(tracer_common::PROGRAMS.iter().map(|program| program.symbol));
+    exports.extend(tracer_common::programs().map(|program| program.symbol));
     std::fs::write(exports_file, exports.join("\n"))
         .map_err(|err| format!("writing {}: {err}", exports_file.display()))?;
 

@@ -6,10 +6,11 @@
 //! lengths the header gives. The header's `args` mean different things per
 //! [`EventKind`]; each kind documents its own. Several syscalls that state the same
 //! fact (open/creat/openat/openat2, dup/dup2/dup3/fcntl(F_DUPFD)) are normalised to
-//! one kind in the kernel, so user space decodes facts, not syscalls.
-#![no_std]
+//! one kind (see [`syscalls`]), so user space decodes facts, not syscalls.
+#![cfg_attr(not(test), no_std)]
 
 pub mod abi;
+pub mod syscalls;
 
 /// Longest path the kernel copies (Linux `PATH_MAX`, NUL included).
 pub const PATH_MAX: usize = 4096;
@@ -185,61 +186,23 @@ pub struct ProgramSpec {
     pub name: &'static str,
 }
 
-macro_rules! syscall_programs {
-    ($($syscall:ident),* $(,)?) => {
-        &[
-            ProgramSpec { symbol: "sched_process_fork", category: "sched", name: "sched_process_fork" },
-            ProgramSpec { symbol: "sched_process_exec", category: "sched", name: "sched_process_exec" },
-            ProgramSpec { symbol: "sched_process_exit", category: "sched", name: "sched_process_exit" },
-            $(
-                ProgramSpec {
-                    symbol: concat!("sys_enter_", stringify!($syscall)),
-                    category: "syscalls",
-                    name: concat!("sys_enter_", stringify!($syscall)),
-                },
-                ProgramSpec {
-                    symbol: concat!("sys_exit_", stringify!($syscall)),
-                    category: "syscalls",
-                    name: concat!("sys_exit_", stringify!($syscall)),
-                },
-            )*
-        ]
-    };
-}
+/// The programs on the scheduler's tracepoints, which follow the PID tree.
+pub const SCHED_PROGRAMS: &[ProgramSpec] = &[
+    ProgramSpec { symbol: "sched_process_fork", category: "sched", name: "sched_process_fork" },
+    ProgramSpec { symbol: "sched_process_exec", category: "sched", name: "sched_process_exec" },
+    ProgramSpec { symbol: "sched_process_exit", category: "sched", name: "sched_process_exit" },
+];
 
-/// Every program in the object. The build exports these symbols and the loader
-/// attaches each one; the kernel crate defines one function per entry.
-pub const PROGRAMS: &[ProgramSpec] = syscall_programs!(
-    open,
-    creat,
-    openat,
-    openat2,
-    execve,
-    execveat,
-    chdir,
-    fchdir,
-    rename,
-    renameat,
-    renameat2,
-    unlink,
-    unlinkat,
-    rmdir,
-    mkdir,
-    mkdirat,
-    link,
-    linkat,
-    symlink,
-    symlinkat,
-    truncate,
-    ftruncate,
-    close,
-    close_range,
-    dup,
-    dup2,
-    dup3,
-    fcntl,
-    clone,
-    clone3,
-    fork,
-    vfork,
-);
+/// Every program in the object: the scheduler's, then an entry and an exit
+/// program per traced syscall. The build exports these symbols and the
+/// loader attaches each one.
+pub fn programs() -> impl Iterator<Item = ProgramSpec> {
+    let syscall_programs = syscalls::SYSCALLS.iter().flat_map(|syscall| {
+        [syscall.enter_program, syscall.exit_program].map(|program| ProgramSpec {
+            symbol: program,
+            category: "syscalls",
+            name: program,
+        })
+    });
+    SCHED_PROGRAMS.iter().copied().chain(syscall_programs)
+}

@@ -15,7 +15,7 @@
 //! nothing here may panic: indexes are masked and helpers are called raw.
 #![no_std]
 
-use core::ffi::c_void;
+use core::{convert::Infallible, ffi::c_void};
 
 use aya_ebpf::{
     helpers::generated::{
@@ -28,12 +28,10 @@ use aya_ebpf::{
     EbpfContext,
 };
 use tracer_common::{
-    abi::{
-        AT_FDCWD_ARG, AT_REMOVEDIR, CELL_MARKER_DIRFD, CLONE_VFORK, CLONE_VM, CLOSE_RANGE_CLOEXEC, FD_CLOEXEC, F_DUPFD,
-        F_DUPFD_CLOEXEC, F_SETFD, O_CLOEXEC, O_CREAT, O_TRUNC, O_WRONLY, SIGCHLD,
-    },
-    counters, EventHeader, EventKind, PendingSyscall, ARGV_MAX, ARGV_MAX_ARGS, FLAG_ARGV_UNREADABLE,
-    FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX, SCRATCH_SIZE,
+    counters,
+    syscalls::{Arg, Syscall},
+    EventHeader, EventKind, PendingSyscall, ARGV_MAX, ARGV_MAX_ARGS, FLAG_ARGV_UNREADABLE, FLAG_STR0_TRUNCATED,
+    FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX, SCRATCH_SIZE,
 };
 
 const MAX_TASKS: u32 = 65536;
@@ -74,17 +72,38 @@ const EXEC_PID_OFFSET: usize = 12;
 const EXEC_OLD_PID_OFFSET: usize = 16;
 const EXIT_GROUP_DEAD_OFFSET: usize = 32;
 
-const CWD: u64 = AT_FDCWD_ARG;
+/// The current task's thread-group id (high half) and task id (low half).
+#[inline(always)]
+fn current_pid_tgid() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_get_current_pid_tgid() }
+}
 
 #[inline(always)]
 fn current_tid() -> u32 {
-    // Low half: the task id; high half: the thread-group id.
-    unsafe { bpf_get_current_pid_tgid() as u32 }
+    current_pid_tgid() as u32
+}
+
+/// The audit `tid` is followed for, if it is.
+#[inline(always)]
+fn audit_of(tid: u32) -> Option<u32> {
+    // SAFETY: the value is copied out at once; a concurrent removal cannot
+    // invalidate it after that.
+    unsafe { TRACED.get(tid) }.copied()
+}
+
+/// What the entry program left for `tid`'s exit program, if anything.
+#[inline(always)]
+fn pending_of(tid: u32) -> Option<PendingSyscall> {
+    // SAFETY: as for `audit_of`: copied out at once.
+    unsafe { PENDING.get(tid) }.copied()
 }
 
 #[inline(always)]
 fn read_ctx<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
-    // Tracepoint records are readable directly by the program.
+    // SAFETY: the offsets read are inside the tracepoint's record (the loader
+    // checks them against the kernel's format files), which the program may
+    // read directly.
     unsafe { core::ptr::read_unaligned(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
 }
 
@@ -96,6 +115,8 @@ fn syscall_arg(ctx: &TracePointContext, index: usize) -> u64 {
 #[inline(always)]
 fn read_user_u64(ptr: u64) -> u64 {
     let mut value: u64 = 0;
+    // SAFETY: the helper writes at most 8 bytes into `value`; a bad user
+    // pointer makes it fail, not fault.
     let ok = unsafe { bpf_probe_read_user((&mut value as *mut u64).cast(), 8, ptr as *const c_void) };
     if ok == 0 {
         value
@@ -107,6 +128,7 @@ fn read_user_u64(ptr: u64) -> u64 {
 #[inline(always)]
 fn bump_counter(slot: u32) {
     if let Some(counter) = COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU slot; a BPF program is not preempted on its CPU.
         unsafe { *counter += 1 };
     }
 }
@@ -118,6 +140,8 @@ fn read_user_path(dest: *mut u8, ptr: u64) -> (usize, bool) {
     if ptr == 0 {
         return (0, false);
     }
+    // SAFETY: callers pass a `dest` with PATH_MAX bytes of scratch buffer
+    // behind it; the helper writes at most that, and fails on a bad pointer.
     let n = unsafe { bpf_probe_read_user_str(dest.cast(), PATH_MAX as u32, ptr as *const c_void) };
     if n <= 0 {
         return (0, false);
@@ -130,6 +154,8 @@ fn read_user_path(dest: *mut u8, ptr: u64) -> (usize, bool) {
 #[inline(always)]
 fn send(buf: *mut u8, len: usize) {
     let len = len & (SCRATCH_SIZE - 1);
+    // SAFETY: `buf` is the per-CPU scratch buffer of SCRATCH_SIZE bytes, and
+    // `len` is masked below that.
     let event = unsafe { core::slice::from_raw_parts(buf, len) };
     // Waking the consumer for every event would cost the traced program a
     // context switch per syscall: wake it only once a batch has piled up (it
@@ -137,6 +163,7 @@ fn send(buf: *mut u8, len: usize) {
     // fill level: reading the shared producer position on every event made the
     // CPUs fight over its cache line.
     let flags = match COUNTERS.get_ptr_mut(counters::SINCE_WAKEUP) {
+        // SAFETY: a per-CPU slot; a BPF program is not preempted on its CPU.
         Some(since) => unsafe {
             *since += 1;
             if *since >= WAKEUP_EVENTS {
@@ -155,13 +182,14 @@ fn send(buf: *mut u8, len: usize) {
 
 #[inline(always)]
 fn header(kind: EventKind, audit_id: u32, ret: i64, args: [u64; 3]) -> EventHeader {
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    let pid_tgid = current_pid_tgid();
     EventHeader {
         kind: kind as u16,
         flags: 0,
         audit_id,
         tgid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
+        // SAFETY: a helper without arguments.
         ktime_ns: unsafe { bpf_ktime_get_ns() },
         ret,
         args,
@@ -175,6 +203,7 @@ fn header(kind: EventKind, audit_id: u32, ret: i64, args: [u64; 3]) -> EventHead
 fn emit_header(head: EventHeader) {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else { return };
     let buf = buf.cast::<u8>();
+    // SAFETY: the scratch buffer is larger than a header.
     unsafe { buf.cast::<EventHeader>().write_unaligned(head) };
     send(buf, HEADER_SIZE);
 }
@@ -184,12 +213,16 @@ fn emit_header(head: EventHeader) {
 fn emit_with_paths(mut head: EventHeader, str_ptr: [u64; 2]) {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else { return };
     let buf = buf.cast::<u8>();
+    // SAFETY: header + 2 × 2·PATH_MAX (lengths are masked so) fit in the
+    // scratch buffer.
     let (len0, cut0) = read_user_path(unsafe { buf.add(HEADER_SIZE) }, str_ptr[0]);
     let len0 = len0 & (2 * PATH_MAX - 1);
+    // SAFETY: see above.
     let (len1, cut1) = read_user_path(unsafe { buf.add(HEADER_SIZE + len0) }, str_ptr[1]);
     let len1 = len1 & (2 * PATH_MAX - 1);
     head.str_len = [len0 as u16, len1 as u16];
     head.flags = if cut0 { FLAG_STR0_TRUNCATED } else { 0 } | if cut1 { FLAG_STR1_TRUNCATED } else { 0 };
+    // SAFETY: the scratch buffer is larger than a header.
     unsafe { buf.cast::<EventHeader>().write_unaligned(head) };
     send(buf, HEADER_SIZE + len0 + len1);
 }
@@ -199,6 +232,7 @@ fn emit_with_paths(mut head: EventHeader, str_ptr: [u64; 2]) {
 fn emit_exec_request(mut head: EventHeader, path_ptr: u64, argv_ptr: u64) {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else { return };
     let buf = buf.cast::<u8>();
+    // SAFETY: header + 2·PATH_MAX + 2·ARGV_MAX fit in the scratch buffer.
     let (len0, cut0) = read_user_path(unsafe { buf.add(HEADER_SIZE) }, path_ptr);
     let len0 = len0 & (2 * PATH_MAX - 1);
     let argv_base = HEADER_SIZE + len0;
@@ -208,6 +242,7 @@ fn emit_exec_request(mut head: EventHeader, path_ptr: u64, argv_ptr: u64) {
     if argv_ptr != 0 {
         for index in 0..ARGV_MAX_ARGS {
             let mut arg: u64 = 0;
+            // SAFETY: writes at most 8 bytes into `arg`; fails on a bad pointer.
             let read = unsafe {
                 bpf_probe_read_user((&mut arg as *mut u64).cast(), 8, (argv_ptr + 8 * index as u64) as *const c_void)
             };
@@ -224,6 +259,8 @@ fn emit_exec_request(mut head: EventHeader, path_ptr: u64, argv_ptr: u64) {
                 break;
             }
             let offset = argv_base + (used & (ARGV_MAX - 1));
+            // SAFETY: `offset` + PATH_MAX stays inside the scratch buffer
+            // (see above); the helper writes at most PATH_MAX bytes.
             let n = unsafe { bpf_probe_read_user_str(buf.add(offset).cast(), PATH_MAX as u32, arg as *const c_void) };
             if n <= 0 {
                 flags |= FLAG_ARGV_UNREADABLE;
@@ -244,204 +281,118 @@ fn emit_exec_request(mut head: EventHeader, path_ptr: u64, argv_ptr: u64) {
     let used = used & (ARGV_MAX * 2 - 1);
     head.str_len = [len0 as u16, used as u16];
     head.flags = flags;
+    // SAFETY: the scratch buffer is larger than a header.
     unsafe { buf.cast::<EventHeader>().write_unaligned(head) };
     send(buf, argv_base + used);
 }
 
-/// Records a traced task's syscall arguments for its exit program.
+/// What every syscall entry program does: for a traced task, normalises the
+/// call into the fact it states (the shared table of tracer-common) and leaves
+/// it in `PENDING` for the exit program. An exec is reported at once: its path
+/// and argv live in memory a successful exec destroys.
 #[inline(always)]
-fn enter(ctx: &TracePointContext, kind: EventKind, args: [u64; 3], str_ptr: [u64; 2]) {
+fn on_enter(ctx: &TracePointContext, syscall: &Syscall) {
     let tid = current_tid();
-    if unsafe { TRACED.get(tid) }.is_none() {
-        return;
-    }
+    let Some(audit_id) = audit_of(tid) else { return };
+    let value = |arg: Arg| -> Result<u64, Infallible> {
+        Ok(match arg {
+            Arg::Raw(position) | Arg::Named(position, _) => syscall_arg(ctx, usize::from(position)),
+            Arg::Member { position, offset, .. } => {
+                read_user_u64(syscall_arg(ctx, usize::from(position)).wrapping_add(u64::from(offset)))
+            }
+            // Resolved by `normalise` itself.
+            Arg::Unused | Arg::Const(_) | Arg::Bit(..) => 0,
+        })
+    };
+    let Ok(Some(fact)) = syscall.normalise(value) else { return };
+    let str_ptr = fact.strings.map(|position| position.map_or(0, |position| syscall_arg(ctx, usize::from(position))));
+    let kind = if fact.kind == EventKind::ExecRequest {
+        emit_exec_request(header(EventKind::ExecRequest, audit_id, 0, fact.args), str_ptr[0], str_ptr[1]);
+        EventKind::ExecResult
+    } else {
+        fact.kind
+    };
     let pending = PendingSyscall {
         syscall_nr: read_ctx::<i32>(ctx, SYSCALL_NR_OFFSET) as u32,
         kind: kind as u16,
         _reserved: 0,
-        args,
+        args: fact.args,
         str_ptr,
     };
     let _ = PENDING.insert(tid, pending, 0);
 }
 
-/// Emits the fact a traced task's syscall established, if it succeeded.
+/// What every syscall exit program does: emits the fact a traced task's
+/// syscall established, if it succeeded.
 #[inline(always)]
-fn exit(ctx: &TracePointContext) {
+fn on_exit(ctx: &TracePointContext) {
     let tid = current_tid();
-    let Some(pending) = (unsafe { PENDING.get(tid) }).copied() else { return };
+    let Some(pending) = pending_of(tid) else { return };
     let _ = PENDING.remove(tid);
     if pending.syscall_nr != read_ctx::<i32>(ctx, SYSCALL_NR_OFFSET) as u32 {
         return;
     }
-    let Some(&audit_id) = (unsafe { TRACED.get(tid) }) else { return };
+    let Some(audit_id) = audit_of(tid) else { return };
     let ret: i64 = read_ctx(ctx, SYSCALL_RET_OFFSET);
     let Some(kind) = EventKind::from_wire(pending.kind) else { return };
     match kind {
         // Reported by sched_process_fork while the syscall runs.
         EventKind::Fork => {}
         // Failed execs are facts too: the program was looked for there.
-        EventKind::ExecResult => {
-            emit_header(header(kind, audit_id, ret, pending.args));
-        }
-        // A cell marker fails by design; it is recognised by its dirfd alone.
-        EventKind::Open if pending.args[0] as i32 == CELL_MARKER_DIRFD => {
-            emit_with_paths(header(EventKind::CellMarker, audit_id, ret, pending.args), pending.str_ptr)
-        }
+        EventKind::ExecResult => emit_header(header(kind, audit_id, ret, pending.args)),
+        // A cell marker fails by design.
+        EventKind::CellMarker => emit_with_paths(header(kind, audit_id, ret, pending.args), pending.str_ptr),
         _ if ret < 0 => {}
         _ => emit_with_paths(header(kind, audit_id, ret, pending.args), pending.str_ptr),
     }
 }
 
-macro_rules! syscall_exits {
-    ($($name:ident),* $(,)?) => {$(
-        #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
-            exit(&ctx);
-            0
+/// Defines the entry and exit programs of each syscall of tracer-common's
+/// table, named after their tracepoints.
+macro_rules! syscall_programs {
+    ($($name:ident = $nr:literal => $shape:expr,)*) => {$(
+        mod $name {
+            use tracer_common::syscalls::{notation::*, Syscall};
+
+            const SYSCALL: Syscall = Syscall {
+                name: stringify!($name),
+                nr: $nr,
+                shape: $shape,
+                enter_program: concat!("sys_enter_", stringify!($name)),
+                exit_program: concat!("sys_exit_", stringify!($name)),
+            };
+
+            #[unsafe(export_name = concat!("sys_enter_", stringify!($name)))]
+            #[unsafe(link_section = "tracepoint")]
+            fn enter(ctx: *mut core::ffi::c_void) -> u32 {
+                super::on_enter(&aya_ebpf::programs::TracePointContext::new(ctx), &SYSCALL);
+                0
+            }
+
+            #[unsafe(export_name = concat!("sys_exit_", stringify!($name)))]
+            #[unsafe(link_section = "tracepoint")]
+            fn exit(ctx: *mut core::ffi::c_void) -> u32 {
+                super::on_exit(&aya_ebpf::programs::TracePointContext::new(ctx));
+                0
+            }
         }
     )*};
 }
 
-syscall_exits!(
-    sys_exit_open,
-    sys_exit_creat,
-    sys_exit_openat,
-    sys_exit_openat2,
-    sys_exit_execve,
-    sys_exit_execveat,
-    sys_exit_chdir,
-    sys_exit_fchdir,
-    sys_exit_rename,
-    sys_exit_renameat,
-    sys_exit_renameat2,
-    sys_exit_unlink,
-    sys_exit_unlinkat,
-    sys_exit_rmdir,
-    sys_exit_mkdir,
-    sys_exit_mkdirat,
-    sys_exit_link,
-    sys_exit_linkat,
-    sys_exit_symlink,
-    sys_exit_symlinkat,
-    sys_exit_truncate,
-    sys_exit_ftruncate,
-    sys_exit_close,
-    sys_exit_close_range,
-    sys_exit_dup,
-    sys_exit_dup2,
-    sys_exit_dup3,
-    sys_exit_fcntl,
-    sys_exit_clone,
-    sys_exit_clone3,
-    sys_exit_fork,
-    sys_exit_vfork,
-);
-
-/// Defines a syscall entry program from `|ctx, a| (kind, args, strings)`,
-/// where `a(i)` is the i-th syscall argument.
-macro_rules! syscall_enter {
-    ($name:ident, |$ctx:ident, $a:ident| $body:expr) => {
-        #[tracepoint]
-        pub fn $name($ctx: TracePointContext) -> u32 {
-            let $a = |index: usize| syscall_arg(&$ctx, index);
-            let (kind, args, strings): (EventKind, [u64; 3], [u64; 2]) = $body;
-            enter(&$ctx, kind, args, strings);
-            0
-        }
-    };
-}
-
-syscall_enter!(sys_enter_open, |ctx, a| (EventKind::Open, [CWD, a(1), a(2)], [a(0), 0]));
-syscall_enter!(sys_enter_creat, |ctx, a| { (EventKind::Open, [CWD, O_CREAT | O_WRONLY | O_TRUNC, a(1)], [a(0), 0]) });
-syscall_enter!(sys_enter_openat, |ctx, a| (EventKind::Open, [a(0), a(2), a(3)], [a(1), 0]));
-syscall_enter!(sys_enter_openat2, |ctx, a| {
-    // struct open_how { u64 flags; u64 mode; u64 resolve; }
-    let how = a(2);
-    (EventKind::Open, [a(0), read_user_u64(how), read_user_u64(how + 8)], [a(1), 0])
-});
-syscall_enter!(sys_enter_chdir, |ctx, a| (EventKind::Chdir, [CWD, 0, 0], [a(0), 0]));
-syscall_enter!(sys_enter_fchdir, |ctx, a| (EventKind::Chdir, [a(0), 0, 0], [0, 0]));
-syscall_enter!(sys_enter_rename, |ctx, a| (EventKind::Rename, [CWD, CWD, 0], [a(0), a(1)]));
-syscall_enter!(sys_enter_renameat, |ctx, a| { (EventKind::Rename, [a(0), a(2), 0], [a(1), a(3)]) });
-syscall_enter!(sys_enter_renameat2, |ctx, a| { (EventKind::Rename, [a(0), a(2), a(4)], [a(1), a(3)]) });
-syscall_enter!(sys_enter_unlink, |ctx, a| (EventKind::Remove, [CWD, 0, 0], [a(0), 0]));
-syscall_enter!(sys_enter_unlinkat, |ctx, a| (EventKind::Remove, [a(0), a(2), 0], [a(1), 0]));
-syscall_enter!(sys_enter_rmdir, |ctx, a| { (EventKind::Remove, [CWD, AT_REMOVEDIR, 0], [a(0), 0]) });
-syscall_enter!(sys_enter_mkdir, |ctx, a| (EventKind::Mkdir, [CWD, a(1), 0], [a(0), 0]));
-syscall_enter!(sys_enter_mkdirat, |ctx, a| (EventKind::Mkdir, [a(0), a(2), 0], [a(1), 0]));
-syscall_enter!(sys_enter_link, |ctx, a| (EventKind::Link, [CWD, CWD, 0], [a(0), a(1)]));
-syscall_enter!(sys_enter_linkat, |ctx, a| (EventKind::Link, [a(0), a(2), a(4)], [a(1), a(3)]));
-syscall_enter!(sys_enter_symlink, |ctx, a| (EventKind::Symlink, [0, CWD, 0], [a(0), a(1)]));
-syscall_enter!(sys_enter_symlinkat, |ctx, a| { (EventKind::Symlink, [0, a(1), 0], [a(0), a(2)]) });
-syscall_enter!(sys_enter_truncate, |ctx, a| (EventKind::Truncate, [CWD, 0, 0], [a(0), 0]));
-syscall_enter!(sys_enter_ftruncate, |ctx, a| (EventKind::Truncate, [a(0), 0, 0], [0, 0]));
-syscall_enter!(sys_enter_close, |ctx, a| (EventKind::Close, [a(0), a(0), 0], [0, 0]));
-syscall_enter!(sys_enter_close_range, |ctx, a| {
-    if a(2) & CLOSE_RANGE_CLOEXEC != 0 {
-        (EventKind::SetCloexec, [a(0), a(1), 1], [0, 0])
-    } else {
-        (EventKind::Close, [a(0), a(1), 0], [0, 0])
-    }
-});
-syscall_enter!(sys_enter_dup, |ctx, a| (EventKind::Dup, [a(0), 0, 0], [0, 0]));
-syscall_enter!(sys_enter_dup2, |ctx, a| (EventKind::Dup, [a(0), 0, 0], [0, 0]));
-syscall_enter!(sys_enter_dup3, |ctx, a| { (EventKind::Dup, [a(0), (a(2) & O_CLOEXEC != 0) as u64, 0], [0, 0]) });
-syscall_enter!(sys_enter_clone, |ctx, a| (EventKind::Fork, [0, a(0), 0], [0, 0]));
-syscall_enter!(sys_enter_clone3, |ctx, a| {
-    // struct clone_args starts with `u64 flags`.
-    (EventKind::Fork, [0, read_user_u64(a(0)), 0], [0, 0])
-});
-syscall_enter!(sys_enter_fork, |ctx, _a| (EventKind::Fork, [0, SIGCHLD, 0], [0, 0]));
-syscall_enter!(sys_enter_vfork, |ctx, _a| { (EventKind::Fork, [0, CLONE_VM | CLONE_VFORK | SIGCHLD, 0], [0, 0]) });
-
-#[tracepoint]
-pub fn sys_enter_fcntl(ctx: TracePointContext) -> u32 {
-    let (fd, cmd, arg) = (syscall_arg(&ctx, 0), syscall_arg(&ctx, 1), syscall_arg(&ctx, 2));
-    match cmd {
-        F_DUPFD => enter(&ctx, EventKind::Dup, [fd, 0, 0], [0, 0]),
-        F_DUPFD_CLOEXEC => enter(&ctx, EventKind::Dup, [fd, 1, 0], [0, 0]),
-        F_SETFD => enter(&ctx, EventKind::SetCloexec, [fd, fd, arg & FD_CLOEXEC], [0, 0]),
-        // Other commands change nothing reprotrace models; the exit program
-        // ignores them for want of a pending entry.
-        _ => {}
-    }
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
-    exec_request(&ctx, CWD, syscall_arg(&ctx, 0), syscall_arg(&ctx, 1), 0);
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
-    let a = |index: usize| syscall_arg(&ctx, index);
-    exec_request(&ctx, a(0), a(1), a(2), a(4));
-    0
-}
-
-#[inline(always)]
-fn exec_request(ctx: &TracePointContext, dirfd: u64, path: u64, argv: u64, flags: u64) {
-    let tid = current_tid();
-    let Some(&audit_id) = (unsafe { TRACED.get(tid) }) else { return };
-    emit_exec_request(header(EventKind::ExecRequest, audit_id, 0, [dirfd, flags, 0]), path, argv);
-    enter(ctx, EventKind::ExecResult, [dirfd, flags, 0], [0, 0]);
-}
+tracer_common::for_each_syscall!(syscall_programs);
 
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     // Runs in the parent, before the child is first scheduled: the child is in
     // TRACED before it can make a syscall.
     let parent = current_tid();
-    let Some(&audit_id) = (unsafe { TRACED.get(parent) }) else { return 0 };
+    let Some(audit_id) = audit_of(parent) else { return 0 };
     let child: i32 = read_ctx(&ctx, FORK_CHILD_PID_OFFSET);
     let child = child as u32;
     if TRACED.insert(child, audit_id, 0).is_err() {
         bump_counter(counters::UNTRACKED_CHILDREN);
     }
-    let clone_flags = match unsafe { PENDING.get(parent) } {
+    let clone_flags = match pending_of(parent) {
         Some(pending) if pending.kind == EventKind::Fork as u16 => pending.args[1],
         // A thread the kernel made on the task's behalf (io_uring workers).
         _ => 0,
@@ -460,10 +411,10 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let (pid, old_pid) = (pid as u32, old_pid as u32);
-    let Some(&audit_id) = (unsafe { TRACED.get(old_pid) }) else { return 0 };
+    let Some(audit_id) = audit_of(old_pid) else { return 0 };
     let _ = TRACED.insert(pid, audit_id, 0);
     let _ = TRACED.remove(old_pid);
-    if let Some(pending) = (unsafe { PENDING.get(old_pid) }).copied() {
+    if let Some(pending) = pending_of(old_pid) {
         let _ = PENDING.insert(pid, pending, 0);
         let _ = PENDING.remove(old_pid);
     }
@@ -473,11 +424,16 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let tid = current_tid();
-    let Some(&audit_id) = (unsafe { TRACED.get(tid) }) else { return 0 };
+    let Some(audit_id) = audit_of(tid) else { return 0 };
+    // Volatile: the loader sets it in the object's read-only data; a plain
+    // read would be folded to the 0 the crate was built with.
+    // SAFETY: a valid, aligned static.
     let offset = unsafe { core::ptr::read_volatile(&TASK_EXIT_CODE_OFFSET) };
     let mut status: i32 = 0;
     if offset != 0 {
+        // SAFETY: a helper without arguments.
         let task = unsafe { bpf_get_current_task() };
+        // SAFETY: writes at most 4 bytes into `status`; a bad address fails.
         unsafe { bpf_probe_read_kernel((&mut status as *mut i32).cast(), 4, (task + offset) as *const c_void) };
     }
     let group_dead: u8 = read_ctx(&ctx, EXIT_GROUP_DEAD_OFFSET);

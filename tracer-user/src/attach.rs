@@ -8,24 +8,20 @@
 //! missing (children the kernel did not see being born, because their parent was
 //! not followed yet). strace: `strace -f -p PID…` for every process of the trees.
 
-use std::{path::PathBuf, pin::pin, time::Duration};
+use std::{collections::BTreeSet, path::PathBuf, pin::pin, time::Duration};
 
 use anyhow::{bail, Context};
 
 use crate::{
-    audit::{Audit, Backend, Settings, Signals, Traced},
-    event::Event,
-    hooks, jupyter, manifest,
+    audit::{Audit, Backend, Settings, Traced},
+    event::ExistingProcess,
+    hooks,
+    interrupts::Signals,
+    jupyter, manifest,
     pipeline::Pipeline,
-    snapshot::{self, ProcessSnapshot},
+    snapshot,
     software::PathSink,
-    source::{
-        ebpf::{
-            protocol::AuditCounters,
-            session::{self, Session},
-        },
-        strace,
-    },
+    source::{ebpf::session::Session, finish_or_warn, strace::StraceSource, warn_stream_lost, Counters, Source},
 };
 
 /// What to attach to.
@@ -39,9 +35,10 @@ pub struct Target {
 }
 
 /// A kernel to install the hook in once tracing has begun.
-struct Kernel {
+struct Hook {
     pid: u32,
     connection_file: PathBuf,
+    hook_dir: PathBuf,
 }
 
 pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
@@ -51,49 +48,110 @@ pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
         let connection_file = jupyter::connection_file(spec)?;
         let pid = jupyter::kernel_pid(&connection_file)?;
         roots.push(pid);
-        kernel = Some(Kernel { pid, connection_file });
+        kernel = Some((pid, connection_file));
     }
     if roots.is_empty() {
         bail!("nothing to attach to: give --pid PID or --kernel CONNECTION_FILE|KERNEL_ID");
     }
-    if target.inject_hooks && kernel.is_none() {
-        bail!("--inject-hooks needs --kernel: it installs the cell hook in a Jupyter kernel");
-    }
-    let hook = match (&kernel, target.inject_hooks) {
-        (Some(kernel), true) => Some((kernel, hooks::install()?)),
-        _ => None,
+    let hook = match (kernel, target.inject_hooks) {
+        (Some((pid, connection_file)), true) => Some(Hook { pid, connection_file, hook_dir: hooks::install()? }),
+        (None, true) => bail!("--inject-hooks needs --kernel: it installs the cell hook in a Jupyter kernel"),
+        (_, false) => None,
     };
-    let snapshots = snapshot::snapshot_trees(&roots)?;
-    let first = snapshots.first().context("no process to attach to")?;
+    let snapshot = snapshot::snapshot_trees(&roots)?;
+    let first = snapshot.first().context("no process to attach to")?;
     let command = first.argv.iter().map(|arg| manifest::display_bytes(arg)).collect();
     let audit = Audit::start(command, first.cwd.clone(), None);
     let mut signals = Signals::new()?;
-    let announce = |processes: usize, threads: usize| -> anyhow::Result<()> {
-        if !settings.quiet {
-            eprintln!(
-                "reprotrace: attached to {processes} processes ({threads} threads); Ctrl-C to detach and write {}",
-                settings.output.display()
-            );
-        }
-        if let Some((kernel, hook_dir)) = &hook {
-            jupyter::inject_hooks(kernel.pid, &kernel.connection_file, hook_dir)?;
-            if !settings.quiet {
-                eprintln!("reprotrace: cell hook installed in kernel {}", kernel.pid);
-            }
-        }
-        Ok(())
+    let watch = Watch {
+        settings: &settings,
+        software_paths: audit.software_paths(),
+        hook,
+        duration: target.duration,
+        signals: &mut signals,
     };
     let traced = match settings.backend {
         Backend::Ebpf => {
-            attach_ebpf(&settings, audit.software_paths(), &roots, snapshots, target.duration, &mut signals, announce)
-                .await?
+            let (source, followed) = Session::attach(&settings.session_options(), &roots, snapshot).await?;
+            follow(source, followed, watch).await?
         }
         Backend::Strace => {
-            attach_strace(snapshots, audit.software_paths(), target.duration, &mut signals, announce).await?
+            let source = StraceSource::attach(&snapshot).await?;
+            follow(source, snapshot, watch).await?
         }
     };
     audit.conclude(&settings, traced)?;
     Ok(0)
+}
+
+/// What following attached processes needs besides its source.
+struct Watch<'a> {
+    settings: &'a Settings,
+    software_paths: PathSink,
+    hook: Option<Hook>,
+    duration: Option<Duration>,
+    signals: &'a mut Signals,
+}
+
+/// The driver of every attached audit: feeds the pipeline what the source
+/// yields until Ctrl-C/SIGTERM/SIGHUP, the deadline, or until every process
+/// followed has exited. Detaching is the normal end of an attach, not an
+/// interruption: the processes go on without us.
+async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: Watch<'_>) -> anyhow::Result<Traced> {
+    let Watch { settings, software_paths, hook, duration, signals } = watch;
+    let mut pipeline = Pipeline::attached(&followed);
+    pipeline.warm_up_software(software_paths);
+    if !settings.quiet {
+        let processes: BTreeSet<u32> = followed.iter().map(|process| process.pid).collect();
+        let threads: usize = followed.iter().map(|process| process.threads.len()).sum();
+        eprintln!(
+            "reprotrace: attached to {} processes ({threads} threads); Ctrl-C to detach and write {}",
+            processes.len(),
+            settings.output.display()
+        );
+    }
+    // Installed while the events flow: the kernel's work for it is traced, and
+    // must not wait for us.
+    let mut injecting = hook.is_some();
+    let mut injection = pin!(async {
+        match &hook {
+            Some(hook) => jupyter::inject_hooks(hook.pid, &hook.connection_file, &hook.hook_dir).await.map(Some),
+            None => Ok(None),
+        }
+    });
+    let mut until = pin!(deadline(duration));
+    let mut lost = false;
+    while pipeline.has_live_tasks() {
+        let mut feed = |event| pipeline.feed(&event);
+        tokio::select! {
+            more = source.next_batch(&mut feed) => match more {
+                Ok(true) => {}
+                // strace exited: every process it followed is gone.
+                Ok(false) => break,
+                Err(err) => {
+                    warn_stream_lost(&err);
+                    lost = true;
+                    break;
+                }
+            },
+            injected = &mut injection, if injecting => {
+                injecting = false;
+                if let Some(pid) = injected? {
+                    if !settings.quiet {
+                        eprintln!("reprotrace: cell hook installed in kernel {pid}");
+                    }
+                }
+            }
+            _ = signals.next() => break,
+            () = &mut until => break,
+        }
+    }
+    let mut interrupted = lost;
+    let counters = match lost {
+        true => Counters::default(),
+        false => finish_or_warn(source, &mut |event| pipeline.feed(&event), &mut interrupted).await,
+    };
+    Ok(Traced { pipeline, root_status: None, counters, interrupted })
 }
 
 /// Resolves after `duration`, or never.
@@ -102,137 +160,4 @@ async fn deadline(duration: Option<Duration>) {
         Some(duration) => tokio::time::sleep(duration).await,
         None => std::future::pending().await,
     }
-}
-
-async fn attach_ebpf(
-    settings: &Settings,
-    software_paths: PathSink,
-    roots: &[u32],
-    snapshots: Vec<ProcessSnapshot>,
-    duration: Option<Duration>,
-    signals: &mut Signals,
-    announce: impl FnOnce(usize, usize) -> anyhow::Result<()>,
-) -> anyhow::Result<Traced> {
-    let mut session = Session::open(&settings.session_options()).await?;
-    let mut pipeline = Pipeline::attached(&snapshots);
-    pipeline.warm_up_software(software_paths);
-    let tids: Vec<u32> = snapshots.iter().flat_map(|process| process.threads.iter().copied()).collect();
-    session.follow(&tids).await?;
-    // Tasks born between the snapshot and the following of their parent.
-    let mut processes = snapshots.len();
-    let mut threads = tids.len();
-    while let Ok(again) = snapshot::snapshot_trees(roots) {
-        let mut found = false;
-        for mut process in again {
-            let new = session.follow(&process.threads).await?;
-            if new.is_empty() {
-                continue;
-            }
-            found = true;
-            process.threads = new;
-            processes += usize::from(!pipeline.knows(process.pid));
-            threads += process.threads.len();
-            pipeline.add_late(&process);
-        }
-        if !found {
-            break;
-        }
-    }
-    announce(processes, threads)?;
-
-    // Detaching (a signal, the deadline) is the normal end of an attach, not
-    // an interruption: the processes go on without us.
-    let mut until = pin!(deadline(duration));
-    let mut interrupted = false;
-    while pipeline.has_live_tasks() {
-        let mut feed = |event: Event| pipeline.feed(&event);
-        tokio::select! {
-            batch = session.next_batch(&mut feed) => {
-                if let Err(err) = batch {
-                    session::warn_stream_lost(&err);
-                    interrupted = true;
-                    break;
-                }
-            }
-            _ = signals.next() => break,
-            () = &mut until => break,
-        }
-    }
-    let counters = match interrupted {
-        false => session.finish_or_warn(&mut |event| pipeline.feed(&event)).await,
-        true => None,
-    };
-    let counters = counters.unwrap_or_else(|| {
-        interrupted = true;
-        AuditCounters::default()
-    });
-    Ok(Traced {
-        pipeline,
-        root_status: None,
-        lost_events: counters.lost_events,
-        untracked_children: counters.untracked_children,
-        malformed_events: counters.malformed_events,
-        interrupted,
-    })
-}
-
-async fn attach_strace(
-    snapshots: Vec<ProcessSnapshot>,
-    software_paths: PathSink,
-    duration: Option<Duration>,
-    signals: &mut Signals,
-    announce: impl FnOnce(usize, usize) -> anyhow::Result<()>,
-) -> anyhow::Result<Traced> {
-    let strace_path = strace::find_strace()?;
-    let log = strace::LogPipe::new()?;
-    let pids: Vec<u32> = snapshots.iter().map(|process| process.pid).collect();
-    let mut child = strace::command(&strace_path, &log.path(), strace::Target::Attach(&pids))
-        .spawn()
-        .map_err(strace::StraceError::Spawn)?;
-    let strace_pid = child.id().context("strace exited at once")?;
-    // Parsed while strace runs, by a thread that makes its own pipeline.
-    let followed = snapshots.clone();
-    let log = log.read(move |_| {
-        let mut pipeline = Pipeline::attached(&followed);
-        pipeline.warm_up_software(software_paths);
-        pipeline
-    })?;
-    // strace has attached once it is the tracer of every thread.
-    let tids: Vec<u32> = snapshots.iter().flat_map(|process| process.threads.iter().copied()).collect();
-    let attached = async {
-        while !tids.iter().all(|tid| tracer_of(*tid).is_none_or(|tracer| tracer == strace_pid)) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::select! {
-        () = attached => {}
-        status = child.wait() => bail!("strace could not attach ({})", status.map_err(strace::StraceError::Spawn)?),
-    }
-    announce(snapshots.len(), tids.len())?;
-
-    let mut until = pin!(deadline(duration));
-    tokio::select! {
-        status = child.wait() => { status.map_err(strace::StraceError::Spawn)?; }
-        _ = signals.next() => stop_strace(&mut child, strace_pid).await?,
-        () = &mut until => stop_strace(&mut child, strace_pid).await?,
-    }
-    let log = log.finish()?;
-    // An empty log: the processes made no call we trace.
-    let pipeline = log.pipeline.unwrap_or_else(|| Pipeline::attached(&snapshots));
-    Ok(Traced::from_strace_log(pipeline, log.malformed_lines, false))
-}
-
-/// Detaches strace (SIGINT) and waits for it to flush its log.
-async fn stop_strace(child: &mut tokio::process::Child, pid: u32) -> anyhow::Result<()> {
-    // SAFETY: kill has no memory effects.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
-    child.wait().await.map_err(strace::StraceError::Spawn)?;
-    Ok(())
-}
-
-/// The `TracerPid` of a task; `None` if the task is gone.
-fn tracer_of(tid: u32) -> Option<u32> {
-    let status = std::fs::read(format!("/proc/{tid}/status")).ok()?;
-    let status = String::from_utf8_lossy(&status);
-    status.lines().find_map(|line| line.strip_prefix("TracerPid:")).and_then(|pid| pid.trim().parse().ok())
 }

@@ -36,11 +36,14 @@ use tokio::{
 };
 
 use crate::{
-    audit::Signals,
-    source::ebpf::{
-        decode,
-        protocol::{self, AuditCounters, Reply, Request},
-        EbpfSource, KernelCounters, LoadOptions,
+    interrupts::Signals,
+    source::{
+        ebpf::{
+            decode,
+            protocol::{self, Reply, Request},
+            KernelCounters, KernelPrograms, LoadOptions,
+        },
+        Counters,
     },
 };
 
@@ -67,7 +70,7 @@ struct Attachment {
 
 impl Attachment {
     /// Attaches the programs again if an idle spell detached them.
-    fn ensure(&mut self, source: &mut EbpfSource, quiet: bool) -> anyhow::Result<()> {
+    fn ensure(&mut self, source: &mut KernelPrograms, quiet: bool) -> anyhow::Result<()> {
         if source.is_attached() {
             return Ok(());
         }
@@ -135,7 +138,7 @@ enum Incoming {
 pub async fn serve(settings: DaemonSettings) -> anyhow::Result<i32> {
     // Listen first: a second daemon says so before loading anything.
     let listener = listen(&settings.socket)?;
-    let mut source = match EbpfSource::load(&settings.load) {
+    let mut source = match KernelPrograms::load(&settings.load) {
         Ok(source) => source,
         Err(err) => {
             let _ = std::fs::remove_file(&settings.socket);
@@ -151,7 +154,7 @@ pub async fn serve(settings: DaemonSettings) -> anyhow::Result<i32> {
         eprintln!(
             "reprotrace: daemon ready on {} ({} programs, {idle}; {} MiB ring buffer); Ctrl-C or SIGTERM stops it",
             settings.socket.display(),
-            tracer_common::PROGRAMS.len(),
+            tracer_common::programs().count(),
             settings.load.ring_buffer_bytes >> 20,
         );
     }
@@ -249,7 +252,7 @@ fn listen(path: &Path) -> anyhow::Result<UnixListener> {
 fn admit(
     stream: UnixStream,
     audit_id: u32,
-    source: &EbpfSource,
+    source: &KernelPrograms,
     incoming: mpsc::UnboundedSender<(u32, Incoming)>,
 ) -> anyhow::Result<Client> {
     // The socket is root-only; the check says why when someone loosened it.
@@ -314,7 +317,7 @@ async fn read_requests(mut reader: OwnedReadHalf, audit_id: u32, incoming: mpsc:
 }
 
 /// Hands every record in the ring buffer to its audit.
-fn route(source: &mut EbpfSource, clients: &mut HashMap<u32, Client>) {
+fn route(source: &mut KernelPrograms, clients: &mut HashMap<u32, Client>) {
     source.drain(&mut |record| match decode::audit_id(record) {
         Some(audit_id) => {
             // No client: the late event of an audit that ended (a task it left behind).
@@ -327,7 +330,13 @@ fn route(source: &mut EbpfSource, clients: &mut HashMap<u32, Client>) {
     clients.values_mut().for_each(Client::flush);
 }
 
-fn handle(source: &mut EbpfSource, clients: &mut HashMap<u32, Client>, audit_id: u32, incoming: Incoming, quiet: bool) {
+fn handle(
+    source: &mut KernelPrograms,
+    clients: &mut HashMap<u32, Client>,
+    audit_id: u32,
+    incoming: Incoming,
+    quiet: bool,
+) {
     match incoming {
         Incoming::Request(Request::Follow(tids)) => {
             let mut followed = Vec::with_capacity(tids.len());
@@ -366,7 +375,7 @@ fn handle(source: &mut EbpfSource, clients: &mut HashMap<u32, Client>, audit_id:
             forget(source, audit_id);
             let Some(mut client) = clients.remove(&audit_id) else { return };
             let counters = match source.counters() {
-                Ok(now) => AuditCounters {
+                Ok(now) => Counters {
                     lost_events: now.lost_events.saturating_sub(client.counters_at_start.lost_events)
                         + client.overflowed,
                     untracked_children: now
@@ -400,7 +409,7 @@ fn handle(source: &mut EbpfSource, clients: &mut HashMap<u32, Client>, audit_id:
 }
 
 /// Stops following what an audit left behind.
-fn forget(source: &mut EbpfSource, audit_id: u32) {
+fn forget(source: &mut KernelPrograms, audit_id: u32) {
     if let Err(err) = source.forget_audit(audit_id) {
         eprintln!("reprotrace: daemon: could not stop following audit {audit_id}'s tasks: {err}");
     }

@@ -9,7 +9,24 @@
 /// A kernel task id (a thread id; equal to the process id for a main thread).
 pub type Tid = u32;
 
-pub use tracer_common::abi::{self, AT_FDCWD, CELL_MARKER_DIRFD};
+pub use tracer_common::abi::{self, AT_FDCWD};
+use tracer_common::EventKind;
+
+/// A process that was running before the audit joined it, in the state
+/// /proc showed: what the tracker would have learnt had it seen it start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExistingProcess {
+    pub pid: Tid,
+    pub ppid: Tid,
+    /// The program image (the kernel's resolved path).
+    pub exe: Option<Vec<u8>>,
+    pub argv: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+    /// Its threads (those followed from the moment this was read).
+    pub threads: Vec<Tid>,
+    /// Descriptors open on paths: (fd, path, close-on-exec).
+    pub files: Vec<(i32, Vec<u8>, bool)>,
+}
 
 /// One fact about one task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +100,52 @@ pub enum Fact {
     SetCloexec { first: u32, last: u32, on: bool },
     /// A notebook cell began or ended in this task's process.
     CellMarker(CellMarker),
+}
+
+/// Why normalised parts do not make a fact.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FactError {
+    #[error("an openat on the cell-marker dirfd does not carry a cell marker")]
+    BadCellMarker,
+}
+
+impl Fact {
+    /// The fact an event of `kind` states, from the parts both sources reduce
+    /// a call to (tracer-common's `Syscall::normalise`, or the kernel's own
+    /// events): its three arguments as the kind documents them, the call's
+    /// return value, its strings, and for an exec request its argv. A `Fork`
+    /// carries the child in `args[0]`.
+    pub fn from_parts(
+        kind: EventKind,
+        args: [u64; 3],
+        ret: i64,
+        [first, second]: [Vec<u8>; 2],
+        argv: Vec<Vec<u8>>,
+    ) -> Result<Fact, FactError> {
+        let [a0, a1, a2] = args;
+        // Descriptors travel as 64-bit syscall arguments; the kernel reads their low half.
+        let fd = |value: u64| value as i32;
+        Ok(match kind {
+            EventKind::Fork => Fact::Fork { child: a0 as Tid, flags: a1 },
+            EventKind::Exit => Fact::Exit { status: WaitStatus(a0 as i32) },
+            EventKind::ExecRequest => Fact::ExecRequest { dirfd: fd(a0), path: first, argv, flags: a1 },
+            EventKind::ExecResult => Fact::ExecResult { ret },
+            EventKind::Open => Fact::Open { dirfd: fd(a0), path: first, flags: a1, fd: ret as i32 },
+            EventKind::Chdir => Fact::Chdir { dirfd: fd(a0), path: first },
+            EventKind::Rename => {
+                Fact::Rename { old_dirfd: fd(a0), old: first, new_dirfd: fd(a1), new: second, flags: a2 }
+            }
+            EventKind::Remove => Fact::Remove { dirfd: fd(a0), path: first, dir: a1 & abi::AT_REMOVEDIR != 0 },
+            EventKind::Mkdir => Fact::Mkdir { dirfd: fd(a0), path: first },
+            EventKind::Link => Fact::Link { old_dirfd: fd(a0), old: first, new_dirfd: fd(a1), new: second },
+            EventKind::Symlink => Fact::Symlink { target: first, dirfd: fd(a1), link: second },
+            EventKind::Truncate => Fact::Truncate { dirfd: fd(a0), path: first },
+            EventKind::Close => Fact::Close { first: a0 as u32, last: a1 as u32 },
+            EventKind::Dup => Fact::Dup { old: fd(a0), new: ret as i32, cloexec: a1 != 0 },
+            EventKind::SetCloexec => Fact::SetCloexec { first: a0 as u32, last: a1 as u32, on: a2 != 0 },
+            EventKind::CellMarker => Fact::CellMarker(CellMarker::parse(&first).ok_or(FactError::BadCellMarker)?),
+        })
+    }
 }
 
 /// Whether a marker opens or closes a cell.

@@ -35,13 +35,14 @@ pub struct HookError {
 /// of them) and returns the directory. Root uses /run/reprotrace, readable by
 /// everyone (the command may run as the sudo user); others their runtime dir.
 pub fn install() -> Result<PathBuf, HookError> {
-    let base = if unsafe { libc::geteuid() } == 0 {
+    let euid = rustix::process::geteuid();
+    let base = if euid.is_root() {
         PathBuf::from("/run/reprotrace")
     } else {
         std::env::var_os("XDG_RUNTIME_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir)
-            .join(format!("reprotrace-{}", unsafe { libc::geteuid() }))
+            .join(format!("reprotrace-{}", euid.as_raw()))
     };
     let dir = base.join(format!("python-hooks-{:016x}", content_hash()));
     if dir.join(FILES[0].0).exists() {

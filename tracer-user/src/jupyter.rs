@@ -4,7 +4,6 @@ use std::{
     ffi::OsStr,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -78,22 +77,26 @@ pub fn kernel_pid(connection_file: &Path) -> Result<u32, JupyterError> {
 
 /// Installs the cell hook in the running kernel `pid`: its own Python sends one
 /// silent execute request (not stored in history) over the Jupyter protocol,
-/// with jupyter_client, that loads the extension from `hook_dir`.
-pub fn inject_hooks(pid: u32, connection_file: &Path, hook_dir: &Path) -> Result<(), JupyterError> {
+/// with jupyter_client, that loads the extension from `hook_dir`. Returns the
+/// kernel's pid once it has.
+pub async fn inject_hooks(pid: u32, connection_file: &Path, hook_dir: &Path) -> Result<u32, JupyterError> {
     let python =
         kernel_python(pid).ok_or_else(|| JupyterError::Inject(format!("cannot find process {pid}'s Python")))?;
-    let output = Command::new(&python)
+    let output = tokio::process::Command::new(&python)
         .args(["-m", "reprotrace.inject"])
         .arg(connection_file)
         .arg(hook_dir)
         .env("PYTHONPATH", crate::hooks::python_path(hook_dir))
+        // Detaching before it is done leaves no injector behind.
+        .kill_on_drop(true)
         .output()
+        .await
         .map_err(|err| JupyterError::Inject(format!("running {}: {err}", python.display())))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(JupyterError::Inject(stderr.trim().to_string()));
     }
-    Ok(())
+    Ok(pid)
 }
 
 /// The kernel's interpreter as it was started (a venv's `bin/python` keeps the
@@ -109,6 +112,8 @@ fn kernel_python(pid: u32) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    use std::process::Command;
+
     use super::*;
 
     #[test]

@@ -4,12 +4,17 @@
 
 use std::{
     ffi::{CString, OsStr, OsString},
-    io::Read,
+    io::{Read, Write},
     os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
+        fd::{AsRawFd, OwnedFd},
         unix::ffi::{OsStrExt, OsStringExt},
     },
     path::{Path, PathBuf},
+};
+
+use rustix::{
+    pipe::{pipe_with, PipeFlags},
+    process::{geteuid, kill_process, Pid, Signal},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +44,31 @@ pub struct Credentials {
     pub groups: Vec<libc::gid_t>,
 }
 
+/// What to start, as whom, with which extra environment.
+#[derive(Clone, Debug)]
+pub struct LaunchSpec {
+    /// The file to execute.
+    pub program: PathBuf,
+    pub argv: Vec<OsString>,
+    /// Who the command runs as: the user who invoked sudo, if any.
+    pub credentials: Option<Credentials>,
+    /// Variables set, or replaced, in reprotrace's own environment.
+    pub environment: Vec<(OsString, OsString)>,
+}
+
+impl LaunchSpec {
+    /// `command` (its first word found as execvp would), run as the user who
+    /// invoked sudo.
+    pub fn new(command: Vec<OsString>, environment: Vec<(OsString, OsString)>) -> Result<Self, LaunchError> {
+        let program = find_program(command.first().ok_or(LaunchError::NoCommand)?)?;
+        Ok(LaunchSpec { program, argv: command, credentials: sudo_credentials()?, environment })
+    }
+}
+
 /// The invoking user when reprotrace runs as root under sudo, else `None`
 /// (then the command keeps reprotrace's own identity).
 pub fn sudo_credentials() -> Result<Option<Credentials>, LaunchError> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !geteuid().is_root() {
         return Ok(None);
     }
     let (Some(uid), Some(gid)) = (std::env::var_os("SUDO_UID"), std::env::var_os("SUDO_GID")) else {
@@ -61,11 +86,13 @@ pub fn sudo_credentials() -> Result<Option<Credentials>, LaunchError> {
     Ok(Some(Credentials { user, uid, gid, groups }))
 }
 
+/// The user's groups, from the system's group database (NSS: only libc reads it).
 fn supplementary_groups(user: &str, gid: libc::gid_t) -> Vec<libc::gid_t> {
     let Ok(name) = CString::new(user) else { return vec![gid] };
     let mut groups: Vec<libc::gid_t> = vec![0; 256];
     let mut count = groups.len() as libc::c_int;
-    // SAFETY: the buffer holds `count` entries; getgrouplist writes at most that.
+    // SAFETY: `name` is NUL-terminated and the buffer holds `count` entries;
+    // getgrouplist writes at most that.
     let rc = unsafe { libc::getgrouplist(name.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
     if rc < 0 {
         return vec![gid];
@@ -104,35 +131,31 @@ fn is_executable_file(metadata: &std::fs::Metadata) -> bool {
 
 /// A forked child waiting at the gate, before its exec.
 pub struct GatedChild {
-    pub pid: u32,
+    pid: u32,
     gate: OwnedFd,
     exec_error: OwnedFd,
     program: String,
 }
 
-/// Forks a child that waits for [`GatedChild::open_gate`], then drops to
-/// `credentials` and execs `program` with `argv`, in our environment with
-/// `extra_environment` set.
-pub fn spawn_gated(
-    program: &Path,
-    argv: &[OsString],
-    credentials: Option<&Credentials>,
-    extra_environment: &[(OsString, OsString)],
-) -> Result<GatedChild, LaunchError> {
+/// Forks a child that waits for [`GatedChild::open_gate`], then drops to the
+/// spec's credentials and execs its program, in our environment with the
+/// spec's variables set.
+pub fn spawn_gated(spec: &LaunchSpec) -> Result<GatedChild, LaunchError> {
     // Everything the child needs is prepared here: after fork it may only make
     // async-signal-safe calls.
-    let c_program = CString::new(program.as_os_str().as_bytes()).map_err(|_| LaunchError::NulInArgument)?;
-    let c_argv: Vec<CString> = argv
+    let c_program = CString::new(spec.program.as_os_str().as_bytes()).map_err(|_| LaunchError::NulInArgument)?;
+    let c_argv: Vec<CString> = spec
+        .argv
         .iter()
         .map(|arg| CString::new(arg.clone().into_vec()))
         .collect::<Result<_, _>>()
         .map_err(|_| LaunchError::NulInArgument)?;
     let mut argv_ptrs: Vec<*const libc::c_char> = c_argv.iter().map(|arg| arg.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
-    let overridden = |key: &OsString| extra_environment.iter().any(|(extra, _)| extra == key);
+    let overridden = |key: &OsString| spec.environment.iter().any(|(extra, _)| extra == key);
     let environ: Vec<CString> = std::env::vars_os()
         .filter(|(key, _)| !overridden(key))
-        .chain(extra_environment.iter().cloned())
+        .chain(spec.environment.iter().cloned())
         .filter_map(|(key, value)| {
             let mut entry = key.into_vec();
             entry.push(b'=');
@@ -142,17 +165,20 @@ pub fn spawn_gated(
         .collect();
     let mut env_ptrs: Vec<*const libc::c_char> = environ.iter().map(|entry| entry.as_ptr()).collect();
     env_ptrs.push(std::ptr::null());
+    let credentials = spec.credentials.as_ref();
 
-    let (gate_read, gate_write) = cloexec_pipe()?;
-    let (error_read, error_write) = cloexec_pipe()?;
+    let (gate_read, gate_write) = pipe_with(PipeFlags::CLOEXEC).map_err(|err| LaunchError::Spawn(err.into()))?;
+    let (error_read, error_write) = pipe_with(PipeFlags::CLOEXEC).map_err(|err| LaunchError::Spawn(err.into()))?;
     // SAFETY: the child branch below only calls async-signal-safe functions
     // (read, setgroups, setgid, setuid, execve, write, _exit) on data prepared
-    // before the fork.
+    // before the fork, and never returns.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
     }
     if pid == 0 {
+        // SAFETY: as above; every pointer points into data that outlives the
+        // child's use of it (the child execs or exits).
         unsafe {
             let mut byte = 0u8;
             if libc::read(gate_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) != 1 {
@@ -173,39 +199,37 @@ pub fn spawn_gated(
     drop(gate_read);
     drop(error_write);
     Ok(GatedChild {
-        pid: pid as u32,
+        pid: pid.unsigned_abs(),
         gate: gate_write,
         exec_error: error_read,
-        program: program.to_string_lossy().into_owned(),
+        program: spec.program.to_string_lossy().into_owned(),
     })
 }
 
 /// In the forked child: sends errno to the parent and exits as a shell would.
+///
+/// # Safety
+/// Only for the child of a fork, which must not return from it.
 unsafe fn report_errno_and_exit(fd: libc::c_int) -> ! {
-    let errno = *libc::__errno_location();
-    let bytes = errno.to_ne_bytes();
-    libc::write(fd, bytes.as_ptr().cast(), bytes.len());
-    libc::_exit(127)
-}
-
-fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), LaunchError> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds has room for the two descriptors pipe2 returns.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
+    // SAFETY: errno is this thread's, and the buffer is 4 valid bytes.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let bytes = errno.to_ne_bytes();
+        libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(127)
     }
-    // SAFETY: pipe2 succeeded, so both descriptors are open and ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 impl GatedChild {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Lets the child exec; returns once the exec happened, or with why it failed.
     pub fn open_gate(self) -> Result<(), LaunchError> {
-        let written = unsafe { libc::write(self.gate.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
-        if written != 1 {
-            return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
-        }
-        drop(self.gate);
+        let mut gate = std::fs::File::from(self.gate);
+        gate.write_all(&[1]).map_err(LaunchError::Spawn)?;
+        drop(gate);
         // The error pipe closes on a successful exec (close-on-exec), or carries errno.
         let mut report = Vec::new();
         let mut reader = std::fs::File::from(self.exec_error);
@@ -216,6 +240,14 @@ impl GatedChild {
                 source: std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno)),
             }),
             Err(_) => Ok(()),
+        }
+    }
+
+    /// Kills the child before it ran anything (it could not be followed).
+    pub fn abandon(self) {
+        if let Some(pid) = Pid::from_raw(self.pid as i32) {
+            // It is ours and waits at the gate: it cannot have exited yet.
+            let _ = kill_process(pid, Signal::KILL);
         }
     }
 }

@@ -8,6 +8,7 @@
 //! tree, fd and cwd tables, path resolution) → [`access`] (what each path went
 //! through) → [`software`] (packages owning the files) → [`classify`] (data
 //! inputs and outputs) → [`manifest`]. [`diff`] and [`export`] read manifests.
+//! Every source meets the pipeline at one seam, [`source::Source`].
 //! [`pipeline`] strings the stages together; [`run`] (with [`launch`]) and
 //! [`attach`] (with [`snapshot`] and [`jupyter`]) are the edge that starts or
 //! joins the processes and drives a source; [`audit`] concludes both.
@@ -22,6 +23,7 @@ pub mod errno;
 pub mod event;
 pub mod export;
 pub mod hooks;
+pub mod interrupts;
 pub mod jupyter;
 pub mod launch;
 pub mod manifest;

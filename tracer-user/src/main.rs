@@ -17,7 +17,7 @@ use reprotrace::{
     daemon::{self, DaemonSettings},
     diff,
     export::{self, Format},
-    manifest::Manifest,
+    manifest::{self, Manifest},
     run,
     source::ebpf::{protocol::DEFAULT_SOCKET, session::DaemonChoice, LoadOptions, DEFAULT_RING_BUFFER_BYTES},
 };
@@ -45,6 +45,8 @@ enum Command {
     /// Compare two manifests: packages added, removed or at other versions, data
     /// files added, removed or changed. Exits 0 when they agree, 1 when they differ.
     Diff { before: PathBuf, after: PathBuf },
+    /// Print the JSON Schema of the manifests this reprotrace writes and reads.
+    Schema,
     /// Write the pinned package list that rebuilds a manifest's environment.
     Export {
         #[arg(value_enum)]
@@ -127,13 +129,17 @@ struct DaemonArgs {
 struct IdleDetach(Option<Duration>);
 
 fn parse_idle(text: &str) -> Result<IdleDetach, String> {
-    if text == "never" {
-        return Ok(IdleDetach(None));
+    match text {
+        "never" => Ok(IdleDetach(None)),
+        _ => parse_seconds(text).map(|after| IdleDetach(Some(after))),
     }
-    let seconds: f64 = text.parse().map_err(|_| format!("{text:?} is neither a number of seconds nor `never`"))?;
+}
+
+/// A number of seconds: finite, not negative (`1.5`, `30`).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
     Duration::try_from_secs_f64(seconds)
-        .map(|after| IdleDetach(Some(after)))
-        .map_err(|_| format!("{text} is not a duration in seconds"))
+        .map_err(|_| format!("{text} is not a duration: give a number of seconds, at least 0 and finite"))
 }
 
 #[derive(clap::Args)]
@@ -160,8 +166,8 @@ struct AttachArgs {
     #[arg(long, requires = "kernel")]
     inject_hooks: bool,
     /// Detach after this many seconds.
-    #[arg(long, value_name = "SECONDS")]
-    duration: Option<f64>,
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    duration: Option<Duration>,
 }
 
 fn parse_size(text: &str) -> Result<u32, String> {
@@ -177,7 +183,10 @@ fn parse_size(text: &str) -> Result<u32, String> {
         _ => return Err(format!("unknown size unit {unit:?} (use K, M or G)")),
     };
     let value: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size"))?;
-    u32::try_from(value * multiplier).map_err(|_| format!("{text} is too large (at most 2G)"))
+    value
+        .checked_mul(multiplier)
+        .and_then(|bytes| u32::try_from(bytes).ok())
+        .ok_or_else(|| format!("{text} is too large (at most 2G)"))
 }
 
 fn diff_manifests(before: &Path, after: &Path) -> anyhow::Result<i32> {
@@ -186,6 +195,11 @@ fn diff_manifests(before: &Path, after: &Path) -> anyhow::Result<i32> {
         println!("{change}");
     }
     Ok(if changes.is_empty() { 0 } else { 1 })
+}
+
+fn print_schema() -> anyhow::Result<i32> {
+    println!("{}", serde_json::to_string_pretty(&manifest::schema())?);
+    Ok(0)
 }
 
 fn export_manifest(format: Format, manifest: &Path, output: Option<&Path>) -> anyhow::Result<i32> {
@@ -215,7 +229,7 @@ fn main() -> ExitCode {
                 pids: args.pids,
                 kernel: args.kernel,
                 inject_hooks: args.inject_hooks,
-                duration: args.duration.map(Duration::from_secs_f64),
+                duration: args.duration,
             };
             runtime.block_on(attach::attach(settings, target))
         }),
@@ -226,6 +240,7 @@ fn main() -> ExitCode {
             quiet: args.quiet,
         })),
         Command::Diff { before, after } => diff_manifests(&before, &after),
+        Command::Schema => print_schema(),
         Command::Export { format, manifest, output } => export_manifest(format, &manifest, output.as_deref()),
     };
     match result {
@@ -234,5 +249,24 @@ fn main() -> ExitCode {
             eprintln!("reprotrace: error: {err:#}");
             ExitCode::from(REPROTRACE_FAILED)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_are_checked() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("17179869185G").is_err(), "no wraparound");
+        assert!(parse_size("4G").is_err());
+        assert!(parse_size("12X").is_err());
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        for bad in ["nan", "inf", "-1", "soon", ""] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+        assert!(matches!(parse_idle("never"), Ok(IdleDetach(None))));
     }
 }

@@ -7,9 +7,8 @@ use std::time::SystemTime;
 use crate::{
     access::AccessLog,
     classify,
-    event::Event,
+    event::{Event, ExistingProcess},
     manifest::{self, CellSections, TraceSections},
-    snapshot::ProcessSnapshot,
     software::{self, PathSink, SoftwareIndex},
     tracker::{FileUse, Pid, ProcessRecord, Tracker, TrackerStats},
 };
@@ -43,26 +42,14 @@ impl Pipeline {
         Pipeline { tracker, log: AccessLog::new(), cell_logs: Vec::new(), events: 0, software_paths: None }
     }
 
-    /// A pipeline following processes that were already running.
-    pub fn attached(snapshots: &[ProcessSnapshot]) -> Self {
+    /// A pipeline following processes that were already running (a process
+    /// may come several times, with threads found later).
+    pub fn attached(existing: &[ExistingProcess]) -> Self {
         let mut tracker = Tracker::new();
-        for snapshot in snapshots {
-            tracker.add_existing(snapshot);
+        for process in existing {
+            tracker.add_existing(process);
         }
         Pipeline { tracker, log: AccessLog::new(), cell_logs: Vec::new(), events: 0, software_paths: None }
-    }
-
-    /// Follows processes and threads found while attaching, after the first snapshot.
-    pub fn add_late(&mut self, snapshot: &ProcessSnapshot) {
-        if self.tracker.knows(snapshot.pid) {
-            for &tid in &snapshot.threads {
-                if !self.tracker.knows(tid) {
-                    self.tracker.add_existing_thread(snapshot.pid, tid);
-                }
-            }
-        } else {
-            self.tracker.add_existing(snapshot);
-        }
     }
 
     /// Sends every path the run uses, when first used, to `sink`.
@@ -88,11 +75,6 @@ impl Pipeline {
             Some(sink) => self.log.record_noting_new(pid, op, &mut |path| sink.send(path)),
             None => self.log.record(pid, op),
         }
-    }
-
-    /// Whether `tid` is followed.
-    pub fn knows(&self, tid: u32) -> bool {
-        self.tracker.knows(tid)
     }
 
     /// Whether any followed task is still alive, as far as events tell.

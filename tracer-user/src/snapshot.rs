@@ -1,7 +1,6 @@
 //! The live processes an attach starts from, read from /proc: each process of
 //! the trees below the given pids, with its threads, program, arguments,
-//! working directory and open files (what the tracker would have learnt had it
-//! seen them start).
+//! working directory and open files.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -10,21 +9,7 @@ use std::{
 
 use procfs::process::{FDTarget, Process};
 
-use crate::event::{abi::O_CLOEXEC, Tid};
-
-/// One process as /proc shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProcessSnapshot {
-    pub pid: u32,
-    pub ppid: u32,
-    /// The program image (the kernel's resolved path).
-    pub exe: Option<Vec<u8>>,
-    pub argv: Vec<Vec<u8>>,
-    pub cwd: Vec<u8>,
-    pub threads: Vec<Tid>,
-    /// Descriptors open on paths: (fd, path, close-on-exec).
-    pub files: Vec<(i32, Vec<u8>, bool)>,
-}
+use crate::event::{abi::O_CLOEXEC, ExistingProcess, Tid};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -36,7 +21,7 @@ pub enum SnapshotError {
 
 /// Every live process in the trees rooted at `roots` (roots first, then
 /// descendants in pid order).
-pub fn snapshot_trees(roots: &[u32]) -> Result<Vec<ProcessSnapshot>, SnapshotError> {
+pub fn snapshot_trees(roots: &[u32]) -> Result<Vec<ExistingProcess>, SnapshotError> {
     let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     let all = procfs::process::all_processes().map_err(|err| SnapshotError::Proc(err.to_string()))?;
     let mut alive = BTreeSet::new();
@@ -63,7 +48,7 @@ pub fn snapshot_trees(roots: &[u32]) -> Result<Vec<ProcessSnapshot>, SnapshotErr
     Ok(order.into_iter().filter_map(read_process).collect())
 }
 
-fn read_process(pid: u32) -> Option<ProcessSnapshot> {
+fn read_process(pid: u32) -> Option<ExistingProcess> {
     let process = Process::new(pid as i32).ok()?;
     let stat = process.stat().ok()?;
     let threads = process.tasks().ok()?.flatten().map(|task| task.tid as Tid).collect();
@@ -82,7 +67,7 @@ fn read_process(pid: u32) -> Option<ProcessSnapshot> {
                 .collect()
         })
         .unwrap_or_default();
-    Some(ProcessSnapshot {
+    Some(ExistingProcess {
         pid,
         ppid: stat.ppid as u32,
         exe: process.exe().ok().map(|exe| exe.as_os_str().as_bytes().to_vec()),

@@ -100,7 +100,10 @@ fn setup() -> Result<()> {
         .filter(|(program, _)| !on_path(program))
         .map(|(_, package)| package)
         .collect();
-    missing.extend(["python3-venv", "python3-wheel"].into_iter().filter(|package| !dpkg_installed(package)));
+    // linux-libc-dev: the ABI's syscall numbers, which a test checks the syscall table against.
+    missing.extend(
+        ["python3-venv", "python3-wheel", "linux-libc-dev"].into_iter().filter(|package| !dpkg_installed(package)),
+    );
     if !missing.is_empty() {
         println!("xtask: installing {}", missing.join(", "));
         run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;

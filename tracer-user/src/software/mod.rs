@@ -12,7 +12,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use crate::access::AccessLog;
+use crate::{access::AccessLog, tracker::path::file_name};
 
 pub use dpkg::{DpkgError, SystemPackage};
 pub use python::{Distribution, Interpreter};
@@ -52,8 +52,8 @@ impl IndexBuilder {
             // Indexing is bookkeeping: it must not take CPU from the command
             // being audited, so it runs at the lowest priority (what is left
             // when the command ends is finished then).
-            // SAFETY: setpriority on this thread's own id has no memory effects.
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
+            // (Linux keeps nice values per thread: this one's own id.)
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
             let dpkg = dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR))?;
             let mut warm = python::PythonIndex::warm_up();
             for path in incoming {
@@ -165,10 +165,6 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex) -> SoftwareUse {
 fn in_metadata_dir(path: &[u8]) -> bool {
     path.split(|&byte| byte == b'/')
         .any(|component| component.ends_with(b".dist-info") || component.ends_with(b".egg-info"))
-}
-
-fn file_name(path: &[u8]) -> &[u8] {
-    path.rsplit(|&byte| byte == b'/').next().unwrap_or(path)
 }
 
 /// `libfoo.so`, `libfoo.so.6`, `_ext.cpython-311-x86_64-linux-gnu.so`.

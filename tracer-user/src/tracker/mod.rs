@@ -13,8 +13,6 @@
 
 pub mod path;
 
-use crate::snapshot::ProcessSnapshot;
-
 use std::{
     cell::RefCell,
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -26,7 +24,7 @@ use crate::event::{
         AT_EMPTY_PATH, CLONE_FILES, CLONE_FS, CLONE_THREAD, O_ACCMODE, O_CLOEXEC, O_PATH, O_RDWR, O_TRUNC, O_WRONLY,
         RENAME_EXCHANGE,
     },
-    CellMarker, CellPhase, Event, Fact, Tid, WaitStatus, AT_FDCWD,
+    CellMarker, CellPhase, Event, ExistingProcess, Fact, Tid, WaitStatus, AT_FDCWD,
 };
 
 /// A process id (a thread-group id).
@@ -202,44 +200,39 @@ impl Tracker {
     }
 
     /// Starts following a process that was running before the audit, in the
-    /// state /proc showed (threads share its descriptors and directory).
-    pub fn add_existing(&mut self, snapshot: &ProcessSnapshot) {
+    /// state /proc showed (threads share its descriptors and directory); for a
+    /// process already followed, only the threads it did not know (they were
+    /// created while the audit attached).
+    pub fn add_existing(&mut self, existing: &ExistingProcess) {
+        if let Some(task) = self.tasks.get(&existing.pid).cloned() {
+            for &tid in &existing.threads {
+                self.add_existing_thread_of(&task, tid);
+            }
+            return;
+        }
         let process = self.processes.len();
         self.processes.push(ProcessRecord {
-            pid: snapshot.pid,
-            ppid: Some(snapshot.ppid),
-            exe: snapshot.exe.clone(),
-            argv: snapshot.argv.clone(),
-            cwd: snapshot.cwd.clone(),
+            pid: existing.pid,
+            ppid: Some(existing.ppid),
+            exe: existing.exe.clone(),
+            argv: existing.argv.clone(),
+            cwd: existing.cwd.clone(),
             status: None,
             failed_execs: Vec::new(),
             cell: None,
             pre_existing: true,
             live_threads: 0,
         });
-        let files: HashMap<i32, OpenFile> = snapshot
+        let files: HashMap<i32, OpenFile> = existing
             .files
             .iter()
             .map(|(fd, path, cloexec)| (*fd, OpenFile { path: Rc::from(path.as_slice()), cloexec: *cloexec }))
             .collect();
         let task =
-            Task { process, files: Rc::new(RefCell::new(files)), cwd: Rc::new(RefCell::new(snapshot.cwd.clone())) };
-        for &tid in &snapshot.threads {
+            Task { process, files: Rc::new(RefCell::new(files)), cwd: Rc::new(RefCell::new(existing.cwd.clone())) };
+        for &tid in &existing.threads {
             self.add_existing_thread_of(&task, tid);
         }
-    }
-
-    /// Follows a thread found after its process was added (it was created
-    /// while the audit attached).
-    pub fn add_existing_thread(&mut self, pid: Pid, tid: Tid) {
-        if let Some(task) = self.tasks.get(&pid).cloned() {
-            self.add_existing_thread_of(&task, tid);
-        }
-    }
-
-    /// Whether `tid` is followed.
-    pub fn knows(&self, tid: Tid) -> bool {
-        self.tasks.contains_key(&tid)
     }
 
     fn add_existing_thread_of(&mut self, task: &Task, tid: Tid) {

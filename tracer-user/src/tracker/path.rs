@@ -39,6 +39,38 @@ pub fn normalize(path: &[u8]) -> Vec<u8> {
     normalized
 }
 
+/// `relative` joined to the folded directory `base` and folded, without the
+/// general folding when there is nothing to fold (most names read from
+/// package lists).
+pub fn join(base: &[u8], relative: &[u8]) -> Vec<u8> {
+    let plain = !relative.starts_with(b"/")
+        && relative.split(|&byte| byte == b'/').all(|component| !matches!(component, b"" | b"." | b".."));
+    if !plain {
+        return resolve(base, relative);
+    }
+    let mut joined = Vec::with_capacity(base.len() + 1 + relative.len());
+    joined.extend_from_slice(base);
+    if base != b"/" {
+        joined.push(b'/');
+    }
+    joined.extend_from_slice(relative);
+    joined
+}
+
+/// The directory above an absolute, folded path; `None` for `/`.
+pub fn parent(path: &[u8]) -> Option<&[u8]> {
+    match path.iter().rposition(|&byte| byte == b'/')? {
+        0 if path.len() > 1 => Some(b"/"),
+        0 => None,
+        slash => Some(&path[..slash]),
+    }
+}
+
+/// The last component of a path.
+pub fn file_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|&byte| byte == b'/').next().unwrap_or(path)
+}
+
 /// Whether `path` is `prefix` or lies below it (component-wise).
 pub fn is_under(path: &[u8], prefix: &[u8]) -> bool {
     path.starts_with(prefix) && (path.len() == prefix.len() || prefix.ends_with(b"/") || path[prefix.len()] == b'/')
@@ -66,6 +98,17 @@ mod tests {
     #[test]
     fn non_utf8_names_survive() {
         assert_eq!(resolve(b"/d", b"caf\xe9"), b"/d/caf\xe9");
+    }
+
+    #[test]
+    fn join_parent_and_file_name() {
+        assert_eq!(join(b"/site", b"pkg/mod.py"), b"/site/pkg/mod.py");
+        assert_eq!(join(b"/", b"etc"), b"/etc");
+        assert_eq!(join(b"/v/lib/site", b"../../../bin/pip"), b"/bin/pip");
+        assert_eq!(parent(b"/a/b"), Some(&b"/a"[..]));
+        assert_eq!(parent(b"/a"), Some(&b"/"[..]));
+        assert_eq!(parent(b"/"), None);
+        assert_eq!(file_name(b"/a/b.txt"), b"b.txt");
     }
 
     #[test]

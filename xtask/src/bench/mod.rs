@@ -148,7 +148,6 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     let tools = Tools {
         reprotrace: reprotrace.clone(),
-        syscalls: modes::traced_syscalls(&root)?,
         reprozip: prepared.reprozip,
         scratch: places.scratch.clone(),
         socket: std::env::temp_dir().join(format!("reprotrace-bench-{}.sock", std::process::id())),

@@ -129,37 +129,17 @@ impl Mode {
     }
 }
 
+/// The syscalls `--backend strace` traces (tracer-common's table): the plain
+/// strace modes trace exactly those.
+const STRACE_SYSCALLS: &str = tracer_common::syscalls::NAMES;
+
 /// What the modes run with.
 pub struct Tools {
     pub reprotrace: PathBuf,
-    /// The syscalls `--backend strace` traces, for the plain strace modes.
-    pub syscalls: String,
     pub reprozip: std::result::Result<PathBuf, String>,
     pub scratch: PathBuf,
     /// Where the daemon modes' daemon listens.
     pub socket: PathBuf,
-}
-
-/// reprotrace's `TRACED_SYSCALLS`, read from its source so the plain strace
-/// modes trace exactly what `--backend strace` traces.
-pub fn traced_syscalls(root: &Path) -> Result<String> {
-    let path = root.join("tracer-user/src/source/strace/mod.rs");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let unreadable = || {
-        format!(
-            "cannot find `TRACED_SYSCALLS: &str = \"...\"` in {}: if its definition changed, update \
-             traced_syscalls in xtask/src/bench/modes.rs",
-            path.display()
-        )
-    };
-    let (_, rest) = text.split_once("TRACED_SYSCALLS: &str = \"").with_context(unreadable)?;
-    let (literal, _) = rest.split_once('"').with_context(unreadable)?;
-    // A backslash at a line's end continues the literal and eats the next line's indentation.
-    let list: String = literal.split("\\\n").map(str::trim_start).collect();
-    if list.is_empty() || !list.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ',') {
-        bail!("{}: got {list:?}", unreadable());
-    }
-    Ok(list)
 }
 
 /// A child that is stopped (SIGTERM, then SIGKILL) and reaped if it is dropped
@@ -355,7 +335,7 @@ fn launch_argv(
             "-o".into(),
             files.strace_log.clone().into(),
             "-e".into(),
-            format!("trace={}", tools.syscalls).into(),
+            format!("trace={}", STRACE_SYSCALLS).into(),
         ]);
         argv.push("--".into());
         argv
@@ -495,7 +475,7 @@ fn run_attach(
         Mode::StraceP => {
             let mut command = Command::new("strace");
             command.args(["-f", "-q", "-o"]).arg(work.join("strace.log"));
-            command.args(["-e", &format!("trace={}", tools.syscalls), "-p", &pid.to_string()]);
+            command.args(["-e", &format!("trace={}", STRACE_SYSCALLS), "-p", &pid.to_string()]);
             Some(command)
         }
         other => bail!("{} is not an attach mode", other.name()),
@@ -592,15 +572,6 @@ fn run_interference(tools: &Tools, workload: &Workload, mode: Mode, files: &RunF
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_strace_backends_syscalls() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace");
-        let list = traced_syscalls(root).expect("TRACED_SYSCALLS");
-        let names: Vec<&str> = list.split(',').collect();
-        assert!(names.contains(&"openat") && names.contains(&"execve") && names.contains(&"clone3"), "{list}");
-        assert!(!list.contains(' ') && !list.contains('\\'), "{list}");
-    }
 
     #[test]
     fn every_mode_has_a_unique_name_and_applies_somewhere() {

@@ -2,7 +2,7 @@
 
 use tracer_common::{EventKind, HEADER_SIZE};
 
-use crate::event::{abi::AT_REMOVEDIR, CellMarker, Event, Fact, WaitStatus};
+use crate::event::{Event, Fact, FactError};
 
 /// Why a record from the ring buffer could not be decoded.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -13,8 +13,8 @@ pub enum DecodeError {
     UnknownKind(u16),
     #[error("event strings overrun its {0} bytes")]
     StringsOverrun(usize),
-    #[error("an openat on the cell-marker dirfd does not carry a cell marker")]
-    BadCellMarker,
+    #[error(transparent)]
+    Fact(#[from] FactError),
 }
 
 /// The header fields the pipeline needs, read from the wire.
@@ -65,42 +65,12 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     }
     let first = &bytes[HEADER_SIZE..HEADER_SIZE + header.str_len[0]];
     let second = &bytes[HEADER_SIZE + header.str_len[0]..strings_end];
-    let [a0, a1, a2] = header.args;
-    // Descriptors travel as 64-bit syscall arguments; the kernel reads their low half.
-    let fd = |value: u64| value as i32;
-    let fact = match kind {
-        EventKind::Fork => Fact::Fork { child: a0 as u32, flags: a1 },
-        EventKind::Exit => Fact::Exit { status: WaitStatus(a0 as i32) },
-        EventKind::ExecRequest => Fact::ExecRequest {
-            dirfd: fd(a0),
-            path: c_string(first),
-            argv: second.split_inclusive(|&byte| byte == 0).map(c_string).collect(),
-            flags: a1,
-        },
-        EventKind::ExecResult => Fact::ExecResult { ret: header.ret },
-        EventKind::Open => Fact::Open { dirfd: fd(a0), path: c_string(first), flags: a1, fd: header.ret as i32 },
-        EventKind::Chdir => Fact::Chdir { dirfd: fd(a0), path: c_string(first) },
-        EventKind::Rename => Fact::Rename {
-            old_dirfd: fd(a0),
-            old: c_string(first),
-            new_dirfd: fd(a1),
-            new: c_string(second),
-            flags: a2,
-        },
-        EventKind::Remove => Fact::Remove { dirfd: fd(a0), path: c_string(first), dir: a1 & AT_REMOVEDIR != 0 },
-        EventKind::Mkdir => Fact::Mkdir { dirfd: fd(a0), path: c_string(first) },
-        EventKind::Link => {
-            Fact::Link { old_dirfd: fd(a0), old: c_string(first), new_dirfd: fd(a1), new: c_string(second) }
-        }
-        EventKind::Symlink => Fact::Symlink { target: c_string(first), dirfd: fd(a1), link: c_string(second) },
-        EventKind::Truncate => Fact::Truncate { dirfd: fd(a0), path: c_string(first) },
-        EventKind::Close => Fact::Close { first: a0 as u32, last: a1 as u32 },
-        EventKind::Dup => Fact::Dup { old: fd(a0), new: header.ret as i32, cloexec: a1 != 0 },
-        EventKind::SetCloexec => Fact::SetCloexec { first: a0 as u32, last: a1 as u32, on: a2 != 0 },
-        EventKind::CellMarker => {
-            Fact::CellMarker(CellMarker::parse(&c_string(first)).ok_or(DecodeError::BadCellMarker)?)
-        }
+    // An exec request's second string is its argv, each argument NUL-terminated.
+    let (second, argv) = match kind {
+        EventKind::ExecRequest => (Vec::new(), second.split_inclusive(|&byte| byte == 0).map(c_string).collect()),
+        _ => (c_string(second), Vec::new()),
     };
+    let fact = Fact::from_parts(kind, header.args, header.ret, [c_string(first), second], argv)?;
     Ok(Event { tid: header.tid, fact })
 }
 

@@ -1,10 +1,10 @@
 //! The eBPF backend: loads the kernel programs embedded at build time, attaches
 //! them, follows the tasks it is told to, and streams their events.
 
+pub mod daemon_client;
 pub mod decode;
 pub mod preflight;
 pub mod protocol;
-pub mod remote;
 pub mod session;
 
 use std::io;
@@ -16,7 +16,7 @@ use aya::{
 };
 use btf_rs::{Btf, Type};
 use tokio::io::unix::AsyncFd;
-use tracer_common::{counters, globals, maps, ProgramSpec, PROGRAMS};
+use tracer_common::{counters, globals, maps, programs, ProgramSpec};
 
 use crate::event::Tid;
 pub use decode::DecodeError;
@@ -76,14 +76,14 @@ impl Default for LoadOptions {
 /// One source can serve several audits: every task it follows is tagged with
 /// an audit id, and so is every event, which the consumer routes by that id
 /// (see [`session`] for one audit's view, and the daemon for many).
-pub struct EbpfSource {
+pub struct KernelPrograms {
     ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
     /// One per program while attached; dropping one detaches its program.
     links: Vec<TracePointLink>,
 }
 
-impl EbpfSource {
+impl KernelPrograms {
     /// Checks the machine, loads and attaches every program.
     pub fn load(options: &LoadOptions) -> Result<Self, EbpfError> {
         let mut source = Self::load_detached(options)?;
@@ -108,8 +108,8 @@ impl EbpfSource {
             .map_max_entries(maps::EVENTS, ring_bytes)
             .load(BPF_OBJECT)
             .map_err(EbpfError::Load)?;
-        for spec in PROGRAMS {
-            tracepoint(&mut ebpf, spec)?.load().map_err(|source| EbpfError::Program { name: spec.symbol, source })?;
+        for spec in programs() {
+            tracepoint(&mut ebpf, &spec)?.load().map_err(|source| EbpfError::Program { name: spec.symbol, source })?;
         }
         let ring_map = ebpf
             .take_map(maps::EVENTS)
@@ -119,15 +119,15 @@ impl EbpfSource {
         // SAFETY: the ring buffer owns its descriptor and keeps it open while the
         // AsyncFd holds it; we never replace or close it.
         let ring = unsafe { AsyncFd::register(ring) }.map_err(|err| EbpfError::Io(err.into()))?;
-        Ok(EbpfSource { ebpf, ring, links: Vec::new() })
+        Ok(KernelPrograms { ebpf, ring, links: Vec::new() })
     }
 
     /// Attaches every program to its tracepoint (a few milliseconds: the
     /// programs are loaded already).
     pub fn attach(&mut self) -> Result<(), EbpfError> {
-        for spec in PROGRAMS {
+        for spec in programs() {
             let program_error = |source| EbpfError::Program { name: spec.symbol, source };
-            let program = tracepoint(&mut self.ebpf, spec)?;
+            let program = tracepoint(&mut self.ebpf, &spec)?;
             let link = program.attach(spec.category, spec.name).map_err(program_error)?;
             self.links.push(program.take_link(link).map_err(program_error)?);
         }
@@ -140,7 +140,7 @@ impl EbpfSource {
 
     /// Detaches every program, in a thread of its own: each syscall
     /// tracepoint waits for an RCU grace period (see
-    /// [`EbpfSource::detach_after_exit`]), seconds in all. Join the thread
+    /// [`KernelPrograms::detach_after_exit`]), seconds in all. Join the thread
     /// before attaching again, or the attach waits behind it in the kernel.
     pub fn detach_in_background(&mut self) -> std::thread::JoinHandle<()> {
         let links = std::mem::take(&mut self.links);
@@ -275,9 +275,7 @@ fn traced_error(err: aya::maps::MapError) -> EbpfError {
 }
 
 fn page_size() -> u32 {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u32::try_from(size).unwrap_or(4096)
+    u32::try_from(rustix::param::page_size()).unwrap_or(4096)
 }
 
 /// Byte offset of `exit_code` in `struct task_struct`, from the kernel's BTF

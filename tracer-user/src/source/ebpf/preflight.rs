@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use rustix::mount::MountFlags;
+use tracer_common::syscalls::{Arg, Shape, SYSCALLS};
+
 /// Where the kernel publishes its type information.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// Where tracefs is expected (aya also looks under /sys/kernel/debug/tracing).
@@ -34,6 +37,11 @@ pub enum PreflightError {
          {format}): reprotrace does not support its layout; use `--backend strace`"
     )]
     TracepointLayout { tracepoint: String, field: String, offset: usize, format: PathBuf },
+    #[error(
+        "this kernel's syscall {syscall} does not take the arguments reprotrace reads ({problem}; see {format}): \
+         use `--backend strace`"
+    )]
+    SyscallLayout { syscall: &'static str, problem: String, format: PathBuf },
 }
 
 /// Runs every check; mounts tracefs when it is missing and we may.
@@ -46,12 +54,12 @@ pub fn check() -> Result<PathBuf, PreflightError> {
     }
     let tracefs = ensure_tracefs()?;
     check_tracepoint_layouts(&tracefs)?;
+    check_syscall_table(&tracefs)?;
     Ok(tracefs)
 }
 
 fn has_bpf_privileges() -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         return true;
     }
     let effective = effective_capabilities().unwrap_or(0);
@@ -75,14 +83,8 @@ fn ensure_tracefs() -> Result<PathBuf, PreflightError> {
             return Ok(PathBuf::from(candidate));
         }
     }
-    // SAFETY: every pointer is a valid NUL-terminated string (the target is
-    // TRACEFS); data may be null.
-    let rc = unsafe {
-        libc::mount(c"nodev".as_ptr(), c"/sys/kernel/tracing".as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null())
-    };
-    if rc != 0 {
-        let reason = std::io::Error::last_os_error().to_string();
-        return Err(PreflightError::TracefsUnavailable { reason });
+    if let Err(errno) = rustix::mount::mount(c"nodev", TRACEFS, c"tracefs", MountFlags::empty(), None) {
+        return Err(PreflightError::TracefsUnavailable { reason: std::io::Error::from(errno).to_string() });
     }
     if !tracefs_mounted(Path::new(TRACEFS)) {
         let reason = "mounted, but it has no events directory".to_string();
@@ -119,17 +121,88 @@ fn check_tracepoint_layouts(tracefs: &Path) -> Result<(), PreflightError> {
     Ok(())
 }
 
-/// The offset of `field` in a tracepoint format file.
-fn field_offset(format: &str, field: &str) -> Option<usize> {
-    format.lines().find_map(|line| {
+/// Checks tracer-common's syscall table against the kernel's syscall
+/// tracepoints: they exist, their arguments are 8-byte slots from offset 16,
+/// and what the table reads as a string, an argv array or a struct member is
+/// declared so.
+fn check_syscall_table(tracefs: &Path) -> Result<(), PreflightError> {
+    for syscall in SYSCALLS {
+        let format_path = |program: &str| tracefs.join("events/syscalls").join(program).join("format");
+        let format = format_path(syscall.enter_program);
+        let fail =
+            |problem: String| PreflightError::SyscallLayout { syscall: syscall.name, problem, format: format.clone() };
+        if !format_path(syscall.exit_program).exists() {
+            return Err(fail(format!("no tracepoint {}", syscall.exit_program)));
+        }
+        let text = std::fs::read_to_string(&format).map_err(|err| fail(format!("no tracepoint: {err}")))?;
+        let args: Vec<Field> = fields(&text).filter(|field| field.offset >= SYSCALL_ARGS_OFFSET).collect();
+        if let Some((position, field)) =
+            args.iter().enumerate().find(|(position, field)| field.offset != SYSCALL_ARGS_OFFSET + 8 * position)
+        {
+            return Err(fail(format!("argument {position} ({}) at offset {}", field.name, field.offset)));
+        }
+        let kind = |position: u8| {
+            args.get(usize::from(position))
+                .map(|field| field.kind)
+                .ok_or_else(|| fail(format!("it has no argument {position}")))
+        };
+        let expect = |position: u8, what: &str, fits: fn(&str) -> bool| -> Result<(), PreflightError> {
+            let found = kind(position)?;
+            match fits(found) {
+                true => Ok(()),
+                false => Err(fail(format!("argument {position} is `{found}`, not {what}"))),
+            }
+        };
+        let string = |found: &str| found.ends_with("char *");
+        let check_arg = |arg: Arg| match arg {
+            Arg::Raw(position) | Arg::Named(position, _) | Arg::Bit(position, _) => kind(position).map(drop),
+            Arg::Member { position, .. } => {
+                expect(position, "a pointer to a struct", |found| found.starts_with("struct ") && found.ends_with('*'))
+            }
+            Arg::Unused | Arg::Const(_) => Ok(()),
+        };
+        match syscall.shape {
+            Shape::Fact { args: fact_args, strings, .. } => {
+                fact_args.into_iter().try_for_each(check_arg)?;
+                strings.into_iter().flatten().try_for_each(|position| expect(position, "a string", string))?;
+            }
+            Shape::Exec { dirfd, path, argv, flags } => {
+                [dirfd, flags].into_iter().try_for_each(check_arg)?;
+                expect(path, "a string", string)?;
+                expect(argv, "an array of strings", |found| found.ends_with("*const *"))?;
+            }
+            Shape::Fcntl | Shape::CloseRange => (0..3).try_for_each(|position| kind(position).map(drop))?,
+        }
+    }
+    Ok(())
+}
+
+/// Where a syscall tracepoint's arguments start in its record.
+const SYSCALL_ARGS_OFFSET: usize = 16;
+
+/// A field of a tracepoint's record, as its format file declares it.
+struct Field<'a> {
+    /// The C type (`const char *`).
+    kind: &'a str,
+    name: &'a str,
+    offset: usize,
+}
+
+/// The fields of a tracepoint format file, in order.
+fn fields(format: &str) -> impl Iterator<Item = Field<'_>> {
+    format.lines().filter_map(|line| {
         let declaration = line.trim().strip_prefix("field:")?;
         let (declaration, rest) = declaration.split_once(';')?;
-        let name = declaration.split_whitespace().last()?.split('[').next()?;
-        if name != field {
-            return None;
-        }
-        rest.trim().strip_prefix("offset:")?.split(';').next()?.trim().parse().ok()
+        let (kind, name) = declaration.rsplit_once(|c: char| c.is_whitespace())?;
+        let name = name.split('[').next()?;
+        let offset = rest.trim().strip_prefix("offset:")?.split(';').next()?.trim().parse().ok()?;
+        Some(Field { kind: kind.trim(), name, offset })
     })
+}
+
+/// The offset of `field` in a tracepoint format file.
+fn field_offset(format: &str, field: &str) -> Option<usize> {
+    fields(format).find(|found| found.name == field).map(|found| found.offset)
 }
 
 #[cfg(test)]
@@ -145,5 +218,21 @@ mod tests {
         assert_eq!(field_offset(format, "group_dead"), Some(32));
         assert_eq!(field_offset(format, "comm"), Some(8));
         assert_eq!(field_offset(format, "prio"), None);
+    }
+
+    /// tracer-common's table against this kernel: the checks `check` makes,
+    /// and every syscall's number as the ABI's headers give it.
+    #[test]
+    fn the_syscall_table_matches_the_running_kernel() {
+        let tracefs = ensure_tracefs().expect("tracefs (the tests run as root)");
+        check_syscall_table(&tracefs).expect("the table fits this kernel");
+        let header = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h";
+        let numbers = std::fs::read_to_string(header)
+            .unwrap_or_else(|err| panic!("{header}: {err}: the ABI's syscall numbers come with linux-libc-dev"));
+        for syscall in SYSCALLS {
+            let define = format!("#define __NR_{} ", syscall.name);
+            let nr = numbers.lines().find_map(|line| line.strip_prefix(define.as_str())?.trim().parse::<u32>().ok());
+            assert_eq!(nr, Some(syscall.nr), "{}'s number", syscall.name);
+        }
     }
 }

@@ -13,7 +13,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::event::Tid;
+use crate::{event::Tid, source::Counters};
 
 /// Bumped whenever a frame changes meaning.
 pub const VERSION: u32 = 1;
@@ -46,18 +46,6 @@ pub enum ProtocolError {
     BadPayload { tag: u8, len: usize },
 }
 
-/// What the daemon counted for one audit, sent with `End`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AuditCounters {
-    /// Events the kernel dropped while the audit ran (the ring buffer is shared:
-    /// drops cannot be told apart by audit, so every audit running hears of them).
-    pub lost_events: u64,
-    /// Children the kernel could not follow while the audit ran (same caveat).
-    pub untracked_children: u64,
-    /// Records of this audit the daemon could not forward.
-    pub malformed_events: u64,
-}
-
 /// A message to the daemon.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request {
@@ -77,7 +65,11 @@ pub enum Reply {
     Followed(Vec<Tid>),
     /// One kernel record, as the ring buffer held it.
     Event(Bytes),
-    End(AuditCounters),
+    /// What the daemon counted for the audit: the events the kernel dropped
+    /// while it ran (the ring buffer is shared: drops cannot be told apart by
+    /// audit, so every audit running hears of them), the children it could not
+    /// follow (same caveat), and the records it could not forward.
+    End(Counters),
     Error(String),
 }
 
@@ -139,7 +131,7 @@ impl Reply {
             tag::HELLO if payload.len() == 4 => Ok(Reply::Hello { version: payload.get_u32_le() }),
             tag::FOLLOWED => Ok(Reply::Followed(tids(tag, payload)?)),
             tag::EVENT => Ok(Reply::Event(payload)),
-            tag::END if payload.len() == 24 => Ok(Reply::End(AuditCounters {
+            tag::END if payload.len() == 24 => Ok(Reply::End(Counters {
                 lost_events: payload.get_u64_le(),
                 untracked_children: payload.get_u64_le(),
                 malformed_events: payload.get_u64_le(),
@@ -202,7 +194,7 @@ mod tests {
             Reply::Hello { version: VERSION },
             Reply::Followed(vec![42]),
             Reply::Event(Bytes::from_static(b"\x01\x02\x03")),
-            Reply::End(AuditCounters { lost_events: 3, untracked_children: 1, malformed_events: 2 }),
+            Reply::End(Counters { lost_events: 3, untracked_children: 1, malformed_events: 2 }),
             Reply::Error("no".into()),
         ];
         let mut buffer = BytesMut::new();

@@ -1,16 +1,21 @@
-//! One audit's view of the eBPF backend: the programs of a running
-//! `reprotrace daemon` when there is one (nothing to load, nothing to detach),
-//! or programs this process loads for itself.
+//! One audit's view of the eBPF backend, as a [`Source`]: the programs of a
+//! running `reprotrace daemon` when there is one (nothing to load, nothing to
+//! detach), or programs this process loads for itself.
 
 use std::{io, path::PathBuf};
 
 use super::{
+    daemon_client::{DaemonClient, DaemonClientError},
     decode,
-    protocol::{AuditCounters, DEFAULT_SOCKET},
-    remote::{RemoteError, RemoteSource},
-    EbpfError, EbpfSource, LoadOptions, DEFAULT_RING_BUFFER_BYTES,
+    protocol::DEFAULT_SOCKET,
+    EbpfError, KernelPrograms, LoadOptions, DEFAULT_RING_BUFFER_BYTES,
 };
-use crate::event::{Event, Tid};
+use crate::{
+    event::{Event, ExistingProcess, Tid},
+    launch::{self, LaunchError, LaunchSpec},
+    snapshot::{self, SnapshotError},
+    source::{Counters, Launched, Source, SourceError},
+};
 
 /// Whether to use a daemon.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,12 +39,17 @@ pub enum SessionError {
     #[error(transparent)]
     Ebpf(#[from] EbpfError),
     #[error(transparent)]
-    Remote(#[from] RemoteError),
+    Daemon(#[from] DaemonClientError),
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
+/// Where the programs are.
 enum Programs {
-    Local { source: Box<EbpfSource>, audit_id: u32 },
-    Daemon(RemoteSource),
+    Local { programs: Box<KernelPrograms>, audit_id: u32 },
+    Daemon(DaemonClient),
 }
 
 pub struct Session {
@@ -49,14 +59,14 @@ pub struct Session {
 }
 
 impl Session {
-    pub async fn open(options: &SessionOptions) -> Result<Self, SessionError> {
+    async fn open(options: &SessionOptions) -> Result<Self, SessionError> {
         let programs = match &options.daemon {
             DaemonChoice::Never => local(&options.load)?,
-            DaemonChoice::At(path) => Programs::Daemon(RemoteSource::connect(path.clone()).await?),
-            DaemonChoice::Auto => match RemoteSource::connect(PathBuf::from(DEFAULT_SOCKET)).await {
-                Ok(remote) => Programs::Daemon(remote),
+            DaemonChoice::At(path) => Programs::Daemon(DaemonClient::connect(path.clone()).await?),
+            DaemonChoice::Auto => match DaemonClient::connect(PathBuf::from(DEFAULT_SOCKET)).await {
+                Ok(client) => Programs::Daemon(client),
                 // No daemon (or a stale socket it left): load the programs here.
-                Err(RemoteError::Connect { source, .. })
+                Err(DaemonClientError::Connect { source, .. })
                     if matches!(source.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) =>
                 {
                     local(&options.load)?
@@ -73,91 +83,126 @@ impl Session {
         Ok(Session { programs, malformed: 0 })
     }
 
-    /// Whether a daemon serves this audit.
-    pub fn uses_daemon(&self) -> bool {
-        matches!(self.programs, Programs::Daemon(_))
+    /// Starts `spec` held at a gate, follows it, and lets it exec: not one of
+    /// its syscalls is missed.
+    pub async fn launch(options: &SessionOptions, spec: &LaunchSpec) -> Result<(Session, Launched), SessionError> {
+        let mut session = Session::open(options).await?;
+        let child = launch::spawn_gated(spec)?;
+        let root = child.pid();
+        if let Err(err) = session.follow(&[root]).await {
+            child.abandon();
+            return Err(err);
+        }
+        let exec_error = child.open_gate().err();
+        Ok((session, Launched { root, parent: Some(std::process::id()), exec_error }))
+    }
+
+    /// Follows the running processes of the trees below `roots`, which
+    /// `snapshot` showed, and those born while they were being followed.
+    /// Returns every process followed, with the threads followed from here: a
+    /// process may come again with threads found later.
+    pub async fn attach(
+        options: &SessionOptions,
+        roots: &[Tid],
+        snapshot: Vec<ExistingProcess>,
+    ) -> Result<(Session, Vec<ExistingProcess>), SessionError> {
+        let mut session = Session::open(options).await?;
+        let tids: Vec<Tid> = snapshot.iter().flat_map(|process| process.threads.iter().copied()).collect();
+        session.follow(&tids).await?;
+        let mut followed = snapshot;
+        // Tasks born between the snapshot and the following of their parent.
+        loop {
+            let mut found = false;
+            for mut process in snapshot::snapshot_trees(roots)? {
+                let new = session.follow(&process.threads).await?;
+                if !new.is_empty() {
+                    found = true;
+                    process.threads = new;
+                    followed.push(process);
+                }
+            }
+            if !found {
+                return Ok((session, followed));
+            }
+        }
     }
 
     /// Follows `tids` and, from now on, every task they create. Returns those
     /// that were not followed already (by an earlier call, or by the kernel
     /// because their parent was).
-    pub async fn follow(&mut self, tids: &[Tid]) -> Result<Vec<Tid>, SessionError> {
+    async fn follow(&mut self, tids: &[Tid]) -> Result<Vec<Tid>, SessionError> {
         match &mut self.programs {
-            Programs::Local { source, audit_id } => {
+            Programs::Local { programs, audit_id } => {
                 let mut new = Vec::new();
                 for &tid in tids {
-                    if source.follow(tid, *audit_id)? {
+                    if programs.follow(tid, *audit_id)? {
                         new.push(tid);
                     }
                 }
                 Ok(new)
             }
-            Programs::Daemon(remote) => Ok(remote.follow(tids).await?),
+            Programs::Daemon(client) => Ok(client.follow(tids).await?),
         }
     }
 
-    /// Waits for events, then hands those that arrived to `sink`. Returns the
-    /// number of records read. Cancel-safe.
-    pub async fn next_batch(&mut self, sink: &mut impl FnMut(Event)) -> Result<usize, SessionError> {
-        let malformed = &mut self.malformed;
-        match &mut self.programs {
-            Programs::Local { source, .. } => {
-                source.wait_for_events().await?;
-                Ok(source.drain(&mut |record| decode_into(record, malformed, sink)))
-            }
-            Programs::Daemon(remote) => {
-                Ok(remote.next_records(&mut |record| decode_into(record, malformed, sink)).await?)
-            }
-        }
-    }
-
-    /// Ends the audit once every task followed has been reaped (or the user
-    /// gave up): hands the events still on their way to `sink`, and returns
-    /// what was lost.
-    pub async fn finish(self, sink: &mut impl FnMut(Event)) -> Result<AuditCounters, SessionError> {
+    async fn finish_session(self, feed: &mut impl FnMut(Event)) -> Result<Counters, SessionError> {
         let mut malformed = self.malformed;
         match self.programs {
-            Programs::Local { mut source, .. } => {
+            Programs::Local { mut programs, .. } => {
                 // Every task's last event was committed before it could be reaped.
-                source.drain(&mut |record| decode_into(record, &mut malformed, sink));
-                let counters = source.counters()?;
-                source.detach_after_exit();
-                Ok(AuditCounters {
+                programs.drain(&mut |record| decode_into(record, &mut malformed, feed));
+                let counters = programs.counters()?;
+                programs.detach_after_exit();
+                Ok(Counters {
                     lost_events: counters.lost_events,
                     untracked_children: counters.untracked_children,
                     malformed_events: malformed,
                 })
             }
-            Programs::Daemon(remote) => {
-                let counters = remote.finish(&mut |record| decode_into(record, &mut malformed, sink)).await?;
-                Ok(AuditCounters { malformed_events: counters.malformed_events + malformed, ..counters })
+            Programs::Daemon(client) => {
+                let counters = client.finish(&mut |record| decode_into(record, &mut malformed, feed)).await?;
+                Ok(Counters { malformed_events: counters.malformed_events + malformed, ..counters })
             }
         }
     }
-
-    /// [`Session::finish`], or `None` after saying why the events stopped:
-    /// the audit still writes what it saw.
-    pub async fn finish_or_warn(self, sink: &mut impl FnMut(Event)) -> Option<AuditCounters> {
-        self.finish(sink).await.inspect_err(warn_stream_lost).ok()
-    }
 }
 
-/// The events stopped coming (the daemon went away): the audit goes on
-/// without them, and its manifest is marked incomplete.
-pub fn warn_stream_lost(err: &SessionError) {
-    eprintln!("reprotrace: warning: lost the eBPF event stream: {err}; the manifest has what arrived before");
+impl Source for Session {
+    /// Never ends by itself: the tasks it follows are the driver's to watch.
+    async fn next_batch(&mut self, feed: &mut impl FnMut(Event)) -> Result<bool, SourceError> {
+        let malformed = &mut self.malformed;
+        match &mut self.programs {
+            Programs::Local { programs, .. } => {
+                programs.wait_for_events().await.map_err(SessionError::from)?;
+                programs.drain(&mut |record| decode_into(record, malformed, feed));
+            }
+            Programs::Daemon(client) => {
+                client
+                    .next_records(&mut |record| decode_into(record, malformed, feed))
+                    .await
+                    .map_err(SessionError::from)?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Once every task followed has been reaped (or the user gave up); the
+    /// tasks still alive go on untraced.
+    async fn finish(self, feed: &mut impl FnMut(Event)) -> Result<Counters, SourceError> {
+        Ok(self.finish_session(feed).await?)
+    }
 }
 
 fn local(load: &LoadOptions) -> Result<Programs, EbpfError> {
     // Our own programs: one audit, which our pid names.
-    Ok(Programs::Local { source: Box::new(EbpfSource::load(load)?), audit_id: std::process::id() })
+    Ok(Programs::Local { programs: Box::new(KernelPrograms::load(load)?), audit_id: std::process::id() })
 }
 
 /// Decodes one record for the pipeline. Every record is this audit's: our own
 /// programs follow no one else, and the daemon routes by audit id.
-fn decode_into(record: &[u8], malformed: &mut u64, sink: &mut impl FnMut(Event)) {
+fn decode_into(record: &[u8], malformed: &mut u64, feed: &mut impl FnMut(Event)) {
     match decode::decode(record) {
-        Ok(event) => sink(event),
+        Ok(event) => feed(event),
         Err(_) => *malformed += 1,
     }
 }

@@ -1,29 +1,44 @@
 //! The strace backend: runs the command under `strace -f` with the fastest
-//! correct options, and turns its log into the same events the eBPF backend
-//! produces while strace runs.
+//! correct options (or attaches `strace -f -p` to running processes), and
+//! turns its log into the same events the eBPF backend produces while strace
+//! runs.
 //!
-//! strace writes its log into a pipe that a dedicated thread reads, parses
-//! line by line and feeds to the [`Pipeline`], so memory is bounded by what
-//! the pipeline keeps (files, processes), not by the number of syscalls, and
-//! the parsing overlaps the run. When the thread lags, strace blocks on the
-//! full pipe, and so do the tracees: nothing is lost.
+//! strace writes its log into a pipe that a dedicated thread reads and parses
+//! line by line; it sends the events in batches over a bounded channel to the
+//! [`Source`], whose driver feeds them to the pipeline. Memory is bounded by
+//! what the pipeline keeps (files, processes), not by the number of syscalls,
+//! and the parsing overlaps the run. When the driver lags, the channel fills,
+//! the thread stops reading, strace blocks on the full pipe, and so do the
+//! tracees: nothing is lost.
 
 pub mod parse;
+mod syntax;
 
 use std::{
     ffi::OsString,
-    io::{BufReader, PipeReader, PipeWriter},
-    os::fd::AsRawFd,
+    io::{BufReader, PipeReader, PipeWriter, Read},
+    os::fd::{AsFd, AsRawFd, OwnedFd},
     path::{Path, PathBuf},
     thread::JoinHandle,
 };
 
-use crate::{event::Tid, launch::Credentials, pipeline::Pipeline};
+use rustix::{
+    event::{poll, PollFd, PollFlags, Timespec},
+    process::{kill_process, pidfd_open, pidfd_send_signal, waitpid, Pid, PidfdFlags, Signal, WaitOptions},
+};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    sync::{mpsc, oneshot},
+};
+use tracer_common::syscalls;
 
-/// The syscalls both backends model (tracer-common's program table, by name).
-pub const TRACED_SYSCALLS: &str = "open,creat,openat,openat2,execve,execveat,chdir,fchdir,\
-rename,renameat,renameat2,unlink,unlinkat,rmdir,mkdir,mkdirat,link,linkat,symlink,symlinkat,\
-truncate,ftruncate,close,close_range,dup,dup2,dup3,fcntl,clone,clone3,fork,vfork";
+use self::{parse::Parser, syntax::Lines};
+use crate::{
+    event::{Event, ExistingProcess, Tid},
+    launch::{Credentials, LaunchSpec},
+    snapshot,
+    source::{Counters, Launched, Source, SourceError},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StraceError {
@@ -39,6 +54,12 @@ pub enum StraceError {
     ReadLog(#[source] std::io::Error),
     #[error("reading the strace log failed unexpectedly")]
     ReaderPanicked,
+    #[error("strace exited before it started the command (see its message above)")]
+    NothingStarted,
+    #[error("strace could not attach to the processes (see its message above)")]
+    CouldNotAttach,
+    #[error("cannot watch strace (pidfd): {0}")]
+    Watch(#[source] std::io::Error),
 }
 
 /// Finds strace on PATH.
@@ -63,7 +84,8 @@ pub enum Target<'a> {
 pub fn strace_args(log: &Path, target: &Target) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["-f", "-q", "-X", "raw", "-s", "65536"].iter().map(OsString::from).collect();
     args.push("-e".into());
-    args.push(format!("trace={TRACED_SYSCALLS}").into());
+    // The syscalls both backends model (tracer-common's table).
+    args.push(format!("trace={}", syscalls::NAMES).into());
     args.push("-o".into());
     args.push(log.as_os_str().to_owned());
     match target {
@@ -86,27 +108,14 @@ pub fn strace_args(log: &Path, target: &Target) -> Vec<OsString> {
     args
 }
 
-/// The command that runs strace on `target`, logging to `log`.
-pub fn command(strace: &Path, log: &Path, target: Target) -> tokio::process::Command {
-    let mut strace = tokio::process::Command::new(strace);
-    strace.args(strace_args(log, &target));
-    strace
-}
-
-/// The command strace started (its first child), once it has started it.
-pub fn traced_root(strace_pid: u32) -> Option<u32> {
-    let children = std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children")).ok()?;
-    children.split_whitespace().next()?.parse().ok()
-}
-
 /// The pipe strace writes its log into.
-pub struct LogPipe {
+struct LogPipe {
     reader: PipeReader,
     writer: PipeWriter,
 }
 
 impl LogPipe {
-    pub fn new() -> Result<Self, StraceError> {
+    fn new() -> Result<Self, StraceError> {
         // Both ends are close-on-exec: neither strace nor anything else we
         // start inherits them.
         let (reader, writer) = std::io::pipe().map_err(StraceError::Pipe)?;
@@ -117,32 +126,25 @@ impl LogPipe {
     /// /proc entry. strace opens it as it would a file, close-on-exec; an
     /// inherited descriptor (`-o /dev/fd/3`) would stay open in the traced
     /// command, visible to it and holding the pipe open after strace ends.
-    pub fn path(&self) -> PathBuf {
+    fn path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), self.writer.as_raw_fd()))
-    }
-
-    /// Starts the thread that reads the log as strace writes it and feeds its
-    /// events to the pipeline `start` makes for the task of the log's first
-    /// line (the command strace started).
-    pub fn read(self, start: impl FnOnce(Tid) -> Pipeline + Send + 'static) -> Result<LogReader, StraceError> {
-        let LogPipe { reader, writer } = self;
-        let thread = std::thread::Builder::new()
-            .name("strace-log".into())
-            .spawn(move || feed_log(BufReader::with_capacity(READ_SIZE, Coalescing(reader)), start).map(SentLog))
-            .map_err(StraceError::StartReader)?;
-        Ok(LogReader { writer, thread })
     }
 }
 
 /// How much of the log the reader takes at a time.
 const READ_SIZE: usize = 1 << 16;
 
+/// Most events in one batch, and batches waiting for the driver: at most
+/// some 64k events (a few MiB) are between strace and the pipeline.
+const BATCH_EVENTS: usize = 1024;
+const BATCHES_IN_FLIGHT: usize = 64;
+
 /// Reads a pipe in chunks rather than as it is written to: strace writes each
 /// line in two or more pieces, and waking the reader for every piece costs
 /// more than parsing them (and slows strace down on a busy machine).
 struct Coalescing(PipeReader);
 
-impl std::io::Read for Coalescing {
+impl Read for Coalescing {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let read = self.0.read(buf)?;
         if read > 0 && read < buf.len() / 4 {
@@ -155,78 +157,232 @@ impl std::io::Read for Coalescing {
     }
 }
 
-/// The thread reading strace's log.
-pub struct LogReader {
-    /// Kept open until strace has exited: strace opens the pipe through it
-    /// (see [`LogPipe::path`]), and its closing is what ends the log.
-    writer: PipeWriter,
-    thread: JoinHandle<std::io::Result<SentLog>>,
+/// How strace came to follow the processes, which says how it stops.
+enum Mode {
+    /// It started the command: it cannot leave it running (once strace is
+    /// gone, the syscalls its seccomp filter hands to a tracer fail with
+    /// ENOSYS), so stopping it early ends the command's processes.
+    Launched,
+    /// It attached: SIGINT makes it detach, and the processes go on.
+    Attached,
 }
 
-impl LogReader {
-    /// Reads what is left of the log, once strace has exited (before, this
-    /// waits for it): at most a pipe's worth, as strace blocks on a full pipe.
-    pub fn finish(self) -> Result<StraceLog, StraceError> {
-        drop(self.writer);
-        let SentLog(log) =
-            self.thread.join().map_err(|_| StraceError::ReaderPanicked)?.map_err(StraceError::ReadLog)?;
-        Ok(log)
-    }
+/// The events of a strace log, as a [`Source`].
+pub struct StraceSource {
+    mode: Mode,
+    strace_pid: u32,
+    /// Becomes readable when strace exits (it is not reaped through it).
+    strace_exit: AsyncFd<OwnedFd>,
+    batches: mpsc::Receiver<Vec<Event>>,
+    reader: JoinHandle<std::io::Result<u64>>,
 }
 
-/// The log and its pipeline, handed back by the thread that made and fed it.
-struct SentLog(StraceLog);
-
-// SAFETY: a `Pipeline` is not `Send` only because its tracker shares file
-// tables and working directories between tasks through `Rc`s. Every clone of
-// those `Rc`s is inside the pipeline (it is built from, fed and queried with
-// plain data, and hands out none), so moving the whole pipeline to another
-// thread moves them all: no two threads can touch their counts. Should the
-// tracker ever hand an `Rc` out, it must use `Arc` instead, and this goes.
-unsafe impl Send for SentLog {}
-
-/// A whole strace log, fed through the pipeline.
-pub struct StraceLog {
-    /// `None` when no line named a task: the command did not start.
-    pub pipeline: Option<Pipeline>,
-    /// Lines that could not be understood (they produced no event).
-    pub malformed_lines: u64,
-}
-
-/// Parses the log from `reader` line by line and feeds each event, as soon as
-/// it is final, to the pipeline `start` makes for the log's first task.
-fn feed_log(reader: impl std::io::BufRead, start: impl FnOnce(Tid) -> Pipeline) -> std::io::Result<StraceLog> {
-    let mut lines = parse::Lines::new(reader);
-    let mut parser = parse::Parser::default();
-    // The pipeline needs the root, which is known once a line named a task:
-    // the events of that line wait for the pipeline to be made.
-    let mut first_events = Vec::new();
-    let mut pipeline = loop {
-        let Some(line) = lines.next_line()? else {
-            // No line named a task, so none made an event.
-            return Ok(StraceLog { pipeline: None, malformed_lines: parser.finish(&mut |_| {}) });
+impl StraceSource {
+    /// Starts `spec` under strace; returns once strace has started it.
+    pub async fn launch(spec: &LaunchSpec) -> Result<(StraceSource, Launched), StraceError> {
+        let log = LogPipe::new()?;
+        let target = Target::Launch(spec.credentials.as_ref(), &spec.argv);
+        let mut command = std::process::Command::new(find_strace()?);
+        command.args(strace_args(&log.path(), &target)).envs(spec.environment.iter().map(|(key, value)| (key, value)));
+        let (root_tx, mut root_rx) = oneshot::channel();
+        let (mut source, writer) = StraceSource::start(Mode::Launched, command, log, Some(root_tx))?;
+        // The log's first task is the command strace started.
+        let root = tokio::select! {
+            biased;
+            root = &mut root_rx => root.ok(),
+            _ = source.strace_exit.readable() => None,
         };
-        parser.push_line(line, &mut |event| first_events.push(event));
-        if let Some(root) = parser.root() {
-            break start(root);
+        // strace has the pipe open (it wrote a line) or is gone: its closing
+        // alone ends the log from now on.
+        drop(writer);
+        // strace may have written its log and exited before the reader got to
+        // the first line: with the pipe closed, the reader says, or gives up.
+        let root = match root {
+            Some(root) => Some(root),
+            None => root_rx.await.ok(),
+        };
+        let Some(root) = root else {
+            source.drain_unused().await;
+            return Err(StraceError::NothingStarted);
+        };
+        let launched = Launched { root, parent: Some(source.strace_pid), exec_error: None };
+        Ok((source, launched))
+    }
+
+    /// Attaches strace to the processes of `existing`; returns once it traces
+    /// every one of their threads.
+    pub async fn attach(existing: &[ExistingProcess]) -> Result<StraceSource, StraceError> {
+        let log = LogPipe::new()?;
+        let pids: Vec<u32> = existing.iter().map(|process| process.pid).collect();
+        let mut command = std::process::Command::new(find_strace()?);
+        command.args(strace_args(&log.path(), &Target::Attach(&pids)));
+        let (mut source, writer) = StraceSource::start(Mode::Attached, command, log, None)?;
+        let tids: Vec<u32> = existing.iter().flat_map(|process| process.threads.iter().copied()).collect();
+        let strace_pid = source.strace_pid;
+        let attached = async {
+            while !tids.iter().all(|tid| tracer_of(*tid).is_none_or(|tracer| tracer == strace_pid)) {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        };
+        let attached = tokio::select! {
+            biased;
+            () = attached => true,
+            _ = source.strace_exit.readable() => false,
+        };
+        // strace opens its log before it attaches.
+        drop(writer);
+        if !attached {
+            source.drain_unused().await;
+            return Err(StraceError::CouldNotAttach);
         }
-    };
-    for event in &first_events {
-        pipeline.feed(event);
+        Ok(source)
     }
-    let mut feed = |event| pipeline.feed(&event);
+
+    /// Spawns strace and the thread reading its log; hands back our copy of
+    /// the log's write end, to be dropped once strace has the log open.
+    fn start(
+        mode: Mode,
+        mut command: std::process::Command,
+        log: LogPipe,
+        root: Option<oneshot::Sender<Tid>>,
+    ) -> Result<(StraceSource, PipeWriter), StraceError> {
+        let LogPipe { reader, writer } = log;
+        // Not waited for through this handle: the driver reaps (see `finish`).
+        let strace = command.spawn().map_err(StraceError::Spawn)?;
+        let strace_pid = strace.id();
+        let pidfd = Pid::from_child(&strace);
+        let pidfd = pidfd_open(pidfd, PidfdFlags::empty()).map_err(|err| StraceError::Watch(err.into()))?;
+        // SAFETY: the OwnedFd keeps its descriptor open, and the same, while the AsyncFd owns it.
+        let strace_exit = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+            .map_err(|err| StraceError::Watch(err.into()))?;
+        let (batches_tx, batches) = mpsc::channel(BATCHES_IN_FLIGHT);
+        let reader = std::thread::Builder::new()
+            .name("strace-log".into())
+            .spawn(move || {
+                read_log(BufReader::with_capacity(READ_SIZE, Coalescing(reader)), root, &mut |batch| {
+                    batches_tx.blocking_send(batch).is_ok()
+                })
+            })
+            .map_err(StraceError::StartReader)?;
+        Ok((StraceSource { mode, strace_pid, strace_exit, batches, reader }, writer))
+    }
+
+    fn strace_has_exited(&self) -> bool {
+        let mut fds = [PollFd::new(self.strace_exit.get_ref(), PollFlags::IN)];
+        poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })).is_ok_and(|ready| ready > 0)
+    }
+
+    fn signal_strace(&self, signal: Signal) {
+        // Through the pidfd: never another process that took strace's pid.
+        let _ = pidfd_send_signal(self.strace_exit.get_ref().as_fd(), signal);
+    }
+
+    /// After a failed start: reads the log to its end (strace is gone) and
+    /// reaps strace.
+    async fn drain_unused(&mut self) {
+        while self.batches.recv().await.is_some() {}
+        self.reap();
+    }
+
+    /// Reaps strace if no one did: in `run`, reprotrace reaps every child.
+    fn reap(&self) {
+        if let Some(pid) = Pid::from_raw(self.strace_pid as i32) {
+            let _ = waitpid(Some(pid), WaitOptions::NOHANG);
+        }
+    }
+}
+
+impl Source for StraceSource {
+    /// Ends when strace has exited and its log is read.
+    async fn next_batch(&mut self, feed: &mut impl FnMut(Event)) -> Result<bool, SourceError> {
+        let Some(batch) = self.batches.recv().await else { return Ok(false) };
+        batch.into_iter().for_each(&mut *feed);
+        while let Ok(batch) = self.batches.try_recv() {
+            batch.into_iter().for_each(&mut *feed);
+        }
+        Ok(true)
+    }
+
+    async fn finish(mut self, feed: &mut impl FnMut(Event)) -> Result<Counters, SourceError> {
+        if !self.strace_has_exited() {
+            match self.mode {
+                Mode::Launched => {
+                    eprintln!("reprotrace: ending the command's processes (strace cannot leave them running)");
+                    kill_traced_processes(self.strace_pid);
+                }
+                Mode::Attached => self.signal_strace(Signal::INT),
+            }
+        }
+        // strace writes the rest of its log and exits.
+        while let Some(batch) = self.batches.recv().await {
+            batch.into_iter().for_each(&mut *feed);
+        }
+        self.strace_exit.readable().await.map_err(StraceError::Watch)?.retain_ready();
+        self.reap();
+        let malformed_lines =
+            self.reader.join().map_err(|_| StraceError::ReaderPanicked)?.map_err(StraceError::ReadLog)?;
+        Ok(Counters { malformed_events: malformed_lines, ..Counters::default() })
+    }
+}
+
+/// Kills every process of the traced tree: reprotrace's descendants (orphans
+/// come back to it) but itself and strace, so that strace writes the end of
+/// its log and exits.
+fn kill_traced_processes(strace_pid: u32) {
+    let ours = std::process::id();
+    let Ok(tree) = snapshot::snapshot_trees(&[ours]) else { return };
+    for process in tree.iter().filter(|process| process.pid != ours && process.pid != strace_pid) {
+        if let Some(pid) = Pid::from_raw(process.pid as i32) {
+            let _ = kill_process(pid, Signal::KILL);
+        }
+    }
+}
+
+/// The `TracerPid` of a task; `None` if the task is gone.
+fn tracer_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read(format!("/proc/{tid}/status")).ok()?;
+    let status = String::from_utf8_lossy(&status);
+    status.lines().find_map(|line| line.strip_prefix("TracerPid:")).and_then(|pid| pid.trim().parse().ok())
+}
+
+/// Parses the log from `reader` line by line and hands the events to `send`
+/// in batches, as soon as they are final: a batch goes when it is full or when
+/// the log has nothing more to read for now. Sends the log's first task (the
+/// command strace started) to `root` once a line names it. Returns how many
+/// lines could not be understood; stops early when `send` says no one listens.
+fn read_log(
+    reader: BufReader<impl Read>,
+    mut root: Option<oneshot::Sender<Tid>>,
+    send: &mut impl FnMut(Vec<Event>) -> bool,
+) -> std::io::Result<u64> {
+    let mut lines = Lines::new(reader);
+    let mut parser = Parser::default();
+    let mut batch = Vec::with_capacity(BATCH_EVENTS);
     while let Some(line) = lines.next_line()? {
-        parser.push_line(line, &mut feed);
+        parser.push_line(line, &mut |event| batch.push(event));
+        if let Some(first) = parser.root() {
+            if let Some(root) = root.take() {
+                let _ = root.send(first);
+            }
+        }
+        let due = batch.len() >= BATCH_EVENTS || (!batch.is_empty() && lines.buffered().is_empty());
+        if due && !send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_EVENTS))) {
+            return Ok(parser.finish(&mut |_| {}));
+        }
     }
-    let malformed_lines = parser.finish(&mut feed);
-    Ok(StraceLog { pipeline: Some(pipeline), malformed_lines })
+    let malformed_lines = parser.finish(&mut |event| batch.push(event));
+    if !batch.is_empty() {
+        send(batch);
+    }
+    Ok(malformed_lines)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::{io::Write, sync::mpsc, time::Duration};
+    use std::{io::Write, time::Duration};
 
     use super::*;
+    use crate::event::Fact;
 
     /// Opens the pipe as strace does with `-o`.
     fn open_as_strace(pipe: &LogPipe) -> std::fs::File {
@@ -234,33 +390,33 @@ mod tests {
     }
 
     #[test]
-    fn the_log_is_fed_while_it_is_written() {
+    fn the_log_is_read_while_it_is_written() {
         let pipe = LogPipe::new().expect("pipe");
         let mut strace = open_as_strace(&pipe);
-        let (root_tx, root_rx) = mpsc::channel();
-        let reader = pipe
-            .read(move |root| {
-                root_tx.send(root).expect("the test waits for the root");
-                Pipeline::new(root, None, b"/".to_vec())
-            })
-            .expect("reader thread");
+        let LogPipe { reader, writer } = pipe;
+        drop(writer);
+        let (root_tx, mut root_rx) = oneshot::channel();
+        let (batches_tx, batches_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            read_log(BufReader::new(reader), Some(root_tx), &mut |batch| batches_tx.send(batch).is_ok())
+        });
         strace.write_all(b"garbage\n100   openat(-100, \"/etc/hostname\", 0) = 3\n").expect("writing the log");
-        // The pipeline exists before the log ends.
-        assert_eq!(root_rx.recv_timeout(Duration::from_secs(10)), Ok(100));
+        // The first events and the root arrive before the log ends.
+        let first = batches_rx.recv_timeout(Duration::from_secs(10)).expect("a batch");
+        assert!(matches!(first.as_slice(), [Event { tid: 100, fact: Fact::Open { .. } }]), "{first:?}");
+        assert_eq!(root_rx.try_recv(), Ok(100));
         strace.write_all(b"100   +++ exited with 0 +++\n").expect("writing the log");
         drop(strace);
-        let log = reader.finish().expect("reading the log");
-        assert_eq!(log.malformed_lines, 1);
-        // The root's exit was fed.
-        assert!(!log.pipeline.expect("a pipeline").has_live_tasks());
+        assert_eq!(thread.join().expect("reader").expect("read"), 1, "one malformed line");
+        let rest: Vec<Event> = batches_rx.iter().flatten().collect();
+        assert!(matches!(rest.as_slice(), [Event { tid: 100, fact: Fact::Exit { .. } }]), "{rest:?}");
     }
 
     #[test]
-    fn an_empty_log_makes_no_pipeline() {
-        let pipe = LogPipe::new().expect("pipe");
-        drop(open_as_strace(&pipe));
-        let log = pipe.read(|_| unreachable!("no line names a root")).expect("reader thread").finish().expect("log");
-        assert!(log.pipeline.is_none());
-        assert_eq!(log.malformed_lines, 0);
+    fn an_empty_log_names_no_root() {
+        let (root_tx, mut root_rx) = oneshot::channel();
+        let read = read_log(BufReader::new(&b""[..]), Some(root_tx), &mut |_| unreachable!("no events"));
+        assert_eq!(read.expect("read"), 0);
+        assert!(root_rx.try_recv().is_err());
     }
 }

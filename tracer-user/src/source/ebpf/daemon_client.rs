@@ -10,11 +10,11 @@ use tokio::{
     net::UnixStream,
 };
 
-use super::protocol::{self, AuditCounters, ProtocolError, Reply, Request};
-use crate::event::Tid;
+use super::protocol::{self, ProtocolError, Reply, Request};
+use crate::{event::Tid, source::Counters};
 
 #[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
+pub enum DaemonClientError {
     #[error(
         "cannot connect to the reprotrace daemon at {path}: {source}; start it with `reprotrace daemon`, or pass \
          --no-daemon to load the eBPF programs in this process"
@@ -35,7 +35,7 @@ pub enum RemoteError {
     Io(#[from] io::Error),
 }
 
-pub struct RemoteSource {
+pub struct DaemonClient {
     stream: UnixStream,
     /// Bytes received and not yet taken apart into frames.
     input: BytesMut,
@@ -43,23 +43,25 @@ pub struct RemoteSource {
     held: Vec<bytes::Bytes>,
 }
 
-impl RemoteSource {
+impl DaemonClient {
     /// Connects to the daemon at `path` and checks it speaks our protocol.
-    pub async fn connect(path: PathBuf) -> Result<Self, RemoteError> {
+    pub async fn connect(path: PathBuf) -> Result<Self, DaemonClientError> {
         let stream = match UnixStream::connect(&path).await {
             Ok(stream) => stream,
-            Err(source) => return Err(RemoteError::Connect { path, source }),
+            Err(source) => return Err(DaemonClientError::Connect { path, source }),
         };
-        let mut remote = RemoteSource { stream, input: BytesMut::with_capacity(1 << 16), held: Vec::new() };
-        match remote.next_reply().await? {
-            Reply::Hello { version } if version == protocol::VERSION => Ok(remote),
-            Reply::Hello { version } => Err(RemoteError::Version { path, found: version, expected: protocol::VERSION }),
-            Reply::Error(message) => Err(RemoteError::Refused(message)),
-            _ => Err(RemoteError::Refused("no greeting".into())),
+        let mut client = DaemonClient { stream, input: BytesMut::with_capacity(1 << 16), held: Vec::new() };
+        match client.next_reply().await? {
+            Reply::Hello { version } if version == protocol::VERSION => Ok(client),
+            Reply::Hello { version } => {
+                Err(DaemonClientError::Version { path, found: version, expected: protocol::VERSION })
+            }
+            Reply::Error(message) => Err(DaemonClientError::Refused(message)),
+            _ => Err(DaemonClientError::Refused("no greeting".into())),
         }
     }
 
-    async fn send(&mut self, request: Request) -> Result<(), RemoteError> {
+    async fn send(&mut self, request: Request) -> Result<(), DaemonClientError> {
         let mut frame = BytesMut::new();
         request.encode(&mut frame);
         self.stream.write_all(&frame).await?;
@@ -67,41 +69,41 @@ impl RemoteSource {
     }
 
     /// The next frame off the socket, reading as needed.
-    async fn next_reply(&mut self) -> Result<Reply, RemoteError> {
+    async fn next_reply(&mut self) -> Result<Reply, DaemonClientError> {
         loop {
             if let Some((tag, payload)) = protocol::next_frame(&mut self.input)? {
                 return Ok(Reply::decode(tag, payload)?);
             }
             if self.stream.read_buf(&mut self.input).await? == 0 {
-                return Err(RemoteError::Closed);
+                return Err(DaemonClientError::Closed);
             }
         }
     }
 
     /// Waits for the reply to a request, keeping the records that come first.
-    async fn reply(&mut self) -> Result<Reply, RemoteError> {
+    async fn reply(&mut self) -> Result<Reply, DaemonClientError> {
         loop {
             match self.next_reply().await? {
                 Reply::Event(record) => self.held.push(record),
-                Reply::Error(message) => return Err(RemoteError::Refused(message)),
+                Reply::Error(message) => return Err(DaemonClientError::Refused(message)),
                 reply => return Ok(reply),
             }
         }
     }
 
     /// Follows `tids`; returns those that were not followed already.
-    pub async fn follow(&mut self, tids: &[Tid]) -> Result<Vec<Tid>, RemoteError> {
+    pub async fn follow(&mut self, tids: &[Tid]) -> Result<Vec<Tid>, DaemonClientError> {
         self.send(Request::Follow(tids.to_vec())).await?;
         match self.reply().await? {
             Reply::Followed(new) => Ok(new),
-            other => Err(RemoteError::Refused(format!("unexpected answer to follow: {other:?}"))),
+            other => Err(DaemonClientError::Refused(format!("unexpected answer to follow: {other:?}"))),
         }
     }
 
     /// Waits for records, then hands every whole one received to `sink`.
     ///
     /// Cancel-safe: a read either happened (and its bytes are kept) or not.
-    pub async fn next_records(&mut self, sink: &mut impl FnMut(&[u8])) -> Result<usize, RemoteError> {
+    pub async fn next_records(&mut self, sink: &mut impl FnMut(&[u8])) -> Result<usize, DaemonClientError> {
         let mut count = self.held.len();
         for record in self.held.drain(..) {
             sink(&record);
@@ -109,7 +111,7 @@ impl RemoteSource {
         count += self.whole_records(sink)?;
         if count == 0 {
             if self.stream.read_buf(&mut self.input).await? == 0 {
-                return Err(RemoteError::Closed);
+                return Err(DaemonClientError::Closed);
             }
             count += self.whole_records(sink)?;
         }
@@ -117,7 +119,7 @@ impl RemoteSource {
     }
 
     /// Hands the records already received whole to `sink`.
-    fn whole_records(&mut self, sink: &mut impl FnMut(&[u8])) -> Result<usize, RemoteError> {
+    fn whole_records(&mut self, sink: &mut impl FnMut(&[u8])) -> Result<usize, DaemonClientError> {
         let mut count = 0;
         while let Some((tag, payload)) = protocol::next_frame(&mut self.input)? {
             match Reply::decode(tag, payload)? {
@@ -125,8 +127,8 @@ impl RemoteSource {
                     count += 1;
                     sink(&record);
                 }
-                Reply::Error(message) => return Err(RemoteError::Refused(message)),
-                other => return Err(RemoteError::Refused(format!("unexpected message: {other:?}"))),
+                Reply::Error(message) => return Err(DaemonClientError::Refused(message)),
+                other => return Err(DaemonClientError::Refused(format!("unexpected message: {other:?}"))),
             }
         }
         Ok(count)
@@ -134,7 +136,7 @@ impl RemoteSource {
 
     /// Ends the audit: every record still on its way goes to `sink`, then the
     /// daemon's counters for the audit come back.
-    pub async fn finish(mut self, sink: &mut impl FnMut(&[u8])) -> Result<AuditCounters, RemoteError> {
+    pub async fn finish(mut self, sink: &mut impl FnMut(&[u8])) -> Result<Counters, DaemonClientError> {
         self.send(Request::Finish).await?;
         for record in self.held.drain(..) {
             sink(&record);
@@ -143,8 +145,8 @@ impl RemoteSource {
             match self.next_reply().await? {
                 Reply::Event(record) => sink(&record),
                 Reply::End(counters) => return Ok(counters),
-                Reply::Error(message) => return Err(RemoteError::Refused(message)),
-                other => return Err(RemoteError::Refused(format!("unexpected message: {other:?}"))),
+                Reply::Error(message) => return Err(DaemonClientError::Refused(message)),
+                other => return Err(DaemonClientError::Refused(format!("unexpected message: {other:?}"))),
             }
         }
     }

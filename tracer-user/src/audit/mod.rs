@@ -1,0 +1,132 @@
+//! What every audit shares, whether it launched the command (`run`) or joined
+//! running processes (`attach`): its conclusion — the pipeline's results
+//! assembled into a manifest, written atomically even when the audit was cut
+//! short, and summarised.
+
+mod settings;
+mod summary;
+
+use std::{
+    path::Path,
+    time::{Instant, SystemTime},
+};
+
+pub use settings::{Backend, Settings};
+
+use crate::{
+    event::WaitStatus,
+    launch::Credentials,
+    manifest::{self, Manifest, Stats, SCHEMA_ID},
+    pipeline::{Pipeline, PipelineOutput},
+    software::{IndexBuilder, PathSink},
+    source::Counters,
+};
+
+/// An audit under way: what the manifest will say about it besides the trace.
+pub struct Audit {
+    pub command: Vec<String>,
+    pub cwd: Vec<u8>,
+    pub owner: Option<Credentials>,
+    started_at: SystemTime,
+    clock: Instant,
+    /// The software index, built while the audit runs.
+    software_index: IndexBuilder,
+}
+
+/// What a driver hands back: the fed pipeline and what the source counted.
+pub struct Traced {
+    pub pipeline: Pipeline,
+    /// The command's status as its parent saw it (fallback when events miss it).
+    pub root_status: Option<WaitStatus>,
+    pub counters: Counters,
+    /// The audit stopped before the processes it followed had ended, or
+    /// lost its event stream.
+    pub interrupted: bool,
+}
+
+impl Audit {
+    pub fn start(command: Vec<String>, cwd: Vec<u8>, owner: Option<Credentials>) -> Self {
+        Audit {
+            command,
+            cwd,
+            owner,
+            started_at: SystemTime::now(),
+            clock: Instant::now(),
+            software_index: IndexBuilder::start(),
+        }
+    }
+
+    /// Where a pipeline sends the paths it sees, to index their software early.
+    pub fn software_paths(&self) -> PathSink {
+        self.software_index.sink()
+    }
+
+    /// Assembles, writes and summarises the manifest; returns the command's
+    /// status (`None` for an attached tree, or when no event told it).
+    pub fn conclude(self, settings: &Settings, traced: Traced) -> anyhow::Result<Option<WaitStatus>> {
+        let duration = self.clock.elapsed();
+        let finished_at = SystemTime::now();
+        let Traced { mut pipeline, root_status, counters, interrupted } = traced;
+        pipeline.stop_software_warm_up();
+        let mut software_index = self.software_index.finish()?;
+        let PipelineOutput { sections, events, tracker, root, warnings } =
+            pipeline.finish(&settings.rules, self.started_at, &mut software_index);
+        // The command's status, for `run`; an attached tree has no one command.
+        let status = root.filter(|root| !root.pre_existing).and_then(|root| root.status).or(root_status);
+        let Counters { lost_events, untracked_children, malformed_events } = counters;
+        let malformed_events = malformed_events + tracker.unknown_tasks;
+        let manifest = Manifest {
+            schema: SCHEMA_ID.to_string(),
+            backend: settings.backend.name().to_string(),
+            command: self.command,
+            cwd: manifest::display_bytes(&self.cwd),
+            host: hostname(),
+            started_at: humantime::format_rfc3339_millis(self.started_at).to_string(),
+            finished_at: humantime::format_rfc3339_millis(finished_at).to_string(),
+            exit_code: status.and_then(WaitStatus::exit_code),
+            signal: status.and_then(WaitStatus::signal).map(manifest::signal_label),
+            stats: Stats {
+                events,
+                lost_events,
+                untracked_children,
+                malformed_events,
+                unresolved_paths: tracker.unresolved_paths,
+                complete: lost_events == 0 && untracked_children == 0 && malformed_events == 0 && !interrupted,
+                duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                peak_rss_kib: own_peak_rss_kib(),
+            },
+            processes: sections.processes,
+            files: sections.files,
+            software: sections.software,
+            data: sections.data,
+            cells: sections.cells,
+        };
+        manifest.write_atomically(&settings.output)?;
+        if let Some(owner) = &self.owner {
+            give_to_user(&settings.output, owner);
+        }
+        if !settings.quiet {
+            for warning in &warnings {
+                eprintln!("reprotrace: warning: {warning}");
+            }
+            summary::print(&manifest, &settings.output);
+        }
+        Ok(status)
+    }
+}
+
+/// This process's peak resident set size, in KiB (`VmHWM`).
+fn own_peak_rss_kib() -> u64 {
+    procfs::process::Process::myself().and_then(|me| me.status()).ok().and_then(|status| status.vmhwm).unwrap_or(0)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default()
+}
+
+/// Under sudo, the manifest belongs to the user who asked for it.
+fn give_to_user(path: &Path, owner: &Credentials) {
+    if let Err(err) = std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid)) {
+        eprintln!("reprotrace: warning: could not give {} to {}: {err}", path.display(), owner.user);
+    }
+}

@@ -1,0 +1,47 @@
+//! How an audit is asked for: the backend, where its manifest goes, and the
+//! options of the sources and classifiers.
+
+use std::path::PathBuf;
+
+use crate::{
+    classify,
+    source::ebpf::{
+        session::{DaemonChoice, SessionOptions},
+        LoadOptions,
+    },
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// eBPF programs on syscall and sched tracepoints (needs root).
+    Ebpf,
+    /// `strace -f`, for comparison and where eBPF is unavailable.
+    Strace,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Ebpf => "ebpf",
+            Backend::Strace => "strace",
+        }
+    }
+}
+
+/// How to audit and where the manifest goes.
+pub struct Settings {
+    pub backend: Backend,
+    pub output: PathBuf,
+    pub quiet: bool,
+    pub ring_buffer_bytes: u32,
+    /// Whether the eBPF backend asks `reprotrace daemon` or loads its own programs.
+    pub daemon: DaemonChoice,
+    /// The user's data classification overrides.
+    pub rules: classify::Rules,
+}
+
+impl Settings {
+    pub fn session_options(&self) -> SessionOptions {
+        SessionOptions { load: LoadOptions { ring_buffer_bytes: self.ring_buffer_bytes }, daemon: self.daemon.clone() }
+    }
+}

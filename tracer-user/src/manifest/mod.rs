@@ -1,0 +1,272 @@
+//! Manifest v1: the JSON document an audit produces (docs/manifest.md
+//! describes it). Its JSON Schema is generated from these types
+//! ([`schema`], `reprotrace schema`, docs/manifest.schema.json), and every
+//! manifest read is checked against it, so the types, the schema and what
+//! reprotrace accepts cannot disagree. Every list is sorted, so two audits of
+//! the same run differ only in pids, times and statistics.
+
+mod file;
+mod render;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use file::ManifestError;
+pub use render::{display_bytes, signal_label, trace_sections, CellSections, TraceSections};
+
+/// A path the tracker made absolute.
+const ABSOLUTE_PATH: &str = "^/";
+/// RFC 3339, UTC.
+const TIMESTAMP: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$";
+/// Hex SHA-256.
+const SHA256: &str = "^[0-9a-f]{64}$";
+
+pub const SCHEMA_ID: &str = "reprotrace/manifest/v1";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "reprotrace manifest v1",
+    description = "What an audited run executed and which files it used. See docs/manifest.md.",
+    extend("$id" = SCHEMA_ID)
+)]
+pub struct Manifest {
+    #[schemars(extend("const" = SCHEMA_ID))]
+    pub schema: String,
+    /// "ebpf" or "strace".
+    #[schemars(extend("enum" = ["ebpf", "strace"]))]
+    pub backend: String,
+    #[schemars(length(min = 1))]
+    pub command: Vec<String>,
+    /// The directory the command started in.
+    #[schemars(pattern(ABSOLUTE_PATH))]
+    pub cwd: String,
+    pub host: String,
+    /// RFC 3339, UTC.
+    #[schemars(pattern(TIMESTAMP))]
+    pub started_at: String,
+    #[schemars(pattern(TIMESTAMP))]
+    pub finished_at: String,
+    /// The command's exit code; `None` when a signal killed it.
+    #[schemars(range(min = 0, max = 255))]
+    pub exit_code: Option<i32>,
+    /// The signal that killed the command, if one did.
+    pub signal: Option<String>,
+    pub stats: Stats,
+    pub processes: Vec<Process>,
+    pub files: Vec<FileEntry>,
+    pub software: Software,
+    pub data: Data,
+    /// Notebook cells, in the order they ran (empty outside notebooks).
+    pub cells: Vec<Cell>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Stats {
+    /// Events the pipeline consumed.
+    pub events: u64,
+    /// Events the kernel had to drop (ring buffer full): the manifest may miss facts.
+    pub lost_events: u64,
+    /// Children the kernel could not follow (its table of traced tasks was full).
+    pub untracked_children: u64,
+    /// Events that could not be decoded or parsed.
+    pub malformed_events: u64,
+    /// Paths relative to a descriptor reprotrace did not know (inherited from
+    /// outside the traced tree), left out of `files`.
+    pub unresolved_paths: u64,
+    /// False when anything above says facts may be missing, or the audit was cut short.
+    pub complete: bool,
+    /// From the audit's start until its process tree ended (or it stopped
+    /// following it), excluding the writing of this manifest.
+    pub duration_ms: u64,
+    /// reprotrace's own peak resident memory (the eBPF ring buffer's mapping
+    /// included, when this process loaded the programs). Absent from
+    /// manifests written before it was recorded.
+    #[serde(default)]
+    pub peak_rss_kib: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    #[schemars(range(min = 1))]
+    pub pid: u32,
+    pub ppid: Option<u32>,
+    #[schemars(pattern(ABSOLUTE_PATH))]
+    pub exe: Option<String>,
+    pub argv: Vec<String>,
+    #[schemars(pattern(ABSOLUTE_PATH))]
+    pub cwd: String,
+    #[schemars(range(min = 0, max = 255))]
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub failed_execs: Vec<FailedExec>,
+    /// It was running before the audit attached to it (`reprotrace attach`).
+    pub pre_existing: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailedExec {
+    #[schemars(pattern(ABSOLUTE_PATH))]
+    pub path: String,
+    /// The errno name, e.g. "ENOENT".
+    pub error: String,
+}
+
+/// How a path's contents were used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    Write,
+    ReadWrite,
+    Exec,
+    /// Used by name only: a directory made, entered or removed, an `O_PATH`
+    /// open, a name removed that the run had not written.
+    Metadata,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    #[schemars(pattern(ABSOLUTE_PATH))]
+    pub path: String,
+    pub access: Access,
+    /// The run removed it or renamed it away.
+    pub deleted: bool,
+    /// The processes that used it.
+    #[schemars(length(min = 1), inner(range(min = 1)))]
+    pub pids: Vec<u32>,
+}
+
+/// One notebook cell: what it ran and used. Work done by the kernel during the
+/// cell, and by the children it started in it, belongs to the cell.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cell {
+    /// Position in the run, from 0.
+    pub index: usize,
+    pub execution_count: u64,
+    /// The frontend's cell id, if it sent one.
+    pub cell_id: Option<String>,
+    /// SHA-256 of the cell's source.
+    #[schemars(pattern(SHA256))]
+    pub code_sha256: String,
+    #[schemars(pattern(TIMESTAMP))]
+    pub started_at: String,
+    /// `None` when the run ended before the cell did.
+    #[schemars(pattern(TIMESTAMP))]
+    pub finished_at: Option<String>,
+    pub data: Data,
+    pub software: CellSoftware,
+    /// The kernel and the processes that worked for the cell.
+    #[schemars(inner(range(min = 1)))]
+    pub pids: Vec<u32>,
+}
+
+/// The software a cell used.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CellSoftware {
+    pub python: Vec<PythonDistribution>,
+}
+
+/// The software the run used.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Software {
+    /// Python distributions any of whose files the run opened, sorted by name.
+    pub python: Vec<PythonDistribution>,
+    /// Python interpreters the run executed or whose standard library it read.
+    pub interpreters: Vec<Interpreter>,
+    /// System packages owning any file the run executed or opened, sorted by name.
+    pub system_packages: Vec<SystemPackage>,
+    /// Every file the run executed, with its owning package.
+    pub executables: Vec<OwnedFile>,
+    /// Every shared library the run opened, with its owning package.
+    pub shared_libraries: Vec<OwnedFile>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PythonDistribution {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[schemars(length(min = 1))]
+    pub version: String,
+    /// Who installed it (`INSTALLER`: pip, uv, conda, debian…), if recorded.
+    pub installer: Option<String>,
+    /// The site directory holding its metadata.
+    #[schemars(pattern(ABSOLUTE_PATH))]
+    pub location: String,
+    pub editable: bool,
+    /// How many of its files the run opened.
+    #[schemars(range(min = 1))]
+    pub files_used: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Interpreter {
+    #[schemars(pattern(ABSOLUTE_PATH))]
+    pub path: String,
+    pub version: String,
+    /// `sys.prefix`.
+    #[schemars(pattern(ABSOLUTE_PATH))]
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SystemPackage {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[schemars(length(min = 1))]
+    pub version: String,
+    pub architecture: String,
+    /// The package manager: "dpkg".
+    #[schemars(extend("enum" = ["dpkg"]))]
+    pub manager: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OwnedFile {
+    #[schemars(pattern(ABSOLUTE_PATH))]
+    pub path: String,
+    /// The system package or Python distribution owning it, if any.
+    pub package: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Data {
+    pub inputs: Vec<DataEntry>,
+    pub outputs: Vec<DataEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataEntry {
+    #[schemars(pattern(ABSOLUTE_PATH))]
+    pub path: String,
+    /// Bytes after the run; `None` for an input the run removed.
+    pub size: Option<u64>,
+    /// Last modification, RFC 3339 UTC; `None` for an input the run removed.
+    #[schemars(pattern(TIMESTAMP))]
+    pub mtime: Option<String>,
+    /// Hex SHA-256 of the contents after the run; `None` if unreadable or removed.
+    #[schemars(pattern(SHA256))]
+    pub sha256: Option<String>,
+    /// Inputs only: modified after the run started, so the run may have read
+    /// other contents than the ones hashed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changed_during_run: bool,
+}
+
+/// The JSON Schema (2020-12) of a manifest, generated from the types.
+pub fn schema() -> serde_json::Value {
+    schemars::schema_for!(Manifest).to_value()
+}

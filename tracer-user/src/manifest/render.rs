@@ -1,0 +1,200 @@
+//! The manifest's trace sections, rendered from what the pipeline found:
+//! processes, files, software, data and cells, every list sorted.
+
+use std::collections::BTreeSet;
+
+use super::{
+    Access, Cell, CellSoftware, Data, DataEntry, FailedExec, FileEntry, Interpreter, OwnedFile, Process,
+    PythonDistribution, Software, SystemPackage,
+};
+use crate::{
+    access::{AccessLog, PathUse},
+    classify::{DataFile, DataSets},
+    errno::errno_name,
+    event::WaitStatus,
+    signals::signal_name,
+    software::{self, python::normalize_name, SoftwareUse},
+    tracker::{sorted_processes, CellRecord, ProcessRecord},
+};
+
+/// Renders a path or argument for JSON: UTF-8 as is; any byte that is not part
+/// of valid UTF-8 as `\xNN` (a backslash in a name stays a single backslash, so
+/// the rendering is readable, and exact for every UTF-8 name).
+pub fn display_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// The sections of a manifest derived from the trace.
+pub struct TraceSections {
+    pub processes: Vec<Process>,
+    pub files: Vec<FileEntry>,
+    pub software: Software,
+    pub data: Data,
+    pub cells: Vec<Cell>,
+}
+
+/// What the pipeline found for one notebook cell.
+pub struct CellSections<'a> {
+    pub cell: &'a CellRecord,
+    pub software: SoftwareUse,
+    pub data: DataSets,
+}
+
+pub fn trace_sections(
+    processes: &[ProcessRecord],
+    log: &AccessLog,
+    software: &SoftwareUse,
+    data: &DataSets,
+    cells: &[CellSections],
+) -> TraceSections {
+    TraceSections {
+        processes: sorted_processes(processes).into_iter().map(process_entry).collect(),
+        files: log.iter().map(|(path, used)| file_entry(path, used)).collect(),
+        software: software_section(software),
+        data: data_section(data),
+        cells: cells.iter().enumerate().map(|(index, cell)| cell_entry(index, cell)).collect(),
+    }
+}
+
+fn data_section(data: &DataSets) -> Data {
+    Data { inputs: data_entries(&data.inputs), outputs: data_entries(&data.outputs) }
+}
+
+fn cell_entry(index: usize, sections: &CellSections) -> Cell {
+    let time = |ns: u64| {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+        humantime::format_rfc3339_millis(at).to_string()
+    };
+    let cell = sections.cell;
+    Cell {
+        index,
+        execution_count: cell.execution_count,
+        cell_id: cell.cell_id.clone(),
+        code_sha256: cell.code_sha256.clone(),
+        started_at: time(cell.started_ns),
+        finished_at: cell.finished_ns.map(time),
+        data: data_section(&sections.data),
+        software: CellSoftware { python: python_distributions(&sections.software) },
+        pids: cell.pids.iter().copied().collect(),
+    }
+}
+
+fn python_distributions(software: &SoftwareUse) -> Vec<PythonDistribution> {
+    let mut python: Vec<PythonDistribution> = software
+        .python
+        .iter()
+        .map(|(distribution, files_used)| PythonDistribution {
+            name: distribution.name.clone(),
+            version: distribution.version.clone(),
+            installer: distribution.installer.clone(),
+            location: display_bytes(&distribution.location),
+            editable: distribution.editable,
+            files_used: *files_used,
+        })
+        .collect();
+    python.sort_by_cached_key(|distribution| (normalize_name(&distribution.name), distribution.location.clone()));
+    python
+}
+
+fn software_section(software: &SoftwareUse) -> Software {
+    let owned_files = |files: &[software::OwnedFile]| -> Vec<OwnedFile> {
+        files.iter().map(|file| OwnedFile { path: display_bytes(&file.path), package: file.package.clone() }).collect()
+    };
+    Software {
+        python: python_distributions(software),
+        interpreters: software
+            .interpreters
+            .iter()
+            .map(|interpreter| Interpreter {
+                path: display_bytes(&interpreter.path),
+                version: interpreter.version.clone(),
+                prefix: display_bytes(&interpreter.prefix),
+            })
+            .collect(),
+        system_packages: software
+            .system_packages
+            .iter()
+            .map(|package| SystemPackage {
+                name: package.name.clone(),
+                version: package.version.clone(),
+                architecture: package.architecture.clone(),
+                manager: package.manager.to_string(),
+            })
+            .collect(),
+        executables: owned_files(&software.executables),
+        shared_libraries: owned_files(&software.shared_libraries),
+    }
+}
+
+fn process_entry(record: &ProcessRecord) -> Process {
+    Process {
+        pid: record.pid,
+        ppid: record.ppid,
+        exe: record.exe.as_deref().map(display_bytes),
+        argv: record.argv.iter().map(|arg| display_bytes(arg)).collect(),
+        cwd: display_bytes(&record.cwd),
+        exit_code: record.status.and_then(WaitStatus::exit_code),
+        signal: record.status.and_then(WaitStatus::signal).map(signal_label),
+        failed_execs: record
+            .failed_execs
+            .iter()
+            .map(|failed| FailedExec { path: display_bytes(&failed.path), error: errno_label(failed.errno) })
+            .collect(),
+        pre_existing: record.pre_existing,
+    }
+}
+
+pub fn signal_label(signal: i32) -> String {
+    signal_name(signal).map(str::to_string).unwrap_or_else(|| format!("signal {signal}"))
+}
+
+fn errno_label(errno: i32) -> String {
+    errno_name(errno).map(str::to_string).unwrap_or_else(|| format!("errno {errno}"))
+}
+
+fn file_entry(path: &[u8], used: &PathUse) -> FileEntry {
+    let access = match (used.read, used.written) {
+        (true, true) => Access::ReadWrite,
+        (false, true) => Access::Write,
+        _ if used.exec => Access::Exec,
+        (true, false) => Access::Read,
+        (false, false) => Access::Metadata,
+    };
+    FileEntry {
+        path: display_bytes(path),
+        access,
+        deleted: used.gone,
+        pids: used.pids.iter().copied().collect::<BTreeSet<_>>().into_iter().collect(),
+    }
+}
+
+fn data_entries(files: &[DataFile]) -> Vec<DataEntry> {
+    files
+        .iter()
+        .map(|file| DataEntry {
+            path: display_bytes(&file.path),
+            size: file.size,
+            mtime: file.mtime.map(|mtime| humantime::format_rfc3339_seconds(mtime).to_string()),
+            sha256: file.sha256.clone(),
+            changed_during_run: file.changed_during_run,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_keeps_utf8_and_escapes_the_rest() {
+        assert_eq!(display_bytes("café".as_bytes()), "café");
+        assert_eq!(display_bytes(b"caf\xe9.txt"), "caf\\xe9.txt");
+    }
+}

@@ -1,0 +1,350 @@
+//! Reading a site directory's distributions as `importlib.metadata` does:
+//! `.dist-info` (`METADATA`, `INSTALLER`, `RECORD`), `.egg-info` directories
+//! and files, develop installs and eggs; and the small parsers their files
+//! need (RFC 822 headers, Python's line splitting, CSV's first field).
+
+use std::{
+    borrow::Cow,
+    fs,
+    io::{self, Read},
+    os::unix::{
+        ffi::{OsStrExt, OsStringExt},
+        fs::MetadataExt,
+    },
+};
+
+use super::{
+    editable::{editable_roots, pth_directories, read_direct_url, DirectUrl},
+    ends_with_ignore_case, modified, normalize_name, os_path, strip_suffix_ignore_case, Distribution, Evidence, Found,
+    PythonError, Rank, SplitByte,
+};
+use crate::tracker::path::{file_name, join, parent};
+
+pub(super) fn scan_site_dir(site: &[u8], problems: &mut Vec<PythonError>) -> Vec<Found> {
+    let entries = match fs::read_dir(os_path(site)) {
+        Ok(entries) => entries,
+        Err(error) => {
+            note_unless_absent(problems, site, error);
+            return Vec::new();
+        }
+    };
+    let mut found = Vec::new();
+    // Develop installs: import root → the normalised name an egg-link expects there.
+    let mut develop_roots: Vec<(Vec<u8>, Option<String>)> = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.as_bytes();
+        if ends_with_ignore_case(name, b".dist-info") {
+            found.extend(scan_dist_info(site, name, problems));
+        } else if ends_with_ignore_case(name, b".egg-info") {
+            found.extend(scan_egg_info(site, name, problems));
+        } else if let Some(stem) = name.strip_suffix(b".egg-link") {
+            let link = join(site, name);
+            let Some(text) = read_optional(&link, problems) else { continue };
+            let target = text_lines(&text).next().map(<[u8]>::trim_ascii).unwrap_or_default();
+            if !target.is_empty() {
+                let wanted = normalize_name(&String::from_utf8_lossy(stem));
+                develop_roots.push((join(site, target), Some(wanted)));
+            }
+        } else if name == b"easy-install.pth" {
+            let Some(text) = read_optional(&join(site, name), problems) else { continue };
+            develop_roots.extend(pth_directories(site, &text).into_iter().map(|root| (root, None)));
+        }
+    }
+    // An egg-link and easy-install.pth usually name the same root: keep the
+    // egg-link's, which says which `.egg-info` there is the install.
+    develop_roots.sort_by(|(root, wanted), (other_root, other_wanted)| {
+        root.cmp(other_root).then(wanted.is_none().cmp(&other_wanted.is_none()))
+    });
+    develop_roots.dedup_by(|later, earlier| later.0 == earlier.0);
+    for (root, wanted) in develop_roots {
+        found.extend(scan_develop_root(&root, wanted.as_deref(), problems));
+    }
+    found
+}
+
+/// A `.dist-info` directory: `METADATA`, `INSTALLER`, `direct_url.json`, `RECORD`.
+pub(super) fn scan_dist_info(site: &[u8], dir_name: &[u8], problems: &mut Vec<PythonError>) -> Option<Found> {
+    let dir = join(site, dir_name);
+    let metadata = fs::metadata(os_path(&dir)).ok().filter(fs::Metadata::is_dir)?;
+    let (name, version) = name_and_version(&dir, dir_name, problems);
+    let installer = read_optional(&join(&dir, b"INSTALLER"), problems)
+        .map(|text| String::from_utf8_lossy(text.trim_ascii()).into_owned())
+        .filter(|installer| !installer.is_empty());
+    let direct_url = read_direct_url(&dir, problems);
+    let editable = direct_url.as_ref().is_some_and(DirectUrl::is_editable);
+    let files: Vec<Vec<u8>> = read_optional(&join(&dir, b"RECORD"), problems)
+        .map(|record| text_lines(&record).map(|line| join(site, &csv_first_field(line))).collect())
+        .unwrap_or_default();
+    let (package_roots, path_entries) = match &direct_url {
+        Some(direct_url) if editable => editable_roots(site, &files, &direct_url.url, problems),
+        _ => (Vec::new(), Vec::new()),
+    };
+    Some(Found {
+        distribution: Distribution { name, version, installer, location: site.to_vec(), editable },
+        identity: (metadata.dev(), metadata.ino()),
+        rank: Rank { evidence: Evidence::Installed, modified: modified(&metadata) },
+        files,
+        package_roots,
+        path_entries,
+    })
+}
+
+/// A `.egg-info` directory (files from `installed-files.txt`, relative to it,
+/// or `SOURCES.txt`, relative to the site directory) or a distutils
+/// `.egg-info` file (metadata only).
+pub(super) fn scan_egg_info(site: &[u8], entry_name: &[u8], problems: &mut Vec<PythonError>) -> Option<Found> {
+    let path = join(site, entry_name);
+    let metadata = fs::metadata(os_path(&path)).ok()?;
+    let (name, version, evidence, files) = if metadata.is_dir() {
+        let (name, version) = name_and_version(&path, entry_name, problems);
+        let listed = |file_name: &[u8], base: &[u8], problems: &mut Vec<PythonError>| {
+            let text = read_optional(&join(&path, file_name), problems)?;
+            // importlib quotes each line before parsing it as CSV.
+            let files = text_lines(&text).map(|line| join(base, &csv_first_field(&quoted(line)))).collect();
+            Some(files)
+        };
+        match listed(b"installed-files.txt", &path, problems) {
+            Some(files) => (name, version, Evidence::Installed, files),
+            None => (name, version, Evidence::Sources, listed(b"SOURCES.txt", site, problems).unwrap_or_default()),
+        }
+    } else {
+        let head = read_head(&path, problems).unwrap_or_default();
+        let (name, version) = named_or_stem(&head, &path, entry_name, problems);
+        (name, version, Evidence::Installed, Vec::new())
+    };
+    Some(Found {
+        distribution: Distribution { name, version, installer: None, location: site.to_vec(), editable: false },
+        identity: (metadata.dev(), metadata.ino()),
+        rank: Rank { evidence, modified: modified(&metadata) },
+        files,
+        package_roots: Vec::new(),
+        path_entries: Vec::new(),
+    })
+}
+
+/// A directory a develop install or an egg put on `sys.path`, read as
+/// importlib reads it from there: the egg's `EGG-INFO`, owning everything in
+/// the egg, or the `.egg-info` directories in it (only the one named `wanted`,
+/// normalised, for an egg-link), owning the code under it. Their file lists
+/// are located from this directory.
+pub(super) fn scan_develop_root(root: &[u8], wanted: Option<&str>, problems: &mut Vec<PythonError>) -> Vec<Found> {
+    if ends_with_ignore_case(root, b".egg") {
+        let egg = scan_egg_info(root, b"EGG-INFO", problems);
+        return egg.into_iter().map(|egg| Found { package_roots: vec![root.to_vec()], ..egg }).collect();
+    }
+    let Ok(entries) = fs::read_dir(os_path(root)) else { return Vec::new() };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().into_vec();
+        let Some(stem) = strip_suffix_ignore_case(&name, b".egg-info") else { continue };
+        let stem_name = normalize_name(&String::from_utf8_lossy(egg_info_name(stem)));
+        if wanted.is_some_and(|wanted| wanted != stem_name) {
+            continue;
+        }
+        found.extend(scan_egg_info(root, &name, problems).map(|develop| Found {
+            distribution: Distribution { editable: true, ..develop.distribution },
+            path_entries: vec![root.to_vec()],
+            ..develop
+        }));
+    }
+    found
+}
+
+/// Name and version from the metadata of a `.dist-info` or `.egg-info`
+/// directory: `METADATA`, else `PKG-INFO` (the first that is not empty, as importlib reads them).
+pub(super) fn name_and_version(dir: &[u8], dir_name: &[u8], problems: &mut Vec<PythonError>) -> (String, String) {
+    let head = [b"METADATA".as_slice(), b"PKG-INFO"]
+        .into_iter()
+        .find_map(|file| read_head(&join(dir, file), problems).filter(|head| !head.is_empty()))
+        .unwrap_or_default();
+    named_or_stem(&head, dir, dir_name, problems)
+}
+
+/// `Name:` and `Version:` of metadata headers; the `name-version` stem of the
+/// metadata directory stands in for a missing one (a reported problem).
+pub(super) fn named_or_stem(
+    head: &[u8],
+    path: &[u8],
+    dir_name: &[u8],
+    problems: &mut Vec<PythonError>,
+) -> (String, String) {
+    let (name, version) = (header(head, b"Name"), header(head, b"Version"));
+    if name.is_none() || version.is_none() {
+        problems.push(PythonError::Metadata { path: os_path(path).to_path_buf() });
+    }
+    let stem = dir_name.rsplit_once_byte(b'.').map_or(dir_name, |(stem, _suffix)| stem);
+    let (stem_name, stem_version) = stem.split_once_byte(b'-').unwrap_or((stem, b""));
+    (
+        name.unwrap_or_else(|| String::from_utf8_lossy(stem_name).into_owned()),
+        version.unwrap_or_else(|| String::from_utf8_lossy(stem_version).into_owned()),
+    )
+}
+
+/// The name part of an `.egg-info` stem (`My_Proj-1.0` → `My_Proj`).
+pub(super) fn egg_info_name(stem: &[u8]) -> &[u8] {
+    stem.split_once_byte(b'-').map_or(stem, |(name, _version)| name)
+}
+
+/// The first value of header `key` (case-insensitive) in RFC 822 headers, as
+/// Python's `email` parser gives it: leading blanks and the line end removed,
+/// continuation lines kept. The headers end at the first line that is neither
+/// `name:` (printable ASCII name) nor a continuation.
+pub(super) fn header(head: &[u8], key: &[u8]) -> Option<String> {
+    let is_continuation = |line: &[u8]| line.starts_with(b" ") || line.starts_with(b"\t");
+    let mut lines = head.split(|&byte| byte == b'\n').map(|line| line.strip_suffix(b"\r").unwrap_or(line));
+    while let Some(line) = lines.next() {
+        let field =
+            line.split_once_byte(b':').filter(|(name, _value)| name.iter().all(|byte| (0x21..=0x7e).contains(byte)));
+        let Some((name, value)) = field else {
+            if is_continuation(line) {
+                continue;
+            }
+            return None;
+        };
+        if !name.eq_ignore_ascii_case(key) {
+            continue;
+        }
+        let mut value = String::from_utf8_lossy(value.trim_ascii_start()).into_owned();
+        for continuation in lines.take_while(|line| is_continuation(line)) {
+            value.push('\n');
+            value.push_str(&String::from_utf8_lossy(continuation));
+        }
+        return Some(value);
+    }
+    None
+}
+
+/// The header block of a metadata file (up to its first blank line): the
+/// long description after it can be large and is not needed.
+pub(super) fn read_head(path: &[u8], problems: &mut Vec<PythonError>) -> Option<Vec<u8>> {
+    let mut file = match fs::File::open(os_path(path)) {
+        Ok(file) => file,
+        Err(error) => {
+            note_unless_absent(problems, path, error);
+            return None;
+        }
+    };
+    let mut head = Vec::new();
+    let mut chunk = [0; 8192];
+    loop {
+        let read = match file.read(&mut chunk) {
+            Ok(0) => return Some(head),
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                note_unless_absent(problems, path, error);
+                return None;
+            }
+        };
+        let searched_from = head.len().saturating_sub(2);
+        head.extend_from_slice(&chunk[..read]);
+        let tail = &head[searched_from..];
+        if tail.windows(2).any(|pair| pair == b"\n\n") || tail.windows(3).any(|triple| triple == b"\n\r\n") {
+            return Some(head);
+        }
+    }
+}
+
+/// A whole file, `None` when it (or its directory) does not exist; other
+/// failures are recorded.
+pub(super) fn read_optional(path: &[u8], problems: &mut Vec<PythonError>) -> Option<Vec<u8>> {
+    fs::read(os_path(path)).map_err(|error| note_unless_absent(problems, path, error)).ok()
+}
+
+pub(super) fn note_unless_absent(problems: &mut Vec<PythonError>, path: &[u8], error: io::Error) {
+    if !matches!(error.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) {
+        problems.push(PythonError::Read { path: os_path(path).to_path_buf(), source: error });
+    }
+}
+
+/// Lines as Python's `str.splitlines()` cuts UTF-8 text (importlib splits
+/// `RECORD` so): at `\n`, `\r`, `\r\n`, `\v`, `\f`, `\x1c`-`\x1e`, U+0085,
+/// U+2028 and U+2029.
+pub(super) fn text_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut searched = 0;
+        loop {
+            let Some(found) = rest[searched..]
+                .iter()
+                .position(|&byte| matches!(byte, b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1e | 0xc2 | 0xe2))
+            else {
+                let line = rest;
+                rest = &[];
+                return Some(line);
+            };
+            let at = searched + found;
+            let break_length = match rest[at..] {
+                [b'\r', b'\n', ..] | [0xc2, 0x85, ..] => 2,
+                [0xe2, 0x80, 0xa8 | 0xa9, ..] => 3,
+                [0xc2 | 0xe2, ..] => 0,
+                _ => 1,
+            };
+            if break_length > 0 {
+                let line = &rest[..at];
+                rest = &rest[at + break_length..];
+                return Some(line);
+            }
+            searched = at + 1;
+        }
+    })
+}
+
+/// The first field of a CSV line as Python's `csv.reader` reads it (excel
+/// dialect, not strict): a quoted field folds `""` to `"` and keeps what
+/// follows its closing quote up to the comma.
+pub(super) fn csv_first_field(line: &[u8]) -> Cow<'_, [u8]> {
+    let Some(quoted) = line.strip_prefix(b"\"") else {
+        let end = line.iter().position(|&byte| byte == b',').unwrap_or(line.len());
+        return Cow::Borrowed(&line[..end]);
+    };
+    let mut field = Vec::with_capacity(quoted.len());
+    let mut bytes = quoted.iter().copied().peekable();
+    while let Some(byte) = bytes.next() {
+        if byte != b'"' {
+            field.push(byte);
+        } else if bytes.next_if_eq(&b'"').is_some() {
+            field.push(b'"');
+        } else {
+            field.extend(bytes.by_ref().take_while(|&byte| byte != b','));
+            break;
+        }
+    }
+    Cow::Owned(field)
+}
+
+pub(super) fn quoted(line: &[u8]) -> Vec<u8> {
+    let mut quoted = Vec::with_capacity(line.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(line);
+    quoted.push(b'"');
+    quoted
+}
+
+/// `dir/__pycache__/mod.<tag>[.opt-N].pyc` → `dir/mod.py`, as
+/// `importlib.util.source_from_cache` maps it.
+pub(super) fn bytecode_source(path: &[u8]) -> Option<Vec<u8>> {
+    let cache_dir = parent(path)?;
+    if file_name(cache_dir) != b"__pycache__" {
+        return None;
+    }
+    let parts: Vec<&[u8]> = file_name(path).split(|&byte| byte == b'.').collect();
+    let module = match parts.as_slice() {
+        [module, _tag, b"pyc"] => module,
+        [module, _tag, optimization, b"pyc"] => {
+            let level = optimization.strip_prefix(b"opt-")?;
+            if level.is_empty() || !level.iter().all(u8::is_ascii_alphanumeric) {
+                return None;
+            }
+            module
+        }
+        _ => return None,
+    };
+    let mut source = module.to_vec();
+    source.extend_from_slice(b".py");
+    Some(join(parent(cache_dir)?, &source))
+}

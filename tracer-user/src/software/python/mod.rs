@@ -1,0 +1,515 @@
+//! Python software: which distribution owns a used file, and which interpreter
+//! an executable or a standard-library file belongs to.
+//!
+//! Ownership is what `importlib.metadata` reports, with Python 3.13's rules (a
+//! superset of 3.11's): a file belongs to the distribution whose `RECORD`
+//! (`.dist-info`), `installed-files.txt` or, failing that, `SOURCES.txt`
+//! (`.egg-info`) lists it. Entries are joined to the directory importlib joins
+//! them to and folded lexically, like every path of a trace, so
+//! `../../../bin/pip` in a venv's `RECORD` names `<venv>/bin/pip`. On top of
+//! importlib:
+//! - `__pycache__/m.<tag>[.opt-N].pyc` that no list names belongs to the owner
+//!   of `m.py` (Python's own `source_from_cache` rule);
+//! - a conda package (`<prefix>/conda-meta/*.json`) owns the files it lists, a
+//!   `.dist-info` listing the same file wins (it is what importlib reports);
+//! - an editable install owns what it makes importable. The package
+//!   directories a setuptools `__editable___*_finder.py` maps (`MAPPING`) are
+//!   its whole, package data included, as is an `.egg`. Of the directories it
+//!   puts on `sys.path` (path lines of the `.pth` files its `RECORD` lists,
+//!   else the project directory of `direct_url.json`; for a legacy develop
+//!   install the `*.egg-link` / `easy-install.pth` directory), it owns the
+//!   Python code only (`.py`, `.pyc`, `.so`): flat layouts put the project
+//!   root there, and the run's data next to the code must stay data. A root
+//!   does not reach into a site directory or Python environment below it (a
+//!   project's own `.venv`), and a file some list names keeps that owner;
+//! - when several lists name one file, the last writer wins: installed lists
+//!   beat conda manifests, which beat `SOURCES.txt`, then the most recently
+//!   modified metadata directory wins, then the smaller [`Distribution`].
+//!
+//! Lists name files, so a directory has no owner through them (a namespace
+//! package's directory is shared by several distributions).
+//!
+//! The index is built lazily: [`PythonIndex::discover`] looks at each directory
+//! above a used path once. A directory named `site-packages` or `dist-packages`
+//! is scanned, and a directory that looks like a prefix (`conda-meta/`,
+//! `pyvenv.cfg`, `lib/python*/{site,dist}-packages`) has its site directories
+//! and conda packages scanned, so `<venv>/bin/pip` finds its owner even when no
+//! file of the venv's `site-packages` was used. Lookups are hash lookups of the
+//! path bytes. Nothing runs Python.
+
+mod conda;
+mod editable;
+mod interpreter;
+mod metadata;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{hash_map::Entry, HashMap, HashSet},
+    ffi::OsStr,
+    fs, io,
+    os::unix::{
+        ffi::{OsStrExt, OsStringExt},
+        fs::MetadataExt,
+    },
+    path::{Path, PathBuf},
+};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+pub use interpreter::interpreter_for_executable;
+
+use self::{
+    conda::scan_conda_prefix,
+    interpreter::{installation, stdlib_location},
+    metadata::{bytecode_source, scan_site_dir},
+};
+use crate::tracker::path::{file_name, join, parent};
+
+/// Path-keyed tables hash with FxHash (rustc's): tens of thousands of keys
+/// per environment, where SipHash was a fifth of the indexing time. The keys
+/// are local file names; flooding them only slows one's own audit.
+type PathMap<V> = FxHashMap<Vec<u8>, V>;
+type PathSet = FxHashSet<Vec<u8>>;
+
+/// An installed distribution package, as `importlib.metadata` describes it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Distribution {
+    /// The `Name:` of its metadata, spelled as there (the metadata directory's
+    /// stem when the header is missing, which is reported as a problem).
+    pub name: String,
+    /// The `Version:` of its metadata.
+    pub version: String,
+    /// `INSTALLER` (pip, uv, conda, debian…), trimmed; `None` when absent or
+    /// empty. Conda packages say `conda`.
+    pub installer: Option<String>,
+    /// The directory holding its metadata: the site directory of a
+    /// `.dist-info` or `.egg-info`, the project directory of a develop
+    /// install, the `.egg` of an egg, the prefix of a conda package.
+    pub location: Vec<u8>,
+    /// An editable install: `direct_url.json` says `dir_info.editable`, or a
+    /// legacy develop install (`*.egg-link`, `easy-install.pth`).
+    pub editable: bool,
+}
+
+/// A CPython installation or virtual environment.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Interpreter {
+    /// The executable: as exec'd for [`interpreter_for_executable`],
+    /// `<prefix>/bin/pythonX.Y` for one found through its standard library.
+    pub path: Vec<u8>,
+    /// `X.Y.Z` (see [`interpreter_for_executable`] for where it comes from);
+    /// `X.Y` when no source gives the patch level.
+    pub version: String,
+    /// `sys.prefix`: the venv directory for a venv.
+    pub prefix: Vec<u8>,
+    /// `sys.base_prefix`: the installation whose standard library it runs,
+    /// `prefix` itself unless a venv.
+    pub base_prefix: Vec<u8>,
+}
+
+/// Something the index could not read. Indexing goes on without it; the
+/// integrator may report these as warnings.
+#[derive(Debug, thiserror::Error)]
+pub enum PythonError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{} is not the JSON expected: {source}", path.display())]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("{} has no Name or Version header", path.display())]
+    Metadata { path: PathBuf },
+}
+
+/// Owners of Python files, discovered lazily per directory and kept for the
+/// life of the index (one audit).
+#[derive(Debug, Default)]
+pub struct PythonIndex {
+    distributions: Vec<Distribution>,
+    ranks: Vec<Rank>,
+    /// The distribution read from each metadata directory or conda record, by
+    /// (device, inode): a site directory reached through two spellings (`lib`
+    /// and its `lib64` link) yields one distribution, not two.
+    by_identity: HashMap<(u64, u64), usize>,
+    /// Folded path → distribution listing it.
+    files: PathMap<usize>,
+    /// Package directory of an editable install or egg → distribution owning all below it.
+    package_roots: PathMap<usize>,
+    /// `sys.path` directory of an editable or develop install → distribution owning the code below it.
+    path_entries: PathMap<usize>,
+    /// Directories looked at by `discover`; so were all their ancestors.
+    explored: PathSet,
+    /// Site directories and conda prefixes already scanned.
+    scanned: HashSet<Vec<u8>>,
+    /// Prefixes of Python environments, where editable roots stop claiming.
+    environments: HashSet<Vec<u8>>,
+    /// `<prefix>/lib/pythonX.Y` → its installation, `None` when not a standard library.
+    stdlib_dirs: HashMap<Vec<u8>, Option<usize>>,
+    interpreters: Vec<Interpreter>,
+    problems: Vec<PythonError>,
+    /// Warm-up: scans are kept here, whole, for the index built at the end.
+    warming_up: bool,
+    /// Scans by directory (site directory, or `conda-meta`): a warm-up's
+    /// results, or those handed over by one.
+    scans: HashMap<Vec<u8>, Scan>,
+}
+
+/// What scanning a site directory or conda prefix found, and the state of the
+/// directory it was read from.
+#[derive(Debug)]
+struct Scan {
+    stamp: Option<DirectoryStamp>,
+    found: Vec<Found>,
+    problems: Vec<PythonError>,
+}
+
+/// A directory's modification time and its entries' (installing, removing or
+/// upgrading a distribution changes one of them).
+type DirectoryStamp = ((i64, i64), Vec<(Vec<u8>, (i64, i64))>);
+
+fn directory_stamp(dir: &[u8]) -> Option<DirectoryStamp> {
+    let own = modified(&fs::metadata(os_path(dir)).ok()?);
+    let mut entries: Vec<(Vec<u8>, (i64, i64))> = fs::read_dir(os_path(dir))
+        .ok()?
+        .flatten()
+        .filter_map(|entry| Some((entry.file_name().into_vec(), modified(&entry.metadata().ok()?))))
+        .collect();
+    entries.sort_unstable();
+    Some((own, entries))
+}
+
+impl PythonIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An index that only scans, for [`PythonIndex::reusing`]: run it while
+    /// the audit goes on, on the paths as the trace reveals them, and the
+    /// scanning is done by the time the command ends.
+    pub fn warm_up() -> Self {
+        PythonIndex { warming_up: true, ..Self::default() }
+    }
+
+    /// A new index that takes `warm`'s scans of directories that have not
+    /// changed since (and scans anew the others: a run that installs packages
+    /// sees them).
+    pub fn reusing(warm: PythonIndex) -> Self {
+        PythonIndex { scans: warm.scans, ..Self::default() }
+    }
+
+    /// Looks at the directories above `path` (and at `path` itself when it is a
+    /// site directory), scanning the site directories and prefixes they reveal.
+    /// Cheap after the first path of a directory. Ownership of files outside
+    /// any environment (editable projects) depends on their site directory
+    /// having been seen, so call this for every used path before asking owners.
+    pub fn discover(&mut self, path: &[u8]) {
+        if is_site_dir_name(file_name(path)) {
+            self.scan_site_dir(path);
+        }
+        let mut current = parent(path);
+        while let Some(dir) = current {
+            if self.explored.contains(dir) {
+                break;
+            }
+            self.explored.insert(dir.to_vec());
+            if is_site_dir_name(file_name(dir)) {
+                self.scan_site_dir(dir);
+            }
+            // Nothing inside a site directory is a prefix: saves three probes per package directory.
+            if !dir.split(|&byte| byte == b'/').any(is_site_dir_name) {
+                self.probe_prefix(dir);
+            }
+            current = parent(dir);
+        }
+    }
+
+    /// The distribution owning `path` (absolute, folded), discovering its
+    /// directories first.
+    pub fn owner(&mut self, path: &[u8]) -> Option<&Distribution> {
+        self.discover(path);
+        let id = self.owner_id(path)?;
+        Some(&self.distributions[id])
+    }
+
+    /// The installation whose standard library holds `path`
+    /// (`<prefix>/lib/pythonX.Y/…`, `lib-dynload` included, its site
+    /// directories not), if `<prefix>/lib/pythonX.Y/os.py` (Python's own
+    /// landmark) and `<prefix>/bin/pythonX.Y` exist. A venv has no standard
+    /// library: its files are found in the base installation.
+    pub fn stdlib_interpreter(&mut self, path: &[u8]) -> Option<&Interpreter> {
+        let (prefix, stdlib_dir, version_dir) = stdlib_location(path)?;
+        let id = match self.stdlib_dirs.get(stdlib_dir) {
+            Some(known) => *known,
+            None => {
+                let found = installation(prefix, stdlib_dir, version_dir).map(|interpreter| {
+                    match self.interpreters.iter().position(|known| known.prefix == interpreter.prefix) {
+                        Some(id) => id,
+                        None => {
+                            self.interpreters.push(interpreter);
+                            self.interpreters.len() - 1
+                        }
+                    }
+                });
+                self.stdlib_dirs.insert(stdlib_dir.to_vec(), found);
+                found
+            }
+        }?;
+        Some(&self.interpreters[id])
+    }
+
+    /// The installations found so far by [`Self::stdlib_interpreter`], one per
+    /// prefix, in discovery order.
+    pub fn interpreters(&self) -> &[Interpreter] {
+        &self.interpreters
+    }
+
+    /// What could not be read so far.
+    pub fn problems(&self) -> &[PythonError] {
+        &self.problems
+    }
+
+    fn owner_id(&self, path: &[u8]) -> Option<usize> {
+        if let Some(&id) = self.files.get(path) {
+            return Some(id);
+        }
+        let source = bytecode_source(path);
+        if let Some(&id) = source.as_ref().and_then(|source| self.files.get(source)) {
+            return Some(id);
+        }
+        self.root_owner(source.as_deref().unwrap_or(path))
+    }
+
+    /// The editable install whose nearest root holds `path`. A package root
+    /// names a directory or, without its suffix, a module (`proj/mod` for
+    /// `proj/mod.py`, as setuptools' finder maps them).
+    fn root_owner(&self, path: &[u8]) -> Option<usize> {
+        if self.package_roots.is_empty() && self.path_entries.is_empty() {
+            return None;
+        }
+        let (dir, name) = (parent(path)?, file_name(path));
+        if let Some(dot) = name.iter().position(|&byte| byte == b'.').filter(|&dot| dot > 0) {
+            if let Some(&id) = self.package_roots.get(&join(dir, &name[..dot])) {
+                return Some(id);
+            }
+        }
+        let is_code = [b".py".as_slice(), b".pyc", b".so"].iter().any(|suffix| name.ends_with(suffix));
+        let mut current = Some(dir);
+        while let Some(candidate) = current {
+            if is_site_dir_name(file_name(candidate)) || self.environments.contains(candidate) {
+                return None;
+            }
+            let path_entry = if is_code { self.path_entries.get(candidate) } else { None };
+            if let Some(&id) = self.package_roots.get(candidate).or(path_entry) {
+                return Some(id);
+            }
+            current = parent(candidate);
+        }
+        None
+    }
+
+    /// Scans what makes `dir` a Python prefix: conda packages, a venv, site
+    /// directories under `lib/`.
+    fn probe_prefix(&mut self, dir: &[u8]) {
+        if is_dir(&join(dir, b"conda-meta")) {
+            self.environments.insert(dir.to_vec());
+            self.scan_conda_prefix(dir);
+        }
+        if fs::metadata(os_path(&join(dir, b"pyvenv.cfg"))).is_ok() {
+            self.environments.insert(dir.to_vec());
+        }
+        let lib = join(dir, b"lib");
+        let Ok(entries) = fs::read_dir(os_path(&lib)) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.as_bytes().starts_with(b"python") && !name.as_bytes().starts_with(b"pypy") {
+                continue;
+            }
+            for site_name in SITE_DIR_NAMES {
+                let site = join(&join(&lib, name.as_bytes()), site_name);
+                if is_dir(&site) {
+                    self.environments.insert(dir.to_vec());
+                    self.scan_site_dir(&site);
+                }
+            }
+        }
+    }
+
+    fn scan_site_dir(&mut self, site: &[u8]) {
+        if self.scanned.insert(site.to_vec()) {
+            self.scan(site.to_vec(), || {
+                let mut problems = Vec::new();
+                (scan_site_dir(site, &mut problems), problems)
+            });
+        }
+    }
+
+    fn scan_conda_prefix(&mut self, prefix: &[u8]) {
+        let conda_meta = join(prefix, b"conda-meta");
+        if self.scanned.insert(conda_meta.clone()) {
+            self.scan(conda_meta, || {
+                let mut problems = Vec::new();
+                (scan_conda_prefix(prefix, &mut problems), problems)
+            });
+        }
+    }
+
+    /// Scans `dir` with `read` — or takes a warm-up's scan of it if the
+    /// directory has not changed since — and adds what it found (or keeps it,
+    /// when warming up).
+    fn scan(&mut self, dir: Vec<u8>, read: impl FnOnce() -> (Vec<Found>, Vec<PythonError>)) {
+        // Stamped before reading: a change made while we read shows next time.
+        let stamp = directory_stamp(&dir);
+        let reusable = self.scans.remove(&dir).filter(|scan| scan.stamp.is_some() && scan.stamp == stamp);
+        let scan = reusable.unwrap_or_else(|| {
+            let (found, problems) = read();
+            Scan { stamp, found, problems }
+        });
+        if self.warming_up {
+            self.scans.insert(dir, scan);
+        } else {
+            self.problems.extend(scan.problems);
+            self.add(scan.found);
+        }
+    }
+
+    fn add(&mut self, all_found: Vec<Found>) {
+        self.files.reserve(all_found.iter().map(|found| found.files.len()).sum());
+        for found in all_found {
+            self.add_one(found);
+        }
+    }
+
+    fn add_one(&mut self, found: Found) {
+        let id = match self.by_identity.entry(found.identity) {
+            Entry::Occupied(known) => *known.get(),
+            Entry::Vacant(slot) => {
+                self.distributions.push(found.distribution);
+                self.ranks.push(found.rank);
+                *slot.insert(self.distributions.len() - 1)
+            }
+        };
+        for file in found.files {
+            claim(&mut self.files, &self.distributions, &self.ranks, file, id);
+        }
+        for root in found.package_roots {
+            claim(&mut self.package_roots, &self.distributions, &self.ranks, root, id);
+        }
+        for entry in found.path_entries {
+            claim(&mut self.path_entries, &self.distributions, &self.ranks, entry, id);
+        }
+    }
+}
+
+/// PEP 503 normalisation: lowercase, runs of `-`, `_` and `.` become one `-`.
+pub fn normalize_name(name: &str) -> String {
+    let mut normalized = String::with_capacity(name.len());
+    let mut in_separator_run = false;
+    for character in name.chars() {
+        if matches!(character, '-' | '_' | '.') {
+            if !in_separator_run {
+                normalized.push('-');
+            }
+            in_separator_run = true;
+        } else {
+            normalized.extend(character.to_lowercase());
+            in_separator_run = false;
+        }
+    }
+    normalized
+}
+
+const SITE_DIR_NAMES: [&[u8]; 2] = [b"site-packages", b"dist-packages"];
+
+fn is_site_dir_name(name: &[u8]) -> bool {
+    SITE_DIR_NAMES.contains(&name)
+}
+
+/// How much a list naming a file says about who wrote it last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Evidence {
+    /// `SOURCES.txt`: the source archive's files, not the installed ones.
+    Sources,
+    /// A conda manifest: shadowed by a `.dist-info` inside the package.
+    Conda,
+    /// `RECORD` or `installed-files.txt`, written by the installer.
+    Installed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    evidence: Evidence,
+    /// Modification time of the metadata, (seconds, nanoseconds).
+    modified: (i64, i64),
+}
+
+/// Gives `key` to `challenger` unless its holder outranks it.
+fn claim(owners: &mut PathMap<usize>, distributions: &[Distribution], ranks: &[Rank], key: Vec<u8>, challenger: usize) {
+    match owners.entry(key) {
+        Entry::Vacant(slot) => {
+            slot.insert(challenger);
+        }
+        Entry::Occupied(mut held) => {
+            let holder = *held.get();
+            let challenger_wins = ranks[challenger]
+                .cmp(&ranks[holder])
+                .then_with(|| distributions[holder].cmp(&distributions[challenger]))
+                .is_gt();
+            if challenger_wins {
+                held.insert(challenger);
+            }
+        }
+    }
+}
+
+/// One distribution as its metadata describes it, before it joins the index.
+#[derive(Debug)]
+struct Found {
+    distribution: Distribution,
+    /// (device, inode) of its metadata directory or conda record.
+    identity: (u64, u64),
+    rank: Rank,
+    /// Folded paths its lists name.
+    files: Vec<Vec<u8>>,
+    /// Package directories of an editable install or an egg.
+    package_roots: Vec<Vec<u8>>,
+    /// `sys.path` directories of an editable or develop install.
+    path_entries: Vec<Vec<u8>>,
+}
+
+fn os_path(path: &[u8]) -> &Path {
+    Path::new(OsStr::from_bytes(path))
+}
+
+fn is_dir(path: &[u8]) -> bool {
+    fs::metadata(os_path(path)).is_ok_and(|metadata| metadata.is_dir())
+}
+
+fn modified(metadata: &fs::Metadata) -> (i64, i64) {
+    (metadata.mtime(), metadata.mtime_nsec())
+}
+
+fn ends_with_ignore_case(text: &[u8], suffix: &[u8]) -> bool {
+    strip_suffix_ignore_case(text, suffix).is_some()
+}
+
+fn strip_suffix_ignore_case<'a>(text: &'a [u8], suffix: &[u8]) -> Option<&'a [u8]> {
+    let split = text.len().checked_sub(suffix.len())?;
+    text[split..].eq_ignore_ascii_case(suffix).then_some(&text[..split])
+}
+
+/// `split_once` and `rsplit_once` on a byte, for byte strings.
+trait SplitByte {
+    fn split_once_byte(&self, separator: u8) -> Option<(&[u8], &[u8])>;
+    fn rsplit_once_byte(&self, separator: u8) -> Option<(&[u8], &[u8])>;
+}
+
+impl SplitByte for [u8] {
+    fn split_once_byte(&self, separator: u8) -> Option<(&[u8], &[u8])> {
+        let at = self.iter().position(|&byte| byte == separator)?;
+        Some((&self[..at], &self[at + 1..]))
+    }
+
+    fn rsplit_once_byte(&self, separator: u8) -> Option<(&[u8], &[u8])> {
+        let at = self.iter().rposition(|&byte| byte == separator)?;
+        Some((&self[..at], &self[at + 1..]))
+    }
+}
