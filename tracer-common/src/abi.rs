@@ -40,6 +40,16 @@ pub const CLONE_FS: u64 = 0x200;
 pub const CLONE_FILES: u64 = 0x400;
 pub const CLONE_VFORK: u64 = 0x4000;
 pub const CLONE_THREAD: u64 = 0x10000;
+/// A new mount namespace (clone, unshare, setns).
+pub const CLONE_NEWNS: u64 = 0x20000;
+
+/// `mount` flags that say what a mount call does with an existing mount
+/// rather than mounting a new file system.
+pub const MS_REMOUNT: u64 = 0x20;
+pub const MS_BIND: u64 = 0x1000;
+pub const MS_MOVE: u64 = 0x2000;
+/// Propagation changes: `MS_UNBINDABLE | MS_PRIVATE | MS_SLAVE | MS_SHARED`.
+pub const MS_PROPAGATION: u64 = 0x20000 | 0x40000 | 0x80000 | 0x100000;
 
 /// The dirfd reprotrace's cell hook passes to `openat` to mark a notebook cell's
 /// beginning or end: always invalid, so the call fails with `EBADF` after the

@@ -14,20 +14,22 @@ pub mod syscalls;
 
 /// Longest path the kernel copies (Linux `PATH_MAX`, NUL included).
 pub const PATH_MAX: usize = 4096;
-/// Bytes of NUL-separated argv the kernel copies for one exec.
-pub const ARGV_MAX: usize = 16384;
-/// Arguments the kernel copies for one exec.
-pub const ARGV_MAX_ARGS: usize = 128;
-/// Size of the per-CPU buffer an event is assembled in (a power of two, so the
-/// programs can bound offsets with a mask the verifier understands).
+/// Bytes of argv (each argument NUL-terminated) the kernel sends for one exec:
+/// at least 4,096 arguments of 64 bytes. Longer argvs are cut and flagged.
+pub const ARGV_MAX: usize = 256 * 1024;
+/// Size of the per-CPU buffer a path event is assembled in (a power of two, so
+/// the programs can bound offsets with a mask the verifier understands).
 pub const SCRATCH_SIZE: usize = 32768;
+/// Size of the per-CPU buffer an exec event is assembled in: header, path, argv.
+pub const EXEC_SCRATCH_SIZE: usize = HEADER_SIZE + 2 * PATH_MAX + ARGV_MAX;
 
 /// `EventHeader::flags`: the first string was cut at [`PATH_MAX`].
 pub const FLAG_STR0_TRUNCATED: u16 = 1;
-/// `EventHeader::flags`: the second string (or argv) was cut.
+/// `EventHeader::flags`: the second string was cut.
 pub const FLAG_STR1_TRUNCATED: u16 = 2;
-/// `EventHeader::flags`: an argv entry could not be read (page not resident).
-pub const FLAG_ARGV_UNREADABLE: u16 = 4;
+/// `EventHeader::flags`: an exec's argv was longer than [`ARGV_MAX`], or could
+/// not be read whole.
+pub const FLAG_ARGV_TRUNCATED: u16 = 4;
 
 /// The facts the kernel reports. The discriminant is the `kind` field on the wire.
 #[repr(u16)]
@@ -37,12 +39,14 @@ pub enum EventKind {
     Fork = 1,
     /// A task ended. args: [wait status (task_struct.exit_code), group_dead, -].
     Exit = 2,
-    /// A task asked to exec (emitted at syscall entry, before the old image is
-    /// gone). args: [dirfd, execveat flags, -]; str0 = path, str1 = argv, each
-    /// argument NUL-terminated.
-    ExecRequest = 3,
-    /// The outcome of the task's last [`EventKind::ExecRequest`]: `ret`.
-    ExecResult = 4,
+    /// A task's exec succeeded (reported by `sched_process_exec`, from the new
+    /// image). args: [dirfd, execveat flags, the tid that asked]; ret: argv's
+    /// length in the new image; str0 = the path the kernel ran (for a dirfd,
+    /// `/dev/fd/N/PATH`), str1 = argv, each argument NUL-terminated.
+    Exec = 3,
+    /// A task's exec failed. args: [dirfd, execveat flags, -]; ret = -errno;
+    /// str0 = the path (the kernel copied it, so it is resident).
+    ExecFailed = 4,
     /// A file was opened. args: [dirfd, open flags, mode]; str0 = path; ret = fd.
     Open = 5,
     /// The working directory changed. args: [dirfd, -, -]; str0 = path, empty for
@@ -74,6 +78,31 @@ pub enum EventKind {
     /// A notebook cell began or ended: an `openat` on [`abi::CELL_MARKER_DIRFD`]
     /// (which fails). str0 = the marker text.
     CellMarker = 16,
+    /// A name was looked up without opening it (stat, access, readlink).
+    /// args: [dirfd, `AT_*` flags, -]; str0 = path. The kernel sends a process
+    /// image's first lookup of each absolute path (up to 512 bytes) in each
+    /// notebook cell only, and no empty one (a descriptor's stat, glibc's fstat).
+    Metadata = 17,
+    /// The root directory changed. args: [dirfd, -, -]; str0 = path.
+    Chroot = 18,
+    /// The root was swapped. args: [dirfd, dirfd, -]; str0 = new root, str1 =
+    /// where the old root went.
+    PivotRoot = 19,
+    /// The task left namespaces. args: [`CLONE_NEW*` flags, -, -].
+    Unshare = 20,
+    /// The task joined the namespace of a descriptor. args: [fd, `CLONE_NEW*` type, -].
+    Setns = 21,
+    /// A file system was mounted. args: [dirfd, mount flags, -]; str0 =
+    /// source (a path for a bind mount), str1 = target.
+    Mount = 22,
+    /// A mount was removed. args: [dirfd, umount2 flags, -]; str0 = target.
+    Umount = 23,
+    /// A mount was moved or attached (`move_mount`). args: [to dirfd, from
+    /// dirfd, flags]; str0 = to path, str1 = from path.
+    MoveMount = 24,
+    /// An anonymous memory file was made. args: [-, flags, -]; str0 = its
+    /// name; ret = fd.
+    MemfdCreate = 25,
 }
 
 impl EventKind {
@@ -83,8 +112,8 @@ impl EventKind {
         Some(match value {
             1 => Fork,
             2 => Exit,
-            3 => ExecRequest,
-            4 => ExecResult,
+            3 => Exec,
+            4 => ExecFailed,
             5 => Open,
             6 => Chdir,
             7 => Rename,
@@ -97,6 +126,15 @@ impl EventKind {
             14 => Dup,
             15 => SetCloexec,
             16 => CellMarker,
+            17 => Metadata,
+            18 => Chroot,
+            19 => PivotRoot,
+            20 => Unshare,
+            21 => Setns,
+            22 => Mount,
+            23 => Umount,
+            24 => MoveMount,
+            25 => MemfdCreate,
             _ => return None,
         })
     }
@@ -123,8 +161,7 @@ pub struct EventHeader {
     /// Kind-specific arguments.
     pub args: [u64; 3],
     /// Lengths of the two strings that follow, each counting its final NUL.
-    pub str_len: [u16; 2],
-    pub _reserved: u32,
+    pub str_len: [u32; 2],
 }
 
 /// Size of [`EventHeader`] on the wire.
@@ -144,6 +181,24 @@ pub struct PendingSyscall {
     pub str_ptr: [u64; 2],
 }
 
+/// The key of the `SEEN_METADATA` map: a path looked up by one process image
+/// during one notebook cell of one audit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetadataKey {
+    pub audit_id: u32,
+    /// The process (thread-group) id.
+    pub tgid: u32,
+    /// The process's `EPOCHS` entry: new at each fork, exec and cell marker,
+    /// so a process, image or cell never inherits another's lookups.
+    pub epoch: u64,
+    /// The path's length, NUL included.
+    pub path_len: u32,
+    pub _reserved: u32,
+    /// A 64-bit hash of the absolute path.
+    pub path_hash: u64,
+}
+
 /// Map names, as exported from the object and looked up by the loader.
 pub mod maps {
     /// `HashMap<u32 tid, u32 audit id>`: the tasks being traced.
@@ -156,7 +211,15 @@ pub mod maps {
     pub const COUNTERS: &str = "COUNTERS";
     /// `PerCpuArray<[u8; SCRATCH_SIZE]>` where events are assembled.
     pub const SCRATCH: &str = "SCRATCH";
-    pub const ALL: &[&str] = &[TRACED, PENDING, EVENTS, COUNTERS, SCRATCH];
+    /// `Array<[u8; EXEC_SCRATCH_SIZE]>`, one entry per CPU (too large for a
+    /// per-CPU map), where exec events are assembled.
+    pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
+    /// `LruHashMap<MetadataKey, u8>`: the absolute paths each process image
+    /// has looked up already in the current cell (not sent again).
+    pub const SEEN_METADATA: &str = "SEEN_METADATA";
+    /// `HashMap<u32 tgid, u64>`: the current epoch of each traced process.
+    pub const EPOCHS: &str = "EPOCHS";
+    pub const ALL: &[&str] = &[TRACED, PENDING, EVENTS, COUNTERS, SCRATCH, EXEC_SCRATCH, SEEN_METADATA, EPOCHS];
 }
 
 /// Slots of the `COUNTERS` map.
@@ -175,7 +238,12 @@ pub mod counters {
 pub mod globals {
     /// Byte offset of `exit_code` in `struct task_struct`, from the kernel's BTF.
     pub const TASK_EXIT_CODE_OFFSET: &str = "TASK_EXIT_CODE_OFFSET";
-    pub const ALL: &[&str] = &[TASK_EXIT_CODE_OFFSET];
+    /// Byte offset of `mm` in `struct task_struct`.
+    pub const TASK_MM_OFFSET: &str = "TASK_MM_OFFSET";
+    /// Byte offsets of `arg_start` and `arg_end` in `struct mm_struct`.
+    pub const MM_ARG_START_OFFSET: &str = "MM_ARG_START_OFFSET";
+    pub const MM_ARG_END_OFFSET: &str = "MM_ARG_END_OFFSET";
+    pub const ALL: &[&str] = &[TASK_EXIT_CODE_OFFSET, TASK_MM_OFFSET, MM_ARG_START_OFFSET, MM_ARG_END_OFFSET];
 }
 
 /// A tracepoint program: its symbol in the object and where it attaches.

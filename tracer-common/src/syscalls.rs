@@ -39,9 +39,10 @@ pub enum Shape {
     /// The fact `kind`, with these arguments; `strings` are the positions of
     /// the syscall arguments holding its strings (paths, read at exit).
     Fact { kind: EventKind, args: [Arg; 3], strings: [Option<u8>; 2] },
-    /// An exec: an [`EventKind::ExecRequest`] whose strings are the path and
-    /// the argv array (both read at entry, before the exec destroys them),
-    /// then an [`EventKind::ExecResult`] at exit.
+    /// An exec. A success is reported from the new image (the kernel's
+    /// `sched_process_exec`, [`EventKind::Exec`], with the argv the new image
+    /// got); a failure at exit ([`EventKind::ExecFailed`], with the path).
+    /// `argv` is where strace prints it.
     Exec { dirfd: Arg, path: u8, argv: u8, flags: Arg },
     /// `fcntl(fd, cmd, arg)`: a [`EventKind::Dup`] for `F_DUPFD` and
     /// `F_DUPFD_CLOEXEC`, a [`EventKind::SetCloexec`] for `F_SETFD`; the other
@@ -61,7 +62,8 @@ pub struct Syscall {
     pub shape: Shape,
     /// The kernel programs for its `syscalls:sys_enter_*` and `sys_exit_*`
     /// tracepoints: their symbols in the object, which are also the
-    /// tracepoints' names.
+    /// tracepoints' names (the kernel's name of the syscall, which can differ
+    /// from the ABI's: `stat` is `newstat`).
     pub enter_program: &'static str,
     pub exit_program: &'static str,
 }
@@ -103,10 +105,11 @@ impl Syscall {
                 };
                 Normalised { kind, args, strings }
             }
-            Shape::Exec { dirfd, path, argv, flags } => Normalised {
-                kind: EventKind::ExecRequest,
+            // What the exit of a failed exec reports (a success is the new image's).
+            Shape::Exec { dirfd, path, flags, .. } => Normalised {
+                kind: EventKind::ExecFailed,
                 args: [resolve(dirfd)?, resolve(flags)?, 0],
-                strings: [Some(path), Some(argv)],
+                strings: [Some(path), None],
             },
             Shape::Fcntl => {
                 let (fd, command) = (resolve(Arg::Raw(0))?, resolve(Arg::Raw(1))?);
@@ -177,8 +180,10 @@ pub mod notation {
 }
 
 /// The table: hands `$callback!` one `name = number => shape,` entry per
-/// traced syscall, the shape written in [`notation`] (which the callback
-/// brings into scope). The only place syscall names are spelled.
+/// traced syscall (`name = number @ tracepoint_name => shape,` when the
+/// kernel's tracepoints call it otherwise), the shape written in [`notation`]
+/// (which the callback brings into scope). The only place syscall names are
+/// spelled.
 #[macro_export]
 macro_rules! for_each_syscall {
     ($callback:ident) => {
@@ -215,12 +220,44 @@ macro_rules! for_each_syscall {
             clone3 = 435 => fact(Fork, [UNUSED, member(0, 0, "flags"), UNUSED], [None, None]),
             fork = 57 => fact(Fork, [UNUSED, constant(FORK_FLAGS), UNUSED], [None, None]),
             vfork = 58 => fact(Fork, [UNUSED, constant(VFORK_FLAGS), UNUSED], [None, None]),
+            stat = 4 @ newstat => fact(Metadata, [CWD, UNUSED, UNUSED], [Some(0), None]),
+            lstat = 6 @ newlstat => fact(Metadata, [CWD, UNUSED, UNUSED], [Some(0), None]),
+            newfstatat = 262 => fact(Metadata, [raw(0), raw(3), UNUSED], [Some(1), None]),
+            statx = 332 => fact(Metadata, [raw(0), raw(2), UNUSED], [Some(1), None]),
+            access = 21 => fact(Metadata, [CWD, UNUSED, UNUSED], [Some(0), None]),
+            faccessat = 269 => fact(Metadata, [raw(0), UNUSED, UNUSED], [Some(1), None]),
+            faccessat2 = 439 => fact(Metadata, [raw(0), raw(3), UNUSED], [Some(1), None]),
+            readlink = 89 => fact(Metadata, [CWD, UNUSED, UNUSED], [Some(0), None]),
+            readlinkat = 267 => fact(Metadata, [raw(0), UNUSED, UNUSED], [Some(1), None]),
+            chroot = 161 => fact(Chroot, [CWD, UNUSED, UNUSED], [Some(0), None]),
+            pivot_root = 155 => fact(PivotRoot, [CWD, CWD, UNUSED], [Some(0), Some(1)]),
+            unshare = 272 => fact(Unshare, [raw(0), UNUSED, UNUSED], [None, None]),
+            setns = 308 => fact(Setns, [raw(0), raw(1), UNUSED], [None, None]),
+            mount = 165 => fact(Mount, [CWD, raw(3), UNUSED], [Some(0), Some(1)]),
+            umount2 = 166 @ umount => fact(Umount, [CWD, raw(1), UNUSED], [Some(0), None]),
+            move_mount = 429 => fact(MoveMount, [raw(2), raw(0), raw(4)], [Some(3), Some(1)]),
+            memfd_create = 319 => fact(MemfdCreate, [UNUSED, raw(1), UNUSED], [Some(0), None]),
         }
     };
 }
 
+/// The kernel's name of a syscall: the override when the table gives one.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __tracepoint_name {
+    ($name:ident) => {
+        stringify!($name)
+    };
+    ($name:ident $tracepoint:ident) => {
+        stringify!($tracepoint)
+    };
+}
+
 macro_rules! define_syscalls {
-    ($first:ident = $first_nr:literal => $first_shape:expr, $($name:ident = $nr:literal => $shape:expr,)*) => {
+    (
+        $first:ident = $first_nr:literal $(@ $first_tracepoint:ident)? => $first_shape:expr,
+        $($name:ident = $nr:literal $(@ $tracepoint:ident)? => $shape:expr,)*
+    ) => {
         /// Every traced syscall, in the table's order.
         pub const SYSCALLS: &[Syscall] = {
             use notation::*;
@@ -228,14 +265,14 @@ macro_rules! define_syscalls {
                 name: stringify!($first),
                 nr: $first_nr,
                 shape: $first_shape,
-                enter_program: concat!("sys_enter_", stringify!($first)),
-                exit_program: concat!("sys_exit_", stringify!($first)),
+                enter_program: concat!("sys_enter_", $crate::__tracepoint_name!($first $($first_tracepoint)?)),
+                exit_program: concat!("sys_exit_", $crate::__tracepoint_name!($first $($first_tracepoint)?)),
             }, $(Syscall {
                 name: stringify!($name),
                 nr: $nr,
                 shape: $shape,
-                enter_program: concat!("sys_enter_", stringify!($name)),
-                exit_program: concat!("sys_exit_", stringify!($name)),
+                enter_program: concat!("sys_enter_", $crate::__tracepoint_name!($name $($tracepoint)?)),
+                exit_program: concat!("sys_exit_", $crate::__tracepoint_name!($name $($tracepoint)?)),
             },)*]
         };
 
@@ -276,8 +313,9 @@ mod tests {
     fn names_and_programs_are_unique() {
         for (index, syscall) in SYSCALLS.iter().enumerate() {
             assert!(SYSCALLS[..index].iter().all(|other| other.name != syscall.name && other.nr != syscall.nr));
-            assert_eq!(syscall.enter_program.strip_prefix("sys_enter_"), Some(syscall.name));
-            assert_eq!(syscall.exit_program.strip_prefix("sys_exit_"), Some(syscall.name));
+            let tracepoint = syscall.enter_program.strip_prefix("sys_enter_").expect("an entry tracepoint");
+            assert_eq!(syscall.exit_program.strip_prefix("sys_exit_"), Some(tracepoint));
+            assert!(tracepoint == syscall.name || matches!(syscall.name, "stat" | "lstat" | "umount2"), "{tracepoint}");
         }
     }
 
@@ -336,10 +374,10 @@ mod tests {
     }
 
     #[test]
-    fn execs_request_with_path_and_argv() {
+    fn a_failed_exec_reports_its_path() {
         let execveat = normalise("execveat", [7, 0x1000, 0x2000, 0x3000, abi::AT_EMPTY_PATH, 0]).expect("a fact");
-        assert_eq!(execveat.kind, EventKind::ExecRequest);
+        assert_eq!(execveat.kind, EventKind::ExecFailed);
         assert_eq!(execveat.args, [7, abi::AT_EMPTY_PATH, 0]);
-        assert_eq!(execveat.strings, [Some(1), Some(2)]);
+        assert_eq!(execveat.strings, [Some(1), None]);
     }
 }

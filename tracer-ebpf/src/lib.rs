@@ -7,9 +7,10 @@
 //!
 //! Syscall entry programs only normalise their arguments into a `PendingSyscall`;
 //! the exit program reads the strings (their pages are resident once the kernel has
-//! copied them) and emits one event when the syscall succeeded. Exec is the one
-//! exception: its path and argv are read at entry, because a successful exec
-//! destroys the memory they live in.
+//! copied them) and emits one event when the syscall succeeded. A successful exec
+//! is reported by `sched_process_exec` instead, from the new image: the path the
+//! kernel ran and the argv it copied onto the new stack, both resident; a failed
+//! one by the exit program, with its path.
 //!
 //! Built for the host target as LLVM bitcode and linked for BPF by bpf-linker, so
 //! nothing here may panic: indexes are masked and helpers are called raw.
@@ -19,19 +20,20 @@ use core::{convert::Infallible, ffi::c_void};
 
 use aya_ebpf::{
     helpers::generated::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
-        bpf_probe_read_user_str,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str,
     },
     macros::{map, tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
     EbpfContext,
 };
 use tracer_common::{
+    abi::{AT_FDCWD_ARG, CLONE_FILES, CLONE_FS, CLONE_THREAD, CLONE_VM},
     counters,
-    syscalls::{Arg, Syscall},
-    EventHeader, EventKind, PendingSyscall, ARGV_MAX, ARGV_MAX_ARGS, FLAG_ARGV_UNREADABLE, FLAG_STR0_TRUNCATED,
-    FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX, SCRATCH_SIZE,
+    syscalls::{Arg, Shape, Syscall},
+    EventHeader, EventKind, MetadataKey, PendingSyscall, ARGV_MAX, EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED,
+    FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX, SCRATCH_SIZE,
 };
 
 const MAX_TASKS: u32 = 65536;
@@ -58,9 +60,40 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::LEN,
 #[map]
 static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(1, 0);
 
+/// One entry per CPU (the loader sizes it): per-CPU maps cannot hold values
+/// this large.
+#[map]
+static EXEC_SCRATCH: Array<[u8; EXEC_SCRATCH_SIZE]> = Array::with_max_entries(1, 0);
+
+/// Absolute paths each process image looked up already in the current cell:
+/// a Python start-up stats the same few hundred paths again and again, and
+/// the first lookup is the fact.
+#[map]
+static SEEN_METADATA: LruHashMap<MetadataKey, u8> = LruHashMap::with_max_entries(65536, 0);
+
+/// The epoch of each traced process: renewed at fork, exec and cell marker.
+#[map]
+static EPOCHS: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TASKS, 0);
+
+/// Starts a new epoch for process `tgid`: its lookups are reported anew.
+#[inline(always)]
+fn new_epoch(tgid: u32) {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let _ = EPOCHS.insert(tgid, now, 0);
+}
+
 /// Set by the loader from the kernel's BTF; 0 leaves exit statuses unknown.
 #[no_mangle]
 static TASK_EXIT_CODE_OFFSET: u64 = 0;
+/// `task_struct.mm`, `mm_struct.arg_start` and `arg_end`, from BTF: where
+/// the new image's argv is.
+#[no_mangle]
+static TASK_MM_OFFSET: u64 = 0;
+#[no_mangle]
+static MM_ARG_START_OFFSET: u64 = 0;
+#[no_mangle]
+static MM_ARG_END_OFFSET: u64 = 0;
 
 // Offsets in the tracepoint records (see /sys/kernel/tracing/events/*/*/format;
 // the loader checks them against the running kernel before attaching).
@@ -68,6 +101,7 @@ const SYSCALL_NR_OFFSET: usize = 8;
 const SYSCALL_ARGS_OFFSET: usize = 16;
 const SYSCALL_RET_OFFSET: usize = 16;
 const FORK_CHILD_PID_OFFSET: usize = 20;
+const EXEC_FILENAME_OFFSET: usize = 8;
 const EXEC_PID_OFFSET: usize = 12;
 const EXEC_OLD_PID_OFFSET: usize = 16;
 const EXIT_GROUP_DEAD_OFFSET: usize = 32;
@@ -150,13 +184,18 @@ fn read_user_path(dest: *mut u8, ptr: u64) -> (usize, bool) {
     (n, n >= PATH_MAX)
 }
 
-/// Sends the first `len` bytes of the scratch buffer; counts a drop if the ring is full.
+/// Sends the first `len` bytes of the scratch buffer.
 #[inline(always)]
 fn send(buf: *mut u8, len: usize) {
     let len = len & (SCRATCH_SIZE - 1);
     // SAFETY: `buf` is the per-CPU scratch buffer of SCRATCH_SIZE bytes, and
     // `len` is masked below that.
-    let event = unsafe { core::slice::from_raw_parts(buf, len) };
+    output(unsafe { core::slice::from_raw_parts(buf, len) });
+}
+
+/// Puts an event on the ring buffer; counts a drop if the ring is full.
+#[inline(always)]
+fn output(event: &[u8]) {
     // Waking the consumer for every event would cost the traced program a
     // context switch per syscall: wake it only once a batch has piled up (it
     // also drains on a short timer). A per-CPU count decides, not the ring's
@@ -194,7 +233,6 @@ fn header(kind: EventKind, audit_id: u32, ret: i64, args: [u64; 3]) -> EventHead
         ret,
         args,
         str_len: [0, 0],
-        _reserved: 0,
     }
 }
 
@@ -220,80 +258,127 @@ fn emit_with_paths(mut head: EventHeader, str_ptr: [u64; 2]) {
     // SAFETY: see above.
     let (len1, cut1) = read_user_path(unsafe { buf.add(HEADER_SIZE + len0) }, str_ptr[1]);
     let len1 = len1 & (2 * PATH_MAX - 1);
-    head.str_len = [len0 as u16, len1 as u16];
+    head.str_len = [len0 as u32, len1 as u32];
     head.flags = if cut0 { FLAG_STR0_TRUNCATED } else { 0 } | if cut1 { FLAG_STR1_TRUNCATED } else { 0 };
     // SAFETY: the scratch buffer is larger than a header.
     unsafe { buf.cast::<EventHeader>().write_unaligned(head) };
     send(buf, HEADER_SIZE + len0 + len1);
 }
 
-/// Emits an exec request: the path and the argv array, read before the exec.
+/// A global the loader set (a volatile read: a plain one would be folded to
+/// the 0 the crate was built with).
 #[inline(always)]
-fn emit_exec_request(mut head: EventHeader, path_ptr: u64, argv_ptr: u64) {
-    let Some(buf) = SCRATCH.get_ptr_mut(0) else { return };
-    let buf = buf.cast::<u8>();
-    // SAFETY: header + 2·PATH_MAX + 2·ARGV_MAX fit in the scratch buffer.
-    let (len0, cut0) = read_user_path(unsafe { buf.add(HEADER_SIZE) }, path_ptr);
-    let len0 = len0 & (2 * PATH_MAX - 1);
-    let argv_base = HEADER_SIZE + len0;
-    let mut used: usize = 0;
-    let mut flags = if cut0 { FLAG_STR0_TRUNCATED } else { 0 };
-    let mut complete = false;
-    if argv_ptr != 0 {
-        for index in 0..ARGV_MAX_ARGS {
-            let mut arg: u64 = 0;
-            // SAFETY: writes at most 8 bytes into `arg`; fails on a bad pointer.
-            let read = unsafe {
-                bpf_probe_read_user((&mut arg as *mut u64).cast(), 8, (argv_ptr + 8 * index as u64) as *const c_void)
-            };
-            if read != 0 {
-                flags |= FLAG_ARGV_UNREADABLE;
-                complete = true;
-                break;
-            }
-            if arg == 0 {
-                complete = true;
-                break;
-            }
-            if used >= ARGV_MAX {
-                break;
-            }
-            let offset = argv_base + (used & (ARGV_MAX - 1));
-            // SAFETY: `offset` + PATH_MAX stays inside the scratch buffer
-            // (see above); the helper writes at most PATH_MAX bytes.
-            let n = unsafe { bpf_probe_read_user_str(buf.add(offset).cast(), PATH_MAX as u32, arg as *const c_void) };
-            if n <= 0 {
-                flags |= FLAG_ARGV_UNREADABLE;
-                complete = true;
-                break;
-            }
-            if n as usize >= PATH_MAX {
-                flags |= FLAG_STR1_TRUNCATED;
-            }
-            used += n as usize & (PATH_MAX * 2 - 1);
-        }
+fn loader_global(global: &u64) -> u64 {
+    // SAFETY: a valid, aligned static.
+    unsafe { core::ptr::read_volatile(global) }
+}
+
+/// The u64 at `address` in kernel memory, 0 if it cannot be read.
+#[inline(always)]
+fn read_kernel_u64(address: u64) -> u64 {
+    let mut value: u64 = 0;
+    // SAFETY: writes at most 8 bytes into `value`; a bad address makes the
+    // helper fail, not fault.
+    let ok = unsafe { bpf_probe_read_kernel((&mut value as *mut u64).cast(), 8, address as *const c_void) };
+    if ok == 0 {
+        value
     } else {
-        complete = true;
+        0
     }
-    if !complete {
-        flags |= FLAG_STR1_TRUNCATED;
+}
+
+/// Emits a successful exec, from the new image: the path the kernel ran (the
+/// tracepoint's `filename`) and the argv it copied to the new stack
+/// (`mm->arg_start..arg_end`), up to [`ARGV_MAX`] bytes.
+#[inline(always)]
+fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(buf) = EXEC_SCRATCH.get_ptr_mut(cpu) else { return };
+    let buf = buf.cast::<u8>();
+    // `__data_loc char[] filename`: the string's offset in the record (low
+    // half) and its length (high half).
+    let location: u32 = read_ctx(ctx, EXEC_FILENAME_OFFSET);
+    let filename = (location & 0xffff) as usize;
+    // SAFETY: the record holds the string at that offset; the helper writes at
+    // most PATH_MAX bytes after the header, inside the buffer.
+    let read = unsafe {
+        bpf_probe_read_kernel_str(
+            buf.add(HEADER_SIZE).cast(),
+            PATH_MAX as u32,
+            ctx.as_ptr().cast::<u8>().add(filename & 0xffff).cast(),
+        )
+    };
+    let len0 = if read > 0 { read as usize & (2 * PATH_MAX - 1) } else { 0 };
+    let mut flags = if len0 >= PATH_MAX { FLAG_STR0_TRUNCATED } else { 0 };
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let mm = read_kernel_u64(task + loader_global(&TASK_MM_OFFSET));
+    let (start, end) = (
+        read_kernel_u64(mm + loader_global(&MM_ARG_START_OFFSET)),
+        read_kernel_u64(mm + loader_global(&MM_ARG_END_OFFSET)),
+    );
+    let total = end.saturating_sub(start);
+    let mut len1 = total as usize;
+    if len1 > ARGV_MAX {
+        len1 = ARGV_MAX;
+        flags |= FLAG_ARGV_TRUNCATED;
     }
-    let used = used & (ARGV_MAX * 2 - 1);
-    head.str_len = [len0 as u16, used as u16];
+    if mm == 0 || len1 == 0 {
+        len1 = 0;
+    } else {
+        // SAFETY: header + 2·PATH_MAX + ARGV_MAX is the buffer's size and
+        // `len1` is at most ARGV_MAX; the pages were just written by the
+        // kernel, and a failure is reported, not faulted.
+        let ok =
+            unsafe { bpf_probe_read_user(buf.add(HEADER_SIZE + len0).cast(), len1 as u32, start as *const c_void) };
+        if ok != 0 {
+            len1 = 0;
+            flags |= FLAG_ARGV_TRUNCATED;
+        }
+    }
+    head.ret = total as i64;
+    head.str_len = [len0 as u32, len1 as u32];
     head.flags = flags;
-    // SAFETY: the scratch buffer is larger than a header.
+    // SAFETY: the buffer is larger than a header.
     unsafe { buf.cast::<EventHeader>().write_unaligned(head) };
-    send(buf, argv_base + used);
+    let len = HEADER_SIZE + len0 + len1;
+    // Always true (each length is bounded above); says so to the verifier.
+    if len > EXEC_SCRATCH_SIZE {
+        return;
+    }
+    // SAFETY: `len` is within the buffer.
+    let event = unsafe { core::slice::from_raw_parts(buf, len) };
+    output(event);
+}
+
+/// Lookups of absolute paths up to this long are deduplicated (longer ones
+/// are always sent: the dedup key hashes this many bytes).
+const DEDUP_BYTES: usize = 512;
+
+/// A hash of the [`DEDUP_BYTES`] bytes at `bytes`, a word at a time: a fixed
+/// amount of straight-line work the verifier checks once.
+#[inline(always)]
+fn path_hash(bytes: *const u8) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for word in 0..DEDUP_BYTES / 8 {
+        // SAFETY: inside the scratch buffer, which holds a path of PATH_MAX.
+        let value = unsafe { bytes.cast::<u64>().add(word).read_unaligned() };
+        hash = (hash ^ value).wrapping_mul(0x0100_0000_01b3);
+        hash ^= hash >> 29;
+    }
+    hash
 }
 
 /// What every syscall entry program does: for a traced task, normalises the
 /// call into the fact it states (the shared table of tracer-common) and leaves
-/// it in `PENDING` for the exit program. An exec is reported at once: its path
-/// and argv live in memory a successful exec destroys.
+/// it in `PENDING` for the exit program.
 #[inline(always)]
 fn on_enter(ctx: &TracePointContext, syscall: &Syscall) {
     let tid = current_tid();
-    let Some(audit_id) = audit_of(tid) else { return };
+    if audit_of(tid).is_none() {
+        return;
+    }
     let value = |arg: Arg| -> Result<u64, Infallible> {
         Ok(match arg {
             Arg::Raw(position) | Arg::Named(position, _) => syscall_arg(ctx, usize::from(position)),
@@ -306,15 +391,9 @@ fn on_enter(ctx: &TracePointContext, syscall: &Syscall) {
     };
     let Ok(Some(fact)) = syscall.normalise(value) else { return };
     let str_ptr = fact.strings.map(|position| position.map_or(0, |position| syscall_arg(ctx, usize::from(position))));
-    let kind = if fact.kind == EventKind::ExecRequest {
-        emit_exec_request(header(EventKind::ExecRequest, audit_id, 0, fact.args), str_ptr[0], str_ptr[1]);
-        EventKind::ExecResult
-    } else {
-        fact.kind
-    };
     let pending = PendingSyscall {
         syscall_nr: read_ctx::<i32>(ctx, SYSCALL_NR_OFFSET) as u32,
-        kind: kind as u16,
+        kind: fact.kind as u16,
         _reserved: 0,
         args: fact.args,
         str_ptr,
@@ -323,9 +402,10 @@ fn on_enter(ctx: &TracePointContext, syscall: &Syscall) {
 }
 
 /// What every syscall exit program does: emits the fact a traced task's
-/// syscall established, if it succeeded.
+/// syscall established, if it succeeded. (The table entry is a constant, so
+/// each program keeps only the branches its syscall can take.)
 #[inline(always)]
-fn on_exit(ctx: &TracePointContext) {
+fn on_exit(ctx: &TracePointContext, syscall: &Syscall) {
     let tid = current_tid();
     let Some(pending) = pending_of(tid) else { return };
     let _ = PENDING.remove(tid);
@@ -335,22 +415,76 @@ fn on_exit(ctx: &TracePointContext) {
     let Some(audit_id) = audit_of(tid) else { return };
     let ret: i64 = read_ctx(ctx, SYSCALL_RET_OFFSET);
     let Some(kind) = EventKind::from_wire(pending.kind) else { return };
+    let head = header(kind, audit_id, ret, pending.args);
     match kind {
         // Reported by sched_process_fork while the syscall runs.
         EventKind::Fork => {}
-        // Failed execs are facts too: the program was looked for there.
-        EventKind::ExecResult => emit_header(header(kind, audit_id, ret, pending.args)),
-        // A cell marker fails by design.
-        EventKind::CellMarker => emit_with_paths(header(kind, audit_id, ret, pending.args), pending.str_ptr),
+        // A success is reported from the new image; failures are facts too:
+        // the program was looked for there.
+        EventKind::ExecFailed if ret < 0 => emit_with_paths(head, pending.str_ptr),
+        // A cell marker fails by design; the cell's lookups are its own.
+        EventKind::CellMarker => {
+            new_epoch(head.tgid);
+            emit_with_paths(head, pending.str_ptr)
+        }
         _ if ret < 0 => {}
-        _ => emit_with_paths(header(kind, audit_id, ret, pending.args), pending.str_ptr),
+        EventKind::Metadata if matches!(syscall.shape, Shape::Fact { kind: EventKind::Metadata, .. }) => {
+            emit_metadata(head, pending.str_ptr[0])
+        }
+        EventKind::ExecFailed => {}
+        _ => emit_with_paths(head, pending.str_ptr),
     }
+}
+
+/// Emits a lookup, unless its audit looked the same absolute path up before.
+#[inline(always)]
+fn emit_metadata(mut head: EventHeader, path_ptr: u64) {
+    let Some(buf) = SCRATCH.get_ptr_mut(0) else { return };
+    let buf = buf.cast::<u8>();
+    // SAFETY: header + PATH_MAX fit in the scratch buffer.
+    let path = unsafe { buf.add(HEADER_SIZE) };
+    // The hashed bytes past the path's end must not be an earlier event's.
+    for word in 0..DEDUP_BYTES / 8 {
+        // SAFETY: inside the scratch buffer.
+        unsafe { path.cast::<u64>().add(word).write_unaligned(0) };
+    }
+    let (len, cut) = read_user_path(path, path_ptr);
+    // An empty path (`AT_EMPTY_PATH`) is a descriptor's stat, glibc's fstat:
+    // no name was looked up.
+    if len <= 1 {
+        return;
+    }
+    // SAFETY: inside the scratch buffer.
+    let absolute = unsafe { *path } == b'/';
+    if absolute && len <= DEDUP_BYTES {
+        // SAFETY: the value is copied out at once.
+        let epoch = unsafe { EPOCHS.get(head.tgid) }.copied().unwrap_or(0);
+        let key = MetadataKey {
+            audit_id: head.audit_id,
+            tgid: head.tgid,
+            epoch,
+            path_len: len as u32,
+            _reserved: 0,
+            path_hash: path_hash(path),
+        };
+        // SAFETY: only the presence of the key is used.
+        if unsafe { SEEN_METADATA.get(key) }.is_some() {
+            return;
+        }
+        let _ = SEEN_METADATA.insert(key, 1, 0);
+    }
+    let len = len & (2 * PATH_MAX - 1);
+    head.str_len = [len as u32, 0];
+    head.flags = if cut { FLAG_STR0_TRUNCATED } else { 0 };
+    // SAFETY: the scratch buffer is larger than a header.
+    unsafe { buf.cast::<EventHeader>().write_unaligned(head) };
+    send(buf, HEADER_SIZE + len);
 }
 
 /// Defines the entry and exit programs of each syscall of tracer-common's
 /// table, named after their tracepoints.
 macro_rules! syscall_programs {
-    ($($name:ident = $nr:literal => $shape:expr,)*) => {$(
+    ($($name:ident = $nr:literal $(@ $tracepoint:ident)? => $shape:expr,)*) => {$(
         mod $name {
             use tracer_common::syscalls::{notation::*, Syscall};
 
@@ -358,21 +492,21 @@ macro_rules! syscall_programs {
                 name: stringify!($name),
                 nr: $nr,
                 shape: $shape,
-                enter_program: concat!("sys_enter_", stringify!($name)),
-                exit_program: concat!("sys_exit_", stringify!($name)),
+                enter_program: concat!("sys_enter_", tracer_common::__tracepoint_name!($name $($tracepoint)?)),
+                exit_program: concat!("sys_exit_", tracer_common::__tracepoint_name!($name $($tracepoint)?)),
             };
 
-            #[unsafe(export_name = concat!("sys_enter_", stringify!($name)))]
+            #[unsafe(export_name = concat!("sys_enter_", tracer_common::__tracepoint_name!($name $($tracepoint)?)))]
             #[unsafe(link_section = "tracepoint")]
             fn enter(ctx: *mut core::ffi::c_void) -> u32 {
                 super::on_enter(&aya_ebpf::programs::TracePointContext::new(ctx), &SYSCALL);
                 0
             }
 
-            #[unsafe(export_name = concat!("sys_exit_", stringify!($name)))]
+            #[unsafe(export_name = concat!("sys_exit_", tracer_common::__tracepoint_name!($name $($tracepoint)?)))]
             #[unsafe(link_section = "tracepoint")]
             fn exit(ctx: *mut core::ffi::c_void) -> u32 {
-                super::on_exit(&aya_ebpf::programs::TracePointContext::new(ctx));
+                super::on_exit(&aya_ebpf::programs::TracePointContext::new(ctx), &SYSCALL);
                 0
             }
         }
@@ -394,30 +528,38 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     }
     let clone_flags = match pending_of(parent) {
         Some(pending) if pending.kind == EventKind::Fork as u16 => pending.args[1],
-        // A thread the kernel made on the task's behalf (io_uring workers).
-        _ => 0,
+        // A thread the kernel made on the task's behalf (io_uring's workers
+        // share its files, directories and memory).
+        _ => CLONE_THREAD | CLONE_FILES | CLONE_FS | CLONE_VM,
     };
+    if clone_flags & CLONE_THREAD == 0 {
+        new_epoch(child);
+    }
     emit_header(header(EventKind::Fork, audit_id, 0, [child as u64, clone_flags, 0]));
     0
 }
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
-    // A non-leader thread that execs takes over the thread-group id: keep
-    // following it under its new id.
     let pid: i32 = read_ctx(&ctx, EXEC_PID_OFFSET);
     let old_pid: i32 = read_ctx(&ctx, EXEC_OLD_PID_OFFSET);
-    if pid == old_pid {
-        return 0;
-    }
     let (pid, old_pid) = (pid as u32, old_pid as u32);
     let Some(audit_id) = audit_of(old_pid) else { return 0 };
-    let _ = TRACED.insert(pid, audit_id, 0);
-    let _ = TRACED.remove(old_pid);
-    if let Some(pending) = pending_of(old_pid) {
-        let _ = PENDING.insert(pid, pending, 0);
-        let _ = PENDING.remove(old_pid);
+    if pid != old_pid {
+        // A non-leader thread that execs takes over the thread-group id: keep
+        // following it under its new id.
+        let _ = TRACED.insert(pid, audit_id, 0);
+        let _ = TRACED.remove(old_pid);
     }
+    new_epoch(pid);
+    // The exec succeeded: its exit is no failure to report.
+    let pending = pending_of(old_pid);
+    let _ = PENDING.remove(old_pid);
+    let (dirfd, flags) = match pending {
+        Some(pending) if pending.kind == EventKind::ExecFailed as u16 => (pending.args[0], pending.args[1]),
+        _ => (AT_FDCWD_ARG, 0),
+    };
+    emit_exec(&ctx, header(EventKind::Exec, audit_id, 0, [dirfd, flags, u64::from(old_pid)]));
     0
 }
 
@@ -425,10 +567,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let tid = current_tid();
     let Some(audit_id) = audit_of(tid) else { return 0 };
-    // Volatile: the loader sets it in the object's read-only data; a plain
-    // read would be folded to the 0 the crate was built with.
-    // SAFETY: a valid, aligned static.
-    let offset = unsafe { core::ptr::read_volatile(&TASK_EXIT_CODE_OFFSET) };
+    let offset = loader_global(&TASK_EXIT_CODE_OFFSET);
     let mut status: i32 = 0;
     if offset != 0 {
         // SAFETY: a helper without arguments.
@@ -440,6 +579,9 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let head = header(EventKind::Exit, audit_id, 0, [status as u32 as u64, group_dead as u64, 0]);
     let _ = TRACED.remove(tid);
     let _ = PENDING.remove(tid);
+    if group_dead != 0 {
+        let _ = EPOCHS.remove(head.tgid);
+    }
     emit_header(head);
     0
 }

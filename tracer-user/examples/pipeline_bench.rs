@@ -54,14 +54,15 @@ fn main() -> anyhow::Result<()> {
     let mut push = |tid: u32, fact: Fact| events.push(Event { tid, fact });
     push(
         ROOT,
-        Fact::ExecRequest {
+        Fact::Exec {
             dirfd: AT_FDCWD,
             path: b"/usr/bin/python3".to_vec(),
-            argv: vec![b"python3".to_vec()],
             flags: 0,
+            argv: vec![b"python3".to_vec()],
+            argv_truncated: false,
+            requested_by: ROOT,
         },
     );
-    push(ROOT, Fact::ExecResult { ret: 0 });
     for worker in 0..8u32 {
         push(
             ROOT,

@@ -1,9 +1,10 @@
 //! What each absolute path went through during the run: read, written, exec'd,
-//! made, removed or renamed away, and by which processes.
+//! made, removed or renamed away, and by which processes; paths the auditor
+//! cannot reach (in another mount namespace) apart.
 
 use std::collections::{btree_map::Entry, BTreeMap, BTreeSet};
 
-use crate::tracker::{FileOp, OpenMode, Pid};
+use crate::tracker::{view::NamespaceId, FileOp, OpenMode, Pid};
 
 /// The history of one path, folded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -19,6 +20,11 @@ pub struct PathUse {
     pub directory: bool,
     /// The run removed it or renamed it away, and did not make it again.
     pub gone: bool,
+    /// It was opened with `O_CREAT`: the run may have made it.
+    pub created: bool,
+    /// It went away with a directory the run renamed: its contents live on
+    /// under the new name, which has its history.
+    pub moved: bool,
     /// Processes that used it.
     pub pids: BTreeSet<Pid>,
 }
@@ -27,6 +33,8 @@ pub struct PathUse {
 #[derive(Clone, Debug, Default)]
 pub struct AccessLog {
     paths: BTreeMap<Vec<u8>, PathUse>,
+    /// Paths in mount namespaces the auditor cannot see into.
+    foreign: BTreeMap<(NamespaceId, Vec<u8>), PathUse>,
 }
 
 impl AccessLog {
@@ -38,12 +46,26 @@ impl AccessLog {
         self.record_noting_new(pid, op, &mut |_| {});
     }
 
+    /// Records `op` on paths in mount namespace `namespace`, out of the auditor's reach.
+    pub fn record_foreign(&mut self, pid: Pid, namespace: NamespaceId, op: FileOp) {
+        let mut local = AccessLog::new();
+        local.record(pid, op);
+        for (path, used) in local.paths {
+            let entry = self.foreign.entry((namespace, path)).or_default();
+            entry.merge(used);
+        }
+    }
+
     /// Records `op`, and hands `first_seen` each path the log had not seen before.
     pub fn record_noting_new(&mut self, pid: Pid, op: FileOp, first_seen: &mut impl FnMut(&[u8])) {
+        if let FileOp::Rename { from, to, exchange: false } = &op {
+            self.move_below(pid, from, to, first_seen);
+        }
         let paths = &mut self.paths;
         match op {
-            FileOp::Open { path, mode } => {
+            FileOp::Open { path, mode, create } => {
                 let entry = entry(paths, pid, path, first_seen);
+                entry.created |= create;
                 match mode {
                     OpenMode::Read => entry.read = true,
                     OpenMode::Write => entry.written = true,
@@ -58,6 +80,9 @@ impl AccessLog {
                 }
             }
             FileOp::Exec { path } => entry(paths, pid, path, first_seen).exec = true,
+            FileOp::Metadata { path } => {
+                entry(paths, pid, path, first_seen);
+            }
             FileOp::Remove { path, dir } => {
                 let entry = entry(paths, pid, path, first_seen);
                 entry.gone = true;
@@ -88,17 +113,60 @@ impl AccessLog {
         }
     }
 
+    /// A directory `from` became `to`: what the log knows below it moved too.
+    fn move_below(&mut self, pid: Pid, from: &[u8], to: &[u8], first_seen: &mut impl FnMut(&[u8])) {
+        let mut below = from.to_vec();
+        below.push(b'/');
+        let moved: Vec<(Vec<u8>, PathUse)> = self
+            .paths
+            .range_mut(below.clone()..)
+            .take_while(|(path, _)| path.starts_with(&below))
+            .filter(|(_, used)| !used.gone)
+            .map(|(path, used)| {
+                let before = used.clone();
+                used.gone = true;
+                used.moved = true;
+                (path.clone(), before)
+            })
+            .collect();
+        for (path, before) in moved {
+            let renamed = [to, &path[from.len()..]].concat();
+            let entry = entry(&mut self.paths, pid, renamed, first_seen);
+            entry.merge(before);
+            entry.gone = false;
+        }
+    }
+
     /// Paths and their history, sorted by path.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &PathUse)> {
         self.paths.iter().map(|(path, used)| (path.as_slice(), used))
     }
 
+    /// Paths in mount namespaces the auditor cannot see into, and their history.
+    pub fn foreign(&self) -> impl Iterator<Item = (NamespaceId, &[u8], &PathUse)> {
+        self.foreign.iter().map(|((namespace, path), used)| (*namespace, path.as_slice(), used))
+    }
+
     pub fn len(&self) -> usize {
-        self.paths.len()
+        self.paths.len() + self.foreign.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
+        self.paths.is_empty() && self.foreign.is_empty()
+    }
+}
+
+impl PathUse {
+    /// Folds `other`'s history into this one's.
+    fn merge(&mut self, other: PathUse) {
+        self.read |= other.read;
+        self.written |= other.written;
+        self.exec |= other.exec;
+        self.directory |= other.directory;
+        self.gone = other.gone;
+        self.created |= other.created;
+        self.moved |= other.moved;
+        self.pids.extend(other.pids);
     }
 }
 
@@ -130,7 +198,7 @@ mod tests {
     #[test]
     fn atomic_save_leaves_only_the_target_written() {
         let mut log = AccessLog::new();
-        log.record(1, FileOp::Open { path: path("/w/out.tmp"), mode: OpenMode::Write });
+        log.record(1, FileOp::Open { path: path("/w/out.tmp"), mode: OpenMode::Write, create: true });
         log.record(1, FileOp::Rename { from: path("/w/out.tmp"), to: path("/w/out"), exchange: false });
         let uses: BTreeMap<_, _> = log.iter().collect();
         assert!(uses[&b"/w/out.tmp"[..]].gone);
@@ -141,9 +209,24 @@ mod tests {
     fn removed_then_recreated_is_present() {
         let mut log = AccessLog::new();
         log.record(1, FileOp::Remove { path: path("/w/f"), dir: false });
-        log.record(2, FileOp::Open { path: path("/w/f"), mode: OpenMode::Write });
+        log.record(2, FileOp::Open { path: path("/w/f"), mode: OpenMode::Write, create: true });
         let (_, used) = log.iter().next().expect("one path");
         assert!(!used.gone && used.written);
         assert_eq!(used.pids, BTreeSet::from([1, 2]));
+    }
+
+    #[test]
+    fn a_renamed_directory_takes_its_files_along() {
+        let mut log = AccessLog::new();
+        log.record(1, FileOp::Open { path: path("/w/run/out.csv"), mode: OpenMode::Write, create: true });
+        log.record(1, FileOp::Open { path: path("/w/run/in.csv"), mode: OpenMode::Read, create: false });
+        log.record(1, FileOp::Rename { from: path("/w/run"), to: path("/w/done"), exchange: false });
+        let uses: BTreeMap<_, _> = log.iter().collect();
+        assert!(uses[&b"/w/run/out.csv"[..]].gone && uses[&b"/w/run/out.csv"[..]].moved);
+        let moved = uses[&b"/w/done/out.csv"[..]];
+        assert!(moved.written && !moved.gone);
+        assert!(uses[&b"/w/done/in.csv"[..]].read);
+        // `/w/running` is not below `/w/run`.
+        assert!(!uses.contains_key(&b"/w/doneing"[..]));
     }
 }

@@ -5,14 +5,19 @@
 //! 2. a path matching an `--include` glob is data whatever else is said below;
 //! 3. otherwise it is not data if it lies in a system tree (`/usr`, `/etc`, …), is a
 //!    cache (`__pycache__`, `~/.cache`, `/var/cache`, fontconfig and matplotlib
-//!    caches), or belongs to software the manifest lists (a Python
-//!    distribution, an interpreter's standard library, a system package).
+//!    caches, Dask's `dask-scratch-space`), is package metadata (a `.dist-info`
+//!    or `.egg-info`, an editable project's included), is an anonymous memory
+//!    file, or belongs to software the manifest lists (a Python distribution,
+//!    an interpreter's standard library, a system package).
 //!
 //! Of what remains, only regular files count: an input was read and not written
 //! by the run; an output was created or written by the run and still exists under
 //! that name when it ends (a temp file renamed over its target leaves the target;
-//! a file created and deleted leaves nothing). Each data file is described by
-//! its size and mtime, and [`hash_data`] adds its SHA-256, hashing in parallel.
+//! a file created and deleted leaves nothing, even opened read-only: `O_CREAT`
+//! may have made it). Each data file is described by its size and mtime, and
+//! [`hash_data`] adds its SHA-256, hashing in parallel. Paths in a mount
+//! namespace the auditor cannot see into are listed with the namespace and
+//! nothing else: whatever sits at that path on the host is another file.
 
 use std::{ffi::OsStr, io::Read, os::unix::ffi::OsStrExt, path::Path, time::SystemTime};
 
@@ -21,7 +26,8 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     access::{AccessLog, PathUse},
-    tracker::path::is_under,
+    fsaccess,
+    tracker::{path::is_under, view::NamespaceId},
 };
 
 /// Trees whose files are the system's, never the run's data.
@@ -44,7 +50,8 @@ pub const SYSTEM_TREES: &[&[u8]] = &[
 ];
 
 /// Path components that mark a cache wherever they appear.
-const CACHE_COMPONENTS: &[&[u8]] = &[b"__pycache__", b".cache", b".matplotlib", b".fontconfig", b".ipython"];
+const CACHE_COMPONENTS: &[&[u8]] =
+    &[b"__pycache__", b".cache", b".matplotlib", b".fontconfig", b".ipython", b"dask-scratch-space"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid glob {pattern:?}: {source}")]
@@ -98,6 +105,9 @@ pub struct DataFile {
     /// An input whose modification time is later than the start of the run:
     /// something changed it while the run used it.
     pub changed_during_run: bool,
+    /// The path is in this mount namespace, out of the auditor's reach: not
+    /// described further.
+    pub namespace: Option<NamespaceId>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -112,6 +122,18 @@ pub fn is_system_path(path: &[u8]) -> bool {
 
 pub fn is_cache_path(path: &[u8]) -> bool {
     path.split(|&byte| byte == b'/').any(|component| CACHE_COMPONENTS.contains(&component))
+}
+
+/// A distribution's metadata (an editable project's `.egg-info` included):
+/// software, not data.
+pub fn is_package_metadata(path: &[u8]) -> bool {
+    path.split(|&byte| byte == b'/')
+        .any(|component| component.ends_with(b".dist-info") || component.ends_with(b".egg-info"))
+}
+
+/// Never data, by the built-in rules, wherever it is.
+fn is_never_data(path: &[u8]) -> bool {
+    is_system_path(path) || is_cache_path(path) || is_package_metadata(path) || path.starts_with(b"/memfd:")
 }
 
 /// Classifies the access log, looking at the file system as it is now.
@@ -131,11 +153,11 @@ pub fn classify(
         if rules.exclude.is_match(os_path) {
             continue;
         }
-        if !rules.include.is_match(os_path) && (is_system_path(path) || is_cache_path(path) || is_software(path)) {
+        if !rules.include.is_match(os_path) && (is_never_data(path) || is_software(path)) {
             continue;
         }
         let Some(kind) = data_kind(used) else { continue };
-        let metadata = std::fs::metadata(os_path);
+        let metadata = fsaccess::metadata(path);
         let regular = match &metadata {
             Ok(metadata) if metadata.is_file() => Some(metadata),
             Ok(_) => continue,
@@ -147,6 +169,7 @@ pub fn classify(
             mtime: regular.and_then(|metadata| metadata.modified().ok()),
             sha256: None,
             changed_during_run: false,
+            namespace: None,
         };
         match kind {
             DataKind::Output if regular.is_some() => data.outputs.push(file),
@@ -155,6 +178,28 @@ pub fn classify(
                 data.inputs.push(DataFile { changed_during_run: changed, ..file });
             }
             _ => {}
+        }
+    }
+    for (namespace, path, used) in log.foreign() {
+        let os_path = Path::new(OsStr::from_bytes(path));
+        if used.directory
+            || rules.exclude.is_match(os_path)
+            || (!rules.include.is_match(os_path) && is_never_data(path))
+        {
+            continue;
+        }
+        let file = DataFile {
+            path: path.to_vec(),
+            size: None,
+            mtime: None,
+            sha256: None,
+            changed_during_run: false,
+            namespace: Some(namespace),
+        };
+        match data_kind(used) {
+            Some(DataKind::Output) => data.outputs.push(file),
+            Some(DataKind::Input) => data.inputs.push(file),
+            None => {}
         }
     }
     data
@@ -189,8 +234,17 @@ enum DataKind {
 }
 
 fn data_kind(used: &PathUse) -> Option<DataKind> {
+    // Its contents live on under the name its directory was renamed to.
+    if used.moved {
+        return None;
+    }
     if used.written {
         return (!used.gone).then_some(DataKind::Output);
+    }
+    // Opened with O_CREAT and gone at the end: the run may have made it, and
+    // a file created and deleted is nothing.
+    if used.created && used.gone {
+        return None;
     }
     used.read.then_some(DataKind::Input)
 }
@@ -203,15 +257,15 @@ fn hash_all(mut files: Vec<&mut DataFile>) {
         for part in files.chunks_mut(chunk) {
             scope.spawn(move || {
                 for file in part {
-                    file.sha256 = sha256_of(Path::new(OsStr::from_bytes(&file.path)));
+                    file.sha256 = sha256_of(&file.path);
                 }
             });
         }
     });
 }
 
-fn sha256_of(path: &Path) -> Option<String> {
-    let mut file = std::fs::File::open(path).ok()?;
+fn sha256_of(path: &[u8]) -> Option<String> {
+    let mut file = fsaccess::open(path).ok()?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
     loop {
@@ -261,12 +315,12 @@ mod tests {
         let input = fx.write("in.csv", b"abc");
         let output = fx.write("out.csv", b"hello");
         let mut log = AccessLog::new();
-        log.record(1, FileOp::Open { path: input.clone(), mode: OpenMode::Read });
-        log.record(1, FileOp::Open { path: fx.path("out.tmp"), mode: OpenMode::Write });
+        log.record(1, FileOp::Open { path: input.clone(), mode: OpenMode::Read, create: false });
+        log.record(1, FileOp::Open { path: fx.path("out.tmp"), mode: OpenMode::Write, create: true });
         log.record(1, FileOp::Rename { from: fx.path("out.tmp"), to: output.clone(), exchange: false });
-        log.record(1, FileOp::Open { path: fx.path("scratch"), mode: OpenMode::Write });
+        log.record(1, FileOp::Open { path: fx.path("scratch"), mode: OpenMode::Write, create: true });
         log.record(1, FileOp::Remove { path: fx.path("scratch"), dir: false });
-        log.record(1, FileOp::Open { path: b"/etc/hosts".to_vec(), mode: OpenMode::Read });
+        log.record(1, FileOp::Open { path: b"/etc/hosts".to_vec(), mode: OpenMode::Read, create: false });
         let mut data = classify(&log, &Rules::default(), &no_software, started);
         hash_data(&mut data, None);
         assert_eq!(data.inputs.len(), 1);
@@ -287,7 +341,7 @@ mod tests {
         let dropped = fx.write("data/drop.log", b"x");
         let mut log = AccessLog::new();
         for path in [&cached, &dot_cache, &library, &kept, &dropped] {
-            log.record(1, FileOp::Open { path: path.clone(), mode: OpenMode::Read });
+            log.record(1, FileOp::Open { path: path.clone(), mode: OpenMode::Read, create: false });
         }
         let is_software = |path: &[u8]| path.ends_with(b"site.py");
         let rules = Rules::new(&[], &["**/*.log".to_string()]).expect("globs");

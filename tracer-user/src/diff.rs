@@ -117,6 +117,7 @@ mod tests {
                 mtime: None,
                 sha256: Some(hash.repeat(64)),
                 changed_during_run: false,
+                namespace: None,
             })
             .collect();
         manifest

@@ -22,6 +22,11 @@ pub struct ExistingProcess {
     pub exe: Option<Vec<u8>>,
     pub argv: Vec<Vec<u8>>,
     pub cwd: Vec<u8>,
+    /// Its root directory (`/` unless it chroot'ed).
+    pub root: Vec<u8>,
+    /// It is in another mount namespace than the auditor: its paths cannot be
+    /// mapped to the auditor's.
+    pub other_mount_namespace: bool,
     /// Its threads (those followed from the moment this was read).
     pub threads: Vec<Tid>,
     /// Descriptors open on paths: (fd, path, close-on-exec).
@@ -69,17 +74,38 @@ pub enum Fact {
     Fork { child: Tid, flags: u64 },
     /// The task ended.
     Exit { status: WaitStatus },
-    /// The task asked to run `path` (relative to `dirfd`) with `argv`.
-    ExecRequest { dirfd: i32, path: Vec<u8>, argv: Vec<Vec<u8>>, flags: u64 },
-    /// The outcome of the task's last [`Fact::ExecRequest`]: 0 or `-errno`.
-    /// After a non-leader thread's successful exec it arrives under the
-    /// process id, not the id of the thread that asked.
-    ExecResult { ret: i64 },
+    /// The task's process now runs `path` (relative to `dirfd`; empty: the
+    /// file `dirfd` is open on) with `argv`. After a non-leader thread's exec it
+    /// arrives under the process id; `requested_by` is the thread that asked.
+    Exec { dirfd: i32, path: Vec<u8>, flags: u64, argv: Vec<Vec<u8>>, argv_truncated: bool, requested_by: Tid },
+    /// The task could not exec `path` (relative to `dirfd`): `errno`.
+    ExecFailed { dirfd: i32, path: Vec<u8>, flags: u64, errno: i32 },
     /// `path` (relative to `dirfd`) was opened as descriptor `fd`.
     Open { dirfd: i32, path: Vec<u8>, flags: u64, fd: i32 },
+    /// `path` was looked up without being opened (stat, access, readlink);
+    /// `flags` are the `AT_*` ones (`AT_EMPTY_PATH`: the file `dirfd` is open on).
+    Metadata { dirfd: i32, path: Vec<u8>, flags: u64 },
     /// The working directory became `path` relative to `dirfd`; an empty path
     /// means the directory `dirfd` is open on (fchdir).
     Chdir { dirfd: i32, path: Vec<u8> },
+    /// The root directory became `path` (chroot).
+    Chroot { dirfd: i32, path: Vec<u8> },
+    /// The root became `new_root`, the old one moved to `put_old` (pivot_root).
+    PivotRoot { new_root: Vec<u8>, put_old: Vec<u8> },
+    /// The task left namespaces (`CLONE_NEW*` flags).
+    Unshare { flags: u64 },
+    /// The task joined the namespace of descriptor `fd` (`nstype`: `CLONE_NEW*`, 0 for any).
+    Setns { fd: i32, nstype: u64 },
+    /// A file system was mounted on `target` (relative to `dirfd`); for a bind
+    /// mount (`MS_BIND` in `flags`), `source` is the path it shows.
+    Mount { dirfd: i32, source: Vec<u8>, target: Vec<u8>, flags: u64 },
+    /// The mount on `target` was removed.
+    Umount { dirfd: i32, target: Vec<u8> },
+    /// A mount was attached on `to` (move_mount), from `from` (relative to
+    /// `from_dirfd`; empty: the mount `from_dirfd` stands for).
+    MoveMount { to_dirfd: i32, to: Vec<u8>, from_dirfd: i32, from: Vec<u8> },
+    /// An anonymous memory file named `name` was made, as descriptor `fd`.
+    MemfdCreate { name: Vec<u8>, fd: i32 },
     /// `old` was renamed to `new`; `flags` are renameat2's.
     Rename { old_dirfd: i32, old: Vec<u8>, new_dirfd: i32, new: Vec<u8>, flags: u64 },
     /// `path` was removed (`dir`: by rmdir or `AT_REMOVEDIR`).
@@ -109,18 +135,26 @@ pub enum FactError {
     BadCellMarker,
 }
 
+/// An exec's argv as the source has it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Argv {
+    pub args: Vec<Vec<u8>>,
+    /// Longer than the source could take whole.
+    pub truncated: bool,
+}
+
 impl Fact {
     /// The fact an event of `kind` states, from the parts both sources reduce
     /// a call to (tracer-common's `Syscall::normalise`, or the kernel's own
     /// events): its three arguments as the kind documents them, the call's
-    /// return value, its strings, and for an exec request its argv. A `Fork`
-    /// carries the child in `args[0]`.
+    /// return value, its strings, and for an exec its argv. A `Fork` carries
+    /// the child in `args[0]`.
     pub fn from_parts(
         kind: EventKind,
         args: [u64; 3],
         ret: i64,
         [first, second]: [Vec<u8>; 2],
-        argv: Vec<Vec<u8>>,
+        argv: Argv,
     ) -> Result<Fact, FactError> {
         let [a0, a1, a2] = args;
         // Descriptors travel as 64-bit syscall arguments; the kernel reads their low half.
@@ -128,10 +162,31 @@ impl Fact {
         Ok(match kind {
             EventKind::Fork => Fact::Fork { child: a0 as Tid, flags: a1 },
             EventKind::Exit => Fact::Exit { status: WaitStatus(a0 as i32) },
-            EventKind::ExecRequest => Fact::ExecRequest { dirfd: fd(a0), path: first, argv, flags: a1 },
-            EventKind::ExecResult => Fact::ExecResult { ret },
+            EventKind::Exec => Fact::Exec {
+                dirfd: fd(a0),
+                path: first,
+                flags: a1,
+                argv: argv.args,
+                argv_truncated: argv.truncated,
+                requested_by: a2 as Tid,
+            },
+            EventKind::ExecFailed => Fact::ExecFailed {
+                dirfd: fd(a0),
+                path: first,
+                flags: a1,
+                errno: i32::try_from(-ret).unwrap_or(i32::MAX),
+            },
             EventKind::Open => Fact::Open { dirfd: fd(a0), path: first, flags: a1, fd: ret as i32 },
+            EventKind::Metadata => Fact::Metadata { dirfd: fd(a0), path: first, flags: a1 },
             EventKind::Chdir => Fact::Chdir { dirfd: fd(a0), path: first },
+            EventKind::Chroot => Fact::Chroot { dirfd: fd(a0), path: first },
+            EventKind::PivotRoot => Fact::PivotRoot { new_root: first, put_old: second },
+            EventKind::Unshare => Fact::Unshare { flags: a0 },
+            EventKind::Setns => Fact::Setns { fd: fd(a0), nstype: a1 },
+            EventKind::Mount => Fact::Mount { dirfd: fd(a0), source: first, target: second, flags: a1 },
+            EventKind::Umount => Fact::Umount { dirfd: fd(a0), target: first },
+            EventKind::MoveMount => Fact::MoveMount { to_dirfd: fd(a0), to: first, from_dirfd: fd(a1), from: second },
+            EventKind::MemfdCreate => Fact::MemfdCreate { name: first, fd: ret as i32 },
             EventKind::Rename => {
                 Fact::Rename { old_dirfd: fd(a0), old: first, new_dirfd: fd(a1), new: second, flags: a2 }
             }

@@ -2,15 +2,16 @@
 //! (the run's, and one per notebook cell), and at the end software
 //! identification, data classification and the manifest's trace sections.
 
-use std::time::SystemTime;
+use std::{collections::HashMap, time::SystemTime};
 
 use crate::{
     access::AccessLog,
     classify,
     event::{Event, ExistingProcess},
+    image::{self, Image},
     manifest::{self, CellSections, TraceSections},
     software::{self, PathSink, SoftwareIndex},
-    tracker::{FileUse, Pid, ProcessRecord, Tracker, TrackerStats},
+    tracker::{FileOp, FileUse, Pid, ProcessRecord, Tracker, TrackerStats},
 };
 
 pub struct Pipeline {
@@ -21,6 +22,8 @@ pub struct Pipeline {
     events: u64,
     /// Where new paths go so that software indexing starts before the run ends.
     software_paths: Option<PathSink>,
+    /// What each exec'd file is, read once per path.
+    images: HashMap<Vec<u8>, Image>,
 }
 
 /// What the pipeline learnt, ready for the manifest.
@@ -39,7 +42,14 @@ impl Pipeline {
     pub fn new(root: Pid, ppid: Option<Pid>, cwd: Vec<u8>) -> Self {
         let mut tracker = Tracker::new();
         tracker.add_root(root, ppid, cwd);
-        Pipeline { tracker, log: AccessLog::new(), cell_logs: Vec::new(), events: 0, software_paths: None }
+        Pipeline {
+            tracker,
+            log: AccessLog::new(),
+            cell_logs: Vec::new(),
+            events: 0,
+            software_paths: None,
+            images: HashMap::new(),
+        }
     }
 
     /// A pipeline following processes that were already running (a process
@@ -49,7 +59,14 @@ impl Pipeline {
         for process in existing {
             tracker.add_existing(process);
         }
-        Pipeline { tracker, log: AccessLog::new(), cell_logs: Vec::new(), events: 0, software_paths: None }
+        Pipeline {
+            tracker,
+            log: AccessLog::new(),
+            cell_logs: Vec::new(),
+            events: 0,
+            software_paths: None,
+            images: HashMap::new(),
+        }
     }
 
     /// Sends every path the run uses, when first used, to `sink`.
@@ -64,7 +81,25 @@ impl Pipeline {
 
     pub fn feed(&mut self, event: &Event) {
         self.events += 1;
-        let Some(FileUse { pid, cell, op }) = self.tracker.apply(event) else { return };
+        let Some(FileUse { pid, cell, namespace, op }) = self.tracker.apply(event) else { return };
+        if let Some(namespace) = namespace {
+            self.log.record_foreign(pid, namespace, op);
+            return;
+        }
+        let image = match &op {
+            FileOp::Exec { path } => Some(self.inspect(path)),
+            _ => None,
+        };
+        self.record(pid, cell, op);
+        if let Some(image) = image {
+            for interpreter in &image.interpreters {
+                self.record(pid, cell, FileOp::Exec { path: interpreter.clone() });
+            }
+            self.tracker.note_image(pid, image.interpreters, image.ia32);
+        }
+    }
+
+    fn record(&mut self, pid: Pid, cell: Option<usize>, op: FileOp) {
         if let Some(cell) = cell {
             if self.cell_logs.len() <= cell {
                 self.cell_logs.resize_with(cell + 1, AccessLog::new);
@@ -75,6 +110,16 @@ impl Pipeline {
             Some(sink) => self.log.record_noting_new(pid, op, &mut |path| sink.send(path)),
             None => self.log.record(pid, op),
         }
+    }
+
+    /// What the file `path` a process exec'd is (read once per path).
+    fn inspect(&mut self, path: &[u8]) -> Image {
+        if let Some(known) = self.images.get(path) {
+            return known.clone();
+        }
+        let image = image::inspect(path);
+        self.images.insert(path.to_vec(), image.clone());
+        image
     }
 
     /// Whether any followed task is still alive, as far as events tell.

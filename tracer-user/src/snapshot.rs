@@ -73,9 +73,16 @@ fn read_process(pid: u32) -> Option<ExistingProcess> {
         exe: process.exe().ok().map(|exe| exe.as_os_str().as_bytes().to_vec()),
         argv,
         cwd: process.cwd().map(|cwd| cwd.as_os_str().as_bytes().to_vec()).unwrap_or_else(|_| b"/".to_vec()),
+        root: process.root().map(|root| root.as_os_str().as_bytes().to_vec()).unwrap_or_else(|_| b"/".to_vec()),
+        other_mount_namespace: mount_namespace(pid) != mount_namespace(std::process::id()),
         threads,
         files,
     })
+}
+
+/// The mount namespace of a process (`mnt:[4026531841]`), if readable.
+fn mount_namespace(pid: u32) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
 }
 
 /// Reads the `flags:` line (octal) of /proc/PID/fdinfo/FD.

@@ -91,7 +91,15 @@ impl Audit {
                 untracked_children,
                 malformed_events,
                 unresolved_paths: tracker.unresolved_paths,
-                complete: lost_events == 0 && untracked_children == 0 && malformed_events == 0 && !interrupted,
+                truncated_argvs: tracker.truncated_argvs,
+                ia32_processes: tracker.ia32_processes,
+                complete: lost_events == 0
+                    && untracked_children == 0
+                    && malformed_events == 0
+                    && tracker.truncated_argvs == 0
+                    // strace sees 32-bit programs' system calls; the eBPF tracepoints do not.
+                    && (tracker.ia32_processes == 0 || settings.backend == Backend::Strace)
+                    && !interrupted,
                 duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
                 peak_rss_kib: own_peak_rss_kib(),
             },

@@ -75,6 +75,14 @@ pub struct Stats {
     /// Paths relative to a descriptor reprotrace did not know (inherited from
     /// outside the traced tree), left out of `files`.
     pub unresolved_paths: u64,
+    /// Processes whose argv was longer than the backend takes whole
+    /// (`processes[].argv_truncated`).
+    #[serde(default)]
+    pub truncated_argvs: u64,
+    /// Processes that ran a 32-bit (ia32) program: its syscalls are not seen
+    /// by the eBPF backend's tracepoints.
+    #[serde(default)]
+    pub ia32_processes: u64,
     /// False when anything above says facts may be missing, or the audit was cut short.
     pub complete: bool,
     /// From the audit's start until its process tree ended (or it stopped
@@ -104,6 +112,22 @@ pub struct Process {
     pub failed_execs: Vec<FailedExec>,
     /// It was running before the audit attached to it (`reprotrace attach`).
     pub pre_existing: bool,
+    /// For a script (`#!`): the interpreters the kernel ran it with, the
+    /// script's own first, then theirs when they are scripts too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(ABSOLUTE_PATH)))]
+    pub interpreters: Vec<String>,
+    /// `argv` is the beginning of a longer argv the backend could not take whole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub argv_truncated: bool,
+    /// `exe` and `cwd` are in a mount namespace reprotrace cannot see into:
+    /// the pid of the process that made or joined it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<u32>,
+    /// reprotrace's notebook cell hook was installed in this process (an
+    /// IPython kernel), so its work is cut per cell.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cell_hook: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -136,6 +160,11 @@ pub struct FileEntry {
     pub access: Access,
     /// The run removed it or renamed it away.
     pub deleted: bool,
+    /// The path is in a mount namespace reprotrace cannot see into: the pid
+    /// of the process that made or joined it. The file is not on the host at
+    /// that path, and is never hashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<u32>,
     /// The processes that used it.
     #[schemars(length(min = 1), inner(range(min = 1)))]
     pub pids: Vec<u32>,
@@ -264,6 +293,10 @@ pub struct DataEntry {
     /// other contents than the ones hashed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub changed_during_run: bool,
+    /// The path is in a mount namespace reprotrace cannot see into (see
+    /// `files[].namespace`): size, mtime and hash are unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<u32>,
 }
 
 /// The JSON Schema (2020-12) of a manifest, generated from the types.

@@ -14,16 +14,22 @@ use crate::{
     event::WaitStatus,
     signals::signal_name,
     software::{self, python::normalize_name, SoftwareUse},
-    tracker::{sorted_processes, CellRecord, ProcessRecord},
+    tracker::{sorted_processes, view::NamespaceId, CellRecord, ProcessRecord},
 };
 
-/// Renders a path or argument for JSON: UTF-8 as is; any byte that is not part
-/// of valid UTF-8 as `\xNN` (a backslash in a name stays a single backslash, so
-/// the rendering is readable, and exact for every UTF-8 name).
+/// Renders a path or argument for JSON: UTF-8 as is, except the backslash,
+/// written `\\`; any byte that is not part of valid UTF-8 as `\xNN`. So the
+/// rendering is unambiguous: `caf\xe9` is the Latin-1 byte, `caf\\xe9` the
+/// name typed with a backslash.
 pub fn display_bytes(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
+        for character in chunk.valid().chars() {
+            if character == '\\' {
+                out.push('\\');
+            }
+            out.push(character);
+        }
         for byte in chunk.invalid() {
             out.push_str(&format!("\\x{byte:02x}"));
         }
@@ -56,7 +62,7 @@ pub fn trace_sections(
 ) -> TraceSections {
     TraceSections {
         processes: sorted_processes(processes).into_iter().map(process_entry).collect(),
-        files: log.iter().map(|(path, used)| file_entry(path, used)).collect(),
+        files: file_entries(log),
         software: software_section(software),
         data: data_section(data),
         cells: cells.iter().enumerate().map(|(index, cell)| cell_entry(index, cell)).collect(),
@@ -148,6 +154,10 @@ fn process_entry(record: &ProcessRecord) -> Process {
             .map(|failed| FailedExec { path: display_bytes(&failed.path), error: errno_label(failed.errno) })
             .collect(),
         pre_existing: record.pre_existing,
+        interpreters: record.interpreters.iter().map(|interpreter| display_bytes(interpreter)).collect(),
+        argv_truncated: record.argv_truncated,
+        namespace: record.namespace,
+        cell_hook: record.cell_hook,
     }
 }
 
@@ -159,7 +169,7 @@ fn errno_label(errno: i32) -> String {
     errno_name(errno).map(str::to_string).unwrap_or_else(|| format!("errno {errno}"))
 }
 
-fn file_entry(path: &[u8], used: &PathUse) -> FileEntry {
+fn file_entry(path: &[u8], namespace: Option<NamespaceId>, used: &PathUse) -> FileEntry {
     let access = match (used.read, used.written) {
         (true, true) => Access::ReadWrite,
         (false, true) => Access::Write,
@@ -171,8 +181,23 @@ fn file_entry(path: &[u8], used: &PathUse) -> FileEntry {
         path: display_bytes(path),
         access,
         deleted: used.gone,
+        namespace,
         pids: used.pids.iter().copied().collect::<BTreeSet<_>>().into_iter().collect(),
     }
+}
+
+/// Every path the run used, sorted by path: the host's, and those in mount
+/// namespaces out of reach.
+fn file_entries(log: &AccessLog) -> Vec<FileEntry> {
+    let mut entries: Vec<FileEntry> = log
+        .iter()
+        .map(|(path, used)| file_entry(path, None, used))
+        .chain(log.foreign().map(|(namespace, path, used)| file_entry(path, Some(namespace), used)))
+        .collect();
+    if log.foreign().next().is_some() {
+        entries.sort_by(|a, b| (a.path.as_bytes(), a.namespace).cmp(&(b.path.as_bytes(), b.namespace)));
+    }
+    entries
 }
 
 fn data_entries(files: &[DataFile]) -> Vec<DataEntry> {
@@ -184,6 +209,7 @@ fn data_entries(files: &[DataFile]) -> Vec<DataEntry> {
             mtime: file.mtime.map(|mtime| humantime::format_rfc3339_seconds(mtime).to_string()),
             sha256: file.sha256.clone(),
             changed_during_run: file.changed_during_run,
+            namespace: file.namespace,
         })
         .collect()
 }
@@ -196,5 +222,7 @@ mod tests {
     fn display_keeps_utf8_and_escapes_the_rest() {
         assert_eq!(display_bytes("café".as_bytes()), "café");
         assert_eq!(display_bytes(b"caf\xe9.txt"), "caf\\xe9.txt");
+        // A name typed with a backslash is not the Latin-1 byte.
+        assert_eq!(display_bytes(b"caf\\xe9.txt"), "caf\\\\xe9.txt");
     }
 }

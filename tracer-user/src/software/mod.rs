@@ -7,6 +7,7 @@ pub mod python;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
+    os::unix::ffi::{OsStrExt, OsStringExt},
     path::Path,
     sync::mpsc,
     thread::JoinHandle,
@@ -132,9 +133,23 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex) -> SoftwareUse {
             // A virtual environment's configuration is its interpreter's.
             found.owned.insert(path.to_vec());
         }
-        if let Some(system_package) = index.dpkg.as_ref().and_then(|dpkg| dpkg.owner(path)) {
+        // The package of the name as used, and of what it points to: a
+        // program run through a link (`python3` → `python3.11`, `awk` →
+        // `mawk`), a configuration link (`/etc/localtime`) belongs to both.
+        // Bytecode compiled at install time is its source's.
+        let resolved = resolve_links(path, used.exec);
+        let candidates = [Some(path.to_vec()), python::bytecode_source(path), resolved];
+        let mut owned_by_package = false;
+        for candidate in candidates.iter().flatten() {
+            let Some(system_package) = index.dpkg.as_ref().and_then(|dpkg| dpkg.owner(candidate)) else { continue };
             package.get_or_insert_with(|| system_package.name.clone());
             found.system_packages.insert(system_package.clone());
+            owned_by_package = true;
+            if !used.exec {
+                break;
+            }
+        }
+        if owned_by_package {
             found.owned.insert(path.to_vec());
         }
         if used.exec {
@@ -160,6 +175,17 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex) -> SoftwareUse {
     }
     found.problems = index.python.problems().iter().map(ToString::to_string).collect();
     found
+}
+
+/// What `path` names once symbolic links are followed, when that differs:
+/// always for an executed file, else only for a link (one `lstat`).
+fn resolve_links(path: &[u8], executed: bool) -> Option<Vec<u8>> {
+    let os_path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+    if !executed && !std::fs::symlink_metadata(os_path).is_ok_and(|metadata| metadata.file_type().is_symlink()) {
+        return None;
+    }
+    let resolved = std::fs::canonicalize(os_path).ok()?.into_os_string().into_vec();
+    (resolved != path).then_some(resolved)
 }
 
 fn in_metadata_dir(path: &[u8]) -> bool {

@@ -1,17 +1,19 @@
-//! The process tree, its descriptor and working-directory tables, and path
-//! resolution: turns raw [`Event`]s into [`FileOp`]s on absolute paths and a
-//! record of every process.
+//! The process tree, its descriptor tables, working and root directories and
+//! mount namespaces, and path resolution: turns raw [`Event`]s into
+//! [`FileOp`]s on absolute paths and a record of every process.
 //!
 //! Model (see docs/path-resolution.md):
 //! - a task (thread) belongs to a process (thread group) and points at an fd
-//!   table and a working directory, each shared the way `clone` flags say
-//!   (`CLONE_FILES`, `CLONE_FS`; threads share both);
+//!   table and a file-system view (working and root directory), each shared
+//!   the way `clone` flags say (`CLONE_FILES`, `CLONE_FS`; threads share
+//!   both), and at a mount namespace ([`view`]);
 //! - exec gives the process a private copy of its fd table without the
 //!   close-on-exec descriptors, and makes the exec'ing thread the only one;
-//! - every path is made absolute against the cwd or the dirfd's path, and folded
-//!   lexically.
+//! - every path is made absolute against the cwd, the root or the dirfd's
+//!   path, folded lexically, and mapped to where the auditor finds the file.
 
 pub mod path;
+pub mod view;
 
 use std::{
     cell::RefCell,
@@ -19,10 +21,11 @@ use std::{
     rc::Rc,
 };
 
+use self::view::{MountTable, NamespaceId, Place, SharedMounts};
 use crate::event::{
     abi::{
-        AT_EMPTY_PATH, CLONE_FILES, CLONE_FS, CLONE_THREAD, O_ACCMODE, O_CLOEXEC, O_PATH, O_RDWR, O_TRUNC, O_WRONLY,
-        RENAME_EXCHANGE,
+        AT_EMPTY_PATH, CLONE_FILES, CLONE_FS, CLONE_NEWNS, CLONE_THREAD, MS_BIND, MS_MOVE, MS_PROPAGATION, MS_REMOUNT,
+        O_ACCMODE, O_CLOEXEC, O_CREAT, O_PATH, O_RDWR, O_TRUNC, O_WRONLY, RENAME_EXCHANGE,
     },
     CellMarker, CellPhase, Event, ExistingProcess, Fact, Tid, WaitStatus, AT_FDCWD,
 };
@@ -46,8 +49,14 @@ pub enum FileOp {
     Open {
         path: Vec<u8>,
         mode: OpenMode,
+        /// `O_CREAT`: the open may have made the file.
+        create: bool,
     },
     Exec {
+        path: Vec<u8>,
+    },
+    /// Looked up by name only (stat, access, readlink).
+    Metadata {
         path: Vec<u8>,
     },
     Remove {
@@ -69,7 +78,7 @@ pub enum FileOp {
     Truncate {
         path: Vec<u8>,
     },
-    /// The working directory became this path.
+    /// The working (or root) directory became this path.
     Chdir {
         path: Vec<u8>,
     },
@@ -80,6 +89,9 @@ pub enum FileOp {
 pub struct FileUse {
     pub pid: Pid,
     pub cell: Option<usize>,
+    /// The paths are in this mount namespace, which the auditor cannot see
+    /// into; `None`: they are the auditor's.
+    pub namespace: Option<NamespaceId>,
     pub op: FileOp,
 }
 
@@ -111,8 +123,18 @@ pub struct ProcessRecord {
     /// The program image, absolute; inherited from the parent until an exec.
     pub exe: Option<Vec<u8>>,
     pub argv: Vec<Vec<u8>>,
+    /// The source could not take the whole argv: `argv` is its beginning.
+    pub argv_truncated: bool,
+    /// For a script: the interpreters the kernel ran it with.
+    pub interpreters: Vec<Vec<u8>>,
+    /// The image is a 32-bit (ia32) program.
+    pub ia32: bool,
+    /// reprotrace's cell hook was installed in it.
+    pub cell_hook: bool,
     /// The working directory when the image started (exec, or fork if none).
     pub cwd: Vec<u8>,
+    /// `exe` and `cwd` are in this mount namespace, out of the auditor's reach.
+    pub namespace: Option<NamespaceId>,
     pub status: Option<WaitStatus>,
     pub failed_execs: Vec<FailedExec>,
     /// The notebook cell its work belongs to: for the process that emits cell
@@ -131,27 +153,28 @@ impl ProcessRecord {
 
 #[derive(Clone, Debug)]
 struct OpenFile {
+    /// In the task's namespace coordinates.
     path: Rc<[u8]>,
     cloexec: bool,
 }
 
+/// A task's working and root directories, in its namespace coordinates.
+#[derive(Clone, Debug)]
+struct Fs {
+    root: Vec<u8>,
+    cwd: Vec<u8>,
+}
+
 type FdTable = Rc<RefCell<HashMap<i32, OpenFile>>>;
-type WorkingDir = Rc<RefCell<Vec<u8>>>;
+type SharedFs = Rc<RefCell<Fs>>;
 
 #[derive(Clone, Debug)]
 struct Task {
     /// Index into `Tracker::processes`.
     process: usize,
     files: FdTable,
-    cwd: WorkingDir,
-}
-
-/// An exec asked for and not yet answered.
-#[derive(Clone, Debug)]
-struct ExecRequest {
-    path: Option<Vec<u8>>,
-    argv: Vec<Vec<u8>>,
-    cwd: Vec<u8>,
+    fs: SharedFs,
+    mounts: SharedMounts,
 }
 
 /// Counters of what could not be modelled.
@@ -161,6 +184,10 @@ pub struct TrackerStats {
     pub unknown_tasks: u64,
     /// Paths relative to a descriptor the tracker does not know.
     pub unresolved_paths: u64,
+    /// Processes whose argv could not be taken whole.
+    pub truncated_argvs: u64,
+    /// Processes that ran a 32-bit program.
+    pub ia32_processes: u64,
 }
 
 /// Follows tasks and processes through events; see the module documentation.
@@ -169,9 +196,14 @@ pub struct Tracker {
     tasks: HashMap<Tid, Task>,
     /// Every process seen, in order of appearance (pids may be reused).
     processes: Vec<ProcessRecord>,
-    pending_execs: HashMap<Tid, ExecRequest>,
     cells: Vec<CellRecord>,
     stats: TrackerStats,
+}
+
+/// The pseudo-path of an anonymous memory file, as the kernel shows it in
+/// `/proc/PID/fd` and `/proc/PID/exe`.
+pub fn memfd_path(name: &[u8]) -> Vec<u8> {
+    [b"/memfd:".as_slice(), name, b" (deleted)"].concat()
 }
 
 impl Tracker {
@@ -188,14 +220,20 @@ impl Tracker {
             ppid,
             exe: None,
             argv: Vec::new(),
+            argv_truncated: false,
+            interpreters: Vec::new(),
+            ia32: false,
+            cell_hook: false,
             cwd: cwd.clone(),
+            namespace: None,
             status: None,
             failed_execs: Vec::new(),
             cell: None,
             pre_existing: false,
             live_threads: 1,
         });
-        let task = Task { process, files: Rc::default(), cwd: Rc::new(RefCell::new(cwd)) };
+        let fs = Rc::new(RefCell::new(Fs { root: b"/".to_vec(), cwd }));
+        let task = Task { process, files: Rc::default(), fs, mounts: Rc::default() };
         self.tasks.insert(pid, task);
     }
 
@@ -210,13 +248,22 @@ impl Tracker {
             }
             return;
         }
+        let mounts = match existing.other_mount_namespace {
+            true => MountTable::foreign(existing.pid),
+            false => MountTable::default(),
+        };
         let process = self.processes.len();
         self.processes.push(ProcessRecord {
             pid: existing.pid,
             ppid: Some(existing.ppid),
             exe: existing.exe.clone(),
             argv: existing.argv.clone(),
+            argv_truncated: false,
+            interpreters: Vec::new(),
+            ia32: false,
+            cell_hook: false,
             cwd: existing.cwd.clone(),
+            namespace: existing.other_mount_namespace.then_some(existing.pid),
             status: None,
             failed_execs: Vec::new(),
             cell: None,
@@ -228,8 +275,13 @@ impl Tracker {
             .iter()
             .map(|(fd, path, cloexec)| (*fd, OpenFile { path: Rc::from(path.as_slice()), cloexec: *cloexec }))
             .collect();
-        let task =
-            Task { process, files: Rc::new(RefCell::new(files)), cwd: Rc::new(RefCell::new(existing.cwd.clone())) };
+        let fs = Fs { root: existing.root.clone(), cwd: existing.cwd.clone() };
+        let task = Task {
+            process,
+            files: Rc::new(RefCell::new(files)),
+            fs: Rc::new(RefCell::new(fs)),
+            mounts: Rc::new(RefCell::new(mounts)),
+        };
         for &tid in &existing.threads {
             self.add_existing_thread_of(&task, tid);
         }
@@ -238,6 +290,23 @@ impl Tracker {
     fn add_existing_thread_of(&mut self, task: &Task, tid: Tid) {
         if self.tasks.insert(tid, task.clone()).is_none() {
             self.processes[task.process].live_threads += 1;
+        }
+    }
+
+    /// What the image process `pid` just exec'd turned out to be.
+    pub fn note_image(&mut self, pid: Pid, interpreters: Vec<Vec<u8>>, ia32: bool) {
+        let Some(record) = self.processes.iter_mut().rev().find(|record| record.pid == pid) else { return };
+        record.interpreters = interpreters;
+        if ia32 && !record.ia32 {
+            self.stats.ia32_processes += 1;
+        }
+        record.ia32 = ia32;
+    }
+
+    /// The cell hook was installed in process `pid` (its current image).
+    pub fn mark_cell_hook(&mut self, pid: Pid) {
+        if let Some(record) = self.processes.iter_mut().rev().find(|record| record.pid == pid) {
+            record.cell_hook = true;
         }
     }
 
@@ -263,12 +332,21 @@ impl Tracker {
     /// Applies one event; returns the file operation it amounts to, if any, with
     /// the process that did it and the cell it belongs to.
     pub fn apply(&mut self, event: &Event) -> Option<FileUse> {
-        let Some(task) = self.tasks.get(&event.tid).cloned() else {
-            self.stats.unknown_tasks += 1;
-            return None;
+        let known = self.tasks.get(&event.tid).cloned();
+        let task = match (known, &event.fact) {
+            (Some(task), _) => task,
+            // A non-leader thread's exec arrives under the process id, whose
+            // task (the old leader) exited when the exec began.
+            (None, Fact::Exec { requested_by, .. }) if self.tasks.contains_key(requested_by) => {
+                self.tasks[requested_by].clone()
+            }
+            (None, _) => {
+                self.stats.unknown_tasks += 1;
+                return None;
+            }
         };
         let pid = self.processes[task.process].pid;
-        let op = match &event.fact {
+        let located = match &event.fact {
             Fact::Fork { child, flags } => {
                 self.fork(&task, *child, *flags);
                 None
@@ -277,42 +355,127 @@ impl Tracker {
                 self.exit(event.tid, &task, *status);
                 None
             }
-            Fact::ExecRequest { dirfd, path, argv, flags } => {
-                let path = self.resolve_at(&task, *dirfd, path, *flags & AT_EMPTY_PATH != 0);
-                let request = ExecRequest { path, argv: argv.clone(), cwd: task.cwd.borrow().clone() };
-                self.pending_execs.insert(event.tid, request);
+            Fact::Exec { dirfd, path, flags, argv, argv_truncated, requested_by } => {
+                let exec = Exec { dirfd: *dirfd, path, flags: *flags, argv, argv_truncated: *argv_truncated };
+                self.exec(event.tid, *requested_by, &task, exec)
+            }
+            Fact::ExecFailed { dirfd, path, flags, errno } => {
+                let place = self.place(&task, *dirfd, path, *flags & AT_EMPTY_PATH != 0)?;
+                let (Place::Host(path) | Place::Foreign(_, path)) = place;
+                self.processes[task.process].failed_execs.push(FailedExec { path, errno: *errno });
                 None
             }
-            Fact::ExecResult { ret } => self.exec_result(event.tid, &task, *ret),
             Fact::Open { dirfd, path, flags, fd } => {
-                let path = self.resolve_at(&task, *dirfd, path, false)?;
-                let open_file = OpenFile { path: Rc::from(path.as_slice()), cloexec: flags & O_CLOEXEC != 0 };
+                let located = self.locate(&task, *dirfd, path, false)?;
+                let open_file = OpenFile { path: Rc::from(located.as_slice()), cloexec: flags & O_CLOEXEC != 0 };
                 task.files.borrow_mut().insert(*fd, open_file);
-                Some(FileOp::Open { path, mode: open_mode(*flags) })
+                let place = self.to_place(&task, &located);
+                Some(single(place, |path| FileOp::Open { path, mode: open_mode(*flags), create: flags & O_CREAT != 0 }))
+            }
+            // An empty path is a descriptor's stat (glibc's fstat): no name was
+            // looked up (the eBPF programs do not even report it).
+            Fact::Metadata { path, .. } if path.is_empty() => None,
+            Fact::Metadata { dirfd, path, .. } => {
+                let place = self.place(&task, *dirfd, path, false)?;
+                Some(single(place, |path| FileOp::Metadata { path }))
             }
             Fact::Chdir { dirfd, path } => {
-                let path = self.resolve_at(&task, *dirfd, path, true)?;
-                task.cwd.borrow_mut().clone_from(&path);
-                Some(FileOp::Chdir { path })
+                let located = self.locate(&task, *dirfd, path, true)?;
+                task.fs.borrow_mut().cwd.clone_from(&located);
+                Some(single(self.to_place(&task, &located), |path| FileOp::Chdir { path }))
+            }
+            Fact::Chroot { dirfd, path } => {
+                let located = self.locate(&task, *dirfd, path, true)?;
+                task.fs.borrow_mut().root.clone_from(&located);
+                Some(single(self.to_place(&task, &located), |path| FileOp::Chdir { path }))
+            }
+            Fact::PivotRoot { new_root, put_old } => {
+                let new_root = self.locate(&task, AT_FDCWD, new_root, false)?;
+                let put_old = self.locate(&task, AT_FDCWD, put_old, false)?;
+                self.pivot_root(&task, &new_root, &put_old);
+                None
+            }
+            Fact::Unshare { flags } => {
+                if flags & CLONE_FS != 0 {
+                    let fs = task.fs.borrow().clone();
+                    self.update_task(event.tid, |task| task.fs = Rc::new(RefCell::new(fs)));
+                }
+                if flags & CLONE_NEWNS != 0 {
+                    let copy = task.mounts.borrow().copied_for(pid);
+                    self.update_task(event.tid, |task| task.mounts = Rc::new(RefCell::new(copy)));
+                }
+                None
+            }
+            Fact::Setns { fd, nstype } => {
+                let mount_namespace = match *nstype {
+                    0 => task.files.borrow().get(fd).is_some_and(|file| file.path.ends_with(b"/ns/mnt")),
+                    nstype => nstype & CLONE_NEWNS != 0,
+                };
+                if mount_namespace {
+                    let joined = MountTable::joined(pid);
+                    self.update_task(event.tid, |task| task.mounts = Rc::new(RefCell::new(joined)));
+                }
+                None
+            }
+            Fact::Mount { dirfd, source, target, flags } => {
+                let target = self.locate(&task, *dirfd, target, false)?;
+                let mut mounts = task.mounts.borrow_mut();
+                if flags & MS_BIND != 0 {
+                    let source = self.locate(&task, AT_FDCWD, source, false)?;
+                    mounts.bind(&source, target);
+                } else if flags & MS_MOVE != 0 {
+                    let source = self.locate(&task, AT_FDCWD, source, false)?;
+                    mounts.unmount(&source);
+                    mounts.opaque(target);
+                } else if flags & (MS_REMOUNT | MS_PROPAGATION) == 0 {
+                    mounts.opaque(target);
+                }
+                None
+            }
+            Fact::Umount { dirfd, target } => {
+                let target = self.locate(&task, *dirfd, target, false)?;
+                task.mounts.borrow_mut().unmount(&target);
+                None
+            }
+            Fact::MoveMount { to_dirfd, to, .. } => {
+                let target = self.locate(&task, *to_dirfd, to, true)?;
+                task.mounts.borrow_mut().opaque(target);
+                None
+            }
+            Fact::MemfdCreate { name, fd } => {
+                let open_file = OpenFile { path: Rc::from(memfd_path(name).as_slice()), cloexec: false };
+                task.files.borrow_mut().insert(*fd, open_file);
+                None
             }
             Fact::Rename { old_dirfd, old, new_dirfd, new, flags } => {
-                let from = self.resolve_at(&task, *old_dirfd, old, false)?;
-                let to = self.resolve_at(&task, *new_dirfd, new, false)?;
-                Some(FileOp::Rename { from, to, exchange: flags & RENAME_EXCHANGE != 0 })
+                let from = self.locate(&task, *old_dirfd, old, false)?;
+                let to = self.locate(&task, *new_dirfd, new, false)?;
+                let exchange = flags & RENAME_EXCHANGE != 0;
+                if !exchange {
+                    self.moved(&from, &to);
+                }
+                let (from, to) = (self.to_place(&task, &from), self.to_place(&task, &to));
+                Some(match (from, to) {
+                    (Place::Host(from), Place::Host(to)) => (None, FileOp::Rename { from, to, exchange }),
+                    (Place::Foreign(id, from), Place::Foreign(_, to) | Place::Host(to))
+                    | (Place::Host(from), Place::Foreign(id, to)) => (Some(id), FileOp::Rename { from, to, exchange }),
+                })
             }
             Fact::Remove { dirfd, path, dir } => {
-                let path = self.resolve_at(&task, *dirfd, path, false)?;
-                Some(FileOp::Remove { path, dir: *dir })
+                let place = self.place(&task, *dirfd, path, false)?;
+                Some(single(place, |path| FileOp::Remove { path, dir: *dir }))
             }
-            Fact::Mkdir { dirfd, path } => Some(FileOp::Mkdir { path: self.resolve_at(&task, *dirfd, path, false)? }),
+            Fact::Mkdir { dirfd, path } => {
+                Some(single(self.place(&task, *dirfd, path, false)?, |path| FileOp::Mkdir { path }))
+            }
             Fact::Link { new_dirfd, new, .. } => {
-                Some(FileOp::Link { path: self.resolve_at(&task, *new_dirfd, new, false)? })
+                Some(single(self.place(&task, *new_dirfd, new, false)?, |path| FileOp::Link { path }))
             }
             Fact::Symlink { dirfd, link, .. } => {
-                Some(FileOp::Link { path: self.resolve_at(&task, *dirfd, link, false)? })
+                Some(single(self.place(&task, *dirfd, link, false)?, |path| FileOp::Link { path }))
             }
             Fact::Truncate { dirfd, path } => {
-                Some(FileOp::Truncate { path: self.resolve_at(&task, *dirfd, path, true)? })
+                Some(single(self.place(&task, *dirfd, path, true)?, |path| FileOp::Truncate { path }))
             }
             Fact::Close { first, last } => {
                 let mut files = task.files.borrow_mut();
@@ -352,12 +515,19 @@ impl Tracker {
                 None
             }
         };
+        let (namespace, op) = located?;
         let cell = self.processes[task.process].cell;
-        let op = op?;
         if let Some(cell) = cell {
             self.cells[cell].pids.insert(pid);
         }
-        Some(FileUse { pid, cell, op })
+        Some(FileUse { pid, cell, namespace, op })
+    }
+
+    /// Replaces what the task `tid` points at (unsharing its view).
+    fn update_task(&mut self, tid: Tid, update: impl FnOnce(&mut Task)) {
+        if let Some(task) = self.tasks.get_mut(&tid) {
+            update(task);
+        }
     }
 
     /// A cell begins or ends in `process`: its work, and that of the children
@@ -384,25 +554,91 @@ impl Tracker {
         }
     }
 
-    /// Makes `path` absolute for `task`: against its cwd for `AT_FDCWD`, else
-    /// against the path `dirfd` is open on. An empty path names the dirfd itself
-    /// when `empty_is_dirfd` (fchdir, ftruncate, `AT_EMPTY_PATH`).
-    fn resolve_at(&mut self, task: &Task, dirfd: i32, path: &[u8], empty_is_dirfd: bool) -> Option<Vec<u8>> {
-        if path.first() == Some(&b'/') {
-            return Some(path::normalize(path));
-        }
-        if dirfd == AT_FDCWD && !path.is_empty() {
-            return Some(path::resolve(&task.cwd.borrow(), path));
-        }
-        if path.is_empty() && !empty_is_dirfd {
+    /// Makes `path` absolute in `task`'s namespace coordinates: against its
+    /// root when absolute, its cwd for `AT_FDCWD`, else the path `dirfd` is
+    /// open on. An empty path names the dirfd itself when `empty_is_dirfd`
+    /// (fchdir, ftruncate, `AT_EMPTY_PATH`). A path through `/proc/self/fd/N`
+    /// or `/dev/fd/N` is the path descriptor N is open on.
+    fn locate(&mut self, task: &Task, dirfd: i32, path: &[u8], empty_is_dirfd: bool) -> Option<Vec<u8>> {
+        let fs = task.fs.borrow();
+        let located = if path.first() == Some(&b'/') {
+            path::within(&fs.root, &fs.root, path)
+        } else if dirfd == AT_FDCWD && !path.is_empty() {
+            path::within(&fs.root, &fs.cwd, path)
+        } else if path.is_empty() && !empty_is_dirfd {
             return None;
-        }
-        let files = task.files.borrow();
-        let Some(open_file) = files.get(&dirfd) else {
-            self.stats.unresolved_paths += 1;
-            return None;
+        } else {
+            let files = task.files.borrow();
+            let Some(open_file) = files.get(&dirfd) else {
+                self.stats.unresolved_paths += 1;
+                return None;
+            };
+            path::resolve(&open_file.path, path)
         };
-        Some(path::resolve(&open_file.path, path))
+        drop(fs);
+        Some(self.through_descriptor(task, located))
+    }
+
+    /// `/proc/self/fd/N/REST`, `/proc/PID/fd/N/REST` (a followed process),
+    /// `/proc/thread-self/fd/N/REST` and `/dev/fd/N/REST` name what descriptor
+    /// N is open on: its path, then REST.
+    fn through_descriptor(&self, task: &Task, located: Vec<u8>) -> Vec<u8> {
+        let Some((owner, fd, rest)) = path::descriptor_path(&located) else { return located };
+        let table = match owner {
+            None => Some(Rc::clone(&task.files)),
+            Some(pid) => self.tasks.get(&pid).map(|owner| Rc::clone(&owner.files)),
+        };
+        let target = table.and_then(|table| table.borrow().get(&fd).map(|file| file.path.to_vec()));
+        match target {
+            Some(target) if rest.is_empty() => target,
+            Some(target) => path::resolve(&target, rest),
+            None => located,
+        }
+    }
+
+    /// Where the auditor finds `located` (namespace coordinates of `task`).
+    fn to_place(&self, task: &Task, located: &[u8]) -> Place {
+        // An anonymous memory file is in no file system.
+        if located.starts_with(b"/memfd:") {
+            return Place::Host(located.to_vec());
+        }
+        task.mounts.borrow().to_host(located)
+    }
+
+    fn place(&mut self, task: &Task, dirfd: i32, path: &[u8], empty_is_dirfd: bool) -> Option<Place> {
+        let located = self.locate(task, dirfd, path, empty_is_dirfd)?;
+        Some(self.to_place(task, &located))
+    }
+
+    /// A name moved from `from` to `to`: the working directories and open
+    /// descriptors below it (a renamed directory) follow it.
+    fn moved(&mut self, from: &[u8], to: &[u8]) {
+        let rebase = |path: &[u8]| -> Option<Vec<u8>> {
+            let rest = path.strip_prefix(from)?;
+            (rest.first() == Some(&b'/')).then(|| [to, rest].concat()).or_else(|| rest.is_empty().then(|| to.to_vec()))
+        };
+        for task in self.tasks.values() {
+            let mut fs = task.fs.borrow_mut();
+            if let Some(cwd) = rebase(&fs.cwd) {
+                fs.cwd = cwd;
+            }
+            for open_file in task.files.borrow_mut().values_mut() {
+                if let Some(path) = rebase(&open_file.path) {
+                    open_file.path = Rc::from(path.as_slice());
+                }
+            }
+        }
+    }
+
+    fn pivot_root(&mut self, task: &Task, new_root: &[u8], put_old: &[u8]) {
+        task.mounts.borrow_mut().pivot_root(new_root, put_old);
+        let mut fs = task.fs.borrow_mut();
+        let rebase = |path: &[u8]| {
+            let rest = path.strip_prefix(new_root).filter(|rest| rest.is_empty() || rest.starts_with(b"/"))?;
+            Some(path::resolve(b"/", rest.strip_prefix(b"/").unwrap_or(rest)))
+        };
+        fs.cwd = rebase(&fs.cwd).unwrap_or_else(|| b"/".to_vec());
+        fs.root = b"/".to_vec();
     }
 
     fn fork(&mut self, parent: &Task, child: Tid, flags: u64) {
@@ -411,10 +647,10 @@ impl Tracker {
         } else {
             Rc::new(RefCell::new(parent.files.borrow().clone()))
         };
-        let cwd = if flags & CLONE_FS != 0 {
-            Rc::clone(&parent.cwd)
+        let fs = if flags & CLONE_FS != 0 {
+            Rc::clone(&parent.fs)
         } else {
-            Rc::new(RefCell::new(parent.cwd.borrow().clone()))
+            Rc::new(RefCell::new(parent.fs.borrow().clone()))
         };
         let process = if flags & CLONE_THREAD != 0 {
             self.processes[parent.process].live_threads += 1;
@@ -426,7 +662,12 @@ impl Tracker {
                 ppid: Some(from.pid),
                 exe: from.exe.clone(),
                 argv: from.argv.clone(),
-                cwd: cwd.borrow().clone(),
+                argv_truncated: from.argv_truncated,
+                interpreters: from.interpreters.clone(),
+                ia32: from.ia32,
+                cell_hook: false,
+                cwd: from.cwd.clone(),
+                namespace: from.namespace,
                 status: None,
                 failed_execs: Vec::new(),
                 cell: from.cell,
@@ -439,56 +680,88 @@ impl Tracker {
             self.processes.push(record);
             self.processes.len() - 1
         };
-        self.tasks.insert(child, Task { process, files, cwd });
+        let mounts = match flags & CLONE_NEWNS {
+            0 => Rc::clone(&parent.mounts),
+            _ => Rc::new(RefCell::new(parent.mounts.borrow().copied_for(child))),
+        };
+        self.tasks.insert(child, Task { process, files, fs, mounts });
     }
 
+    /// A task ended; the process's status is its last task's.
     fn exit(&mut self, tid: Tid, task: &Task, status: WaitStatus) {
         self.tasks.remove(&tid);
-        self.pending_execs.remove(&tid);
         let record = &mut self.processes[task.process];
         record.live_threads = record.live_threads.saturating_sub(1);
-        record.status = Some(status);
+        if record.live_threads == 0 {
+            record.status = Some(status);
+        }
     }
 
-    fn exec_result(&mut self, tid: Tid, task: &Task, ret: i64) -> Option<FileOp> {
-        // A non-leader thread that execs comes back under the process id, its
-        // request still filed under its old task id.
-        let request_tid = if self.pending_execs.contains_key(&tid) {
-            tid
-        } else {
-            let process = task.process;
-            self.pending_execs
-                .keys()
-                .copied()
-                .find(|other| self.tasks.get(other).is_some_and(|t| t.process == process))?
-        };
-        let request = self.pending_execs.remove(&request_tid)?;
-        let path = request.path?;
-        if ret < 0 {
-            let errno = i32::try_from(-ret).unwrap_or(i32::MAX);
-            self.processes[task.process].failed_execs.push(FailedExec { path, errno });
-            return None;
-        }
-        // The exec'ing thread is now the only one, under the process id.
+    /// The process of `task` now runs a new image: the exec'ing thread
+    /// (`requested_by`) is its only task, under the process id `tid`, with a
+    /// private copy of the descriptors that were not close-on-exec.
+    fn exec(&mut self, tid: Tid, requested_by: Tid, task: &Task, exec: Exec) -> Option<(Option<NamespaceId>, FileOp)> {
+        let place = self.place(task, exec.dirfd, exec.path, exec.flags & AT_EMPTY_PATH != 0 || exec.path.is_empty());
         let process = task.process;
-        self.tasks.retain(|other, t| t.process != process || *other == request_tid);
-        if let Some(mut survivor) = self.tasks.remove(&request_tid) {
-            let kept: HashMap<i32, OpenFile> = survivor
-                .files
-                .borrow()
-                .iter()
-                .filter(|(_, open_file)| !open_file.cloexec)
-                .map(|(fd, open_file)| (*fd, open_file.clone()))
-                .collect();
-            survivor.files = Rc::new(RefCell::new(kept));
-            self.tasks.insert(tid, survivor);
+        self.tasks.retain(|other, t| t.process != process || *other == requested_by || *other == tid);
+        let mut survivor =
+            self.tasks.remove(&requested_by).or_else(|| self.tasks.remove(&tid)).unwrap_or_else(|| task.clone());
+        let kept: HashMap<i32, OpenFile> = survivor
+            .files
+            .borrow()
+            .iter()
+            .filter(|(_, open_file)| !open_file.cloexec)
+            .map(|(fd, open_file)| (*fd, open_file.clone()))
+            .collect();
+        survivor.files = Rc::new(RefCell::new(kept));
+        let cwd = survivor.fs.borrow().cwd.clone();
+        let cwd_place = self.to_place(&survivor, &cwd);
+        self.tasks.insert(tid, survivor);
+        if exec.argv_truncated {
+            self.stats.truncated_argvs += 1;
         }
         let record = &mut self.processes[process];
         record.live_threads = 1;
-        record.exe = Some(path.clone());
-        record.argv = request.argv;
-        record.cwd = request.cwd;
-        Some(FileOp::Exec { path })
+        record.status = None;
+        record.argv = exec.argv.to_vec();
+        record.argv_truncated = exec.argv_truncated;
+        record.interpreters.clear();
+        record.ia32 = false;
+        let (Place::Host(cwd) | Place::Foreign(_, cwd)) = cwd_place;
+        record.cwd = cwd;
+        match place {
+            Some(Place::Host(path)) => {
+                record.exe = Some(path.clone());
+                record.namespace = None;
+                Some((None, FileOp::Exec { path }))
+            }
+            Some(Place::Foreign(id, path)) => {
+                record.exe = Some(path.clone());
+                record.namespace = Some(id);
+                Some((Some(id), FileOp::Exec { path }))
+            }
+            None => {
+                record.exe = None;
+                None
+            }
+        }
+    }
+}
+
+/// A successful exec, as the tracker needs it.
+struct Exec<'a> {
+    dirfd: i32,
+    path: &'a [u8],
+    flags: u64,
+    argv: &'a [Vec<u8>],
+    argv_truncated: bool,
+}
+
+/// One operation on a path, where the auditor finds it.
+fn single(place: Place, op: impl FnOnce(Vec<u8>) -> FileOp) -> (Option<NamespaceId>, FileOp) {
+    match place {
+        Place::Host(path) => (None, op(path)),
+        Place::Foreign(id, path) => (Some(id), op(path)),
     }
 }
 
@@ -531,7 +804,26 @@ mod tests {
     }
 
     fn used(pid: Pid, op: FileOp) -> Option<FileUse> {
-        Some(FileUse { pid, cell: None, op })
+        Some(FileUse { pid, cell: None, namespace: None, op })
+    }
+
+    fn exec(path: &str, argv: &[&str]) -> Fact {
+        exec_by(AT_FDCWD, path, argv, 100)
+    }
+
+    fn exec_by(dirfd: i32, path: &str, argv: &[&str], requested_by: Tid) -> Fact {
+        Fact::Exec {
+            dirfd,
+            path: path.into(),
+            flags: 0,
+            argv: argv.iter().map(|arg| arg.as_bytes().to_vec()).collect(),
+            argv_truncated: false,
+            requested_by,
+        }
+    }
+
+    fn read(path: &str) -> FileOp {
+        FileOp::Open { path: path.into(), mode: OpenMode::Read, create: false }
     }
 
     fn tracker() -> Tracker {
@@ -543,14 +835,11 @@ mod tests {
     #[test]
     fn relative_and_dirfd_relative_opens_resolve() {
         let mut t = tracker();
-        assert_eq!(
-            t.apply(&open(100, AT_FDCWD, "data/../in.txt", 0, 3)),
-            used(100, FileOp::Open { path: b"/home/u/in.txt".to_vec(), mode: OpenMode::Read })
-        );
+        assert_eq!(t.apply(&open(100, AT_FDCWD, "data/../in.txt", 0, 3)), used(100, read("/home/u/in.txt")));
         t.apply(&open(100, AT_FDCWD, "/srv/d", O_DIRECTORY, 4));
         assert_eq!(
             t.apply(&open(100, 4, "x.csv", O_WRONLY | O_CREAT, 5)),
-            used(100, FileOp::Open { path: b"/srv/d/x.csv".to_vec(), mode: OpenMode::Write })
+            used(100, FileOp::Open { path: b"/srv/d/x.csv".to_vec(), mode: OpenMode::Write, create: true })
         );
         // After close, the descriptor no longer resolves.
         t.apply(&ev(100, Fact::Close { first: 4, last: 4 }));
@@ -566,14 +855,8 @@ mod tests {
         t.apply(&ev(100, Fact::Fork { child: 101, flags: 17 }));
         // The child has its own copy of cwd and descriptors.
         t.apply(&ev(101, Fact::Chdir { dirfd: 3, path: Vec::new() }));
-        assert_eq!(
-            t.apply(&open(101, AT_FDCWD, "a", 0, 4)),
-            used(101, FileOp::Open { path: b"/opt/a".to_vec(), mode: OpenMode::Read })
-        );
-        assert_eq!(
-            t.apply(&open(100, AT_FDCWD, "a", 0, 4)),
-            used(100, FileOp::Open { path: b"/home/u/sub/a".to_vec(), mode: OpenMode::Read })
-        );
+        assert_eq!(t.apply(&open(101, AT_FDCWD, "a", 0, 4)), used(101, read("/opt/a")));
+        assert_eq!(t.apply(&open(100, AT_FDCWD, "a", 0, 4)), used(100, read("/home/u/sub/a")));
     }
 
     #[test]
@@ -582,10 +865,7 @@ mod tests {
         t.apply(&ev(100, Fact::Fork { child: 102, flags: CLONE_THREAD | CLONE_FILES | CLONE_FS }));
         t.apply(&ev(102, Fact::Chdir { dirfd: AT_FDCWD, path: b"/tmp".to_vec() }));
         t.apply(&open(102, AT_FDCWD, "/srv", O_DIRECTORY, 7));
-        assert_eq!(
-            t.apply(&open(100, 7, "f", 0, 8)),
-            used(100, FileOp::Open { path: b"/srv/f".to_vec(), mode: OpenMode::Read })
-        );
+        assert_eq!(t.apply(&open(100, 7, "f", 0, 8)), used(100, read("/srv/f")));
         assert_eq!(t.processes().len(), 1);
         t.apply(&ev(102, Fact::Exit { status: WaitStatus::exited(0) }));
         assert!(t.processes()[0].is_running());
@@ -596,17 +876,8 @@ mod tests {
         let mut t = tracker();
         t.apply(&open(100, AT_FDCWD, "/keep", O_DIRECTORY, 3));
         t.apply(&open(100, AT_FDCWD, "/drop", O_DIRECTORY | O_CLOEXEC, 4));
-        t.apply(&ev(
-            100,
-            Fact::ExecRequest {
-                dirfd: AT_FDCWD,
-                path: b"./tool".to_vec(),
-                argv: vec![b"tool".to_vec(), b"-x".to_vec()],
-                flags: 0,
-            },
-        ));
         assert_eq!(
-            t.apply(&ev(100, Fact::ExecResult { ret: 0 })),
+            t.apply(&ev(100, exec("./tool", &["tool", "-x"]))),
             used(100, FileOp::Exec { path: b"/home/u/tool".to_vec() })
         );
         assert!(t.apply(&open(100, 3, "a", 0, 5)).is_some());
@@ -619,8 +890,8 @@ mod tests {
     #[test]
     fn failed_exec_is_recorded_and_image_kept() {
         let mut t = tracker();
-        t.apply(&ev(100, Fact::ExecRequest { dirfd: AT_FDCWD, path: b"/nope".to_vec(), argv: vec![], flags: 0 }));
-        assert_eq!(t.apply(&ev(100, Fact::ExecResult { ret: -2 })), None);
+        let failed = Fact::ExecFailed { dirfd: AT_FDCWD, path: b"/nope".to_vec(), flags: 0, errno: 2 };
+        assert_eq!(t.apply(&ev(100, failed)), None);
         assert_eq!(t.processes()[0].failed_execs, vec![FailedExec { path: b"/nope".to_vec(), errno: 2 }]);
         assert_eq!(t.processes()[0].exe, None);
     }
@@ -632,8 +903,7 @@ mod tests {
         t.apply(&ev(100, Fact::Dup { old: 3, new: 10, cloexec: true }));
         t.apply(&ev(100, Fact::SetCloexec { first: 10, last: 10, on: false }));
         t.apply(&ev(100, Fact::Close { first: 3, last: u32::MAX }));
-        t.apply(&ev(100, Fact::ExecRequest { dirfd: AT_FDCWD, path: b"/bin/x".to_vec(), argv: vec![], flags: 0 }));
-        t.apply(&ev(100, Fact::ExecResult { ret: 0 }));
+        t.apply(&ev(100, exec("/bin/x", &[])));
         assert!(t.apply(&open(100, 10, "f", 0, 3)).is_none(), "closed by close(3..)");
     }
 
@@ -681,5 +951,85 @@ mod tests {
         assert_eq!((cells[0].started_ns, cells[0].finished_ns), (10, Some(20)));
         assert_eq!(cells[0].pids, BTreeSet::from([100, 200]));
         assert_eq!((cells[1].execution_count, cells[1].finished_ns), (2, None));
+    }
+
+    #[test]
+    fn a_threads_exec_continues_under_the_process_id() {
+        let mut t = tracker();
+        t.apply(&ev(100, Fact::Fork { child: 101, flags: CLONE_THREAD | CLONE_FILES | CLONE_FS }));
+        // The leader goes first (de_thread), then the thread's exec arrives
+        // under the process id.
+        t.apply(&ev(100, Fact::Exit { status: WaitStatus::exited(0) }));
+        let exec = exec_by(AT_FDCWD, "/bin/echo", &["echo", "hi"], 101);
+        assert_eq!(t.apply(&ev(100, exec)), used(100, FileOp::Exec { path: b"/bin/echo".to_vec() }));
+        assert_eq!(t.apply(&open(100, AT_FDCWD, "x", 0, 3)), used(100, read("/home/u/x")));
+        assert_eq!(t.stats().unknown_tasks, 0);
+        let record = &t.processes()[0];
+        assert!(record.is_running() && record.status.is_none(), "the process lives on: {record:?}");
+        t.apply(&ev(100, Fact::Exit { status: WaitStatus::exited(4) }));
+        assert_eq!(t.processes()[0].status.and_then(WaitStatus::exit_code), Some(4));
+    }
+
+    #[test]
+    fn a_thread_that_exits_does_not_end_its_process() {
+        let mut t = tracker();
+        t.apply(&ev(100, Fact::Fork { child: 101, flags: CLONE_THREAD | CLONE_FILES | CLONE_FS }));
+        t.apply(&ev(101, Fact::Exit { status: WaitStatus::exited(0) }));
+        assert_eq!(t.processes()[0].status, None);
+    }
+
+    #[test]
+    fn descriptors_and_memory_files_through_proc_and_dev_fd() {
+        let mut t = tracker();
+        t.apply(&ev(100, Fact::MemfdCreate { name: b"payload".to_vec(), fd: 3 }));
+        let exec = exec_by(3, "", &["payload"], 100);
+        assert_eq!(t.apply(&ev(100, exec)), used(100, FileOp::Exec { path: b"/memfd:payload (deleted)".to_vec() }));
+        t.apply(&open(100, AT_FDCWD, "/srv/data", O_DIRECTORY, 5));
+        assert_eq!(t.apply(&open(100, AT_FDCWD, "/proc/self/fd/5/x.csv", 0, 6)), used(100, read("/srv/data/x.csv")));
+        assert_eq!(t.apply(&open(100, AT_FDCWD, "/dev/fd/5", 0, 7)), used(100, read("/srv/data")));
+        assert_eq!(t.apply(&open(100, AT_FDCWD, "/proc/100/fd/5/y", 0, 8)), used(100, read("/srv/data/y")));
+    }
+
+    #[test]
+    fn a_renamed_directory_moves_working_directories_and_descriptors() {
+        let mut t = tracker();
+        t.apply(&ev(100, Fact::Chdir { dirfd: AT_FDCWD, path: b"run".to_vec() }));
+        t.apply(&open(100, AT_FDCWD, "/home/u/run/sub", O_DIRECTORY, 3));
+        let rename = Fact::Rename {
+            old_dirfd: AT_FDCWD,
+            old: b"/home/u/run".to_vec(),
+            new_dirfd: AT_FDCWD,
+            new: b"/home/u/done".to_vec(),
+            flags: 0,
+        };
+        t.apply(&ev(100, rename));
+        assert_eq!(t.apply(&open(100, AT_FDCWD, "x", 0, 4)), used(100, read("/home/u/done/x")));
+        assert_eq!(t.apply(&open(100, 3, "y", 0, 5)), used(100, read("/home/u/done/sub/y")));
+    }
+
+    #[test]
+    fn chroot_and_bind_mounts_in_a_new_namespace_map_to_the_host() {
+        let mut t = tracker();
+        t.apply(&ev(100, Fact::Fork { child: 200, flags: CLONE_NEWNS | 17 }));
+        let bind =
+            Fact::Mount { dirfd: AT_FDCWD, source: b"/tmp/real".to_vec(), target: b"/data".to_vec(), flags: MS_BIND };
+        t.apply(&ev(200, bind));
+        assert_eq!(t.apply(&open(200, AT_FDCWD, "/data/in.csv", 0, 3)), used(200, read("/tmp/real/in.csv")));
+        // The parent's namespace is untouched.
+        assert_eq!(t.apply(&open(100, AT_FDCWD, "/data/in.csv", 0, 3)), used(100, read("/data/in.csv")));
+        // A tmpfs there is out of the auditor's reach.
+        t.apply(&ev(
+            200,
+            Fact::Mount { dirfd: AT_FDCWD, source: b"tmpfs".to_vec(), target: b"/data/tmp".to_vec(), flags: 0 },
+        ));
+        let foreign = t.apply(&open(200, AT_FDCWD, "/data/tmp/x", 0, 4)).expect("a use");
+        assert_eq!((foreign.namespace, foreign.op), (Some(200), read("/data/tmp/x")));
+        // chroot: absolute paths start at the new root.
+        t.apply(&ev(100, Fact::Chroot { dirfd: AT_FDCWD, path: b"/jail".to_vec() }));
+        assert_eq!(t.apply(&open(100, AT_FDCWD, "/etc/passwd", 0, 5)), used(100, read("/jail/etc/passwd")));
+        // setns into a namespace the trace did not make: nothing is reachable.
+        t.apply(&ev(100, Fact::Setns { fd: 9, nstype: CLONE_NEWNS }));
+        let joined = t.apply(&open(100, AT_FDCWD, "/etc/hosts", 0, 6)).expect("a use");
+        assert_eq!(joined.namespace, Some(100));
     }
 }

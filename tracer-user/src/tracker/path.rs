@@ -71,6 +71,54 @@ pub fn file_name(path: &[u8]) -> &[u8] {
     path.rsplit(|&byte| byte == b'/').next().unwrap_or(path)
 }
 
+/// `path` made absolute in a tree whose root is `root` (a chroot): absolute
+/// paths start at `root`, relative ones at `base`, and `..` does not climb
+/// above `root` (unless `base` is outside it already, as after a chroot
+/// without chdir).
+pub fn within(root: &[u8], base: &[u8], path: &[u8]) -> Vec<u8> {
+    if root == b"/" {
+        return resolve(base, path);
+    }
+    let inner_base = match path.first() {
+        Some(b'/') => b"/".to_vec(),
+        _ if is_under(base, root) => resolve(b"/", &base[root.len()..]),
+        _ => return resolve(base, path),
+    };
+    let inside = resolve(&inner_base, path);
+    join(root, inside.strip_prefix(b"/").unwrap_or(&inside))
+}
+
+/// Splits a path that names an open descriptor: `/proc/self/fd/N/REST`,
+/// `/proc/thread-self/fd/N/REST`, `/proc/PID/fd/N/REST`, `/dev/fd/N/REST`,
+/// `/dev/stdin` (0), `/dev/stdout` (1), `/dev/stderr` (2). Returns the owner
+/// (`None`: the task itself), the descriptor and REST.
+pub fn descriptor_path(path: &[u8]) -> Option<(Option<u32>, i32, &[u8])> {
+    for (name, fd) in [(&b"/dev/stdin"[..], 0), (b"/dev/stdout", 1), (b"/dev/stderr", 2)] {
+        if path == name {
+            return Some((None, fd, b""));
+        }
+    }
+    let (owner, rest) = if let Some(rest) = path.strip_prefix(b"/dev/fd/") {
+        (None, rest)
+    } else {
+        let rest = path.strip_prefix(b"/proc/")?;
+        let slash = rest.iter().position(|&byte| byte == b'/')?;
+        let (process, rest) = rest.split_at(slash);
+        let owner = match process {
+            b"self" | b"thread-self" => None,
+            pid => Some(std::str::from_utf8(pid).ok()?.parse().ok()?),
+        };
+        (owner, rest.strip_prefix(b"/fd/")?)
+    };
+    let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    let fd = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    match &rest[digits..] {
+        [] => Some((owner, fd, b"")),
+        [b'/', tail @ ..] => Some((owner, fd, tail)),
+        _ => None,
+    }
+}
+
 /// Whether `path` is `prefix` or lies below it (component-wise).
 pub fn is_under(path: &[u8], prefix: &[u8]) -> bool {
     path.starts_with(prefix) && (path.len() == prefix.len() || prefix.ends_with(b"/") || path[prefix.len()] == b'/')
@@ -109,6 +157,28 @@ mod tests {
         assert_eq!(parent(b"/a"), Some(&b"/"[..]));
         assert_eq!(parent(b"/"), None);
         assert_eq!(file_name(b"/a/b.txt"), b"b.txt");
+    }
+
+    #[test]
+    fn paths_stay_within_a_chroot() {
+        assert_eq!(within(b"/", b"/home", b"../x"), b"/x");
+        assert_eq!(within(b"/jail", b"/jail", b"/etc/passwd"), b"/jail/etc/passwd");
+        assert_eq!(within(b"/jail", b"/jail/w", b"../../../../etc"), b"/jail/etc");
+        assert_eq!(within(b"/jail", b"/jail", b"/../x"), b"/jail/x");
+        // A working directory left outside the new root resolves as it is.
+        assert_eq!(within(b"/jail", b"/home/u", b"../x"), b"/home/x");
+    }
+
+    #[test]
+    fn descriptor_paths() {
+        assert_eq!(descriptor_path(b"/proc/self/fd/3"), Some((None, 3, &b""[..])));
+        assert_eq!(descriptor_path(b"/dev/fd/4/sub/x"), Some((None, 4, &b"sub/x"[..])));
+        assert_eq!(descriptor_path(b"/proc/123/fd/7"), Some((Some(123), 7, &b""[..])));
+        assert_eq!(descriptor_path(b"/proc/thread-self/fd/1"), Some((None, 1, &b""[..])));
+        assert_eq!(descriptor_path(b"/dev/stdout"), Some((None, 1, &b""[..])));
+        assert_eq!(descriptor_path(b"/proc/self/fdinfo/3"), None);
+        assert_eq!(descriptor_path(b"/proc/self/fd/3x"), None);
+        assert_eq!(descriptor_path(b"/proc/self/maps"), None);
     }
 
     #[test]

@@ -73,17 +73,21 @@ pub(super) fn scan_dist_info(site: &[u8], dir_name: &[u8], problems: &mut Vec<Py
         .filter(|installer| !installer.is_empty());
     let direct_url = read_direct_url(&dir, problems);
     let editable = direct_url.as_ref().is_some_and(DirectUrl::is_editable);
-    let files: Vec<Vec<u8>> = read_optional(&join(&dir, b"RECORD"), problems)
+    let record = read_optional(&join(&dir, b"RECORD"), problems);
+    let evidence = if record.is_some() { Evidence::Installed } else { Evidence::TopLevel };
+    let files: Vec<Vec<u8>> = record
         .map(|record| text_lines(&record).map(|line| join(site, &csv_first_field(line))).collect())
         .unwrap_or_default();
     let (package_roots, path_entries) = match &direct_url {
         Some(direct_url) if editable => editable_roots(site, &files, &direct_url.url, problems),
+        // Debian strips RECORD: the import names are all that says what is whose.
+        _ if evidence == Evidence::TopLevel => (top_level_roots(&dir, site, problems), Vec::new()),
         _ => (Vec::new(), Vec::new()),
     };
     Some(Found {
         distribution: Distribution { name, version, installer, location: site.to_vec(), editable },
         identity: (metadata.dev(), metadata.ino()),
-        rank: Rank { evidence: Evidence::Installed, modified: modified(&metadata) },
+        rank: Rank { evidence, modified: modified(&metadata) },
         files,
         package_roots,
         path_entries,
@@ -106,21 +110,36 @@ pub(super) fn scan_egg_info(site: &[u8], entry_name: &[u8], problems: &mut Vec<P
         };
         match listed(b"installed-files.txt", &path, problems) {
             Some(files) => (name, version, Evidence::Installed, files),
-            None => (name, version, Evidence::Sources, listed(b"SOURCES.txt", site, problems).unwrap_or_default()),
+            None => match listed(b"SOURCES.txt", site, problems) {
+                Some(files) => (name, version, Evidence::Sources, files),
+                None => (name, version, Evidence::TopLevel, Vec::new()),
+            },
         }
     } else {
         let head = read_head(&path, problems).unwrap_or_default();
         let (name, version) = named_or_stem(&head, &path, entry_name, problems);
         (name, version, Evidence::Installed, Vec::new())
     };
+    // Debian's `.egg-info` directories list no files: the import names say.
+    let package_roots = match evidence {
+        Evidence::TopLevel if metadata.is_dir() => top_level_roots(&path, site, problems),
+        _ => Vec::new(),
+    };
     Some(Found {
         distribution: Distribution { name, version, installer: None, location: site.to_vec(), editable: false },
         identity: (metadata.dev(), metadata.ino()),
         rank: Rank { evidence, modified: modified(&metadata) },
         files,
-        package_roots: Vec::new(),
+        package_roots,
         path_entries: Vec::new(),
     })
+}
+
+/// The import roots `top_level.txt` in metadata directory `dir` names, in the
+/// site directory: each package directory, or module (`six` for `six.py`).
+fn top_level_roots(dir: &[u8], site: &[u8], problems: &mut Vec<PythonError>) -> Vec<Vec<u8>> {
+    let Some(text) = read_optional(&join(dir, b"top_level.txt"), problems) else { return Vec::new() };
+    text_lines(&text).map(<[u8]>::trim_ascii).filter(|name| !name.is_empty()).map(|name| join(site, name)).collect()
 }
 
 /// A directory a develop install or an egg put on `sys.path`, read as
@@ -327,7 +346,7 @@ pub(super) fn quoted(line: &[u8]) -> Vec<u8> {
 
 /// `dir/__pycache__/mod.<tag>[.opt-N].pyc` → `dir/mod.py`, as
 /// `importlib.util.source_from_cache` maps it.
-pub(super) fn bytecode_source(path: &[u8]) -> Option<Vec<u8>> {
+pub fn bytecode_source(path: &[u8]) -> Option<Vec<u8>> {
     let cache_dir = parent(path)?;
     if file_name(cache_dir) != b"__pycache__" {
         return None;

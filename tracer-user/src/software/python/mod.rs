@@ -59,10 +59,11 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 pub use interpreter::interpreter_for_executable;
 
+pub use self::metadata::bytecode_source;
 use self::{
     conda::scan_conda_prefix,
     interpreter::{installation, stdlib_location},
-    metadata::{bytecode_source, scan_site_dir},
+    metadata::scan_site_dir,
 };
 use crate::tracker::path::{file_name, join, parent};
 
@@ -426,6 +427,9 @@ fn is_site_dir_name(name: &[u8]) -> bool {
 /// How much a list naming a file says about who wrote it last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Evidence {
+    /// `top_level.txt` alone (Debian's packages strip their file lists): the
+    /// import names a distribution provides, as `packages_distributions` reads them.
+    TopLevel,
     /// `SOURCES.txt`: the source archive's files, not the installed ones.
     Sources,
     /// A conda manifest: shadowed by a `.dist-info` inside the package.

@@ -1,8 +1,8 @@
 //! Decodes the kernel's wire events (tracer-common's layout) into [`Event`]s.
 
-use tracer_common::{EventKind, HEADER_SIZE};
+use tracer_common::{EventKind, FLAG_ARGV_TRUNCATED, FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE};
 
-use crate::event::{Event, Fact, FactError};
+use crate::event::{abi::AT_FDCWD, Argv, Event, Fact, FactError};
 
 /// Why a record from the ring buffer could not be decoded.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -13,6 +13,8 @@ pub enum DecodeError {
     UnknownKind(u16),
     #[error("event strings overrun its {0} bytes")]
     StringsOverrun(usize),
+    #[error("a path of the event was longer than the kernel copies")]
+    PathTruncated,
     #[error(transparent)]
     Fact(#[from] FactError),
 }
@@ -20,6 +22,7 @@ pub enum DecodeError {
 /// The header fields the pipeline needs, read from the wire.
 struct Header {
     kind: u16,
+    flags: u16,
     audit_id: u32,
     tid: u32,
     ret: i64,
@@ -37,11 +40,12 @@ fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
     // Offsets follow `tracer_common::EventHeader` (repr(C)); a test pins them.
     Ok(Header {
         kind: u16_at(0),
+        flags: u16_at(2),
         audit_id: u32_at(4),
         tid: u32_at(12),
         ret: u64_at(24) as i64,
         args: [u64_at(32), u64_at(40), u64_at(48)],
-        str_len: [usize::from(u16_at(56)), usize::from(u16_at(58))],
+        str_len: [u32_at(56) as usize, u32_at(60) as usize],
     })
 }
 
@@ -59,19 +63,56 @@ pub fn audit_id(bytes: &[u8]) -> Option<u32> {
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let header = read_header(bytes)?;
     let kind = EventKind::from_wire(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
-    let strings_end = HEADER_SIZE + header.str_len[0] + header.str_len[1];
+    let strings_end = HEADER_SIZE.saturating_add(header.str_len[0]).saturating_add(header.str_len[1]);
     if strings_end > bytes.len() {
         return Err(DecodeError::StringsOverrun(bytes.len()));
     }
-    let first = &bytes[HEADER_SIZE..HEADER_SIZE + header.str_len[0]];
+    // No call succeeds on a path longer than the kernel takes: a cut one is
+    // a cell marker's text or a failed exec's path, never a fact to guess at.
+    if header.flags & (FLAG_STR0_TRUNCATED | FLAG_STR1_TRUNCATED) != 0 {
+        return Err(DecodeError::PathTruncated);
+    }
+    let first = c_string(&bytes[HEADER_SIZE..HEADER_SIZE + header.str_len[0]]);
     let second = &bytes[HEADER_SIZE + header.str_len[0]..strings_end];
-    // An exec request's second string is its argv, each argument NUL-terminated.
-    let (second, argv) = match kind {
-        EventKind::ExecRequest => (Vec::new(), second.split_inclusive(|&byte| byte == 0).map(c_string).collect()),
-        _ => (c_string(second), Vec::new()),
+    let fact = match kind {
+        // The new image's argv, each argument NUL-terminated, and the path the
+        // kernel ran: `/dev/fd/N/PATH` for PATH relative to dirfd N.
+        EventKind::Exec => {
+            let mut args: Vec<Vec<u8>> = second.split_inclusive(|&byte| byte == 0).map(c_string).collect();
+            let truncated = header.flags & FLAG_ARGV_TRUNCATED != 0;
+            if truncated && second.last() != Some(&0) {
+                // The last argument was cut: not an argument the program got.
+                args.pop();
+            }
+            let dirfd = header.args[0] as i32;
+            let mut args_of_kind = header.args;
+            let path = match relative_to_dirfd(&first, dirfd) {
+                Some(relative) => relative.to_vec(),
+                None => {
+                    args_of_kind[0] = AT_FDCWD as i64 as u64;
+                    first
+                }
+            };
+            Fact::from_parts(kind, args_of_kind, header.ret, [path, Vec::new()], Argv { args, truncated })?
+        }
+        _ => Fact::from_parts(kind, header.args, header.ret, [first, c_string(second)], Argv::default())?,
     };
-    let fact = Fact::from_parts(kind, header.args, header.ret, [c_string(first), second], argv)?;
     Ok(Event { tid: header.tid, fact })
+}
+
+/// The path the program gave relative to `dirfd`, from the kernel's spelling
+/// of it (`/dev/fd/N` or `/dev/fd/N/PATH`).
+fn relative_to_dirfd(kernel_path: &[u8], dirfd: i32) -> Option<&[u8]> {
+    if dirfd == AT_FDCWD {
+        return None;
+    }
+    let prefix = format!("/dev/fd/{dirfd}");
+    let rest = kernel_path.strip_prefix(prefix.as_bytes())?;
+    match rest {
+        [] => Some(rest),
+        [b'/', relative @ ..] => Some(relative),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -82,7 +123,7 @@ mod tests {
 
     fn wire(header: EventHeader, strings: &[&[u8]]) -> Vec<u8> {
         let mut header = header;
-        header.str_len = [strings.first().map_or(0, |s| s.len() as u16), strings.get(1).map_or(0, |s| s.len() as u16)];
+        header.str_len = [strings.first().map_or(0, |s| s.len() as u32), strings.get(1).map_or(0, |s| s.len() as u32)];
         // SAFETY: EventHeader is repr(C) plain data.
         let raw = unsafe { std::slice::from_raw_parts((&header as *const EventHeader).cast::<u8>(), HEADER_SIZE) };
         let mut bytes = raw.to_vec();
@@ -111,20 +152,39 @@ mod tests {
         );
     }
 
-    #[test]
-    fn decodes_exec_argv() {
+    fn exec(kernel_path: &[u8], dirfd: i32, argv: &[u8], flags: u16) -> Fact {
         let header = EventHeader {
-            kind: EventKind::ExecRequest as u16,
+            kind: EventKind::Exec as u16,
+            flags,
             tid: 9,
-            args: [(-100i64) as u64, 0, 0],
+            args: [dirfd as i64 as u64, 0, 8],
             ..Default::default()
         };
-        let bytes = wire(header, &[b"/bin/sh\0", b"sh\0-c\0\0"]);
-        let Ok(Event { fact: Fact::ExecRequest { argv, path, .. }, .. }) = decode(&bytes) else {
-            panic!("not an exec request");
+        decode(&wire(header, &[kernel_path, argv])).expect("an exec").fact
+    }
+
+    #[test]
+    fn decodes_exec_argv_and_the_path_the_program_gave() {
+        let Fact::Exec { argv, path, dirfd, requested_by, argv_truncated, .. } =
+            exec(b"/bin/sh\0", -100, b"sh\0-c\0\0", 0)
+        else {
+            panic!("not an exec");
         };
-        assert_eq!(path, b"/bin/sh");
+        assert_eq!((path, dirfd, requested_by, argv_truncated), (b"/bin/sh".to_vec(), -100, 8, false));
         assert_eq!(argv, vec![b"sh".to_vec(), b"-c".to_vec(), Vec::new()]);
+        // execveat(4, "tool") and fexecve(4) as the kernel spells them.
+        let Fact::Exec { path, dirfd, .. } = exec(b"/dev/fd/4/tool\0", 4, b"t\0", 0) else { panic!() };
+        assert_eq!((path, dirfd), (b"tool".to_vec(), 4));
+        let Fact::Exec { path, dirfd, .. } = exec(b"/dev/fd/4\0", 4, b"t\0", 0) else { panic!() };
+        assert_eq!((path, dirfd), (Vec::new(), 4));
+        // An absolute path given to execveat ignores the dirfd.
+        let Fact::Exec { path, dirfd, .. } = exec(b"/bin/true\0", 4, b"t\0", 0) else { panic!() };
+        assert_eq!((path, dirfd), (b"/bin/true".to_vec(), -100));
+        // A cut argv loses its cut last argument, and says so.
+        let Fact::Exec { argv, argv_truncated, .. } = exec(b"/bin/x\0", -100, b"a\0bc", FLAG_ARGV_TRUNCATED) else {
+            panic!()
+        };
+        assert_eq!((argv, argv_truncated), (vec![b"a".to_vec()], true));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The eBPF backend: loads the kernel programs embedded at build time, attaches
 //! them, follows the tasks it is told to, and streams their events.
 
+mod btf;
 pub mod daemon_client;
 pub mod decode;
 pub mod preflight;
@@ -14,7 +15,6 @@ use aya::{
     programs::{trace_point::TracePointLink, TracePoint},
     Ebpf, EbpfLoader,
 };
-use btf_rs::{Btf, Type};
 use tokio::io::unix::AsyncFd;
 use tracer_common::{counters, globals, maps, programs, ProgramSpec};
 
@@ -42,6 +42,8 @@ pub enum EbpfError {
     Btf { path: &'static str, reason: String },
     #[error("--ring-buffer-size must be a power of two multiple of the page size, got {0}")]
     RingBufferSize(u32),
+    #[error("cannot tell how many CPUs this machine has: {0}")]
+    Cpus(String),
     #[error("the kernel refused reprotrace's eBPF object: {0}")]
     Load(#[source] aya::EbpfError),
     #[error("the kernel refused eBPF program `{name}`: {source}")]
@@ -99,13 +101,18 @@ impl KernelPrograms {
         if !ring_bytes.is_power_of_two() || ring_bytes < page {
             return Err(EbpfError::RingBufferSize(ring_bytes));
         }
-        let exit_code_offset = task_exit_code_offset()?;
+        let offsets = btf::KernelOffsets::read()?;
+        let cpus = possible_cpus()?;
         let mut ebpf = EbpfLoader::new()
-            // The object carries no CO-RE relocations (see task_exit_code_offset):
-            // skip parsing the kernel's BTF a second time.
+            // The object carries no CO-RE relocations (see btf.rs): skip
+            // parsing the kernel's BTF a second time.
             .btf(None)
-            .override_global(globals::TASK_EXIT_CODE_OFFSET, &exit_code_offset, true)
+            .override_global(globals::TASK_EXIT_CODE_OFFSET, &offsets.task_exit_code, true)
+            .override_global(globals::TASK_MM_OFFSET, &offsets.task_mm, true)
+            .override_global(globals::MM_ARG_START_OFFSET, &offsets.mm_arg_start, true)
+            .override_global(globals::MM_ARG_END_OFFSET, &offsets.mm_arg_end, true)
             .map_max_entries(maps::EVENTS, ring_bytes)
+            .map_max_entries(maps::EXEC_SCRATCH, cpus)
             .load(BPF_OBJECT)
             .map_err(EbpfError::Load)?;
         for spec in programs() {
@@ -278,40 +285,16 @@ fn page_size() -> u32 {
     u32::try_from(rustix::param::page_size()).unwrap_or(4096)
 }
 
-/// Byte offset of `exit_code` in `struct task_struct`, from the kernel's BTF
-/// (Rust eBPF has no CO-RE, so user space relocates this one field).
-fn task_exit_code_offset() -> Result<u64, EbpfError> {
-    let path = preflight::VMLINUX_BTF;
-    let fail = |reason: String| EbpfError::Btf { path, reason };
-    // One read, then parsing in memory: the file-backed parser seeks per type.
-    let bytes = std::fs::read(path).map_err(|err| fail(err.to_string()))?;
-    let btf = Btf::from_bytes(&bytes).map_err(|err| fail(err.to_string()))?;
-    let types = btf.resolve_types_by_name("task_struct").map_err(|err| fail(err.to_string()))?;
-    types
-        .iter()
-        .find_map(|ty| match ty {
-            Type::Struct(task) => member_bit_offset(&btf, task, "exit_code"),
-            _ => None,
-        })
-        .map(|bits| u64::from(bits / 8))
-        .ok_or_else(|| fail("struct task_struct has no member exit_code".into()))
-}
-
-/// Finds `name` in a struct, looking into anonymous struct and union members.
-fn member_bit_offset(btf: &Btf, structure: &btf_rs::Struct, name: &str) -> Option<u32> {
-    structure.members.iter().find_map(|member| {
-        let member_name = btf.resolve_name(member).ok()?;
-        if member_name == name {
-            return Some(member.bit_offset());
-        }
-        if !member_name.is_empty() {
-            return None;
-        }
-        match btf.resolve_chained_type(member).ok()? {
-            Type::Struct(inner) | Type::Union(inner) => {
-                member_bit_offset(btf, &inner, name).map(|offset| member.bit_offset() + offset)
-            }
-            _ => None,
-        }
-    })
+/// How many CPUs the kernel may run programs on (`/sys/devices/system/cpu/possible`,
+/// e.g. `0-1`): one exec buffer each.
+fn possible_cpus() -> Result<u32, EbpfError> {
+    const POSSIBLE: &str = "/sys/devices/system/cpu/possible";
+    let text = std::fs::read_to_string(POSSIBLE).map_err(|err| EbpfError::Cpus(format!("{POSSIBLE}: {err}")))?;
+    let highest = text
+        .trim()
+        .split(',')
+        .filter_map(|range| range.rsplit('-').next()?.trim().parse::<u32>().ok())
+        .max()
+        .ok_or_else(|| EbpfError::Cpus(format!("{POSSIBLE} says {text:?}")))?;
+    Ok(highest + 1)
 }

@@ -114,8 +114,9 @@ impl<'a> Call<'a> {
         parse_path(self.arg(position)?).ok_or(Malformed)
     }
 
-    /// An array of strings (argv).
-    pub fn string_array(&self, position: u8) -> Parsed<Vec<Vec<u8>>> {
+    /// An array of strings (argv), and whether strace cut it (`-s` limits both
+    /// the strings and the number of items it prints).
+    pub fn string_array(&self, position: u8) -> Parsed<(Vec<Vec<u8>>, bool)> {
         parse_string_array(self.arg(position)?).ok_or(Malformed)
     }
 
@@ -214,13 +215,23 @@ fn parse_path(text: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// An argv array: `["sh", "-c", "x"]`, possibly cut short (`["a", ...]`);
-/// `NULL` or an unreadable address is an empty one.
-fn parse_string_array(text: &[u8]) -> Option<Vec<Vec<u8>>> {
+/// An argv array: `["sh", "-c", "x"]`, and whether it was cut short (an item
+/// `...`, or a string cut at `-s`: `"abc"...`, which is dropped: it is not an
+/// argument the program got); `NULL` or an unreadable address is an empty one.
+fn parse_string_array(text: &[u8]) -> Option<(Vec<Vec<u8>>, bool)> {
     let Some(items) = text.strip_prefix(b"[") else {
-        return (text == b"NULL" || parse_int(text).is_some()).then(Vec::new);
+        return (text == b"NULL" || parse_int(text).is_some()).then(|| (Vec::new(), false));
     };
-    Items::new(items).filter(|item| item.starts_with(b"\"")).map(unquote).collect()
+    let mut strings = Vec::new();
+    for item in Items::new(items) {
+        if item == b"..." || item.ends_with(b"\"...") {
+            return Some((strings, true));
+        }
+        if item.starts_with(b"\"") {
+            strings.push(unquote(item)?);
+        }
+    }
+    Some((strings, false))
 }
 
 /// Decodes a string strace printed in C syntax: `"caf\303\251\n"`. Text after
@@ -459,7 +470,9 @@ mod tests {
         assert_eq!(parse_path(b"NULL"), Some(Vec::new()));
         assert_eq!(parse_path(b"0x7ffe1234"), Some(Vec::new()));
         assert_eq!(parse_path(b"AT_FDCWD"), None);
-        assert_eq!(parse_string_array(br#"["a", "b,]", ...]"#), Some(vec![bytes("a"), bytes("b,]")]));
-        assert_eq!(parse_string_array(b"[]"), Some(Vec::new()));
+        assert_eq!(parse_string_array(br#"["a", "b,]", ...]"#), Some((vec![bytes("a"), bytes("b,]")], true)));
+        assert_eq!(parse_string_array(br#"["a", "bcd"...]"#), Some((vec![bytes("a")], true)));
+        assert_eq!(parse_string_array(br#"["a"]"#), Some((vec![bytes("a")], false)));
+        assert_eq!(parse_string_array(b"[]"), Some((Vec::new(), false)));
     }
 }

@@ -45,7 +45,7 @@ use super::syntax::{
     Parsed,
 };
 use crate::{
-    event::{Event, Fact, Tid, WaitStatus},
+    event::{Argv, Event, Fact, Tid, WaitStatus},
     signals::signal_number,
 };
 
@@ -56,9 +56,9 @@ struct PendingCall {
     text: Vec<u8>,
     /// The number of the line the call started on.
     started: u64,
-    /// Set when the leader took the call over from an exec'ing thread: strace
-    /// then prints a meaningless return value, but the exec did succeed.
-    exec_succeeded: bool,
+    /// The exec'ing thread whose call the leader took over: strace then prints
+    /// a meaningless return value, but the exec did succeed.
+    exec_requested_by: Option<Tid>,
 }
 
 /// How a finished call reached us.
@@ -66,12 +66,11 @@ struct PendingCall {
 enum Completion {
     /// The whole call was on one line.
     Whole,
-    /// The call was joined from its start and its resumption; an exec request
-    /// was reported when it started.
+    /// The call was joined from its start and its resumption.
     Resumed,
-    /// The leader finished an exec its thread started: the exec succeeded,
+    /// The leader finished an exec this thread started: the exec succeeded,
     /// whatever return value strace prints.
-    ResumedByLeader,
+    ResumedByLeader(Tid),
 }
 
 /// An event on its way out of the parser.
@@ -232,7 +231,7 @@ impl Parser {
     fn supersede(&mut self, leader: Tid, thread: Tid) {
         self.drop_pending(leader);
         if let Some(mut exec) = self.pending.remove(&thread) {
-            exec.exec_succeeded = true;
+            exec.exec_requested_by = Some(thread);
             self.pending.insert(leader, exec);
         }
         self.known.remove(&thread);
@@ -260,20 +259,13 @@ impl Parser {
         match ending {
             Ending::Complete => self.finish_call(tid, syscall, text, Completion::Whole, self.lines),
             Ending::Interrupted => {
-                // An exec's path and argv are all printed when it starts, and
-                // the request is a fact even if the exec never returns.
-                let request = if is_exec(syscall) {
-                    Call::parse(text).and_then(|call| self.exec_request(tid, syscall, &call))
-                } else {
-                    Ok(())
-                };
                 let mut buffer = self.spare_buffers.pop().unwrap_or_default();
                 buffer.extend_from_slice(text);
-                let call = PendingCall { syscall, text: buffer, started: self.lines, exec_succeeded: false };
+                let call = PendingCall { syscall, text: buffer, started: self.lines, exec_requested_by: None };
                 if let Some(abandoned) = self.pending.insert(tid, call) {
                     self.recycle(abandoned.text);
                 }
-                request
+                Ok(())
             }
         }
     }
@@ -302,7 +294,10 @@ impl Parser {
             self.pending.insert(tid, call);
             return Ok(());
         }
-        let completion = if call.exec_succeeded { Completion::ResumedByLeader } else { Completion::Resumed };
+        let completion = match call.exec_requested_by {
+            Some(thread) => Completion::ResumedByLeader(thread),
+            None => Completion::Resumed,
+        };
         let result = self.finish_call(tid, call.syscall, &call.text, completion, call.started);
         self.recycle(call.text);
         result
@@ -321,18 +316,7 @@ impl Parser {
         let call = Call::parse(text)?;
         let outcome = Outcome::parse(call.result.ok_or(Malformed)?)?;
         if is_exec(syscall) {
-            if completion == Completion::Whole {
-                self.exec_request(tid, syscall, &call)?;
-            }
-            let ret = match (completion, outcome) {
-                (Completion::ResumedByLeader, _) => 0,
-                (_, Outcome::Returned(ret)) => ret,
-                (_, Outcome::Failed { detail }) => -exec_errno(detail).ok_or(Malformed)?,
-                // Killed during the exec, or to be restarted: no outcome.
-                (_, Outcome::Unknown) => return Ok(()),
-            };
-            self.emit(tid, Fact::ExecResult { ret });
-            return Ok(());
+            return self.exec(tid, syscall, &call, completion, outcome);
         }
         let returned = match outcome {
             Outcome::Returned(ret) => Some(ret),
@@ -357,20 +341,35 @@ impl Parser {
             args[0] = u64::from(parse_tid_value(ret)?);
         }
         let strings = [path_at(&call, fact.strings[0])?, path_at(&call, fact.strings[1])?];
-        match Fact::from_parts(fact.kind, args, ret, strings, Vec::new()).map_err(|_| Malformed)? {
+        match Fact::from_parts(fact.kind, args, ret, strings, Argv::default()).map_err(|_| Malformed)? {
             Fact::Fork { child, flags } => self.fork(tid, child, flags, started),
             fact => self.emit(tid, fact),
         }
         Ok(())
     }
 
-    fn exec_request(&mut self, tid: Tid, syscall: &Syscall, call: &Call) -> Parsed {
-        let Some(fact) = normalise(syscall, call)? else { return Ok(()) };
-        let [Some(path), Some(argv)] = fact.strings else { return Err(Malformed) };
-        let request =
-            Fact::from_parts(fact.kind, fact.args, 0, [call.path(path)?, Vec::new()], call.string_array(argv)?)
-                .map_err(|_| Malformed)?;
-        self.emit(tid, request);
+    /// A finished exec: the process runs the new image (under the leader's
+    /// id, when a thread exec'd), or the exec failed.
+    fn exec(&mut self, tid: Tid, syscall: &Syscall, call: &Call, completion: Completion, outcome: Outcome) -> Parsed {
+        let (Some(fact), Shape::Exec { argv, .. }) = (normalise(syscall, call)?, syscall.shape) else {
+            return Err(Malformed);
+        };
+        let path = path_at(call, fact.strings[0])?;
+        let [dirfd, flags, _] = fact.args;
+        let fact = match (completion, outcome) {
+            (Completion::ResumedByLeader(requested_by), _) => {
+                success(dirfd, path, flags, call.string_array(argv)?, requested_by)
+            }
+            (_, Outcome::Returned(_)) => success(dirfd, path, flags, call.string_array(argv)?, tid),
+            (_, Outcome::Failed { detail }) => {
+                let ret = -exec_errno(detail).ok_or(Malformed)?;
+                Fact::from_parts(EventKind::ExecFailed, fact.args, ret, [path, Vec::new()], Argv::default())
+                    .map_err(|_| Malformed)?
+            }
+            // Killed during the exec, or to be restarted: no outcome.
+            (_, Outcome::Unknown) => return Ok(()),
+        };
+        self.emit(tid, fact);
         Ok(())
     }
 
@@ -401,6 +400,11 @@ impl Parser {
             }
         }
     }
+}
+
+/// A successful exec's fact.
+fn success(dirfd: u64, path: Vec<u8>, flags: u64, (args, truncated): (Vec<Vec<u8>>, bool), requested_by: Tid) -> Fact {
+    Fact::Exec { dirfd: dirfd as i32, path, flags, argv: args, argv_truncated: truncated, requested_by }
 }
 
 fn is_exec(syscall: &Syscall) -> bool {

@@ -70,13 +70,20 @@ fn close(fd: u32) -> Fact {
     Fact::Close { first: fd, last: fd }
 }
 
-fn exec(path: &str, argv: &[&str]) -> Fact {
-    Fact::ExecRequest {
+/// A successful exec of `path` by task `by`.
+fn exec(path: &str, argv: &[&str], by: Tid) -> Fact {
+    Fact::Exec {
         dirfd: AT_FDCWD,
         path: bytes(path),
-        argv: argv.iter().map(|arg| bytes(arg)).collect(),
         flags: 0,
+        argv: argv.iter().map(|arg| bytes(arg)).collect(),
+        argv_truncated: false,
+        requested_by: by,
     }
+}
+
+fn exec_failed(path: &str, errno: i32) -> Fact {
+    Fact::ExecFailed { dirfd: AT_FDCWD, path: bytes(path), flags: 0, errno }
 }
 
 fn exited(code: i32) -> Fact {
@@ -260,17 +267,14 @@ fn vfork_child_gets_its_fork_before_its_first_line() {
     let expected = vec![
         event(6978, vfork(6981)),
         event(6981, close(6)),
-        event(6981, exec("/root/.cargo/bin/sh", &argv)),
-        event(6981, Fact::ExecResult { ret: -2 }),
-        event(6981, exec("/usr/bin/sh", &argv)),
+        event(6981, exec_failed("/root/.cargo/bin/sh", 2)),
         event(6978, close(7)),
-        event(6981, Fact::ExecResult { ret: 0 }),
+        event(6981, exec("/usr/bin/sh", &argv, 6981)),
         event(6981, open(AT_FDCWD, "/tmp/st/work/sh.txt", 0x241, 3)),
         event(6981, exited(0)),
         event(6978, vfork(6983)),
         event(6983, close(6)),
-        event(6983, exec("/nonexistent/prog", &["/nonexistent/prog"])),
-        event(6983, Fact::ExecResult { ret: -2 }),
+        event(6983, exec_failed("/nonexistent/prog", 2)),
         event(6983, exited(255)),
         event(6978, close(7)),
     ];
@@ -292,8 +296,7 @@ fn posix_spawn_clone3_child_before_its_result() {
     let expected = vec![
         // clone3's flags are `clone_args.flags`, without the exit signal.
         event(7139, Fact::Fork { child: 7143, flags: CLONE_VM | CLONE_VFORK }),
-        event(7143, exec("/bin/true", &["true"])),
-        event(7143, Fact::ExecResult { ret: 0 }),
+        event(7143, exec("/bin/true", &["true"], 7143)),
         event(7143, open(AT_FDCWD, "/etc/ld.so.cache", 0x80000, 3)),
         event(7143, exited(0)),
     ];
@@ -342,8 +345,7 @@ fn exec_from_a_thread_finishes_under_the_leader() {
 "#;
     let expected = vec![
         event(7139, Fact::Fork { child: 7144, flags: THREAD_FLAGS }),
-        event(7144, exec("/bin/true", &["true", "from-thread"])),
-        event(7139, Fact::ExecResult { ret: 0 }),
+        event(7139, exec("/bin/true", &["true", "from-thread"], 7144)),
         event(7139, close(3)),
         event(7139, exited(0)),
     ];
@@ -361,11 +363,8 @@ fn exec_from_a_thread_that_was_already_unfinished() {
 200   +++ superseded by execve in pid 201 +++
 200   <... execve resumed>) = 0
 "#;
-    let expected = vec![
-        event(200, Fact::Fork { child: 201, flags: THREAD_FLAGS }),
-        event(201, exec("/bin/true", &["true"])),
-        event(200, Fact::ExecResult { ret: 0 }),
-    ];
+    let expected =
+        vec![event(200, Fact::Fork { child: 201, flags: THREAD_FLAGS }), event(200, exec("/bin/true", &["true"], 201))];
     assert_eq!(events(log), expected);
 }
 
@@ -385,19 +384,18 @@ fn exec_variants_and_failures() {
         event(7141, open(AT_FDCWD, "/bin/true", 0x280000, 4)),
         event(
             7141,
-            Fact::ExecRequest {
+            Fact::Exec {
                 dirfd: 4,
                 path: Vec::new(),
-                argv: vec![bytes("true"), bytes("x")],
                 flags: crate::event::abi::AT_EMPTY_PATH,
+                argv: vec![bytes("true"), bytes("x")],
+                argv_truncated: false,
+                requested_by: 7141,
             },
         ),
-        event(7141, Fact::ExecResult { ret: 0 }),
         event(7139, fork(7142)),
-        event(7142, exec("/nonexistent/x", &["true"])),
-        event(7142, Fact::ExecResult { ret: -2 }),
-        event(7142, exec("", &[])),
-        event(7142, Fact::ExecResult { ret: -14 }),
+        event(7142, exec_failed("/nonexistent/x", 2)),
+        event(7142, exec_failed("", 14)),
         event(7142, exited(0)),
     ];
     assert_eq!(events(log), expected);
@@ -425,12 +423,10 @@ fn signals_kills_and_restarted_calls() {
     let expected = vec![
         event(10321, open(AT_FDCWD, "/tmp/st/fifo", 0x80000, 3)),
         event(10321, Fact::Fork { child: 10360, flags: VFORK_FLAGS }),
-        event(10360, exec("/usr/bin/sh", &["sh", "-c", "kill -QUIT $$"])),
-        event(10360, Fact::ExecResult { ret: 0 }),
+        event(10360, exec("/usr/bin/sh", &["sh", "-c", "kill -QUIT $$"], 10360)),
         event(10360, Fact::Exit { status: WaitStatus::killed(libc::SIGQUIT, true) }),
         event(10321, Fact::Fork { child: 7083, flags: 0x1200000 | SIGCHLD }),
-        // Killed during the exec: a request, no result.
-        event(7083, exec("/usr/bin/sleep", &["sleep", "5"])),
+        // Killed during the exec: no outcome, nothing to report.
         event(7083, Fact::Exit { status: WaitStatus::killed(libc::SIGKILL, false) }),
         event(10321, Fact::Exit { status: WaitStatus::killed(34, false) }),
     ];
@@ -449,14 +445,16 @@ fn escaped_and_non_utf8_names_survive_byte_exact() {
         event(6978, Fact::Remove { dirfd: AT_FDCWD, path: name, dir: false }),
         event(
             6978,
-            Fact::ExecRequest {
+            Fact::Exec {
                 dirfd: AT_FDCWD,
                 path: bytes("/bin/echo"),
-                argv: vec![bytes("echo"), bytes("a, b)"), b"A\x07\x08\x0b\x0c\r\0\x012".to_vec(), bytes("long")],
                 flags: 0,
+                // "long"... was cut at -s: not an argument the program got.
+                argv: vec![bytes("echo"), bytes("a, b)"), b"A\x07\x08\x0b\x0c\r\0\x012".to_vec()],
+                argv_truncated: true,
+                requested_by: 6978,
             },
         ),
-        event(6978, Fact::ExecResult { ret: 0 }),
     ];
     assert_eq!(events(log), expected);
 }
@@ -531,9 +529,9 @@ garbage without a pid
     let parsed = parse(log);
     assert_eq!(parsed.root, Some(300));
     // Unmodelled syscalls (exit_group, nanosleep, restart_syscall) are
-    // not malformed; the failed exec with an unknown errno has no result.
+    // not malformed; the failed exec with an unknown errno has no outcome.
     assert_eq!(parsed.malformed_lines, 8);
-    assert_eq!(parsed.events, vec![event(300, close(3)), event(300, exec("/x", &["x"])), event(300, close(5)),]);
+    assert_eq!(parsed.events, vec![event(300, close(3)), event(300, close(5))]);
 }
 
 #[test]
@@ -558,12 +556,8 @@ fn events_come_out_as_soon_as_their_forks_allow() {
             // Held back until the Fork they follow is known.
             vec![],
             vec![],
-            vec![
-                event(6978, Fact::Fork { child: 6981, flags: VFORK_FLAGS }),
-                event(6981, close(6)),
-                event(6981, exec("/bin/true", &["true"])),
-            ],
-            vec![event(6981, Fact::ExecResult { ret: 0 })],
+            vec![event(6978, Fact::Fork { child: 6981, flags: VFORK_FLAGS }), event(6981, close(6))],
+            vec![event(6981, exec("/bin/true", &["true"], 6981))],
             vec![],
         ]
     );
