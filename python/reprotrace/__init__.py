@@ -3,9 +3,8 @@
 ``%load_ext reprotrace`` makes every cell that IPython runs emit a BEGIN marker
 before it runs and an END marker after it ran (raised or not): one failing
 ``openat`` each, which reprotrace's tracers turn into cell boundaries (see
-:mod:`reprotrace.markers`). Kernels that reprotrace launches load it by
-themselves (see ``sitecustomize.py`` beside this package); a kernel that was
-already running loads it through ``python -m reprotrace.inject``.
+:mod:`reprotrace.markers`). reprotrace loads it into kernels itself, with one
+silent request over the kernel's Jupyter protocol.
 """
 from . import markers
 

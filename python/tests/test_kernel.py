@@ -1,9 +1,12 @@
-"""Real kernels under strace: autoload through the hook dir, and inject."""
+"""Real kernels under strace: the extension, loaded as reprotrace loads it
+(one silent request), marks every cell.
+
+How reprotrace sends that request (its own Jupyter client) is tested by the
+Rust integration tests (tests/tests/notebook.rs)."""
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,17 +30,16 @@ MARKER_LINE = re.compile(r'openat\(-29300, "(reprotrace-cell:[^"]*)", 0(?:\) = -
 
 @pytest.fixture
 def hook_dir(tmp_path):
-    """A hook dir as reprotrace assembles it: the package and sitecustomize.py, as-is."""
+    """A hook dir as reprotrace assembles it: the package, as-is."""
     hook = tmp_path / "hook"
     shutil.copytree(PYTHON_DIR / "reprotrace", hook / "reprotrace", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(PYTHON_DIR / "sitecustomize.py", hook)
     return hook
 
 
 class TracedKernel:
     """An ipykernel of this python, run under strace, with a blocking client."""
 
-    def __init__(self, tmp_path, env):
+    def __init__(self, tmp_path, env, hook_dir):
         self.log = tmp_path / "strace.log"
         spec_dir = tmp_path / "kernels" / "traced"
         spec_dir.mkdir(parents=True)
@@ -51,6 +53,10 @@ class TracedKernel:
         self.client = self.manager.blocking_client()
         self.client.start_channels()
         self.client.wait_for_ready(timeout=60)
+        # What reprotrace sends: the hook dir on sys.path, the extension loaded.
+        load = "import sys\nsys.path.insert(0, {!r})\nget_ipython().run_line_magic('load_ext', 'reprotrace')"
+        loaded = self.execute(load.format(str(hook_dir)), silent=True, store_history=False)
+        assert loaded["status"] == "ok", loaded
 
     def send(self, code, cell_id=None, **content):
         """Send code with a JupyterLab-style cellId; return the request's msg_id."""
@@ -87,10 +93,8 @@ class TracedKernel:
         return [markers.parse(m) for m in MARKER_LINE.findall(self.log.read_text())]
 
 
-def kernel_env(**extra):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "REPROTRACE_CELL_MARKERS")}
-    env.update(extra)
-    return env
+def kernel_env():
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def cells_and_markers_agree(replies, emitted):
@@ -102,8 +106,8 @@ def cells_and_markers_agree(replies, emitted):
     assert [(m.phase, m.execution_count, m.cell_id, m.code_sha256) for m in emitted] == expected
 
 
-def test_kernel_started_with_the_hook_dir_loads_the_extension(tmp_path, hook_dir):
-    kernel = TracedKernel(tmp_path, kernel_env(REPROTRACE_CELL_MARKERS="1", PYTHONPATH=str(hook_dir)))
+def test_every_cell_gets_its_markers(tmp_path, hook_dir):
+    kernel = TracedKernel(tmp_path, kernel_env(), hook_dir)
     try:
         cells = [("c-1", "x = 1"), ("c-2", "print(x)"), (None, "y = x + 1"), ("c-4", "raise ValueError('boom')")]
         replies = []
@@ -123,7 +127,7 @@ def test_kernel_started_with_the_hook_dir_loads_the_extension(tmp_path, hook_dir
 # post_run_cell no result.
 @pytest.mark.parametrize("sleep", ["time.sleep(60)", "await asyncio.sleep(3)"])
 def test_an_interrupted_cell_gets_its_end(tmp_path, hook_dir, sleep):
-    kernel = TracedKernel(tmp_path, kernel_env(REPROTRACE_CELL_MARKERS="1", PYTHONPATH=str(hook_dir)))
+    kernel = TracedKernel(tmp_path, kernel_env(), hook_dir)
     try:
         code = "import asyncio, time\nopen({!r}, 'w').close()\n{}".format(str(tmp_path / "sleeping"), sleep)
         # stop_on_error=False: ipykernel 6 would abort the next request.
@@ -137,48 +141,3 @@ def test_an_interrupted_cell_gets_its_end(tmp_path, hook_dir, sleep):
         emitted = kernel.stop()
     assert interrupted["ename"] in ("KeyboardInterrupt", "CancelledError")
     cells_and_markers_agree([(1, "sleep", code), (after["execution_count"], "after", "x = 1")], emitted)
-
-
-def test_inject_loads_the_extension_into_a_running_kernel(tmp_path, hook_dir):
-    kernel = TracedKernel(tmp_path, kernel_env())
-    try:
-        before_cell = kernel.execute("a = 1", cell_id="before")
-        before = kernel.state()
-        injected = subprocess.run(
-            [sys.executable, "-m", "reprotrace.inject", kernel.manager.connection_file, str(hook_dir)],
-            env=kernel_env(PYTHONPATH=str(hook_dir)),
-            capture_output=True,
-            text=True,
-        )
-        assert (injected.returncode, injected.stderr) == (0, "")
-        assert kernel.state() == before
-        reply = kernel.execute("b = a + 1", cell_id="after")
-        again = subprocess.run(
-            [sys.executable, "-m", "reprotrace.inject", kernel.manager.connection_file, str(hook_dir)],
-            env=kernel_env(PYTHONPATH=str(hook_dir)),
-        )
-        assert again.returncode == 0
-        last = kernel.execute("c = b + 1", cell_id="last")
-    finally:
-        emitted = kernel.stop()
-    assert before_cell["execution_count"] == 1
-    cells_and_markers_agree([(2, "after", "b = a + 1"), (3, "last", "c = b + 1")], emitted)
-    assert (reply["execution_count"], last["execution_count"]) == (2, 3)
-
-
-def test_inject_reports_a_kernel_error(tmp_path):
-    broken = tmp_path / "broken-hook"
-    (broken / "reprotrace").mkdir(parents=True)
-    (broken / "reprotrace" / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
-    kernel = TracedKernel(tmp_path, kernel_env())
-    try:
-        injected = subprocess.run(
-            [sys.executable, "-m", "reprotrace.inject", kernel.manager.connection_file, str(broken)],
-            env=kernel_env(PYTHONPATH=str(PYTHON_DIR)),
-            capture_output=True,
-            text=True,
-        )
-    finally:
-        kernel.stop()
-    assert injected.returncode == 1
-    assert "ImportError: broken on purpose" in injected.stderr

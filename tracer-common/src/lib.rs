@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod abi;
+pub mod io_uring;
 pub mod syscalls;
 
 /// Longest path the kernel copies (Linux `PATH_MAX`, NUL included).
@@ -30,6 +31,12 @@ pub const FLAG_STR1_TRUNCATED: u16 = 2;
 /// `EventHeader::flags`: an exec's argv was longer than [`ARGV_MAX`], or could
 /// not be read whole.
 pub const FLAG_ARGV_TRUNCATED: u16 = 4;
+/// `EventHeader::flags`: an io_uring request (`ret` is its id), whose fact
+/// holds if its [`EventKind::IoUringCompletion`] says it succeeded.
+pub const FLAG_IO_URING_REQUEST: u16 = 8;
+/// `EventHeader::flags`: the io_uring request opens or closes a direct
+/// descriptor (a slot of the ring's file table, not a process descriptor).
+pub const FLAG_IO_URING_DIRECT: u16 = 16;
 
 /// The facts the kernel reports. The discriminant is the `kind` field on the wire.
 #[repr(u16)]
@@ -103,6 +110,10 @@ pub enum EventKind {
     /// An anonymous memory file was made. args: [-, flags, -]; str0 = its
     /// name; ret = fd.
     MemfdCreate = 25,
+    /// An io_uring request finished. args: [its id, -, -]; ret = its result.
+    IoUringCompletion = 26,
+    /// The task set up an io_uring (`io_uring_setup`); ret = its descriptor.
+    IoUringSetup = 27,
 }
 
 impl EventKind {
@@ -135,6 +146,8 @@ impl EventKind {
             23 => Umount,
             24 => MoveMount,
             25 => MemfdCreate,
+            26 => IoUringCompletion,
+            27 => IoUringSetup,
             _ => return None,
         })
     }
@@ -219,7 +232,10 @@ pub mod maps {
     pub const SEEN_METADATA: &str = "SEEN_METADATA";
     /// `HashMap<u32 tgid, u64>`: the current epoch of each traced process.
     pub const EPOCHS: &str = "EPOCHS";
-    pub const ALL: &[&str] = &[TRACED, PENDING, EVENTS, COUNTERS, SCRATCH, EXEC_SCRATCH, SEEN_METADATA, EPOCHS];
+    /// `HashMap<u64 request, u32 audit id>`: io_uring requests awaiting completion.
+    pub const IO_URING_REQUESTS: &str = "IO_URING_REQUESTS";
+    pub const ALL: &[&str] =
+        &[TRACED, PENDING, EVENTS, COUNTERS, SCRATCH, EXEC_SCRATCH, SEEN_METADATA, EPOCHS, IO_URING_REQUESTS];
 }
 
 /// Slots of the `COUNTERS` map.
@@ -243,7 +259,10 @@ pub mod globals {
     /// Byte offsets of `arg_start` and `arg_end` in `struct mm_struct`.
     pub const MM_ARG_START_OFFSET: &str = "MM_ARG_START_OFFSET";
     pub const MM_ARG_END_OFFSET: &str = "MM_ARG_END_OFFSET";
-    pub const ALL: &[&str] = &[TASK_EXIT_CODE_OFFSET, TASK_MM_OFFSET, MM_ARG_START_OFFSET, MM_ARG_END_OFFSET];
+    /// An [`crate::io_uring::IoUringOffsets`].
+    pub const IO_URING_OFFSETS: &str = "IO_URING_OFFSETS";
+    pub const ALL: &[&str] =
+        &[TASK_EXIT_CODE_OFFSET, TASK_MM_OFFSET, MM_ARG_START_OFFSET, MM_ARG_END_OFFSET, IO_URING_OFFSETS];
 }
 
 /// A tracepoint program: its symbol in the object and where it attaches.
@@ -254,15 +273,18 @@ pub struct ProgramSpec {
     pub name: &'static str,
 }
 
-/// The programs on the scheduler's tracepoints, which follow the PID tree.
-pub const SCHED_PROGRAMS: &[ProgramSpec] = &[
+/// The programs on other tracepoints than the syscalls': the scheduler's,
+/// which follow the PID tree, and io_uring's, which see its requests.
+pub const TRACEPOINT_PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec { symbol: "sched_process_fork", category: "sched", name: "sched_process_fork" },
     ProgramSpec { symbol: "sched_process_exec", category: "sched", name: "sched_process_exec" },
     ProgramSpec { symbol: "sched_process_exit", category: "sched", name: "sched_process_exit" },
+    ProgramSpec { symbol: "io_uring_submit_req", category: "io_uring", name: "io_uring_submit_req" },
+    ProgramSpec { symbol: "io_uring_complete", category: "io_uring", name: "io_uring_complete" },
 ];
 
-/// Every program in the object: the scheduler's, then an entry and an exit
-/// program per traced syscall. The build exports these symbols and the
+/// Every program in the object: the other tracepoints', then an entry and an
+/// exit program per traced syscall. The build exports these symbols and the
 /// loader attaches each one.
 pub fn programs() -> impl Iterator<Item = ProgramSpec> {
     let syscall_programs = syscalls::SYSCALLS.iter().flat_map(|syscall| {
@@ -272,5 +294,5 @@ pub fn programs() -> impl Iterator<Item = ProgramSpec> {
             name: program,
         })
     });
-    SCHED_PROGRAMS.iter().copied().chain(syscall_programs)
+    TRACEPOINT_PROGRAMS.iter().copied().chain(syscall_programs)
 }

@@ -237,6 +237,7 @@ macro_rules! for_each_syscall {
             umount2 = 166 @ umount => fact(Umount, [CWD, raw(1), UNUSED], [Some(0), None]),
             move_mount = 429 => fact(MoveMount, [raw(2), raw(0), raw(4)], [Some(3), Some(1)]),
             memfd_create = 319 => fact(MemfdCreate, [UNUSED, raw(1), UNUSED], [Some(0), None]),
+            io_uring_setup = 425 => fact(IoUringSetup, [UNUSED, UNUSED, UNUSED], [None, None]),
         }
     };
 }

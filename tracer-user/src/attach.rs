@@ -115,7 +115,7 @@ async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: 
     let mut injecting = hook.is_some();
     let mut injection = pin!(async {
         match &hook {
-            Some(hook) => jupyter::inject_hooks(hook.pid, &hook.connection_file, &hook.hook_dir).await.map(Some),
+            Some(hook) => jupyter::inject_hooks(&hook.connection_file, &hook.hook_dir).await.map(|()| Some(hook.pid)),
             None => Ok(None),
         }
     });
@@ -123,6 +123,7 @@ async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: 
     let mut lost = false;
     while pipeline.has_live_tasks() {
         let mut feed = |event| pipeline.feed(&event);
+        let mut hooked = None;
         tokio::select! {
             more = source.next_batch(&mut feed) => match more {
                 Ok(true) => {}
@@ -136,14 +137,16 @@ async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: 
             },
             injected = &mut injection, if injecting => {
                 injecting = false;
-                if let Some(pid) = injected? {
-                    if !settings.quiet {
-                        eprintln!("reprotrace: cell hook installed in kernel {pid}");
-                    }
-                }
+                hooked = injected?;
             }
             _ = signals.next() => break,
             () = &mut until => break,
+        }
+        if let Some(pid) = hooked {
+            pipeline.mark_cell_hook(pid);
+            if !settings.quiet {
+                eprintln!("reprotrace: cell hook installed in kernel {pid}");
+            }
         }
     }
     let mut interrupted = lost;

@@ -382,6 +382,7 @@ fn handle(
                         .untracked_children
                         .saturating_sub(client.counters_at_start.untracked_children),
                     malformed_events: client.malformed,
+                    sees_io_uring: source.sees_io_uring(),
                 },
                 Err(err) => {
                     client.reply(Reply::Error(err.to_string()));

@@ -106,6 +106,8 @@ pub enum Fact {
     MoveMount { to_dirfd: i32, to: Vec<u8>, from_dirfd: i32, from: Vec<u8> },
     /// An anonymous memory file named `name` was made, as descriptor `fd`.
     MemfdCreate { name: Vec<u8>, fd: i32 },
+    /// The task set up an io_uring (whose requests only some sources see).
+    IoUringSetup,
     /// `old` was renamed to `new`; `flags` are renameat2's.
     Rename { old_dirfd: i32, old: Vec<u8>, new_dirfd: i32, new: Vec<u8>, flags: u64 },
     /// `path` was removed (`dir`: by rmdir or `AT_REMOVEDIR`).
@@ -133,6 +135,8 @@ pub enum Fact {
 pub enum FactError {
     #[error("an openat on the cell-marker dirfd does not carry a cell marker")]
     BadCellMarker,
+    #[error("an io_uring completion is half of a fact, not one")]
+    HalfAFact,
 }
 
 /// An exec's argv as the source has it.
@@ -187,6 +191,8 @@ impl Fact {
             EventKind::Umount => Fact::Umount { dirfd: fd(a0), target: first },
             EventKind::MoveMount => Fact::MoveMount { to_dirfd: fd(a0), to: first, from_dirfd: fd(a1), from: second },
             EventKind::MemfdCreate => Fact::MemfdCreate { name: first, fd: ret as i32 },
+            EventKind::IoUringSetup => Fact::IoUringSetup,
+            EventKind::IoUringCompletion => return Err(FactError::HalfAFact),
             EventKind::Rename => {
                 Fact::Rename { old_dirfd: fd(a0), old: first, new_dirfd: fd(a1), new: second, flags: a2 }
             }

@@ -1,11 +1,10 @@
 //! The Python cell hook (python/ in the repository), embedded in the binary and
-//! written to a directory the traced Python processes can import it from.
+//! written to a directory the kernels can import it from.
 //!
-//! `reprotrace run` puts that directory first on `PYTHONPATH` with
-//! `REPROTRACE_CELL_MARKERS=1`, so IPython kernels it launches load the hook
-//! through its `sitecustomize` (which chains to the one it shadows), with no
-//! change to the notebook or the user's profile. `reprotrace attach
-//! --inject-hooks` has a running kernel import it from there.
+//! The traced command's environment is left as it was given: the hook is
+//! loaded into each IPython kernel through the kernel's own Jupyter protocol
+//! (see [`crate::jupyter::client`]), by `reprotrace run` as soon as a kernel
+//! starts in the traced tree and by `reprotrace attach --inject-hooks`.
 
 use std::{
     io::Write,
@@ -15,14 +14,9 @@ use std::{
 
 /// Files of the hook directory: (relative path, contents).
 const FILES: &[(&str, &str)] = &[
-    ("sitecustomize.py", include_str!("../../python/sitecustomize.py")),
     ("reprotrace/__init__.py", include_str!("../../python/reprotrace/__init__.py")),
     ("reprotrace/markers.py", include_str!("../../python/reprotrace/markers.py")),
-    ("reprotrace/inject.py", include_str!("../../python/reprotrace/inject.py")),
 ];
-
-/// The environment variable that turns the hook on in `sitecustomize`.
-pub const ENABLE_VARIABLE: &str = "REPROTRACE_CELL_MARKERS";
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write the Python cell hook to {path}: {source}")]
@@ -88,12 +82,33 @@ fn content_hash() -> u64 {
     hash
 }
 
-/// `PYTHONPATH` with the hook directory first.
-pub fn python_path(hook_dir: &Path) -> std::ffi::OsString {
-    let mut value = hook_dir.as_os_str().to_owned();
-    if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|existing| !existing.is_empty()) {
-        value.push(":");
-        value.push(existing);
+/// Cell hooks being installed in kernels, each in a task of its own, while
+/// the audit goes on.
+#[derive(Default)]
+pub struct KernelHooks {
+    /// The hook directory, written the first time a kernel needs it.
+    dir: Option<PathBuf>,
+    installing: tokio::task::JoinSet<(u32, Result<(), crate::jupyter::JupyterError>)>,
+}
+
+impl KernelHooks {
+    /// Starts installing the hook in kernel `pid`, which uses `connection_file`.
+    pub fn start(&mut self, pid: u32, connection_file: PathBuf) -> Result<(), HookError> {
+        let dir = match &self.dir {
+            Some(dir) => dir.clone(),
+            None => self.dir.insert(install()?).clone(),
+        };
+        self.installing.spawn(async move { (pid, crate::jupyter::inject_hooks(&connection_file, &dir).await) });
+        Ok(())
     }
-    value
+
+    /// The next installation that finished: the kernel's pid and how it went.
+    /// Pending forever while none is under way.
+    pub async fn next(&mut self) -> (u32, Result<(), crate::jupyter::JupyterError>) {
+        match self.installing.join_next().await {
+            Some(Ok(done)) => done,
+            Some(Err(panicked)) => (0, Err(crate::jupyter::JupyterError::Inject(panicked.to_string()))),
+            None => std::future::pending().await,
+        }
+    }
 }

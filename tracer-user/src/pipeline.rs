@@ -2,13 +2,14 @@
 //! (the run's, and one per notebook cell), and at the end software
 //! identification, data classification and the manifest's trace sections.
 
-use std::{collections::HashMap, time::SystemTime};
+use std::{collections::HashMap, path::PathBuf, time::SystemTime};
 
 use crate::{
     access::AccessLog,
     classify,
     event::{Event, ExistingProcess},
     image::{self, Image},
+    jupyter,
     manifest::{self, CellSections, TraceSections},
     software::{self, PathSink, SoftwareIndex},
     tracker::{FileOp, FileUse, Pid, ProcessRecord, Tracker, TrackerStats},
@@ -24,6 +25,9 @@ pub struct Pipeline {
     software_paths: Option<PathSink>,
     /// What each exec'd file is, read once per path.
     images: HashMap<Vec<u8>, Image>,
+    /// IPython kernels that started since [`Pipeline::take_started_kernels`]
+    /// was last asked: their pids and connection files.
+    started_kernels: Vec<(Pid, PathBuf)>,
 }
 
 /// What the pipeline learnt, ready for the manifest.
@@ -49,6 +53,7 @@ impl Pipeline {
             events: 0,
             software_paths: None,
             images: HashMap::new(),
+            started_kernels: Vec::new(),
         }
     }
 
@@ -66,6 +71,7 @@ impl Pipeline {
             events: 0,
             software_paths: None,
             images: HashMap::new(),
+            started_kernels: Vec::new(),
         }
     }
 
@@ -96,7 +102,22 @@ impl Pipeline {
                 self.record(pid, cell, FileOp::Exec { path: interpreter.clone() });
             }
             self.tracker.note_image(pid, image.interpreters, image.ia32);
+            if let Some(process) = self.tracker.processes().iter().rev().find(|process| process.pid == pid) {
+                if let Some(connection_file) = jupyter::kernel_connection_file(&process.argv, &process.cwd) {
+                    self.started_kernels.push((pid, connection_file));
+                }
+            }
         }
+    }
+
+    /// The IPython kernels that started in the tree since the last call.
+    pub fn take_started_kernels(&mut self) -> Vec<(Pid, PathBuf)> {
+        std::mem::take(&mut self.started_kernels)
+    }
+
+    /// The cell hook was installed in process `pid`.
+    pub fn mark_cell_hook(&mut self, pid: Pid) {
+        self.tracker.mark_cell_hook(pid);
     }
 
     fn record(&mut self, pid: Pid, cell: Option<usize>, op: FileOp) {

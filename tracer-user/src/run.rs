@@ -2,8 +2,10 @@
 //! it and every process it left behind have exited (or the user interrupted
 //! twice).
 //!
-//! IPython kernels the command starts (`jupyter nbconvert --execute`,
-//! `papermill`, …) get the cell hook through `PYTHONPATH` (see [`hooks`]).
+//! The command gets exactly the environment reprotrace was given. IPython
+//! kernels it starts (`jupyter nbconvert --execute`, `papermill`, …) get the
+//! cell hook through their own Jupyter protocol as soon as they start (see
+//! [`hooks`]).
 
 use std::{ffi::OsString, os::unix::ffi::OsStrExt};
 
@@ -14,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::{
     audit::{Audit, Backend, Settings, Traced},
     event::{Tid, WaitStatus},
-    hooks,
+    hooks::KernelHooks,
     interrupts::Signals,
     launch::{LaunchError, LaunchSpec},
     manifest,
@@ -27,12 +29,7 @@ use crate::{
 
 /// Runs the audit; returns the exit code reprotrace should exit with (the command's).
 pub async fn run(settings: Settings, command: Vec<OsString>) -> anyhow::Result<i32> {
-    let hook_dir = hooks::install()?;
-    let environment = vec![
-        (OsString::from(hooks::ENABLE_VARIABLE), OsString::from("1")),
-        (OsString::from("PYTHONPATH"), hooks::python_path(&hook_dir)),
-    ];
-    let spec = LaunchSpec::new(command, environment)?;
+    let spec = LaunchSpec::new(command, Vec::new())?;
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let described: Vec<String> = spec.argv.iter().map(|arg| manifest::display_bytes(arg.as_bytes())).collect();
     let audit = Audit::start(described, cwd.as_os_str().as_bytes().to_vec(), spec.credentials.clone());
@@ -78,8 +75,10 @@ async fn follow(mut source: impl Source, launched: Launched, watch: Watch<'_>) -
     let mut root_status = None;
     let mut interrupted = false;
     let mut stream = Stream::Open;
-    let mut feed = |event| pipeline.feed(&event);
+    let mut hooks = KernelHooks::default();
     loop {
+        let mut feed = |event| pipeline.feed(&event);
+        let mut hooked = None;
         tokio::select! {
             more = source.next_batch(&mut feed), if stream == Stream::Open => match more {
                 Ok(true) => {}
@@ -104,11 +103,25 @@ async fn follow(mut source: impl Source, launched: Launched, watch: Watch<'_>) -
                     break;
                 }
             }
+            installed = hooks.next() => hooked = Some(installed),
+        }
+        if let Some((kernel, installed)) = hooked {
+            match installed {
+                Ok(()) => pipeline.mark_cell_hook(kernel),
+                Err(err) => eprintln!("reprotrace: warning: no cells for kernel {kernel}: {err}"),
+            }
+        }
+        for (kernel, connection_file) in pipeline.take_started_kernels() {
+            if let Err(err) = hooks.start(kernel, connection_file) {
+                eprintln!("reprotrace: warning: no cells for kernel {kernel}: {err}");
+            }
         }
     }
     let counters = match stream {
         Stream::Lost => Counters::default(),
-        Stream::Open | Stream::Ended => finish_or_warn(source, &mut feed, &mut interrupted).await,
+        Stream::Open | Stream::Ended => {
+            finish_or_warn(source, &mut |event| pipeline.feed(&event), &mut interrupted).await
+        }
     };
     (Traced { pipeline, root_status, counters, interrupted }, exec_error)
 }

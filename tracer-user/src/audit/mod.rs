@@ -73,7 +73,8 @@ impl Audit {
             pipeline.finish(&settings.rules, self.started_at, &mut software_index);
         // The command's status, for `run`; an attached tree has no one command.
         let status = root.filter(|root| !root.pre_existing).and_then(|root| root.status).or(root_status);
-        let Counters { lost_events, untracked_children, malformed_events } = counters;
+        let Counters { lost_events, untracked_children, malformed_events, sees_io_uring } = counters;
+        let unseen_io_uring_rings = if sees_io_uring { 0 } else { tracker.io_uring_setups };
         let malformed_events = malformed_events + tracker.unknown_tasks;
         let manifest = Manifest {
             schema: SCHEMA_ID.to_string(),
@@ -93,10 +94,12 @@ impl Audit {
                 unresolved_paths: tracker.unresolved_paths,
                 truncated_argvs: tracker.truncated_argvs,
                 ia32_processes: tracker.ia32_processes,
+                unseen_io_uring_rings,
                 complete: lost_events == 0
                     && untracked_children == 0
                     && malformed_events == 0
                     && tracker.truncated_argvs == 0
+                    && unseen_io_uring_rings == 0
                     // strace sees 32-bit programs' system calls; the eBPF tracepoints do not.
                     && (tracker.ia32_processes == 0 || settings.backend == Backend::Strace)
                     && !interrupted,

@@ -25,12 +25,29 @@ pub fn print(manifest: &Manifest, output: &Path) {
         stats.lost_events,
     );
     if !stats.complete {
+        let mut reasons = vec![
+            format!("{} lost events", stats.lost_events),
+            format!("{} untracked children", stats.untracked_children),
+            format!("{} malformed events", stats.malformed_events),
+        ];
+        if stats.truncated_argvs > 0 {
+            reasons.push(format!("{} argvs longer than the backend takes", stats.truncated_argvs));
+        }
+        if stats.ia32_processes > 0 && manifest.backend == "ebpf" {
+            reasons.push(format!(
+                "{} processes ran 32-bit programs, whose system calls the eBPF backend does not see (use --backend strace)",
+                stats.ia32_processes
+            ));
+        }
+        if stats.unseen_io_uring_rings > 0 {
+            reasons.push(format!(
+                "{} io_uring instances whose requests the {} backend does not see (use the eBPF backend)",
+                stats.unseen_io_uring_rings, manifest.backend
+            ));
+        }
         eprintln!(
-            "reprotrace: warning: the manifest may be incomplete: {} lost events, {} untracked children, \
-             {} malformed events{}",
-            stats.lost_events,
-            stats.untracked_children,
-            stats.malformed_events,
+            "reprotrace: warning: the manifest may be incomplete: {}{}",
+            reasons.join(", "),
             if stats.lost_events > 0 { " (try a larger --ring-buffer-size)" } else { "" },
         );
     }

@@ -83,6 +83,10 @@ pub struct Stats {
     /// by the eBPF backend's tracepoints.
     #[serde(default)]
     pub ia32_processes: u64,
+    /// io_uring instances the run set up whose requests the backend cannot
+    /// see (strace): their file operations are missing.
+    #[serde(default)]
+    pub unseen_io_uring_rings: u64,
     /// False when anything above says facts may be missing, or the audit was cut short.
     pub complete: bool,
     /// From the audit's start until its process tree ended (or it stopped

@@ -32,6 +32,9 @@ pub struct Counters {
     pub untracked_children: u64,
     /// Records or log lines that could not be understood.
     pub malformed_events: u64,
+    /// The source reports what io_uring requests do (strace does not: an
+    /// audit whose tasks set up an io_uring then misses facts).
+    pub sees_io_uring: bool,
 }
 
 /// Why a source stopped yielding events.

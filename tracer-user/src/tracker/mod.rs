@@ -188,6 +188,8 @@ pub struct TrackerStats {
     pub truncated_argvs: u64,
     /// Processes that ran a 32-bit program.
     pub ia32_processes: u64,
+    /// io_uring instances the tasks set up.
+    pub io_uring_setups: u64,
 }
 
 /// Follows tasks and processes through events; see the module documentation.
@@ -440,6 +442,10 @@ impl Tracker {
             Fact::MoveMount { to_dirfd, to, .. } => {
                 let target = self.locate(&task, *to_dirfd, to, true)?;
                 task.mounts.borrow_mut().opaque(target);
+                None
+            }
+            Fact::IoUringSetup => {
+                self.stats.io_uring_setups += 1;
                 None
             }
             Fact::MemfdCreate { name, fd } => {

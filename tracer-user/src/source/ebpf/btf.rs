@@ -3,6 +3,7 @@
 //! them to the programs as read-only globals.
 
 use btf_rs::{Btf, Type};
+use tracer_common::io_uring::IoUringOffsets;
 
 use super::{preflight::VMLINUX_BTF, EbpfError};
 
@@ -15,6 +16,9 @@ pub struct KernelOffsets {
     /// `mm_struct.arg_start` and `arg_end`: the new image's argv.
     pub mm_arg_start: u64,
     pub mm_arg_end: u64,
+    /// Where io_uring requests keep their operands; `known` 0 when this
+    /// kernel's BTF lacks them (io_uring requests then go unseen).
+    pub io_uring: IoUringOffsets,
 }
 
 impl KernelOffsets {
@@ -39,8 +43,45 @@ impl KernelOffsets {
             task_mm: offset("task_struct", "mm")?,
             mm_arg_start: offset("mm_struct", "arg_start")?,
             mm_arg_end: offset("mm_struct", "arg_end")?,
+            io_uring: io_uring_offsets(&offset).unwrap_or_default(),
         })
     }
+}
+
+/// The io_uring request layout, if this kernel has every member.
+fn io_uring_offsets(offset: &dyn Fn(&str, &str) -> Result<u64, EbpfError>) -> Result<IoUringOffsets, EbpfError> {
+    let how = |member: &str| -> Result<u64, EbpfError> { Ok(offset("io_open", "how")? + offset("open_how", member)?) };
+    Ok(IoUringOffsets {
+        known: 1,
+        command: offset("io_kiocb", "cmd")?,
+        open_dfd: offset("io_open", "dfd")?,
+        open_file_slot: offset("io_open", "file_slot")?,
+        open_filename: offset("io_open", "filename")?,
+        open_flags: how("flags")?,
+        open_mode: how("mode")?,
+        close_fd: offset("io_close", "fd")?,
+        close_file_slot: offset("io_close", "file_slot")?,
+        statx_dfd: offset("io_statx", "dfd")?,
+        statx_flags: offset("io_statx", "flags")?,
+        statx_filename: offset("io_statx", "filename")?,
+        rename_old_dfd: offset("io_rename", "old_dfd")?,
+        rename_new_dfd: offset("io_rename", "new_dfd")?,
+        rename_oldpath: offset("io_rename", "oldpath")?,
+        rename_newpath: offset("io_rename", "newpath")?,
+        rename_flags: offset("io_rename", "flags")?,
+        unlink_dfd: offset("io_unlink", "dfd")?,
+        unlink_flags: offset("io_unlink", "flags")?,
+        unlink_filename: offset("io_unlink", "filename")?,
+        mkdir_dfd: offset("io_mkdir", "dfd")?,
+        mkdir_mode: offset("io_mkdir", "mode")?,
+        mkdir_filename: offset("io_mkdir", "filename")?,
+        link_old_dfd: offset("io_link", "old_dfd")?,
+        link_new_dfd: offset("io_link", "new_dfd")?,
+        link_oldpath: offset("io_link", "oldpath")?,
+        link_newpath: offset("io_link", "newpath")?,
+        link_flags: offset("io_link", "flags")?,
+        filename_name: offset("filename", "name")?,
+    })
 }
 
 /// Finds `name` in a struct, looking into anonymous struct and union members.
@@ -72,5 +113,9 @@ mod tests {
         // mm_struct's members sit in an anonymous struct: found through it.
         assert!(offsets.mm_arg_end > offsets.mm_arg_start, "{} {}", offsets.mm_arg_start, offsets.mm_arg_end);
         assert!(offsets.task_mm > 0 && offsets.task_exit_code > 0);
+        // io_uring's command area overlays the start of a request, and its
+        // operand structs start with the file.
+        assert_eq!(offsets.io_uring.known, 1);
+        assert_eq!((offsets.io_uring.command, offsets.io_uring.open_dfd), (0, 8));
     }
 }

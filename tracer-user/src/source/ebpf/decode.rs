@@ -1,8 +1,15 @@
-//! Decodes the kernel's wire events (tracer-common's layout) into [`Event`]s.
+//! Decodes the kernel's wire events (tracer-common's layout) into [`Event`]s:
+//! [`decode`] one record, [`Decoder`] a stream of them (holding an io_uring
+//! request until its completion says whether its fact holds).
 
-use tracer_common::{EventKind, FLAG_ARGV_TRUNCATED, FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE};
+use std::collections::HashMap;
 
-use crate::event::{abi::AT_FDCWD, Argv, Event, Fact, FactError};
+use tracer_common::{
+    EventKind, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED,
+    FLAG_STR1_TRUNCATED, HEADER_SIZE,
+};
+
+use crate::event::{abi::AT_FDCWD, Argv, Event, Fact, FactError, Tid};
 
 /// Why a record from the ring buffer could not be decoded.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -60,7 +67,70 @@ pub fn audit_id(bytes: &[u8]) -> Option<u32> {
     read_header(bytes).ok().map(|header| header.audit_id)
 }
 
-pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+/// One record: an event, or half of one (an io_uring request or its outcome).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Event(Event),
+    /// A request whose fact holds if it succeeds (`fact` was built with `ret` 0).
+    Request {
+        id: u64,
+        tid: Tid,
+        kind: EventKind,
+        args: [u64; 3],
+        strings: [Vec<u8>; 2],
+        direct: bool,
+    },
+    Completion {
+        id: u64,
+        result: i64,
+    },
+}
+
+/// Decodes a stream of records in order, counting what cannot be decoded.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    malformed: u64,
+    /// io_uring requests awaiting their completion, by id.
+    requests: HashMap<u64, Decoded>,
+}
+
+impl Decoder {
+    /// Decodes `record`, and hands `feed` the event it completes, if any.
+    pub fn push(&mut self, record: &[u8], feed: &mut impl FnMut(Event)) {
+        match decode(record) {
+            Ok(Decoded::Event(event)) => feed(event),
+            Ok(request @ Decoded::Request { id, .. }) => {
+                self.requests.insert(id, request);
+            }
+            Ok(Decoded::Completion { id, result }) => {
+                let Some(Decoded::Request { tid, kind, args, strings, direct, .. }) = self.requests.remove(&id) else {
+                    return;
+                };
+                if result < 0 {
+                    return;
+                }
+                match Fact::from_parts(kind, args, result, strings, Argv::default()) {
+                    // A direct descriptor is a slot of the ring's table: no
+                    // process descriptor was made or closed.
+                    Ok(Fact::Close { .. }) if direct => {}
+                    Ok(Fact::Open { dirfd, path, flags, .. }) if direct => {
+                        feed(Event { tid, fact: Fact::Open { dirfd, path, flags, fd: -1 } })
+                    }
+                    Ok(fact) => feed(Event { tid, fact }),
+                    Err(_) => self.malformed += 1,
+                }
+            }
+            Err(_) => self.malformed += 1,
+        }
+    }
+
+    /// Records that could not be decoded so far.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let header = read_header(bytes)?;
     let kind = EventKind::from_wire(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
     let strings_end = HEADER_SIZE.saturating_add(header.str_len[0]).saturating_add(header.str_len[1]);
@@ -74,6 +144,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     }
     let first = c_string(&bytes[HEADER_SIZE..HEADER_SIZE + header.str_len[0]]);
     let second = &bytes[HEADER_SIZE + header.str_len[0]..strings_end];
+    if header.flags & FLAG_IO_URING_REQUEST != 0 {
+        let (id, strings) = (header.ret as u64, [first, c_string(second)]);
+        let direct = header.flags & FLAG_IO_URING_DIRECT != 0;
+        return Ok(Decoded::Request { id, tid: header.tid, kind, args: header.args, strings, direct });
+    }
+    if kind == EventKind::IoUringCompletion {
+        return Ok(Decoded::Completion { id: header.args[0], result: header.ret });
+    }
     let fact = match kind {
         // The new image's argv, each argument NUL-terminated, and the path the
         // kernel ran: `/dev/fd/N/PATH` for PATH relative to dirfd N.
@@ -97,7 +175,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         _ => Fact::from_parts(kind, header.args, header.ret, [first, c_string(second)], Argv::default())?,
     };
-    Ok(Event { tid: header.tid, fact })
+    Ok(Decoded::Event(Event { tid: header.tid, fact }))
 }
 
 /// The path the program gave relative to `dirfd`, from the kernel's spelling
@@ -148,7 +226,10 @@ mod tests {
         assert_eq!(audit_id(&bytes), Some(7));
         assert_eq!(
             decode(&bytes),
-            Ok(Event { tid: 41, fact: Fact::Open { dirfd: -100, path: b"out.txt".to_vec(), flags: 0o2000101, fd: 5 } })
+            Ok(Decoded::Event(Event {
+                tid: 41,
+                fact: Fact::Open { dirfd: -100, path: b"out.txt".to_vec(), flags: 0o2000101, fd: 5 }
+            }))
         );
     }
 
@@ -160,7 +241,10 @@ mod tests {
             args: [dirfd as i64 as u64, 0, 8],
             ..Default::default()
         };
-        decode(&wire(header, &[kernel_path, argv])).expect("an exec").fact
+        match decode(&wire(header, &[kernel_path, argv])).expect("an exec") {
+            Decoded::Event(event) => event.fact,
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -193,5 +277,44 @@ mod tests {
         let mut bytes = wire(EventHeader { kind: EventKind::Mkdir as u16, ..Default::default() }, &[b"abc\0"]);
         bytes.truncate(HEADER_SIZE + 2);
         assert_eq!(decode(&bytes), Err(DecodeError::StringsOverrun(HEADER_SIZE + 2)));
+    }
+
+    #[test]
+    fn an_io_uring_request_is_a_fact_once_it_succeeded() {
+        let request = |id: u64, flags: u16| {
+            let header = EventHeader {
+                kind: EventKind::Open as u16,
+                flags: FLAG_IO_URING_REQUEST | flags,
+                tid: 7,
+                ret: id as i64,
+                args: [(-100i64) as u64, 0, 0],
+                ..Default::default()
+            };
+            wire(header, &[b"in.txt\0"])
+        };
+        let completion = |id: u64, result: i64| {
+            let header = EventHeader {
+                kind: EventKind::IoUringCompletion as u16,
+                ret: result,
+                args: [id, 0, 0],
+                ..Default::default()
+            };
+            wire(header, &[])
+        };
+        let mut decoder = Decoder::default();
+        let mut events = Vec::new();
+        for record in [
+            request(1, 0),
+            request(2, 0),
+            request(3, FLAG_IO_URING_DIRECT),
+            completion(2, -2),
+            completion(1, 5),
+            completion(3, 0),
+        ] {
+            decoder.push(&record, &mut |event| events.push(event));
+        }
+        let open = |fd| Event { tid: 7, fact: Fact::Open { dirfd: -100, path: b"in.txt".to_vec(), flags: 0, fd } };
+        assert_eq!(events, vec![open(5), open(-1)], "the failed request 2 states nothing");
+        assert_eq!(decoder.malformed(), 0);
     }
 }

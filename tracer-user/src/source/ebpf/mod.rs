@@ -83,6 +83,9 @@ pub struct KernelPrograms {
     ring: AsyncFd<RingBuf<MapData>>,
     /// One per program while attached; dropping one detaches its program.
     links: Vec<TracePointLink>,
+    /// The io_uring programs can run here (the kernel has the tracepoints
+    /// and the request layout they read).
+    sees_io_uring: bool,
 }
 
 impl KernelPrograms {
@@ -95,13 +98,14 @@ impl KernelPrograms {
 
     /// Checks the machine and loads every program, leaving them unattached.
     pub fn load_detached(options: &LoadOptions) -> Result<Self, EbpfError> {
-        preflight::check()?;
+        let tracefs = preflight::check()?;
         let page = page_size();
         let ring_bytes = options.ring_buffer_bytes;
         if !ring_bytes.is_power_of_two() || ring_bytes < page {
             return Err(EbpfError::RingBufferSize(ring_bytes));
         }
         let offsets = btf::KernelOffsets::read()?;
+        let sees_io_uring = offsets.io_uring.known == 1 && preflight::io_uring_tracepoints_fit(&tracefs);
         let cpus = possible_cpus()?;
         let mut ebpf = EbpfLoader::new()
             // The object carries no CO-RE relocations (see btf.rs): skip
@@ -111,6 +115,7 @@ impl KernelPrograms {
             .override_global(globals::TASK_MM_OFFSET, &offsets.task_mm, true)
             .override_global(globals::MM_ARG_START_OFFSET, &offsets.mm_arg_start, true)
             .override_global(globals::MM_ARG_END_OFFSET, &offsets.mm_arg_end, true)
+            .override_global(globals::IO_URING_OFFSETS, &offsets.io_uring, true)
             .map_max_entries(maps::EVENTS, ring_bytes)
             .map_max_entries(maps::EXEC_SCRATCH, cpus)
             .load(BPF_OBJECT)
@@ -126,13 +131,14 @@ impl KernelPrograms {
         // SAFETY: the ring buffer owns its descriptor and keeps it open while the
         // AsyncFd holds it; we never replace or close it.
         let ring = unsafe { AsyncFd::register(ring) }.map_err(|err| EbpfError::Io(err.into()))?;
-        Ok(KernelPrograms { ebpf, ring, links: Vec::new() })
+        Ok(KernelPrograms { ebpf, ring, links: Vec::new(), sees_io_uring })
     }
 
     /// Attaches every program to its tracepoint (a few milliseconds: the
     /// programs are loaded already).
     pub fn attach(&mut self) -> Result<(), EbpfError> {
-        for spec in programs() {
+        let sees_io_uring = self.sees_io_uring;
+        for spec in programs().filter(|spec| sees_io_uring || spec.category != "io_uring") {
             let program_error = |source| EbpfError::Program { name: spec.symbol, source };
             let program = tracepoint(&mut self.ebpf, &spec)?;
             let link = program.attach(spec.category, spec.name).map_err(program_error)?;
@@ -143,6 +149,11 @@ impl KernelPrograms {
 
     pub fn is_attached(&self) -> bool {
         !self.links.is_empty()
+    }
+
+    /// Whether io_uring requests of the tasks followed are reported.
+    pub fn sees_io_uring(&self) -> bool {
+        self.sees_io_uring
     }
 
     /// Detaches every program, in a thread of its own: each syscall

@@ -121,6 +121,18 @@ fn check_tracepoint_layouts(tracefs: &Path) -> Result<(), PreflightError> {
     Ok(())
 }
 
+/// Whether the kernel's io_uring tracepoints exist with the fields the
+/// programs read (a kernel without io_uring has none: nothing to miss then).
+pub fn io_uring_tracepoints_fit(tracefs: &Path) -> bool {
+    [("io_uring/io_uring_submit_req", "req", 16), ("io_uring/io_uring_submit_req", "opcode", 32)]
+        .into_iter()
+        .chain([("io_uring/io_uring_complete", "req", 16), ("io_uring/io_uring_complete", "res", 32)])
+        .all(|(tracepoint, field, offset)| {
+            let format = std::fs::read_to_string(tracefs.join("events").join(tracepoint).join("format"));
+            format.is_ok_and(|format| field_offset(&format, field) == Some(offset))
+        })
+}
+
 /// Checks tracer-common's syscall table against the kernel's syscall
 /// tracepoints: they exist, their arguments are 8-byte slots from offset 16,
 /// and what the table reads as a string, an argv array or a struct member is

@@ -6,7 +6,7 @@ use std::{io, path::PathBuf};
 
 use super::{
     daemon_client::{DaemonClient, DaemonClientError},
-    decode,
+    decode::Decoder,
     protocol::DEFAULT_SOCKET,
     EbpfError, KernelPrograms, LoadOptions, DEFAULT_RING_BUFFER_BYTES,
 };
@@ -54,8 +54,7 @@ enum Programs {
 
 pub struct Session {
     programs: Programs,
-    /// Records that could not be decoded.
-    malformed: u64,
+    decoder: Decoder,
 }
 
 impl Session {
@@ -80,7 +79,7 @@ impl Session {
                  programs this process loads (--no-daemon) or to `reprotrace daemon`"
             );
         }
-        Ok(Session { programs, malformed: 0 })
+        Ok(Session { programs, decoder: Decoder::default() })
     }
 
     /// Starts `spec` held at a gate, follows it, and lets it exec: not one of
@@ -146,22 +145,24 @@ impl Session {
     }
 
     async fn finish_session(self, feed: &mut impl FnMut(Event)) -> Result<Counters, SessionError> {
-        let mut malformed = self.malformed;
+        let mut decoder = self.decoder;
         match self.programs {
             Programs::Local { mut programs, .. } => {
                 // Every task's last event was committed before it could be reaped.
-                programs.drain(&mut |record| decode_into(record, &mut malformed, feed));
+                programs.drain(&mut |record| decoder.push(record, feed));
                 let counters = programs.counters()?;
+                let sees_io_uring = programs.sees_io_uring();
                 programs.detach_after_exit();
                 Ok(Counters {
                     lost_events: counters.lost_events,
                     untracked_children: counters.untracked_children,
-                    malformed_events: malformed,
+                    malformed_events: decoder.malformed(),
+                    sees_io_uring,
                 })
             }
             Programs::Daemon(client) => {
-                let counters = client.finish(&mut |record| decode_into(record, &mut malformed, feed)).await?;
-                Ok(Counters { malformed_events: counters.malformed_events + malformed, ..counters })
+                let counters = client.finish(&mut |record| decoder.push(record, feed)).await?;
+                Ok(Counters { malformed_events: counters.malformed_events + decoder.malformed(), ..counters })
             }
         }
     }
@@ -170,17 +171,14 @@ impl Session {
 impl Source for Session {
     /// Never ends by itself: the tasks it follows are the driver's to watch.
     async fn next_batch(&mut self, feed: &mut impl FnMut(Event)) -> Result<bool, SourceError> {
-        let malformed = &mut self.malformed;
+        let decoder = &mut self.decoder;
         match &mut self.programs {
             Programs::Local { programs, .. } => {
                 programs.wait_for_events().await.map_err(SessionError::from)?;
-                programs.drain(&mut |record| decode_into(record, malformed, feed));
+                programs.drain(&mut |record| decoder.push(record, feed));
             }
             Programs::Daemon(client) => {
-                client
-                    .next_records(&mut |record| decode_into(record, malformed, feed))
-                    .await
-                    .map_err(SessionError::from)?;
+                client.next_records(&mut |record| decoder.push(record, feed)).await.map_err(SessionError::from)?;
             }
         }
         Ok(true)
@@ -196,13 +194,4 @@ impl Source for Session {
 fn local(load: &LoadOptions) -> Result<Programs, EbpfError> {
     // Our own programs: one audit, which our pid names.
     Ok(Programs::Local { programs: Box::new(KernelPrograms::load(load)?), audit_id: std::process::id() })
-}
-
-/// Decodes one record for the pipeline. Every record is this audit's: our own
-/// programs follow no one else, and the daemon routes by audit id.
-fn decode_into(record: &[u8], malformed: &mut u64, feed: &mut impl FnMut(Event)) {
-    match decode::decode(record) {
-        Ok(event) => feed(event),
-        Err(_) => *malformed += 1,
-    }
 }

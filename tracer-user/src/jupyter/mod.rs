@@ -1,4 +1,7 @@
-//! Finding a running Jupyter kernel and installing the cell hook in it.
+//! Finding Jupyter kernels, running ones and ones a traced command starts, and
+//! installing the cell hook in them ([`client`]).
+
+pub mod client;
 
 use std::{
     ffi::OsStr,
@@ -75,46 +78,61 @@ pub fn kernel_pid(connection_file: &Path) -> Result<u32, JupyterError> {
         .ok_or_else(|| JupyterError::NoKernelProcess(connection_file.to_path_buf()))
 }
 
-/// Installs the cell hook in the running kernel `pid`: its own Python sends one
-/// silent execute request (not stored in history) over the Jupyter protocol,
-/// with jupyter_client, that loads the extension from `hook_dir`. Returns the
-/// kernel's pid once it has.
-pub async fn inject_hooks(pid: u32, connection_file: &Path, hook_dir: &Path) -> Result<u32, JupyterError> {
-    let python =
-        kernel_python(pid).ok_or_else(|| JupyterError::Inject(format!("cannot find process {pid}'s Python")))?;
-    let output = tokio::process::Command::new(&python)
-        .args(["-m", "reprotrace.inject"])
-        .arg(connection_file)
-        .arg(hook_dir)
-        .env("PYTHONPATH", crate::hooks::python_path(hook_dir))
-        // Detaching before it is done leaves no injector behind.
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|err| JupyterError::Inject(format!("running {}: {err}", python.display())))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(JupyterError::Inject(stderr.trim().to_string()));
+/// The connection file of an IPython kernel, from the command line that
+/// starts it (`python -m ipykernel_launcher -f FILE`, `--f=FILE`, or
+/// `--ConnectionFileMixin.connection_file=FILE`), made absolute against `cwd`;
+/// `None` for any other command.
+pub fn kernel_connection_file(argv: &[Vec<u8>], cwd: &[u8]) -> Option<PathBuf> {
+    let is_kernel = argv
+        .iter()
+        .any(|arg| arg == b"ipykernel_launcher" || arg == b"ipykernel" || arg.ends_with(b"/ipykernel_launcher.py"));
+    if !is_kernel {
+        return None;
     }
-    Ok(pid)
+    let mut args = argv.iter();
+    let file = loop {
+        let arg = args.next()?;
+        if arg == b"-f" {
+            break args.next()?.clone();
+        }
+        for prefix in [&b"--f="[..], b"--ConnectionFileMixin.connection_file="] {
+            if let Some(file) = arg.strip_prefix(prefix) {
+                return Some(absolute(file, cwd));
+            }
+        }
+    };
+    Some(absolute(&file, cwd))
 }
 
-/// The kernel's interpreter as it was started (a venv's `bin/python` keeps the
-/// venv's packages, which `/proc/PID/exe`, the resolved binary, would not).
-fn kernel_python(pid: u32) -> Option<PathBuf> {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let first = cmdline.split(|&byte| byte == 0).next()?;
-    if first.first() == Some(&b'/') {
-        return Some(PathBuf::from(OsStr::from_bytes(first)));
-    }
-    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+fn absolute(file: &[u8], cwd: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(&crate::tracker::path::resolve(cwd, file)))
 }
+
+/// Installs the cell hook in the kernel using `connection_file` (see
+/// [`client::install_hook`]).
+pub async fn inject_hooks(connection_file: &Path, hook_dir: &Path) -> Result<(), JupyterError> {
+    client::install_hook(connection_file, hook_dir, HOOK_TIMEOUT).await
+}
+
+/// How long a kernel may take to start listening and answer the hook's request.
+const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {
     use std::process::Command;
 
     use super::*;
+
+    #[test]
+    fn kernels_are_recognised_by_their_command_line() {
+        let argv = |args: &[&str]| args.iter().map(|arg| arg.as_bytes().to_vec()).collect::<Vec<_>>();
+        let kernel = argv(&["/v/bin/python", "-m", "ipykernel_launcher", "-f", "/tmp/k.json"]);
+        assert_eq!(kernel_connection_file(&kernel, b"/w"), Some(PathBuf::from("/tmp/k.json")));
+        let relative = argv(&["python3", "-m", "ipykernel", "--f=run/k.json"]);
+        assert_eq!(kernel_connection_file(&relative, b"/w"), Some(PathBuf::from("/w/run/k.json")));
+        assert_eq!(kernel_connection_file(&argv(&["python3", "-f", "x.json"]), b"/w"), None);
+        assert_eq!(kernel_connection_file(&argv(&["python3", "-m", "ipykernel_launcher"]), b"/w"), None);
+    }
 
     #[test]
     fn finds_the_process_naming_a_connection_file() {

@@ -1,0 +1,182 @@
+//! Just enough of the Jupyter messaging protocol (v5, over ZeroMQ) to install
+//! reprotrace's cell hook in a kernel: one `execute_request` on its shell
+//! channel, `silent` and kept out of its history, signed with the kernel's key,
+//! and its `execute_reply`. Sent from here, so nothing runs in the kernel's
+//! environment but the request itself, and it can reach a kernel the moment
+//! it listens, before its client's first cell.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant, SystemTime},
+};
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+
+use super::JupyterError;
+
+/// The frame that separates routing identities from a message.
+const DELIMITER: &[u8] = b"<IDS|MSG>";
+
+/// What reprotrace reads of a kernel's connection file.
+#[derive(Deserialize)]
+struct ConnectionInfo {
+    #[serde(default = "tcp")]
+    transport: String,
+    ip: String,
+    shell_port: u16,
+    #[serde(default)]
+    key: String,
+    #[serde(default = "hmac_sha256")]
+    signature_scheme: String,
+}
+
+fn tcp() -> String {
+    "tcp".into()
+}
+
+fn hmac_sha256() -> String {
+    "hmac-sha256".into()
+}
+
+/// The code that loads the extension from `hook_dir` (only once: the magic
+/// prints a notice the second time). Names it binds are deleted again.
+fn hook_code(hook_dir: &Path) -> String {
+    let dir = serde_json::to_string(&hook_dir.to_string_lossy()).unwrap_or_default();
+    format!(
+        "import sys as _reprotrace_sys\n\
+         if {dir} not in _reprotrace_sys.path:\n    _reprotrace_sys.path.insert(0, {dir})\n\
+         del _reprotrace_sys\n\
+         if 'reprotrace' not in get_ipython().extension_manager.loaded:\n    \
+         get_ipython().run_line_magic('load_ext', 'reprotrace')\n"
+    )
+}
+
+/// Loads the reprotrace extension from `hook_dir` into the kernel whose
+/// connection file is `connection_file`, waiting up to `timeout` for the
+/// kernel to listen and answer.
+pub async fn install_hook(connection_file: &Path, hook_dir: &Path, timeout: Duration) -> Result<(), JupyterError> {
+    let deadline = Instant::now() + timeout;
+    let fail = |reason: String| JupyterError::Inject(reason);
+    let text = std::fs::read(connection_file)
+        .map_err(|err| fail(format!("cannot read {}: {err}", connection_file.display())))?;
+    let info: ConnectionInfo = serde_json::from_slice(&text)
+        .map_err(|err| fail(format!("{} is not a kernel connection file: {err}", connection_file.display())))?;
+    if info.signature_scheme != "hmac-sha256" {
+        return Err(fail(format!("unsupported signature scheme {:?}", info.signature_scheme)));
+    }
+    let endpoint = match info.transport.as_str() {
+        "ipc" => format!("ipc://{}-{}", info.ip, info.shell_port),
+        transport => format!("{transport}://{}:{}", info.ip, info.shell_port),
+    };
+    let mut socket = DealerSocket::new();
+    // The kernel may not listen yet: try again at once, so the request is
+    // first in line when it does.
+    loop {
+        match socket.connect(&endpoint).await {
+            Ok(()) => break,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(err) => return Err(fail(format!("cannot reach the kernel at {endpoint}: {err}"))),
+        }
+    }
+    let content = json!({
+        "code": hook_code(hook_dir),
+        "silent": true,
+        "store_history": false,
+        "user_expressions": {},
+        "allow_stdin": false,
+        "stop_on_error": false,
+    });
+    let (message, msg_id) = signed("execute_request", &content, &info.key)?;
+    socket.send(message).await.map_err(|err| fail(format!("sending to the kernel: {err}")))?;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let received = tokio::time::timeout(left, socket.recv())
+            .await
+            .map_err(|_| fail(format!("the kernel did not answer within {} s", timeout.as_secs())))?
+            .map_err(|err| fail(format!("receiving from the kernel: {err}")))?;
+        let Some((header, parent, content)) = parts(received.into_vec()) else { continue };
+        if parent["msg_id"] != msg_id || header["msg_type"] != "execute_reply" {
+            continue;
+        }
+        return match content["status"].as_str() {
+            Some("ok") => Ok(()),
+            status => Err(fail(format!(
+                "the kernel answered {}: {}: {}",
+                status.unwrap_or("nothing"),
+                content["ename"].as_str().unwrap_or_default(),
+                content["evalue"].as_str().unwrap_or_default()
+            ))),
+        };
+    }
+}
+
+/// A message of type `msg_type`, signed with `key`, and its id.
+fn signed(msg_type: &str, content: &Value, key: &str) -> Result<(ZmqMessage, String), JupyterError> {
+    let now = SystemTime::now();
+    let nanos = now.duration_since(SystemTime::UNIX_EPOCH).map(|elapsed| elapsed.as_nanos()).unwrap_or_default();
+    let session = format!("reprotrace-{}", std::process::id());
+    let msg_id = format!("{session}-{nanos:x}");
+    let header = json!({
+        "msg_id": msg_id,
+        "session": session,
+        "username": "reprotrace",
+        "date": humantime::format_rfc3339_micros(now).to_string(),
+        "msg_type": msg_type,
+        "version": "5.3",
+    });
+    let frames: Vec<Bytes> =
+        [header, json!({}), json!({}), content.clone()].iter().map(|part| Bytes::from(part.to_string())).collect();
+    let signature = match key.is_empty() {
+        true => String::new(),
+        false => {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
+                .map_err(|err| JupyterError::Inject(format!("the kernel's key: {err}")))?;
+            frames.iter().for_each(|frame| mac.update(frame));
+            mac.finalize().into_bytes().iter().map(|byte| format!("{byte:02x}")).collect()
+        }
+    };
+    let mut message = vec![Bytes::from_static(DELIMITER), Bytes::from(signature)];
+    message.extend(frames);
+    let message = ZmqMessage::try_from(message).map_err(|err| JupyterError::Inject(err.to_string()))?;
+    Ok((message, msg_id))
+}
+
+/// The header, parent header and content of a received message.
+fn parts(frames: Vec<Bytes>) -> Option<(Value, Value, Value)> {
+    let start = frames.iter().position(|frame| frame.as_ref() == DELIMITER)?;
+    let parse = |index: usize| serde_json::from_slice::<Value>(frames.get(start + index)?).ok();
+    Some((parse(2)?, parse(3)?, parse(5)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_signed_over_their_four_parts() {
+        let (message, msg_id) = signed("execute_request", &json!({"code": "1"}), "secret").expect("a message");
+        let frames = message.into_vec();
+        assert_eq!(frames[0].as_ref(), DELIMITER);
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").expect("key");
+        frames[2..6].iter().for_each(|frame| mac.update(frame));
+        let expected: String = mac.finalize().into_bytes().iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(frames[1].as_ref(), expected.as_bytes());
+        let header: Value = serde_json::from_slice(&frames[2]).expect("header");
+        assert_eq!(
+            (header["msg_id"].as_str(), header["msg_type"].as_str()),
+            (Some(msg_id.as_str()), Some("execute_request"))
+        );
+        assert_eq!(parts(frames).map(|(_, _, content)| content["code"].clone()), Some(json!("1")));
+    }
+
+    #[test]
+    fn the_hook_code_quotes_its_directory() {
+        let code = hook_code(Path::new("/run/x \"y\""));
+        assert!(code.contains(r#""/run/x \"y\"""#), "{code}");
+    }
+}
