@@ -5,8 +5,9 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     ffi::OsStr,
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Child, Command, Output, Stdio},
 };
 
 use serde_json::Value;
@@ -84,6 +85,31 @@ pub fn audit_with<S: AsRef<OsStr>>(
     Audit { output, manifest }
 }
 
+/// Fails unless the audit lost nothing, parsed every event and calls itself complete.
+pub fn assert_complete(audit: &Audit) {
+    let stats = &audit.manifest["stats"];
+    assert_eq!(stats["lost_events"], 0, "lost events: {stats}");
+    assert_eq!(stats["malformed_events"], 0, "malformed events: {stats}");
+    assert_eq!(stats["complete"], true, "incomplete: {stats}\n{}", audit.stderr());
+}
+
+/// Starts `command` and returns once its stderr has printed a line containing
+/// `ready`; the rest of its stderr is drained, so it never blocks on the pipe.
+pub fn spawn_until(command: &mut Command, ready: &str) -> Child {
+    let mut child = command.stderr(Stdio::piped()).spawn().expect("starting reprotrace");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains(ready) => break,
+            Some(Ok(_)) => continue,
+            _ => panic!("reprotrace ended before printing {ready:?}: {:?}", child.wait()),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
 /// Fails unless `manifest` conforms to docs/manifest.schema.json.
 pub fn assert_valid(manifest: &Value) {
     let schema_text = std::fs::read(repo_root().join("docs/manifest.schema.json")).expect("schema file");
@@ -140,6 +166,7 @@ pub fn comparable(manifest: &Value) -> Value {
             let mut process = process.clone();
             process["ppid"] = name_of(&process["ppid"]);
             process["pid"] = name_of(&process["pid"]);
+            rename_namespace(&mut process, name_of);
             process
         })
         .collect();
@@ -149,14 +176,23 @@ pub fn comparable(manifest: &Value) -> Value {
     for section in ["inputs", "outputs"] {
         for entry in object["data"][section].as_array_mut().expect("data section") {
             entry.as_object_mut().expect("data entry").remove("mtime");
+            rename_namespace(entry, name_of);
         }
     }
     for file in object.get_mut("files").and_then(Value::as_array_mut).expect("files") {
         let mut pids: Vec<Value> = file["pids"].as_array().expect("pids").iter().map(name_of).collect();
         pids.sort_by_key(Value::to_string);
         file["pids"] = Value::Array(pids);
+        rename_namespace(file, name_of);
     }
     comparable
+}
+
+/// A `namespace` field names a process by pid: give it the process's stable name.
+fn rename_namespace(entry: &mut Value, name_of: impl Fn(&Value) -> Value) {
+    if let Some(namespace) = entry.get_mut("namespace") {
+        *namespace = name_of(namespace);
+    }
 }
 
 /// Asserts two manifests agree outside backend, timing, statistics and pids,

@@ -7,13 +7,15 @@
 //! the programs cannot load.
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
-use reprotrace_tests::{assert_same_run, audit_with, data_paths, paths_under, prepare_file_ops, reprotrace_bin, Audit};
+use reprotrace_tests::{
+    assert_complete, assert_same_run, audit_with, data_paths, paths_under, prepare_file_ops, reprotrace_bin,
+    spawn_until, Audit,
+};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -62,29 +64,6 @@ fn attach_through(daemon: &Daemon, pid: u32, manifest: &Path) -> Child {
             .arg(manifest),
         "attached to",
     )
-}
-
-/// Starts `command` and returns once its stderr has printed a line containing
-/// `ready`; the rest of its stderr is drained, so it never blocks on the pipe.
-fn spawn_until(command: &mut Command, ready: &str) -> Child {
-    let mut child = command.stderr(Stdio::piped()).spawn().expect("starting reprotrace");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains(ready) => break,
-            Some(Ok(_)) => continue,
-            _ => panic!("reprotrace ended before printing {ready:?}: {:?}", child.wait()),
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    child
-}
-
-fn assert_complete(audit: &Audit) {
-    let stats = &audit.manifest["stats"];
-    assert_eq!(stats["lost_events"], 0, "lost events: {stats}");
-    assert_eq!(stats["complete"], true, "incomplete: {stats}\n{}", audit.stderr());
 }
 
 #[test]

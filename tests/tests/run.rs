@@ -6,18 +6,11 @@
 use std::{collections::BTreeSet, path::Path, process::Command};
 
 use reprotrace_tests::{
-    assert_same_run, audit, data_paths, paths_under, prepare_file_ops, reprotrace_bin, Audit, BACKENDS,
+    assert_complete, assert_same_run, audit, data_paths, paths_under, prepare_file_ops, reprotrace_bin, BACKENDS,
 };
 use serde_json::Value;
 
 const PYTHON: &str = "/usr/bin/python3";
-
-fn assert_complete(audit: &Audit) {
-    let stats = &audit.manifest["stats"];
-    assert_eq!(stats["lost_events"], 0, "lost events: {stats}");
-    assert_eq!(stats["malformed_events"], 0, "malformed events: {stats}");
-    assert_eq!(stats["complete"], true, "incomplete: {stats}\n{}", audit.stderr());
-}
 
 fn reset_outputs(work: &Path) {
     let outputs = work.join("outputs");
@@ -145,18 +138,26 @@ fn a_killed_command_reports_its_signal() {
     }
 }
 
+/// A command that is not there exits 127, one that cannot run 126, as in a shell.
 #[test]
 fn a_missing_command_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("not-executable"), "data").expect("file");
     for backend in BACKENDS {
-        let output = Command::new(reprotrace_bin())
-            .current_dir(dir.path())
-            .args(["run", "--backend", backend, "--", "no-such-command-xyz"])
-            .output()
-            .expect("running reprotrace");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(125), "{backend}: {stderr}");
-        assert!(stderr.contains("command not found: no-such-command-xyz"), "{backend}: {stderr}");
+        for (command, code, message) in [
+            ("no-such-command-xyz", 127, "command not found: no-such-command-xyz"),
+            ("./doesntexist", 127, "./doesntexist: no such file"),
+            ("./not-executable", 126, "./not-executable is not an executable file"),
+        ] {
+            let output = Command::new(reprotrace_bin())
+                .current_dir(dir.path())
+                .args(["run", "--backend", backend, "--", command])
+                .output()
+                .expect("running reprotrace");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(code), "{backend}: {stderr}");
+            assert!(stderr.contains(message), "{backend}: {stderr}");
+        }
     }
 }
 

@@ -190,6 +190,17 @@ fn syscall_arg(ctx: &TracePointContext, index: usize) -> u64 {
     read_ctx(ctx, SYSCALL_ARGS_OFFSET + 8 * index)
 }
 
+/// The byte at user address `ptr`; `None` if it cannot be read (yet: its page
+/// may not be faulted in).
+#[inline(always)]
+fn user_byte(ptr: u64) -> Option<u8> {
+    let mut value: u8 = 0;
+    // SAFETY: the helper writes at most 1 byte into `value`; a bad user
+    // pointer makes it fail, not fault.
+    let ok = unsafe { bpf_probe_read_user((&mut value as *mut u8).cast(), 1, ptr as *const c_void) };
+    (ok == 0).then_some(value)
+}
+
 #[inline(always)]
 fn read_user_u64(ptr: u64) -> u64 {
     let mut value: u64 = 0;
@@ -435,6 +446,12 @@ fn on_enter(ctx: &TracePointContext, syscall: &Syscall) {
     };
     let Ok(Some(fact)) = syscall.normalise(value) else { return };
     let str_ptr = fact.strings.map(|position| position.map_or(0, |position| syscall_arg(ctx, usize::from(position))));
+    // An empty path (`AT_EMPTY_PATH`) is a descriptor's stat, as glibc's
+    // fstat makes one: no name is looked up, and a hot loop of fstats should
+    // cost no more than this check.
+    if fact.kind == EventKind::Metadata && user_byte(str_ptr[0]) == Some(0) {
+        return;
+    }
     let pending = PendingSyscall {
         syscall_nr: read_ctx::<i32>(ctx, SYSCALL_NR_OFFSET) as u32,
         kind: fact.kind as u16,
@@ -493,8 +510,7 @@ fn emit_metadata(mut head: EventHeader, path_ptr: u64) {
         unsafe { path.cast::<u64>().add(word).write_unaligned(0) };
     }
     let (len, cut) = read_user_path(path, path_ptr);
-    // An empty path (`AT_EMPTY_PATH`) is a descriptor's stat, glibc's fstat:
-    // no name was looked up.
+    // Empty now though not at entry (another thread rewrote it): no name.
     if len <= 1 {
         return;
     }

@@ -16,7 +16,7 @@ use std::{
 
 use reprotrace::{
     classify::Rules,
-    event::{abi, Event, Fact, AT_FDCWD},
+    event::{abi, ArgvView, Event, Fact, AT_FDCWD},
     manifest::{Manifest, Stats, SCHEMA_ID},
     pipeline::Pipeline,
     software::IndexBuilder,
@@ -60,6 +60,7 @@ fn main() -> anyhow::Result<()> {
             flags: 0,
             argv: vec![b"python3".to_vec()],
             argv_truncated: false,
+            argv_view: ArgvView::Loaded,
             requested_by: ROOT,
         },
     );

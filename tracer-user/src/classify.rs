@@ -13,8 +13,9 @@
 //! Of what remains, only regular files count: an input was read and not written
 //! by the run; an output was created or written by the run and still exists under
 //! that name when it ends (a temp file renamed over its target leaves the target;
-//! a file created and deleted leaves nothing, even opened read-only: `O_CREAT`
-//! may have made it). Each data file is described by its size and mtime, and
+//! a file opened with `O_CREAT`, even read-only, and born after the run started
+//! was made by it; a file created and deleted leaves nothing, even opened
+//! read-only: `O_CREAT` may have made it). Each data file is described by its size and mtime, and
 //! [`hash_data`] adds its SHA-256, hashing in parallel. Paths in a mount
 //! namespace the auditor cannot see into are listed with the namespace and
 //! nothing else: whatever sits at that path on the host is another file.
@@ -171,6 +172,14 @@ pub fn classify(
             changed_during_run: false,
             namespace: None,
         };
+        let kind = match kind {
+            DataKind::Input
+                if used.created && regular.is_some_and(|metadata| born_during_run(metadata, started_at)) =>
+            {
+                DataKind::Output
+            }
+            kind => kind,
+        };
         match kind {
             DataKind::Output if regular.is_some() => data.outputs.push(file),
             DataKind::Input if regular.is_some() || used.gone => {
@@ -247,6 +256,16 @@ fn data_kind(used: &PathUse) -> Option<DataKind> {
         return None;
     }
     used.read.then_some(DataKind::Input)
+}
+
+/// Whether the file came into being after `started_at`: a file the run opened
+/// with `O_CREAT`, even read-only, was then made by it, which is writing it.
+/// File systems without birth times (`statx` without `STATX_BTIME`) never say so.
+fn born_during_run(metadata: &std::fs::Metadata, started_at: SystemTime) -> bool {
+    // Inode timestamps come from the kernel's coarse clock, up to a tick
+    // behind the clock `started_at` was read from.
+    const COARSE_CLOCK_SLACK: std::time::Duration = std::time::Duration::from_millis(10);
+    metadata.created().is_ok_and(|born| born + COARSE_CLOCK_SLACK >= started_at)
 }
 
 /// Hashes files on every core, each file read in a stream.
@@ -329,6 +348,24 @@ mod tests {
         assert_eq!(first.sha256.as_deref(), Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
         assert!(first.changed_during_run, "written after `started`");
         assert_eq!(data.outputs.iter().map(|file| file.path.clone()).collect::<Vec<_>>(), vec![output]);
+    }
+
+    #[test]
+    fn a_file_opened_read_only_with_o_creat_is_an_output_if_born_during_the_run() {
+        let fx = Fixture { dir: tempfile::tempdir().expect("tempdir") };
+        let existing = fx.write("existing.txt", b"before");
+        // Well beyond the coarse clock's slack.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let started = SystemTime::now();
+        let made = fx.write("made.txt", b"");
+        let mut log = AccessLog::new();
+        for path in [&existing, &made] {
+            log.record(1, FileOp::Open { path: path.clone(), mode: OpenMode::Read, create: true });
+        }
+        let data = classify(&log, &Rules::default(), &no_software, started);
+        let paths = |files: &[DataFile]| files.iter().map(|file| file.path.clone()).collect::<Vec<_>>();
+        assert_eq!(paths(&data.inputs), vec![existing]);
+        assert_eq!(paths(&data.outputs), vec![made]);
     }
 
     #[test]

@@ -66,6 +66,16 @@ impl WaitStatus {
     }
 }
 
+/// Which argv an exec fact carries. They differ for a script: the kernel's
+/// script loader drops argv[0] and puts the interpreter and the script first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgvView {
+    /// The new image's own (read from its memory after the exec).
+    Loaded,
+    /// The arguments the exec call was given (a tracer at the syscall).
+    Requested,
+}
+
 /// The facts the pipeline models. Syscalls stating the same fact share a variant
 /// (`open`, `creat`, `openat` and `openat2` are all [`Fact::Open`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,9 +85,18 @@ pub enum Fact {
     /// The task ended.
     Exit { status: WaitStatus },
     /// The task's process now runs `path` (relative to `dirfd`; empty: the
-    /// file `dirfd` is open on) with `argv`. After a non-leader thread's exec it
-    /// arrives under the process id; `requested_by` is the thread that asked.
-    Exec { dirfd: i32, path: Vec<u8>, flags: u64, argv: Vec<Vec<u8>>, argv_truncated: bool, requested_by: Tid },
+    /// file `dirfd` is open on) with `argv`, seen as `argv_view` says. After a
+    /// non-leader thread's exec it arrives under the process id; `requested_by`
+    /// is the thread that asked.
+    Exec {
+        dirfd: i32,
+        path: Vec<u8>,
+        flags: u64,
+        argv: Vec<Vec<u8>>,
+        argv_truncated: bool,
+        argv_view: ArgvView,
+        requested_by: Tid,
+    },
     /// The task could not exec `path` (relative to `dirfd`): `errno`.
     ExecFailed { dirfd: i32, path: Vec<u8>, flags: u64, errno: i32 },
     /// `path` (relative to `dirfd`) was opened as descriptor `fd`.
@@ -172,6 +191,7 @@ impl Fact {
                 flags: a1,
                 argv: argv.args,
                 argv_truncated: argv.truncated,
+                argv_view: ArgvView::Loaded,
                 requested_by: a2 as Tid,
             },
             EventKind::ExecFailed => Fact::ExecFailed {

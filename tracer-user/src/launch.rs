@@ -21,8 +21,10 @@ use rustix::{
 pub enum LaunchError {
     #[error("no command given: put it after `--`, e.g. `reprotrace run -- python3 script.py`")]
     NoCommand,
-    #[error("command not found: {0} (not a path, and not an executable file on PATH)")]
+    #[error("command not found: {0} (no executable file of that name in any PATH directory)")]
     NotFound(String),
+    #[error("{0}: no such file")]
+    NoSuchFile(String),
     #[error("{0} is not an executable file")]
     NotExecutable(String),
     #[error("an argument contains a NUL byte")]
@@ -110,7 +112,7 @@ pub fn find_program(name: &OsStr) -> Result<PathBuf, LaunchError> {
         return match std::fs::metadata(&path) {
             Ok(metadata) if is_executable_file(&metadata) => Ok(path),
             Ok(_) => Err(LaunchError::NotExecutable(display)),
-            Err(_) => Err(LaunchError::NotFound(display)),
+            Err(_) => Err(LaunchError::NoSuchFile(display)),
         };
     }
     let search = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
@@ -127,6 +129,18 @@ pub fn find_program(name: &OsStr) -> Result<PathBuf, LaunchError> {
 fn is_executable_file(metadata: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
     metadata.is_file() && metadata.permissions().mode() & 0o111 != 0
+}
+
+impl LaunchError {
+    /// The exit code a shell (and `env`, `timeout`) gives this failure: 127
+    /// for a command not found, 126 for one that cannot be run.
+    pub fn shell_exit_code(&self) -> Option<u8> {
+        match self {
+            LaunchError::NotFound(_) | LaunchError::NoSuchFile(_) => Some(127),
+            LaunchError::NotExecutable(_) => Some(126),
+            _ => None,
+        }
+    }
 }
 
 /// A forked child waiting at the gate, before its exec.
@@ -260,6 +274,7 @@ mod tests {
     fn finds_programs_like_execvp() {
         assert!(find_program(OsStr::new("sh")).expect("sh on PATH").is_absolute());
         assert!(matches!(find_program(OsStr::new("no-such-program-xyz")), Err(LaunchError::NotFound(_))));
+        assert!(matches!(find_program(OsStr::new("./no-such-program-xyz")), Err(LaunchError::NoSuchFile(_))));
         let data = tempfile::NamedTempFile::new().expect("temp file");
         assert!(matches!(find_program(data.path().as_os_str()), Err(LaunchError::NotExecutable(_))));
     }

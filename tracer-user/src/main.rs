@@ -17,6 +17,7 @@ use reprotrace::{
     daemon::{self, DaemonSettings},
     diff,
     export::{self, Format},
+    launch::LaunchError,
     manifest::{self, Manifest},
     run,
     source::ebpf::{protocol::DEFAULT_SOCKET, session::DaemonChoice, LoadOptions, DEFAULT_RING_BUFFER_BYTES},
@@ -247,7 +248,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(REPROTRACE_FAILED)),
         Err(err) => {
             eprintln!("reprotrace: error: {err:#}");
-            ExitCode::from(REPROTRACE_FAILED)
+            // A command that is not there or cannot run exits as in a shell.
+            let launch_code = err.downcast_ref::<LaunchError>().and_then(LaunchError::shell_exit_code);
+            ExitCode::from(launch_code.unwrap_or(REPROTRACE_FAILED))
         }
     }
 }

@@ -7,7 +7,7 @@ use std::{collections::HashMap, path::PathBuf, time::SystemTime};
 use crate::{
     access::AccessLog,
     classify,
-    event::{Event, ExistingProcess},
+    event::{abi::AT_FDCWD, ArgvView, Event, ExistingProcess, Fact},
     image::{self, Image},
     jupyter,
     manifest::{self, CellSections, TraceSections},
@@ -23,8 +23,8 @@ pub struct Pipeline {
     events: u64,
     /// Where new paths go so that software indexing starts before the run ends.
     software_paths: Option<PathSink>,
-    /// What each exec'd file is, read once per path.
-    images: HashMap<Vec<u8>, Image>,
+    /// What each exec'd file is, read once per (path, working directory).
+    images: HashMap<(Vec<u8>, Vec<u8>), Image>,
     /// IPython kernels that started since [`Pipeline::take_started_kernels`]
     /// was last asked: their pids and connection files.
     started_kernels: Vec<(Pid, PathBuf)>,
@@ -93,15 +93,24 @@ impl Pipeline {
             return;
         }
         let image = match &op {
-            FileOp::Exec { path } => Some(self.inspect(path)),
+            FileOp::Exec { path } => Some(self.inspect(path, pid)),
             _ => None,
         };
         self.record(pid, cell, op);
         if let Some(image) = image {
-            for interpreter in &image.interpreters {
+            let interpreters = image.interpreters();
+            for interpreter in &interpreters {
                 self.record(pid, cell, FileOp::Exec { path: interpreter.clone() });
             }
-            self.tracker.note_image(pid, image.interpreters, image.ia32);
+            // A tracer at the syscall saw the arguments before the script
+            // loader rewrote them: give the process the argv it really got.
+            let loaded_argv = match &event.fact {
+                Fact::Exec { dirfd, path, argv, argv_view: ArgvView::Requested, .. } if !interpreters.is_empty() => {
+                    Some(image.loaded_argv(&kernel_filename(*dirfd, path), argv))
+                }
+                _ => None,
+            };
+            self.tracker.note_image(pid, interpreters, loaded_argv, image.ia32);
             if let Some(process) = self.tracker.processes().iter().rev().find(|process| process.pid == pid) {
                 if let Some(connection_file) = jupyter::kernel_connection_file(&process.argv, &process.cwd) {
                     self.started_kernels.push((pid, connection_file));
@@ -133,13 +142,16 @@ impl Pipeline {
         }
     }
 
-    /// What the file `path` a process exec'd is (read once per path).
-    fn inspect(&mut self, path: &[u8]) -> Image {
-        if let Some(known) = self.images.get(path) {
+    /// What the file `path` process `pid` exec'd is (read once per path and
+    /// working directory, which relative `#!` interpreters are found from).
+    fn inspect(&mut self, path: &[u8], pid: Pid) -> Image {
+        let cwd = self.tracker.processes().iter().rev().find(|process| process.pid == pid).map(|process| &process.cwd);
+        let key = (path.to_vec(), cwd.cloned().unwrap_or_default());
+        if let Some(known) = self.images.get(&key) {
             return known.clone();
         }
-        let image = image::inspect(path);
-        self.images.insert(path.to_vec(), image.clone());
+        let image = image::inspect(path, &key.1);
+        self.images.insert(key, image.clone());
         image
     }
 
@@ -182,5 +194,32 @@ impl Pipeline {
             root: processes.first().cloned(),
             warnings: software.problems.clone(),
         }
+    }
+}
+
+/// The name the kernel gives an exec'd file (`bprm->filename`): the path as
+/// passed, or through `/dev/fd/N` when it is relative to a descriptor.
+fn kernel_filename(dirfd: i32, path: &[u8]) -> Vec<u8> {
+    if path.starts_with(b"/") || dirfd == AT_FDCWD {
+        return path.to_vec();
+    }
+    let mut filename = format!("/dev/fd/{dirfd}").into_bytes();
+    if !path.is_empty() {
+        filename.push(b'/');
+        filename.extend_from_slice(path);
+    }
+    filename
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_filenames_are_named_as_the_kernel_names_them() {
+        assert_eq!(kernel_filename(AT_FDCWD, b"./run.sh"), b"./run.sh");
+        assert_eq!(kernel_filename(3, b"/bin/run.sh"), b"/bin/run.sh");
+        assert_eq!(kernel_filename(3, b"run.sh"), b"/dev/fd/3/run.sh");
+        assert_eq!(kernel_filename(3, b""), b"/dev/fd/3");
     }
 }

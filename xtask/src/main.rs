@@ -101,8 +101,26 @@ fn setup() -> Result<()> {
         .map(|(_, package)| package)
         .collect();
     // linux-libc-dev: the ABI's syscall numbers, which a test checks the syscall table against.
+    // The fidelity tests compile C (gcc, 32-bit with gcc-multilib, io_uring with liburing-dev),
+    // run make, and audit Debian's own Python distributions (python3-yaml, python3-six) and
+    // symlinked programs and files (mawk, binutils, tzdata).
     missing.extend(
-        ["python3-venv", "python3-wheel", "linux-libc-dev"].into_iter().filter(|package| !dpkg_installed(package)),
+        [
+            "python3-venv",
+            "python3-wheel",
+            "linux-libc-dev",
+            "gcc",
+            "gcc-multilib",
+            "liburing-dev",
+            "make",
+            "python3-yaml",
+            "python3-six",
+            "mawk",
+            "binutils",
+            "tzdata",
+        ]
+        .into_iter()
+        .filter(|package| !dpkg_installed(package)),
     );
     if !missing.is_empty() {
         println!("xtask: installing {}", missing.join(", "));

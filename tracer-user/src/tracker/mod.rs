@@ -295,10 +295,14 @@ impl Tracker {
         }
     }
 
-    /// What the image process `pid` just exec'd turned out to be.
-    pub fn note_image(&mut self, pid: Pid, interpreters: Vec<Vec<u8>>, ia32: bool) {
+    /// What the image process `pid` just exec'd turned out to be; a script's
+    /// argv as its interpreter got it, where the exec fact had another view.
+    pub fn note_image(&mut self, pid: Pid, interpreters: Vec<Vec<u8>>, loaded_argv: Option<Vec<Vec<u8>>>, ia32: bool) {
         let Some(record) = self.processes.iter_mut().rev().find(|record| record.pid == pid) else { return };
         record.interpreters = interpreters;
+        if let Some(argv) = loaded_argv {
+            record.argv = argv;
+        }
         if ia32 && !record.ia32 {
             self.stats.ia32_processes += 1;
         }
@@ -357,7 +361,7 @@ impl Tracker {
                 self.exit(event.tid, &task, *status);
                 None
             }
-            Fact::Exec { dirfd, path, flags, argv, argv_truncated, requested_by } => {
+            Fact::Exec { dirfd, path, flags, argv, argv_truncated, requested_by, .. } => {
                 let exec = Exec { dirfd: *dirfd, path, flags: *flags, argv, argv_truncated: *argv_truncated };
                 self.exec(event.tid, *requested_by, &task, exec)
             }
@@ -799,7 +803,10 @@ pub fn sorted_processes(processes: &[ProcessRecord]) -> Vec<&ProcessRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::abi::{O_CREAT, O_DIRECTORY};
+    use crate::event::{
+        abi::{O_CREAT, O_DIRECTORY},
+        ArgvView,
+    };
 
     fn ev(tid: Tid, fact: Fact) -> Event {
         Event { tid, fact }
@@ -824,6 +831,7 @@ mod tests {
             flags: 0,
             argv: argv.iter().map(|arg| arg.as_bytes().to_vec()).collect(),
             argv_truncated: false,
+            argv_view: ArgvView::Loaded,
             requested_by,
         }
     }

@@ -387,8 +387,11 @@ pub fn parse_tid_value(value: i64) -> Parsed<Tid> {
     Tid::try_from(value).map_err(|_| Malformed)
 }
 
-/// Flags as `-X raw` prints them: `0x241`, or `0x1200000|17` for clone.
+/// Flags as `-X raw` prints them: `0x241`, `0x1200000|17` for clone, or
+/// `|0x1800` when a zero-valued flag (statx's `AT_STATX_SYNC_AS_STAT`) leads.
 fn parse_flags(text: &[u8]) -> Option<u64> {
+    let text = text.trim_ascii();
+    let text = text.strip_prefix(b"|").unwrap_or(text);
     text.split(|&b| b == b'|').try_fold(0u64, |flags, part| Some(flags | parse_int(part)? as u64))
 }
 
@@ -452,6 +455,8 @@ mod tests {
         }
         assert_eq!(parse_flags(b"0x1200000|17"), Some(0x1200011));
         assert_eq!(parse_flags(b"0x1200000|x"), None);
+        assert_eq!(parse_flags(b"|0x1800"), Some(0x1800));
+        assert_eq!(parse_flags(b"|"), None);
     }
 
     #[test]

@@ -45,7 +45,7 @@ use super::syntax::{
     Parsed,
 };
 use crate::{
-    event::{Argv, Event, Fact, Tid, WaitStatus},
+    event::{Argv, ArgvView, Event, Fact, Tid, WaitStatus},
     signals::signal_number,
 };
 
@@ -404,7 +404,15 @@ impl Parser {
 
 /// A successful exec's fact.
 fn success(dirfd: u64, path: Vec<u8>, flags: u64, (args, truncated): (Vec<Vec<u8>>, bool), requested_by: Tid) -> Fact {
-    Fact::Exec { dirfd: dirfd as i32, path, flags, argv: args, argv_truncated: truncated, requested_by }
+    Fact::Exec {
+        dirfd: dirfd as i32,
+        path,
+        flags,
+        argv: args,
+        argv_truncated: truncated,
+        argv_view: ArgvView::Requested,
+        requested_by,
+    }
 }
 
 fn is_exec(syscall: &Syscall) -> bool {

@@ -78,6 +78,7 @@ fn exec(path: &str, argv: &[&str], by: Tid) -> Fact {
         flags: 0,
         argv: argv.iter().map(|arg| bytes(arg)).collect(),
         argv_truncated: false,
+        argv_view: ArgvView::Requested,
         requested_by: by,
     }
 }
@@ -390,6 +391,7 @@ fn exec_variants_and_failures() {
                 flags: crate::event::abi::AT_EMPTY_PATH,
                 argv: vec![bytes("true"), bytes("x")],
                 argv_truncated: false,
+                argv_view: ArgvView::Requested,
                 requested_by: 7141,
             },
         ),
@@ -452,6 +454,7 @@ fn escaped_and_non_utf8_names_survive_byte_exact() {
                 // "long"... was cut at -s: not an argument the program got.
                 argv: vec![bytes("echo"), bytes("a, b)"), b"A\x07\x08\x0b\x0c\r\0\x012".to_vec()],
                 argv_truncated: true,
+                argv_view: ArgvView::Requested,
                 requested_by: 6978,
             },
         ),
