@@ -228,6 +228,16 @@ fn a_notebook_run_under_reprotrace_is_cut_per_cell() {
         assert_eq!(paths(&cells[1]["data"]["outputs"]), file("result.txt"), "{backend}");
         let imported = python_names(&cells[2]);
         assert_eq!(imported, ["six"], "{backend}");
+        // The hook went to the kernel only, over its own protocol: its
+        // environment, and everyone else's, untouched.
+        let hooked: Vec<&Value> = manifest["processes"]
+            .as_array()
+            .expect("processes")
+            .iter()
+            .filter(|process| process["cell_hook"] == true)
+            .collect();
+        assert_eq!(hooked.len(), 1, "{backend}: {:#}", manifest["processes"]);
+        assert!(hooked[0]["argv"].to_string().contains("ipykernel_launcher"), "{backend}: {}", hooked[0]);
         // The run as a whole read the notebook and wrote the executed copy.
         assert!(paths(&manifest["data"]["inputs"]).contains(&work.join("analysis.ipynb").display().to_string()));
         assert!(paths(&manifest["data"]["outputs"]).contains(&work.join("executed.ipynb").display().to_string()));
