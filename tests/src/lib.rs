@@ -85,6 +85,55 @@ pub fn audit_with<S: AsRef<OsStr>>(
     Audit { output, manifest }
 }
 
+/// A venv of Debian's Python with `packages` (pip requirement specifiers),
+/// made in `scratch` (the test's `CARGO_TARGET_TMPDIR`) and reused while its
+/// package list is the same. Debian's Python, so that any user can run it.
+pub fn python_venv(scratch: &Path, name: &str, packages: &[&str]) -> PathBuf {
+    let venv = scratch.join(name);
+    let ready = venv.join("reprotrace-packages.txt");
+    let wanted = packages.join("\n");
+    if std::fs::read_to_string(&ready).ok().as_deref() == Some(wanted.as_str()) {
+        return venv;
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    run(Command::new("/usr/bin/python3").args(["-m", "venv"]).arg(&venv));
+    run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check"]).args(packages));
+    std::fs::write(&ready, wanted).expect("venv marker");
+    venv
+}
+
+/// Dask's packages, as the simulated clusters' venvs have them.
+pub const DASK_PACKAGES: &[&str] = &["dask==2026.8.0", "distributed==2026.8.0", "numpy", "wheel"];
+
+/// The venv of the simulated Dask hosts (in `scratch`, the test's
+/// `CARGO_TARGET_TMPDIR`): Dask, six 1.17.0, Jupyter's nbconvert for the
+/// managers' notebooks, and reprotrace's Python package from this checkout,
+/// installed as a user would.
+pub fn dask_venv(scratch: &Path) -> PathBuf {
+    static VENV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    VENV.get_or_init(|| {
+        let packages: Vec<&str> =
+            DASK_PACKAGES.iter().chain(&["six==1.17.0", "nbconvert", "nbclient", "ipykernel"]).copied().collect();
+        with_reprotrace_package(python_venv(scratch, "dask-venv", &packages))
+    })
+    .clone()
+}
+
+/// Installs this checkout's Python package (python/) into `venv`, afresh.
+pub fn with_reprotrace_package(venv: PathBuf) -> PathBuf {
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "--no-deps", "--no-build-isolation"])
+        .args(["--force-reinstall"])
+        .arg(repo_root().join("python")));
+    venv
+}
+
+/// Runs `command`, failing with its stderr unless it succeeds.
+pub fn run(command: &mut Command) {
+    let output = command.output().unwrap_or_else(|err| panic!("{command:?}: {err}"));
+    assert!(output.status.success(), "{command:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+}
+
 /// Fails unless the audit lost nothing, parsed every event and calls itself complete.
 pub fn assert_complete(audit: &Audit) {
     let stats = &audit.manifest["stats"];

@@ -11,36 +11,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use reprotrace_tests::{assert_valid, reprotrace_bin, BACKENDS};
+use reprotrace_tests::{assert_valid, python_venv, reprotrace_bin, BACKENDS};
 use serde_json::Value;
 
 /// Packages of the Jupyter venv the tests share.
 const JUPYTER_PACKAGES: &[&str] = &["ipykernel", "jupyter_client", "nbconvert", "nbclient", "six==1.17.0", "pytest"];
 
-/// A venv with Jupyter's kernel and clients, made once (kept in cargo's
-/// test scratch directory and reused while its package list is the same).
+/// A venv with Jupyter's kernel and clients, made once.
 fn jupyter_venv() -> &'static Path {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
-    VENV.get_or_init(|| {
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("jupyter-venv");
-        let ready = venv.join("reprotrace-packages.txt");
-        let wanted = JUPYTER_PACKAGES.join("\n");
-        if std::fs::read_to_string(&ready).ok().as_deref() == Some(wanted.as_str()) {
-            return venv;
-        }
-        let _ = std::fs::remove_dir_all(&venv);
-        run(Command::new("/usr/bin/python3").args(["-m", "venv"]).arg(&venv));
-        run(Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .args(JUPYTER_PACKAGES));
-        std::fs::write(&ready, wanted).expect("venv marker");
-        venv
-    })
-}
-
-fn run(command: &mut Command) {
-    let output = command.output().unwrap_or_else(|err| panic!("{command:?}: {err}"));
-    assert!(output.status.success(), "{command:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    VENV.get_or_init(|| python_venv(Path::new(env!("CARGO_TARGET_TMPDIR")), "jupyter-venv", JUPYTER_PACKAGES))
 }
 
 fn wait_for(path: &Path, what: &str) {

@@ -55,3 +55,7 @@ pub const MS_PROPAGATION: u64 = 0x20000 | 0x40000 | 0x80000 | 0x100000;
 /// beginning or end: always invalid, so the call fails with `EBADF` after the
 /// kernel copied the path (the marker text) and before it touches a file system.
 pub const CELL_MARKER_DIRFD: i32 = -29300;
+
+/// The dirfd reprotrace's Dask worker plugin passes to `openat` to mark where a
+/// task begins and ends in the thread that runs it (invalid, as the cell one).
+pub const TASK_MARKER_DIRFD: i32 = -29301;

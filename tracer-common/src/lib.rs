@@ -114,6 +114,9 @@ pub enum EventKind {
     IoUringCompletion = 26,
     /// The task set up an io_uring (`io_uring_setup`); ret = its descriptor.
     IoUringSetup = 27,
+    /// A Dask task began or ended in the calling thread: an `openat` on
+    /// [`abi::TASK_MARKER_DIRFD`] (which fails). str0 = the marker text.
+    TaskMarker = 28,
 }
 
 impl EventKind {
@@ -148,6 +151,7 @@ impl EventKind {
             25 => MemfdCreate,
             26 => IoUringCompletion,
             27 => IoUringSetup,
+            28 => TaskMarker,
             _ => return None,
         })
     }

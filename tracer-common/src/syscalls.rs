@@ -85,7 +85,8 @@ impl Syscall {
     /// call (the kernel from registers and user memory, the strace parser from
     /// the printed call); it is asked for nothing else.
     ///
-    /// An `openat` on [`abi::CELL_MARKER_DIRFD`] is a notebook cell marker.
+    /// An `openat` on [`abi::CELL_MARKER_DIRFD`] is a notebook cell marker, one
+    /// on [`abi::TASK_MARKER_DIRFD`] a Dask task marker.
     #[inline(always)]
     pub fn normalise<E>(&self, mut value: impl FnMut(Arg) -> Result<u64, E>) -> Result<Option<Normalised>, E> {
         let mut resolve = |arg: Arg| -> Result<u64, E> {
@@ -101,6 +102,7 @@ impl Syscall {
                 let args = [resolve(args[0])?, resolve(args[1])?, resolve(args[2])?];
                 let kind = match kind {
                     EventKind::Open if args[0] as i32 == abi::CELL_MARKER_DIRFD => EventKind::CellMarker,
+                    EventKind::Open if args[0] as i32 == abi::TASK_MARKER_DIRFD => EventKind::TaskMarker,
                     kind => kind,
                 };
                 Normalised { kind, args, strings }
@@ -331,9 +333,11 @@ mod tests {
     }
 
     #[test]
-    fn an_openat_on_the_marker_dirfd_is_a_cell_marker() {
+    fn an_openat_on_a_marker_dirfd_is_a_cell_or_task_marker() {
         let marker = normalise("openat", [abi::CELL_MARKER_DIRFD as i64 as u64, 0x1000, 0, 0, 0, 0]);
         assert_eq!(marker.map(|fact| fact.kind), Some(EventKind::CellMarker));
+        let marker = normalise("openat", [abi::TASK_MARKER_DIRFD as i64 as u64, 0x1000, 0, 0, 0, 0]);
+        assert_eq!(marker.map(|fact| fact.kind), Some(EventKind::TaskMarker));
     }
 
     #[test]

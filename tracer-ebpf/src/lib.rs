@@ -483,8 +483,8 @@ fn on_exit(ctx: &TracePointContext, syscall: &Syscall) {
         // A success is reported from the new image; failures are facts too:
         // the program was looked for there.
         EventKind::ExecFailed if ret < 0 => emit_with_paths(head, pending.str_ptr),
-        // A cell marker fails by design; the cell's lookups are its own.
-        EventKind::CellMarker => {
+        // A marker fails by design; the cell's or task's lookups are its own.
+        EventKind::CellMarker | EventKind::TaskMarker => {
             new_epoch(head.tgid);
             emit_with_paths(head, pending.str_ptr)
         }

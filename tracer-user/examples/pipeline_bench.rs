@@ -99,7 +99,7 @@ fn main() -> anyhow::Result<()> {
     let fed = clock.elapsed();
     pipeline.stop_software_warm_up();
     let mut index = index.finish()?;
-    let output = pipeline.finish(&Rules::default(), started_at, &mut index);
+    let output = pipeline.finish(&Rules::default(), started_at, &mut index, "bench", None);
     let finished = clock.elapsed();
     let manifest = Manifest {
         schema: SCHEMA_ID.into(),
@@ -117,6 +117,9 @@ fn main() -> anyhow::Result<()> {
         software: output.sections.software,
         data: output.sections.data,
         cells: output.sections.cells,
+        dask_worker: None,
+        tasks: output.sections.tasks,
+        hosts: Vec::new(),
     };
     manifest.write_atomically(&work.path().join("manifest.json"))?;
     let total = clock.elapsed();

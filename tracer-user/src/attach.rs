@@ -17,7 +17,8 @@ use crate::{
     event::ExistingProcess,
     hooks,
     interrupts::Signals,
-    jupyter, manifest,
+    jupyter,
+    manifest::{self, DaskWorker},
     pipeline::Pipeline,
     snapshot,
     software::PathSink,
@@ -32,6 +33,8 @@ pub struct Target {
     /// Install the cell hook in that kernel.
     pub inject_hooks: bool,
     pub duration: Option<Duration>,
+    /// The processes are this Dask worker.
+    pub dask_worker: Option<DaskWorker>,
 }
 
 /// A kernel to install the hook in once tracing has begun.
@@ -61,7 +64,8 @@ pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
     let snapshot = snapshot::snapshot_trees(&roots)?;
     let first = snapshot.first().context("no process to attach to")?;
     let command = first.argv.iter().map(|arg| manifest::display_bytes(arg)).collect();
-    let audit = Audit::start(command, first.cwd.clone(), None);
+    let mut audit = Audit::start(command, first.cwd.clone(), None);
+    audit.dask_worker = target.dask_worker;
     let mut signals = Signals::new()?;
     let watch = Watch {
         settings: &settings,

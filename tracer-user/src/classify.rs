@@ -7,8 +7,9 @@
 //!    cache (`__pycache__`, `~/.cache`, `/var/cache`, fontconfig and matplotlib
 //!    caches, Dask's `dask-scratch-space`), is package metadata (a `.dist-info`
 //!    or `.egg-info`, an editable project's included), is an anonymous memory
-//!    file, or belongs to software the manifest lists (a Python distribution,
-//!    an interpreter's standard library, a system package).
+//!    file, is reprotrace's own (a `reprotrace-dask-*` directory), or belongs
+//!    to software the manifest lists (a Python distribution, an interpreter's
+//!    standard library, a system package).
 //!
 //! Of what remains, only regular files count: an input was read and not written
 //! by the run; an output was created or written by the run and still exists under
@@ -132,9 +133,20 @@ pub fn is_package_metadata(path: &[u8]) -> bool {
         .any(|component| component.ends_with(b".dist-info") || component.ends_with(b".egg-info"))
 }
 
+/// The state reprotrace's Dask plugin keeps beside a worker it audits, and
+/// the reports a run's clients bring back (python/reprotrace/dask.py): the
+/// tracer's own files, written inside the traced tree.
+fn is_reprotrace_state(path: &[u8]) -> bool {
+    path.split(|&byte| byte == b'/').any(|component| component.starts_with(b"reprotrace-dask-"))
+}
+
 /// Never data, by the built-in rules, wherever it is.
 fn is_never_data(path: &[u8]) -> bool {
-    is_system_path(path) || is_cache_path(path) || is_package_metadata(path) || path.starts_with(b"/memfd:")
+    is_system_path(path)
+        || is_cache_path(path)
+        || is_package_metadata(path)
+        || is_reprotrace_state(path)
+        || path.starts_with(b"/memfd:")
 }
 
 /// Classifies the access log, looking at the file system as it is now.

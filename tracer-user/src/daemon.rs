@@ -11,6 +11,12 @@
 //! ring buffer is shared, so a drop cannot be pinned on one audit: every audit
 //! running when the kernel dropped hears of it (its manifest then says it may be
 //! incomplete), which over-reports but never hides a loss.
+//!
+//! The socket is root's unless the daemon runs with `--allow-users`: then any
+//! local user may connect, and may follow only processes it owns (every uid
+//! of the task its own, as for ptrace), checked with the peer's credentials
+//! (`SO_PEERCRED`) at each request. A Dask worker run by an ordinary user
+//! audits itself that way.
 
 use std::{
     collections::HashMap,
@@ -57,6 +63,8 @@ pub struct DaemonSettings {
     pub load: LoadOptions,
     /// Detach the programs after this long without an audit (`None`: never).
     pub idle_detach: Option<Duration>,
+    /// Let every local user connect, to follow its own processes.
+    pub allow_users: bool,
     pub quiet: bool,
 }
 
@@ -94,6 +102,8 @@ struct Client {
     /// Bytes handed to the writer and not yet written to the socket.
     queued: Arc<AtomicUsize>,
     counters_at_start: KernelCounters,
+    /// The connected user: root may follow any task, others their own.
+    uid: u32,
     /// Records dropped because the client did not keep up.
     overflowed: u64,
     /// Records that could not be attributed to any audit while this one ran.
@@ -137,7 +147,7 @@ enum Incoming {
 
 pub async fn serve(settings: DaemonSettings) -> anyhow::Result<i32> {
     // Listen first: a second daemon says so before loading anything.
-    let listener = listen(&settings.socket)?;
+    let listener = listen(&settings.socket, settings.allow_users)?;
     let mut source = match KernelPrograms::load(&settings.load) {
         Ok(source) => source,
         Err(err) => {
@@ -151,8 +161,9 @@ pub async fn serve(settings: DaemonSettings) -> anyhow::Result<i32> {
             Some(after) => format!("detached after {} s without an audit", after.as_secs_f64()),
             None => "attached until it stops".to_string(),
         };
+        let users = if settings.allow_users { "every user, for its own processes" } else { "root only" };
         eprintln!(
-            "reprotrace: daemon ready on {} ({} programs, {idle}; {} MiB ring buffer); Ctrl-C or SIGTERM stops it",
+            "reprotrace: daemon ready on {} ({users}; {} programs, {idle}; {} MiB ring buffer); Ctrl-C or SIGTERM stops it",
             settings.socket.display(),
             tracer_common::programs().count(),
             settings.load.ring_buffer_bytes >> 20,
@@ -179,7 +190,7 @@ pub async fn serve(settings: DaemonSettings) -> anyhow::Result<i32> {
                 }
                 let audit_id = next_audit_id;
                 next_audit_id = next_audit_id.wrapping_add(1).max(1);
-                match admit(stream, audit_id, &source, incoming_tx.clone()) {
+                match admit(stream, audit_id, &source, incoming_tx.clone(), settings.allow_users) {
                     Ok(client) => {
                         attachment.idle_since = None;
                         if !settings.quiet {
@@ -231,8 +242,9 @@ async fn idle_deadline(attachment: &Attachment, idle_detach: Option<Duration>, a
     }
 }
 
-/// Binds the socket, root-only, replacing one a dead daemon left behind.
-fn listen(path: &Path) -> anyhow::Result<UnixListener> {
+/// Binds the socket, root-only unless `allow_users`, replacing one a dead
+/// daemon left behind.
+fn listen(path: &Path, allow_users: bool) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -243,8 +255,9 @@ fn listen(path: &Path) -> anyhow::Result<UnixListener> {
         std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))?;
     }
     let listener = UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("making {} root-only", path.display()))?;
+    let mode = if allow_users { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the permissions of {}", path.display()))?;
     Ok(listener)
 }
 
@@ -254,11 +267,16 @@ fn admit(
     audit_id: u32,
     source: &KernelPrograms,
     incoming: mpsc::UnboundedSender<(u32, Incoming)>,
+    allow_users: bool,
 ) -> anyhow::Result<Client> {
-    // The socket is root-only; the check says why when someone loosened it.
+    // Without --allow-users the socket is root-only; the check says why when
+    // someone loosened it.
     let peer = stream.peer_cred().context("reading the peer's credentials")?;
-    if peer.uid() != 0 {
-        bail!("uid {} is not root: only root may trace through the daemon", peer.uid());
+    if peer.uid() != 0 && !allow_users {
+        bail!(
+            "uid {} is not root: only root may trace through this daemon (start it with --allow-users to let users audit their own processes)",
+            peer.uid()
+        );
     }
     let (reader, writer) = stream.into_split();
     let (outbox, inbox) = mpsc::unbounded_channel();
@@ -270,6 +288,7 @@ fn admit(
         batch: BytesMut::new(),
         queued,
         counters_at_start: source.counters()?,
+        uid: peer.uid(),
         overflowed: 0,
         malformed: 0,
         records: 0,
@@ -341,7 +360,14 @@ fn handle(
         Incoming::Request(Request::Follow(tids)) => {
             let mut followed = Vec::with_capacity(tids.len());
             let mut failure = None;
+            let uid = clients.get(&audit_id).map_or(0, |client| client.uid);
             for tid in tids {
+                if uid != 0 && !owned_by(tid, uid) {
+                    failure = Some(format!(
+                        "task {tid} does not belong to uid {uid} (or is gone): a user may audit only its own processes"
+                    ));
+                    break;
+                }
                 match source.follow(tid, audit_id) {
                     Ok(true) => followed.push(tid),
                     // One task's events go to one audit: a second audit of the
@@ -407,6 +433,16 @@ fn handle(
             }
         }
     }
+}
+
+/// Whether every uid of task `tid` (real, effective, saved, file system) is
+/// `uid`: what ptrace asks of a user tracing a process.
+fn owned_by(tid: u32, uid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else { return false };
+    status.lines().find_map(|line| line.strip_prefix("Uid:")).is_some_and(|uids| {
+        let uids: Vec<&str> = uids.split_whitespace().collect();
+        uids.len() == 4 && uids.iter().all(|id| id.parse::<u32>() == Ok(uid))
+    })
 }
 
 /// Stops following what an audit left behind.

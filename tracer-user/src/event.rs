@@ -147,6 +147,8 @@ pub enum Fact {
     SetCloexec { first: u32, last: u32, on: bool },
     /// A notebook cell began or ended in this task's process.
     CellMarker(CellMarker),
+    /// A Dask task began or ended in this thread.
+    TaskMarker(TaskMarker),
 }
 
 /// Why normalised parts do not make a fact.
@@ -154,6 +156,8 @@ pub enum Fact {
 pub enum FactError {
     #[error("an openat on the cell-marker dirfd does not carry a cell marker")]
     BadCellMarker,
+    #[error("an openat on the task-marker dirfd does not carry a task marker")]
+    BadTaskMarker,
     #[error("an io_uring completion is half of a fact, not one")]
     HalfAFact,
 }
@@ -225,13 +229,14 @@ impl Fact {
             EventKind::Dup => Fact::Dup { old: fd(a0), new: ret as i32, cloexec: a1 != 0 },
             EventKind::SetCloexec => Fact::SetCloexec { first: a0 as u32, last: a1 as u32, on: a2 != 0 },
             EventKind::CellMarker => Fact::CellMarker(CellMarker::parse(&first).ok_or(FactError::BadCellMarker)?),
+            EventKind::TaskMarker => Fact::TaskMarker(TaskMarker::parse(&first).ok_or(FactError::BadTaskMarker)?),
         })
     }
 }
 
-/// Whether a marker opens or closes a cell.
+/// Whether a marker opens or closes a cell or a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CellPhase {
+pub enum MarkerPhase {
     Begin,
     End,
 }
@@ -240,7 +245,7 @@ pub enum CellPhase {
 /// the text `reprotrace-cell:1:<phase>:<execution_count>:<cell_id>:<code_sha256>:<unix_time_ns>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CellMarker {
-    pub phase: CellPhase,
+    pub phase: MarkerPhase,
     pub execution_count: u64,
     /// The frontend's cell id, if it sent one.
     pub cell_id: Option<String>,
@@ -255,8 +260,8 @@ impl CellMarker {
         let text = std::str::from_utf8(text).ok()?;
         let mut fields = text.strip_prefix("reprotrace-cell:1:")?.split(':');
         let phase = match fields.next()? {
-            "begin" => CellPhase::Begin,
-            "end" => CellPhase::End,
+            "begin" => MarkerPhase::Begin,
+            "end" => MarkerPhase::End,
             _ => return None,
         };
         let execution_count = fields.next()?.parse().ok()?;
@@ -273,9 +278,54 @@ impl CellMarker {
     }
 }
 
+/// What reprotrace's Dask worker plugin says about a task, from the thread
+/// that runs it (python/reprotrace/dask.py): the text
+/// `reprotrace-task:1:<phase>:<unix_time_ns>:<key>`, the key last since it is
+/// any text but NUL (Dask keys are strings or tuples, written as Python prints them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskMarker {
+    pub phase: MarkerPhase,
+    /// Wall-clock time of the marker, nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    pub key: String,
+}
+
+impl TaskMarker {
+    /// Parses a marker's text; `None` if it is not one.
+    pub fn parse(text: &[u8]) -> Option<TaskMarker> {
+        let text = std::str::from_utf8(text).ok()?;
+        let mut fields = text.strip_prefix("reprotrace-task:1:")?.splitn(3, ':');
+        let phase = match fields.next()? {
+            "begin" => MarkerPhase::Begin,
+            "end" => MarkerPhase::End,
+            _ => return None,
+        };
+        let time_ns = fields.next()?.parse().ok()?;
+        let key = fields.next().filter(|key| !key.is_empty())?.to_string();
+        Some(TaskMarker { phase, time_ns, key })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_task_markers() {
+        assert_eq!(
+            TaskMarker::parse(b"reprotrace-task:1:begin:1700000000123456789:('inc-0a1b', 3)"),
+            Some(TaskMarker {
+                phase: MarkerPhase::Begin,
+                time_ns: 1_700_000_000_123_456_789,
+                key: "('inc-0a1b', 3)".into()
+            })
+        );
+        let end = TaskMarker::parse(b"reprotrace-task:1:end:5:a:b:c").expect("end marker");
+        assert_eq!((end.phase, end.key.as_str()), (MarkerPhase::End, "a:b:c"));
+        assert_eq!(TaskMarker::parse(b"reprotrace-task:1:begin:5:"), None);
+        assert_eq!(TaskMarker::parse(b"reprotrace-task:2:begin:5:k"), None);
+        assert_eq!(TaskMarker::parse(b"reprotrace-cell:1:begin:5:k"), None);
+    }
 
     #[test]
     fn parses_cell_markers() {
@@ -284,7 +334,7 @@ mod tests {
         assert_eq!(
             marker,
             Some(CellMarker {
-                phase: CellPhase::Begin,
+                phase: MarkerPhase::Begin,
                 execution_count: 7,
                 cell_id: Some("c-1_x".into()),
                 code_sha256: sha.clone(),
@@ -292,7 +342,7 @@ mod tests {
             })
         );
         let end = CellMarker::parse(format!("reprotrace-cell:1:end:7:-:{sha}:5").as_bytes()).expect("end marker");
-        assert_eq!((end.phase, end.cell_id), (CellPhase::End, None));
+        assert_eq!((end.phase, end.cell_id), (MarkerPhase::End, None));
         assert_eq!(CellMarker::parse(b"reprotrace-cell:2:begin:1:-:x:1"), None);
         assert_eq!(CellMarker::parse(format!("reprotrace-cell:1:begin:1:-:{sha}:1:extra").as_bytes()), None);
     }

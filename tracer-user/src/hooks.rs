@@ -1,5 +1,6 @@
-//! The Python cell hook (python/ in the repository), embedded in the binary and
-//! written to a directory the kernels can import it from.
+//! The Python side (python/ in the repository: the cell hook, and the Dask
+//! client preload of `run --dask`), embedded in the binary and written to a
+//! directory the kernels and clients can import it from.
 //!
 //! The traced command's environment is left as it was given: the hook is
 //! loaded into each IPython kernel through the kernel's own Jupyter protocol
@@ -16,7 +17,12 @@ use std::{
 const FILES: &[(&str, &str)] = &[
     ("reprotrace/__init__.py", include_str!("../../python/reprotrace/__init__.py")),
     ("reprotrace/markers.py", include_str!("../../python/reprotrace/markers.py")),
+    ("reprotrace/dask.py", include_str!("../../python/reprotrace/dask.py")),
+    ("reprotrace_dask_client.py", include_str!("../../python/reprotrace_dask_client.py")),
 ];
+
+/// The Dask client preload in the hook directory (`run --dask`).
+pub const DASK_CLIENT_PRELOAD: &str = "reprotrace_dask_client.py";
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write the Python cell hook to {path}: {source}")]

@@ -18,8 +18,8 @@ use reprotrace::{
     diff,
     export::{self, Format},
     launch::LaunchError,
-    manifest::{self, Manifest},
-    run,
+    manifest::{self, DaskWorker, Manifest},
+    merge, run,
     source::ebpf::{protocol::DEFAULT_SOCKET, session::DaemonChoice, LoadOptions, DEFAULT_RING_BUFFER_BYTES},
 };
 
@@ -45,7 +45,25 @@ enum Command {
     Daemon(DaemonArgs),
     /// Compare two manifests: packages added, removed or at other versions, data
     /// files added, removed or changed. Exits 0 when they agree, 1 when they differ.
-    Diff { before: PathBuf, after: PathBuf },
+    Diff {
+        before: PathBuf,
+        after: PathBuf,
+        /// Compare what this Dask host used (`hosts[]`) in both, not the runs' own sections.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Merge Dask workers' audits (`reprotrace attach --dask-worker …`) into a
+    /// run's manifest, as `run --dask` does: `hosts` and `tasks`.
+    Merge {
+        /// Where to write the merged manifest.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The run's own manifest.
+        run: PathBuf,
+        /// The workers' manifests.
+        #[arg(required = true)]
+        workers: Vec<PathBuf>,
+    },
     /// Print the JSON Schema of the manifests this reprotrace writes and reads.
     Schema,
     /// Write the pinned package list that rebuilds a manifest's environment.
@@ -56,6 +74,9 @@ enum Command {
         /// Write here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Export what this Dask host used (`hosts[]`), not the run's own software.
+        #[arg(long)]
+        host: Option<String>,
     },
 }
 
@@ -121,6 +142,11 @@ struct DaemonArgs {
     /// audit attaches them again in a few milliseconds.
     #[arg(long, value_name = "SECONDS|never", default_value = "30", value_parser = parse_idle)]
     idle_detach: IdleDetach,
+    /// Let every local user connect (socket mode 0666), each to audit only its
+    /// own processes (checked with the peer's credentials): how Dask workers
+    /// run by ordinary users audit themselves. Without it, root only.
+    #[arg(long)]
+    allow_users: bool,
     /// Print nothing but errors.
     #[arg(short, long)]
     quiet: bool,
@@ -147,6 +173,14 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 struct RunArgs {
     #[command(flatten)]
     audit: AuditArgs,
+    /// Audit the Dask workers the command's clients use too: every
+    /// `distributed.Client` of the traced tree registers reprotrace's plugins
+    /// on its cluster and, when it closes, brings back its workers' audits
+    /// (each host needs `reprotrace daemon --allow-users` and the `reprotrace`
+    /// Python package), merged into this manifest as `hosts` and `tasks`. Sets
+    /// `DASK_DISTRIBUTED__CLIENT__PRELOAD` and `…__PRELOAD_ARGV` for the command.
+    #[arg(long)]
+    dask: bool,
     /// The command and its arguments (after `--`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -169,6 +203,13 @@ struct AttachArgs {
     /// Detach after this many seconds.
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     duration: Option<Duration>,
+    /// The processes are this Dask worker (its address): the manifest says so,
+    /// and its tasks name it, for `reprotrace merge`.
+    #[arg(long, value_name = "ADDRESS")]
+    dask_worker: Option<String>,
+    /// The Dask worker's name.
+    #[arg(long, value_name = "NAME", requires = "dask_worker")]
+    dask_worker_name: Option<String>,
 }
 
 fn parse_size(text: &str) -> Result<u32, String> {
@@ -190,8 +231,17 @@ fn parse_size(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{text} is too large (at most 2G)"))
 }
 
-fn diff_manifests(before: &Path, after: &Path) -> anyhow::Result<i32> {
-    let changes = diff::diff(&Manifest::read(before)?, &Manifest::read(after)?);
+/// A manifest as read, or as seen from one of its Dask hosts.
+fn read_manifest(path: &Path, host: Option<&str>) -> anyhow::Result<Manifest> {
+    let manifest = Manifest::read(path)?;
+    Ok(match host {
+        Some(host) => merge::host_view(&manifest, host).with_context(|| format!("in {}", path.display()))?,
+        None => manifest,
+    })
+}
+
+fn diff_manifests(before: &Path, after: &Path, host: Option<&str>) -> anyhow::Result<i32> {
+    let changes = diff::diff(&read_manifest(before, host)?, &read_manifest(after, host)?);
     for change in &changes {
         println!("{change}");
     }
@@ -203,8 +253,24 @@ fn print_schema() -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn export_manifest(format: Format, manifest: &Path, output: Option<&Path>) -> anyhow::Result<i32> {
-    let text = export::export(&Manifest::read(manifest)?, format);
+fn merge_manifests(output: &Path, run: &Path, workers: &[PathBuf]) -> anyhow::Result<i32> {
+    let mut manifest = Manifest::read(run)?;
+    for warning in merge::merge_workers(&mut manifest, merge::Reports::from_manifests(workers)?) {
+        eprintln!("reprotrace: warning: {warning}");
+    }
+    manifest.write_atomically(output)?;
+    eprintln!(
+        "reprotrace: merged {} worker audits into {} ({} hosts, {} tasks)",
+        workers.len(),
+        output.display(),
+        manifest.hosts.len(),
+        manifest.tasks.len()
+    );
+    Ok(0)
+}
+
+fn export_manifest(format: Format, manifest: &Path, output: Option<&Path>, host: Option<&str>) -> anyhow::Result<i32> {
+    let text = export::export(&read_manifest(manifest, host)?, format);
     match output {
         Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,
         None => print!("{text}"),
@@ -223,7 +289,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => {
-            args.audit.settings().and_then(|settings| runtime.block_on(run::run(settings, args.command)))
+            args.audit.settings().and_then(|settings| runtime.block_on(run::run(settings, args.command, args.dask)))
         }
         Command::Attach(args) => args.audit.settings().and_then(|settings| {
             let target = attach::Target {
@@ -231,6 +297,7 @@ fn main() -> ExitCode {
                 kernel: args.kernel,
                 inject_hooks: args.inject_hooks,
                 duration: args.duration,
+                dask_worker: args.dask_worker.map(|address| DaskWorker { address, name: args.dask_worker_name }),
             };
             runtime.block_on(attach::attach(settings, target))
         }),
@@ -238,11 +305,15 @@ fn main() -> ExitCode {
             socket: args.socket,
             load: LoadOptions { ring_buffer_bytes: args.ring_buffer_size },
             idle_detach: args.idle_detach.0,
+            allow_users: args.allow_users,
             quiet: args.quiet,
         })),
-        Command::Diff { before, after } => diff_manifests(&before, &after),
+        Command::Diff { before, after, host } => diff_manifests(&before, &after, host.as_deref()),
+        Command::Merge { output, run, workers } => merge_manifests(&output, &run, &workers),
         Command::Schema => print_schema(),
-        Command::Export { format, manifest, output } => export_manifest(format, &manifest, output.as_deref()),
+        Command::Export { format, manifest, output, host } => {
+            export_manifest(format, &manifest, output.as_deref(), host.as_deref())
+        }
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(REPROTRACE_FAILED)),

@@ -10,7 +10,7 @@ use crate::{
     event::{abi::AT_FDCWD, ArgvView, Event, ExistingProcess, Fact},
     image::{self, Image},
     jupyter,
-    manifest::{self, CellSections, TraceSections},
+    manifest::{self, CellSections, TaskContext, TaskSections, TraceSections},
     software::{self, PathSink, SoftwareIndex},
     tracker::{FileOp, FileUse, Pid, ProcessRecord, Tracker, TrackerStats},
 };
@@ -20,6 +20,8 @@ pub struct Pipeline {
     log: AccessLog,
     /// One access log per notebook cell, indexed like the tracker's cells.
     cell_logs: Vec<AccessLog>,
+    /// One access log per Dask task run, indexed like the tracker's.
+    task_logs: Vec<AccessLog>,
     events: u64,
     /// Where new paths go so that software indexing starts before the run ends.
     software_paths: Option<PathSink>,
@@ -28,6 +30,13 @@ pub struct Pipeline {
     /// IPython kernels that started since [`Pipeline::take_started_kernels`]
     /// was last asked: their pids and connection files.
     started_kernels: Vec<(Pid, PathBuf)>,
+}
+
+/// The parts of the run an operation also belongs to.
+#[derive(Clone, Copy)]
+struct Scopes {
+    cell: Option<usize>,
+    dask_task: Option<usize>,
 }
 
 /// What the pipeline learnt, ready for the manifest.
@@ -50,6 +59,7 @@ impl Pipeline {
             tracker,
             log: AccessLog::new(),
             cell_logs: Vec::new(),
+            task_logs: Vec::new(),
             events: 0,
             software_paths: None,
             images: HashMap::new(),
@@ -68,6 +78,7 @@ impl Pipeline {
             tracker,
             log: AccessLog::new(),
             cell_logs: Vec::new(),
+            task_logs: Vec::new(),
             events: 0,
             software_paths: None,
             images: HashMap::new(),
@@ -87,7 +98,8 @@ impl Pipeline {
 
     pub fn feed(&mut self, event: &Event) {
         self.events += 1;
-        let Some(FileUse { pid, cell, namespace, op }) = self.tracker.apply(event) else { return };
+        let Some(FileUse { pid, cell, dask_task, namespace, op }) = self.tracker.apply(event) else { return };
+        let scopes = Scopes { cell, dask_task };
         if let Some(namespace) = namespace {
             self.log.record_foreign(pid, namespace, op);
             return;
@@ -96,11 +108,11 @@ impl Pipeline {
             FileOp::Exec { path } => Some(self.inspect(path, pid)),
             _ => None,
         };
-        self.record(pid, cell, op);
+        self.record(pid, scopes, op);
         if let Some(image) = image {
             let interpreters = image.interpreters();
             for interpreter in &interpreters {
-                self.record(pid, cell, FileOp::Exec { path: interpreter.clone() });
+                self.record(pid, scopes, FileOp::Exec { path: interpreter.clone() });
             }
             // A tracer at the syscall saw the arguments before the script
             // loader rewrote them: give the process the argv it really got.
@@ -129,12 +141,14 @@ impl Pipeline {
         self.tracker.mark_cell_hook(pid);
     }
 
-    fn record(&mut self, pid: Pid, cell: Option<usize>, op: FileOp) {
-        if let Some(cell) = cell {
-            if self.cell_logs.len() <= cell {
-                self.cell_logs.resize_with(cell + 1, AccessLog::new);
+    fn record(&mut self, pid: Pid, scopes: Scopes, op: FileOp) {
+        for (logs, index) in [(&mut self.cell_logs, scopes.cell), (&mut self.task_logs, scopes.dask_task)] {
+            if let Some(index) = index {
+                if logs.len() <= index {
+                    logs.resize_with(index + 1, AccessLog::new);
+                }
+                logs[index].record(pid, op.clone());
             }
-            self.cell_logs[cell].record(pid, op.clone());
         }
         match &self.software_paths {
             Some(sink) => self.log.record_noting_new(pid, op, &mut |path| sink.send(path)),
@@ -161,34 +175,60 @@ impl Pipeline {
     }
 
     /// Identifies software, classifies the data (stat'ing files as they are
-    /// now), for the run and for each cell, and renders the sections.
+    /// now), for the run, each cell and each Dask task, and renders the
+    /// sections; the tasks ran on `host`, in `worker` when it is a Dask worker.
     pub fn finish(
         self,
         rules: &classify::Rules,
         started_at: SystemTime,
         software_index: &mut SoftwareIndex,
+        host: &str,
+        worker: Option<&str>,
     ) -> PipelineOutput {
         let software = software::identify(&self.log, software_index);
         let mut data = classify::classify(&self.log, rules, &|path| software.owns(path), started_at);
         classify::hash_data(&mut data, None);
         let empty = AccessLog::new();
+        // A cell's or task's own software and data, by the run's rules; its
+        // files already hashed for the run are not read again.
+        let mut scoped = |log: &AccessLog| {
+            let own_software = software::identify(log, software_index);
+            let owned = |path: &[u8]| own_software.owns(path) || software.owns(path);
+            let mut own_data = classify::classify(log, rules, &owned, started_at);
+            classify::hash_data(&mut own_data, Some(&data));
+            (own_software, own_data)
+        };
         let cells: Vec<CellSections> = self
             .tracker
             .cells()
             .iter()
             .enumerate()
             .map(|(index, cell)| {
-                let log = self.cell_logs.get(index).unwrap_or(&empty);
-                let cell_software = software::identify(log, software_index);
-                let owned = |path: &[u8]| cell_software.owns(path) || software.owns(path);
-                let mut cell_data = classify::classify(log, rules, &owned, started_at);
-                classify::hash_data(&mut cell_data, Some(&data));
-                CellSections { cell, software: cell_software, data: cell_data }
+                let (software, data) = scoped(self.cell_logs.get(index).unwrap_or(&empty));
+                CellSections { cell, software, data }
             })
             .collect();
         let processes = self.tracker.processes();
+        let tasks: Vec<TaskSections> = self
+            .tracker
+            .dask_tasks()
+            .iter()
+            .enumerate()
+            .map(|(index, task)| {
+                let (software, data) = scoped(self.task_logs.get(index).unwrap_or(&empty));
+                let started = processes.iter().filter(|process| process.dask_task == Some(index)).collect();
+                TaskSections { task, processes: started, software, data }
+            })
+            .collect();
         PipelineOutput {
-            sections: manifest::trace_sections(processes, &self.log, &software, &data, &cells),
+            sections: manifest::trace_sections(
+                processes,
+                &self.log,
+                &software,
+                &data,
+                &cells,
+                &TaskContext { tasks: &tasks, host, worker },
+            ),
             events: self.events,
             tracker: self.tracker.stats(),
             root: processes.first().cloned(),

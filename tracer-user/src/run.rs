@@ -15,10 +15,11 @@ use tokio::sync::mpsc;
 
 use crate::{
     audit::{Audit, Backend, Settings, Traced},
+    dask,
     event::{Tid, WaitStatus},
     hooks::KernelHooks,
     interrupts::Signals,
-    launch::{LaunchError, LaunchSpec},
+    launch::{self, LaunchError, LaunchSpec},
     manifest,
     pipeline::Pipeline,
     software::PathSink,
@@ -27,12 +28,20 @@ use crate::{
     },
 };
 
-/// Runs the audit; returns the exit code reprotrace should exit with (the command's).
-pub async fn run(settings: Settings, command: Vec<OsString>) -> anyhow::Result<i32> {
-    let spec = LaunchSpec::new(command, Vec::new())?;
+/// Runs the audit; returns the exit code reprotrace should exit with (the
+/// command's). With `dask`, the Dask workers the command's clients use are
+/// audited too, and merged into the manifest.
+pub async fn run(settings: Settings, command: Vec<OsString>, dask: bool) -> anyhow::Result<i32> {
+    let reports = match dask {
+        true => Some(dask::Reports::create(launch::sudo_credentials()?.as_ref())?),
+        false => None,
+    };
+    let environment = reports.as_ref().map(dask::Reports::environment).unwrap_or_default();
+    let spec = LaunchSpec::new(command, environment)?;
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let described: Vec<String> = spec.argv.iter().map(|arg| manifest::display_bytes(arg.as_bytes())).collect();
-    let audit = Audit::start(described, cwd.as_os_str().as_bytes().to_vec(), spec.credentials.clone());
+    let mut audit = Audit::start(described, cwd.as_os_str().as_bytes().to_vec(), spec.credentials.clone());
+    audit.dask_reports = reports.as_ref().map(|reports| reports.path().to_path_buf());
     let mut signals = Signals::new()?;
     // Orphans of the traced tree come back to us, so we can tell when all are gone.
     set_child_subreaper(Some(getpid())).context("becoming the traced tree's subreaper")?;

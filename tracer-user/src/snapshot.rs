@@ -17,11 +17,32 @@ pub enum SnapshotError {
     NoSuchProcess(u32),
     #[error("cannot read /proc: {0}")]
     Proc(String),
+    #[error("process {0} is this reprotrace: an audit cannot follow itself")]
+    Itself(u32),
 }
 
 /// Every live process in the trees rooted at `roots` (roots first, then
-/// descendants in pid order).
+/// descendants in pid order), except this process and what it started: an
+/// audit started from inside the tree it follows (a Dask worker's) must not
+/// trace itself.
 pub fn snapshot_trees(roots: &[u32]) -> Result<Vec<ExistingProcess>, SnapshotError> {
+    let myself = std::process::id();
+    if roots.contains(&myself) {
+        return Err(SnapshotError::Itself(myself));
+    }
+    // A process that exits between the scan and its reading is left out.
+    Ok(tree_pids(roots, Some(myself))?.into_iter().filter_map(read_process).collect())
+}
+
+/// The pids of this process's descendants.
+pub fn descendants_of_this_process() -> Result<Vec<u32>, SnapshotError> {
+    let myself = std::process::id();
+    Ok(tree_pids(&[myself], None)?.into_iter().filter(|&pid| pid != myself).collect())
+}
+
+/// The pids of the trees rooted at `roots`, roots first, without `excluded`
+/// and its descendants.
+fn tree_pids(roots: &[u32], excluded: Option<u32>) -> Result<Vec<u32>, SnapshotError> {
     let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     let all = procfs::process::all_processes().map_err(|err| SnapshotError::Proc(err.to_string()))?;
     let mut alive = BTreeSet::new();
@@ -38,14 +59,13 @@ pub fn snapshot_trees(roots: &[u32]) -> Result<Vec<ExistingProcess>, SnapshotErr
         }
         let mut stack = vec![root];
         while let Some(pid) = stack.pop() {
-            if seen.insert(pid) {
+            if Some(pid) != excluded && seen.insert(pid) {
                 order.push(pid);
                 stack.extend(children.get(&pid).into_iter().flatten().rev());
             }
         }
     }
-    // A process that exits between the scan and its reading is left out.
-    Ok(order.into_iter().filter_map(read_process).collect())
+    Ok(order)
 }
 
 fn read_process(pid: u32) -> Option<ExistingProcess> {
@@ -99,18 +119,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn snapshots_this_process_and_its_children() {
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("sleep");
+    fn snapshots_a_tree_but_never_this_process() {
         let file = tempfile::NamedTempFile::new().expect("temp file");
+        let stdin = std::fs::File::open(file.path()).expect("open");
+        let mut child = std::process::Command::new("sleep").arg("5").stdin(stdin).spawn().expect("sleep");
         let ours = std::process::id();
-        let snapshot = snapshot_trees(&[ours]).expect("snapshot");
-        let me = snapshot.iter().find(|p| p.pid == ours).expect("this process");
-        assert!(me.threads.contains(&ours));
-        assert_eq!(me.cwd, std::env::current_dir().expect("cwd").as_os_str().as_bytes());
+        let snapshot = snapshot_trees(&[child.id()]).expect("snapshot");
+        assert_eq!(snapshot.len(), 1);
+        let sleeper = &snapshot[0];
+        assert_eq!(
+            (sleeper.pid, sleeper.ppid, sleeper.argv.clone()),
+            (child.id(), ours, vec![b"sleep".to_vec(), b"5".to_vec()])
+        );
+        assert!(sleeper.threads.contains(&child.id()));
         let path = file.path().as_os_str().as_bytes();
-        assert!(me.files.iter().any(|(_, open, cloexec)| open == path && *cloexec), "{:?}", me.files);
-        let sleeper = snapshot.iter().find(|p| p.pid == child.id()).expect("the child");
-        assert_eq!((sleeper.ppid, sleeper.argv.clone()), (ours, vec![b"sleep".to_vec(), b"5".to_vec()]));
+        assert!(
+            sleeper.files.iter().any(|(fd, open, cloexec)| *fd == 0 && open == path && !*cloexec),
+            "{:?}",
+            sleeper.files
+        );
+        assert!(descendants_of_this_process().expect("descendants").contains(&child.id()));
+        assert!(matches!(snapshot_trees(&[ours]), Err(SnapshotError::Itself(_))));
         child.kill().expect("kill");
         let _ = child.wait();
         assert!(matches!(snapshot_trees(&[u32::MAX - 1]), Err(SnapshotError::NoSuchProcess(_))));

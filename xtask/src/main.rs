@@ -12,8 +12,12 @@
 //!   untraced processes), interleaved rounds; see `bench/mod.rs` and
 //!   docs/benchmarks.md.
 //! - `bench pipeline` times the post-processing of a 100k-event audit.
+//! - `cluster up|down` starts a simulated Dask cluster (hosts as network
+//!   namespaces, each with a reprotrace daemon and workers) and leaves it
+//!   running, or tears it down; see `cluster.rs`.
 
 mod bench;
+mod cluster;
 
 use std::{
     path::{Path, PathBuf},
@@ -31,13 +35,16 @@ fn main() -> Result<()> {
         "test" => test(),
         "demo" => demo(),
         "bench" => bench::main(&args[1..]),
+        "cluster" => cluster::main(&args[1..]),
         _ => bail!(
-            "usage: cargo xtask <setup|test|demo|bench>\n  setup  install bpf-linker {BPF_LINKER_VERSION} and strace\n  \
+            "usage: cargo xtask <setup|test|demo|bench|cluster>\n  setup  install bpf-linker {BPF_LINKER_VERSION} and strace\n  \
              test   build and run every test (needs root)\n  demo   setup, build, and audit examples/analysis.py with both \
              backends\n  bench  overhead of reprotrace against native, strace and reprozip on prepared workloads \
              (root; about 25 minutes at 5 rounds on 2 cores; writes docs/benchmarks.md):\n         {}\n  \
-             bench pipeline  time the post-processing of a 100k-event audit",
-            bench::USAGE
+             bench pipeline  time the post-processing of a 100k-event audit\n  cluster  a simulated Dask cluster on \
+             this machine, left running (root):\n         {}",
+            bench::USAGE,
+            cluster::USAGE
         ),
     }
 }
@@ -95,11 +102,19 @@ fn setup() -> Result<()> {
         }
     }
     // Programs the tests run, and Debian packages the Python tests build venvs with.
-    let mut missing: Vec<&str> = [("strace", "strace"), ("setpriv", "util-linux"), ("python3", "python3")]
-        .into_iter()
-        .filter(|(program, _)| !on_path(program))
-        .map(|(_, package)| package)
-        .collect();
+    // ip, nsenter and unshare make the simulated Dask hosts (the cluster crate).
+    let mut missing: Vec<&str> = [
+        ("strace", "strace"),
+        ("setpriv", "util-linux"),
+        ("nsenter", "util-linux"),
+        ("unshare", "util-linux"),
+        ("ip", "iproute2"),
+        ("python3", "python3"),
+    ]
+    .into_iter()
+    .filter(|(program, _)| !on_path(program))
+    .map(|(_, package)| package)
+    .collect();
     // linux-libc-dev: the ABI's syscall numbers, which a test checks the syscall table against.
     // The fidelity tests compile C (gcc, 32-bit with gcc-multilib, io_uring with liburing-dev),
     // run make, and audit Debian's own Python distributions (python3-yaml, python3-six) and
@@ -122,6 +137,8 @@ fn setup() -> Result<()> {
         .into_iter()
         .filter(|package| !dpkg_installed(package)),
     );
+    missing.sort_unstable();
+    missing.dedup();
     if !missing.is_empty() {
         println!("xtask: installing {}", missing.join(", "));
         run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;

@@ -7,7 +7,7 @@ mod settings;
 mod summary;
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     time::{Instant, SystemTime},
 };
 
@@ -16,7 +16,8 @@ pub use settings::{Backend, Settings};
 use crate::{
     event::WaitStatus,
     launch::Credentials,
-    manifest::{self, Manifest, Stats, SCHEMA_ID},
+    manifest::{self, DaskWorker, Manifest, Stats, SCHEMA_ID},
+    merge,
     pipeline::{Pipeline, PipelineOutput},
     software::{IndexBuilder, PathSink},
     source::Counters,
@@ -27,6 +28,11 @@ pub struct Audit {
     pub command: Vec<String>,
     pub cwd: Vec<u8>,
     pub owner: Option<Credentials>,
+    /// The processes followed are this Dask worker.
+    pub dask_worker: Option<DaskWorker>,
+    /// Where the run's Dask clients leave their workers' audits, to merge
+    /// into its manifest (`run --dask`).
+    pub dask_reports: Option<PathBuf>,
     started_at: SystemTime,
     clock: Instant,
     /// The software index, built while the audit runs.
@@ -50,6 +56,8 @@ impl Audit {
             command,
             cwd,
             owner,
+            dask_worker: None,
+            dask_reports: None,
             started_at: SystemTime::now(),
             clock: Instant::now(),
             software_index: IndexBuilder::start(),
@@ -69,19 +77,21 @@ impl Audit {
         let Traced { mut pipeline, root_status, counters, interrupted } = traced;
         pipeline.stop_software_warm_up();
         let mut software_index = self.software_index.finish()?;
+        let host = hostname();
+        let worker = self.dask_worker.as_ref().map(|worker| worker.address.as_str());
         let PipelineOutput { sections, events, tracker, root, warnings } =
-            pipeline.finish(&settings.rules, self.started_at, &mut software_index);
+            pipeline.finish(&settings.rules, self.started_at, &mut software_index, &host, worker);
         // The command's status, for `run`; an attached tree has no one command.
         let status = root.filter(|root| !root.pre_existing).and_then(|root| root.status).or(root_status);
         let Counters { lost_events, untracked_children, malformed_events, sees_io_uring } = counters;
         let unseen_io_uring_rings = if sees_io_uring { 0 } else { tracker.io_uring_setups };
         let malformed_events = malformed_events + tracker.unknown_tasks;
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             schema: SCHEMA_ID.to_string(),
             backend: settings.backend.name().to_string(),
             command: self.command,
             cwd: manifest::display_bytes(&self.cwd),
-            host: hostname(),
+            host,
             started_at: humantime::format_rfc3339_millis(self.started_at).to_string(),
             finished_at: humantime::format_rfc3339_millis(finished_at).to_string(),
             exit_code: status.and_then(WaitStatus::exit_code),
@@ -111,7 +121,20 @@ impl Audit {
             software: sections.software,
             data: sections.data,
             cells: sections.cells,
+            dask_worker: self.dask_worker,
+            tasks: sections.tasks,
+            hosts: Vec::new(),
         };
+        let mut warnings = warnings;
+        if let Some(reports) = &self.dask_reports {
+            match merge::Reports::read_dir(reports) {
+                Ok(reports) => warnings.extend(merge::merge_workers(&mut manifest, reports)),
+                Err(err) => {
+                    warnings.push(format!("the Dask workers' audits could not be merged: {err}"));
+                    manifest.stats.complete = false;
+                }
+            }
+        }
         manifest.write_atomically(&settings.output)?;
         if let Some(owner) = &self.owner {
             give_to_user(&settings.output, owner);

@@ -12,8 +12,16 @@ pub fn print(manifest: &Manifest, output: &Path) {
         (None, None) => "no exit status".to_string(),
     };
     let cells = if manifest.cells.is_empty() { String::new() } else { format!("{} cells, ", manifest.cells.len()) };
+    let dask = match manifest.hosts.len() {
+        0 => String::new(),
+        hosts => format!(
+            "{} Dask tasks on {} workers of {hosts} hosts, ",
+            manifest.tasks.len(),
+            manifest.hosts.iter().map(|host| host.workers.len()).sum::<usize>()
+        ),
+    };
     eprintln!(
-        "reprotrace: {} audit finished in {:.2} s ({outcome}): {} processes, {cells}{} files, {} inputs, {} outputs, \
+        "reprotrace: {} audit finished in {:.2} s ({outcome}): {} processes, {cells}{dask}{} files, {} inputs, {} outputs, \
          {} events, {} lost events",
         manifest.backend,
         stats.duration_ms as f64 / 1000.0,
@@ -38,6 +46,14 @@ pub fn print(manifest: &Manifest, output: &Path) {
                 "{} processes ran 32-bit programs, whose system calls the eBPF backend does not see (use --backend strace)",
                 stats.ia32_processes
             ));
+        }
+        let unaudited =
+            manifest.hosts.iter().flat_map(|host| &host.workers).filter(|worker| worker.unaudited.is_some()).count();
+        if unaudited > 0 {
+            reasons.push(format!("{unaudited} Dask workers not audited"));
+        }
+        if let Some(host) = manifest.hosts.iter().find(|host| !host.stats.complete && host.stats.lost_events == 0) {
+            reasons.push(format!("the audit of host {} is incomplete", host.host));
         }
         if stats.unseen_io_uring_rings > 0 {
             reasons.push(format!(

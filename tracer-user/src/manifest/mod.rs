@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use file::ManifestError;
-pub use render::{display_bytes, signal_label, trace_sections, CellSections, TraceSections};
+pub use render::{display_bytes, signal_label, trace_sections, CellSections, TaskContext, TaskSections, TraceSections};
 
 /// A path the tracker made absolute.
 const ABSOLUTE_PATH: &str = "^/";
@@ -59,6 +59,107 @@ pub struct Manifest {
     pub data: Data,
     /// Notebook cells, in the order they ran (empty outside notebooks).
     pub cells: Vec<Cell>,
+    /// This audit followed a Dask worker (`reprotrace attach --dask-worker`):
+    /// which one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dask_worker: Option<DaskWorker>,
+    /// Dask tasks run by the processes followed, in the order they began: in
+    /// a worker's audit, its own; in a run merged with its workers' audits,
+    /// those the run's clients submitted, whichever worker ran them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<Task>,
+    /// The Dask workers' hosts, each with what its workers used (a run
+    /// audited with `--dask`, or `reprotrace merge`), sorted by host name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<Host>,
+}
+
+/// A Dask worker, as it calls itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DaskWorker {
+    /// Its address (`tcp://10.0.0.2:40123`).
+    #[schemars(length(min = 1))]
+    pub address: String,
+    /// Its name (`--name`), if it was given one.
+    pub name: Option<String>,
+}
+
+/// One run of a Dask task: what it ran and used. Work done by the pool thread
+/// that ran it, between the task's markers, by the threads that thread
+/// started meanwhile, and by the processes they started, belongs to the task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    /// The task's key, as Python prints it (`('inc-5c3a…', 3)`).
+    #[schemars(length(min = 1))]
+    pub key: String,
+    /// The host name of the worker that ran it.
+    pub host: String,
+    /// The address of the worker that ran it, when its audit knew it.
+    pub worker: Option<String>,
+    /// The worker process, and the thread of its pool that ran the task.
+    #[schemars(range(min = 1))]
+    pub pid: u32,
+    #[schemars(range(min = 1))]
+    pub thread: u32,
+    #[schemars(pattern(TIMESTAMP))]
+    pub started_at: String,
+    /// `None` when the audit ended before the task did.
+    #[schemars(pattern(TIMESTAMP))]
+    pub finished_at: Option<String>,
+    /// The execution count of the notebook cell that submitted it, when the
+    /// run was a notebook (merged manifests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<u64>,
+    /// The processes the task started (its worker process not included).
+    pub processes: Vec<TaskProcess>,
+    pub software: CellSoftware,
+    pub data: Data,
+}
+
+/// A process a task started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskProcess {
+    #[schemars(range(min = 1))]
+    pub pid: u32,
+    #[schemars(pattern(ABSOLUTE_PATH))]
+    pub exe: Option<String>,
+    pub argv: Vec<String>,
+}
+
+/// A host of the Dask cluster: its workers and what they used there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// Its host name.
+    #[schemars(length(min = 1))]
+    pub host: String,
+    /// Its workers, sorted by address.
+    pub workers: Vec<HostWorker>,
+    /// Its workers' audits, merged: the same shapes as the run's own sections.
+    pub stats: Stats,
+    pub processes: Vec<Process>,
+    pub files: Vec<FileEntry>,
+    pub software: Software,
+    pub data: Data,
+}
+
+/// A worker of a host, and whether its audit came back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostWorker {
+    #[schemars(length(min = 1))]
+    pub address: String,
+    pub name: Option<String>,
+    /// The processes its audit followed from the start: the nanny (or the
+    /// worker, without one).
+    pub pids: Vec<u32>,
+    /// Why this worker was not audited (no daemon on its host, refused…):
+    /// its work is missing, and the run is incomplete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unaudited: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

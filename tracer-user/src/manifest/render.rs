@@ -1,11 +1,11 @@
 //! The manifest's trace sections, rendered from what the pipeline found:
-//! processes, files, software, data and cells, every list sorted.
+//! processes, files, software, data, cells and Dask tasks, every list sorted.
 
 use std::collections::BTreeSet;
 
 use super::{
     Access, Cell, CellSoftware, Data, DataEntry, FailedExec, FileEntry, Interpreter, OwnedFile, Process,
-    PythonDistribution, Software, SystemPackage,
+    PythonDistribution, Software, SystemPackage, Task, TaskProcess,
 };
 use crate::{
     access::{AccessLog, PathUse},
@@ -14,7 +14,7 @@ use crate::{
     event::WaitStatus,
     signals::signal_name,
     software::{self, python::normalize_name, SoftwareUse},
-    tracker::{sorted_processes, view::NamespaceId, CellRecord, ProcessRecord},
+    tracker::{sorted_processes, view::NamespaceId, CellRecord, DaskTaskRecord, ProcessRecord},
 };
 
 /// Renders a path or argument for JSON: UTF-8 as is, except the backslash,
@@ -44,6 +44,7 @@ pub struct TraceSections {
     pub software: Software,
     pub data: Data,
     pub cells: Vec<Cell>,
+    pub tasks: Vec<Task>,
 }
 
 /// What the pipeline found for one notebook cell.
@@ -53,12 +54,31 @@ pub struct CellSections<'a> {
     pub data: DataSets,
 }
 
+/// What the pipeline found for one run of a Dask task.
+pub struct TaskSections<'a> {
+    pub task: &'a DaskTaskRecord,
+    /// The processes it started.
+    pub processes: Vec<&'a ProcessRecord>,
+    pub software: SoftwareUse,
+    pub data: DataSets,
+}
+
+/// The Dask tasks of an audit, and where they ran.
+pub struct TaskContext<'a> {
+    pub tasks: &'a [TaskSections<'a>],
+    /// The host name.
+    pub host: &'a str,
+    /// The worker's address, when the audit knew it followed a worker.
+    pub worker: Option<&'a str>,
+}
+
 pub fn trace_sections(
     processes: &[ProcessRecord],
     log: &AccessLog,
     software: &SoftwareUse,
     data: &DataSets,
     cells: &[CellSections],
+    tasks: &TaskContext,
 ) -> TraceSections {
     TraceSections {
         processes: sorted_processes(processes).into_iter().map(process_entry).collect(),
@@ -66,7 +86,45 @@ pub fn trace_sections(
         software: software_section(software),
         data: data_section(data),
         cells: cells.iter().enumerate().map(|(index, cell)| cell_entry(index, cell)).collect(),
+        tasks: tasks.tasks.iter().map(|task| task_entry(task, tasks.host, tasks.worker)).collect(),
     }
+}
+
+/// Nanoseconds since the Unix epoch as RFC 3339 UTC, to the millisecond.
+fn marker_time(ns: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+fn task_entry(sections: &TaskSections, host: &str, worker: Option<&str>) -> Task {
+    let task = sections.task;
+    Task {
+        key: task.key.clone(),
+        host: host.to_string(),
+        worker: worker.map(str::to_string),
+        pid: task.pid,
+        thread: task.thread,
+        started_at: marker_time(task.started_ns),
+        finished_at: task.finished_ns.map(marker_time),
+        cell: None,
+        processes: sorted_processes_of(&sections.processes)
+            .into_iter()
+            .map(|process| TaskProcess {
+                pid: process.pid,
+                exe: process.exe.as_deref().map(display_bytes),
+                argv: process.argv.iter().map(|arg| display_bytes(arg)).collect(),
+            })
+            .collect(),
+        software: CellSoftware { python: python_distributions(&sections.software) },
+        data: data_section(&sections.data),
+    }
+}
+
+/// Processes by pid, a reused pid's records in the order they came.
+fn sorted_processes_of<'a>(processes: &[&'a ProcessRecord]) -> Vec<&'a ProcessRecord> {
+    let mut sorted = processes.to_vec();
+    sorted.sort_by_key(|process| process.pid);
+    sorted
 }
 
 fn data_section(data: &DataSets) -> Data {
@@ -74,10 +132,7 @@ fn data_section(data: &DataSets) -> Data {
 }
 
 fn cell_entry(index: usize, sections: &CellSections) -> Cell {
-    let time = |ns: u64| {
-        let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
-        humantime::format_rfc3339_millis(at).to_string()
-    };
+    let time = marker_time;
     let cell = sections.cell;
     Cell {
         index,

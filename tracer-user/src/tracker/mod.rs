@@ -27,7 +27,7 @@ use crate::event::{
         AT_EMPTY_PATH, CLONE_FILES, CLONE_FS, CLONE_NEWNS, CLONE_THREAD, MS_BIND, MS_MOVE, MS_PROPAGATION, MS_REMOUNT,
         O_ACCMODE, O_CLOEXEC, O_CREAT, O_PATH, O_RDWR, O_TRUNC, O_WRONLY, RENAME_EXCHANGE,
     },
-    CellMarker, CellPhase, Event, ExistingProcess, Fact, Tid, WaitStatus, AT_FDCWD,
+    CellMarker, Event, ExistingProcess, Fact, MarkerPhase, TaskMarker, Tid, WaitStatus, AT_FDCWD,
 };
 
 /// A process id (a thread-group id).
@@ -84,11 +84,12 @@ pub enum FileOp {
     },
 }
 
-/// A file operation, who did it, and during which notebook cell.
+/// A file operation, who did it, and during which notebook cell and Dask task.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileUse {
     pub pid: Pid,
     pub cell: Option<usize>,
+    pub dask_task: Option<usize>,
     /// The paths are in this mount namespace, which the auditor cannot see
     /// into; `None`: they are the auditor's.
     pub namespace: Option<NamespaceId>,
@@ -105,6 +106,20 @@ pub struct CellRecord {
     pub started_ns: u64,
     pub finished_ns: Option<u64>,
     /// Processes that did work during the cell, or were born in it.
+    pub pids: BTreeSet<Pid>,
+}
+
+/// One run of a Dask task, as its markers delimit it in the thread that ran it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaskTaskRecord {
+    pub key: String,
+    /// The worker process, and the thread of its pool that ran the task.
+    pub pid: Pid,
+    pub thread: Tid,
+    /// Marker times, nanoseconds since the Unix epoch.
+    pub started_ns: u64,
+    pub finished_ns: Option<u64>,
+    /// The worker process and the processes the task started.
     pub pids: BTreeSet<Pid>,
 }
 
@@ -140,6 +155,9 @@ pub struct ProcessRecord {
     /// The notebook cell its work belongs to: for the process that emits cell
     /// markers, the cell running now; for others, the cell they were born in.
     pub cell: Option<usize>,
+    /// The Dask task it was started by (forked by a thread running the task):
+    /// all its work belongs to that task.
+    pub dask_task: Option<usize>,
     /// It was running before the audit attached to it.
     pub pre_existing: bool,
     live_threads: u32,
@@ -199,6 +217,9 @@ pub struct Tracker {
     /// Every process seen, in order of appearance (pids may be reused).
     processes: Vec<ProcessRecord>,
     cells: Vec<CellRecord>,
+    dask_tasks: Vec<DaskTaskRecord>,
+    /// Threads running a Dask task now (and threads they started meanwhile).
+    bound_threads: HashMap<Tid, usize>,
     stats: TrackerStats,
 }
 
@@ -231,6 +252,7 @@ impl Tracker {
             status: None,
             failed_execs: Vec::new(),
             cell: None,
+            dask_task: None,
             pre_existing: false,
             live_threads: 1,
         });
@@ -269,6 +291,7 @@ impl Tracker {
             status: None,
             failed_execs: Vec::new(),
             cell: None,
+            dask_task: None,
             pre_existing: true,
             live_threads: 0,
         });
@@ -330,6 +353,11 @@ impl Tracker {
         &self.cells
     }
 
+    /// The Dask task runs seen so far, in the order they began.
+    pub fn dask_tasks(&self) -> &[DaskTaskRecord] {
+        &self.dask_tasks
+    }
+
     /// Whether any followed task is still alive.
     pub fn has_live_tasks(&self) -> bool {
         !self.tasks.is_empty()
@@ -354,7 +382,7 @@ impl Tracker {
         let pid = self.processes[task.process].pid;
         let located = match &event.fact {
             Fact::Fork { child, flags } => {
-                self.fork(&task, *child, *flags);
+                self.fork(event.tid, &task, *child, *flags);
                 None
             }
             Fact::Exit { status } => {
@@ -524,13 +552,47 @@ impl Tracker {
                 self.cell_marker(task.process, marker);
                 None
             }
+            Fact::TaskMarker(marker) => {
+                self.task_marker(event.tid, pid, marker);
+                None
+            }
         };
         let (namespace, op) = located?;
         let cell = self.processes[task.process].cell;
         if let Some(cell) = cell {
             self.cells[cell].pids.insert(pid);
         }
-        Some(FileUse { pid, cell, namespace, op })
+        let dask_task = self.bound_threads.get(&event.tid).copied().or(self.processes[task.process].dask_task);
+        if let Some(dask_task) = dask_task {
+            self.dask_tasks[dask_task].pids.insert(pid);
+        }
+        Some(FileUse { pid, cell, dask_task, namespace, op })
+    }
+
+    /// A Dask task begins or ends in thread `tid` of process `pid`: the
+    /// thread's work, and that of the threads and processes it starts, belongs
+    /// to the task until the end marker (a thread it started and that lives
+    /// on, a pool's, is the worker's again then).
+    fn task_marker(&mut self, tid: Tid, pid: Pid, marker: &TaskMarker) {
+        match marker.phase {
+            MarkerPhase::Begin => {
+                self.dask_tasks.push(DaskTaskRecord {
+                    key: marker.key.clone(),
+                    pid,
+                    thread: tid,
+                    started_ns: marker.time_ns,
+                    finished_ns: None,
+                    pids: BTreeSet::from([pid]),
+                });
+                self.bound_threads.insert(tid, self.dask_tasks.len() - 1);
+            }
+            MarkerPhase::End => {
+                if let Some(ended) = self.bound_threads.remove(&tid) {
+                    self.dask_tasks[ended].finished_ns = Some(marker.time_ns);
+                    self.bound_threads.retain(|_, dask_task| *dask_task != ended);
+                }
+            }
+        }
     }
 
     /// Replaces what the task `tid` points at (unsharing its view).
@@ -545,7 +607,7 @@ impl Tracker {
     fn cell_marker(&mut self, process: usize, marker: &CellMarker) {
         let record = &mut self.processes[process];
         match marker.phase {
-            CellPhase::Begin => {
+            MarkerPhase::Begin => {
                 self.cells.push(CellRecord {
                     execution_count: marker.execution_count,
                     cell_id: marker.cell_id.clone(),
@@ -556,7 +618,7 @@ impl Tracker {
                 });
                 record.cell = Some(self.cells.len() - 1);
             }
-            CellPhase::End => {
+            MarkerPhase::End => {
                 if let Some(cell) = record.cell.take() {
                     self.cells[cell].finished_ns = Some(marker.time_ns);
                 }
@@ -651,7 +713,8 @@ impl Tracker {
         fs.root = b"/".to_vec();
     }
 
-    fn fork(&mut self, parent: &Task, child: Tid, flags: u64) {
+    fn fork(&mut self, parent_tid: Tid, parent: &Task, child: Tid, flags: u64) {
+        let bound = self.bound_threads.get(&parent_tid).copied();
         let files = if flags & CLONE_FILES != 0 {
             Rc::clone(&parent.files)
         } else {
@@ -664,6 +727,9 @@ impl Tracker {
         };
         let process = if flags & CLONE_THREAD != 0 {
             self.processes[parent.process].live_threads += 1;
+            if let Some(dask_task) = bound {
+                self.bound_threads.insert(child, dask_task);
+            }
             parent.process
         } else {
             let from = &self.processes[parent.process];
@@ -681,11 +747,15 @@ impl Tracker {
                 status: None,
                 failed_execs: Vec::new(),
                 cell: from.cell,
+                dask_task: bound.or(from.dask_task),
                 pre_existing: false,
                 live_threads: 1,
             };
             if let Some(cell) = from.cell {
                 self.cells[cell].pids.insert(child);
+            }
+            if let Some(dask_task) = bound.or(from.dask_task) {
+                self.dask_tasks[dask_task].pids.insert(child);
             }
             self.processes.push(record);
             self.processes.len() - 1
@@ -700,6 +770,7 @@ impl Tracker {
     /// A task ended; the process's status is its last task's.
     fn exit(&mut self, tid: Tid, task: &Task, status: WaitStatus) {
         self.tasks.remove(&tid);
+        self.bound_threads.remove(&tid);
         let record = &mut self.processes[task.process];
         record.live_threads = record.live_threads.saturating_sub(1);
         if record.live_threads == 0 {

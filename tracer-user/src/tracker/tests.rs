@@ -16,7 +16,7 @@ fn open(tid: Tid, dirfd: i32, path: &str, flags: u64, fd: i32) -> Event {
 }
 
 fn used(pid: Pid, op: FileOp) -> Option<FileUse> {
-    Some(FileUse { pid, cell: None, namespace: None, op })
+    Some(FileUse { pid, cell: None, dask_task: None, namespace: None, op })
 }
 
 fn exec(path: &str, argv: &[&str]) -> Fact {
@@ -133,7 +133,7 @@ fn process_tree_and_exit_status() {
     assert!(!t.has_live_tasks());
 }
 
-fn marker(phase: CellPhase, count: u64, time_ns: u64) -> Fact {
+fn marker(phase: MarkerPhase, count: u64, time_ns: u64) -> Fact {
     Fact::CellMarker(CellMarker {
         phase,
         execution_count: count,
@@ -147,15 +147,15 @@ fn marker(phase: CellPhase, count: u64, time_ns: u64) -> Fact {
 fn work_belongs_to_the_cell_that_started_it() {
     let mut t = tracker();
     t.apply(&open(100, AT_FDCWD, "before", 0, 3));
-    t.apply(&ev(100, marker(CellPhase::Begin, 1, 10)));
+    t.apply(&ev(100, marker(MarkerPhase::Begin, 1, 10)));
     assert_eq!(t.apply(&open(100, AT_FDCWD, "a", 0, 4)).and_then(|u| u.cell), Some(0));
     // A thread of the kernel, and a child started in the cell.
     t.apply(&ev(100, Fact::Fork { child: 101, flags: CLONE_THREAD | CLONE_FILES | CLONE_FS }));
     assert_eq!(t.apply(&open(101, AT_FDCWD, "b", 0, 5)).and_then(|u| u.cell), Some(0));
     t.apply(&ev(100, Fact::Fork { child: 200, flags: 17 }));
-    t.apply(&ev(100, marker(CellPhase::End, 1, 20)));
+    t.apply(&ev(100, marker(MarkerPhase::End, 1, 20)));
     assert_eq!(t.apply(&open(100, AT_FDCWD, "between", 0, 6)).and_then(|u| u.cell), None);
-    t.apply(&ev(100, marker(CellPhase::Begin, 2, 30)));
+    t.apply(&ev(100, marker(MarkerPhase::Begin, 2, 30)));
     // The child still works for the cell it was born in.
     assert_eq!(t.apply(&open(200, AT_FDCWD, "late", 0, 3)).and_then(|u| u.cell), Some(0));
     assert_eq!(t.apply(&open(100, AT_FDCWD, "c", 0, 7)).and_then(|u| u.cell), Some(1));
@@ -244,4 +244,40 @@ fn chroot_and_bind_mounts_in_a_new_namespace_map_to_the_host() {
     t.apply(&ev(100, Fact::Setns { fd: 9, nstype: CLONE_NEWNS }));
     let joined = t.apply(&open(100, AT_FDCWD, "/etc/hosts", 0, 6)).expect("a use");
     assert_eq!(joined.namespace, Some(100));
+}
+
+fn task_marker(tid: Tid, phase: MarkerPhase, key: &str, time_ns: u64) -> Event {
+    ev(tid, Fact::TaskMarker(TaskMarker { phase, time_ns, key: key.into() }))
+}
+
+#[test]
+fn dask_tasks_are_per_thread_with_the_processes_they_start() {
+    let mut t = tracker();
+    let threads = CLONE_THREAD | CLONE_FILES | CLONE_FS;
+    // Two pool threads of the worker process run two tasks at once.
+    t.apply(&ev(100, Fact::Fork { child: 110, flags: threads }));
+    t.apply(&ev(100, Fact::Fork { child: 111, flags: threads }));
+    t.apply(&task_marker(110, MarkerPhase::Begin, "a", 1));
+    t.apply(&task_marker(111, MarkerPhase::Begin, "b", 2));
+    let task_of = |used: Option<FileUse>| used.and_then(|used| used.dask_task);
+    assert_eq!(task_of(t.apply(&open(110, AT_FDCWD, "a.csv", 0, 3))), Some(0));
+    assert_eq!(task_of(t.apply(&open(111, AT_FDCWD, "b.csv", 0, 4))), Some(1));
+    // The event loop thread is the worker's.
+    assert_eq!(task_of(t.apply(&open(100, AT_FDCWD, "log", 0, 5))), None);
+    // Task b starts a process and a thread: both work for it.
+    t.apply(&ev(111, Fact::Fork { child: 200, flags: 17 }));
+    t.apply(&ev(111, Fact::Fork { child: 112, flags: threads }));
+    assert_eq!(task_of(t.apply(&open(200, AT_FDCWD, "c.csv", 0, 3))), Some(1));
+    assert_eq!(task_of(t.apply(&open(112, AT_FDCWD, "d.csv", 0, 6))), Some(1));
+    t.apply(&task_marker(111, MarkerPhase::End, "b", 9));
+    // After the end, the thread it started and its own thread are the worker's
+    // again; the process it started stays the task's.
+    assert_eq!(task_of(t.apply(&open(112, AT_FDCWD, "e.csv", 0, 7))), None);
+    assert_eq!(task_of(t.apply(&open(111, AT_FDCWD, "f.csv", 0, 8))), None);
+    assert_eq!(task_of(t.apply(&open(200, AT_FDCWD, "g.csv", 0, 4))), Some(1));
+    let tasks = t.dask_tasks();
+    assert_eq!((tasks[1].key.as_str(), tasks[1].thread, tasks[1].finished_ns), ("b", 111, Some(9)));
+    assert_eq!(tasks[1].pids, BTreeSet::from([100, 200]));
+    assert_eq!(tasks[0].finished_ns, None);
+    assert_eq!(t.processes().iter().find(|process| process.pid == 200).and_then(|process| process.dask_task), Some(1));
 }

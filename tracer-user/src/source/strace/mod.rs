@@ -330,10 +330,9 @@ impl Source for StraceSource {
 /// come back to it) but itself and strace, so that strace writes the end of
 /// its log and exits.
 fn kill_traced_processes(strace_pid: u32) {
-    let ours = std::process::id();
-    let Ok(tree) = snapshot::snapshot_trees(&[ours]) else { return };
-    for process in tree.iter().filter(|process| process.pid != ours && process.pid != strace_pid) {
-        if let Some(pid) = Pid::from_raw(process.pid as i32) {
+    let Ok(descendants) = snapshot::descendants_of_this_process() else { return };
+    for descendant in descendants.into_iter().filter(|&pid| pid != strace_pid) {
+        if let Some(pid) = Pid::from_raw(descendant as i32) {
             let _ = kill_process(pid, Signal::KILL);
         }
     }

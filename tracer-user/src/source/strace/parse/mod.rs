@@ -331,8 +331,8 @@ impl Parser {
         };
         let ret = match returned {
             Some(ret) => ret,
-            // A cell marker fails by design.
-            None if fact.kind == EventKind::CellMarker => 0,
+            // A marker fails by design.
+            None if matches!(fact.kind, EventKind::CellMarker | EventKind::TaskMarker) => 0,
             None => return Ok(()),
         };
         let mut args = fact.args;

@@ -4,7 +4,7 @@
 use super::{super::syntax::Lines, *};
 use crate::event::{
     abi::{CLONE_THREAD, CLONE_VFORK, CLONE_VM, O_CREAT, O_TRUNC, O_WRONLY, RENAME_EXCHANGE, SIGCHLD},
-    AT_FDCWD,
+    MarkerPhase, TaskMarker, AT_FDCWD,
 };
 
 /// What a whole log gave.
@@ -601,4 +601,18 @@ fn a_log_cut_short_hands_out_what_it_held_back() {
     let log = "100   vfork( <unfinished ...>\n101   close(3) = 0";
     assert_eq!(events_per_line(log), vec![vec![], vec![], vec![event(101, close(3))]]);
     assert_eq!(parse(log).events, vec![event(101, close(3))]);
+}
+
+#[test]
+fn cell_and_task_markers_fail_by_design_and_are_facts() {
+    let sha = "ab".repeat(32);
+    let log = format!(
+        "7000  openat(-29300, \"reprotrace-cell:1:begin:3:-:{sha}:11\", 0) = -1 EBADF (Bad file descriptor)\n\
+         7001  openat(-29301, \"reprotrace-task:1:begin:12:('inc-1', 0)\", 0) = -1 EBADF (Bad file descriptor)\n\
+         7001  openat(-29301, \"reprotrace-task:1:end:13:('inc-1', 0)\", 0) = -1 EBADF (Bad file descriptor)\n"
+    );
+    let facts: Vec<Fact> = events(&log).into_iter().map(|event| event.fact).collect();
+    assert!(matches!(&facts[0], Fact::CellMarker(marker) if marker.execution_count == 3));
+    let task = |phase, time_ns| Fact::TaskMarker(TaskMarker { phase, time_ns, key: "('inc-1', 0)".into() });
+    assert_eq!(facts[1..], [task(MarkerPhase::Begin, 12), task(MarkerPhase::End, 13)]);
 }

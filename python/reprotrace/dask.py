@@ -1,0 +1,431 @@
+"""reprotrace for Dask: every worker audited, per task, and the audits brought
+back to the run that submitted the tasks.
+
+On a worker (``dask worker --preload reprotrace.dask``, or the plugin a run's
+client registers on every worker):
+
+- the worker's process tree is audited by ``reprotrace attach`` through the
+  host's ``reprotrace daemon`` (``REPROTRACE_SOCKET``, else the default
+  socket), from the nanny when there is one, so a restarted worker process is
+  followed from its start; what the worker imported before the audit began is
+  opened again once the audit runs, so it is seen;
+- each task emits a BEGIN and an END marker from the pool thread that runs it
+  (one failing ``openat`` each, see :func:`task_marker`), so reprotrace
+  attributes the thread's work, and the processes it starts, to the task.
+
+In the run (``reprotrace run --dask`` makes every ``distributed.Client`` of the
+traced tree load this module as a client preload, see
+``reprotrace_dask_client.py``): the client registers the worker plugin and a
+scheduler plugin that notes which keys it submitted and when; when the client
+closes, each worker's audit is finished and handed back, and the files land in
+the directory reprotrace merges into the run's manifest.
+"""
+import asyncio
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
+
+TASK_MARKER_DIRFD = -29301
+PLUGIN_NAME = "reprotrace"
+DEFAULT_SOCKET = "/run/reprotrace/daemon.sock"
+# The kernel takes paths up to 4,096 bytes; the marker's own fields take < 60.
+MAX_KEY_BYTES = 3000
+ATTACH_TIMEOUT = 60.0
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_openat = _libc.openat
+_openat.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
+_openat.restype = ctypes.c_int
+
+
+def key_text(key):
+    """A Dask key as the manifest spells it: a string as it is, anything else
+    (a tuple) as Python prints it."""
+    return key if isinstance(key, str) else repr(key)
+
+
+def task_marker(phase, key):
+    """Emit one task marker (``begin`` or ``end``) from the calling thread:
+    ``openat(-29301, "reprotrace-task:1:<phase>:<unix_time_ns>:<key>")``, which
+    fails with EBADF after the kernel copied the path, touching no file."""
+    text = key_text(key).replace("\0", "")
+    encoded = text.encode("utf-8", "surrogateescape")[:MAX_KEY_BYTES]
+    path = b"reprotrace-task:1:%s:%d:%s" % (phase.encode(), time.time_ns(), encoded)
+    fd = _openat(TASK_MARKER_DIRFD, path, os.O_RDONLY)
+    if fd >= 0:  # cannot happen on Linux; never leak a descriptor if it does
+        os.close(fd)
+
+
+_markers_lock = threading.Lock()
+
+
+def install_task_markers():
+    """Make every task this worker process runs in its thread pool emit its
+    markers, from the thread that runs it (once per process).
+
+    The pool thread runs ``distributed.worker._run_task_simple`` inside the
+    thread state that names the task's key; plugins' ``transition`` runs on
+    the event loop thread instead, which would mix up concurrent tasks.
+    Coroutine tasks run on the event loop and are not marked: their work is
+    the worker's.
+    """
+    from distributed import worker as worker_module
+
+    with _markers_lock:
+        run = worker_module._run_task_simple
+        if getattr(run, "_reprotrace_marked", False):
+            return
+
+        def marked(task, data, time_delay):
+            key = getattr(worker_module.thread_state, "key", None)
+            if key is None:
+                return run(task, data, time_delay)
+            task_marker("begin", key)
+            try:
+                return run(task, data, time_delay)
+            finally:
+                task_marker("end", key)
+
+        marked._reprotrace_marked = True
+        worker_module._run_task_simple = marked
+
+
+def _ancestors(pid):
+    """The pids above ``pid``, nearest first."""
+    found = []
+    while pid > 1:
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as stat:
+                # The command name may hold spaces and parentheses: the ppid
+                # is the second field after the last ')'.
+                pid = int(stat.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        found.append(pid)
+    return found
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reprotrace_binary():
+    binary = os.environ.get("REPROTRACE_BIN") or shutil.which("reprotrace")
+    if not binary:
+        raise RuntimeError("reprotrace is not installed on this host (not on PATH, and REPROTRACE_BIN is not set)")
+    return binary
+
+
+def _touch_loaded_files():
+    """Open (and close) every file this process loaded before its audit
+    began: the modules' sources and bytecode, and the files mapped in memory
+    (shared libraries). The audit then sees them as it would have at import."""
+    paths = set()
+    for module in list(sys.modules.values()):
+        for attribute in ("__file__", "__cached__"):
+            path = getattr(module, attribute, None)
+            if isinstance(path, str) and os.path.isabs(path):
+                paths.add(path)
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split(None, 5)
+                if len(fields) == 6 and fields[5].startswith("/"):
+                    paths.add(fields[5].rstrip("\n").removesuffix(" (deleted)"))
+    except OSError:
+        pass
+    for path in sorted(paths):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError:
+            pass
+
+
+class WorkerAudit:
+    """The audit of one worker's process tree, by a ``reprotrace attach`` that
+    runs beside it (in its own session, not followed by itself).
+
+    Its state lives in a directory named after the audited process (the
+    nanny, or the worker without one), so that a worker process the nanny
+    restarted finds the audit already following it and adopts it.
+    """
+
+    def __init__(self, worker_address, worker_name, target_pid):
+        self.address = worker_address
+        self.name = worker_name
+        self.target_pid = target_pid
+        self.process = None  # our child, when we started it
+        self.unaudited = None  # why there is no audit
+        base = os.path.join(tempfile.gettempdir(), "reprotrace-dask-%d" % os.getuid())
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        self.state_dir = os.path.join(base, str(target_pid))
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        self.manifest = os.path.join(self.state_dir, "manifest.json")
+        self.log = os.path.join(self.state_dir, "attach.log")
+        self.state = os.path.join(self.state_dir, "audit.json")
+
+    def _running_pid(self):
+        """The pid of the attach auditing the target now, if one runs."""
+        try:
+            with open(self.state) as state:
+                pid = json.load(state)["pid"]
+        except (OSError, ValueError, KeyError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def start(self):
+        """Start auditing (or adopt the audit already running); replay what
+        was loaded before. Never raises: a failure is kept as the reason."""
+        self.unaudited = None
+        if self._running_pid() is not None:
+            _touch_loaded_files()
+            return
+        try:
+            self._start_attach()
+        except Exception as error:  # any failure leaves the worker running, unaudited
+            self.unaudited = str(error)
+            return
+        _touch_loaded_files()
+
+    def _start_attach(self):
+        binary = _reprotrace_binary()
+        socket_path = os.environ.get("REPROTRACE_SOCKET", DEFAULT_SOCKET)
+        if not os.path.exists(socket_path):
+            raise RuntimeError(
+                "no reprotrace daemon on this host (%s is missing): start `reprotrace daemon --allow-users`"
+                % socket_path
+            )
+        for stale in (self.manifest, self.state):
+            if os.path.exists(stale):
+                os.remove(stale)
+        command = [
+            binary, "attach", "--socket", socket_path, "--pid", str(self.target_pid),
+            "--dask-worker", self.address, "-o", self.manifest,
+        ]
+        if self.name is not None:
+            command += ["--dask-worker-name", str(self.name)]
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+            )
+        deadline = time.monotonic() + ATTACH_TIMEOUT
+        while time.monotonic() < deadline:
+            text = self._log_text()
+            if "attached to" in text:
+                with open(self.state, "w") as state:
+                    json.dump({"pid": self.process.pid}, state)
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(self._failure(text))
+            time.sleep(0.05)
+        self.process.kill()
+        self.process.wait()
+        raise RuntimeError("reprotrace attach did not attach within %d s: %s" % (ATTACH_TIMEOUT, self._failure(self._log_text())))
+
+    def _log_text(self):
+        try:
+            with open(self.log, errors="replace") as log:
+                return log.read()
+        except OSError:
+            return ""
+
+    @staticmethod
+    def _failure(text):
+        errors = [line for line in text.splitlines() if "error" in line]
+        return (errors or text.splitlines() or ["reprotrace attach failed without a message"])[-1].strip()
+
+    def finish(self):
+        """End the running audit and return its manifest (text), or raise."""
+        pid = self._running_pid()
+        if pid is None:
+            raise RuntimeError(self.unaudited or "this worker's audit ended before it was collected")
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + ATTACH_TIMEOUT
+        if self.process is not None and self.process.pid == pid:
+            self.process.wait(timeout=ATTACH_TIMEOUT)
+            self.process = None
+        else:
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        os.remove(self.state)
+        try:
+            with open(self.manifest) as manifest:
+                return manifest.read()
+        except OSError as error:
+            raise RuntimeError("the worker's audit wrote no manifest: %s; %s" % (error, self._failure(self._log_text())))
+
+
+# One audit per worker process, whichever plugin instance asks.
+_audit = None
+_audit_lock = threading.Lock()
+
+
+def _worker_audit(worker, manager_pid=None):
+    """This process's worker audit, started on first use; ``None`` when the
+    worker is a process of the run's own tree (a LocalCluster the run
+    started): the run's audit already follows it."""
+    global _audit
+    with _audit_lock:
+        if _audit is None:
+            if manager_pid is not None and manager_pid in _ancestors(os.getpid()):
+                return None
+            # With a nanny, the worker process is the nanny's child: audit
+            # from the nanny, so that the worker it restarts is followed.
+            target = os.getppid() if getattr(worker, "nanny", None) else os.getpid()
+            _audit = WorkerAudit(worker.address, worker.name, target)
+            _audit.start()
+        return _audit
+
+
+class ReprotraceWorkerPlugin(WorkerPlugin):
+    """Installed on every worker: task markers, and the worker's audit."""
+
+    name = PLUGIN_NAME
+    idempotent = True
+
+    def __init__(self, manager_pid=None):
+        self.manager_pid = manager_pid
+        self.audit = None
+
+    async def setup(self, worker):
+        install_task_markers()
+        loop = asyncio.get_running_loop()
+        # Starting an audit waits for it to attach: not on the event loop.
+        self.audit = await loop.run_in_executor(None, _worker_audit, worker, self.manager_pid)
+
+    def report(self, worker):
+        """What this worker sends the run when its client closes: its audit's
+        manifest (the audit then starts again, for what comes next), the
+        reason it has none, or nothing when the run followed it itself."""
+        identity = {"host": socket.gethostname(), "address": worker.address, "name": worker.name}
+        if self.audit is None:
+            return None
+        if self.audit.unaudited is not None:
+            return dict(identity, reason=self.audit.unaudited)
+        try:
+            manifest = self.audit.finish()
+        except Exception as error:
+            return dict(identity, reason=str(error))
+        finally:
+            # Audited again for whatever comes next, without holding up the
+            # closing client.
+            threading.Thread(target=self.audit.start, daemon=True).start()
+        return dict(identity, manifest=manifest)
+
+
+async def _collect(dask_worker):
+    """Run on each worker by the closing client (``Client.run``)."""
+    plugin = dask_worker.plugins.get(PLUGIN_NAME)
+    if plugin is None:
+        return {
+            "host": socket.gethostname(),
+            "address": dask_worker.address,
+            "name": dask_worker.name,
+            "reason": "reprotrace's plugin is not installed on this worker",
+        }
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, plugin.report, dask_worker)
+
+
+class SubmittedKeys(SchedulerPlugin):
+    """On the scheduler: the keys each client submitted, and when."""
+
+    name = PLUGIN_NAME + "-submitted"
+    idempotent = True
+
+    def __init__(self):
+        self.by_client = {}
+
+    def update_graph(self, scheduler, *, client, keys, tasks, **kwargs):
+        now = time.time_ns()
+        submitted = self.by_client.setdefault(client, {})
+        for key in list(tasks) + list(keys):
+            submitted.setdefault(key_text(key), now)
+
+    def remove_client(self, scheduler, client):
+        self.by_client.pop(client, None)
+
+
+def _submitted(dask_scheduler, client_id):
+    plugin = dask_scheduler.plugins.get(SubmittedKeys.name)
+    return None if plugin is None else plugin.by_client.pop(client_id, {})
+
+
+def _write_json(path, value):
+    temporary = path + ".tmp"
+    with open(temporary, "w") as out:
+        json.dump(value, out)
+    os.replace(temporary, path)
+
+
+async def setup_client(client, reports):
+    """A run's client: every worker audited, every submission noted."""
+    client._reprotrace_reports = reports
+    for plugin in (SubmittedKeys(), ReprotraceWorkerPlugin(manager_pid=os.getpid())):
+        try:
+            await client.register_plugin(plugin)
+        except Exception as error:
+            _warn("could not register %s on the cluster: %s" % (plugin.name, error))
+
+
+async def teardown_client(client):
+    """The run's client closes: collect every worker's audit into the
+    reports directory."""
+    reports = getattr(client, "_reprotrace_reports", None)
+    if reports is None:
+        return
+    tag = "%d-%s" % (os.getpid(), client.id)
+    try:
+        submitted = await client.run_on_scheduler(_submitted, client_id=client.id)
+    except Exception as error:
+        _warn("could not ask the scheduler which keys this client submitted: %s" % error)
+        submitted = None
+    if submitted is not None:
+        _write_json(os.path.join(reports, "%s.submitted.json" % tag), {"keys": submitted})
+    try:
+        results = await client.run(_collect)
+    except Exception as error:
+        _warn("could not collect the workers' audits: %s" % error)
+        return
+    for index, (address, result) in enumerate(sorted(results.items())):
+        if result is None:
+            continue
+        name = "%s-%d" % (tag, index)
+        if "manifest" in result:
+            with open(os.path.join(reports, name + ".manifest.json.tmp"), "w") as out:
+                out.write(result["manifest"])
+            os.replace(os.path.join(reports, name + ".manifest.json.tmp"), os.path.join(reports, name + ".manifest.json"))
+        else:
+            _write_json(os.path.join(reports, name + ".unaudited.json"), result)
+
+
+def _warn(message):
+    print("reprotrace: warning: %s" % message, file=sys.stderr)
+
+
+async def dask_setup(server):
+    """``dask worker --preload reprotrace.dask``: the worker audits itself
+    (from its nanny, when it has one) before it connects to the scheduler."""
+    from distributed import Worker
+
+    if not isinstance(server, Worker):
+        _warn("reprotrace.dask is a worker preload (--preload), not a %s one" % type(server).__name__.lower())
+        return
+    await server.plugin_add(ReprotraceWorkerPlugin(), name=PLUGIN_NAME)

@@ -1,0 +1,263 @@
+//! Distributed audits on a Dask cluster of simulated hosts (network
+//! namespaces with their own host names, daemons and venvs; see the `cluster`
+//! crate): `reprotrace run --dask` of a manager whose tasks run on five
+//! workers of three hosts, and of an example notebook.
+//!
+//! These tests load eBPF programs (the hosts' daemons): they need root, and
+//! fail (never skip) when the programs cannot load.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+use cluster::{Cluster, ClusterSpec, HostSpec, WorkerSpec, MANAGER};
+use reprotrace_tests::{
+    assert_valid, dask_venv, python_venv, repo_root, reprotrace_bin, with_reprotrace_package, BACKENDS, DASK_PACKAGES,
+};
+use serde_json::Value;
+
+/// The venv of the host whose six is older (the others have `dask_venv`'s).
+fn old_six_venv() -> &'static Path {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let packages: Vec<&str> = DASK_PACKAGES.iter().chain(&["six==1.16.0"]).copied().collect();
+        with_reprotrace_package(python_venv(Path::new(env!("CARGO_TARGET_TMPDIR")), "dask-venv-old-six", &packages))
+    })
+}
+
+fn current_venv() -> PathBuf {
+    dask_venv(Path::new(env!("CARGO_TARGET_TMPDIR")))
+}
+
+/// A directory every host's user can use.
+fn shared_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+fn worker(host: &str, name: &str, nthreads: u32, nanny: bool, preload: bool) -> WorkerSpec {
+    WorkerSpec {
+        host: host.into(),
+        name: name.into(),
+        nthreads,
+        nanny,
+        preload: if preload { vec!["reprotrace.dask".into()] } else { Vec::new() },
+        ..WorkerSpec::default()
+    }
+}
+
+fn host(name: &str, daemon: bool, venv: &Path, user: Option<&str>) -> HostSpec {
+    HostSpec { name: name.into(), daemon, python: venv.join("bin/python"), user: user.map(str::to_string) }
+}
+
+fn start(state: &Path, hosts: Vec<HostSpec>, workers: Vec<WorkerSpec>) -> Cluster {
+    Cluster::up(ClusterSpec {
+        hosts,
+        workers,
+        scheduler_python: current_venv().join("bin/python"),
+        reprotrace: reprotrace_bin(),
+        daemon_args: vec!["--allow-users".into()],
+        state_dir: state.to_path_buf(),
+    })
+    .expect("the simulated cluster comes up")
+}
+
+/// `reprotrace run --dask OPTIONS… -o MANIFEST -- COMMAND…` on the manager host.
+fn run_dask(cluster: &Cluster, options: &[&str], manifest: &Path, cwd: &Path, command: &[&str]) -> (Value, String) {
+    let output = cluster
+        .command_on(MANAGER, reprotrace_bin())
+        .current_dir(cwd)
+        .args(["run", "--dask", "--no-daemon"])
+        .args(options)
+        .arg("-o")
+        .arg(manifest)
+        .arg("--")
+        .args(command)
+        .output()
+        .expect("reprotrace run");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "reprotrace run --dask failed:\n{stderr}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(manifest).expect("manifest")).expect("JSON");
+    assert_valid(&manifest);
+    (manifest, stderr)
+}
+
+/// A task's inputs and outputs.
+type TaskData = (BTreeSet<String>, BTreeSet<String>);
+
+fn paths(section: &Value) -> BTreeSet<String> {
+    section.as_array().expect("list").iter().map(|entry| entry["path"].as_str().expect("path").to_string()).collect()
+}
+
+fn distributions(software: &Value) -> BTreeSet<(String, String)> {
+    software["python"]
+        .as_array()
+        .expect("python")
+        .iter()
+        .map(|d| (d["name"].as_str().expect("name").to_string(), d["version"].as_str().expect("version").to_string()))
+        .collect()
+}
+
+/// The distributions owning `files`, by importlib in `venv`: the oracle.
+fn owning_distributions(venv: &Path, files: &BTreeSet<String>) -> BTreeSet<(String, String)> {
+    let script = "import importlib.metadata, json, os, sys\n\
+                  loaded = set(json.load(sys.stdin))\n\
+                  found = set()\n\
+                  for d in importlib.metadata.distributions():\n\
+                  \x20   files = {os.path.realpath(d.locate_file(f)) for f in (d.files or [])}\n\
+                  \x20   if files & loaded: found.add((d.metadata['Name'], d.version))\n\
+                  print(json.dumps(sorted(found)))\n";
+    let mut child = Command::new(venv.join("bin/python"))
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("oracle");
+    serde_json::to_writer(child.stdin.take().expect("stdin"), files).expect("oracle input");
+    let output = child.wait_with_output().expect("oracle");
+    let found: Vec<(String, String)> = serde_json::from_slice(&output.stdout).expect("oracle output");
+    found.into_iter().collect()
+}
+
+#[test]
+fn a_run_on_three_hosts_gets_every_workers_audit_per_task() {
+    let scratch = shared_dir();
+    let data = scratch.path().join("data");
+    std::fs::create_dir_all(data.join("in")).expect("in");
+    std::fs::create_dir_all(data.join("out")).expect("out");
+    // host-b's workers run as nobody and write here too.
+    for dir in [&data, &data.join("out")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    let tasks = ["threads-1", "threads-2", "child", "solo", "plain", "before-restart", "unaudited", "after-restart"];
+    for name in tasks {
+        std::fs::write(data.join(format!("in/{name}.txt")), format!("input of {name}\n")).expect("input");
+    }
+    let manager = scratch.path().join("dask_manager.py");
+    std::fs::copy(repo_root().join("tests/workloads/dask_manager.py"), &manager).expect("manager script");
+    let (current, old) = (current_venv(), old_six_venv());
+    let current = current.as_path();
+    let cluster = start(
+        &scratch.path().join("cluster"),
+        vec![
+            host("host-a", true, current, None),
+            host("host-b", true, old, Some("nobody")),
+            host("host-c", false, current, None),
+        ],
+        vec![
+            worker("host-a", "a-threads", 2, true, true),
+            worker("host-a", "a-solo", 1, false, true),
+            worker("host-b", "b-plain", 1, true, false),
+            worker("host-b", "b-restart", 1, true, true),
+            worker("host-c", "c-lone", 1, true, true),
+        ],
+    );
+    let python = current.join("bin/python");
+    let command = [python.to_str().expect("utf-8"), manager.to_str().expect("utf-8")];
+    let mut task_data: Vec<BTreeMap<String, TaskData>> = Vec::new();
+    for backend in BACKENDS {
+        for name in tasks {
+            let _ = std::fs::remove_file(data.join(format!("out/{name}.txt")));
+        }
+        let scheduler = cluster.scheduler_address();
+        let data_arg = data.to_str().expect("utf-8");
+        let manifest_path = scratch.path().join(format!("{backend}.json"));
+        let (manifest, stderr) = run_dask(
+            &cluster,
+            &["--backend", backend],
+            &manifest_path,
+            scratch.path(),
+            &[command[0], command[1], &scheduler, data_arg],
+        );
+
+        // The manager's own sections are the manager's: its process, its
+        // script and its oracle file; nothing of the workers'.
+        let processes = manifest["processes"].as_array().expect("processes");
+        assert_eq!(processes[0]["argv"][1], command[1], "{backend}: the manager first");
+        assert!(
+            !manifest["processes"].to_string().contains("dask_worker"),
+            "{backend}: no worker in the manager's tree"
+        );
+        assert_eq!(
+            paths(&manifest["data"]["outputs"]),
+            BTreeSet::from([data.join("oracle.json").display().to_string()])
+        );
+        assert_eq!(paths(&manifest["data"]["inputs"]), BTreeSet::from([manager.display().to_string()]));
+        assert!(!manifest["files"].to_string().contains("/out/"), "{backend}: the manager never touched out/");
+
+        // Hosts: the two with daemons complete, the third listed with the reason.
+        let hosts: BTreeMap<&str, &Value> = manifest["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .map(|host| (host["host"].as_str().expect("host"), host))
+            .collect();
+        assert_eq!(hosts.keys().copied().collect::<Vec<_>>(), ["host-a", "host-b", "host-c"], "{backend}");
+        for audited in ["host-a", "host-b"] {
+            assert_eq!(hosts[audited]["stats"]["complete"], true, "{backend} {audited}: {}", hosts[audited]["stats"]);
+            assert_eq!(hosts[audited]["workers"].as_array().expect("workers").len(), 2, "{backend} {audited}");
+        }
+        let lone = &hosts["host-c"]["workers"][0];
+        assert_eq!(lone["name"], "c-lone");
+        assert!(lone["unaudited"].as_str().expect("a reason").contains("no reprotrace daemon"), "{lone}");
+        assert_eq!(manifest["stats"]["complete"], false, "a worker was not audited");
+        assert!(stderr.contains("c-lone on host-c was not audited"), "{stderr}");
+        // The audit followed the nanny: the worker it restarted is in it.
+        let restart = hosts["host-b"]["workers"]
+            .as_array()
+            .expect("workers")
+            .iter()
+            .find(|worker| worker["name"] == "b-restart")
+            .expect("b-restart");
+        assert_eq!(restart["pids"], serde_json::json!([cluster.worker_pid("b-restart")]));
+
+        // Every task of an audited worker, exactly its own data.
+        let runs = manifest["tasks"].as_array().expect("tasks");
+        let by_key: BTreeMap<&str, &Value> =
+            runs.iter().map(|task| (task["key"].as_str().expect("key"), task)).collect();
+        assert_eq!(runs.len(), by_key.len(), "{backend}: each task ran once");
+        let expected: BTreeSet<&str> = tasks.iter().copied().filter(|name| *name != "unaudited").collect();
+        assert_eq!(by_key.keys().copied().collect::<BTreeSet<_>>(), expected, "{backend}");
+        let mut seen = BTreeMap::new();
+        for (key, task) in &by_key {
+            let input = BTreeSet::from([data.join(format!("in/{key}.txt")).display().to_string()]);
+            let output = BTreeSet::from([data.join(format!("out/{key}.txt")).display().to_string()]);
+            assert_eq!(paths(&task["data"]["inputs"]), input, "{backend} {key}: {task}");
+            assert_eq!(paths(&task["data"]["outputs"]), output, "{backend} {key}: {task}");
+            let host =
+                if key.starts_with("threads") || *key == "child" || *key == "solo" { "host-a" } else { "host-b" };
+            assert_eq!(task["host"], host, "{backend} {key}");
+            seen.insert(key.to_string(), (paths(&task["data"]["inputs"]), paths(&task["data"]["outputs"])));
+        }
+        assert_ne!(by_key["threads-1"]["thread"], by_key["threads-2"]["thread"], "two pool threads at once");
+        assert_eq!(by_key["child"]["processes"][0]["argv"][0], "cp");
+        assert!(by_key["solo"]["processes"].as_array().expect("processes").is_empty());
+        assert_ne!(by_key["before-restart"]["pid"], by_key["after-restart"]["pid"], "a new worker process");
+        task_data.push(seen);
+
+        // Each host's software, exactly what importlib says its workers loaded.
+        let oracle: BTreeMap<String, Vec<String>> =
+            serde_json::from_slice(&std::fs::read(data.join("oracle.json")).expect("oracle")).expect("oracle JSON");
+        for (host_name, venv, workers) in
+            [("host-a", current, ["a-threads", "a-solo"]), ("host-b", old, ["b-plain", "b-restart"])]
+        {
+            let loaded: BTreeSet<String> = workers.iter().flat_map(|worker| oracle[*worker].iter().cloned()).collect();
+            assert_eq!(
+                distributions(&hosts[host_name]["software"]),
+                owning_distributions(venv, &loaded),
+                "{backend} {host_name}"
+            );
+        }
+        let six = |host: &str| distributions(&hosts[host]["software"]).into_iter().find(|(name, _)| name == "six");
+        assert_eq!(six("host-a").map(|(_, version)| version).as_deref(), Some("1.17.0"));
+        assert_eq!(six("host-b").map(|(_, version)| version).as_deref(), Some("1.16.0"));
+        assert!(stderr.contains("six differs between hosts: 1.16.0 on host-b; 1.17.0 on host-a"), "{stderr}");
+    }
+    assert_eq!(task_data[0], task_data[1], "the manager's backend changes nothing of the workers'");
+    cluster.down().expect("the cluster goes down");
+}

@@ -1,0 +1,116 @@
+use super::*;
+
+/// A manifest with nothing in it but what `extra` sets.
+fn manifest(extra: serde_json::Value) -> Manifest {
+    let mut value = serde_json::json!({
+        "schema": "reprotrace/manifest/v1", "backend": "ebpf", "command": ["x"], "cwd": "/", "host": "manager",
+        "started_at": "2026-12-01T10:00:00.000Z", "finished_at": "2026-12-01T10:01:00.000Z",
+        "exit_code": 0, "signal": null,
+        "stats": {"events": 10, "lost_events": 0, "untracked_children": 0, "malformed_events": 0,
+                  "unresolved_paths": 0, "complete": true, "duration_ms": 5},
+        "processes": [], "files": [], "software": {"python": [], "interpreters": [], "system_packages": [],
+                      "executables": [], "shared_libraries": []},
+        "data": {"inputs": [], "outputs": []}, "cells": []
+    });
+    for (key, field) in extra.as_object().expect("object") {
+        value[key] = field.clone();
+    }
+    serde_json::from_value(value).expect("a manifest")
+}
+
+fn task(key: &str, host: &str) -> serde_json::Value {
+    serde_json::json!({"key": key, "host": host, "worker": null, "pid": 100, "thread": 101,
+        "started_at": "2026-12-01T10:00:10.000Z", "finished_at": "2026-12-01T10:00:11.000Z",
+        "processes": [], "software": {"python": []}, "data": {"inputs": [], "outputs": []}})
+}
+
+fn worker(host: &str, address: &str, tasks: Vec<serde_json::Value>, six: &str, lost: u64) -> Manifest {
+    manifest(serde_json::json!({
+        "host": host,
+        "dask_worker": {"address": address, "name": null},
+        "tasks": tasks,
+        "stats": {"events": 5, "lost_events": lost, "untracked_children": 0, "malformed_events": 0,
+                  "unresolved_paths": 0, "complete": lost == 0, "duration_ms": 7},
+        "processes": [{"pid": 100, "ppid": 1, "exe": "/usr/bin/python3", "argv": ["python3"], "cwd": "/",
+                       "exit_code": null, "signal": null, "failed_execs": [], "pre_existing": true}],
+        "files": [{"path": "/data/in.csv", "access": "read", "deleted": false, "pids": [100]}],
+        "software": {"python": [{"name": "six", "version": six, "installer": "pip", "location": "/venv",
+                                 "editable": false, "files_used": 1}],
+                     "interpreters": [], "system_packages": [], "executables": [], "shared_libraries": []},
+    }))
+}
+
+#[test]
+fn workers_become_hosts_and_tasks_are_the_runs() {
+    let mut run = manifest(serde_json::json!({
+        "cells": [{"index": 0, "execution_count": 4, "cell_id": null, "code_sha256": "0".repeat(64),
+                   "started_at": "2026-12-01T10:00:05.000Z", "finished_at": "2026-12-01T10:00:20.000Z",
+                   "data": {"inputs": [], "outputs": []}, "software": {"python": []}, "pids": [1]}]
+    }));
+    let before = run.clone();
+    let submitted_at = 1_796_119_206_000_000_000; // 2026-12-01T10:00:06Z
+    let reports = Reports {
+        workers: vec![
+            worker("host-a", "tcp://10.0.0.2:1", vec![task("mine-1", "host-a"), task("theirs", "host-a")], "1.17.0", 0),
+            worker("host-a", "tcp://10.0.0.2:2", vec![], "1.17.0", 3),
+            worker("host-b", "tcp://10.0.0.3:1", vec![task("mine-2", "host-b")], "1.16.0", 0),
+        ],
+        unaudited: vec![Unaudited {
+            host: "host-c".into(),
+            address: "tcp://10.0.0.4:1".into(),
+            name: Some("c1".into()),
+            reason: "no reprotrace daemon on this host".into(),
+        }],
+        submitted: Some(Submitted {
+            keys: BTreeMap::from([("mine-1".to_string(), submitted_at), ("mine-2".to_string(), submitted_at)]),
+        }),
+    };
+    let warnings = merge_workers(&mut run, reports);
+
+    // The manager's own sections are untouched.
+    assert_eq!(
+        (&run.processes, &run.files, &run.software, &run.data, &run.cells),
+        (&before.processes, &before.files, &before.software, &before.data, &before.cells)
+    );
+    let hosts: Vec<&str> = run.hosts.iter().map(|host| host.host.as_str()).collect();
+    assert_eq!(hosts, ["host-a", "host-b", "host-c"]);
+    let host_a = &run.hosts[0];
+    assert_eq!(host_a.workers.len(), 2);
+    assert_eq!(host_a.workers[0].pids, [100]);
+    assert_eq!(host_a.files.len(), 1, "one entry per path");
+    assert_eq!(host_a.software.python[0].files_used, 2);
+    assert_eq!((host_a.stats.lost_events, host_a.stats.complete), (3, false));
+    assert_eq!(run.hosts[2].workers[0].unaudited.as_deref(), Some("no reprotrace daemon on this host"));
+    assert!(!run.hosts[2].stats.complete);
+
+    let keys: Vec<&str> = run.tasks.iter().map(|task| task.key.as_str()).collect();
+    assert_eq!(keys, ["mine-1", "mine-2"], "only the keys the run submitted");
+    assert!(run.tasks.iter().all(|task| task.cell == Some(4)));
+    assert_eq!((run.stats.events, run.stats.lost_events, run.stats.complete), (25, 3, false));
+    assert!(
+        warnings
+            .iter()
+            .any(|warning| warning.contains("six differs between hosts: 1.16.0 on host-b; 1.17.0 on host-a")),
+        "{warnings:?}"
+    );
+    assert!(warnings.iter().any(|warning| warning.contains("c1 on host-c was not audited")), "{warnings:?}");
+}
+
+#[test]
+fn without_submissions_every_task_is_kept() {
+    let mut run = manifest(serde_json::json!({}));
+    let reports =
+        Reports { workers: vec![worker("h", "tcp://a:1", vec![task("k", "h")], "1", 0)], ..Reports::default() };
+    merge_workers(&mut run, reports);
+    assert_eq!(run.tasks.len(), 1);
+    assert_eq!(run.tasks[0].cell, None);
+    assert!(run.stats.complete);
+}
+
+#[test]
+fn accesses_combine() {
+    assert_eq!(combined_access(Access::Read, Access::Write), Access::ReadWrite);
+    assert_eq!(combined_access(Access::Exec, Access::Metadata), Access::Exec);
+    assert_eq!(combined_access(Access::Metadata, Access::Metadata), Access::Metadata);
+    assert_eq!(combined_access(Access::Exec, Access::Read), Access::Exec);
+}
