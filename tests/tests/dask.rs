@@ -261,3 +261,71 @@ fn a_run_on_three_hosts_gets_every_workers_audit_per_task() {
     assert_eq!(task_data[0], task_data[1], "the manager's backend changes nothing of the workers'");
     cluster.down().expect("the cluster goes down");
 }
+
+/// The climate example, a notebook run by nbconvert under `reprotrace run
+/// --dask`: one task per station, each with exactly its CSV in and its fit
+/// out, attributed to the notebook cell that submitted it.
+#[test]
+fn an_example_notebook_gets_its_tasks_per_cell() {
+    let scratch = shared_dir();
+    let example = scratch.path().join("climate");
+    let data = scratch.path().join("data");
+    std::fs::create_dir_all(&example).expect("example dir");
+    for name in ["climate.ipynb", "generate.py"] {
+        std::fs::copy(repo_root().join("examples/climate").join(name), example.join(name)).expect("example file");
+    }
+    let venv = current_venv();
+    reprotrace_tests::run(
+        Command::new(venv.join("bin/python")).arg(example.join("generate.py")).arg("--out").arg(&data),
+    );
+    let cluster = start(
+        &scratch.path().join("cluster"),
+        vec![host("host-a", true, &venv, None), host("host-b", true, &venv, None)],
+        vec![
+            worker("host-a", "a1", 2, true, true),
+            worker("host-a", "a2", 1, true, true),
+            worker("host-b", "b1", 1, true, true),
+        ],
+    );
+    let jupyter = venv.join("bin/jupyter");
+    let output = cluster
+        .command_on(MANAGER, reprotrace_bin())
+        .current_dir(&example)
+        .env("DASK_SCHEDULER_ADDRESS", cluster.scheduler_address())
+        .env("EXAMPLE_DATA_DIR", &data)
+        .args(["run", "--dask", "--no-daemon", "-o"])
+        .arg(scratch.path().join("climate.json"))
+        .arg("--")
+        .arg(&jupyter)
+        .args(["nbconvert", "--to", "notebook", "--execute", "climate.ipynb", "--output", "climate.out.ipynb"])
+        .output()
+        .expect("reprotrace run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(scratch.path().join("climate.json")).expect("manifest")).expect("JSON");
+    assert_valid(&manifest);
+    assert_eq!(manifest["stats"]["complete"], true, "{}\n{stderr}", manifest["stats"]);
+
+    // The cell that called client.submit: the fourth code cell.
+    let submit_cell = manifest["cells"][3]["execution_count"].as_u64().expect("the submitting cell");
+    let stations: Vec<String> = (0..10).map(|index| format!("ST{index:03}")).collect();
+    let tasks = manifest["tasks"].as_array().expect("tasks");
+    let keys: BTreeSet<&str> = tasks.iter().map(|task| task["key"].as_str().expect("key")).collect();
+    let expected: BTreeSet<String> = stations.iter().map(|station| format!("fit-{station}")).collect();
+    assert_eq!(keys, expected.iter().map(String::as_str).collect(), "one task per station");
+    for task in tasks {
+        let station = task["key"].as_str().expect("key").trim_start_matches("fit-");
+        let file = |path: String| BTreeSet::from([data.join(path).display().to_string()]);
+        assert_eq!(paths(&task["data"]["inputs"]), file(format!("stations/{station}.csv")), "{task}");
+        assert_eq!(paths(&task["data"]["outputs"]), file(format!("fits/{station}.json")), "{task}");
+        assert_eq!(task["cell"].as_u64(), Some(submit_cell), "{task}");
+    }
+    let outputs = paths(&manifest["data"]["outputs"]);
+    assert!(outputs.contains(&data.join("results/climate.json").display().to_string()), "{outputs:?}");
+    assert!(outputs.contains(&example.join("climate.out.ipynb").display().to_string()), "{outputs:?}");
+    let hosts: Vec<&str> =
+        manifest["hosts"].as_array().expect("hosts").iter().filter_map(|h| h["host"].as_str()).collect();
+    assert_eq!(hosts, ["host-a", "host-b"]);
+    cluster.down().expect("the cluster goes down");
+}

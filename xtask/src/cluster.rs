@@ -19,8 +19,10 @@ use crate::{cargo, repo_root, run};
 pub const USAGE: &str = "cargo xtask cluster up [--hosts N] [--workers M] [--state DIR] [--python PATH] [--venv DIR] \
                          [--reprotrace PATH]\n         cargo xtask cluster down [--state DIR]";
 
-/// The versions the simulated cluster was verified with.
-const DASK_PACKAGES: [&str; 3] = ["dask==2026.8.0", "distributed==2026.8.0", "numpy"];
+/// The versions the simulated cluster was verified with, and what runs the
+/// example notebooks on the manager host.
+const DASK_PACKAGES: [&str; 6] =
+    ["dask==2026.8.0", "distributed==2026.8.0", "numpy", "nbconvert", "nbclient", "ipykernel"];
 /// The preload that gives each worker's tasks to reprotrace.
 const PRELOAD: &str = "reprotrace.dask";
 
@@ -100,6 +102,158 @@ pub fn main(args: &[String]) -> Result<()> {
     }
 }
 
+/// `cargo xtask demo cluster`: the three example notebooks (examples/), each
+/// under `reprotrace run --dask` on a simulated cluster of 3 hosts × 2
+/// workers, their manifests checked: every input has its task, which read it
+/// and wrote its output, on a host of the cluster.
+pub fn demo() -> Result<()> {
+    crate::setup()?;
+    run(cargo().args(["build", "--release", "-p", "tracer-user"]))?;
+    let reprotrace = target_dir().join("release").join("reprotrace");
+    let out = repo_root().join("target").join("demo").join("cluster");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let python = ensure_venv(&repo_root().join("target").join("cluster").join("venv"))?;
+    println!("xtask: starting 3 hosts × 2 workers");
+    let cluster = Cluster::up(spec(&out.join("state"), 3, 2, &python, &reprotrace, true)?)?;
+    // (example, its input directory, its per-task output directory, the key prefix)
+    let examples = [
+        ("convolution", "images", "edges", "convolve-"),
+        ("climate", "stations", "fits", "fit-"),
+        ("hep", "events", "histograms", "histogram-"),
+    ];
+    for (example, inputs, outputs, prefix) in examples {
+        let dir = out.join(example);
+        let data = dir.join("data");
+        std::fs::create_dir_all(&dir)?;
+        let source = repo_root().join("examples").join(example);
+        let notebook = format!("{example}.ipynb");
+        std::fs::copy(source.join(&notebook), dir.join(&notebook))?;
+        run(Command::new(&python).arg(source.join("generate.py")).arg("--out").arg(&data))?;
+        let manifest = out.join(format!("{example}.json"));
+        println!("\nxtask: {example}: reprotrace run --dask -- jupyter nbconvert --execute {notebook}");
+        run(cluster
+            .command_on(MANAGER, &reprotrace)
+            .current_dir(&dir)
+            .env("DASK_SCHEDULER_ADDRESS", cluster.scheduler_address())
+            .env("EXAMPLE_DATA_DIR", &data)
+            .args(["run", "--dask", "--no-daemon", "-o"])
+            .arg(&manifest)
+            .arg("--")
+            .arg(python.with_file_name("jupyter"))
+            .args(["nbconvert", "--to", "notebook", "--execute", &notebook, "--output"])
+            .arg(format!("{example}.out.ipynb")))?;
+        check_example(&manifest, &data.join(inputs), &data.join(outputs), prefix)?;
+    }
+    cluster.down()?;
+    println!("\nxtask: the three examples ran on the simulated cluster; manifests in {}", out.display());
+    Ok(())
+}
+
+/// Every input file of an example has exactly one task, which read it and
+/// wrote one file of `outputs`; the run is complete.
+fn check_example(manifest: &Path, inputs: &Path, outputs: &Path, prefix: &str) -> Result<()> {
+    let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let manifest: serde_json::Value = serde_json::from_str(&text)?;
+    let paths = |list: &serde_json::Value| -> Vec<String> {
+        list.as_array().into_iter().flatten().filter_map(|entry| entry["path"].as_str().map(str::to_string)).collect()
+    };
+    let tasks = manifest["tasks"].as_array().context("no tasks in the manifest")?;
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(inputs)?.map(|entry| entry.map(|entry| entry.path())).collect::<Result<_, _>>()?;
+    files.sort();
+    for file in &files {
+        let file = file.display().to_string();
+        let readers: Vec<&serde_json::Value> =
+            tasks.iter().filter(|task| paths(&task["data"]["inputs"]) == [file.clone()]).collect();
+        let [task] = readers.as_slice() else { bail!("{file}: {} tasks read it, not one", readers.len()) };
+        let written = paths(&task["data"]["outputs"]);
+        if written.len() != 1 || !written[0].starts_with(&outputs.display().to_string()) {
+            bail!("{file}: its task {} wrote {written:?}", task["key"]);
+        }
+        if !task["key"].as_str().unwrap_or_default().starts_with(prefix) {
+            bail!("{file}: read by task {}", task["key"]);
+        }
+    }
+    if manifest["stats"]["complete"] != true {
+        bail!("the audit is incomplete: {}", manifest["stats"]);
+    }
+    let hosts: Vec<String> = manifest["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|host| {
+            let python: Vec<String> = host["software"]["python"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| Some(format!("{} {}", d["name"].as_str()?, d["version"].as_str()?)))
+                .collect();
+            format!(
+                "  {}: {} workers; {}",
+                host["host"].as_str().unwrap_or("?"),
+                host["workers"].as_array().map_or(0, Vec::len),
+                python.join(", ")
+            )
+        })
+        .collect();
+    println!(
+        "xtask: checked: {} inputs, each read by one task on the cluster that wrote one output; hosts:\n{}",
+        files.len(),
+        hosts.join("\n")
+    );
+    Ok(())
+}
+
+/// A cluster of `hosts` hosts with `workers` workers each, all on `python`;
+/// `audited`: each host runs a daemon and each worker loads the preload
+/// (when the venv has it).
+pub(crate) fn spec(
+    state: &Path,
+    hosts: usize,
+    workers: usize,
+    python: &Path,
+    reprotrace: &Path,
+    audited: bool,
+) -> Result<ClusterSpec> {
+    let preload = match Command::new(python).args(["-c", &format!("import {PRELOAD}")]).output() {
+        _ if !audited => Vec::new(),
+        Ok(output) if output.status.success() => vec![PRELOAD.to_string()],
+        Ok(output) => {
+            let why = String::from_utf8_lossy(&output.stderr);
+            println!(
+                "xtask: warning: {} cannot import {PRELOAD}, so the workers go without `--preload {PRELOAD}`: {}",
+                python.display(),
+                why.trim().lines().last().unwrap_or_default()
+            );
+            Vec::new()
+        }
+        Err(err) => bail!("cannot run {}: {err}", python.display()),
+    };
+    let hosts: Vec<HostSpec> = (1..=hosts)
+        .map(|n| HostSpec { name: format!("host-{n}"), daemon: audited, python: python.to_path_buf(), user: None })
+        .collect();
+    let workers = hosts
+        .iter()
+        .flat_map(|host| {
+            (1..=workers).map(|n| WorkerSpec {
+                host: host.name.clone(),
+                name: format!("{}-w{n}", host.name),
+                preload: preload.clone(),
+                ..WorkerSpec::default()
+            })
+        })
+        .collect();
+    Ok(ClusterSpec {
+        hosts,
+        workers,
+        scheduler_python: python.to_path_buf(),
+        reprotrace: reprotrace.to_path_buf(),
+        daemon_args: Vec::new(),
+        state_dir: state.to_path_buf(),
+    })
+}
+
 fn up(options: &Options) -> Result<()> {
     let python = match &options.python {
         Some(python) => python.clone(),
@@ -113,41 +267,7 @@ fn up(options: &Options) -> Result<()> {
             target_dir().join("debug").join("reprotrace")
         }
     };
-    let preload = match Command::new(&python).args(["-c", &format!("import {PRELOAD}")]).output() {
-        Ok(output) if output.status.success() => vec![PRELOAD.to_string()],
-        Ok(output) => {
-            let why = String::from_utf8_lossy(&output.stderr);
-            println!(
-                "xtask: warning: {} cannot import {PRELOAD}, so the workers go without `--preload {PRELOAD}`: {}",
-                python.display(),
-                why.trim().lines().last().unwrap_or_default()
-            );
-            Vec::new()
-        }
-        Err(err) => bail!("cannot run {}: {err}", python.display()),
-    };
-    let hosts: Vec<HostSpec> = (1..=options.hosts)
-        .map(|n| HostSpec { name: format!("host-{n}"), daemon: true, python: python.clone(), user: None })
-        .collect();
-    let workers = hosts
-        .iter()
-        .flat_map(|host| {
-            (1..=options.workers).map(|n| WorkerSpec {
-                host: host.name.clone(),
-                name: format!("{}-w{n}", host.name),
-                preload: preload.clone(),
-                ..WorkerSpec::default()
-            })
-        })
-        .collect();
-    let spec = ClusterSpec {
-        hosts,
-        workers,
-        scheduler_python: python.clone(),
-        reprotrace: reprotrace.clone(),
-        daemon_args: Vec::new(),
-        state_dir: options.state.clone(),
-    };
+    let spec = spec(&options.state, options.hosts, options.workers, &python, &reprotrace, true)?;
     println!("xtask: starting {} hosts × {} workers (this takes a little while)", options.hosts, options.workers);
     let cluster = Cluster::up(spec)?;
     let state = cluster.state_dir().display().to_string();
@@ -186,7 +306,7 @@ fn down(options: &Options) -> Result<()> {
 }
 
 /// Cargo's target directory, where the reprotrace binary is built.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => repo_root().join(dir),
         None => repo_root().join("target"),
@@ -200,7 +320,7 @@ fn runs(python: &Path, code: &str) -> bool {
 
 /// A venv with dask, distributed and numpy at `dir` (made if missing), and
 /// the repo's Python package reinstalled; returns its python.
-fn ensure_venv(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn ensure_venv(dir: &Path) -> Result<PathBuf> {
     let python = dir.join("bin").join("python");
     if !python.exists() {
         // Debian's Python where there is one: a pyenv Python under /root
@@ -210,7 +330,7 @@ fn ensure_venv(dir: &Path) -> Result<PathBuf> {
         run(Command::new(base).args(["-m", "venv"]).arg(dir))
             .context("cannot create the venv (on Debian: apt-get install python3-venv)")?;
     }
-    if !runs(&python, "import dask, distributed, numpy") {
+    if !runs(&python, "import dask, distributed, numpy, nbconvert, ipykernel") {
         println!("xtask: installing {} into {}", DASK_PACKAGES.join(" "), dir.display());
         run(Command::new(&python).args(["-m", "pip", "install", "--disable-pip-version-check"]).args(DASK_PACKAGES))
             .context("cannot install the Dask packages into the venv (is PyPI reachable?)")?;

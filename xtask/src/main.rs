@@ -33,13 +33,15 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str).unwrap_or_default() {
         "setup" => setup(),
         "test" => test(),
+        "demo" if args.get(1).map(String::as_str) == Some("cluster") => cluster::demo(),
         "demo" => demo(),
         "bench" => bench::main(&args[1..]),
         "cluster" => cluster::main(&args[1..]),
         _ => bail!(
             "usage: cargo xtask <setup|test|demo|bench|cluster>\n  setup  install bpf-linker {BPF_LINKER_VERSION} and strace\n  \
              test   build and run every test (needs root)\n  demo   setup, build, and audit examples/analysis.py with both \
-             backends\n  bench  overhead of reprotrace against native, strace and reprozip on prepared workloads \
+             backends\n  demo cluster  the three example notebooks under `reprotrace run --dask` on a simulated \
+             cluster, checked\n  bench  overhead of reprotrace against native, strace and reprozip on prepared workloads \
              (root; about 25 minutes at 5 rounds on 2 cores; writes docs/benchmarks.md):\n         {}\n  \
              bench pipeline  time the post-processing of a 100k-event audit\n  cluster  a simulated Dask cluster on \
              this machine, left running (root):\n         {}",
@@ -91,7 +93,7 @@ fn dpkg_installed(package: &str) -> bool {
         .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).ends_with("installed"))
 }
 
-fn setup() -> Result<()> {
+pub(crate) fn setup() -> Result<()> {
     match installed_bpf_linker_version() {
         Some(version) if version == BPF_LINKER_VERSION => println!("xtask: bpf-linker {version} is installed"),
         found => {

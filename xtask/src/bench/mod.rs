@@ -7,6 +7,7 @@
 //! most expensive one. `cargo xtask bench pipeline` is the separate
 //! post-processing benchmark (an example of tracer-user).
 
+mod cluster;
 mod measure;
 mod modes;
 mod report;
@@ -25,8 +26,9 @@ use self::{
 };
 use crate::{cargo, repo_root, run};
 
-pub const USAGE: &str =
-    "cargo xtask bench [--rounds N] [--workloads a,b,...] [--modes x,y,...] [--reprotrace PATH] [--no-write]";
+pub const USAGE: &str = "cargo xtask bench [--rounds N] [--workloads a,b,...] [--modes x,y,...] [--reprotrace PATH] \
+                         [--no-write]\n         cargo xtask bench cluster [--rounds N]  (the climate example on a \
+                         simulated Dask cluster, native against `run --dask`)";
 
 const DEFAULT_ROUNDS: usize = 5;
 
@@ -119,6 +121,16 @@ fn parse_modes(list: &str) -> Result<Vec<Mode>> {
 pub fn main(args: &[String]) -> Result<()> {
     if args.first().map(String::as_str) == Some("pipeline") {
         return run(cargo().args(["run", "--release", "--package", "tracer-user", "--example", "pipeline_bench"]));
+    }
+    if args.first().map(String::as_str) == Some("cluster") {
+        let rounds = match args.get(1..) {
+            Some([flag, rounds]) if flag == "--rounds" => {
+                rounds.parse().ok().filter(|&n| n >= 1).context("--rounds: give a count of at least 1")?
+            }
+            Some([]) | None => DEFAULT_ROUNDS,
+            Some(_) => bail!("usage: cargo xtask bench cluster [--rounds N]"),
+        };
+        return cluster::main(rounds);
     }
     let options = Options::parse(args)?;
     let command_line = ["cargo xtask bench".to_string()].into_iter().chain(args.iter().map(|arg| shell_quote(arg)));
