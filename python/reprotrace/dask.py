@@ -416,6 +416,48 @@ async def teardown_client(client):
             _write_json(os.path.join(reports, name + ".unaudited.json"), result)
 
 
+def _live_clients():
+    from distributed import client as client_module
+
+    return [client for client in list(client_module._global_clients.values()) if client.status == "running"]
+
+
+# The kernel's Dask preload settings before an attach changed them.
+_kernel_config = None
+
+
+def join_kernel_clients(reports):
+    """``reprotrace attach --kernel … --dask``: this kernel's Dask clients,
+    those it has and those it makes, take part in the audit."""
+    global _kernel_config
+    import dask
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    preload = os.path.join(here, "reprotrace_dask_client.py")
+    keys = ("distributed.client.preload", "distributed.client.preload-argv")
+    if _kernel_config is None:
+        _kernel_config = {key: dask.config.get(key) for key in keys}
+    dask.config.set({keys[0]: [preload], keys[1]: ["--reports", reports]})
+    for client in _live_clients():
+        if getattr(client, "_reprotrace_reports", None) is None:
+            client.sync(setup_client, client, reports)
+
+
+def collect_kernel_clients():
+    """The attach ends: every client that takes part reports its workers'
+    audits now and stops taking part; the kernel's settings are restored."""
+    global _kernel_config
+    import dask
+
+    for client in _live_clients():
+        if getattr(client, "_reprotrace_reports", None) is not None:
+            client.sync(teardown_client, client)
+            client._reprotrace_reports = None
+    if _kernel_config is not None:
+        dask.config.set(_kernel_config)
+        _kernel_config = None
+
+
 def _warn(message):
     print("reprotrace: warning: %s" % message, file=sys.stderr)
 

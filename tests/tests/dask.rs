@@ -329,3 +329,88 @@ fn an_example_notebook_gets_its_tasks_per_cell() {
     assert_eq!(hosts, ["host-a", "host-b"]);
     cluster.down().expect("the cluster goes down");
 }
+
+/// `reprotrace attach --kernel … --dask`: a client the kernel creates after the
+/// attach takes part; its workers report when the attach ends, with the
+/// tasks attributed to the cell that submitted them.
+#[test]
+fn an_attached_kernels_clients_bring_their_workers_audits() {
+    let scratch = shared_dir();
+    let work = scratch.path().join("work");
+    std::fs::create_dir_all(work.join("out")).expect("work dir");
+    for name in ["x", "y"] {
+        std::fs::write(work.join(format!("{name}.txt")), format!("input {name}\n")).expect("input");
+    }
+    let venv = current_venv();
+    let cluster = start(
+        &scratch.path().join("cluster"),
+        vec![host("host-a", true, &venv, None)],
+        vec![worker("host-a", "a1", 1, true, false), worker("host-a", "a2", 1, true, true)],
+    );
+    let work_text = work.to_str().expect("utf-8");
+    let cells = serde_json::json!([
+        ["connect", format!("from distributed import Client\nclient = Client({:?})\nclient.wait_for_workers(2)\n", cluster.scheduler_address())],
+        ["submit", format!(
+            "def copy(name):\n    text = open({work_text:?} + '/' + name + '.txt').read()\n    open({work_text:?} + '/out/' + name + '.txt', 'w').write(text)\n\
+             client.gather([client.submit(copy, name, key='copy-' + name, pure=False) for name in ('x', 'y')])\n"
+        )],
+    ]);
+    std::fs::write(scratch.path().join("cells.json"), cells.to_string()).expect("cells");
+    let mut session = cluster
+        .command_on(MANAGER, venv.join("bin/python"))
+        .arg(repo_root().join("tests/workloads/kernel_session.py"))
+        .arg(&work)
+        .arg(scratch.path().join("cells.json"))
+        .spawn()
+        .expect("kernel session");
+    let wait_for = |path: &Path| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !path.exists() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {}", path.display());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for(&work.join("connection.txt"));
+    let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
+    let manifest_path = scratch.path().join("attached.json");
+    let mut tracer = reprotrace_tests::spawn_until(
+        cluster
+            .command_on(MANAGER, reprotrace_bin())
+            .args(["attach", "--no-daemon", "--kernel", connection.trim(), "--inject-hooks", "--dask", "-o"])
+            .arg(&manifest_path),
+        "cell hook installed",
+    );
+    std::fs::write(work.join("go"), "").expect("go");
+    wait_for(&work.join("done"));
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
+    assert!(tracer.wait().expect("reprotrace exits").success());
+    std::fs::write(work.join("stop"), "").expect("stop");
+    assert!(session.wait().expect("kernel session exits").success());
+
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+    assert_valid(&manifest);
+    let submit_cell = manifest["cells"][1]["execution_count"].as_u64().expect("the submitting cell");
+    let tasks = manifest["tasks"].as_array().expect("tasks");
+    let keys: BTreeSet<&str> = tasks.iter().filter_map(|task| task["key"].as_str()).collect();
+    assert_eq!(keys, BTreeSet::from(["copy-x", "copy-y"]), "{tasks:#?}");
+    for task in tasks {
+        let name = task["key"].as_str().expect("key").trim_start_matches("copy-");
+        assert_eq!(
+            paths(&task["data"]["inputs"]),
+            BTreeSet::from([work.join(format!("{name}.txt")).display().to_string()])
+        );
+        assert_eq!(
+            paths(&task["data"]["outputs"]),
+            BTreeSet::from([work.join(format!("out/{name}.txt")).display().to_string()])
+        );
+        assert_eq!(task["cell"].as_u64(), Some(submit_cell), "{task}");
+    }
+    assert_eq!(
+        manifest["hosts"][0]["workers"].as_array().expect("workers").len(),
+        2,
+        "the one without the preload too"
+    );
+    assert_eq!(manifest["stats"]["complete"], true, "{}", manifest["stats"]);
+    cluster.down().expect("the cluster goes down");
+}

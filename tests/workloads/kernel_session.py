@@ -1,8 +1,10 @@
 """A Jupyter kernel session, driven cell by cell, for the cell-marker tests.
 
-Run as `python kernel_session.py WORKDIR` with a python whose environment has
-ipykernel and jupyter_client (and six, which a cell imports); WORKDIR holds
-`input.csv` and `for_child.txt`. The kernel runs with this same python.
+Run as `python kernel_session.py WORKDIR [CELLS.json]` with a python whose
+environment has ipykernel and jupyter_client (and six, which a cell imports);
+WORKDIR holds `input.csv` and `for_child.txt`. The kernel runs with this same
+python. CELLS.json, if given, replaces the cells below: a list of
+[cell_id, source] pairs.
 
 1. Starts the kernel; once it answers, writes its pid to WORKDIR/kernel.pid,
    then its connection file's path to WORKDIR/connection.txt.
@@ -90,6 +92,11 @@ def run_cell(client, cell_id, code):
 
 def main():
     work = os.path.abspath(sys.argv[1])
+    if len(sys.argv) > 2:
+        with open(sys.argv[2]) as given:
+            session_cells = [tuple(cell) for cell in json.load(given)]
+    else:
+        session_cells = cells(work)
 
     # The native python3 kernel spec only (no kernel dirs): its argv is this
     # very python (sys.executable) with -m ipykernel_launcher, whatever
@@ -106,7 +113,7 @@ def main():
 
         wait_for(os.path.join(work, "go"))
         results = []
-        for cell_id, code in cells(work):
+        for cell_id, code in session_cells:
             reply = run_cell(client, cell_id, code)
             results.append(
                 {

@@ -14,6 +14,7 @@ use anyhow::{bail, Context};
 
 use crate::{
     audit::{Audit, Backend, Settings, Traced},
+    dask,
     event::ExistingProcess,
     hooks,
     interrupts::Signals,
@@ -32,16 +33,22 @@ pub struct Target {
     pub kernel: Option<String>,
     /// Install the cell hook in that kernel.
     pub inject_hooks: bool,
+    /// Make that kernel's Dask clients take part (`run --dask`'s equivalent).
+    pub dask: bool,
     pub duration: Option<Duration>,
     /// The processes are this Dask worker.
     pub dask_worker: Option<DaskWorker>,
 }
 
-/// A kernel to install the hook in once tracing has begun.
+/// A kernel to install the cell hook in, or to make its Dask clients take
+/// part in the audit, once tracing has begun.
 struct Hook {
     pid: u32,
     connection_file: PathBuf,
     hook_dir: PathBuf,
+    cell_hook: bool,
+    /// Where its clients report their workers' audits.
+    dask_reports: Option<PathBuf>,
 }
 
 pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
@@ -56,8 +63,19 @@ pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
     if roots.is_empty() {
         bail!("nothing to attach to: give --pid PID or --kernel CONNECTION_FILE|KERNEL_ID");
     }
-    let hook = match (kernel, target.inject_hooks) {
-        (Some((pid, connection_file)), true) => Some(Hook { pid, connection_file, hook_dir: hooks::install()? }),
+    let reports = match (&kernel, target.dask) {
+        (Some((pid, _)), true) => Some(dask::Reports::create(owner_of(*pid))?),
+        (None, true) => bail!("--dask needs --kernel: it makes a Jupyter kernel's Dask clients take part"),
+        (_, false) => None,
+    };
+    let hook = match (kernel, target.inject_hooks || target.dask) {
+        (Some((pid, connection_file)), true) => Some(Hook {
+            pid,
+            connection_file,
+            hook_dir: hooks::install()?,
+            cell_hook: target.inject_hooks,
+            dask_reports: reports.as_ref().map(|reports| reports.path().to_path_buf()),
+        }),
         (None, true) => bail!("--inject-hooks needs --kernel: it installs the cell hook in a Jupyter kernel"),
         (_, false) => None,
     };
@@ -66,6 +84,7 @@ pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
     let command = first.argv.iter().map(|arg| manifest::display_bytes(arg)).collect();
     let mut audit = Audit::start(command, first.cwd.clone(), None);
     audit.dask_worker = target.dask_worker;
+    audit.dask_reports = reports.as_ref().map(|reports| reports.path().to_path_buf());
     let mut signals = Signals::new()?;
     let watch = Watch {
         settings: &settings,
@@ -118,9 +137,13 @@ async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: 
     // must not wait for us.
     let mut injecting = hook.is_some();
     let mut injection = pin!(async {
-        match &hook {
-            Some(hook) => jupyter::inject_hooks(&hook.connection_file, &hook.hook_dir).await.map(|()| Some(hook.pid)),
-            None => Ok(None),
+        let Some(hook) = &hook else { return Ok(None) };
+        if let Some(reports) = &hook.dask_reports {
+            jupyter::join_dask_clients(&hook.connection_file, &hook.hook_dir, reports).await?;
+        }
+        match hook.cell_hook {
+            true => jupyter::inject_hooks(&hook.connection_file, &hook.hook_dir).await.map(|()| Some(hook.pid)),
+            false => Ok(None),
         }
     });
     let mut until = pin!(deadline(duration));
@@ -153,12 +176,41 @@ async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: 
             }
         }
     }
+    // The kernel's clients report their workers' audits, while the events
+    // of the kernel's work for it still flow.
+    if let Some(hook) = hook.as_ref().filter(|hook| hook.dask_reports.is_some() && !injecting && !lost) {
+        let mut collection = pin!(jupyter::collect_dask_clients(&hook.connection_file));
+        let collected = loop {
+            let mut feed = |event| pipeline.feed(&event);
+            tokio::select! {
+                collected = &mut collection => break collected,
+                more = source.next_batch(&mut feed) => match more {
+                    Ok(true) => {}
+                    Ok(false) => break (&mut collection).await,
+                    Err(err) => {
+                        warn_stream_lost(&err);
+                        lost = true;
+                        break (&mut collection).await;
+                    }
+                },
+            }
+        };
+        if let Err(err) = collected {
+            eprintln!("reprotrace: warning: the kernel's Dask clients did not report their workers' audits: {err}");
+        }
+    }
     let mut interrupted = lost;
     let counters = match lost {
         true => Counters::default(),
         false => finish_or_warn(source, &mut |event| pipeline.feed(&event), &mut interrupted).await,
     };
     Ok(Traced { pipeline, root_status: None, counters, interrupted })
+}
+
+/// The user and group of process `pid` (those of its /proc directory).
+fn owner_of(pid: u32) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}")).ok().map(|metadata| (metadata.uid(), metadata.gid()))
 }
 
 /// Resolves after `duration`, or never.

@@ -10,7 +10,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{hooks, launch::Credentials};
+use crate::hooks;
 
 const PRELOAD_VARIABLE: &str = "DASK_DISTRIBUTED__CLIENT__PRELOAD";
 const PRELOAD_ARGV_VARIABLE: &str = "DASK_DISTRIBUTED__CLIENT__PRELOAD_ARGV";
@@ -32,17 +32,18 @@ pub struct Reports {
 }
 
 impl Reports {
-    /// A private directory, the command's (`owner`'s, under sudo), and the
-    /// client preload written beside reprotrace's other Python hooks.
-    pub fn create(owner: Option<&Credentials>) -> Result<Reports, DaskError> {
+    /// A private directory, the clients' (`owner`'s uid and gid, when they run
+    /// as another user than reprotrace), and the client preload written
+    /// beside reprotrace's other Python hooks.
+    pub fn create(owner: Option<(u32, u32)>) -> Result<Reports, DaskError> {
         if let Some(set) = std::env::var_os(PRELOAD_VARIABLE) {
             return Err(DaskError::PreloadSet(set));
         }
         let preload = hooks::install()?.join(hooks::DASK_CLIENT_PRELOAD);
         let dir = tempfile::Builder::new().prefix("reprotrace-dask-").tempdir().map_err(DaskError::Reports)?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).map_err(DaskError::Reports)?;
-        if let Some(owner) = owner {
-            std::os::unix::fs::chown(dir.path(), Some(owner.uid), Some(owner.gid)).map_err(DaskError::Reports)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(DaskError::Reports)?;
         }
         Ok(Reports { dir, preload })
     }

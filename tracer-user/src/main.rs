@@ -200,6 +200,11 @@ struct AttachArgs {
     /// history), so the manifest is cut per cell.
     #[arg(long, requires = "kernel")]
     inject_hooks: bool,
+    /// Make the kernel's Dask clients take part, as `run --dask` does: those
+    /// it has and those it makes register reprotrace's plugins, and report
+    /// their workers' audits when the attach ends (merged as `hosts`, `tasks`).
+    #[arg(long, requires = "kernel")]
+    dask: bool,
     /// Detach after this many seconds.
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     duration: Option<Duration>,
@@ -296,6 +301,7 @@ fn main() -> ExitCode {
                 pids: args.pids,
                 kernel: args.kernel,
                 inject_hooks: args.inject_hooks,
+                dask: args.dask,
                 duration: args.duration,
                 dask_worker: args.dask_worker.map(|address| DaskWorker { address, name: args.dask_worker_name }),
             };

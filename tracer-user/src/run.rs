@@ -33,7 +33,10 @@ use crate::{
 /// audited too, and merged into the manifest.
 pub async fn run(settings: Settings, command: Vec<OsString>, dask: bool) -> anyhow::Result<i32> {
     let reports = match dask {
-        true => Some(dask::Reports::create(launch::sudo_credentials()?.as_ref())?),
+        true => {
+            let owner = launch::sudo_credentials()?.map(|owner| (owner.uid, owner.gid));
+            Some(dask::Reports::create(owner)?)
+        }
         false => None,
     };
     let environment = reports.as_ref().map(dask::Reports::environment).unwrap_or_default();

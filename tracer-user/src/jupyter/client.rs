@@ -1,7 +1,7 @@
-//! Just enough of the Jupyter messaging protocol (v5, over ZeroMQ) to install
-//! reprotrace's cell hook in a kernel: one `execute_request` on its shell
-//! channel, `silent` and kept out of its history, signed with the kernel's key,
-//! and its `execute_reply`. Sent from here, so nothing runs in the kernel's
+//! Just enough of the Jupyter messaging protocol (v5, over ZeroMQ) to run
+//! reprotrace's code in a kernel (its cell hook; its Dask clients joining an
+//! audit): one `execute_request` on its shell channel, `silent` and kept out
+//! of its history, signed with the kernel's key, and its `execute_reply`. Sent from here, so nothing runs in the kernel's
 //! environment but the request itself, and it can reach a kernel the moment
 //! it listens, before its client's first cell.
 
@@ -60,6 +60,13 @@ fn hook_code(hook_dir: &Path) -> String {
 /// connection file is `connection_file`, waiting up to `timeout` for the
 /// kernel to listen and answer.
 pub async fn install_hook(connection_file: &Path, hook_dir: &Path, timeout: Duration) -> Result<(), JupyterError> {
+    execute_silently(connection_file, &hook_code(hook_dir), timeout).await
+}
+
+/// Runs `code` in the kernel, silently (no output, no history), and waits up
+/// to `timeout` for the kernel to listen and answer (after the cell it may be
+/// running: the shell channel is served in order).
+pub async fn execute_silently(connection_file: &Path, code: &str, timeout: Duration) -> Result<(), JupyterError> {
     let deadline = Instant::now() + timeout;
     let fail = |reason: String| JupyterError::Inject(reason);
     let text = std::fs::read(connection_file)
@@ -84,7 +91,7 @@ pub async fn install_hook(connection_file: &Path, hook_dir: &Path, timeout: Dura
         }
     }
     let content = json!({
-        "code": hook_code(hook_dir),
+        "code": code,
         "silent": true,
         "store_history": false,
         "user_expressions": {},

@@ -114,6 +114,33 @@ pub async fn inject_hooks(connection_file: &Path, hook_dir: &Path) -> Result<(),
     client::install_hook(connection_file, hook_dir, HOOK_TIMEOUT).await
 }
 
+/// Makes the kernel's Dask clients, those it has and those it makes, take
+/// part in the audit: they register reprotrace's plugins, and report their
+/// workers' audits to `reports` (python/reprotrace/dask.py, in `hook_dir`).
+pub async fn join_dask_clients(connection_file: &Path, hook_dir: &Path, reports: &Path) -> Result<(), JupyterError> {
+    let dir = serde_json::to_string(&hook_dir.to_string_lossy()).unwrap_or_default();
+    let reports = serde_json::to_string(&reports.to_string_lossy()).unwrap_or_default();
+    let code = format!(
+        "import sys as _reprotrace_sys\n\
+         if {dir} not in _reprotrace_sys.path:\n    _reprotrace_sys.path.insert(0, {dir})\n\
+         del _reprotrace_sys\n\
+         import reprotrace.dask\n\
+         reprotrace.dask.join_kernel_clients({reports})\n"
+    );
+    client::execute_silently(connection_file, &code, HOOK_TIMEOUT).await
+}
+
+/// The audit ends: the kernel's Dask clients collect their workers' audits
+/// now, and stop taking part.
+pub async fn collect_dask_clients(connection_file: &Path) -> Result<(), JupyterError> {
+    client::execute_silently(
+        connection_file,
+        "import reprotrace.dask\nreprotrace.dask.collect_kernel_clients()\n",
+        HOOK_TIMEOUT,
+    )
+    .await
+}
+
 /// How long a kernel may take to start listening and answer the hook's request.
 const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
