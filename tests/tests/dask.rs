@@ -257,8 +257,34 @@ fn a_run_on_three_hosts_gets_every_workers_audit_per_task() {
         assert_eq!(six("host-a").map(|(_, version)| version).as_deref(), Some("1.17.0"));
         assert_eq!(six("host-b").map(|(_, version)| version).as_deref(), Some("1.16.0"));
         assert!(stderr.contains("six differs between hosts: 1.16.0 on host-b; 1.17.0 on host-a"), "{stderr}");
+        // One host's environment, to rebuild it.
+        let export = Command::new(reprotrace_bin())
+            .args(["export", "requirements", "--host", "host-b"])
+            .arg(&manifest_path)
+            .output()
+            .expect("reprotrace export");
+        let requirements = String::from_utf8_lossy(&export.stdout);
+        assert!(export.status.success() && requirements.lines().any(|line| line == "six==1.16.0"), "{requirements}");
     }
     assert_eq!(task_data[0], task_data[1], "the manager's backend changes nothing of the workers'");
+    // Host by host, the two runs used the same software and data.
+    for host in ["host-a", "host-b"] {
+        let diff = Command::new(reprotrace_bin())
+            .args(["diff", "--host", host])
+            .arg(scratch.path().join("ebpf.json"))
+            .arg(scratch.path().join("strace.json"))
+            .output()
+            .expect("reprotrace diff");
+        assert_eq!(diff.status.code(), Some(0), "{host}: {}", String::from_utf8_lossy(&diff.stdout));
+    }
+    let unknown = Command::new(reprotrace_bin())
+        .args(["diff", "--host", "host-z"])
+        .arg(scratch.path().join("ebpf.json"))
+        .arg(scratch.path().join("strace.json"))
+        .output()
+        .expect("reprotrace diff");
+    let message = String::from_utf8_lossy(&unknown.stderr);
+    assert!(message.contains("no Dask host \"host-z\"") && message.contains("host-a, host-b, host-c"), "{message}");
     cluster.down().expect("the cluster goes down");
 }
 
@@ -413,4 +439,62 @@ fn an_attached_kernels_clients_bring_their_workers_audits() {
     );
     assert_eq!(manifest["stats"]["complete"], true, "{}", manifest["stats"]);
     cluster.down().expect("the cluster goes down");
+}
+
+/// `reprotrace merge`: a run's manifest and a worker's audit made by hand
+/// (`attach --dask-worker`), as `run --dask` would merge them.
+#[test]
+fn audits_gathered_by_hand_merge() {
+    let scratch = shared_dir();
+    let work = scratch.path();
+    let mut worker = Command::new("sleep").arg("30").spawn().expect("a stand-in worker");
+    let worker_manifest = work.join("worker.json");
+    let mut audit = reprotrace_tests::spawn_until(
+        Command::new(reprotrace_bin())
+            .args(["attach", "--no-daemon", "--pid", &worker.id().to_string()])
+            .args(["--dask-worker", "tcp://10.0.0.9:4000", "--dask-worker-name", "by-hand", "-o"])
+            .arg(&worker_manifest),
+        "attached to",
+    );
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(audit.id() as libc::pid_t, libc::SIGINT) };
+    assert!(audit.wait().expect("attach").success());
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let run = reprotrace_tests::audit("ebpf", work, work, &["true"]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let merged = work.join("merged.json");
+    let output = Command::new(reprotrace_bin())
+        .args(["merge", "-o"])
+        .arg(&merged)
+        .arg(work.join("ebpf.json"))
+        .arg(&worker_manifest)
+        .output()
+        .expect("reprotrace merge");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&merged).expect("merged")).expect("JSON");
+    assert_valid(&manifest);
+    let worker_entry = &manifest["hosts"][0]["workers"][0];
+    assert_eq!(
+        (worker_entry["address"].as_str(), worker_entry["name"].as_str()),
+        (Some("tcp://10.0.0.9:4000"), Some("by-hand"))
+    );
+    assert_eq!(worker_entry["pids"], serde_json::json!([worker.id()]));
+    for section in ["processes", "files", "software", "data", "cells"] {
+        assert_eq!(manifest[section], run.manifest[section], "{section} is the run's own");
+    }
+    // The run's manifest is no worker's: merge says what to give it.
+    let refused = Command::new(reprotrace_bin())
+        .args(["merge", "-o"])
+        .arg(work.join("refused.json"))
+        .arg(&merged)
+        .arg(work.join("ebpf.json"))
+        .output()
+        .expect("reprotrace merge");
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(125), "{message}");
+    assert!(
+        message.contains("was not written by a Dask worker's audit") && message.contains("--dask-worker"),
+        "{message}"
+    );
 }
