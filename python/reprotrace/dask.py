@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -158,6 +159,20 @@ def _touch_loaded_files():
             pass
 
 
+def _private_dir(path):
+    """``path``, a directory only this user can use, made if missing. In a
+    shared /tmp another user could have made it first (or a symlink by
+    that name): then it is refused, never used."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise RuntimeError("%s is not a private directory of this user: remove it" % path)
+    return path
+
+
 class WorkerAudit:
     """The audit of one worker's process tree, by a ``reprotrace attach`` that
     runs beside it (in its own session, not followed by itself).
@@ -173,10 +188,8 @@ class WorkerAudit:
         self.target_pid = target_pid
         self.process = None  # our child, when we started it
         self.unaudited = None  # why there is no audit
-        base = os.path.join(tempfile.gettempdir(), "reprotrace-dask-%d" % os.getuid())
-        os.makedirs(base, mode=0o700, exist_ok=True)
-        self.state_dir = os.path.join(base, str(target_pid))
-        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        self.base = os.path.join(tempfile.gettempdir(), "reprotrace-dask-%d" % os.getuid())
+        self.state_dir = os.path.join(self.base, str(target_pid))
         self.manifest = os.path.join(self.state_dir, "manifest.json")
         self.log = os.path.join(self.state_dir, "attach.log")
         self.state = os.path.join(self.state_dir, "audit.json")
@@ -194,10 +207,12 @@ class WorkerAudit:
         """Start auditing (or adopt the audit already running); replay what
         was loaded before. Never raises: a failure is kept as the reason."""
         self.unaudited = None
-        if self._running_pid() is not None:
-            _touch_loaded_files()
-            return
         try:
+            _private_dir(self.base)
+            os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+            if self._running_pid() is not None:
+                _touch_loaded_files()
+                return
             self._start_attach()
         except Exception as error:  # any failure leaves the worker running, unaudited
             self.unaudited = str(error)
