@@ -498,3 +498,62 @@ fn audits_gathered_by_hand_merge() {
         "{message}"
     );
 }
+
+/// A LocalCluster the run starts itself: its workers are in the run's own
+/// tree, so both backends see their task markers directly; the plugin leaves
+/// them unaudited by themselves, and the tasks are in the run's `tasks[]`.
+#[test]
+fn a_local_clusters_tasks_are_seen_by_both_backends() {
+    let scratch = shared_dir();
+    let work = scratch.path();
+    std::fs::create_dir_all(work.join("out")).expect("out");
+    for name in ["p", "q", "r"] {
+        std::fs::write(work.join(format!("{name}.txt")), format!("input {name}\n")).expect("input");
+    }
+    let script = format!(
+        "import os\n\
+         from distributed import Client, LocalCluster\n\
+         def copy(name):\n    text = open(os.path.join({work:?}, name + '.txt')).read()\n    \
+         open(os.path.join({work:?}, 'out', name + '.txt'), 'w').write(text)\n\
+         if __name__ == '__main__':\n    \
+         with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None) as cluster, Client(cluster) as client:\n        \
+         client.gather([client.submit(copy, name, key='local-' + name, pure=False) for name in 'pqr'])\n",
+        work = work.to_str().expect("utf-8"),
+    );
+    std::fs::write(work.join("local.py"), script).expect("script");
+    let python = current_venv().join("bin/python");
+    let mut per_backend = Vec::new();
+    for backend in BACKENDS {
+        let manifest_path = work.join(format!("local-{backend}.json"));
+        let output = Command::new(reprotrace_bin())
+            .current_dir(work)
+            .args(["run", "--dask", "--no-daemon", "--backend", backend, "-o"])
+            .arg(&manifest_path)
+            .arg("--")
+            .arg(&python)
+            .arg("local.py")
+            .output()
+            .expect("reprotrace run");
+        assert!(output.status.success(), "{backend}: {}", String::from_utf8_lossy(&output.stderr));
+        let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+        assert_valid(&manifest);
+        assert!(manifest.get("hosts").is_none(), "{backend}: the run followed its workers itself");
+        let tasks: BTreeMap<String, TaskData> = manifest["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .map(|task| {
+                let key = task["key"].as_str().expect("key").to_string();
+                (key, (paths(&task["data"]["inputs"]), paths(&task["data"]["outputs"])))
+            })
+            .collect();
+        for name in ["p", "q", "r"] {
+            let input = BTreeSet::from([work.join(format!("{name}.txt")).display().to_string()]);
+            let output = BTreeSet::from([work.join(format!("out/{name}.txt")).display().to_string()]);
+            assert_eq!(tasks.get(&format!("local-{name}")), Some(&(input, output)), "{backend}: {tasks:#?}");
+        }
+        assert_eq!(tasks.len(), 3, "{backend}: only the run's keys");
+        per_backend.push(tasks);
+    }
+    assert_eq!(per_backend[0], per_backend[1]);
+}
