@@ -3,16 +3,45 @@
 ``%load_ext reprotrace`` makes every cell that IPython runs emit a BEGIN marker
 before it runs and an END marker after it ran (raised or not): one failing
 ``openat`` each, which reprotrace's tracers turn into cell boundaries (see
-:mod:`reprotrace.markers`). reprotrace loads it into kernels itself, with one
-silent request over the kernel's Jupyter protocol.
+:mod:`reprotrace.markers`). The END marker also says which exception the cell
+raised and which names its source defines, deletes and uses
+(:mod:`reprotrace.names`).
+
+When an audit listens for this kernel (:mod:`reprotrace.channel`), the hook
+waits after each END marker until the audit has processed it, and the
+``%reprotrace`` magic shows what the audit knows of the cells run so far.
+
+reprotrace loads the extension into kernels itself, with one silent request
+over the kernel's Jupyter protocol; it sets :data:`_quiet_load` first (so the
+load prints nothing) and calls :func:`connect_audit` after.
 """
+import linecache
+import sys
+import time
+
 from . import markers
+
+# Each of these is optional: the cell markers work without them (an END
+# marker then says names null; no audit channel).
+try:
+    from . import names as _names
+except ImportError:  # pragma: no cover -- a hook dir without the module
+    _names = None
+try:
+    from . import channel as _channel
+except ImportError:  # pragma: no cover
+    _channel = None
 
 __version__ = "0.1.0"
 
 # The registered hooks live on the shell, not in this module, so that loading
 # twice (or from a reloaded module) never registers a second pair.
 _SHELL_ATTR = "_reprotrace_cell_markers"
+MAGIC = "reprotrace"
+
+# Set to True right before loading the extension to load it without the
+# status line (reprotrace's own injection does); the load resets it.
+_quiet_load = False
 
 
 class _CellMarkers:
@@ -28,7 +57,7 @@ class _CellMarkers:
         self._counted_before_pre_run_cell = version_info >= (9, 8)
         # Cells whose BEGIN was emitted and whose END was not, innermost last
         # (a cell may run another one: get_ipython().run_cell(...)), as
-        # (ExecutionInfo, execution_count, cell_id).
+        # (ExecutionInfo, execution_count, cell_id, CellNames or None).
         self._open = []
 
     def pre_run_cell(self, info):
@@ -40,8 +69,10 @@ class _CellMarkers:
         if info.store_history and self._counted_before_pre_run_cell:
             count -= 1
         cell_id = getattr(info, "cell_id", None)  # IPython >= 8, if the frontend sent one
+        # Read before the BEGIN: this is the hook's work, not the cell's.
+        cell_names = self._names_of(info.raw_cell)
         markers.emit("begin", count, cell_id, info.raw_cell)
-        self._open.append((info, count, cell_id))
+        self._open.append((info, count, cell_id, cell_names))
 
     def post_run_cell(self, result):
         # post_run_cell also fires for cells that got no BEGIN: empty cells
@@ -57,30 +88,215 @@ class _CellMarkers:
             if result is not None or not self._open:
                 return
             i = len(self._open) - 1
-        self._end(i)
+        self._end(i, _error_of(result))
 
     def end_all(self):
         """END every open cell, innermost first."""
         while self._open:
-            self._end(len(self._open) - 1)
+            self._end(len(self._open) - 1, None)
 
-    def _end(self, i):
-        info, count, cell_id = self._open.pop(i)
-        markers.emit("end", count, cell_id, info.raw_cell)
+    def _end(self, i, error):
+        info, count, cell_id, cell_names = self._open.pop(i)
+        time_ns = time.time_ns()
+        markers.emit("end", count, cell_id, info.raw_cell, markers.Outcome(error, cell_names), time_ns=time_ns)
+        # The next cell must not start before the audit has hashed what this
+        # one read and wrote.
+        if _channel is not None:
+            _channel.sync_cell_end(time_ns)
+
+    def _names_of(self, raw_cell):
+        if _names is None:
+            return None
+        try:
+            found = _names.of_cell(raw_cell, self.shell.transform_cell)
+        except Exception:  # a transformer's own failure, say: no names, never a broken cell
+            return None
+        if found is None:
+            return None
+        return markers.CellNames(found.defines, found.deletes, found.uses)
+
+
+def _error_of(result):
+    """What the cell raised: from its ExecutionResult, or, when ipykernel
+    passes none (it cancelled the cell's task), the exception in flight."""
+    if result is None:
+        exception = sys.exc_info()[1]
+    else:
+        exception = getattr(result, "error_before_exec", None)  # a SyntaxError, say
+        if exception is None:
+            exception = getattr(result, "error_in_exec", None)
+    return None if exception is None else markers.CellError.of(exception)
+
+
+# ---------------------------------------------------------------------------
+# Traceback machinery, loaded outside any cell.
+
+_WARM_UP_FILE = "<reprotrace traceback warm-up>"
+_WARM_UP_CODE = """\
+def _inner(values):
+    total = sum(values) + len(values)
+    return values[total] / 0
+
+def _outer():
+    data = [1, 2, 3]
+    return _inner(data[:1])
+
+_outer()
+"""
+
+
+def _warm_up_tracebacks(shell):
+    """Format one traceback now, as IPython formats a failing cell's.
+
+    IPython imports its traceback machinery (Pygments' formatter and style,
+    stack_data, executing, asttokens, pure_eval...) the first time a cell
+    raises, inside that cell: the tracer would count it as the cell's
+    software. Formatting a traceback here loads it all outside any cell.
+    Best effort: never fails the load.
+    """
+    try:
+        shell.logger  # IPython >= 9.x builds its session logger in the first cell
+    except Exception:
+        pass
+    if "zmq" in sys.modules:
+        # pyzmq sends a large message (a deep traceback, say) without copying
+        # it, and imports what frees it then.
+        try:
+            import zmq.utils.garbage  # noqa: F401
+        except Exception:
+            pass
+    lines = _WARM_UP_CODE.splitlines(True)
+    linecache.cache[_WARM_UP_FILE] = (len(_WARM_UP_CODE), None, lines, _WARM_UP_FILE)
+    try:
+        # A failing cell, then a cell with a syntax error (IPython passes
+        # SyntaxTB no frames).
+        for name, raise_, frames in (("InteractiveTB", _raise_in_code, True), ("SyntaxTB", _raise_syntax_error, False)):
+            formatter = getattr(shell, name, None)
+            if formatter is None:
+                continue
+            saved = formatter.__dict__.get("tb", _MISSING)
+            try:
+                try:
+                    raise_()
+                except Exception as exc:
+                    formatter.structured_traceback(type(exc), exc, exc.__traceback__ if frames else [])
+            except Exception:
+                pass
+            finally:
+                # Keep no reference to the warm-up's frames (AutoFormattedTB
+                # remembers the last traceback it formatted).
+                if saved is _MISSING:
+                    formatter.__dict__.pop("tb", None)
+                else:
+                    formatter.tb = saved
+    finally:
+        linecache.cache.pop(_WARM_UP_FILE, None)
+
+
+_MISSING = object()
+
+
+def _raise_in_code():
+    exec(compile(_WARM_UP_CODE, _WARM_UP_FILE, "exec"), {})
+
+
+def _raise_syntax_error():
+    compile("x = (1,\n", _WARM_UP_FILE, "exec")
+
+
+# ---------------------------------------------------------------------------
+# The audit: status line, connect_audit, the %reprotrace magic.
+
+
+def connect_audit(path):
+    """Use the audit listening on the Unix socket ``path`` (reprotrace calls
+    this in the kernel right after loading the extension). Idempotent; makes
+    no request now. Without the extension loaded it only remembers the path.
+
+    Also clears a :data:`_quiet_load` that no load consumed (the extension
+    was loaded already), so that a later ``%reload_ext`` speaks again.
+    """
+    global _quiet_load
+    _quiet_load = False
+    if _channel is not None:
+        _channel.connect(path)
+
+
+def _connection_file():
+    """This kernel's connection file, if this is an ipykernel."""
+    if "ipykernel" in sys.modules:
+        try:
+            from ipykernel.connect import get_connection_file
+
+            return get_connection_file()
+        except Exception:
+            pass
+    return "<connection file>"
+
+
+def _no_audit():
+    return "no audit is listening (start one: reprotrace attach --kernel %s --inject-hooks)" % _connection_file()
+
+
+def status_line():
+    """One line: cell markers on, and whether an audit is listening."""
+    current = None if _channel is None else _channel.discover()
+    if current is None:
+        return "reprotrace: cell markers on; " + _no_audit()
+    info = _channel.audit_info()
+    if info is None:  # given by connect_audit: ask now
+        try:
+            info = current.hello()
+        except _channel.ChannelError as err:
+            return "reprotrace: cell markers on; the audit at %s does not answer (%s)" % (current.path, err)
+    details = [str(info[key]) for key in ("backend",) if info.get(key)]
+    if info.get("output"):
+        details.append("writing %s" % (info["output"],))
+    return "reprotrace: cell markers on; an audit is listening" + (" (%s)" % ", ".join(details) if details else "")
+
+
+def _reprotrace_magic(line):
+    """Show what the audit knows of the cells run so far.
+
+    %reprotrace [deps]   per cell (by execution count): files read and
+                         written, names defined and used; then stale cells
+    %reprotrace stale    only the stale cells, and why
+    """
+    what = line.strip() or "deps"
+    if what not in ("deps", "stale"):
+        print("usage: %reprotrace [deps|stale]")
+        return
+    current = None if _channel is None else _channel.discover()
+    if current is None:
+        print("reprotrace: " + _no_audit())
+        return
+    try:
+        reply = current.cells()
+    except _channel.ChannelError as err:
+        print("reprotrace: %s" % (err,))
+        return
+    print(_channel.format_deps(reply) if what == "deps" else _channel.format_stale(reply))
 
 
 def load_ipython_extension(ipython):
-    """Register the cell-marker callbacks (once per shell)."""
+    """Register the cell-marker callbacks and the magic (once per shell), and
+    say whether an audit is listening (unless :data:`_quiet_load`)."""
+    global _quiet_load
+    quiet, _quiet_load = _quiet_load, False
     if getattr(ipython, _SHELL_ATTR, None) is not None:
         return
+    _warm_up_tracebacks(ipython)
     hooks = _CellMarkers(ipython)
     ipython.events.register("pre_run_cell", hooks.pre_run_cell)
     ipython.events.register("post_run_cell", hooks.post_run_cell)
+    ipython.register_magic_function(_reprotrace_magic, "line", MAGIC)
     setattr(ipython, _SHELL_ATTR, hooks)
+    if not quiet:
+        print(status_line())
 
 
 def unload_ipython_extension(ipython):
-    """Unregister the cell-marker callbacks, if registered.
+    """Unregister the cell-marker callbacks and the magic, if registered.
 
     The running cell (%unload_ext or %reload_ext) gets its END now: its
     post_run_cell would reach these callbacks no more.
@@ -90,5 +306,6 @@ def unload_ipython_extension(ipython):
         return
     ipython.events.unregister("pre_run_cell", hooks.pre_run_cell)
     ipython.events.unregister("post_run_cell", hooks.post_run_cell)
+    ipython.magics_manager.magics["line"].pop(MAGIC, None)
     delattr(ipython, _SHELL_ATTR)
     hooks.end_all()

@@ -3,6 +3,7 @@
 
 How reprotrace sends that request (its own Jupyter client) is tested by the
 Rust integration tests (tests/tests/notebook.rs)."""
+import codecs
 import json
 import os
 import re
@@ -24,8 +25,32 @@ from reprotrace import markers  # noqa: E402
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent
 # The path is in the first line of a syscall that another thread interrupts
-# (`<unfinished ...>`).
-MARKER_LINE = re.compile(r'openat\(-29300, "(reprotrace-cell:[^"]*)", 0(?:\) = -1 EBADF| <unfinished)')
+# (`<unfinished ...>`). strace escapes `"` and `\\` in it (an END's JSON).
+MARKER_LINE = re.compile(r'openat\(-29300, "(reprotrace-cell:(?:[^"\\]|\\.)*)", 0(?:\) = -1 EBADF| <unfinished)')
+
+# What reprotrace sends today (tracer-user/src/jupyter/client.rs), and what
+# it should send: the extension loaded quietly, then the audit's socket.
+LEGACY_LOAD = """\
+import sys as _reprotrace_sys
+if {dir} not in _reprotrace_sys.path:
+    _reprotrace_sys.path.insert(0, {dir})
+del _reprotrace_sys
+if 'reprotrace' not in get_ipython().extension_manager.loaded:
+    get_ipython().run_line_magic('load_ext', 'reprotrace')
+"""
+INJECTED_LOAD = """\
+import sys as _reprotrace_sys
+if {dir} not in _reprotrace_sys.path:
+    _reprotrace_sys.path.insert(0, {dir})
+del _reprotrace_sys
+import reprotrace as _reprotrace
+if 'reprotrace' not in get_ipython().extension_manager.loaded:
+    _reprotrace._quiet_load = True
+    get_ipython().run_line_magic('load_ext', 'reprotrace')
+if hasattr(_reprotrace, 'connect_audit') and {socket} is not None:
+    _reprotrace.connect_audit({socket})
+del _reprotrace
+"""
 
 
 @pytest.fixture
@@ -39,7 +64,7 @@ def hook_dir(tmp_path):
 class TracedKernel:
     """An ipykernel of this python, run under strace, with a blocking client."""
 
-    def __init__(self, tmp_path, env, hook_dir):
+    def __init__(self, tmp_path, env, hook_dir, load=INJECTED_LOAD, audit_socket=None):
         self.log = tmp_path / "strace.log"
         spec_dir = tmp_path / "kernels" / "traced"
         spec_dir.mkdir(parents=True)
@@ -54,8 +79,8 @@ class TracedKernel:
         self.client.start_channels()
         self.client.wait_for_ready(timeout=60)
         # What reprotrace sends: the hook dir on sys.path, the extension loaded.
-        load = "import sys\nsys.path.insert(0, {!r})\nget_ipython().run_line_magic('load_ext', 'reprotrace')"
-        loaded = self.execute(load.format(str(hook_dir)), silent=True, store_history=False)
+        code = load.format(dir=json.dumps(str(hook_dir)), socket=repr(audit_socket))
+        loaded = self.execute(code, silent=True, store_history=False)
         assert loaded["status"] == "ok", loaded
 
     def send(self, code, cell_id=None, **content):
@@ -76,6 +101,29 @@ class TracedKernel:
     def execute(self, code, cell_id=None, **content):
         return self.reply(self.send(code, cell_id, **content))
 
+    def streams(self, msg_id):
+        """What a request printed ({"stdout": ..., "stderr": ...}), once it is idle."""
+        printed = {"stdout": "", "stderr": ""}
+        while True:
+            msg = self.client.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                printed[msg["content"]["name"]] += msg["content"]["text"]
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return printed
+
+    def run(self, code, cell_id=None, **content):
+        """Execute code: (its reply, what it printed)."""
+        msg_id = self.send(code, cell_id, **content)
+        reply = self.reply(msg_id)
+        return reply, self.streams(msg_id)
+
+    def value(self, expression):
+        """An expression's repr, silently."""
+        reply = self.execute("", silent=True, user_expressions={"v": expression})
+        return reply["user_expressions"]["v"]["data"]["text/plain"]
+
     def state(self):
         """(execution_count, len(In), history length) without changing them."""
         expressions = {
@@ -90,7 +138,12 @@ class TracedKernel:
         """Shut the kernel down; the markers strace logged."""
         self.client.stop_channels()
         self.manager.shutdown_kernel(now=False)
-        return [markers.parse(m) for m in MARKER_LINE.findall(self.log.read_text())]
+        return [markers.parse(unescape(m)) for m in MARKER_LINE.findall(self.log.read_text())]
+
+
+def unescape(quoted):
+    """A string as strace printed it (C escapes)."""
+    return codecs.escape_decode(quoted.encode())[0].decode()
 
 
 def kernel_env():
@@ -120,6 +173,79 @@ def test_every_cell_gets_its_markers(tmp_path, hook_dir):
         emitted = kernel.stop()
     assert [count for count, _, _ in replies] == [1, 2, 3, 4]
     cells_and_markers_agree(replies, emitted)
+    assert [m.version for m in emitted] == [1, 2] * 4
+    ends = [(m.error, m.names) for m in emitted if m.phase == "end"]
+    assert ends == [
+        (None, markers.CellNames(["x"], [], [], False)),
+        (None, markers.CellNames([], [], ["x"], False)),
+        (None, markers.CellNames(["y"], [], ["x"], False)),
+        (markers.CellError("ValueError", "boom"), markers.CellNames([], [], [], False)),
+    ]
+
+
+def test_the_extension_as_reprotrace_loads_it_today(tmp_path, hook_dir):
+    kernel = TracedKernel(tmp_path, kernel_env(), hook_dir, load=LEGACY_LOAD)
+    try:
+        reply = kernel.execute("x = 1", cell_id="c-1")
+    finally:
+        emitted = kernel.stop()
+    cells_and_markers_agree([(reply["execution_count"], "c-1", "x = 1")], emitted)
+
+
+def test_tracebacks_import_nothing_inside_cells(tmp_path, hook_dir):
+    """IPython's traceback machinery is loaded with the extension, not by the
+    first cell that raises."""
+    kernel = TracedKernel(tmp_path, kernel_env(), hook_dir)
+    cells = [
+        "def f():\n    data = [1]\n    return data[2] / 0\nf()",
+        "import json\njson.loads('{')",
+        "x = (1,\n",
+        "try:\n    1 / 0\nexcept Exception as e:\n    raise ValueError('x') from e",
+        "def r(n):\n    return r(n + 1)\nr(0)",
+        "undefined_name",
+    ]
+    try:
+        for code in cells:
+            kernel.execute("import sys as _s; _before = set(_s.modules)", silent=True)
+            reply = kernel.execute(code)
+            assert reply["status"] == "error"
+            assert kernel.value("sorted(set(_s.modules) - _before)") == "[]", code
+    finally:
+        kernel.stop()
+
+
+def test_each_cell_waits_for_the_audit(tmp_path, hook_dir, fake_audit):
+    audit = fake_audit(delay=0.2)
+    kernel = TracedKernel(tmp_path, kernel_env(), hook_dir, audit_socket=audit.path)
+    try:
+        for code in ("x = 1", "raise KeyError('k')", "y = x"):
+            kernel.execute(code)
+        printed = kernel.run("%reprotrace stale")[1]
+    finally:
+        emitted = kernel.stop()
+    ends = [m.time_ns for m in emitted if m.phase == "end"]
+    assert len(ends) == 4
+    assert [request for _, request in audit.requests] == [{"op": "cell_end", "time_ns": t} for t in ends[:3]] + [
+        {"op": "cells"},
+        {"op": "cell_end", "time_ns": ends[3]},
+    ]
+    assert printed == {"stdout": "stale: 1 cell\n  [1] /data/in.csv changed after it ran\n      x\n", "stderr": ""}
+
+
+def test_a_dead_audit_does_not_break_the_kernel(tmp_path, hook_dir, fake_audit):
+    audit = fake_audit()
+    kernel = TracedKernel(tmp_path, kernel_env(), hook_dir, audit_socket=audit.path)
+    try:
+        first = kernel.run("x = 1")
+        audit.stop(remove=False)
+        second = kernel.run("y = 2")
+        third = kernel.run("z = 3")
+    finally:
+        emitted = kernel.stop()
+    assert [reply["status"] for reply, _ in (first, second, third)] == ["ok"] * 3
+    assert first[1]["stderr"] == "" and third[1]["stderr"] == ""
+    assert second[1]["stderr"].count("\n") == 1 and "cannot reach the audit" in second[1]["stderr"]
+    assert [m.phase for m in emitted] == ["begin", "end"] * 3
 
 
 # Through run_cell, and through run_cell_async, where ipykernel cancels the
@@ -141,3 +267,5 @@ def test_an_interrupted_cell_gets_its_end(tmp_path, hook_dir, sleep):
         emitted = kernel.stop()
     assert interrupted["ename"] in ("KeyboardInterrupt", "CancelledError")
     cells_and_markers_agree([(1, "sleep", code), (after["execution_count"], "after", "x = 1")], emitted)
+    assert emitted[1].error.ename == interrupted["ename"]
+    assert emitted[3].error is None

@@ -19,6 +19,7 @@ use crate::{
     hooks,
     interrupts::Signals,
     jupyter,
+    kernel_channel::{CellEndWaiters, KernelChannels},
     manifest::{self, DaskWorker},
     pipeline::Pipeline,
     snapshot,
@@ -47,6 +48,8 @@ struct Hook {
     connection_file: PathBuf,
     hook_dir: PathBuf,
     cell_hook: bool,
+    /// The hook's channel to this audit.
+    channel: Option<PathBuf>,
     /// Where its clients report their workers' audits.
     dask_reports: Option<PathBuf>,
 }
@@ -64,16 +67,21 @@ pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
         bail!("nothing to attach to: give --pid PID or --kernel CONNECTION_FILE|KERNEL_ID");
     }
     let reports = match (&kernel, target.dask) {
-        (Some((pid, _)), true) => Some(dask::Reports::create(owner_of(*pid))?),
+        (Some((pid, _)), true) => Some(dask::Reports::create(hooks::owner_of(*pid))?),
         (None, true) => bail!("--dask needs --kernel: it makes a Jupyter kernel's Dask clients take part"),
         (_, false) => None,
     };
+    let mut channels = KernelChannels::default();
     let hook = match (kernel, target.inject_hooks || target.dask) {
         (Some((pid, connection_file)), true) => Some(Hook {
             pid,
             connection_file,
             hook_dir: hooks::install()?,
             cell_hook: target.inject_hooks,
+            channel: match target.inject_hooks {
+                true => Some(channels.open(pid, hooks::owner_of(pid))?),
+                false => None,
+            },
             dask_reports: reports.as_ref().map(|reports| reports.path().to_path_buf()),
         }),
         (None, true) => bail!("--inject-hooks needs --kernel: it installs the cell hook in a Jupyter kernel"),
@@ -92,6 +100,7 @@ pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
         hook,
         duration: target.duration,
         signals: &mut signals,
+        channels,
     };
     let traced = match settings.backend {
         Backend::Ebpf => {
@@ -114,6 +123,8 @@ struct Watch<'a> {
     hook: Option<Hook>,
     duration: Option<Duration>,
     signals: &'a mut Signals,
+    /// The cell hook's questions.
+    channels: KernelChannels,
 }
 
 /// The driver of every attached audit: feeds the pipeline what the source
@@ -121,7 +132,8 @@ struct Watch<'a> {
 /// followed has exited. Detaching is the normal end of an attach, not an
 /// interruption: the processes go on without us.
 async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: Watch<'_>) -> anyhow::Result<Traced> {
-    let Watch { settings, software_paths, hook, duration, signals } = watch;
+    let Watch { settings, software_paths, hook, duration, signals, mut channels } = watch;
+    let mut waiters = CellEndWaiters::default();
     let mut pipeline = Pipeline::attached(&followed);
     pipeline.warm_up_software(software_paths);
     if !settings.quiet {
@@ -142,7 +154,9 @@ async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: 
             jupyter::join_dask_clients(&hook.connection_file, &hook.hook_dir, reports).await?;
         }
         match hook.cell_hook {
-            true => jupyter::inject_hooks(&hook.connection_file, &hook.hook_dir).await.map(|()| Some(hook.pid)),
+            true => jupyter::inject_hooks(&hook.connection_file, &hook.hook_dir, hook.channel.as_deref())
+                .await
+                .map(|()| Some(hook.pid)),
             false => Ok(None),
         }
     });
@@ -166,9 +180,12 @@ async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: 
                 injecting = false;
                 hooked = injected?;
             }
+            query = channels.next() => waiters.take(query, &pipeline, settings.backend.name(), &settings.output),
+            () = waiters.deadline() => {}
             _ = signals.next() => break,
             () = &mut until => break,
         }
+        waiters.settle(&pipeline);
         if let Some(pid) = hooked {
             pipeline.mark_cell_hook(pid);
             if !settings.quiet {
@@ -205,12 +222,6 @@ async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: 
         false => finish_or_warn(source, &mut |event| pipeline.feed(&event), &mut interrupted).await,
     };
     Ok(Traced { pipeline, root_status: None, counters, interrupted })
-}
-
-/// The user and group of process `pid` (those of its /proc directory).
-fn owner_of(pid: u32) -> Option<(u32, u32)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}")).ok().map(|metadata| (metadata.uid(), metadata.gid()))
 }
 
 /// Resolves after `duration`, or never.

@@ -21,7 +21,7 @@
 //! namespace the auditor cannot see into are listed with the namespace and
 //! nothing else: whatever sits at that path on the host is another file.
 
-use std::{ffi::OsStr, io::Read, os::unix::ffi::OsStrExt, path::Path, time::SystemTime};
+use std::{collections::HashMap, ffi::OsStr, io::Read, os::unix::ffi::OsStrExt, path::Path, time::SystemTime};
 
 use globset::{GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
@@ -229,7 +229,7 @@ pub fn classify(
 /// Fills in every file's SHA-256, hashing files on every core; a file already
 /// described in `known` (the run's data, when describing a cell's) is not read again.
 pub fn hash_data(data: &mut DataSets, known: Option<&DataSets>) {
-    let known_hashes: std::collections::HashMap<&[u8], &str> = known
+    let known_hashes: HashMap<&[u8], &str> = known
         .map(|known| {
             known
                 .inputs
@@ -241,6 +241,9 @@ pub fn hash_data(data: &mut DataSets, known: Option<&DataSets>) {
         .unwrap_or_default();
     let mut unknown = Vec::new();
     for file in data.inputs.iter_mut().chain(data.outputs.iter_mut()).filter(|file| file.size.is_some()) {
+        if file.sha256.is_some() {
+            continue;
+        }
         match known_hashes.get(file.path.as_slice()) {
             Some(hash) => file.sha256 = Some(hash.to_string()),
             None => unknown.push(file),
@@ -270,6 +273,60 @@ fn data_kind(used: &PathUse) -> Option<DataKind> {
     used.read.then_some(DataKind::Input)
 }
 
+/// A regular file as it was at one moment (when a notebook cell ended).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileState {
+    pub size: u64,
+    pub mtime: Option<SystemTime>,
+    /// `None` if it could not be read.
+    pub sha256: Option<String>,
+}
+
+/// Whether `path` may be a cell's data, so that its contents are worth
+/// hashing as the cell leaves it: not never-data by the built-in rules, not
+/// in a Python site directory (software, which the run's index will claim).
+pub fn may_be_cell_data(path: &[u8]) -> bool {
+    !is_never_data(path)
+        && !path
+            .split(|&byte| byte == b'/')
+            .any(|component| component == b"site-packages" || component == b"dist-packages")
+}
+
+/// The state of each of `paths` that is a regular file now, hashed on every core.
+pub fn states_now(paths: impl IntoIterator<Item = Vec<u8>>) -> HashMap<Vec<u8>, FileState> {
+    let mut files: Vec<DataFile> = paths
+        .into_iter()
+        .filter_map(|path| {
+            let metadata = fsaccess::metadata(&path).ok().filter(std::fs::Metadata::is_file)?;
+            Some(DataFile {
+                size: Some(metadata.len()),
+                mtime: metadata.modified().ok(),
+                sha256: None,
+                changed_during_run: false,
+                namespace: None,
+                path,
+            })
+        })
+        .collect();
+    hash_all(files.iter_mut().collect());
+    files
+        .into_iter()
+        .map(|file| (file.path, FileState { size: file.size.unwrap_or(0), mtime: file.mtime, sha256: file.sha256 }))
+        .collect()
+}
+
+/// Describes the files of `data` that `states` knows as `states` says (how a
+/// cell left them), instead of as they are now.
+pub fn describe_as(data: &mut DataSets, states: &HashMap<Vec<u8>, FileState>) {
+    for file in data.inputs.iter_mut().chain(data.outputs.iter_mut()) {
+        if let Some(state) = states.get(&file.path) {
+            file.size = Some(state.size);
+            file.mtime = state.mtime;
+            file.sha256.clone_from(&state.sha256);
+        }
+    }
+}
+
 /// Whether the file came into being after `started_at`: a file the run opened
 /// with `O_CREAT`, even read-only, was then made by it, which is writing it.
 /// File systems without birth times (`statx` without `STATX_BTIME`) never say so.
@@ -295,7 +352,8 @@ fn hash_all(mut files: Vec<&mut DataFile>) {
     });
 }
 
-fn sha256_of(path: &[u8]) -> Option<String> {
+/// The hex SHA-256 of a file's contents; `None` if it cannot be read.
+pub fn sha256_of(path: &[u8]) -> Option<String> {
     let mut file = fsaccess::open(path).ok()?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];

@@ -242,7 +242,9 @@ pub enum MarkerPhase {
 }
 
 /// What reprotrace's IPython hook says about a cell (python/reprotrace/markers.py):
-/// the text `reprotrace-cell:1:<phase>:<execution_count>:<cell_id>:<code_sha256>:<unix_time_ns>`.
+/// `reprotrace-cell:1:<phase>:<execution_count>:<cell_id>:<code_sha256>:<unix_time_ns>`,
+/// or, for an END, version 2 with one more field last, a JSON object (ASCII):
+/// `{"error": null | {"ename", "evalue"}, "names": null | {"defines", "deletes", "uses", "truncated"}}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CellMarker {
     pub phase: MarkerPhase,
@@ -252,13 +254,52 @@ pub struct CellMarker {
     pub code_sha256: String,
     /// Wall-clock time of the marker, nanoseconds since the Unix epoch.
     pub time_ns: u64,
+    /// What the END of a version 2 marker says of the cell's run.
+    pub outcome: Option<CellOutcome>,
+}
+
+/// The exception a cell raised, and the names its source defines and uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct CellOutcome {
+    #[serde(default)]
+    pub error: Option<CellError>,
+    #[serde(default)]
+    pub names: Option<CellNames>,
+}
+
+/// The exception a cell raised: its type's name and its message.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct CellError {
+    pub ename: String,
+    pub evalue: String,
+}
+
+/// The names a cell's source binds, deletes and reads at the notebook's top
+/// level (a static reading by the hook; `truncated`: the lists were cut to fit
+/// the marker).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct CellNames {
+    #[serde(default)]
+    pub defines: Vec<String>,
+    #[serde(default)]
+    pub deletes: Vec<String>,
+    #[serde(default)]
+    pub uses: Vec<String>,
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 impl CellMarker {
     /// Parses a marker's text; `None` if it is not one.
     pub fn parse(text: &[u8]) -> Option<CellMarker> {
         let text = std::str::from_utf8(text).ok()?;
-        let mut fields = text.strip_prefix("reprotrace-cell:1:")?.split(':');
+        let (rest, version) = match (text.strip_prefix("reprotrace-cell:1:"), text.strip_prefix("reprotrace-cell:2:")) {
+            (Some(rest), _) => (rest, 1),
+            (_, Some(rest)) => (rest, 2),
+            _ => return None,
+        };
+        // Version 2's last field, JSON, may hold colons.
+        let mut fields = rest.splitn(6, ':');
         let phase = match fields.next()? {
             "begin" => MarkerPhase::Begin,
             "end" => MarkerPhase::End,
@@ -271,10 +312,14 @@ impl CellMarker {
         };
         let code_sha256 = fields.next()?.to_string();
         let time_ns = fields.next()?.parse().ok()?;
-        if fields.next().is_some() || code_sha256.len() != 64 {
+        let outcome = match version {
+            1 => None,
+            _ => Some(serde_json::from_str(fields.next()?).ok()?),
+        };
+        if fields.next().is_some() || code_sha256.len() != 64 || code_sha256.contains(':') {
             return None;
         }
-        Some(CellMarker { phase, execution_count, cell_id, code_sha256, time_ns })
+        Some(CellMarker { phase, execution_count, cell_id, code_sha256, time_ns, outcome })
     }
 }
 
@@ -339,10 +384,17 @@ mod tests {
                 cell_id: Some("c-1_x".into()),
                 code_sha256: sha.clone(),
                 time_ns: 1_700_000_000_123_456_789,
+                outcome: None,
             })
         );
         let end = CellMarker::parse(format!("reprotrace-cell:1:end:7:-:{sha}:5").as_bytes()).expect("end marker");
         assert_eq!((end.phase, end.cell_id), (MarkerPhase::End, None));
+        let payload = r#"{"error": {"ename": "ValueError", "evalue": "a: b"}, "names": {"defines": ["x"], "deletes": [], "uses": ["pd"], "truncated": false}}"#;
+        let end = CellMarker::parse(format!("reprotrace-cell:2:end:8:-:{sha}:6:{payload}").as_bytes()).expect("v2");
+        let outcome = end.outcome.expect("an outcome");
+        assert_eq!(outcome.error, Some(CellError { ename: "ValueError".into(), evalue: "a: b".into() }));
+        assert_eq!(outcome.names.map(|names| (names.defines, names.uses)), Some((vec!["x".into()], vec!["pd".into()])));
+        assert_eq!(CellMarker::parse(format!("reprotrace-cell:2:end:8:-:{sha}:6:not json").as_bytes()), None);
         assert_eq!(CellMarker::parse(b"reprotrace-cell:2:begin:1:-:x:1"), None);
         assert_eq!(CellMarker::parse(format!("reprotrace-cell:1:begin:1:-:{sha}:1:extra").as_bytes()), None);
     }

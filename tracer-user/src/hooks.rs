@@ -13,10 +13,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::kernel_channel::{ChannelError, KernelChannels};
+
 /// Files of the hook directory: (relative path, contents).
 const FILES: &[(&str, &str)] = &[
     ("reprotrace/__init__.py", include_str!("../../python/reprotrace/__init__.py")),
     ("reprotrace/markers.py", include_str!("../../python/reprotrace/markers.py")),
+    ("reprotrace/names.py", include_str!("../../python/reprotrace/names.py")),
+    ("reprotrace/channel.py", include_str!("../../python/reprotrace/channel.py")),
     ("reprotrace/dask.py", include_str!("../../python/reprotrace/dask.py")),
     ("reprotrace_dask_client.py", include_str!("../../python/reprotrace_dask_client.py")),
 ];
@@ -77,6 +81,12 @@ pub fn install() -> Result<PathBuf, HookError> {
     Ok(dir)
 }
 
+/// The user and group of process `pid` (those of its /proc directory).
+pub fn owner_of(pid: u32) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}")).ok().map(|metadata| (metadata.uid(), metadata.gid()))
+}
+
 /// FNV-1a over the embedded files: changes whenever the hook does.
 fn content_hash() -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -97,14 +107,30 @@ pub struct KernelHooks {
     installing: tokio::task::JoinSet<(u32, Result<(), crate::jupyter::JupyterError>)>,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum KernelHookError {
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+}
+
 impl KernelHooks {
-    /// Starts installing the hook in kernel `pid`, which uses `connection_file`.
-    pub fn start(&mut self, pid: u32, connection_file: PathBuf) -> Result<(), HookError> {
+    /// Starts installing the hook in kernel `pid`, which uses
+    /// `connection_file`, with a channel to this audit among `channels`.
+    pub fn start(
+        &mut self,
+        pid: u32,
+        connection_file: PathBuf,
+        channels: &mut KernelChannels,
+    ) -> Result<(), KernelHookError> {
         let dir = match &self.dir {
             Some(dir) => dir.clone(),
             None => self.dir.insert(install()?).clone(),
         };
-        self.installing.spawn(async move { (pid, crate::jupyter::inject_hooks(&connection_file, &dir).await) });
+        let channel = channels.open(pid, owner_of(pid))?;
+        self.installing
+            .spawn(async move { (pid, crate::jupyter::inject_hooks(&connection_file, &dir, Some(&channel)).await) });
         Ok(())
     }
 

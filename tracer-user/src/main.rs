@@ -2,6 +2,7 @@
 
 use std::{
     ffi::OsString,
+    io::IsTerminal,
     path::{Path, PathBuf},
     process::ExitCode,
     time::Duration,
@@ -13,14 +14,15 @@ use clap::{Parser, Subcommand};
 use reprotrace::{
     attach,
     audit::{Backend, Settings},
-    classify::Rules,
+    classify::{self, Rules},
     daemon::{self, DaemonSettings},
     diff,
     export::{self, Format},
     launch::LaunchError,
     manifest::{self, DaskWorker, Manifest},
-    merge, run,
+    merge, report, run, show,
     source::ebpf::{protocol::DEFAULT_SOCKET, session::DaemonChoice, LoadOptions, DEFAULT_RING_BUFFER_BYTES},
+    stale,
 };
 
 /// Exit code for reprotrace's own failures (the command's codes pass through).
@@ -63,6 +65,34 @@ enum Command {
         /// The workers' manifests.
         #[arg(required = true)]
         workers: Vec<PathBuf>,
+    },
+    /// Which notebook cells of an audited run would now compute something
+    /// else: a file they read changed, their source changed (with
+    /// --notebook), or they depend on such a cell through a file or a name.
+    /// Exits 0 when none is stale, 1 when some are, 2 on error.
+    Stale {
+        manifest: PathBuf,
+        /// The notebook as it is now, to compare the cells' sources with.
+        #[arg(long, value_name = "NB.ipynb")]
+        notebook: Option<PathBuf>,
+        /// Print `{"stale": [{"execution_count", "cell_id", "reasons"}], "notes": [...]}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A manifest's essentials as tables: processes, inputs and outputs,
+    /// software, cells, Dask hosts and tasks.
+    Show { manifest: PathBuf },
+    /// One self-contained HTML page (no network): the run, its process tree,
+    /// data, software, cells as a timeline with which are stale now, a graph
+    /// of cells and files, Dask hosts and tasks.
+    Report {
+        manifest: PathBuf,
+        /// Where to write the page.
+        #[arg(short, long, default_value = "report.html")]
+        output: PathBuf,
+        /// The notebook as it is now, for stale cells (as `stale --notebook`).
+        #[arg(long, value_name = "NB.ipynb")]
+        notebook: Option<PathBuf>,
     },
     /// Print the JSON Schema of the manifests this reprotrace writes and reads.
     Schema,
@@ -253,6 +283,54 @@ fn diff_manifests(before: &Path, after: &Path, host: Option<&str>) -> anyhow::Re
     Ok(if changes.is_empty() { 0 } else { 1 })
 }
 
+/// Exit code of `stale` when it fails (0 and 1 say whether cells are stale).
+const STALE_FAILED: u8 = 2;
+
+/// What is stale in `manifest` now, against `notebook` if given.
+fn stale_now(manifest: &Manifest, notebook: Option<&Path>) -> anyhow::Result<stale::StaleReport> {
+    let notebook = notebook.map(reprotrace::notebook::Notebook::read).transpose()?;
+    let current = |display: &str| manifest::bytes_of_display(display).and_then(|path| classify::sha256_of(&path));
+    Ok(stale::stale_cells(manifest, notebook.as_ref(), &current))
+}
+
+fn report_page(path: &Path, output: &Path, notebook: Option<&Path>) -> anyhow::Result<i32> {
+    let manifest = Manifest::read(path)?;
+    let stale = stale_now(&manifest, notebook)?;
+    std::fs::write(output, report::render(&manifest, &stale))
+        .with_context(|| format!("writing {}", output.display()))?;
+    eprintln!("reprotrace: report written to {}", output.display());
+    Ok(0)
+}
+
+fn stale_cells(path: &Path, notebook: Option<&Path>, json: bool) -> anyhow::Result<i32> {
+    let manifest = Manifest::read(path)?;
+    let report = stale_now(&manifest, notebook)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for cell in &report.stale {
+            let label = match &cell.cell_id {
+                Some(id) => format!("[{}] ({id})", cell.execution_count),
+                None => format!("[{}]", cell.execution_count),
+            };
+            println!("cell {label} is stale: {}", cell.reasons.join("; "));
+        }
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+        if report.stale.is_empty() {
+            println!("no cell is stale ({} cells)", manifest.cells.len());
+        }
+    }
+    Ok(if report.stale.is_empty() { 0 } else { 1 })
+}
+
+fn show_manifest(path: &Path) -> anyhow::Result<i32> {
+    let manifest = Manifest::read(path)?;
+    print!("{}", show::render(&manifest, std::io::stdout().is_terminal()));
+    Ok(0)
+}
+
 fn print_schema() -> anyhow::Result<i32> {
     println!("{}", serde_json::to_string_pretty(&manifest::schema())?);
     Ok(0)
@@ -316,6 +394,15 @@ fn main() -> ExitCode {
         })),
         Command::Diff { before, after, host } => diff_manifests(&before, &after, host.as_deref()),
         Command::Merge { output, run, workers } => merge_manifests(&output, &run, &workers),
+        Command::Stale { manifest, notebook, json } => match stale_cells(&manifest, notebook.as_deref(), json) {
+            Ok(code) => Ok(code),
+            Err(err) => {
+                eprintln!("reprotrace: error: {err:#}");
+                return ExitCode::from(STALE_FAILED);
+            }
+        },
+        Command::Show { manifest } => show_manifest(&manifest),
+        Command::Report { manifest, output, notebook } => report_page(&manifest, &output, notebook.as_deref()),
         Command::Schema => print_schema(),
         Command::Export { format, manifest, output, host } => {
             export_manifest(format, &manifest, output.as_deref(), host.as_deref())

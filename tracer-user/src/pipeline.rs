@@ -2,16 +2,21 @@
 //! (the run's, and one per notebook cell), and at the end software
 //! identification, data classification and the manifest's trace sections.
 
-use std::{collections::HashMap, path::PathBuf, time::SystemTime};
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    time::SystemTime,
+};
 
 use crate::{
     access::AccessLog,
-    classify,
-    event::{abi::AT_FDCWD, ArgvView, Event, ExistingProcess, Fact},
+    classify::{self, FileState},
+    event::{abi::AT_FDCWD, ArgvView, CellError, CellMarker, Event, ExistingProcess, Fact, MarkerPhase},
     image::{self, Image},
     jupyter,
     manifest::{self, CellSections, TaskContext, TaskSections, TraceSections},
     software::{self, PathSink, SoftwareIndex},
+    stale::{self, CellView},
     tracker::{FileOp, FileUse, Pid, ProcessRecord, Tracker, TrackerStats},
 };
 
@@ -22,6 +27,10 @@ pub struct Pipeline {
     cell_logs: Vec<AccessLog>,
     /// One access log per Dask task run, indexed like the tracker's.
     task_logs: Vec<AccessLog>,
+    /// For each cell that ended, its files as it left them (by cell index).
+    cell_states: HashMap<usize, HashMap<Vec<u8>, FileState>>,
+    /// The END markers processed so far (their times), for whoever waits on one.
+    ended_cells: HashSet<u64>,
     events: u64,
     /// Where new paths go so that software indexing starts before the run ends.
     software_paths: Option<PathSink>,
@@ -60,6 +69,8 @@ impl Pipeline {
             log: AccessLog::new(),
             cell_logs: Vec::new(),
             task_logs: Vec::new(),
+            cell_states: HashMap::new(),
+            ended_cells: HashSet::new(),
             events: 0,
             software_paths: None,
             images: HashMap::new(),
@@ -79,6 +90,8 @@ impl Pipeline {
             log: AccessLog::new(),
             cell_logs: Vec::new(),
             task_logs: Vec::new(),
+            cell_states: HashMap::new(),
+            ended_cells: HashSet::new(),
             events: 0,
             software_paths: None,
             images: HashMap::new(),
@@ -98,6 +111,11 @@ impl Pipeline {
 
     pub fn feed(&mut self, event: &Event) {
         self.events += 1;
+        if let Fact::CellMarker(CellMarker { phase: MarkerPhase::End, time_ns, .. }) = &event.fact {
+            self.tracker.apply(event);
+            self.cell_ended(*time_ns);
+            return;
+        }
         let Some(FileUse { pid, cell, dask_task, namespace, op }) = self.tracker.apply(event) else { return };
         let scopes = Scopes { cell, dask_task };
         if let Some(namespace) = namespace {
@@ -129,6 +147,82 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// A cell ended: what it read and wrote is hashed now, as it left them
+    /// (a later cell may change them).
+    fn cell_ended(&mut self, time_ns: u64) {
+        self.ended_cells.insert(time_ns);
+        let Some(index) = self.tracker.cells().iter().rposition(|cell| cell.finished_ns == Some(time_ns)) else {
+            return;
+        };
+        let Some(log) = self.cell_logs.get(index) else { return };
+        let paths = log
+            .iter()
+            .filter(|(path, used)| {
+                (used.read || used.written) && !used.directory && !used.gone && classify::may_be_cell_data(path)
+            })
+            .map(|(path, _)| path.to_vec());
+        self.cell_states.insert(index, classify::states_now(paths));
+    }
+
+    /// The cells that ended so far, what they read and wrote (with the
+    /// hashes they saw and left) and their names, and which are stale now:
+    /// what the `%reprotrace` magic shows (see [`crate::kernel_channel`]).
+    pub fn cells_summary(&self) -> serde_json::Value {
+        let views: Vec<(CellView, Option<&CellError>)> = self
+            .tracker
+            .cells()
+            .iter()
+            .enumerate()
+            .filter_map(|(index, cell)| {
+                let states = self.cell_states.get(&index)?;
+                let mut view = CellView {
+                    execution_count: cell.execution_count,
+                    cell_id: cell.cell_id.clone(),
+                    code_sha256: cell.code_sha256.clone(),
+                    ..CellView::default()
+                };
+                for (path, used) in self.cell_logs.get(index).into_iter().flat_map(AccessLog::iter) {
+                    let Some(state) = states.get(path) else { continue };
+                    let entry = (manifest::display_bytes(path), state.sha256.clone());
+                    match used.written {
+                        true => view.outputs.push(entry),
+                        false => view.inputs.push(entry),
+                    }
+                }
+                let outcome = cell.outcome.as_ref();
+                let names = outcome.and_then(|outcome| outcome.names.as_ref());
+                view.defines = names.map(|names| names.defines.clone()).unwrap_or_default();
+                view.uses = names.map(|names| names.uses.clone()).unwrap_or_default();
+                Some((view, outcome.and_then(|outcome| outcome.error.as_ref())))
+            })
+            .collect();
+        let cells: Vec<CellView> = views.iter().map(|(view, _)| view.clone()).collect();
+        let current = |display: &str| manifest::bytes_of_display(display).and_then(|path| classify::sha256_of(&path));
+        let report = stale::judge(&cells, None, &current);
+        let paths = |files: &[(String, Option<String>)]| files.iter().map(|(path, _)| path.clone()).collect::<Vec<_>>();
+        let described: Vec<serde_json::Value> = views
+            .iter()
+            .map(|(view, error)| {
+                serde_json::json!({
+                    "execution_count": view.execution_count,
+                    "cell_id": view.cell_id,
+                    "inputs": paths(&view.inputs),
+                    "outputs": paths(&view.outputs),
+                    "defines": view.defines,
+                    "uses": view.uses,
+                    "error": error.map(|error| serde_json::json!({"ename": error.ename, "evalue": error.evalue})),
+                })
+            })
+            .collect();
+        serde_json::json!({"ok": true, "cells": described, "stale": report.stale, "notes": report.notes})
+    }
+
+    /// Whether the END marker of this time has been processed (and its
+    /// cell's files hashed).
+    pub fn has_ended_cell(&self, time_ns: u64) -> bool {
+        self.ended_cells.contains(&time_ns)
     }
 
     /// The IPython kernels that started in the tree since the last call.
@@ -169,6 +263,11 @@ impl Pipeline {
         image
     }
 
+    /// Processes, paths and events so far, for the status line.
+    pub fn progress(&self) -> (usize, usize, u64) {
+        (self.tracker.processes().len(), self.log.len(), self.events)
+    }
+
     /// Whether any followed task is still alive, as far as events tell.
     pub fn has_live_tasks(&self) -> bool {
         self.tracker.has_live_tasks()
@@ -191,10 +290,13 @@ impl Pipeline {
         let empty = AccessLog::new();
         // A cell's or task's own software and data, by the run's rules; its
         // files already hashed for the run are not read again.
-        let mut scoped = |log: &AccessLog| {
+        let mut scoped = |log: &AccessLog, states: Option<&HashMap<Vec<u8>, FileState>>| {
             let own_software = software::identify(log, software_index);
             let owned = |path: &[u8]| own_software.owns(path) || software.owns(path);
             let mut own_data = classify::classify(log, rules, &owned, started_at);
+            if let Some(states) = states {
+                classify::describe_as(&mut own_data, states);
+            }
             classify::hash_data(&mut own_data, Some(&data));
             (own_software, own_data)
         };
@@ -204,7 +306,8 @@ impl Pipeline {
             .iter()
             .enumerate()
             .map(|(index, cell)| {
-                let (software, data) = scoped(self.cell_logs.get(index).unwrap_or(&empty));
+                let (software, data) =
+                    scoped(self.cell_logs.get(index).unwrap_or(&empty), self.cell_states.get(&index));
                 CellSections { cell, software, data }
             })
             .collect();
@@ -215,7 +318,7 @@ impl Pipeline {
             .iter()
             .enumerate()
             .map(|(index, task)| {
-                let (software, data) = scoped(self.task_logs.get(index).unwrap_or(&empty));
+                let (software, data) = scoped(self.task_logs.get(index).unwrap_or(&empty), None);
                 let started = processes.iter().filter(|process| process.dask_task == Some(index)).collect();
                 TaskSections { task, processes: started, software, data }
             })

@@ -19,9 +19,11 @@ use crate::{
     event::{Tid, WaitStatus},
     hooks::KernelHooks,
     interrupts::Signals,
+    kernel_channel::{CellEndWaiters, KernelChannels},
     launch::{self, LaunchError, LaunchSpec},
-    manifest,
+    manifest, notebook,
     pipeline::Pipeline,
+    progress::{self, Progress},
     software::PathSink,
     source::{
         ebpf::session::Session, finish_or_warn, strace::StraceSource, warn_stream_lost, Counters, Launched, Source,
@@ -45,10 +47,23 @@ pub async fn run(settings: Settings, command: Vec<OsString>, dask: bool) -> anyh
     let described: Vec<String> = spec.argv.iter().map(|arg| manifest::display_bytes(arg.as_bytes())).collect();
     let mut audit = Audit::start(described, cwd.as_os_str().as_bytes().to_vec(), spec.credentials.clone());
     audit.dask_reports = reports.as_ref().map(|reports| reports.path().to_path_buf());
+    audit.notebook = notebook::notebook_of_command(&audit.command, &cwd);
     let mut signals = Signals::new()?;
     // Orphans of the traced tree come back to us, so we can tell when all are gone.
     set_child_subreaper(Some(getpid())).context("becoming the traced tree's subreaper")?;
-    let watch = Watch { cwd: audit.cwd.clone(), software_paths: audit.software_paths(), signals: &mut signals };
+    let what = format!(
+        "auditing `{}` ({} backend; the manifest goes to {})",
+        audit.command.join(" "),
+        settings.backend.name(),
+        settings.output.display()
+    );
+    let watch = Watch {
+        cwd: audit.cwd.clone(),
+        software_paths: audit.software_paths(),
+        signals: &mut signals,
+        settings: &settings,
+        progress: Progress::start(&what, settings.quiet),
+    };
     let (traced, exec_error) = match settings.backend {
         Backend::Ebpf => {
             let (source, launched) = Session::launch(&settings.session_options(), &spec).await?;
@@ -72,6 +87,8 @@ struct Watch<'a> {
     cwd: Vec<u8>,
     software_paths: PathSink,
     signals: &'a mut Signals,
+    settings: &'a Settings,
+    progress: Progress,
 }
 
 /// The driver of every launched audit: feeds the pipeline what the source
@@ -80,7 +97,8 @@ struct Watch<'a> {
 /// the second.
 async fn follow(mut source: impl Source, launched: Launched, watch: Watch<'_>) -> (Traced, Option<LaunchError>) {
     let Launched { root, parent, exec_error } = launched;
-    let Watch { cwd, software_paths, signals } = watch;
+    let Watch { cwd, software_paths, signals, settings, mut progress } = watch;
+    let mut waiters = CellEndWaiters::default();
     let mut pipeline = Pipeline::new(root, parent, cwd);
     pipeline.warm_up_software(software_paths);
     let mut reaped = reap_children();
@@ -88,6 +106,7 @@ async fn follow(mut source: impl Source, launched: Launched, watch: Watch<'_>) -
     let mut interrupted = false;
     let mut stream = Stream::Open;
     let mut hooks = KernelHooks::default();
+    let mut channels = KernelChannels::default();
     loop {
         let mut feed = |event| pipeline.feed(&event);
         let mut hooked = None;
@@ -116,7 +135,14 @@ async fn follow(mut source: impl Source, launched: Launched, watch: Watch<'_>) -
                 }
             }
             installed = hooks.next() => hooked = Some(installed),
+            query = channels.next() => waiters.take(query, &pipeline, settings.backend.name(), &settings.output),
+            () = waiters.deadline() => {}
+            () = progress::tick(&progress) => {
+                let (processes, files, events) = pipeline.progress();
+                progress.show(processes, files, events);
+            }
         }
+        waiters.settle(&pipeline);
         if let Some((kernel, installed)) = hooked {
             match installed {
                 Ok(()) => pipeline.mark_cell_hook(kernel),
@@ -124,11 +150,12 @@ async fn follow(mut source: impl Source, launched: Launched, watch: Watch<'_>) -
             }
         }
         for (kernel, connection_file) in pipeline.take_started_kernels() {
-            if let Err(err) = hooks.start(kernel, connection_file) {
+            if let Err(err) = hooks.start(kernel, connection_file, &mut channels) {
                 eprintln!("reprotrace: warning: no cells for kernel {kernel}: {err}");
             }
         }
     }
+    progress.finish();
     let counters = match stream {
         Stream::Lost => Counters::default(),
         Stream::Open | Stream::Ended => {

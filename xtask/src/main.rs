@@ -135,6 +135,8 @@ pub(crate) fn setup() -> Result<()> {
             "mawk",
             "binutils",
             "tzdata",
+            // The report tests render HTML in a real browser.
+            "chromium",
         ]
         .into_iter()
         .filter(|package| !dpkg_installed(package)),

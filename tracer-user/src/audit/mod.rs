@@ -18,6 +18,7 @@ use crate::{
     launch::Credentials,
     manifest::{self, DaskWorker, Manifest, Stats, SCHEMA_ID},
     merge,
+    notebook::Notebook,
     pipeline::{Pipeline, PipelineOutput},
     software::{IndexBuilder, PathSink},
     source::Counters,
@@ -33,6 +34,9 @@ pub struct Audit {
     /// Where the run's Dask clients leave their workers' audits, to merge
     /// into its manifest (`run --dask`).
     pub dask_reports: Option<PathBuf>,
+    /// The notebook the command runs (nbconvert's, papermill's): cells whose
+    /// client sent no id get its cells' ids, matched by source.
+    pub notebook: Option<PathBuf>,
     started_at: SystemTime,
     clock: Instant,
     /// The software index, built while the audit runs.
@@ -58,6 +62,7 @@ impl Audit {
             owner,
             dask_worker: None,
             dask_reports: None,
+            notebook: None,
             started_at: SystemTime::now(),
             clock: Instant::now(),
             software_index: IndexBuilder::start(),
@@ -126,6 +131,12 @@ impl Audit {
             hosts: Vec::new(),
         };
         let mut warnings = warnings;
+        if let Some(path) = self.notebook.as_ref().filter(|_| !manifest.cells.is_empty()) {
+            match Notebook::read(path) {
+                Ok(notebook) => notebook.fill_cell_ids(&mut manifest.cells),
+                Err(err) => warnings.push(format!("the cells keep no ids: {err}")),
+            }
+        }
         if let Some(reports) = &self.dask_reports {
             match merge::Reports::read_dir(reports) {
                 Ok(reports) => warnings.extend(merge::merge_workers(&mut manifest, reports)),

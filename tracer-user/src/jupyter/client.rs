@@ -44,23 +44,40 @@ fn hmac_sha256() -> String {
 }
 
 /// The code that loads the extension from `hook_dir` (only once: the magic
-/// prints a notice the second time). Names it binds are deleted again.
-fn hook_code(hook_dir: &Path) -> String {
+/// prints a notice the second time), quietly, and connects it to the audit's
+/// `channel`. Names it binds are deleted again.
+fn hook_code(hook_dir: &Path, channel: Option<&Path>) -> String {
     let dir = serde_json::to_string(&hook_dir.to_string_lossy()).unwrap_or_default();
+    let connect = match channel {
+        Some(channel) => {
+            let channel = serde_json::to_string(&channel.to_string_lossy()).unwrap_or_default();
+            format!("if hasattr(_reprotrace, 'connect_audit'):\n    _reprotrace.connect_audit({channel})\n")
+        }
+        None => String::new(),
+    };
     format!(
         "import sys as _reprotrace_sys\n\
          if {dir} not in _reprotrace_sys.path:\n    _reprotrace_sys.path.insert(0, {dir})\n\
          del _reprotrace_sys\n\
+         import reprotrace as _reprotrace\n\
          if 'reprotrace' not in get_ipython().extension_manager.loaded:\n    \
-         get_ipython().run_line_magic('load_ext', 'reprotrace')\n"
+         _reprotrace._quiet_load = True\n    \
+         get_ipython().run_line_magic('load_ext', 'reprotrace')\n\
+         {connect}\
+         del _reprotrace\n"
     )
 }
 
 /// Loads the reprotrace extension from `hook_dir` into the kernel whose
 /// connection file is `connection_file`, waiting up to `timeout` for the
 /// kernel to listen and answer.
-pub async fn install_hook(connection_file: &Path, hook_dir: &Path, timeout: Duration) -> Result<(), JupyterError> {
-    execute_silently(connection_file, &hook_code(hook_dir), timeout).await
+pub async fn install_hook(
+    connection_file: &Path,
+    hook_dir: &Path,
+    channel: Option<&Path>,
+    timeout: Duration,
+) -> Result<(), JupyterError> {
+    execute_silently(connection_file, &hook_code(hook_dir, channel), timeout).await
 }
 
 /// Runs `code` in the kernel, silently (no output, no history), and waits up
@@ -182,8 +199,10 @@ mod tests {
     }
 
     #[test]
-    fn the_hook_code_quotes_its_directory() {
-        let code = hook_code(Path::new("/run/x \"y\""));
+    fn the_hook_code_quotes_its_directory_and_channel() {
+        let code = hook_code(Path::new("/run/x \"y\""), Some(Path::new("/run/k'.sock")));
         assert!(code.contains(r#""/run/x \"y\"""#), "{code}");
+        assert!(code.contains(r#"connect_audit("/run/k'.sock")"#), "{code}");
+        assert!(!hook_code(Path::new("/d"), None).contains("connect_audit"));
     }
 }

@@ -109,9 +109,9 @@ fn absolute(file: &[u8], cwd: &[u8]) -> PathBuf {
 }
 
 /// Installs the cell hook in the kernel using `connection_file` (see
-/// [`client::install_hook`]).
-pub async fn inject_hooks(connection_file: &Path, hook_dir: &Path) -> Result<(), JupyterError> {
-    client::install_hook(connection_file, hook_dir, HOOK_TIMEOUT).await
+/// [`client::install_hook`]), connected to the audit's `channel` if given.
+pub async fn inject_hooks(connection_file: &Path, hook_dir: &Path, channel: Option<&Path>) -> Result<(), JupyterError> {
+    client::install_hook(connection_file, hook_dir, channel, HOOK_TIMEOUT).await
 }
 
 /// Makes the kernel's Dask clients, those it has and those it makes, take

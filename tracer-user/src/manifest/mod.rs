@@ -12,7 +12,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use file::ManifestError;
-pub use render::{display_bytes, signal_label, trace_sections, CellSections, TaskContext, TaskSections, TraceSections};
+pub use render::{
+    bytes_of_display, display_bytes, signal_label, trace_sections, CellSections, TaskContext, TaskSections,
+    TraceSections,
+};
 
 /// A path the tracker made absolute.
 const ABSOLUTE_PATH: &str = "^/";
@@ -298,6 +301,40 @@ pub struct Cell {
     /// The kernel and the processes that worked for the cell.
     #[schemars(inner(range(min = 1)))]
     pub pids: Vec<u32>,
+    /// The exception the cell raised; `null` when it ran through (or the hook
+    /// could not say: an older hook, or the run ended first).
+    #[serde(default)]
+    pub error: Option<CellError>,
+    /// The names the cell's source binds, deletes and reads at the top level
+    /// (a static reading by the hook), when the hook reported them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<CellNames>,
+}
+
+/// The exception a cell raised.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CellError {
+    /// Its type's name (`ValueError`).
+    pub ename: String,
+    /// Its message (cut to 500 characters).
+    pub evalue: String,
+}
+
+/// The names a cell binds, deletes and reads at the notebook's top level, as
+/// a static reading of its source finds them (docs/manifest.md has the limits).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CellNames {
+    /// Assigned, imported, or defined by `def` and `class`.
+    pub defines: Vec<String>,
+    /// Removed by `del`.
+    pub deletes: Vec<String>,
+    /// Read before the cell binds them: from earlier cells (or builtins the
+    /// cell shadows).
+    pub uses: Vec<String>,
+    /// The lists were cut to fit the marker.
+    pub truncated: bool,
 }
 
 /// The software a cell used.

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use super::{
-    Access, Cell, CellSoftware, Data, DataEntry, FailedExec, FileEntry, Interpreter, OwnedFile, Process,
-    PythonDistribution, Software, SystemPackage, Task, TaskProcess,
+    Access, Cell, CellError, CellNames, CellSoftware, Data, DataEntry, FailedExec, FileEntry, Interpreter, OwnedFile,
+    Process, PythonDistribution, Software, SystemPackage, Task, TaskProcess,
 };
 use crate::{
     access::{AccessLog, PathUse},
@@ -35,6 +35,33 @@ pub fn display_bytes(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// The bytes a [`display_bytes`] rendering stands for (`\\` is a backslash,
+/// `\xNN` a byte); `None` if `text` is not such a rendering.
+pub fn bytes_of_display(text: &str) -> Option<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        if first != b'\\' {
+            bytes.push(first);
+            rest = tail;
+            continue;
+        }
+        match tail {
+            [b'\\', after @ ..] => {
+                bytes.push(b'\\');
+                rest = after;
+            }
+            [b'x', high, low, after @ ..] => {
+                let hex = std::str::from_utf8(&[*high, *low]).ok().and_then(|hex| u8::from_str_radix(hex, 16).ok())?;
+                bytes.push(hex);
+                rest = after;
+            }
+            _ => return None,
+        }
+    }
+    Some(bytes)
 }
 
 /// The sections of a manifest derived from the trace.
@@ -132,18 +159,28 @@ fn data_section(data: &DataSets) -> Data {
 }
 
 fn cell_entry(index: usize, sections: &CellSections) -> Cell {
-    let time = marker_time;
     let cell = sections.cell;
     Cell {
         index,
         execution_count: cell.execution_count,
         cell_id: cell.cell_id.clone(),
         code_sha256: cell.code_sha256.clone(),
-        started_at: time(cell.started_ns),
-        finished_at: cell.finished_ns.map(time),
+        started_at: marker_time(cell.started_ns),
+        finished_at: cell.finished_ns.map(marker_time),
         data: data_section(&sections.data),
         software: CellSoftware { python: python_distributions(&sections.software) },
         pids: cell.pids.iter().copied().collect(),
+        error: cell
+            .outcome
+            .as_ref()
+            .and_then(|outcome| outcome.error.as_ref())
+            .map(|error| CellError { ename: error.ename.clone(), evalue: error.evalue.clone() }),
+        names: cell.outcome.as_ref().and_then(|outcome| outcome.names.as_ref()).map(|names| CellNames {
+            defines: names.defines.clone(),
+            deletes: names.deletes.clone(),
+            uses: names.uses.clone(),
+            truncated: names.truncated,
+        }),
     }
 }
 
@@ -279,5 +316,14 @@ mod tests {
         assert_eq!(display_bytes(b"caf\xe9.txt"), "caf\\xe9.txt");
         // A name typed with a backslash is not the Latin-1 byte.
         assert_eq!(display_bytes(b"caf\\xe9.txt"), "caf\\\\xe9.txt");
+    }
+
+    #[test]
+    fn displayed_bytes_come_back() {
+        for bytes in [&b"caf\xe9.txt"[..], b"caf\\xe9.txt", "café \\ x".as_bytes(), b"\xff\xfe"] {
+            assert_eq!(bytes_of_display(&display_bytes(bytes)).as_deref(), Some(bytes), "{bytes:?}");
+        }
+        assert_eq!(bytes_of_display("a\\q"), None);
+        assert_eq!(bytes_of_display("a\\x4"), None);
     }
 }

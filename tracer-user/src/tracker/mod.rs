@@ -27,7 +27,7 @@ use crate::event::{
         AT_EMPTY_PATH, CLONE_FILES, CLONE_FS, CLONE_NEWNS, CLONE_THREAD, MS_BIND, MS_MOVE, MS_PROPAGATION, MS_REMOUNT,
         O_ACCMODE, O_CLOEXEC, O_CREAT, O_PATH, O_RDWR, O_TRUNC, O_WRONLY, RENAME_EXCHANGE,
     },
-    CellMarker, Event, ExistingProcess, Fact, MarkerPhase, TaskMarker, Tid, WaitStatus, AT_FDCWD,
+    CellMarker, CellOutcome, Event, ExistingProcess, Fact, MarkerPhase, TaskMarker, Tid, WaitStatus, AT_FDCWD,
 };
 
 /// A process id (a thread-group id).
@@ -107,6 +107,8 @@ pub struct CellRecord {
     pub finished_ns: Option<u64>,
     /// Processes that did work during the cell, or were born in it.
     pub pids: BTreeSet<Pid>,
+    /// What the hook said of the cell's run at its end.
+    pub outcome: Option<CellOutcome>,
 }
 
 /// One run of a Dask task, as its markers delimit it in the thread that ran it.
@@ -615,12 +617,14 @@ impl Tracker {
                     started_ns: marker.time_ns,
                     finished_ns: None,
                     pids: BTreeSet::from([record.pid]),
+                    outcome: None,
                 });
                 record.cell = Some(self.cells.len() - 1);
             }
             MarkerPhase::End => {
                 if let Some(cell) = record.cell.take() {
                     self.cells[cell].finished_ns = Some(marker.time_ns);
+                    self.cells[cell].outcome.clone_from(&marker.outcome);
                 }
             }
         }

@@ -140,6 +140,7 @@ fn marker(phase: MarkerPhase, count: u64, time_ns: u64) -> Fact {
         cell_id: Some(format!("cell-{count}")),
         code_sha256: "0".repeat(64),
         time_ns,
+        outcome: None,
     })
 }
 
