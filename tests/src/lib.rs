@@ -128,6 +128,20 @@ pub fn with_reprotrace_package(venv: PathBuf) -> PathBuf {
     venv
 }
 
+/// The hex SHA-256 of `text`, by `sha256sum`.
+pub fn sha256_of(text: &str) -> String {
+    let output = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8_lossy(&output.stdout).split(' ').next().expect("digest").to_string()
+}
+
 /// Runs `command`, failing with its stderr unless it succeeds.
 pub fn run(command: &mut Command) {
     let output = command.output().unwrap_or_else(|err| panic!("{command:?}: {err}"));

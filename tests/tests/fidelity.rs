@@ -8,16 +8,11 @@
 //! These tests load eBPF programs: they need root, and fail (never skip) when
 //! the programs cannot load. The C programs are compiled with gcc in the test.
 
-use std::{
-    collections::BTreeSet,
-    os::unix::ffi::OsStrExt,
-    path::PathBuf,
-    process::{Command, Stdio},
-};
+use std::{collections::BTreeSet, os::unix::ffi::OsStrExt, path::PathBuf, process::Command};
 
 use reprotrace_tests::{
-    assert_complete, assert_same_run, audit, data_paths, paths_under, repo_root, reprotrace_bin, spawn_until, Audit,
-    BACKENDS,
+    assert_complete, assert_same_run, audit, data_paths, paths_under, repo_root, reprotrace_bin, sha256_of,
+    spawn_until, Audit, BACKENDS,
 };
 use serde_json::Value;
 
@@ -130,20 +125,6 @@ fn package_owning(path: &str) -> String {
     assert!(output.status.success(), "no package owns {}", resolved.display());
     let text = String::from_utf8(output.stdout).expect("dpkg output");
     text.split(':').next().expect("package name").to_string()
-}
-
-fn sha256_of(text: &str) -> String {
-    let output = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(text.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("sha256sum");
-    String::from_utf8(output.stdout).expect("hex").split(' ').next().expect("digest").to_string()
 }
 
 fn stats<'a>(audit: &'a Audit, field: &str) -> &'a Value {

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use reprotrace_tests::{assert_valid, python_venv, reprotrace_bin, BACKENDS};
+use reprotrace_tests::{assert_valid, python_venv, reprotrace_bin, sha256_of, BACKENDS};
 use serde_json::Value;
 
 /// Packages of the Jupyter venv the tests share.
@@ -303,19 +303,6 @@ fn the_python_hook_passes_its_own_tests() {
     assert!(skipped.iter().all(|line| line.contains("need Python 3.12")), "{report}");
 }
 
-fn sha256(text: &str) -> String {
-    let output = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), text.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("sha256sum");
-    String::from_utf8_lossy(&output.stdout).split(' ').next().expect("digest").to_string()
-}
-
 fn reprotrace(args: &[&str], cwd: &Path) -> std::process::Output {
     Command::new(reprotrace_bin()).current_dir(cwd).args(args).output().expect("reprotrace")
 }
@@ -370,11 +357,14 @@ fn cells_carry_what_they_saw_and_stale_says_what_changed() {
         let x = work.join("x.txt").display().to_string();
         // The cell that read x.txt saw v1; the one that overwrote it left v2.
         let peek = &cells[2]["data"]["inputs"][0];
-        assert_eq!((peek["path"].as_str(), peek["sha256"].as_str()), (Some(x.as_str()), Some(sha256("v1").as_str())));
+        assert_eq!(
+            (peek["path"].as_str(), peek["sha256"].as_str()),
+            (Some(x.as_str()), Some(sha256_of("v1").as_str()))
+        );
         let overwrite = &cells[3]["data"]["outputs"][0];
         assert_eq!(
             (overwrite["path"].as_str(), overwrite["sha256"].as_str()),
-            (Some(x.as_str()), Some(sha256("v2").as_str()))
+            (Some(x.as_str()), Some(sha256_of("v2").as_str()))
         );
         // The failing cell: its error, and not the traceback's software.
         assert_eq!(cells[4]["error"], serde_json::json!({"ename": "ValueError", "evalue": "boom: not a number"}));
@@ -494,8 +484,8 @@ fn an_attached_kernels_cells_see_their_files_and_ask_the_audit() {
         assert_valid(&manifest);
         let cells = manifest["cells"].as_array().expect("cells");
         assert_eq!(cells.len(), 4, "{backend}: {cells:#?}");
-        assert_eq!(cells[0]["data"]["inputs"][0]["sha256"], sha256("v1"), "{backend}: as cell 1 read it");
-        assert_eq!(cells[1]["data"]["outputs"][0]["sha256"], sha256("v2"), "{backend}: as cell 2 left it");
+        assert_eq!(cells[0]["data"]["inputs"][0]["sha256"], sha256_of("v1"), "{backend}: as cell 1 read it");
+        assert_eq!(cells[1]["data"]["outputs"][0]["sha256"], sha256_of("v2"), "{backend}: as cell 2 left it");
         assert_eq!(cells[2]["error"], serde_json::json!({"ename": "KeyError", "evalue": "'missing'"}), "{backend}");
         // The kernel asked the audit while it ran: cells 1–3, cell 1's input
         // overwritten by the run itself (a note, not staleness).

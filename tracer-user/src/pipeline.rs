@@ -64,6 +64,10 @@ impl Pipeline {
     pub fn new(root: Pid, ppid: Option<Pid>, cwd: Vec<u8>) -> Self {
         let mut tracker = Tracker::new();
         tracker.add_root(root, ppid, cwd);
+        Self::following(tracker)
+    }
+
+    fn following(tracker: Tracker) -> Self {
         Pipeline {
             tracker,
             log: AccessLog::new(),
@@ -85,18 +89,7 @@ impl Pipeline {
         for process in existing {
             tracker.add_existing(process);
         }
-        Pipeline {
-            tracker,
-            log: AccessLog::new(),
-            cell_logs: Vec::new(),
-            task_logs: Vec::new(),
-            cell_states: HashMap::new(),
-            ended_cells: HashSet::new(),
-            events: 0,
-            software_paths: None,
-            images: HashMap::new(),
-            started_kernels: Vec::new(),
-        }
+        Self::following(tracker)
     }
 
     /// Sends every path the run uses, when first used, to `sink`.
