@@ -286,16 +286,20 @@ fn diff_manifests(before: &Path, after: &Path, host: Option<&str>) -> anyhow::Re
 /// Exit code of `stale` when it fails (0 and 1 say whether cells are stale).
 const STALE_FAILED: u8 = 2;
 
-/// What is stale in `manifest` now, against `notebook` if given.
-fn stale_now(manifest: &Manifest, notebook: Option<&Path>) -> anyhow::Result<stale::StaleReport> {
+/// What is stale in `manifest` now, against `notebook` if given (whose ids
+/// the cells without one first get, matched by source).
+fn stale_now(manifest: &mut Manifest, notebook: Option<&Path>) -> anyhow::Result<stale::StaleReport> {
     let notebook = notebook.map(reprotrace::notebook::Notebook::read).transpose()?;
+    if let Some(notebook) = &notebook {
+        notebook.fill_cell_ids(&mut manifest.cells);
+    }
     let current = |display: &str| manifest::bytes_of_display(display).and_then(|path| classify::sha256_of(&path));
     Ok(stale::stale_cells(manifest, notebook.as_ref(), &current))
 }
 
 fn report_page(path: &Path, output: &Path, notebook: Option<&Path>) -> anyhow::Result<i32> {
-    let manifest = Manifest::read(path)?;
-    let stale = stale_now(&manifest, notebook)?;
+    let mut manifest = Manifest::read(path)?;
+    let stale = stale_now(&mut manifest, notebook)?;
     std::fs::write(output, report::render(&manifest, &stale))
         .with_context(|| format!("writing {}", output.display()))?;
     eprintln!("reprotrace: report written to {}", output.display());
@@ -303,8 +307,8 @@ fn report_page(path: &Path, output: &Path, notebook: Option<&Path>) -> anyhow::R
 }
 
 fn stale_cells(path: &Path, notebook: Option<&Path>, json: bool) -> anyhow::Result<i32> {
-    let manifest = Manifest::read(path)?;
-    let report = stale_now(&manifest, notebook)?;
+    let mut manifest = Manifest::read(path)?;
+    let report = stale_now(&mut manifest, notebook)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
