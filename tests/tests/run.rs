@@ -309,3 +309,22 @@ fn lost_events_are_counted_and_reported() {
     assert_eq!(manifest["stats"]["complete"], false);
     assert!(stderr.contains("may be incomplete") && stderr.contains("--ring-buffer-size"), "{stderr}");
 }
+
+/// On a terminal, a line when the run starts and a status line while it
+/// runs; off a terminal (every other test), neither.
+#[test]
+fn a_terminal_gets_a_status_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "{} run --backend strace -o {} -- sh -c 'sleep 1.2; echo done'",
+        reprotrace_bin().display(),
+        dir.path().join("m.json").display()
+    );
+    // `script` gives the command a pseudo-terminal, and records what it printed.
+    let output = Command::new("script").args(["-qec", &command, "/dev/null"]).output().expect("script (util-linux)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("reprotrace: auditing `sh -c sleep 1.2; echo done` (strace backend"), "{text}");
+    assert!(text.contains("processes") && text.contains("events, 0 lost"), "{text}");
+    assert!(text.contains("manifest written to"), "{text}");
+}

@@ -21,7 +21,15 @@
 //! namespace the auditor cannot see into are listed with the namespace and
 //! nothing else: whatever sits at that path on the host is another file.
 
-use std::{collections::HashMap, ffi::OsStr, io::Read, os::unix::ffi::OsStrExt, path::Path, time::SystemTime};
+use std::{
+    collections::HashMap,
+    ffi::OsStr,
+    io::Read,
+    os::unix::ffi::OsStrExt,
+    path::Path,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::SystemTime,
+};
 
 use globset::{GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
@@ -30,6 +38,7 @@ use crate::{
     access::{AccessLog, PathUse},
     fsaccess,
     tracker::{path::is_under, view::NamespaceId},
+    units,
 };
 
 /// Trees whose files are the system's, never the run's data.
@@ -227,8 +236,9 @@ pub fn classify(
 }
 
 /// Fills in every file's SHA-256, hashing files on every core; a file already
-/// described in `known` (the run's data, when describing a cell's) is not read again.
-pub fn hash_data(data: &mut DataSets, known: Option<&DataSets>) {
+/// described in `known` (the run's data, when describing a cell's) is not
+/// read again. `report`: a progress line while much is hashed.
+pub fn hash_data(data: &mut DataSets, known: Option<&DataSets>, report: bool) {
     let known_hashes: HashMap<&[u8], &str> = known
         .map(|known| {
             known
@@ -249,7 +259,7 @@ pub fn hash_data(data: &mut DataSets, known: Option<&DataSets>) {
             None => unknown.push(file),
         }
     }
-    hash_all(unknown);
+    hash_all(unknown, report);
 }
 
 enum DataKind {
@@ -308,7 +318,7 @@ pub fn states_now(paths: impl IntoIterator<Item = Vec<u8>>) -> HashMap<Vec<u8>, 
             })
         })
         .collect();
-    hash_all(files.iter_mut().collect());
+    hash_all(files.iter_mut().collect(), false);
     files
         .into_iter()
         .map(|file| (file.path, FileState { size: file.size.unwrap_or(0), mtime: file.mtime, sha256: file.sha256 }))
@@ -338,22 +348,57 @@ fn born_during_run(metadata: &std::fs::Metadata, started_at: SystemTime) -> bool
 }
 
 /// Hashes files on every core, each file read in a stream.
-fn hash_all(mut files: Vec<&mut DataFile>) {
+/// Hashes `files` on every core; with `report`, when there is enough to
+/// wait for, a progress line on stderr (the caller knows it is a terminal).
+fn hash_all(mut files: Vec<&mut DataFile>, report: bool) {
+    let total: u64 = files.iter().filter_map(|file| file.size).sum();
+    let hashed = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = files.len().div_ceil(workers).max(1);
     std::thread::scope(|scope| {
-        for part in files.chunks_mut(chunk) {
-            scope.spawn(move || {
-                for file in part {
-                    file.sha256 = sha256_of(&file.path);
-                }
-            });
+        if report && total >= REPORT_HASHING_ABOVE {
+            scope.spawn(|| hashing_progress(&hashed, total, &done));
         }
+        let hashers: Vec<_> = files
+            .chunks_mut(chunk)
+            .map(|part| {
+                let hashed = &hashed;
+                scope.spawn(move || {
+                    for file in part {
+                        file.sha256 = sha256_counting(&file.path, hashed);
+                    }
+                })
+            })
+            .collect();
+        for hasher in hashers {
+            let _ = hasher.join();
+        }
+        done.store(true, Ordering::Relaxed);
     });
+}
+
+/// Below this, hashing is over before a progress line would help.
+const REPORT_HASHING_ABOVE: u64 = 256 << 20;
+
+/// Redraws "hashing data: X of Y" until `done`, then clears it.
+fn hashing_progress(hashed: &AtomicU64, total: u64, done: &AtomicBool) {
+    let tick = std::time::Duration::from_millis(250);
+    while !done.load(Ordering::Relaxed) {
+        let so_far = units::human_size(hashed.load(Ordering::Relaxed));
+        eprint!("\rreprotrace: hashing the data: {so_far} of {}\x1b[K", units::human_size(total));
+        std::thread::sleep(tick);
+    }
+    eprint!("\r\x1b[K");
 }
 
 /// The hex SHA-256 of a file's contents; `None` if it cannot be read.
 pub fn sha256_of(path: &[u8]) -> Option<String> {
+    sha256_counting(path, &AtomicU64::new(0))
+}
+
+/// [`sha256_of`], adding the bytes it reads to `hashed` as it goes.
+fn sha256_counting(path: &[u8], hashed: &AtomicU64) -> Option<String> {
     let mut file = fsaccess::open(path).ok()?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
@@ -363,6 +408,7 @@ pub fn sha256_of(path: &[u8]) -> Option<String> {
             break;
         }
         hasher.update(&buffer[..read]);
+        hashed.fetch_add(read as u64, Ordering::Relaxed);
     }
     Some(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
 }
@@ -411,7 +457,7 @@ mod tests {
         log.record(1, FileOp::Remove { path: fx.path("scratch"), dir: false });
         log.record(1, FileOp::Open { path: b"/etc/hosts".to_vec(), mode: OpenMode::Read, create: false });
         let mut data = classify(&log, &Rules::default(), &no_software, started);
-        hash_data(&mut data, None);
+        hash_data(&mut data, None, false);
         assert_eq!(data.inputs.len(), 1);
         let first = &data.inputs[0];
         assert_eq!((first.path.clone(), first.size), (input, Some(3)));

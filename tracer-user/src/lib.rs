@@ -45,3 +45,4 @@ pub mod software;
 pub mod source;
 pub mod stale;
 pub mod tracker;
+pub mod units;

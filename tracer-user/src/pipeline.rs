@@ -39,6 +39,8 @@ pub struct Pipeline {
     /// IPython kernels that started since [`Pipeline::take_started_kernels`]
     /// was last asked: their pids and connection files.
     started_kernels: Vec<(Pid, PathBuf)>,
+    /// Show a progress line while the data is hashed.
+    report_hashing: bool,
 }
 
 /// The parts of the run an operation also belongs to.
@@ -79,6 +81,7 @@ impl Pipeline {
             software_paths: None,
             images: HashMap::new(),
             started_kernels: Vec::new(),
+            report_hashing: false,
         }
     }
 
@@ -256,6 +259,11 @@ impl Pipeline {
         image
     }
 
+    /// Shows a progress line while the data is hashed (on a terminal).
+    pub fn report_hashing(&mut self) {
+        self.report_hashing = true;
+    }
+
     /// Processes, paths and events so far, for the status line.
     pub fn progress(&self) -> (usize, usize, u64) {
         (self.tracker.processes().len(), self.log.len(), self.events)
@@ -279,7 +287,7 @@ impl Pipeline {
     ) -> PipelineOutput {
         let software = software::identify(&self.log, software_index);
         let mut data = classify::classify(&self.log, rules, &|path| software.owns(path), started_at);
-        classify::hash_data(&mut data, None);
+        classify::hash_data(&mut data, None, self.report_hashing);
         let empty = AccessLog::new();
         // A cell's or task's own software and data, by the run's rules; its
         // files already hashed for the run are not read again.
@@ -290,7 +298,7 @@ impl Pipeline {
             if let Some(states) = states {
                 classify::describe_as(&mut own_data, states);
             }
-            classify::hash_data(&mut own_data, Some(&data));
+            classify::hash_data(&mut own_data, Some(&data), false);
             (own_software, own_data)
         };
         let cells: Vec<CellSections> = self

@@ -23,7 +23,7 @@ use crate::{
     launch::{self, LaunchError, LaunchSpec},
     manifest, notebook,
     pipeline::Pipeline,
-    progress::{self, Progress},
+    progress::Progress,
     software::PathSink,
     source::{
         ebpf::session::Session, finish_or_warn, strace::StraceSource, warn_stream_lost, Counters, Launched, Source,
@@ -101,6 +101,9 @@ async fn follow(mut source: impl Source, launched: Launched, watch: Watch<'_>) -
     let mut waiters = CellEndWaiters::default();
     let mut pipeline = Pipeline::new(root, parent, cwd);
     pipeline.warm_up_software(software_paths);
+    if progress.enabled() {
+        pipeline.report_hashing();
+    }
     let mut reaped = reap_children();
     let mut root_status = None;
     let mut interrupted = false;
@@ -137,9 +140,9 @@ async fn follow(mut source: impl Source, launched: Launched, watch: Watch<'_>) -
             installed = hooks.next() => hooked = Some(installed),
             query = channels.next() => waiters.take(query, &pipeline, settings.backend.name(), &settings.output),
             () = waiters.deadline() => {}
-            () = progress::tick(&progress) => {
+            () = progress.tick() => {
                 let (processes, files, events) = pipeline.progress();
-                progress.show(processes, files, events);
+                progress.show(processes, files, events, source.lost_so_far());
             }
         }
         waiters.settle(&pipeline);

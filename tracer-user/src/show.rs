@@ -7,7 +7,10 @@ use std::fmt::Write;
 
 use comfy_table::{presets::UTF8_BORDERS_ONLY, ContentArrangement, Table};
 
-use crate::manifest::{Data, DataEntry, Manifest, Process};
+use crate::{
+    manifest::{Data, DataEntry, Manifest, Process},
+    units::human_size,
+};
 
 /// The whole text `show` prints; `color`: ANSI headings.
 pub fn render(manifest: &Manifest, color: bool) -> String {
@@ -225,21 +228,6 @@ fn took(started: &str, finished: Option<&str>) -> String {
     }
 }
 
-/// Sizes in the largest binary unit that keeps a number ≥ 1.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{bytes} B"),
-        _ => format!("{value:.1} {}", UNITS[unit]),
-    }
-}
-
 fn unaudited_workers(manifest: &Manifest) -> String {
     let count =
         manifest.hosts.iter().flat_map(|host| &host.workers).filter(|worker| worker.unaudited.is_some()).count();
@@ -252,13 +240,6 @@ fn unaudited_workers(manifest: &Manifest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(human_size(512), "512 B");
-        assert_eq!(human_size(2048), "2.0 KiB");
-        assert_eq!(human_size(5 << 30), "5.0 GiB");
-    }
 
     #[test]
     fn long_text_is_cut_at_characters() {

@@ -70,6 +70,10 @@ pub trait Source {
     /// can leave them running), hands every event still on its way to `feed`,
     /// and says what was lost.
     fn finish(self, feed: &mut impl FnMut(Event)) -> impl Future<Output = Result<Counters, SourceError>>;
+
+    /// Events lost so far, for the status line; `None` when only
+    /// [`Source::finish`] can say (a daemon counts them).
+    fn lost_so_far(&self) -> Option<u64>;
 }
 
 impl SourceError {

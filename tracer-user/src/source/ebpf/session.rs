@@ -189,6 +189,14 @@ impl Source for Session {
     async fn finish(self, feed: &mut impl FnMut(Event)) -> Result<Counters, SourceError> {
         Ok(self.finish_session(feed).await?)
     }
+
+    /// The kernel's drop counter of our own programs (loaded for this audit).
+    fn lost_so_far(&self) -> Option<u64> {
+        match &self.programs {
+            Programs::Local { programs, .. } => programs.counters().ok().map(|counters| counters.lost_events),
+            Programs::Daemon(_) => None,
+        }
+    }
 }
 
 fn local(load: &LoadOptions) -> Result<Programs, EbpfError> {

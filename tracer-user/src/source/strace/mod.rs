@@ -324,6 +324,11 @@ impl Source for StraceSource {
         // strace sees io_uring_setup, not what the ring then does.
         Ok(Counters { malformed_events: malformed_lines, sees_io_uring: false, ..Counters::default() })
     }
+
+    /// strace stops the tracees rather than lose anything.
+    fn lost_so_far(&self) -> Option<u64> {
+        Some(0)
+    }
 }
 
 /// Kills every process of the traced tree: reprotrace's descendants (orphans
