@@ -107,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         command: vec!["python3".into()],
         cwd: "/".into(),
         host: "bench".into(),
+        os: None,
         started_at: "2026-01-01T00:00:00Z".into(),
         finished_at: "2026-01-01T00:00:01Z".into(),
         exit_code: Some(0),
@@ -120,6 +121,7 @@ fn main() -> anyhow::Result<()> {
         dask_worker: None,
         tasks: output.sections.tasks,
         hosts: Vec::new(),
+        repeat_of: None,
     };
     manifest.write_atomically(&work.path().join("manifest.json"))?;
     let total = clock.elapsed();

@@ -1,6 +1,7 @@
 //! `reprotrace diff A B`: what changed between two audits, semantically —
-//! packages added, removed or at another version; data files added, removed or
-//! with other contents. Processes, pids, times and statistics are not compared.
+//! data files added, removed or with other contents (outputs first), then
+//! packages added, removed or at another version. Processes, pids, times and
+//! statistics are not compared.
 
 use std::collections::BTreeMap;
 
@@ -27,9 +28,19 @@ impl std::fmt::Display for Change {
     }
 }
 
-/// Every difference between `before` and `after`.
+/// Every difference between `before` and `after`, outputs first. A repeat
+/// (`after.repeat_of`) ran the bundle's software, the original's: only its
+/// data is compared.
 pub fn diff(before: &Manifest, after: &Manifest) -> Vec<Change> {
     let mut changes = Vec::new();
+    let files = |entries: &[DataEntry]| -> BTreeMap<String, String> {
+        entries.iter().map(|entry| (entry.path.clone(), content_label(entry))).collect()
+    };
+    compare("output", &files(&before.data.outputs), &files(&after.data.outputs), &mut changes);
+    compare("input", &files(&before.data.inputs), &files(&after.data.inputs), &mut changes);
+    if after.repeat_of.is_some() {
+        return changes;
+    }
     let python = |manifest: &Manifest| -> BTreeMap<String, String> {
         manifest.software.python.iter().map(|dist| (normalize_name(&dist.name), dist.version.clone())).collect()
     };
@@ -43,11 +54,6 @@ pub fn diff(before: &Manifest, after: &Manifest) -> Vec<Change> {
             .collect()
     };
     compare("system package", &system(before), &system(after), &mut changes);
-    let files = |entries: &[DataEntry]| -> BTreeMap<String, String> {
-        entries.iter().map(|entry| (entry.path.clone(), content_label(entry))).collect()
-    };
-    compare("input", &files(&before.data.inputs), &files(&after.data.inputs), &mut changes);
-    compare("output", &files(&before.data.outputs), &files(&after.data.outputs), &mut changes);
     changes
 }
 
@@ -131,12 +137,12 @@ mod tests {
         assert_eq!(
             report,
             [
-                "~ python: numpy 2.0.0 -> 2.1.0",
-                "- python: six 1.16.0",
-                "+ python: idna 3.7",
                 "~ input: /d/a.csv sha256:aaaaaaaaaaaa -> sha256:cccccccccccc",
                 "- input: /d/b.csv sha256:bbbbbbbbbbbb",
                 "+ input: /d/c.csv sha256:cccccccccccc",
+                "~ python: numpy 2.0.0 -> 2.1.0",
+                "- python: six 1.16.0",
+                "+ python: idna 3.7",
             ]
         );
         assert!(diff(&before, &before).is_empty());

@@ -11,6 +11,8 @@ pub enum Format {
     Conda,
     /// An apt package list: `name=version`, for `apt-get install`.
     Apt,
+    /// A Dockerfile and its context, in the directory given with `-o`.
+    Docker,
 }
 
 /// Renders `manifest`'s software in `format`.
@@ -19,6 +21,8 @@ pub fn export(manifest: &Manifest, format: Format) -> String {
         Format::Requirements => requirements(manifest),
         Format::Conda => conda(manifest),
         Format::Apt => apt(manifest),
+        // A directory, not a text: see `crate::docker`.
+        Format::Docker => String::new(),
     }
 }
 

@@ -1,15 +1,18 @@
 //! What an exec'd file is, as the kernel's binary loaders see it: a script's
 //! interpreters (`#!`, followed through interpreters that are scripts
 //! themselves, as `binfmt_script` does) and the argv the script loader gives
-//! them, and a 32-bit (ia32) ELF program, whose system calls the eBPF
-//! backend's tracepoints do not see.
+//! them; an ELF program's own interpreter, the dynamic loader the kernel maps
+//! without a system call (`PT_INTERP`: `/lib64/ld-linux-x86-64.so.2`); and a
+//! 32-bit (ia32) ELF program, whose system calls the eBPF backend's
+//! tracepoints do not see.
 
 use std::io::Read;
 
 use crate::{fsaccess, tracker::path};
 
-/// The bytes of a file the kernel looks at to pick a loader (`BINPRM_BUF_SIZE`).
-const HEAD: usize = 256;
+/// The bytes of a file read to know what it is: more than the kernel's
+/// `BINPRM_BUF_SIZE` (256), for an ELF program's headers and `PT_INTERP`.
+const HEAD: usize = 4096;
 /// How deep the kernel follows interpreters (`BINPRM_MAX_RECURSION` + the script).
 const MAX_DEPTH: usize = 5;
 
@@ -20,6 +23,8 @@ pub struct Image {
     pub shebangs: Vec<Shebang>,
     /// The program finally run is a 32-bit ELF.
     pub ia32: bool,
+    /// The dynamic loader the ELF program finally run names (`PT_INTERP`).
+    pub elf_interpreter: Option<Vec<u8>>,
 }
 
 /// One `#!` line: the interpreter and its optional single argument.
@@ -75,9 +80,45 @@ pub fn inspect(path: &[u8], cwd: &[u8]) -> Image {
         }
         // `\x7fELF`, class 1 (32-bit), machine 3 (EM_386).
         image.ia32 = head.starts_with(b"\x7fELF") && head.get(4) == Some(&1) && head.get(18..20) == Some(&[3, 0]);
+        image.elf_interpreter = elf_interpreter(&head);
         break;
     }
     image
+}
+
+/// The `PT_INTERP` path of a little-endian ELF program whose headers and
+/// interpreter string lie in `head` (as they do, right after the ELF header).
+fn elf_interpreter(head: &[u8]) -> Option<Vec<u8>> {
+    const PT_INTERP: u32 = 3;
+    if !head.starts_with(b"\x7fELF") || head.get(5) != Some(&1) {
+        return None;
+    }
+    let wide = match head.get(4)? {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    let u16_at = |at: usize| head.get(at..at + 2).map(|bytes| u16::from_le_bytes([bytes[0], bytes[1]]) as usize);
+    let u32_at = |at: usize| head.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u64_at = |at: usize| head.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+    let (phoff, phentsize, phnum) = match wide {
+        true => (usize::try_from(u64_at(32)?).ok()?, u16_at(54)?, u16_at(56)?),
+        false => (u32_at(28)? as usize, u16_at(42)?, u16_at(44)?),
+    };
+    for index in 0..phnum {
+        let header = phoff.checked_add(index.checked_mul(phentsize)?)?;
+        if u32_at(header)? != PT_INTERP {
+            continue;
+        }
+        let (offset, size) = match wide {
+            true => (usize::try_from(u64_at(header + 8)?).ok()?, usize::try_from(u64_at(header + 32)?).ok()?),
+            false => (u32_at(header + 4)? as usize, u32_at(header + 16)? as usize),
+        };
+        let name = head.get(offset..offset.checked_add(size)?)?;
+        let name = name.split(|&byte| byte == 0).next()?;
+        return name.starts_with(b"/").then(|| name.to_vec());
+    }
+    None
 }
 
 fn read_head(path: &[u8]) -> Option<Vec<u8>> {
@@ -136,7 +177,7 @@ mod tests {
         assert_eq!(image.loaded_argv(b"./outer", &requested), loaded);
         assert_eq!(Image::default().loaded_argv(b"./outer", &requested), requested);
         assert!(!image.ia32);
-        assert_eq!(inspect(b"/bin/true", b"/"), Image::default());
+        assert!(inspect(b"/bin/true", b"/").shebangs.is_empty());
         assert_eq!(inspect(b"/nonexistent", b"/"), Image::default());
     }
 
@@ -170,5 +211,14 @@ mod tests {
         head[18] = 3;
         std::fs::write(&program, head).expect("program");
         assert!(inspect(program.as_os_str().as_bytes(), b"/").ia32);
+    }
+
+    #[test]
+    fn a_dynamic_program_names_its_loader() {
+        let loader = inspect(b"/bin/true", b"/").elf_interpreter.expect("a dynamic program");
+        assert!(loader.starts_with(b"/lib") && loader.windows(5).any(|w| w == b"ld-li"), "{loader:?}");
+        let python = inspect(b"/usr/bin/python3", b"/");
+        assert_eq!(python.elf_interpreter, Some(loader));
+        assert_eq!(inspect(b"/etc/hostname", b"/").elf_interpreter, None);
     }
 }

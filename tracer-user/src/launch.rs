@@ -56,6 +56,19 @@ pub struct LaunchSpec {
     pub credentials: Option<Credentials>,
     /// Variables set, or replaced, in reprotrace's own environment.
     pub environment: Vec<(OsString, OsString)>,
+    /// Run the program in this root rather than in ours (`reprotrace repeat`).
+    pub sandbox: Option<Sandbox>,
+}
+
+/// A root the program runs in, alone: a private mount namespace where the
+/// root holds only what is in `root` (plus the host's `/dev` and a `/proc`),
+/// no network unless `network`. Its `/tmp` is the root's own, new with it.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    pub root: PathBuf,
+    /// The working directory, inside the root.
+    pub cwd: PathBuf,
+    pub network: bool,
 }
 
 impl LaunchSpec {
@@ -63,7 +76,7 @@ impl LaunchSpec {
     /// invoked sudo.
     pub fn new(command: Vec<OsString>, environment: Vec<(OsString, OsString)>) -> Result<Self, LaunchError> {
         let program = find_program(command.first().ok_or(LaunchError::NoCommand)?)?;
-        Ok(LaunchSpec { program, argv: command, credentials: sudo_credentials()?, environment })
+        Ok(LaunchSpec { program, argv: command, credentials: sudo_credentials()?, environment, sandbox: None })
     }
 }
 
@@ -86,6 +99,23 @@ pub fn sudo_credentials() -> Result<Option<Credentials>, LaunchError> {
     let user = std::env::var("SUDO_USER").unwrap_or_else(|_| uid.to_string());
     let groups = supplementary_groups(&user, gid);
     Ok(Some(Credentials { user, uid, gid, groups }))
+}
+
+/// Under sudo, this process becomes the user who invoked it, for good: what
+/// it reads and writes next (a bundle's files, a Docker context) is what
+/// that user may read and write. Without sudo, nothing changes.
+pub fn become_invoking_user() -> Result<(), LaunchError> {
+    let Some(credentials) = sudo_credentials()? else { return Ok(()) };
+    // SAFETY: plain system calls on valid data; the groups buffer holds `len` entries.
+    let failed = unsafe {
+        libc::setgroups(credentials.groups.len(), credentials.groups.as_ptr()) != 0
+            || libc::setgid(credentials.gid) != 0
+            || libc::setuid(credentials.uid) != 0
+    };
+    match failed {
+        true => Err(LaunchError::Spawn(std::io::Error::last_os_error())),
+        false => Ok(()),
+    }
 }
 
 /// The user's groups, from the system's group database (NSS: only libc reads it).
@@ -180,12 +210,13 @@ pub fn spawn_gated(spec: &LaunchSpec) -> Result<GatedChild, LaunchError> {
     let mut env_ptrs: Vec<*const libc::c_char> = environ.iter().map(|entry| entry.as_ptr()).collect();
     env_ptrs.push(std::ptr::null());
     let credentials = spec.credentials.as_ref();
+    let sandbox = spec.sandbox.as_ref().map(SandboxPaths::new).transpose()?;
 
     let (gate_read, gate_write) = pipe_with(PipeFlags::CLOEXEC).map_err(|err| LaunchError::Spawn(err.into()))?;
     let (error_read, error_write) = pipe_with(PipeFlags::CLOEXEC).map_err(|err| LaunchError::Spawn(err.into()))?;
     // SAFETY: the child branch below only calls async-signal-safe functions
-    // (read, setgroups, setgid, setuid, execve, write, _exit) on data prepared
-    // before the fork, and never returns.
+    // (read, unshare, mount, chroot, chdir, setgroups, setgid, setuid, execve,
+    // write, _exit) on data prepared before the fork, and never returns.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
@@ -197,6 +228,11 @@ pub fn spawn_gated(spec: &LaunchSpec) -> Result<GatedChild, LaunchError> {
             let mut byte = 0u8;
             if libc::read(gate_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) != 1 {
                 libc::_exit(127);
+            }
+            if let Some(sandbox) = &sandbox {
+                if sandbox.enter() != 0 {
+                    report_errno_and_exit(error_write.as_raw_fd());
+                }
             }
             if let Some(credentials) = credentials {
                 if libc::setgroups(credentials.groups.len(), credentials.groups.as_ptr()) != 0
@@ -218,6 +254,57 @@ pub fn spawn_gated(spec: &LaunchSpec) -> Result<GatedChild, LaunchError> {
         exec_error: error_read,
         program: spec.program.to_string_lossy().into_owned(),
     })
+}
+
+/// A sandbox's paths, made C strings before the fork.
+struct SandboxPaths {
+    root: CString,
+    dev: CString,
+    proc: CString,
+    cwd: CString,
+    network: bool,
+}
+
+impl SandboxPaths {
+    fn new(sandbox: &Sandbox) -> Result<SandboxPaths, LaunchError> {
+        let c = |path: &Path| CString::new(path.as_os_str().as_bytes()).map_err(|_| LaunchError::NulInArgument);
+        Ok(SandboxPaths {
+            root: c(&sandbox.root)?,
+            dev: c(&sandbox.root.join("dev"))?,
+            proc: c(&sandbox.root.join("proc"))?,
+            cwd: c(&sandbox.cwd)?,
+            network: sandbox.network,
+        })
+    }
+
+    /// In the forked child: enters the sandbox; 0, or -1 with errno set.
+    ///
+    /// # Safety
+    /// Only for the child of a fork (it changes the process's namespaces and root).
+    unsafe fn enter(&self) -> libc::c_int {
+        let namespaces = libc::CLONE_NEWNS | if self.network { 0 } else { libc::CLONE_NEWNET };
+        let none = std::ptr::null::<libc::c_char>();
+        // SAFETY: every pointer is a NUL-terminated string prepared before
+        // the fork, or null where the call allows it.
+        unsafe {
+            if libc::unshare(namespaces) != 0
+                || libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0
+                || libc::mount(
+                    c"/dev".as_ptr(),
+                    self.dev.as_ptr(),
+                    none,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ) != 0
+                || libc::mount(c"proc".as_ptr(), self.proc.as_ptr(), c"proc".as_ptr(), 0, std::ptr::null()) != 0
+                || libc::chroot(self.root.as_ptr()) != 0
+                || libc::chdir(self.cwd.as_ptr()) != 0
+            {
+                return -1;
+            }
+        }
+        0
+    }
 }
 
 /// In the forked child: sends errno to the parent and exits as a shell would.

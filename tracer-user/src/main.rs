@@ -14,13 +14,14 @@ use clap::{Parser, Subcommand};
 use reprotrace::{
     attach,
     audit::{Backend, Settings},
+    bundle,
     classify::{self, Rules},
     daemon::{self, DaemonSettings},
-    diff,
+    diff, docker,
     export::{self, Format},
     launch::LaunchError,
     manifest::{self, DaskWorker, Manifest},
-    merge, report, run, show,
+    merge, repeat, report, run, show,
     source::ebpf::{protocol::DEFAULT_SOCKET, session::DaemonChoice, LoadOptions, DEFAULT_RING_BUFFER_BYTES},
     stale,
 };
@@ -54,6 +55,35 @@ enum Command {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Pack what a run used into one file (zstd tar, each content once):
+    /// programs, libraries, interpreters, the Python files it imported, its
+    /// configuration, data and script — only what it used.
+    Pack {
+        manifest: PathBuf,
+        /// Where to write the bundle.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Only what these notebook cells needed: their data, the run's software (repeatable).
+        #[arg(long = "cell", value_name = "N", conflicts_with_all = ["host", "data_only"])]
+        cells: Vec<u64>,
+        /// One host of a distributed run (`hosts[]`): its workers' files.
+        #[arg(long, conflicts_with = "data_only")]
+        host: Option<String>,
+        /// The data inputs and pinned package lists only, no software files.
+        #[arg(long)]
+        data_only: bool,
+        /// Pack data inputs whose contents changed since the audit.
+        #[arg(long)]
+        allow_changed: bool,
+        /// Print nothing but errors.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Run a bundle's command again from the bundle alone (a private root with
+    /// only its files), traced, and compare every output with the original's.
+    /// Exits 0 when all are identical, 1 when one differs or is missing, 2
+    /// when the repeat could not run or the bundle lacks a file the run used.
+    Repeat(RepeatArgs),
     /// Merge Dask workers' audits (`reprotrace attach --dask-worker …`) into a
     /// run's manifest, as `run --dask` does: `hosts` and `tasks`.
     Merge {
@@ -217,6 +247,30 @@ struct RunArgs {
 }
 
 #[derive(clap::Args)]
+struct RepeatArgs {
+    bundle: PathBuf,
+    /// Where to write the repeat's manifest (default: OUTDIR/repeat.json).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Where the repeat's root and outputs go (made; default: a new
+    /// reprotrace-repeat-TIME directory here).
+    #[arg(long)]
+    outdir: Option<PathBuf>,
+    /// Let the command use the network (by default it has none).
+    #[arg(long)]
+    net: bool,
+    /// Print nothing but errors and the verdict.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Use the `reprotrace daemon` listening here.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_daemon")]
+    socket: Option<PathBuf>,
+    /// Load the eBPF programs in this process even if a daemon runs.
+    #[arg(long)]
+    no_daemon: bool,
+}
+
+#[derive(clap::Args)]
 struct AttachArgs {
     #[command(flatten)]
     audit: AuditArgs,
@@ -276,9 +330,13 @@ fn read_manifest(path: &Path, host: Option<&str>) -> anyhow::Result<Manifest> {
 }
 
 fn diff_manifests(before: &Path, after: &Path, host: Option<&str>) -> anyhow::Result<i32> {
-    let changes = diff::diff(&read_manifest(before, host)?, &read_manifest(after, host)?);
+    let (before, after) = (read_manifest(before, host)?, read_manifest(after, host)?);
+    let changes = diff::diff(&before, &after);
     for change in &changes {
         println!("{change}");
+    }
+    if changes.is_empty() && after.repeat_of.is_some() {
+        println!("reproduced: the same outputs from the same inputs");
     }
     Ok(if changes.is_empty() { 0 } else { 1 })
 }
@@ -356,7 +414,65 @@ fn merge_manifests(output: &Path, run: &Path, workers: &[PathBuf]) -> anyhow::Re
     Ok(0)
 }
 
+fn pack_bundle(
+    manifest: &Path,
+    output: &Path,
+    part: &bundle::Part,
+    allow_changed: bool,
+    quiet: bool,
+) -> anyhow::Result<i32> {
+    // The bundle holds what the invoking user may read, and is theirs.
+    reprotrace::launch::become_invoking_user().context("becoming the user who ran sudo")?;
+    let manifest = Manifest::read(manifest)?;
+    let report = bundle::pack(&manifest, part, allow_changed, output, !quiet && std::io::stderr().is_terminal())?;
+    if !quiet {
+        if !report.left_out.is_empty() {
+            eprintln!(
+                "reprotrace: left out {} paths the run made itself or that are gone: {}",
+                report.left_out.len(),
+                report.left_out.join(", ")
+            );
+        }
+        eprintln!("reprotrace: packed {report} into {}", output.display());
+    }
+    Ok(0)
+}
+
+fn repeat_bundle(runtime: &tokio::runtime::Runtime, args: RepeatArgs) -> anyhow::Result<i32> {
+    let outdir = args.outdir.unwrap_or_else(repeat::default_outdir);
+    let settings = Settings {
+        backend: Backend::Ebpf,
+        output: args.output.unwrap_or_else(|| outdir.join("repeat.json")),
+        quiet: args.quiet,
+        ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+        daemon: match (args.socket, args.no_daemon) {
+            (_, true) => DaemonChoice::Never,
+            (Some(path), false) => DaemonChoice::At(path),
+            (None, false) => DaemonChoice::Auto,
+        },
+        rules: Rules::default(),
+    };
+    runtime.block_on(repeat::repeat(settings, repeat::RepeatOptions { bundle: args.bundle, outdir, network: args.net }))
+}
+
 fn export_manifest(format: Format, manifest: &Path, output: Option<&Path>, host: Option<&str>) -> anyhow::Result<i32> {
+    if format == Format::Docker {
+        let dir = output.context("export docker writes a directory: give it with -o DIR")?;
+        reprotrace::launch::become_invoking_user().context("becoming the user who ran sudo")?;
+        let context = docker::write_context(&read_manifest(manifest, host)?, dir)?;
+        for unreadable in &context.unreadable {
+            eprintln!("reprotrace: warning: could not copy {unreadable} into the context");
+        }
+        eprintln!(
+            "reprotrace: wrote {}/Dockerfile: {} system packages, {} Python distributions, {} files; build it with `podman build {}`",
+            dir.display(),
+            context.system_packages,
+            context.python_distributions,
+            context.files,
+            dir.display()
+        );
+        return Ok(0);
+    }
     let text = export::export(&read_manifest(manifest, host)?, format);
     match output {
         Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,
@@ -408,6 +524,22 @@ fn main() -> ExitCode {
         Command::Show { manifest } => show_manifest(&manifest),
         Command::Report { manifest, output, notebook } => report_page(&manifest, &output, notebook.as_deref()),
         Command::Schema => print_schema(),
+        Command::Pack { manifest, output, cells, host, data_only, allow_changed, quiet } => {
+            let part = match (host, data_only) {
+                (Some(host), _) => bundle::Part::Host(host),
+                (None, true) => bundle::Part::DataOnly,
+                (None, false) if !cells.is_empty() => bundle::Part::Cells(cells),
+                (None, false) => bundle::Part::Run,
+            };
+            pack_bundle(&manifest, &output, &part, allow_changed, quiet)
+        }
+        Command::Repeat(args) => match repeat_bundle(&runtime, args) {
+            Ok(code) => Ok(code),
+            Err(err) => {
+                eprintln!("reprotrace: error: {err:#}");
+                return ExitCode::from(repeat::COULD_NOT_RUN as u8);
+            }
+        },
         Command::Export { format, manifest, output, host } => {
             export_manifest(format, &manifest, output.as_deref(), host.as_deref())
         }

@@ -125,7 +125,8 @@ impl Pipeline {
         self.record(pid, scopes, op);
         if let Some(image) = image {
             let interpreters = image.interpreters();
-            for interpreter in &interpreters {
+            // The kernel maps the dynamic loader itself: no system call names it.
+            for interpreter in interpreters.iter().chain(&image.elf_interpreter) {
                 self.record(pid, scopes, FileOp::Exec { path: interpreter.clone() });
             }
             // A tracer at the syscall saw the arguments before the script

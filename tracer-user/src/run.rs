@@ -48,6 +48,14 @@ pub async fn run(settings: Settings, command: Vec<OsString>, dask: bool) -> anyh
     let mut audit = Audit::start(described, cwd.as_os_str().as_bytes().to_vec(), spec.credentials.clone());
     audit.dask_reports = reports.as_ref().map(|reports| reports.path().to_path_buf());
     audit.notebook = notebook::notebook_of_command(&audit.command, &cwd);
+    let status = audit_launch(&settings, &spec, audit).await?;
+    // As a shell reports it: the exit code, or 128 + the killing signal.
+    Ok(status.and_then(|status| status.exit_code().or(status.signal().map(|signal| 128 + signal))).unwrap_or(1))
+}
+
+/// Launches `spec` under the audit and concludes it (the manifest written);
+/// returns the command's status as the trace saw it.
+pub async fn audit_launch(settings: &Settings, spec: &LaunchSpec, audit: Audit) -> anyhow::Result<Option<WaitStatus>> {
     let mut signals = Signals::new()?;
     // Orphans of the traced tree come back to us, so we can tell when all are gone.
     set_child_subreaper(Some(getpid())).context("becoming the traced tree's subreaper")?;
@@ -61,25 +69,24 @@ pub async fn run(settings: Settings, command: Vec<OsString>, dask: bool) -> anyh
         cwd: audit.cwd.clone(),
         software_paths: audit.software_paths(),
         signals: &mut signals,
-        settings: &settings,
+        settings,
         progress: Progress::start(&what, settings.quiet),
     };
     let (traced, exec_error) = match settings.backend {
         Backend::Ebpf => {
-            let (source, launched) = Session::launch(&settings.session_options(), &spec).await?;
+            let (source, launched) = Session::launch(&settings.session_options(), spec).await?;
             follow(source, launched, watch).await
         }
         Backend::Strace => {
-            let (source, launched) = StraceSource::launch(&spec).await?;
+            let (source, launched) = StraceSource::launch(spec).await?;
             follow(source, launched, watch).await
         }
     };
-    let status = audit.conclude(&settings, traced)?;
+    let status = audit.conclude(settings, traced)?;
     if let Some(error) = exec_error {
         return Err(error.into());
     }
-    // As a shell reports it: the exit code, or 128 + the killing signal.
-    Ok(status.and_then(|status| status.exit_code().or(status.signal().map(|signal| 128 + signal))).unwrap_or(1))
+    Ok(status)
 }
 
 /// What following a launched command needs besides its source.

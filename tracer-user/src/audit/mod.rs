@@ -16,7 +16,7 @@ pub use settings::{Backend, Settings};
 use crate::{
     event::WaitStatus,
     launch::Credentials,
-    manifest::{self, DaskWorker, Manifest, Stats, SCHEMA_ID},
+    manifest::{self, DaskWorker, Manifest, OsRelease, Stats, SCHEMA_ID},
     merge,
     notebook::Notebook,
     pipeline::{Pipeline, PipelineOutput},
@@ -97,6 +97,7 @@ impl Audit {
             command: self.command,
             cwd: manifest::display_bytes(&self.cwd),
             host,
+            os: OsRelease::of_this_host(),
             started_at: humantime::format_rfc3339_millis(self.started_at).to_string(),
             finished_at: humantime::format_rfc3339_millis(finished_at).to_string(),
             exit_code: status.and_then(WaitStatus::exit_code),
@@ -129,6 +130,7 @@ impl Audit {
             dask_worker: self.dask_worker,
             tasks: sections.tasks,
             hosts: Vec::new(),
+            repeat_of: None,
         };
         let mut warnings = warnings;
         if let Some(path) = self.notebook.as_ref().filter(|_| !manifest.cells.is_empty()) {

@@ -48,7 +48,13 @@ impl Manifest {
 
     pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
         let text = std::fs::read(path).map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
-        let value: serde_json::Value = serde_json::from_slice(&text)
+        Manifest::parse(&text, path)
+    }
+
+    /// A manifest from its JSON text, checked as [`Manifest::read`] checks
+    /// it; `path` says where it came from, for errors.
+    pub fn parse(text: &[u8], path: &Path) -> Result<Manifest, ManifestError> {
+        let value: serde_json::Value = serde_json::from_slice(text)
             .map_err(|source| ManifestError::Corrupt { path: path.to_path_buf(), source })?;
         let schema = value.get("schema").and_then(|schema| schema.as_str()).unwrap_or_default();
         if schema != SCHEMA_ID {

@@ -45,6 +45,9 @@ pub struct Manifest {
     #[schemars(pattern(ABSOLUTE_PATH))]
     pub cwd: String,
     pub host: String,
+    /// The operating system the run ran on (`/etc/os-release`), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<OsRelease>,
     /// RFC 3339, UTC.
     #[schemars(pattern(TIMESTAMP))]
     pub started_at: String,
@@ -75,6 +78,56 @@ pub struct Manifest {
     /// audited with `--dask`, or `reprotrace merge`), sorted by host name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<Host>,
+    /// This run repeated another from a bundle (`reprotrace repeat`): which.
+    /// Its paths are the original run's (the bundle's root taken off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_of: Option<RepeatOf>,
+}
+
+/// The run a repeat repeated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepeatOf {
+    pub command: Vec<String>,
+    pub host: String,
+    #[schemars(pattern(TIMESTAMP))]
+    pub started_at: String,
+    /// The bundle it came from.
+    pub bundle: String,
+    /// Where its root was unpacked.
+    pub root: String,
+}
+
+/// An operating system release, as `/etc/os-release` names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OsRelease {
+    /// `ID` (`debian`).
+    pub id: String,
+    /// `VERSION_ID` (`12`), if there is one (rolling releases have none).
+    pub version_id: Option<String>,
+    /// `PRETTY_NAME` (`Debian GNU/Linux 12 (bookworm)`).
+    pub pretty_name: Option<String>,
+}
+
+impl OsRelease {
+    /// Reads `/etc/os-release` (or `/usr/lib/os-release`); `None` if neither says.
+    pub fn of_this_host() -> Option<OsRelease> {
+        let text = std::fs::read_to_string("/etc/os-release")
+            .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
+            .ok()?;
+        OsRelease::parse(&text)
+    }
+
+    fn parse(text: &str) -> Option<OsRelease> {
+        let field = |name: &str| {
+            text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix('=')).map(|value| {
+                let value = value.trim();
+                value.strip_prefix('"').and_then(|value| value.strip_suffix('"')).unwrap_or(value).to_string()
+            })
+        };
+        Some(OsRelease { id: field("ID")?, version_id: field("VERSION_ID"), pretty_name: field("PRETTY_NAME") })
+    }
 }
 
 /// A Dask worker, as it calls itself.
