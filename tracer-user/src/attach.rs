@@ -90,7 +90,8 @@ pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
     let snapshot = snapshot::snapshot_trees(&roots)?;
     let first = snapshot.first().context("no process to attach to")?;
     let command = first.argv.iter().map(|arg| manifest::display_bytes(arg)).collect();
-    let mut audit = Audit::start(command, first.cwd.clone(), None);
+    // Under sudo, the manifest is the invoking user's, made with their rights.
+    let mut audit = Audit::start(command, first.cwd.clone(), crate::launch::sudo_credentials()?);
     audit.dask_worker = target.dask_worker;
     audit.dask_reports = reports.as_ref().map(|reports| reports.path().to_path_buf());
     let mut signals = Signals::new()?;

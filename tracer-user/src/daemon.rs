@@ -248,7 +248,11 @@ fn listen(path: &Path, allow_users: bool) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    if path.exists() {
+    if let Ok(metadata) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !metadata.file_type().is_socket() {
+            bail!("{} exists and is not a socket: give --socket a path for the daemon's socket", path.display());
+        }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             bail!("a reprotrace daemon already listens on {}; stop it first, or use another --socket", path.display());
         }

@@ -37,6 +37,7 @@ pub mod merge;
 mod name_table;
 pub mod notebook;
 pub mod pipeline;
+pub mod privilege;
 pub mod progress;
 pub mod repeat;
 pub mod report;

@@ -242,7 +242,9 @@ struct RunArgs {
     #[arg(long)]
     dask: bool,
     /// The command and its arguments (after `--`).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "COMMAND")]
+    // The command's own options come after its name: an option of ours
+    // misspelled before `--` is an error, never a command.
+    #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]
     command: Vec<OsString>,
 }
 
@@ -421,8 +423,6 @@ fn pack_bundle(
     allow_changed: bool,
     quiet: bool,
 ) -> anyhow::Result<i32> {
-    // The bundle holds what the invoking user may read, and is theirs.
-    reprotrace::launch::become_invoking_user().context("becoming the user who ran sudo")?;
     let manifest = Manifest::read(manifest)?;
     let report = bundle::pack(&manifest, part, allow_changed, output, !quiet && std::io::stderr().is_terminal())?;
     if !quiet {
@@ -458,7 +458,6 @@ fn repeat_bundle(runtime: &tokio::runtime::Runtime, args: RepeatArgs) -> anyhow:
 fn export_manifest(format: Format, manifest: &Path, output: Option<&Path>, host: Option<&str>) -> anyhow::Result<i32> {
     if format == Format::Docker {
         let dir = output.context("export docker writes a directory: give it with -o DIR")?;
-        reprotrace::launch::become_invoking_user().context("becoming the user who ran sudo")?;
         let context = docker::write_context(&read_manifest(manifest, host)?, dir)?;
         for unreadable in &context.unreadable {
             eprintln!("reprotrace: warning: could not copy {unreadable} into the context");
@@ -481,8 +480,37 @@ fn export_manifest(format: Format, manifest: &Path, output: Option<&Path>, host:
     Ok(0)
 }
 
+/// `err` and its causes, each said once: a cause whose text the message
+/// already holds (a library error that prints its source) is not repeated.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
+/// Commands that only read and write files for whoever asked: under sudo
+/// they run as that user from the start.
+fn as_invoking_user(command: &Command) -> bool {
+    !matches!(command, Command::Run(_) | Command::Attach(_) | Command::Daemon(_) | Command::Repeat(_))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if as_invoking_user(&cli.command) {
+        if let Err(err) = reprotrace::launch::become_invoking_user() {
+            eprintln!("reprotrace: error: cannot become the user who ran sudo: {err}");
+            return ExitCode::from(REPROTRACE_FAILED);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -517,7 +545,7 @@ fn main() -> ExitCode {
         Command::Stale { manifest, notebook, json } => match stale_cells(&manifest, notebook.as_deref(), json) {
             Ok(code) => Ok(code),
             Err(err) => {
-                eprintln!("reprotrace: error: {err:#}");
+                eprintln!("reprotrace: error: {}", error_text(&err));
                 return ExitCode::from(STALE_FAILED);
             }
         },
@@ -536,7 +564,7 @@ fn main() -> ExitCode {
         Command::Repeat(args) => match repeat_bundle(&runtime, args) {
             Ok(code) => Ok(code),
             Err(err) => {
-                eprintln!("reprotrace: error: {err:#}");
+                eprintln!("reprotrace: error: {}", error_text(&err));
                 return ExitCode::from(repeat::COULD_NOT_RUN as u8);
             }
         },
@@ -547,7 +575,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(REPROTRACE_FAILED)),
         Err(err) => {
-            eprintln!("reprotrace: error: {err:#}");
+            eprintln!("reprotrace: error: {}", error_text(&err));
             // A command that is not there or cannot run exits as in a shell.
             let launch_code = err.downcast_ref::<LaunchError>().and_then(LaunchError::shell_exit_code);
             ExitCode::from(launch_code.unwrap_or(REPROTRACE_FAILED))

@@ -7,11 +7,13 @@ mod settings;
 mod summary;
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Instant, SystemTime},
 };
 
 pub use settings::{Backend, Settings};
+
+use anyhow::Context;
 
 use crate::{
     event::WaitStatus,
@@ -20,6 +22,7 @@ use crate::{
     merge,
     notebook::Notebook,
     pipeline::{Pipeline, PipelineOutput},
+    privilege::ActingAs,
     software::{IndexBuilder, PathSink},
     source::Counters,
 };
@@ -84,6 +87,9 @@ impl Audit {
         let mut software_index = self.software_index.finish()?;
         let host = hostname();
         let worker = self.dask_worker.as_ref().map(|worker| worker.address.as_str());
+        // From here on, what is read, hashed and written for the user is
+        // read, hashed and written with the user's rights.
+        let _acting = ActingAs::maybe(self.owner.as_ref()).context("taking the invoking user's rights")?;
         let PipelineOutput { sections, events, tracker, root, warnings } =
             pipeline.finish(&settings.rules, self.started_at, &mut software_index, &host, worker);
         // The command's status, for `run`; an attached tree has no one command.
@@ -149,9 +155,6 @@ impl Audit {
             }
         }
         manifest.write_atomically(&settings.output)?;
-        if let Some(owner) = &self.owner {
-            give_to_user(&settings.output, owner);
-        }
         if !settings.quiet {
             for warning in &warnings {
                 eprintln!("reprotrace: warning: {warning}");
@@ -169,11 +172,4 @@ fn own_peak_rss_kib() -> u64 {
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default()
-}
-
-/// Under sudo, the manifest belongs to the user who asked for it.
-fn give_to_user(path: &Path, owner: &Credentials) {
-    if let Err(err) = std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid)) {
-        eprintln!("reprotrace: warning: could not give {} to {}: {err}", path.display(), owner.user);
-    }
 }

@@ -35,6 +35,11 @@ impl Manifest {
         };
         let mut temp =
             tempfile::Builder::new().prefix(".reprotrace-").suffix(".json.tmp").tempfile_in(dir).map_err(fail)?;
+        // As any file the user makes: 0666 less the umask (the temporary file is 0600).
+        let umask = rustix::process::umask(rustix::fs::Mode::empty());
+        rustix::process::umask(umask);
+        let mode = 0o666 & !umask.bits();
+        temp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(fail)?;
         // Buffered: serde writes a token at a time.
         let mut writer = std::io::BufWriter::with_capacity(1 << 16, &mut temp);
         serde_json::to_writer_pretty(&mut writer, self).map_err(|err| fail(err.into()))?;
