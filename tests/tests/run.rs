@@ -235,11 +235,13 @@ fn a_second_sigterm_stops_waiting_and_writes_what_was_seen() {
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        child.wait().expect("reprotrace exits");
+        let status = child.wait().expect("reprotrace exits");
         assert!(started.elapsed() < std::time::Duration::from_secs(30), "{backend}: reprotrace kept waiting");
+        assert_eq!(status.code(), Some(130), "{backend}: an interrupted audit's code");
         let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest).expect("manifest")).expect("JSON");
         reprotrace_tests::assert_valid(&manifest);
         assert_eq!(manifest["stats"]["complete"], false, "{backend}");
+        assert_eq!(manifest["stats"]["interrupted"], true, "{backend}");
         assert!(data_paths(&manifest, "outputs").contains(&format!("{}/seen.txt", dir.path().display())), "{backend}");
     }
 }
@@ -247,6 +249,8 @@ fn a_second_sigterm_stops_waiting_and_writes_what_was_seen() {
 #[test]
 fn under_sudo_the_command_runs_as_the_invoking_user() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // The manifest is written with the user's rights: in a directory of theirs.
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).expect("chown");
     for backend in BACKENDS {
         let output = Command::new(reprotrace_bin())
             .current_dir(dir.path())
@@ -260,6 +264,8 @@ fn under_sudo_the_command_runs_as_the_invoking_user() {
             .expect("running reprotrace");
         assert!(output.status.success(), "{backend}: {}", String::from_utf8_lossy(&output.stderr));
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "65534", "{backend}");
+        let written = std::fs::metadata(dir.path().join(format!("{backend}.json"))).expect("manifest");
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&written), 65534, "{backend}: the user's manifest");
     }
 }
 

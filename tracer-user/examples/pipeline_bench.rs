@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
     let started_at = SystemTime::now();
     let clock = Instant::now();
     // As an audit does it: the index is built while the events arrive.
-    let index = IndexBuilder::start();
+    let index = IndexBuilder::start(None);
     let mut pipeline = Pipeline::new(ROOT, Some(1), work.path().as_os_str().as_bytes().to_vec());
     pipeline.warm_up_software(index.sink());
     for event in &events {
@@ -108,6 +108,9 @@ fn main() -> anyhow::Result<()> {
         cwd: "/".into(),
         host: "bench".into(),
         os: None,
+        platform: None,
+        environment: Default::default(),
+        redaction: None,
         started_at: "2026-01-01T00:00:00Z".into(),
         finished_at: "2026-01-01T00:00:01Z".into(),
         exit_code: Some(0),

@@ -8,20 +8,27 @@
 //! missing (children the kernel did not see being born, because their parent was
 //! not followed yet). strace: `strace -f -p PID…` for every process of the trees.
 
-use std::{collections::BTreeSet, path::PathBuf, pin::pin, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    pin::pin,
+    time::Duration,
+};
 
 use anyhow::{bail, Context};
 
 use crate::{
-    audit::{Audit, Backend, Settings, Traced},
-    dask,
+    audit::{self, Audit, Backend, Settings, Traced},
+    classify, dask,
     event::ExistingProcess,
     hooks,
     interrupts::Signals,
     jupyter,
     kernel_channel::{CellEndWaiters, KernelChannels},
+    launch::Credentials,
     manifest::{self, DaskWorker},
     pipeline::Pipeline,
+    privilege::{self, ActingAs},
     snapshot,
     software::PathSink,
     source::{ebpf::session::Session, finish_or_warn, strace::StraceSource, warn_stream_lost, Counters, Source},
@@ -39,6 +46,8 @@ pub struct Target {
     pub duration: Option<Duration>,
     /// The processes are this Dask worker.
     pub dask_worker: Option<DaskWorker>,
+    /// Follow other users' processes too.
+    pub all_users: bool,
 }
 
 /// A kernel to install the cell hook in, or to make its Dask clients take
@@ -55,11 +64,19 @@ struct Hook {
 }
 
 pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
+    let owner = crate::launch::sudo_credentials()?;
+    audit::check_output(&settings, owner.as_ref())?;
     let mut roots = target.pids.clone();
     let mut kernel = None;
     if let Some(spec) = &target.kernel {
-        let connection_file = jupyter::connection_file(spec)?;
-        let pid = jupyter::kernel_pid(&connection_file)?;
+        // The user names the file: it is read with their rights.
+        let (connection_file, connection) = {
+            let _acting = ActingAs::maybe(owner.as_ref()).context("taking the invoking user's rights")?;
+            let connection_file = jupyter::connection_file(spec)?;
+            let connection = jupyter::ConnectionInfo::read(&connection_file)?;
+            (connection_file, connection)
+        };
+        let pid = jupyter::kernel_pid(&connection_file, &connection)?;
         roots.push(pid);
         kernel = Some((pid, connection_file));
     }
@@ -89,9 +106,16 @@ pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
     };
     let snapshot = snapshot::snapshot_trees(&roots)?;
     let first = snapshot.first().context("no process to attach to")?;
+    if !target.all_users {
+        refuse_other_users(&snapshot, owner.as_ref())?;
+    }
     let command = first.argv.iter().map(|arg| manifest::display_bytes(arg)).collect();
     // Under sudo, the manifest is the invoking user's, made with their rights.
-    let mut audit = Audit::start(command, first.cwd.clone(), crate::launch::sudo_credentials()?);
+    let mut audit = Audit::start(command, first.cwd.clone(), owner);
+    match procfs::process::Process::new(first.pid as i32).and_then(|process| process.environ()) {
+        Ok(environment) => audit.record_environment(environment),
+        Err(err) => eprintln!("reprotrace: warning: the environment of pid {} is not recorded: {err}", first.pid),
+    }
     audit.dask_worker = target.dask_worker;
     audit.dask_reports = reports.as_ref().map(|reports| reports.path().to_path_buf());
     let mut signals = Signals::new()?;
@@ -109,12 +133,46 @@ pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
             follow(source, followed, watch).await?
         }
         Backend::Strace => {
-            let source = StraceSource::attach(&snapshot).await?;
-            follow(source, snapshot, watch).await?
+            let (source, followed, untraceable) = StraceSource::attach(snapshot).await?;
+            for process in &untraceable {
+                eprintln!("reprotrace: warning: not followed: {process}");
+            }
+            let mut traced = follow(source, followed, watch).await?;
+            // What they did is missing: the manifest is incomplete.
+            traced.counters.untracked_children += untraceable.len() as u64;
+            traced
         }
     };
     audit.conclude(&settings, traced)?;
     Ok(0)
+}
+
+/// Refuses a tree with processes of other users than the invoking one (the
+/// user who ran sudo, else whoever runs reprotrace): auditing them is a
+/// decision to make with `--all-users`, not by accident.
+fn refuse_other_users(snapshot: &[ExistingProcess], owner: Option<&Credentials>) -> anyhow::Result<()> {
+    let uid = owner.map_or_else(|| rustix::process::getuid().as_raw(), |owner| owner.uid);
+    let mut others: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for process in snapshot {
+        if let Some(other) = privilege::uids_of(process.pid).into_iter().flatten().find(|&task_uid| task_uid != uid) {
+            others.entry(other).or_default().push(process.pid);
+        }
+    }
+    if others.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = others
+        .iter()
+        .map(|(other, pids)| {
+            let shown: Vec<String> = pids.iter().take(5).map(u32::to_string).collect();
+            let more = if pids.len() > 5 { format!(" and {} more", pids.len() - 5) } else { String::new() };
+            format!("uid {other}: pid {}{more}", shown.join(", "))
+        })
+        .collect();
+    bail!(
+        "the tree has processes of other users than uid {uid} ({}): give --all-users to audit them too",
+        listed.join("; ")
+    )
 }
 
 /// What following attached processes needs besides its source.
@@ -136,6 +194,7 @@ async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: 
     let Watch { settings, software_paths, hook, duration, signals, mut channels } = watch;
     let mut waiters = CellEndWaiters::default();
     let mut pipeline = Pipeline::attached(&followed);
+    pipeline.hash_with(classify::Hashing { limit: settings.hash_limit, report: false });
     pipeline.warm_up_software(software_paths);
     if !settings.quiet {
         let processes: BTreeSet<u32> = followed.iter().map(|process| process.pid).collect();
@@ -222,7 +281,8 @@ async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: 
         true => Counters::default(),
         false => finish_or_warn(source, &mut |event| pipeline.feed(&event), &mut interrupted).await,
     };
-    Ok(Traced { pipeline, root_status: None, counters, interrupted })
+    // Detaching is how an attach ends, not an interruption.
+    Ok(Traced { pipeline, root_status: None, counters, interrupted, stopped_by_user: false })
 }
 
 /// Resolves after `duration`, or never.

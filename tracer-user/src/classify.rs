@@ -119,6 +119,29 @@ pub struct DataFile {
     /// The path is in this mount namespace, out of the auditor's reach: not
     /// described further.
     pub namespace: Option<NamespaceId>,
+    /// Larger than the hash limit: described by size and mtime only.
+    pub over_hash_limit: bool,
+}
+
+/// How data files are hashed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hashing {
+    /// Files larger than this are not hashed (`None`: all are).
+    pub limit: Option<u64>,
+    /// A progress line on stderr while much is hashed (the caller knows it
+    /// is a terminal).
+    pub report: bool,
+}
+
+impl Hashing {
+    /// The default `--hash-limit`: hashing 4 GiB takes some seconds.
+    pub const DEFAULT_LIMIT: u64 = 4 << 30;
+}
+
+impl Default for Hashing {
+    fn default() -> Self {
+        Hashing { limit: Some(Hashing::DEFAULT_LIMIT), report: false }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -192,6 +215,7 @@ pub fn classify(
             sha256: None,
             changed_during_run: false,
             namespace: None,
+            over_hash_limit: false,
         };
         let kind = match kind {
             DataKind::Input
@@ -225,6 +249,7 @@ pub fn classify(
             sha256: None,
             changed_during_run: false,
             namespace: Some(namespace),
+            over_hash_limit: false,
         };
         match data_kind(used) {
             Some(DataKind::Output) => data.outputs.push(file),
@@ -237,8 +262,8 @@ pub fn classify(
 
 /// Fills in every file's SHA-256, hashing files on every core; a file already
 /// described in `known` (the run's data, when describing a cell's) is not
-/// read again. `report`: a progress line while much is hashed.
-pub fn hash_data(data: &mut DataSets, known: Option<&DataSets>, report: bool) {
+/// read again.
+pub fn hash_data(data: &mut DataSets, known: Option<&DataSets>, hashing: Hashing) {
     let known_hashes: HashMap<&[u8], &str> = known
         .map(|known| {
             known
@@ -259,7 +284,7 @@ pub fn hash_data(data: &mut DataSets, known: Option<&DataSets>, report: bool) {
             None => unknown.push(file),
         }
     }
-    hash_all(unknown, report);
+    hash_all(unknown, hashing);
 }
 
 enum DataKind {
@@ -288,8 +313,9 @@ fn data_kind(used: &PathUse) -> Option<DataKind> {
 pub struct FileState {
     pub size: u64,
     pub mtime: Option<SystemTime>,
-    /// `None` if it could not be read.
+    /// `None` if it could not be read, or is over the hash limit.
     pub sha256: Option<String>,
+    pub over_hash_limit: bool,
 }
 
 /// Whether `path` may be a cell's data, so that its contents are worth
@@ -302,8 +328,9 @@ pub fn may_be_cell_data(path: &[u8]) -> bool {
             .any(|component| component == b"site-packages" || component == b"dist-packages")
 }
 
-/// The state of each of `paths` that is a regular file now, hashed on every core.
-pub fn states_now(paths: impl IntoIterator<Item = Vec<u8>>) -> HashMap<Vec<u8>, FileState> {
+/// The state of each of `paths` that is a regular file now, hashed on every
+/// core (up to `hash_limit`).
+pub fn states_now(paths: impl IntoIterator<Item = Vec<u8>>, hash_limit: Option<u64>) -> HashMap<Vec<u8>, FileState> {
     let mut files: Vec<DataFile> = paths
         .into_iter()
         .filter_map(|path| {
@@ -314,14 +341,23 @@ pub fn states_now(paths: impl IntoIterator<Item = Vec<u8>>) -> HashMap<Vec<u8>, 
                 sha256: None,
                 changed_during_run: false,
                 namespace: None,
+                over_hash_limit: false,
                 path,
             })
         })
         .collect();
-    hash_all(files.iter_mut().collect(), false);
+    hash_all(files.iter_mut().collect(), Hashing { limit: hash_limit, report: false });
     files
         .into_iter()
-        .map(|file| (file.path, FileState { size: file.size.unwrap_or(0), mtime: file.mtime, sha256: file.sha256 }))
+        .map(|file| {
+            let state = FileState {
+                size: file.size.unwrap_or(0),
+                mtime: file.mtime,
+                sha256: file.sha256,
+                over_hash_limit: file.over_hash_limit,
+            };
+            (file.path, state)
+        })
         .collect()
 }
 
@@ -333,6 +369,7 @@ pub fn describe_as(data: &mut DataSets, states: &HashMap<Vec<u8>, FileState>) {
             file.size = Some(state.size);
             file.mtime = state.mtime;
             file.sha256.clone_from(&state.sha256);
+            file.over_hash_limit = state.over_hash_limit;
         }
     }
 }
@@ -347,10 +384,17 @@ fn born_during_run(metadata: &std::fs::Metadata, started_at: SystemTime) -> bool
     metadata.created().is_ok_and(|born| born + COARSE_CLOCK_SLACK >= started_at)
 }
 
-/// Hashes files on every core, each file read in a stream.
-/// Hashes `files` on every core; with `report`, when there is enough to
-/// wait for, a progress line on stderr (the caller knows it is a terminal).
-fn hash_all(mut files: Vec<&mut DataFile>, report: bool) {
+/// Hashes `files` on every core, each read in a stream, but for those over
+/// the limit; with `hashing.report`, when there is enough to wait for, a
+/// progress line on stderr.
+fn hash_all(files: Vec<&mut DataFile>, hashing: Hashing) {
+    let (mut files, over): (Vec<&mut DataFile>, Vec<&mut DataFile>) = files
+        .into_iter()
+        .partition(|file| hashing.limit.is_none_or(|limit| file.size.is_none_or(|size| size <= limit)));
+    for file in over {
+        file.over_hash_limit = true;
+    }
+    let report = hashing.report;
     let total: u64 = files.iter().filter_map(|file| file.size).sum();
     let hashed = AtomicU64::new(0);
     let done = AtomicBool::new(false);
@@ -457,7 +501,7 @@ mod tests {
         log.record(1, FileOp::Remove { path: fx.path("scratch"), dir: false });
         log.record(1, FileOp::Open { path: b"/etc/hosts".to_vec(), mode: OpenMode::Read, create: false });
         let mut data = classify(&log, &Rules::default(), &no_software, started);
-        hash_data(&mut data, None, false);
+        hash_data(&mut data, None, Hashing::default());
         assert_eq!(data.inputs.len(), 1);
         let first = &data.inputs[0];
         assert_eq!((first.path.clone(), first.size), (input, Some(3)));

@@ -43,6 +43,7 @@ use tokio::{
 
 use crate::{
     interrupts::Signals,
+    privilege,
     source::{
         ebpf::{
             decode,
@@ -366,7 +367,7 @@ fn handle(
             let mut failure = None;
             let uid = clients.get(&audit_id).map_or(0, |client| client.uid);
             for tid in tids {
-                if uid != 0 && !owned_by(tid, uid) {
+                if uid != 0 && !privilege::owned_by(tid, uid) {
                     failure = Some(format!(
                         "task {tid} does not belong to uid {uid} (or is gone): a user may audit only its own processes"
                     ));
@@ -437,16 +438,6 @@ fn handle(
             }
         }
     }
-}
-
-/// Whether every uid of task `tid` (real, effective, saved, file system) is
-/// `uid`: what ptrace asks of a user tracing a process.
-fn owned_by(tid: u32, uid: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else { return false };
-    status.lines().find_map(|line| line.strip_prefix("Uid:")).is_some_and(|uids| {
-        let uids: Vec<&str> = uids.split_whitespace().collect();
-        uids.len() == 4 && uids.iter().all(|id| id.parse::<u32>() == Ok(uid))
-    })
 }
 
 /// Stops following what an audit left behind.

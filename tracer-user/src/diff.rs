@@ -83,6 +83,7 @@ fn compare(
 fn content_label(entry: &DataEntry) -> String {
     match (&entry.sha256, entry.size) {
         (Some(hash), _) => format!("sha256:{}", &hash[..hash.len().min(12)]),
+        (None, Some(size)) if entry.over_hash_limit => format!("{size} bytes (not hashed: over the hash limit)"),
         (None, Some(size)) => format!("{size} bytes"),
         (None, None) => "(removed by the run)".to_string(),
     }
@@ -94,13 +95,7 @@ mod tests {
     use crate::manifest::{PythonDistribution, Software};
 
     fn manifest(python: &[(&str, &str)], inputs: &[(&str, &str)]) -> Manifest {
-        let text = r#"{"schema":"reprotrace/manifest/v1","backend":"ebpf","command":["x"],"cwd":"/","host":"h",
-            "started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:01Z","exit_code":0,"signal":null,
-            "stats":{"events":0,"lost_events":0,"untracked_children":0,"malformed_events":0,"unresolved_paths":0,
-            "complete":true,"duration_ms":0},"processes":[],"files":[],
-            "software":{"python":[],"interpreters":[],"system_packages":[],"executables":[],"shared_libraries":[]},
-            "data":{"inputs":[],"outputs":[]},"cells":[]}"#;
-        let mut manifest: Manifest = serde_json::from_str(text).expect("template");
+        let mut manifest = Manifest::empty_for_tests();
         manifest.software = Software {
             python: python
                 .iter()
@@ -124,6 +119,7 @@ mod tests {
                 sha256: Some(hash.repeat(64)),
                 changed_during_run: false,
                 namespace: None,
+                over_hash_limit: false,
             })
             .collect();
         manifest

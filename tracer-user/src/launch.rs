@@ -78,6 +78,13 @@ impl LaunchSpec {
         let program = find_program(command.first().ok_or(LaunchError::NoCommand)?)?;
         Ok(LaunchSpec { program, argv: command, credentials: sudo_credentials()?, environment, sandbox: None })
     }
+
+    /// The environment the command starts with: ours, with the spec's
+    /// variables set or replaced.
+    pub fn command_environment(&self) -> Vec<(OsString, OsString)> {
+        let overridden = |key: &OsString| self.environment.iter().any(|(extra, _)| extra == key);
+        std::env::vars_os().filter(|(key, _)| !overridden(key)).chain(self.environment.iter().cloned()).collect()
+    }
 }
 
 /// The invoking user when reprotrace runs as root under sudo, else `None`
@@ -196,10 +203,9 @@ pub fn spawn_gated(spec: &LaunchSpec) -> Result<GatedChild, LaunchError> {
         .map_err(|_| LaunchError::NulInArgument)?;
     let mut argv_ptrs: Vec<*const libc::c_char> = c_argv.iter().map(|arg| arg.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
-    let overridden = |key: &OsString| spec.environment.iter().any(|(extra, _)| extra == key);
-    let environ: Vec<CString> = std::env::vars_os()
-        .filter(|(key, _)| !overridden(key))
-        .chain(spec.environment.iter().cloned())
+    let environ: Vec<CString> = spec
+        .command_environment()
+        .into_iter()
         .filter_map(|(key, value)| {
             let mut entry = key.into_vec();
             entry.push(b'=');

@@ -39,6 +39,7 @@ pub mod notebook;
 pub mod pipeline;
 pub mod privilege;
 pub mod progress;
+pub mod redact;
 pub mod repeat;
 pub mod report;
 pub mod run;

@@ -21,9 +21,11 @@ use reprotrace::{
     export::{self, Format},
     launch::LaunchError,
     manifest::{self, DaskWorker, Manifest},
-    merge, repeat, report, run, show,
+    merge,
+    redact::Redactor,
+    repeat, report, run, show,
     source::ebpf::{protocol::DEFAULT_SOCKET, session::DaemonChoice, LoadOptions, DEFAULT_RING_BUFFER_BYTES},
-    stale,
+    stale, units,
 };
 
 /// Exit code for reprotrace's own failures (the command's codes pass through).
@@ -170,6 +172,19 @@ struct AuditArgs {
     /// Never count files matching this glob as data (repeatable; wins over --include).
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
+    /// Data files larger than this are recorded by size and mtime, without a
+    /// hash (suffixes K, M, G, T; `none`: hash everything).
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_hash_limit)]
+    hash_limit: HashLimit,
+    /// Also redact what matches this regular expression in command lines and
+    /// environment values (repeatable; a variable whose name matches loses
+    /// its whole value). Secret-looking options, variables, URL passwords and
+    /// key formats are always redacted (docs/security.md).
+    #[arg(long, value_name = "PATTERN")]
+    redact: Vec<String>,
+    /// Record command lines and the environment verbatim, secrets included.
+    #[arg(long, conflicts_with = "redact")]
+    no_redact: bool,
 }
 
 impl AuditArgs {
@@ -185,6 +200,8 @@ impl AuditArgs {
                 (None, false) => DaemonChoice::Auto,
             },
             rules: Rules::new(&self.include, &self.exclude)?,
+            hash_limit: self.hash_limit.0,
+            redactor: Redactor::new(&self.redact, !self.no_redact)?,
         })
     }
 }
@@ -301,25 +318,27 @@ struct AttachArgs {
     /// The Dask worker's name.
     #[arg(long, value_name = "NAME", requires = "dask_worker")]
     dask_worker_name: Option<String>,
+    /// Follow processes of other users too (`--pid 1`, another user's
+    /// kernel): without it, a tree with processes that are not the invoking
+    /// user's is refused.
+    #[arg(long)]
+    all_users: bool,
 }
 
 fn parse_size(text: &str) -> Result<u32, String> {
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((at, _)) => text.split_at(at),
-        None => (text, ""),
-    };
-    let multiplier: u64 = match unit.to_ascii_uppercase().as_str() {
-        "" => 1,
-        "K" | "KIB" => 1 << 10,
-        "M" | "MIB" => 1 << 20,
-        "G" | "GIB" => 1 << 30,
-        _ => return Err(format!("unknown size unit {unit:?} (use K, M or G)")),
-    };
-    let value: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size"))?;
-    value
-        .checked_mul(multiplier)
-        .and_then(|bytes| u32::try_from(bytes).ok())
-        .ok_or_else(|| format!("{text} is too large (at most 2G)"))
+    let bytes = units::parse_size(text)?;
+    u32::try_from(bytes).map_err(|_| format!("{text} is too large (at most 2G)"))
+}
+
+/// `--hash-limit`: a size, or `none` (no limit).
+#[derive(Clone, Copy)]
+struct HashLimit(Option<u64>);
+
+fn parse_hash_limit(text: &str) -> Result<HashLimit, String> {
+    match text {
+        "none" => Ok(HashLimit(None)),
+        size => units::parse_size(size).map(|limit| HashLimit(Some(limit))),
+    }
 }
 
 /// A manifest as read, or as seen from one of its Dask hosts.
@@ -451,6 +470,8 @@ fn repeat_bundle(runtime: &tokio::runtime::Runtime, args: RepeatArgs) -> anyhow:
             (None, false) => DaemonChoice::Auto,
         },
         rules: Rules::default(),
+        hash_limit: Some(classify::Hashing::DEFAULT_LIMIT),
+        redactor: Redactor::default(),
     };
     runtime.block_on(repeat::repeat(settings, repeat::RepeatOptions { bundle: args.bundle, outdir, network: args.net }))
 }
@@ -530,6 +551,7 @@ fn main() -> ExitCode {
                 dask: args.dask,
                 duration: args.duration,
                 dask_worker: args.dask_worker.map(|address| DaskWorker { address, name: args.dask_worker_name }),
+                all_users: args.all_users,
             };
             runtime.block_on(attach::attach(settings, target))
         }),

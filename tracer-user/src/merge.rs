@@ -260,6 +260,7 @@ fn summed_stats<'a>(base: &Stats, parts: impl Iterator<Item = &'a Stats>) -> Sta
         truncated_argvs: whole.truncated_argvs + part.truncated_argvs,
         ia32_processes: whole.ia32_processes + part.ia32_processes,
         unseen_io_uring_rings: whole.unseen_io_uring_rings + part.unseen_io_uring_rings,
+        interrupted: whole.interrupted || part.interrupted,
         complete: whole.complete && part.complete,
         ..whole
     })

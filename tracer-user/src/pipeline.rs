@@ -40,7 +40,7 @@ pub struct Pipeline {
     /// was last asked: their pids and connection files.
     started_kernels: Vec<(Pid, PathBuf)>,
     /// Show a progress line while the data is hashed.
-    report_hashing: bool,
+    hashing: classify::Hashing,
 }
 
 /// The parts of the run an operation also belongs to.
@@ -81,7 +81,7 @@ impl Pipeline {
             software_paths: None,
             images: HashMap::new(),
             started_kernels: Vec::new(),
-            report_hashing: false,
+            hashing: classify::Hashing::default(),
         }
     }
 
@@ -160,7 +160,7 @@ impl Pipeline {
                 (used.read || used.written) && !used.directory && !used.gone && classify::may_be_cell_data(path)
             })
             .map(|(path, _)| path.to_vec());
-        self.cell_states.insert(index, classify::states_now(paths));
+        self.cell_states.insert(index, classify::states_now(paths, self.hashing.limit));
     }
 
     /// The cells that ended so far, what they read and wrote (with the
@@ -260,9 +260,9 @@ impl Pipeline {
         image
     }
 
-    /// Shows a progress line while the data is hashed (on a terminal).
-    pub fn report_hashing(&mut self) {
-        self.report_hashing = true;
+    /// How the data is hashed: the size limit, and whether to show progress.
+    pub fn hash_with(&mut self, hashing: classify::Hashing) {
+        self.hashing = hashing;
     }
 
     /// Processes, paths and events so far, for the status line.
@@ -288,7 +288,7 @@ impl Pipeline {
     ) -> PipelineOutput {
         let software = software::identify(&self.log, software_index);
         let mut data = classify::classify(&self.log, rules, &|path| software.owns(path), started_at);
-        classify::hash_data(&mut data, None, self.report_hashing);
+        classify::hash_data(&mut data, None, self.hashing);
         let empty = AccessLog::new();
         // A cell's or task's own software and data, by the run's rules; its
         // files already hashed for the run are not read again.
@@ -299,7 +299,7 @@ impl Pipeline {
             if let Some(states) = states {
                 classify::describe_as(&mut own_data, states);
             }
-            classify::hash_data(&mut own_data, Some(&data), false);
+            classify::hash_data(&mut own_data, Some(&data), classify::Hashing { report: false, ..self.hashing });
             (own_software, own_data)
         };
         let cells: Vec<CellSections> = self

@@ -55,6 +55,21 @@ impl Drop for ActingAs {
     }
 }
 
+/// The uids of task `tid` (real, effective, saved, file system), from
+/// `/proc`; `None` when it is gone.
+pub fn uids_of(tid: u32) -> Option<[u32; 4]> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let uids = status.lines().find_map(|line| line.strip_prefix("Uid:"))?;
+    let uids: Vec<u32> = uids.split_whitespace().map(str::parse).collect::<Result<_, _>>().ok()?;
+    uids.try_into().ok()
+}
+
+/// Whether every uid of task `tid` is `uid`: what ptrace asks of a user
+/// tracing a process.
+pub fn owned_by(tid: u32, uid: u32) -> bool {
+    uids_of(tid).is_some_and(|uids| uids.iter().all(|&task_uid| task_uid == uid))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,8 @@ use crate::{
     classify,
     launch::{self, LaunchSpec, Sandbox},
     manifest::{bytes_of_display, display_bytes, Manifest, RepeatOf},
-    run,
+    privilege::ActingAs,
+    redact, run,
 };
 
 /// Exit codes: every output identical, some differ or are missing, or the
@@ -44,6 +45,10 @@ pub async fn repeat(settings: Settings, options: RepeatOptions) -> anyhow::Resul
     if settings.backend != Backend::Ebpf {
         anyhow::bail!("repeat traces with the eBPF backend only: strace cannot start a command in the repeat's root");
     }
+    // Under sudo, the bundle is read, and unpacked, where the user may
+    // write, with the user's rights: the root is theirs.
+    let owner = launch::sudo_credentials()?;
+    let acting = ActingAs::maybe(owner.as_ref()).context("taking the invoking user's rights")?;
     std::fs::create_dir(&options.outdir).with_context(|| {
         format!("making {} (it must not exist: a repeat never writes over another)", options.outdir.display())
     })?;
@@ -76,18 +81,40 @@ pub async fn repeat(settings: Settings, options: RepeatOptions) -> anyhow::Resul
         std::fs::create_dir_all(&path).with_context(|| format!("making {}", path.display()))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
     }
+    // Tracing needs root's rights again.
+    drop(acting);
     let cwd =
         PathBuf::from(std::ffi::OsStr::from_bytes(&bytes_of_display(&original.cwd).unwrap_or_else(|| b"/".to_vec())));
+    if command
+        .argv
+        .iter()
+        .any(|arg| arg.as_bytes().windows(redact::MARK.len()).any(|part| part == redact::MARK.as_bytes()))
+    {
+        eprintln!(
+            "reprotrace: warning: the command line was redacted when audited: the repeat passes {} where secrets were \
+             (audit with --no-redact, or mind the difference)",
+            redact::MARK
+        );
+    }
+    // The original's environment over ours, but for the values redacted.
+    let environment = original
+        .environment
+        .iter()
+        .filter(|(_, value)| !value.contains(redact::MARK))
+        .map(|(name, value)| (OsString::from(name), OsString::from(value)))
+        .collect();
     let spec = LaunchSpec {
         program: command.program,
         argv: command.argv,
-        credentials: launch::sudo_credentials()?,
-        environment: Vec::new(),
+        credentials: owner.clone(),
+        environment,
         sandbox: Some(Sandbox { root: root.clone(), cwd: cwd.clone(), network: options.network }),
     };
     // The command starts here, then enters the root and its directory there.
     let here = std::env::current_dir().context("reading the current directory")?;
-    let audit = Audit::start(original.command.clone(), here.as_os_str().as_bytes().to_vec(), spec.credentials.clone());
+    let mut audit =
+        Audit::start(original.command.clone(), here.as_os_str().as_bytes().to_vec(), spec.credentials.clone());
+    audit.record_environment(spec.command_environment());
     let status = match run::audit_launch(&settings, &spec, audit).await {
         Ok(status) => status,
         Err(err) => {
@@ -95,7 +122,9 @@ pub async fn repeat(settings: Settings, options: RepeatOptions) -> anyhow::Resul
             return Ok(COULD_NOT_RUN);
         }
     };
-    // The repeat's manifest, in the original run's paths.
+    // The repeat's manifest, in the original run's paths; the outputs hashed
+    // as the user.
+    let _acting = ActingAs::maybe(owner.as_ref()).context("taking the invoking user's rights")?;
     let mut repeated = Manifest::read(&settings.output)?;
     let root_display = display_bytes(root.as_os_str().as_bytes());
     strip_root(&mut repeated, &root_display);
@@ -127,6 +156,8 @@ pub async fn repeat(settings: Settings, options: RepeatOptions) -> anyhow::Resul
         let said = match (&now, &output.sha256) {
             (None, _) => "missing  ",
             (Some(now), Some(then)) if now == then => "identical",
+            // The audit did not hash it: nothing to compare with.
+            (Some(_), None) if output.over_hash_limit => "unchecked",
             _ => "DIFFERS  ",
         };
         if said != "identical" {

@@ -14,8 +14,8 @@ use rustix::process::{getpid, set_child_subreaper, waitpid, WaitOptions};
 use tokio::sync::mpsc;
 
 use crate::{
-    audit::{Audit, Backend, Settings, Traced},
-    dask,
+    audit::{self, Audit, Backend, Settings, Traced},
+    classify, dask,
     event::{Tid, WaitStatus},
     hooks::KernelHooks,
     interrupts::Signals,
@@ -48,14 +48,23 @@ pub async fn run(settings: Settings, command: Vec<OsString>, dask: bool) -> anyh
     let mut audit = Audit::start(described, cwd.as_os_str().as_bytes().to_vec(), spec.credentials.clone());
     audit.dask_reports = reports.as_ref().map(|reports| reports.path().to_path_buf());
     audit.notebook = notebook::notebook_of_command(&audit.command, &cwd);
+    audit.record_environment(spec.command_environment());
     let status = audit_launch(&settings, &spec, audit).await?;
-    // As a shell reports it: the exit code, or 128 + the killing signal.
-    Ok(status.and_then(|status| status.exit_code().or(status.signal().map(|signal| 128 + signal))).unwrap_or(1))
+    // As a shell reports it: the exit code, or 128 + the killing signal; with
+    // no status, the audit was interrupted before the command ended.
+    Ok(status
+        .and_then(|status| status.exit_code().or(status.signal().map(|signal| 128 + signal)))
+        .unwrap_or(INTERRUPTED))
 }
+
+/// The exit code of an audit stopped before its command ended (a second
+/// Ctrl-C, SIGTERM or SIGHUP), as a shell says of a Ctrl-C.
+pub const INTERRUPTED: i32 = 130;
 
 /// Launches `spec` under the audit and concludes it (the manifest written);
 /// returns the command's status as the trace saw it.
 pub async fn audit_launch(settings: &Settings, spec: &LaunchSpec, audit: Audit) -> anyhow::Result<Option<WaitStatus>> {
+    audit::check_output(settings, spec.credentials.as_ref())?;
     let mut signals = Signals::new()?;
     // Orphans of the traced tree come back to us, so we can tell when all are gone.
     set_child_subreaper(Some(getpid())).context("becoming the traced tree's subreaper")?;
@@ -108,12 +117,11 @@ async fn follow(mut source: impl Source, launched: Launched, watch: Watch<'_>) -
     let mut waiters = CellEndWaiters::default();
     let mut pipeline = Pipeline::new(root, parent, cwd);
     pipeline.warm_up_software(software_paths);
-    if progress.enabled() {
-        pipeline.report_hashing();
-    }
+    pipeline.hash_with(classify::Hashing { limit: settings.hash_limit, report: progress.enabled() });
     let mut reaped = reap_children();
     let mut root_status = None;
     let mut interrupted = false;
+    let mut stopped_by_user = false;
     let mut stream = Stream::Open;
     let mut hooks = KernelHooks::default();
     let mut channels = KernelChannels::default();
@@ -141,6 +149,7 @@ async fn follow(mut source: impl Source, launched: Launched, watch: Watch<'_>) -
             signal = signals.next() => {
                 if !signals.forward(signal, root_status.is_none().then_some(root)) {
                     interrupted = true;
+                    stopped_by_user = root_status.is_none();
                     break;
                 }
             }
@@ -172,7 +181,7 @@ async fn follow(mut source: impl Source, launched: Launched, watch: Watch<'_>) -
             finish_or_warn(source, &mut |event| pipeline.feed(&event), &mut interrupted).await
         }
     };
-    (Traced { pipeline, root_status, counters, interrupted }, exec_error)
+    (Traced { pipeline, root_status, counters, interrupted, stopped_by_user }, exec_error)
 }
 
 /// Whether a source still yields events.

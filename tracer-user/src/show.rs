@@ -185,7 +185,11 @@ fn data_table(entries: &[DataEntry]) -> Table {
     let mut table = new_table(&["path", "size", "sha256"]);
     for entry in entries {
         let size = entry.size.map_or_else(|| "gone".to_string(), human_size);
-        let sha = entry.sha256.as_deref().map_or_else(|| "-".to_string(), |sha| sha.chars().take(12).collect());
+        let sha = match (&entry.sha256, entry.over_hash_limit) {
+            (Some(sha), _) => sha.chars().take(12).collect(),
+            (None, true) => "(over limit)".to_string(),
+            (None, false) => "-".to_string(),
+        };
         let path = match entry.changed_during_run {
             true => format!("{} (changed during the run)", entry.path),
             false => entry.path.clone(),

@@ -104,9 +104,12 @@ pub(crate) fn setup() -> Result<()> {
         }
     }
     // Programs the tests run, and Debian packages the Python tests build venvs with.
-    // ip, nsenter and unshare make the simulated Dask hosts (the cluster crate).
+    // ip, nsenter and unshare make the simulated Dask hosts (the cluster crate);
+    // the security tests create a real user (useradd) and mount small tmpfs.
     let mut missing: Vec<&str> = [
         ("strace", "strace"),
+        ("useradd", "passwd"),
+        ("mount", "mount"),
         ("setpriv", "util-linux"),
         ("nsenter", "util-linux"),
         ("unshare", "util-linux"),

@@ -7,7 +7,10 @@ mod settings;
 mod summary;
 
 use std::{
-    path::PathBuf,
+    collections::BTreeMap,
+    ffi::OsString,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
     time::{Instant, SystemTime},
 };
 
@@ -18,7 +21,7 @@ use anyhow::Context;
 use crate::{
     event::WaitStatus,
     launch::Credentials,
-    manifest::{self, DaskWorker, Manifest, OsRelease, Stats, SCHEMA_ID},
+    manifest::{self, DaskWorker, Manifest, OsRelease, Platform, Stats, SCHEMA_ID},
     merge,
     notebook::Notebook,
     pipeline::{Pipeline, PipelineOutput},
@@ -40,6 +43,8 @@ pub struct Audit {
     /// The notebook the command runs (nbconvert's, papermill's): cells whose
     /// client sent no id get its cells' ids, matched by source.
     pub notebook: Option<PathBuf>,
+    /// The environment the command started with (`NAME` → value).
+    environment: BTreeMap<String, String>,
     started_at: SystemTime,
     clock: Instant,
     /// The software index, built while the audit runs.
@@ -55,10 +60,13 @@ pub struct Traced {
     /// The audit stopped before the processes it followed had ended, or
     /// lost its event stream.
     pub interrupted: bool,
+    /// The user stopped the audit before the command ended (a second signal).
+    pub stopped_by_user: bool,
 }
 
 impl Audit {
     pub fn start(command: Vec<String>, cwd: Vec<u8>, owner: Option<Credentials>) -> Self {
+        let software_owner = owner.clone();
         Audit {
             command,
             cwd,
@@ -66,10 +74,19 @@ impl Audit {
             dask_worker: None,
             dask_reports: None,
             notebook: None,
+            environment: BTreeMap::new(),
             started_at: SystemTime::now(),
             clock: Instant::now(),
-            software_index: IndexBuilder::start(),
+            software_index: IndexBuilder::start(software_owner),
         }
+    }
+
+    /// The environment the command started with.
+    pub fn record_environment(&mut self, variables: impl IntoIterator<Item = (OsString, OsString)>) {
+        self.environment = variables
+            .into_iter()
+            .map(|(name, value)| (manifest::display_bytes(name.as_bytes()), manifest::display_bytes(value.as_bytes())))
+            .collect();
     }
 
     /// Where a pipeline sends the paths it sees, to index their software early.
@@ -78,11 +95,13 @@ impl Audit {
     }
 
     /// Assembles, writes and summarises the manifest; returns the command's
-    /// status (`None` for an attached tree, or when no event told it).
+    /// status (`None` for an attached tree, when no event told it, or when
+    /// the user stopped the audit: the status is then not the command's
+    /// doing, as when strace's end took the command's processes with it).
     pub fn conclude(self, settings: &Settings, traced: Traced) -> anyhow::Result<Option<WaitStatus>> {
         let duration = self.clock.elapsed();
         let finished_at = SystemTime::now();
-        let Traced { mut pipeline, root_status, counters, interrupted } = traced;
+        let Traced { mut pipeline, root_status, counters, interrupted, stopped_by_user } = traced;
         pipeline.stop_software_warm_up();
         let mut software_index = self.software_index.finish()?;
         let host = hostname();
@@ -104,6 +123,9 @@ impl Audit {
             cwd: manifest::display_bytes(&self.cwd),
             host,
             os: OsRelease::of_this_host(),
+            platform: Some(Platform::of_this_host()),
+            environment: self.environment,
+            redaction: None,
             started_at: humantime::format_rfc3339_millis(self.started_at).to_string(),
             finished_at: humantime::format_rfc3339_millis(finished_at).to_string(),
             exit_code: status.and_then(WaitStatus::exit_code),
@@ -117,6 +139,7 @@ impl Audit {
                 truncated_argvs: tracker.truncated_argvs,
                 ia32_processes: tracker.ia32_processes,
                 unseen_io_uring_rings,
+                interrupted,
                 complete: lost_events == 0
                     && untracked_children == 0
                     && malformed_events == 0
@@ -154,15 +177,37 @@ impl Audit {
                 }
             }
         }
-        manifest.write_atomically(&settings.output)?;
+        settings.redactor.redact_manifest(&mut manifest);
+        let written = save(&manifest, &settings.output)?;
         if !settings.quiet {
             for warning in &warnings {
                 eprintln!("reprotrace: warning: {warning}");
             }
-            summary::print(&manifest, &settings.output);
+            summary::print(&manifest, &written);
         }
-        Ok(status)
+        Ok(status.filter(|_| !stopped_by_user))
     }
+}
+
+/// Refuses, before anything runs, an output the manifest could not be
+/// written to, checked as `owner`, the user it is written for.
+pub fn check_output(settings: &Settings, owner: Option<&Credentials>) -> anyhow::Result<()> {
+    let _acting = ActingAs::maybe(owner).context("taking the invoking user's rights")?;
+    Manifest::check_writable(&settings.output)?;
+    Ok(())
+}
+
+/// Writes the manifest to `output`, or, when that fails at the end of an
+/// audit (a full disk), where a failed write leaves it, saying where: the
+/// audit is not lost. Returns where it went.
+fn save(manifest: &Manifest, output: &Path) -> anyhow::Result<PathBuf> {
+    let err = match manifest.write_atomically(output) {
+        Ok(()) => return Ok(output.to_path_buf()),
+        Err(err) => err,
+    };
+    let unsaved = manifest.write_unsaved().with_context(|| err.to_string())?;
+    eprintln!("reprotrace: error: {err}; the manifest was saved to {} instead", unsaved.display());
+    Ok(unsaved)
 }
 
 /// This process's peak resident set size, in KiB (`VmHWM`).

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::{
     classify,
+    redact::Redactor,
     source::ebpf::{
         session::{DaemonChoice, SessionOptions},
         LoadOptions,
@@ -38,6 +39,10 @@ pub struct Settings {
     pub daemon: DaemonChoice,
     /// The user's data classification overrides.
     pub rules: classify::Rules,
+    /// Data files larger than this are not hashed (`None`: all are).
+    pub hash_limit: Option<u64>,
+    /// What is kept out of command lines and the environment.
+    pub redactor: Redactor,
 }
 
 impl Settings {

@@ -33,11 +33,16 @@ pub fn print(manifest: &Manifest, output: &Path) {
         stats.lost_events,
     );
     if !stats.complete {
-        let mut reasons = vec![
-            format!("{} lost events", stats.lost_events),
-            format!("{} untracked children", stats.untracked_children),
-            format!("{} malformed events", stats.malformed_events),
+        let mut reasons = Vec::new();
+        if stats.interrupted {
+            reasons.push("the audit was interrupted before the traced processes ended".to_string());
+        }
+        let counted = [
+            (stats.lost_events, "lost events"),
+            (stats.untracked_children, "untracked children"),
+            (stats.malformed_events, "malformed events"),
         ];
+        reasons.extend(counted.iter().filter(|(count, _)| *count > 0).map(|(count, what)| format!("{count} {what}")));
         if stats.truncated_argvs > 0 {
             reasons.push(format!("{} argvs longer than the backend takes", stats.truncated_argvs));
         }
@@ -65,6 +70,22 @@ pub fn print(manifest: &Manifest, output: &Path) {
             "reprotrace: warning: the manifest may be incomplete: {}{}",
             reasons.join(", "),
             if stats.lost_events > 0 { " (try a larger --ring-buffer-size)" } else { "" },
+        );
+    }
+    let unhashed: Vec<&str> = manifest
+        .data
+        .inputs
+        .iter()
+        .chain(&manifest.data.outputs)
+        .filter(|entry| entry.over_hash_limit)
+        .map(|entry| entry.path.as_str())
+        .collect();
+    if !unhashed.is_empty() {
+        eprintln!(
+            "reprotrace: {} data files over the hash limit are recorded by size and mtime only \
+             (--hash-limit none hashes them): {}",
+            unhashed.len(),
+            unhashed.join(", ")
         );
     }
     eprintln!("reprotrace: manifest written to {}", output.display());

@@ -12,36 +12,14 @@ use std::{
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
-use super::JupyterError;
+use super::{ConnectionInfo, JupyterError};
 
 /// The frame that separates routing identities from a message.
 const DELIMITER: &[u8] = b"<IDS|MSG>";
-
-/// What reprotrace reads of a kernel's connection file.
-#[derive(Deserialize)]
-struct ConnectionInfo {
-    #[serde(default = "tcp")]
-    transport: String,
-    ip: String,
-    shell_port: u16,
-    #[serde(default)]
-    key: String,
-    #[serde(default = "hmac_sha256")]
-    signature_scheme: String,
-}
-
-fn tcp() -> String {
-    "tcp".into()
-}
-
-fn hmac_sha256() -> String {
-    "hmac-sha256".into()
-}
 
 /// The code that loads the extension from `hook_dir` (only once: the magic
 /// prints a notice the second time), quietly, and connects it to the audit's
@@ -86,17 +64,11 @@ pub async fn install_hook(
 pub async fn execute_silently(connection_file: &Path, code: &str, timeout: Duration) -> Result<(), JupyterError> {
     let deadline = Instant::now() + timeout;
     let fail = |reason: String| JupyterError::Inject(reason);
-    let text = std::fs::read(connection_file)
-        .map_err(|err| fail(format!("cannot read {}: {err}", connection_file.display())))?;
-    let info: ConnectionInfo = serde_json::from_slice(&text)
-        .map_err(|err| fail(format!("{} is not a kernel connection file: {err}", connection_file.display())))?;
+    let info = ConnectionInfo::read(connection_file)?;
     if info.signature_scheme != "hmac-sha256" {
         return Err(fail(format!("unsupported signature scheme {:?}", info.signature_scheme)));
     }
-    let endpoint = match info.transport.as_str() {
-        "ipc" => format!("ipc://{}-{}", info.ip, info.shell_port),
-        transport => format!("{transport}://{}:{}", info.ip, info.shell_port),
-    };
+    let endpoint = info.shell_endpoint();
     let mut socket = DealerSocket::new();
     // The kernel may not listen yet: try again at once, so the request is
     // first in line when it does.

@@ -4,10 +4,51 @@
 pub mod client;
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     ffi::OsStr,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
+
+use procfs::process::FDTarget;
+use serde::Deserialize;
+
+/// What reprotrace reads of a kernel's connection file.
+#[derive(Debug, Deserialize)]
+pub struct ConnectionInfo {
+    #[serde(default = "tcp")]
+    pub transport: String,
+    pub ip: String,
+    pub shell_port: u16,
+    #[serde(default)]
+    pub key: String,
+    #[serde(default = "hmac_sha256")]
+    pub signature_scheme: String,
+}
+
+fn tcp() -> String {
+    "tcp".into()
+}
+
+fn hmac_sha256() -> String {
+    "hmac-sha256".into()
+}
+
+impl ConnectionInfo {
+    pub fn read(connection_file: &Path) -> Result<ConnectionInfo, JupyterError> {
+        let fail = |why: String| JupyterError::ConnectionFile(connection_file.to_path_buf(), why);
+        let text = std::fs::read(connection_file).map_err(|err| fail(err.to_string()))?;
+        serde_json::from_slice(&text).map_err(|err| fail(format!("not a kernel connection file ({err})")))
+    }
+
+    /// Where the kernel's shell channel listens, as ZeroMQ names it.
+    pub fn shell_endpoint(&self) -> String {
+        match self.transport.as_str() {
+            "ipc" => format!("ipc://{}-{}", self.ip, self.shell_port),
+            transport => format!("{transport}://{}:{}", self.ip, self.shell_port),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum JupyterError {
@@ -16,8 +57,10 @@ pub enum JupyterError {
          directories ({1}); `jupyter --runtime-dir` shows where yours are"
     )]
     UnknownKernel(String, String),
-    #[error("no running process uses the kernel connection file {0} (has the kernel exited?)")]
-    NoKernelProcess(PathBuf),
+    #[error("no running kernel uses the connection file {0}: {1} (has the kernel exited?)")]
+    NoKernelProcess(PathBuf, String),
+    #[error("cannot read the kernel connection file {0}: {1}")]
+    ConnectionFile(PathBuf, String),
     #[error("cannot install the cell hook in the kernel: {0}")]
     Inject(String),
 }
@@ -59,23 +102,68 @@ fn runtime_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// The process whose command line names `connection_file` (`-f FILE` or
-/// `--f=FILE`, as kernel launchers pass it).
-pub fn kernel_pid(connection_file: &Path) -> Result<u32, JupyterError> {
-    let wanted = connection_file.as_os_str().as_bytes();
-    let name = connection_file.file_name().map(OsStr::as_bytes).unwrap_or(wanted);
-    let entries = std::fs::read_dir("/proc").map_err(|_| JupyterError::NoKernelProcess(connection_file.into()))?;
-    let mut pids: Vec<u32> = entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok()).collect();
-    pids.sort_unstable();
-    pids.into_iter()
-        .find(|pid| {
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-            cmdline.split(|&byte| byte == 0).any(|arg| {
-                let arg = arg.strip_prefix(b"--f=").unwrap_or(arg);
-                arg == wanted || (arg.ends_with(name) && arg.get(arg.len() - name.len() - 1) == Some(&b'/'))
-            })
+/// The kernel serving `connection`: the process that holds open the socket
+/// listening on its shell port (a TCP port, or an `ipc` transport's socket
+/// file), the topmost when children inherited it. Never this process or what
+/// it started: a stale file whose port someone else took is not a kernel.
+pub fn kernel_pid(connection_file: &Path, connection: &ConnectionInfo) -> Result<u32, JupyterError> {
+    let no_kernel = |why: String| JupyterError::NoKernelProcess(connection_file.to_path_buf(), why);
+    let inodes = listening_inodes(connection).map_err(|err| no_kernel(format!("cannot read the sockets: {err}")))?;
+    if inodes.is_empty() {
+        return Err(no_kernel(format!("nothing listens on its shell port, {}", connection.shell_endpoint())));
+    }
+    let mut ours = crate::snapshot::descendants_of_this_process().unwrap_or_default();
+    ours.push(std::process::id());
+    let mut holders = BTreeMap::new();
+    let all = procfs::process::all_processes().map_err(|err| no_kernel(format!("cannot list processes: {err}")))?;
+    for process in all.flatten() {
+        let pid = process.pid as u32;
+        if ours.contains(&pid) {
+            continue;
+        }
+        let Ok(fds) = process.fd() else { continue };
+        let holds = fds.flatten().any(|fd| matches!(fd.target, FDTarget::Socket(inode) if inodes.contains(&inode)));
+        if holds {
+            holders.insert(pid, process.stat().map(|stat| stat.ppid as u32).unwrap_or(0));
+        }
+    }
+    let topmost: Vec<u32> =
+        holders.iter().filter(|(_, ppid)| !holders.contains_key(ppid)).map(|(&pid, _)| pid).collect();
+    match topmost.as_slice() {
+        [pid] => Ok(*pid),
+        [] => Err(no_kernel(format!(
+            "no process of this host's namespaces holds the socket listening on {}",
+            connection.shell_endpoint()
+        ))),
+        several => Err(no_kernel(format!(
+            "several unrelated processes ({several:?}) hold the socket listening on {}",
+            connection.shell_endpoint()
+        ))),
+    }
+}
+
+/// The inodes of the sockets listening where `connection` says the kernel's
+/// shell channel is.
+fn listening_inodes(connection: &ConnectionInfo) -> procfs::ProcResult<BTreeSet<u64>> {
+    if connection.transport == "ipc" {
+        let path = PathBuf::from(format!("{}-{}", connection.ip, connection.shell_port));
+        let path = std::path::absolute(&path).unwrap_or(path);
+        let sockets = procfs::net::unix()?;
+        return Ok(sockets
+            .into_iter()
+            .filter(|socket| socket.path.as_ref() == Some(&path))
+            .map(|socket| socket.inode)
+            .collect());
+    }
+    let mut sockets = procfs::net::tcp()?;
+    sockets.extend(procfs::net::tcp6()?);
+    Ok(sockets
+        .into_iter()
+        .filter(|socket| {
+            socket.state == procfs::net::TcpState::Listen && socket.local_address.port() == connection.shell_port
         })
-        .ok_or_else(|| JupyterError::NoKernelProcess(connection_file.to_path_buf()))
+        .map(|socket| socket.inode)
+        .collect())
 }
 
 /// The connection file of an IPython kernel, from the command line that
@@ -161,30 +249,57 @@ mod tests {
         assert_eq!(kernel_connection_file(&argv(&["python3", "-m", "ipykernel_launcher"]), b"/w"), None);
     }
 
+    fn connection(dir: &Path, name: &str, port: u16) -> (PathBuf, ConnectionInfo) {
+        let file = dir.join(name);
+        let text = format!(r#"{{"transport": "tcp", "ip": "127.0.0.1", "shell_port": {port}, "key": "k"}}"#);
+        std::fs::write(&file, text).expect("connection file");
+        let info = ConnectionInfo::read(&file).expect("readable");
+        (file, info)
+    }
+
     #[test]
-    fn finds_the_process_naming_a_connection_file() {
+    fn the_kernel_is_the_process_listening_on_its_shell_port() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("kernel-abc.json");
-        std::fs::write(&file, "{}").expect("connection file");
-        let mut holder = Command::new("sh")
-            .args(["-c", "sleep 5", "sh"])
-            .arg(format!("--f={}", file.display()))
-            .spawn()
+        // A listener that is not this process's descendant: its shell exits at once.
+        let port_file = dir.path().join("port");
+        let listener = format!(
+            "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen()\n\
+             open({:?}, 'w').write(str(s.getsockname()[1]))\ntime.sleep(30)\n",
+            port_file.display().to_string()
+        );
+        let started = Command::new("sh")
+            .args(["-c", "python3 -c \"$1\" >/dev/null 2>&1 & echo $!", "sh", &listener])
+            .output()
             .expect("sh");
-        // Until the child has exec'd, its command line is still ours.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let found = loop {
-            match kernel_pid(&file) {
-                Ok(pid) => break pid,
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
+        let pid: u32 = String::from_utf8_lossy(&started.stdout).trim().parse().expect("pid");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let port: u16 = loop {
+            match std::fs::read_to_string(&port_file).ok().and_then(|text| text.parse().ok()) {
+                Some(port) => break port,
+                None if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
                 }
-                Err(err) => panic!("{err}"),
+                None => panic!("the listener never said its port"),
             }
         };
-        assert_eq!(found, holder.id());
-        holder.kill().expect("kill");
-        let _ = holder.wait();
+        let (file, info) = connection(dir.path(), "kernel-abc.json", port);
+        let found = kernel_pid(&file, &info);
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        assert_eq!(found.expect("found"), pid);
+
+        // This process's own sockets are never a kernel, nor is a port nobody holds.
+        let own = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (file, info) = connection(dir.path(), "kernel-own.json", own.local_addr().expect("addr").port());
+        let err = kernel_pid(&file, &info).expect_err("ours");
+        assert!(err.to_string().contains("no process of this host's namespaces holds"), "{err}");
+        drop(own);
+        let err = kernel_pid(&file, &info).expect_err("nobody listens");
+        assert!(err.to_string().contains("nothing listens on its shell port, tcp://127.0.0.1:"), "{err}");
+
+        std::fs::write(&file, "{}").expect("not a connection file");
+        let err = ConnectionInfo::read(&file).expect_err("refused");
+        assert!(err.to_string().contains("not a kernel connection file"), "{err}");
+
         assert_eq!(
             connection_file(file.to_str().expect("utf-8")).expect("by path"),
             file.canonicalize().expect("canon")

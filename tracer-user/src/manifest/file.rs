@@ -25,30 +25,78 @@ pub enum ManifestError {
 }
 
 impl Manifest {
+    /// Refuses, before anything runs, a path the manifest could not be
+    /// written to: a directory, in a directory that is missing, or one where
+    /// no file can be made (read-only, not the user's). Better now than
+    /// after an hour of tracing.
+    pub fn check_writable(path: &Path) -> Result<(), ManifestError> {
+        let fail = |source| ManifestError::Write { path: path.to_path_buf(), source };
+        if std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.is_dir()) {
+            return Err(fail(std::io::Error::other("it is a directory: give -o the path of a file")));
+        }
+        if is_special(path) {
+            return open_special(path).map(drop).map_err(fail);
+        }
+        let dir = directory_of(path);
+        if !dir.is_dir() {
+            let missing = format!("the directory {} does not exist: create it first", dir.display());
+            return Err(fail(std::io::Error::other(missing)));
+        }
+        tempfile::Builder::new().prefix(".reprotrace-").tempfile_in(dir).map(drop).map_err(|err| fail(os_error(err)))
+    }
+
     /// Writes the manifest atomically: a temporary file beside the target,
     /// flushed to disk, then renamed over it. A reader never sees half a file.
+    /// A device or a pipe (`/dev/null`, `/dev/stdout`) is written to as it is.
     pub fn write_atomically(&self, path: &Path) -> Result<(), ManifestError> {
         let fail = |source| ManifestError::Write { path: path.to_path_buf(), source };
-        let dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        let mut temp =
-            tempfile::Builder::new().prefix(".reprotrace-").suffix(".json.tmp").tempfile_in(dir).map_err(fail)?;
-        // As any file the user makes: 0666 less the umask (the temporary file is 0600).
+        if is_special(path) {
+            let mut file = open_special(path).map_err(fail)?;
+            return self.write_json(&mut file).map_err(fail);
+        }
+        let mut temp = tempfile::Builder::new()
+            .prefix(".reprotrace-")
+            .suffix(".json.tmp")
+            .tempfile_in(directory_of(path))
+            .map_err(|err| fail(os_error(err)))?;
+        self.write_new(temp.as_file_mut()).map_err(fail)?;
+        temp.persist(path).map_err(|err| fail(err.error))?;
+        Ok(())
+    }
+
+    /// Writes the manifest where a failed write leaves it (see
+    /// [`Manifest::write_atomically`]): a new file `reprotrace-unsaved-*.json`
+    /// in `$TMPDIR` (else `/tmp`); returns its path.
+    pub fn write_unsaved(&self) -> Result<PathBuf, ManifestError> {
+        let dir = std::env::temp_dir();
+        let fail = |source| ManifestError::Write { path: dir.join("reprotrace-unsaved-*.json"), source };
+        let mut temp = tempfile::Builder::new()
+            .prefix("reprotrace-unsaved-")
+            .suffix(".json")
+            .tempfile_in(&dir)
+            .map_err(|err| fail(os_error(err)))?;
+        self.write_new(temp.as_file_mut()).map_err(fail)?;
+        let (_, path) = temp.keep().map_err(|err| fail(err.error))?;
+        Ok(path)
+    }
+
+    /// The manifest in a file just made, on disk, with the mode of any file
+    /// the user makes: 0666 less the umask (a temporary file is 0600).
+    fn write_new(&self, file: &mut std::fs::File) -> std::io::Result<()> {
         let umask = rustix::process::umask(rustix::fs::Mode::empty());
         rustix::process::umask(umask);
         let mode = 0o666 & !umask.bits();
-        temp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(fail)?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        self.write_json(file)?;
+        file.sync_all()
+    }
+
+    fn write_json(&self, file: &mut std::fs::File) -> std::io::Result<()> {
         // Buffered: serde writes a token at a time.
-        let mut writer = std::io::BufWriter::with_capacity(1 << 16, &mut temp);
-        serde_json::to_writer_pretty(&mut writer, self).map_err(|err| fail(err.into()))?;
-        writer.write_all(b"\n").map_err(fail)?;
-        writer.flush().map_err(fail)?;
-        drop(writer);
-        temp.as_file().sync_all().map_err(fail)?;
-        temp.persist(path).map_err(|err| fail(err.error))?;
-        Ok(())
+        let mut writer = std::io::BufWriter::with_capacity(1 << 16, file);
+        serde_json::to_writer_pretty(&mut writer, self)?;
+        writer.write_all(b"\n")?;
+        writer.flush()
     }
 
     pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
@@ -74,6 +122,40 @@ impl Manifest {
             return Err(ManifestError::Invalid { path: path.to_path_buf(), problems: problems.join("; ") });
         }
         serde_json::from_value(value).map_err(|source| ManifestError::Corrupt { path: path.to_path_buf(), source })
+    }
+}
+
+/// Whether `path` (followed) is neither a regular file nor a directory: a
+/// device, a pipe, written to in place.
+fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|metadata| !metadata.is_file() && !metadata.is_dir())
+}
+
+/// Opens a device or a pipe to write to; a pipe no one reads is refused
+/// rather than waited for.
+fn open_special(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    // Blocking again: a reader that is slow is waited for.
+    rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty())?;
+    Ok(file)
+}
+
+/// The system's error alone: tempfile's errors add ` at path "…"`, the
+/// temporary file's name, which says nothing to the user (and tempfile
+/// keeps the original error private).
+fn os_error(err: std::io::Error) -> std::io::Error {
+    match err.to_string().split_once(" at path ") {
+        Some((system, _)) => std::io::Error::new(err.kind(), system.to_string()),
+        None => err,
+    }
+}
+
+/// The directory a file at `path` goes in.
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
     }
 }
 

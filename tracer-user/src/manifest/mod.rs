@@ -8,6 +8,8 @@
 mod file;
 mod render;
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +50,17 @@ pub struct Manifest {
     /// The operating system the run ran on (`/etc/os-release`), when it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os: Option<OsRelease>,
+    /// The machine and kernel the run ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// The environment the command started with (`run`), or the first
+    /// attached process's; secret values redacted (see `redaction`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
+    /// How command lines and the environment were redacted; absent from
+    /// manifests written before redaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<Redaction>,
     /// RFC 3339, UTC.
     #[schemars(pattern(TIMESTAMP))]
     pub started_at: String,
@@ -84,6 +97,20 @@ pub struct Manifest {
     pub repeat_of: Option<RepeatOf>,
 }
 
+#[cfg(test)]
+impl Manifest {
+    /// A manifest of command `x` that used nothing, to build on in tests.
+    pub(crate) fn empty_for_tests() -> Manifest {
+        let text = r#"{"schema":"reprotrace/manifest/v1","backend":"ebpf","command":["x"],"cwd":"/","host":"h",
+            "started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:01Z","exit_code":0,"signal":null,
+            "stats":{"events":0,"lost_events":0,"untracked_children":0,"malformed_events":0,"unresolved_paths":0,
+            "complete":true,"duration_ms":0},"processes":[],"files":[],
+            "software":{"python":[],"interpreters":[],"system_packages":[],"executables":[],"shared_libraries":[]},
+            "data":{"inputs":[],"outputs":[]},"cells":[]}"#;
+        serde_json::from_str(text).expect("the template is a manifest")
+    }
+}
+
 /// The run a repeat repeated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +123,58 @@ pub struct RepeatOf {
     pub bundle: String,
     /// Where its root was unpacked.
     pub root: String,
+}
+
+/// Secrets replaced by `<redacted>` in command lines and the environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Redaction {
+    /// False with `--no-redact`: everything is verbatim.
+    pub enabled: bool,
+    /// The user's `--redact` regular expressions, besides the built-in rules.
+    pub patterns: Vec<String>,
+    /// Each value redacted: where (`command[2]`,
+    /// `processes[pid 7].argv[1]`, `environment.GITHUB_TOKEN`…) and by which
+    /// rule.
+    pub redacted: Vec<Redacted>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Redacted {
+    pub place: String,
+    pub rule: String,
+}
+
+/// The machine and kernel a run ran on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Platform {
+    /// The kernel's release (`uname -r`).
+    pub kernel: String,
+    /// The machine architecture (`uname -m`: `x86_64`, `aarch64`).
+    pub arch: String,
+    /// The CPU's model name (`/proc/cpuinfo`), if it says.
+    pub cpu_model: Option<String>,
+    /// Its CPUs (`/proc/cpuinfo`), whether or not the run could use them all.
+    pub cpus: usize,
+    /// Memory, in KiB (`MemTotal`).
+    pub memory_kib: Option<u64>,
+}
+
+impl Platform {
+    pub fn of_this_host() -> Platform {
+        use procfs::Current;
+        let uname = rustix::system::uname();
+        let cpuinfo = procfs::CpuInfo::current().ok();
+        Platform {
+            kernel: uname.release().to_string_lossy().into_owned(),
+            arch: uname.machine().to_string_lossy().into_owned(),
+            cpu_model: cpuinfo.as_ref().and_then(|cpuinfo| cpuinfo.model_name(0)).map(str::to_string),
+            cpus: cpuinfo.as_ref().map_or(0, procfs::CpuInfo::num_cores),
+            memory_kib: procfs::Meminfo::current().ok().map(|meminfo| meminfo.mem_total / 1024),
+        }
+    }
 }
 
 /// An operating system release, as `/etc/os-release` names it.
@@ -244,7 +323,11 @@ pub struct Stats {
     /// see (strace): their file operations are missing.
     #[serde(default)]
     pub unseen_io_uring_rings: u64,
-    /// False when anything above says facts may be missing, or the audit was cut short.
+    /// The audit stopped before the traced tree ended: a second Ctrl-C
+    /// (SIGINT, SIGTERM or SIGHUP), or its event stream was lost.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+    /// False when anything above says facts may be missing, or the audit was interrupted.
     pub complete: bool,
     /// From the audit's start until its process tree ended (or it stopped
     /// following it), excluding the writing of this manifest.
@@ -481,9 +564,14 @@ pub struct DataEntry {
     /// Last modification, RFC 3339 UTC; `None` for an input the run removed.
     #[schemars(pattern(TIMESTAMP))]
     pub mtime: Option<String>,
-    /// Hex SHA-256 of the contents after the run; `None` if unreadable or removed.
+    /// Hex SHA-256 of the contents after the run; `None` if unreadable,
+    /// removed, or over the hash limit.
     #[schemars(pattern(SHA256))]
     pub sha256: Option<String>,
+    /// Larger than the audit's `--hash-limit`: not hashed, described by
+    /// size and mtime only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub over_hash_limit: bool,
     /// Inputs only: modified after the run started, so the run may have read
     /// other contents than the ones hashed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -302,6 +302,7 @@ fn data_entries(files: &[DataFile]) -> Vec<DataEntry> {
             sha256: file.sha256.clone(),
             changed_during_run: file.changed_during_run,
             namespace: file.namespace,
+            over_hash_limit: file.over_hash_limit,
         })
         .collect()
 }

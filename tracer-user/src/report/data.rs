@@ -86,6 +86,9 @@ pub(super) fn tables(out: &mut String, data: &Data, cells: Option<&CellRefs>, le
             }
             match &entry.sha256 {
                 Some(sha) => w!(out, "<td>{}</td>", short_sha(sha)),
+                None if entry.over_hash_limit => {
+                    out.push_str("<td class=\"muted\" title=\"larger than the audit's --hash-limit\">not hashed</td>")
+                }
                 None => out.push_str("<td class=\"muted\">–</td>"),
             }
             if let Some(cells) = cells {

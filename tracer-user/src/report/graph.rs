@@ -298,6 +298,7 @@ mod tests {
             sha256: None,
             changed_during_run: false,
             namespace: None,
+            over_hash_limit: false,
         }
     }
 

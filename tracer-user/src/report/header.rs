@@ -102,8 +102,8 @@ fn completeness(out: &mut String, manifest: &Manifest) {
         );
     } else {
         out.push_str("<div class=\"status bad\"><span class=\"badge bad\">incomplete</span> Facts may be missing");
-        if reasons.is_empty() {
-            reasons.push("the audit was interrupted or cut short".into());
+        if stats.interrupted || reasons.is_empty() {
+            reasons.insert(0, "the audit was interrupted before the traced processes ended".into());
         }
         out.push_str(":\n<ul>");
         for reason in &reasons {

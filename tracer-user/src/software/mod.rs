@@ -13,7 +13,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use crate::{access::AccessLog, tracker::path::file_name};
+use crate::{access::AccessLog, launch::Credentials, privilege::ActingAs, tracker::path::file_name};
 
 pub use dpkg::{DpkgError, SystemPackage};
 pub use python::{Distribution, Interpreter};
@@ -30,7 +30,16 @@ pub struct SoftwareIndex {
 /// command ends.
 pub struct IndexBuilder {
     paths: mpsc::Sender<Vec<u8>>,
-    worker: JoinHandle<Result<SoftwareIndex, DpkgError>>,
+    worker: JoinHandle<Result<SoftwareIndex, IndexError>>,
+}
+
+/// Why the software index could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Dpkg(#[from] DpkgError),
+    #[error("cannot take the invoking user's rights to index software: {0}")]
+    Credentials(#[source] std::io::Error),
 }
 
 /// Hands paths the trace used to an [`IndexBuilder`].
@@ -47,7 +56,9 @@ impl PathSink {
 }
 
 impl IndexBuilder {
-    pub fn start() -> Self {
+    /// Starts indexing, reading files as `owner` when there is one (the
+    /// user an audit under sudo is for).
+    pub fn start(owner: Option<Credentials>) -> Self {
         let (paths, incoming) = mpsc::channel::<Vec<u8>>();
         let worker = std::thread::spawn(move || {
             // Indexing is bookkeeping: it must not take CPU from the command
@@ -55,6 +66,8 @@ impl IndexBuilder {
             // when the command ends is finished then).
             // (Linux keeps nice values per thread: this one's own id.)
             let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+            // The paths come from the user's run: never followed as root.
+            let _acting = ActingAs::maybe(owner.as_ref()).map_err(IndexError::Credentials)?;
             let dpkg = dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR))?;
             let mut warm = python::PythonIndex::warm_up();
             for path in incoming {
@@ -70,7 +83,7 @@ impl IndexBuilder {
     }
 
     /// The index, once every [`PathSink`] is dropped and the paths sent are looked at.
-    pub fn finish(self) -> Result<SoftwareIndex, DpkgError> {
+    pub fn finish(self) -> Result<SoftwareIndex, IndexError> {
         drop(self.paths);
         self.worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }

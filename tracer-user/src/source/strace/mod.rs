@@ -56,8 +56,8 @@ pub enum StraceError {
     ReaderPanicked,
     #[error("strace exited before it started the command (see its message above)")]
     NothingStarted,
-    #[error("strace could not attach to the processes (see its message above)")]
-    CouldNotAttach,
+    #[error("strace could not attach to any of the processes: {0}")]
+    CouldNotAttach(String),
     #[error("cannot watch strace (pidfd): {0}")]
     Watch(#[source] std::io::Error),
 }
@@ -210,8 +210,12 @@ impl StraceSource {
     }
 
     /// Attaches strace to the processes of `existing`; returns once it traces
-    /// every one of their threads.
-    pub async fn attach(existing: &[ExistingProcess]) -> Result<StraceSource, StraceError> {
+    /// every one of their threads it can, with the processes it follows and
+    /// those it cannot (another tracer has them, or strace was refused: it
+    /// says why), which are left out.
+    pub async fn attach(
+        existing: Vec<ExistingProcess>,
+    ) -> Result<(StraceSource, Vec<ExistingProcess>, Vec<Untraceable>), StraceError> {
         let log = LogPipe::new()?;
         let pids: Vec<u32> = existing.iter().map(|process| process.pid).collect();
         let mut command = std::process::Command::new(find_strace()?);
@@ -219,23 +223,32 @@ impl StraceSource {
         let (mut source, writer) = StraceSource::start(Mode::Attached, command, log, None)?;
         let tids: Vec<u32> = existing.iter().flat_map(|process| process.threads.iter().copied()).collect();
         let strace_pid = source.strace_pid;
-        let attached = async {
-            while !tids.iter().all(|tid| tracer_of(*tid).is_none_or(|tracer| tracer == strace_pid)) {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        };
         let attached = tokio::select! {
             biased;
-            () = attached => true,
+            () = settle_attaching(&tids) => true,
             _ = source.strace_exit.readable() => false,
         };
         // strace opens its log before it attaches.
         drop(writer);
-        if !attached {
+        let (followed, untraceable): (Vec<ExistingProcess>, Vec<ExistingProcess>) = existing
+            .into_iter()
+            .partition(|process| attached && tracer_of(process.pid).is_none_or(|tracer| tracer == strace_pid));
+        let untraceable: Vec<Untraceable> = untraceable
+            .into_iter()
+            .map(|process| Untraceable {
+                pid: process.pid,
+                tracer: tracer_of(process.pid).filter(|&tracer| tracer != 0),
+            })
+            .collect();
+        if followed.is_empty() {
+            // Nothing to trace: strace goes (and no longer opens the log).
+            source.signal_strace(Signal::KILL);
+            let _ = source.strace_exit.readable().await;
             source.drain_unused().await;
-            return Err(StraceError::CouldNotAttach);
+            let reasons: Vec<String> = untraceable.iter().map(Untraceable::to_string).collect();
+            return Err(StraceError::CouldNotAttach(reasons.join("; ")));
         }
-        Ok(source)
+        Ok((source, followed, untraceable))
     }
 
     /// Spawns strace and the thread reading its log; hands back our copy of
@@ -340,6 +353,46 @@ fn kill_traced_processes(strace_pid: u32) {
         if let Some(pid) = Pid::from_raw(descendant as i32) {
             let _ = kill_process(pid, Signal::KILL);
         }
+    }
+}
+
+/// A process strace could not attach to.
+#[derive(Debug)]
+pub struct Untraceable {
+    pub pid: u32,
+    /// The process that traces it already, if one does.
+    pub tracer: Option<u32>,
+}
+
+impl std::fmt::Display for Untraceable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.tracer {
+            Some(tracer) => write!(f, "pid {} is traced already, by pid {tracer}", self.pid),
+            None => write!(f, "pid {} refused strace (see strace's message)", self.pid),
+        }
+    }
+}
+
+/// Returns once each of `tids` is traced (by strace), gone, or cannot
+/// be: another tracer has it, or strace made no progress for a while (it
+/// was refused, and said so).
+async fn settle_attaching(tids: &[u32]) {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+    let mut waiting = usize::MAX;
+    let mut progress_at = std::time::Instant::now();
+    loop {
+        // Untraced yet (`TracerPid: 0`); one traced by another tracer never will be.
+        let untraced = tids.iter().filter(|tid| tracer_of(**tid) == Some(0)).count();
+        if untraced == 0 {
+            return;
+        }
+        if untraced < waiting {
+            waiting = untraced;
+            progress_at = std::time::Instant::now();
+        } else if progress_at.elapsed() > PATIENCE {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 
