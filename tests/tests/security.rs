@@ -10,7 +10,7 @@ use std::{
         process::CommandExt,
     },
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Child, Command, Output},
     sync::{
         atomic::{AtomicBool, Ordering},
         Mutex,
@@ -398,13 +398,15 @@ fn a_full_disk_at_the_end_keeps_the_audit_and_the_exit_code() {
 
 #[test]
 fn strace_attach_goes_on_without_a_process_traced_already() {
-    let free = Command::new("sleep").arg("60").spawn().expect("sleep");
-    let taken = Command::new("sleep").arg("60").spawn().expect("sleep");
-    let other_strace =
-        Command::new("strace").args(["-o", "/dev/null", "-p"]).arg(taken.id().to_string()).spawn().expect("strace");
+    // Every wait below is bounded and says what it waited for: a hang here
+    // must fail this test, never stall the whole run.
+    let mut processes = Processes::default();
+    let free = processes.spawn(Command::new("sleep").arg("60"));
+    let taken = processes.spawn(Command::new("sleep").arg("60"));
+    let other_strace = processes.spawn(Command::new("strace").args(["-o", "/dev/null", "-p"]).arg(taken.to_string()));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(format!("/proc/{}/status", taken.id()))
-        .is_ok_and(|status| status.contains(&format!("TracerPid:\t{}", other_strace.id())))
+    while !std::fs::read_to_string(format!("/proc/{taken}/status"))
+        .is_ok_and(|status| status.contains(&format!("TracerPid:\t{other_strace}")))
     {
         assert!(Instant::now() < deadline, "strace never attached");
         std::thread::sleep(Duration::from_millis(10));
@@ -417,32 +419,61 @@ fn strace_attach_goes_on_without_a_process_traced_already() {
         for pid in pids {
             command.args(["--pid", &pid.to_string()]);
         }
-        // A guard against the hang this test is about, not a timing.
-        let mut child = command.stderr(std::process::Stdio::piped()).spawn().expect("attach");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().expect("wait").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("attach ignored --duration");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.wait_with_output().expect("output")
+        // A file, not a pipe: nothing left holding it open can block the read.
+        let log = dir.path().join("stderr");
+        let mut child = command.stderr(std::fs::File::create(&log).expect("stderr file")).spawn().expect("attach");
+        let status = wait_bounded(&mut child, Duration::from_secs(60), "attach ignored --duration");
+        (status, std::fs::read_to_string(&log).expect("stderr"))
     };
-    let both = attach(&[free.id(), taken.id()]);
-    assert_eq!(both.status.code(), Some(0), "{}", stderr(&both));
-    assert!(
-        stderr(&both).contains(&format!("pid {} is traced already, by pid {}", taken.id(), other_strace.id())),
-        "{}",
-        stderr(&both)
-    );
+    let (status, messages) = attach(&[free, taken]);
+    assert_eq!(status.code(), Some(0), "{messages}");
+    assert!(messages.contains(&format!("pid {taken} is traced already, by pid {other_strace}")), "{messages}");
     assert_eq!(manifest(&out)["stats"]["complete"], false, "what the other process did is missing");
-    let alone = attach(&[taken.id()]);
-    assert_eq!(alone.status.code(), Some(125), "{}", stderr(&alone));
-    assert!(stderr(&alone).contains("could not attach to any of the processes"), "{}", stderr(&alone));
-    for mut child in [free, taken, other_strace] {
-        let _ = child.kill();
-        let _ = child.wait();
+    let (status, messages) = attach(&[taken]);
+    assert_eq!(status.code(), Some(125), "{messages}");
+    assert!(messages.contains("could not attach to any of the processes"), "{messages}");
+}
+
+/// Processes a test started, killed and reaped when it ends however it ends;
+/// a tracer goes first so that its tracee can be reaped at once.
+#[derive(Default)]
+struct Processes(Vec<Child>);
+
+impl Processes {
+    fn spawn(&mut self, command: &mut Command) -> u32 {
+        let child = command.spawn().expect("spawn");
+        let pid = child.id();
+        self.0.push(child);
+        pid
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for mut child in self.0.drain(..).rev() {
+            let _ = child.kill();
+            let what = format!("pid {} did not end once killed", child.id());
+            wait_bounded(&mut child, Duration::from_secs(10), &what);
+        }
+    }
+}
+
+/// Waits for `child` at most `patience`, then kills it and panics with `what`.
+fn wait_bounded(child: &mut Child, patience: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            if !std::thread::panicking() {
+                panic!("{what}");
+            }
+            eprintln!("{what}");
+            return std::process::ExitStatus::default();
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

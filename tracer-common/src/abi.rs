@@ -19,6 +19,13 @@ pub const O_TRUNC: u64 = 0o1000;
 pub const O_DIRECTORY: u64 = 0o200000;
 pub const O_CLOEXEC: u64 = 0o2000000;
 pub const O_PATH: u64 = 0o10000000;
+/// `O_TMPFILE` without `O_DIRECTORY` (which it includes).
+pub const O_TMPFILE_ONLY: u64 = 0o20000000;
+
+/// `inode.i_mode` bits: the file type, a regular file, and the execute bits.
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_EXECUTE_BITS: u32 = 0o111;
 
 /// `renameat2` flag: swap the two names.
 pub const RENAME_EXCHANGE: u64 = 1 << 1;

@@ -55,6 +55,10 @@ pub enum EventKind {
     /// str0 = the path (the kernel copied it, so it is resident).
     ExecFailed = 4,
     /// A file was opened. args: [dirfd, open flags, mode]; str0 = path; ret = fd.
+    /// The kernel sends a process image's first read-only open of a regular,
+    /// non-executable file by absolute path (up to 512 bytes) with given flags
+    /// in each notebook cell only; the later ones, and the closes of their
+    /// descriptors, state nothing new and are not sent.
     Open = 5,
     /// The working directory changed. args: [dirfd, -, -]; str0 = path, empty for
     /// fchdir (then dirfd is the directory).
@@ -198,23 +202,86 @@ pub struct PendingSyscall {
     pub str_ptr: [u64; 2],
 }
 
-/// The key of the `SEEN_METADATA` map: a path looked up by one process image
-/// during one notebook cell of one audit.
+/// Where the raw `sys_enter`/`sys_exit` tracepoints' programs find a
+/// syscall's number and arguments (byte offsets in `struct pt_regs`, from the
+/// kernel's BTF), and how they tell a 32-bit (ia32) syscall, whose numbers are
+/// other ones: `thread_info.status` (at that offset in `task_struct`) has
+/// `TS_COMPAT`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MetadataKey {
+pub struct SyscallRegs {
+    /// `orig_ax`: the syscall's number.
+    pub number: u64,
+    /// `di`, `si`, `dx`, `r10`, `r8`, `r9`: its arguments, in order.
+    pub args: [u64; 6],
+    /// `task_struct.thread_info.status`.
+    pub task_status: u64,
+}
+
+// SAFETY: plain integers, no padding.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for SyscallRegs {}
+
+/// x86's `TS_COMPAT` in `thread_info.status`: the task is in a 32-bit syscall.
+pub const TS_COMPAT: u32 = 0x0002;
+
+/// Words of the `MAYBE_TRACED` bitmap: a bit for every task id Linux can
+/// give (`PID_MAX_LIMIT`, 4,194,304 on 64-bit), 512 KiB.
+pub const MAYBE_TRACED_WORDS: u32 = (4 * 1024 * 1024) / 64;
+
+/// Slots of the syscall dispatch tables (`ENTER_HANDLERS`, `EXIT_HANDLERS`):
+/// above every x86_64 syscall number reprotrace traces.
+pub const SYSCALL_SLOTS: usize = 512;
+
+/// The key of the `SEEN_FACTS` map: a fact about an absolute path that one
+/// process image stated during one notebook cell (or Dask task) of one audit:
+/// a lookup, or an open with given flags. The first occurrence is sent, and
+/// the same fact again is not: it would tell user space nothing new.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FactKey {
     pub audit_id: u32,
     /// The process (thread-group) id.
     pub tgid: u32,
-    /// The process's `EPOCHS` entry: new at each fork, exec and cell marker,
-    /// so a process, image or cell never inherits another's lookups.
+    /// The process's `EPOCHS` entry: new at each fork, exec, cell or task
+    /// marker and change of root or namespace, so a process, image, cell or
+    /// view of the file system never inherits another's facts.
     pub epoch: u64,
     /// The path's length, NUL included.
     pub path_len: u32,
-    pub _reserved: u32,
+    /// The [`EventKind`] (high byte) and, for an open, its flags (low 24 bits).
+    pub detail: u32,
     /// A 64-bit hash of the absolute path.
     pub path_hash: u64,
 }
+
+/// The key of the `SILENT_FDS` map: a descriptor whose open was not sent
+/// (an open already seen), so that its close is not sent either.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdKey {
+    pub tgid: u32,
+    pub fd: u32,
+}
+
+/// Where the programs find an open descriptor's inode mode (byte offsets from
+/// BTF): `task_struct.files`, `files_struct.fdt`, `fdtable.fd`,
+/// `file.f_inode`, `inode.i_mode`. An open is only left unsent when it opened
+/// a regular file that is not executable: a directory's descriptor resolves
+/// later paths, an executable's may be run through `/dev/fd`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileOffsets {
+    pub task_files: u64,
+    pub files_fdt: u64,
+    pub fdtable_fd: u64,
+    pub file_inode: u64,
+    pub inode_mode: u64,
+}
+
+// SAFETY: plain integers, no padding.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for FileOffsets {}
 
 /// Map names, as exported from the object and looked up by the loader.
 pub mod maps {
@@ -231,15 +298,40 @@ pub mod maps {
     /// `Array<[u8; EXEC_SCRATCH_SIZE]>`, one entry per CPU (too large for a
     /// per-CPU map), where exec events are assembled.
     pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
-    /// `LruHashMap<MetadataKey, u8>`: the absolute paths each process image
-    /// has looked up already in the current cell (not sent again).
-    pub const SEEN_METADATA: &str = "SEEN_METADATA";
+    /// `LruHashMap<FactKey, u8>`: the facts about absolute paths each
+    /// process image has stated already in the current cell (not sent again).
+    pub const SEEN_FACTS: &str = "SEEN_FACTS";
+    /// `LruHashMap<FdKey, u8>`: descriptors whose open was not sent.
+    pub const SILENT_FDS: &str = "SILENT_FDS";
     /// `HashMap<u32 tgid, u64>`: the current epoch of each traced process.
     pub const EPOCHS: &str = "EPOCHS";
     /// `HashMap<u64 request, u32 audit id>`: io_uring requests awaiting completion.
     pub const IO_URING_REQUESTS: &str = "IO_URING_REQUESTS";
-    pub const ALL: &[&str] =
-        &[TRACED, PENDING, EVENTS, COUNTERS, SCRATCH, EXEC_SCRATCH, SEEN_METADATA, EPOCHS, IO_URING_REQUESTS];
+    /// `Array<u64>` of [`super::MAYBE_TRACED_WORDS`], memory-mapped by user
+    /// space: bit `tid` is set while task `tid` may be in `TRACED` (set
+    /// before it is added, cleared after it is removed), so that the
+    /// dispatchers turn an untraced task away with one array read instead of
+    /// a hash lookup.
+    pub const MAYBE_TRACED: &str = "MAYBE_TRACED";
+    /// `ProgramArray` of [`super::SYSCALL_SLOTS`]: each traced syscall's entry handler at its number.
+    pub const ENTER_HANDLERS: &str = "ENTER_HANDLERS";
+    /// `ProgramArray` of [`super::SYSCALL_SLOTS`]: the exit handler at each traced syscall's number.
+    pub const EXIT_HANDLERS: &str = "EXIT_HANDLERS";
+    pub const ALL: &[&str] = &[
+        TRACED,
+        PENDING,
+        EVENTS,
+        COUNTERS,
+        SCRATCH,
+        EXEC_SCRATCH,
+        SEEN_FACTS,
+        SILENT_FDS,
+        EPOCHS,
+        IO_URING_REQUESTS,
+        ENTER_HANDLERS,
+        EXIT_HANDLERS,
+        MAYBE_TRACED,
+    ];
 }
 
 /// Slots of the `COUNTERS` map.
@@ -265,38 +357,83 @@ pub mod globals {
     pub const MM_ARG_END_OFFSET: &str = "MM_ARG_END_OFFSET";
     /// An [`crate::io_uring::IoUringOffsets`].
     pub const IO_URING_OFFSETS: &str = "IO_URING_OFFSETS";
-    pub const ALL: &[&str] =
-        &[TASK_EXIT_CODE_OFFSET, TASK_MM_OFFSET, MM_ARG_START_OFFSET, MM_ARG_END_OFFSET, IO_URING_OFFSETS];
+    /// A [`crate::SyscallRegs`]: where a syscall's number and arguments are
+    /// in `struct pt_regs`, and where a task says it is in a 32-bit syscall.
+    pub const SYSCALL_REGS: &str = "SYSCALL_REGS";
+    /// A [`crate::FileOffsets`].
+    pub const FILE_OFFSETS: &str = "FILE_OFFSETS";
+    /// Non-zero: every program returns at once (the benchmarks' floor: what
+    /// attaching costs before any work).
+    pub const RETURN_AT_ONCE: &str = "RETURN_AT_ONCE";
+    pub const ALL: &[&str] = &[
+        TASK_EXIT_CODE_OFFSET,
+        TASK_MM_OFFSET,
+        MM_ARG_START_OFFSET,
+        MM_ARG_END_OFFSET,
+        IO_URING_OFFSETS,
+        SYSCALL_REGS,
+        FILE_OFFSETS,
+        RETURN_AT_ONCE,
+    ];
 }
 
-/// A tracepoint program: its symbol in the object and where it attaches.
+/// How a program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// To the raw tracepoint of this name (`sys_enter`, `sys_exit`).
+    RawTracepoint(&'static str),
+    /// To the tracepoint `category:name`.
+    Tracepoint { category: &'static str, name: &'static str },
+    /// Not attached: the `sys_enter` dispatcher tail-calls it for syscall `nr`
+    /// (slot `nr` of `ENTER_HANDLERS`).
+    EnterHandler { nr: u32 },
+    /// Not attached: the `sys_exit` dispatcher tail-calls it for every traced
+    /// syscall (each traced number's slot of `EXIT_HANDLERS`).
+    ExitHandler,
+}
+
+/// A program: its symbol in the object and how it is attached.
 #[derive(Clone, Copy, Debug)]
 pub struct ProgramSpec {
     pub symbol: &'static str,
-    pub category: &'static str,
-    pub name: &'static str,
+    pub attach: Attach,
 }
 
-/// The programs on other tracepoints than the syscalls': the scheduler's,
-/// which follow the PID tree, and io_uring's, which see its requests.
-pub const TRACEPOINT_PROGRAMS: &[ProgramSpec] = &[
-    ProgramSpec { symbol: "sched_process_fork", category: "sched", name: "sched_process_fork" },
-    ProgramSpec { symbol: "sched_process_exec", category: "sched", name: "sched_process_exec" },
-    ProgramSpec { symbol: "sched_process_exit", category: "sched", name: "sched_process_exit" },
-    ProgramSpec { symbol: "io_uring_submit_req", category: "io_uring", name: "io_uring_submit_req" },
-    ProgramSpec { symbol: "io_uring_complete", category: "io_uring", name: "io_uring_complete" },
+impl ProgramSpec {
+    /// A raw tracepoint program (every other one is a classic tracepoint's,
+    /// attached or not).
+    /// The program on a classic tracepoint, named after it.
+    const fn tracepoint(category: &'static str, name: &'static str) -> ProgramSpec {
+        ProgramSpec { symbol: name, attach: Attach::Tracepoint { category, name } }
+    }
+
+    pub fn is_raw_tracepoint(&self) -> bool {
+        matches!(self.attach, Attach::RawTracepoint(_) | Attach::EnterHandler { .. } | Attach::ExitHandler)
+    }
+}
+
+/// The programs besides the syscalls' entry handlers: the syscall
+/// dispatchers on the `sys_enter` and `sys_exit` raw tracepoints (two attach
+/// points for every syscall, each a program run and a table lookup for a
+/// syscall reprotrace does not trace), the exit handler, the scheduler's
+/// tracepoints, which follow the PID tree, and io_uring's, which see its
+/// requests.
+pub const FIXED_PROGRAMS: &[ProgramSpec] = &[
+    ProgramSpec { symbol: "sys_enter", attach: Attach::RawTracepoint("sys_enter") },
+    ProgramSpec { symbol: "sys_exit", attach: Attach::RawTracepoint("sys_exit") },
+    ProgramSpec { symbol: "exit_syscall", attach: Attach::ExitHandler },
+    ProgramSpec::tracepoint("sched", "sched_process_fork"),
+    ProgramSpec::tracepoint("sched", "sched_process_exec"),
+    ProgramSpec::tracepoint("sched", "sched_process_exit"),
+    ProgramSpec::tracepoint("io_uring", "io_uring_submit_req"),
+    ProgramSpec::tracepoint("io_uring", "io_uring_complete"),
 ];
 
-/// Every program in the object: the other tracepoints', then an entry and an
-/// exit program per traced syscall. The build exports these symbols and the
-/// loader attaches each one.
+/// Every program in the object: the fixed ones, then an entry handler per
+/// traced syscall. The build exports these symbols and the loader loads each.
 pub fn programs() -> impl Iterator<Item = ProgramSpec> {
-    let syscall_programs = syscalls::SYSCALLS.iter().flat_map(|syscall| {
-        [syscall.enter_program, syscall.exit_program].map(|program| ProgramSpec {
-            symbol: program,
-            category: "syscalls",
-            name: program,
-        })
-    });
-    TRACEPOINT_PROGRAMS.iter().copied().chain(syscall_programs)
+    let handlers = syscalls::SYSCALLS
+        .iter()
+        .map(|syscall| ProgramSpec { symbol: syscall.enter_handler, attach: Attach::EnterHandler { nr: syscall.nr } });
+    FIXED_PROGRAMS.iter().copied().chain(handlers)
 }

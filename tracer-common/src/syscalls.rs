@@ -1,8 +1,9 @@
 //! The syscalls reprotrace traces, in one table: each one's name, its x86_64
 //! number, and the fact it states with where that fact's arguments and strings
 //! come from. Everything that needs the list derives it from here: the kernel
-//! programs (one entry and one exit program per syscall), the loader's program
-//! table, strace's `-e trace=` list and its log parser, and the benchmarks.
+//! programs (one entry handler per syscall, which the `sys_enter` raw
+//! tracepoint calls by number), the loader's program table, strace's
+//! `-e trace=` list and its log parser, and the benchmarks.
 //!
 //! [`Syscall::normalise`] turns a call's arguments into its fact, for both
 //! sides: the kernel reads the arguments from the tracepoint record and user
@@ -60,12 +61,13 @@ pub struct Syscall {
     /// Its number on x86_64.
     pub nr: u32,
     pub shape: Shape,
-    /// The kernel programs for its `syscalls:sys_enter_*` and `sys_exit_*`
-    /// tracepoints: their symbols in the object, which are also the
-    /// tracepoints' names (the kernel's name of the syscall, which can differ
+    /// The kernel program that handles its entry (`enter_<name>`): the
+    /// `sys_enter` dispatcher tail-calls it by number.
+    pub enter_handler: &'static str,
+    /// The kernel's name of the syscall in its `syscalls:sys_enter_*`
+    /// tracepoint, whose format file documents its arguments (it can differ
     /// from the ABI's: `stat` is `newstat`).
-    pub enter_program: &'static str,
-    pub exit_program: &'static str,
+    pub tracepoint: &'static str,
 }
 
 /// A call reduced to the fact it states.
@@ -244,7 +246,8 @@ macro_rules! for_each_syscall {
     };
 }
 
-/// The kernel's name of a syscall: the override when the table gives one.
+/// The kernel's name of a syscall (in its tracepoints): the override when the
+/// table gives one.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __tracepoint_name {
@@ -268,14 +271,14 @@ macro_rules! define_syscalls {
                 name: stringify!($first),
                 nr: $first_nr,
                 shape: $first_shape,
-                enter_program: concat!("sys_enter_", $crate::__tracepoint_name!($first $($first_tracepoint)?)),
-                exit_program: concat!("sys_exit_", $crate::__tracepoint_name!($first $($first_tracepoint)?)),
+                enter_handler: concat!("enter_", stringify!($first)),
+                tracepoint: $crate::__tracepoint_name!($first $($first_tracepoint)?),
             }, $(Syscall {
                 name: stringify!($name),
                 nr: $nr,
                 shape: $shape,
-                enter_program: concat!("sys_enter_", $crate::__tracepoint_name!($name $($tracepoint)?)),
-                exit_program: concat!("sys_exit_", $crate::__tracepoint_name!($name $($tracepoint)?)),
+                enter_handler: concat!("enter_", stringify!($name)),
+                tracepoint: $crate::__tracepoint_name!($name $($tracepoint)?),
             },)*]
         };
 
@@ -316,8 +319,9 @@ mod tests {
     fn names_and_programs_are_unique() {
         for (index, syscall) in SYSCALLS.iter().enumerate() {
             assert!(SYSCALLS[..index].iter().all(|other| other.name != syscall.name && other.nr != syscall.nr));
-            let tracepoint = syscall.enter_program.strip_prefix("sys_enter_").expect("an entry tracepoint");
-            assert_eq!(syscall.exit_program.strip_prefix("sys_exit_"), Some(tracepoint));
+            assert_eq!(syscall.enter_handler.strip_prefix("enter_"), Some(syscall.name));
+            assert!((syscall.nr as usize) < crate::SYSCALL_SLOTS, "{} is beyond the dispatch table", syscall.name);
+            let tracepoint = syscall.tracepoint;
             assert!(tracepoint == syscall.name || matches!(syscall.name, "stat" | "lstat" | "umount2"), "{tracepoint}");
         }
     }

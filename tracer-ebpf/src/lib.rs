@@ -5,37 +5,49 @@
 //! `sched_process_exit` removes a task that is gone. For a task not in `TRACED`
 //! each program costs one hash lookup and returns.
 //!
-//! Syscall entry programs only normalise their arguments into a `PendingSyscall`;
-//! the exit program reads the strings (their pages are resident once the kernel has
-//! copied them) and emits one event when the syscall succeeded. A successful exec
-//! is reported by `sched_process_exec` instead, from the new image: the path the
-//! kernel ran and the argv it copied onto the new stack, both resident; a failed
-//! one by the exit program, with its path.
+//! Syscalls are seen on the raw `sys_enter` and `sys_exit` tracepoints: two
+//! attach points for every syscall of every task, each a program run and a
+//! tail call by syscall number that goes nowhere for a syscall reprotrace does
+//! not trace (a per-syscall tracepoint costs several times more per call, and
+//! each one attached takes an RCU grace period to detach). The entry handler
+//! of a traced syscall only normalises its arguments into a `PendingSyscall`;
+//! the exit handler, one for all, reads the strings (their pages are resident
+//! once the kernel has copied them) and emits one event when the syscall
+//! succeeded. A successful exec is reported by `sched_process_exec` instead,
+//! from the new image: the path the kernel ran and the argv it copied onto the
+//! new stack, both resident; a failed one by the exit handler, with its path.
 //!
 //! Built for the host target as LLVM bitcode and linked for BPF by bpf-linker, so
 //! nothing here may panic: indexes are masked and helpers are called raw.
 #![no_std]
 
-use core::{convert::Infallible, ffi::c_void};
+use core::{
+    convert::Infallible,
+    ffi::c_void,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use aya_ebpf::{
     helpers::generated::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str,
     },
-    macros::{map, tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    macros::{map, raw_tracepoint, tracepoint},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+    programs::{RawTracePointContext, TracePointContext},
     EbpfContext,
 };
 use tracer_common::{
-    abi::{AT_FDCWD_ARG, CLONE_FILES, CLONE_FS, CLONE_THREAD, CLONE_VM},
+    abi::{
+        AT_FDCWD_ARG, CLONE_FILES, CLONE_FS, CLONE_THREAD, CLONE_VM, O_ACCMODE, O_CREAT, O_DIRECTORY, O_PATH,
+        O_TMPFILE_ONLY, O_TRUNC, S_EXECUTE_BITS, S_IFMT, S_IFREG,
+    },
     counters,
     io_uring::{opcode, IoUringOffsets},
-    syscalls::{Arg, Shape, Syscall},
-    EventHeader, EventKind, MetadataKey, PendingSyscall, ARGV_MAX, EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED,
-    FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX,
-    SCRATCH_SIZE,
+    syscalls::{Arg, Syscall},
+    EventHeader, EventKind, FactKey, FdKey, FileOffsets, PendingSyscall, SyscallRegs, ARGV_MAX, EXEC_SCRATCH_SIZE,
+    FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED,
+    HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX, SCRATCH_SIZE, SYSCALL_SLOTS, TS_COMPAT,
 };
 
 const MAX_TASKS: u32 = 65536;
@@ -48,6 +60,61 @@ const WAKEUP_EVENTS: u64 = 2048;
 
 #[map]
 static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TASKS, 0);
+
+/// `bpf_map_create` flag: the array can be mapped into user space's memory.
+const BPF_F_MMAPABLE: u32 = 1024;
+
+/// Bit `tid` set while task `tid` may be in `TRACED` (see tracer-common): the
+/// dispatchers' first question, one array read.
+#[map]
+static MAYBE_TRACED: Array<u64> = Array::with_max_entries(MAYBE_TRACED_WORDS, BPF_F_MMAPABLE);
+
+/// Whether task `tid` may be traced (a tid beyond the bitmap: maybe).
+#[inline(always)]
+fn maybe_traced(tid: u32) -> bool {
+    match MAYBE_TRACED.get(tid >> 6) {
+        Some(word) => word & (1 << (tid & 63)) != 0,
+        None => true,
+    }
+}
+
+/// Sets or clears task `tid`'s bit, atomically: user space and other CPUs
+/// change other bits of the same word meanwhile.
+#[inline(always)]
+fn mark_maybe_traced(tid: u32, traced: bool) {
+    let Some(word) = MAYBE_TRACED.get_ptr_mut(tid >> 6) else { return };
+    // SAFETY: a map value, 8-byte aligned, that lives as long as the map;
+    // every writer uses atomic operations on it.
+    let word = unsafe { AtomicU64::from_ptr(word) };
+    let bit = 1u64 << (tid & 63);
+    match traced {
+        true => word.fetch_or(bit, Ordering::Relaxed),
+        false => word.fetch_and(!bit, Ordering::Relaxed),
+    };
+}
+
+/// Follows `tid` for `audit_id`: marked first, so that no syscall of a task
+/// in `TRACED` is turned away.
+#[inline(always)]
+fn follow(tid: u32, audit_id: u32) -> bool {
+    mark_maybe_traced(tid, true);
+    TRACED.insert(tid, audit_id, 0).is_ok()
+}
+
+/// Stops following `tid`: unmarked last.
+#[inline(always)]
+fn unfollow(tid: u32) {
+    let _ = TRACED.remove(tid);
+    mark_maybe_traced(tid, false);
+}
+
+/// Each traced syscall's entry handler, at its number (filled by the loader).
+#[map]
+static ENTER_HANDLERS: ProgramArray = ProgramArray::with_max_entries(SYSCALL_SLOTS as u32, 0);
+
+/// The exit handler, at each traced syscall's number (filled by the loader).
+#[map]
+static EXIT_HANDLERS: ProgramArray = ProgramArray::with_max_entries(SYSCALL_SLOTS as u32, 0);
 
 #[map]
 static PENDING: HashMap<u32, PendingSyscall> = HashMap::with_max_entries(MAX_TASKS, 0);
@@ -67,11 +134,16 @@ static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(
 #[map]
 static EXEC_SCRATCH: Array<[u8; EXEC_SCRATCH_SIZE]> = Array::with_max_entries(1, 0);
 
-/// Absolute paths each process image looked up already in the current cell:
-/// a Python start-up stats the same few hundred paths again and again, and
-/// the first lookup is the fact.
+/// Facts about absolute paths each process image stated already in the
+/// current cell (see tracer-common's `FactKey`): a Python start-up stats and
+/// opens the same few hundred paths again and again, a storm of reads opens
+/// the same files, and the first time is the fact.
 #[map]
-static SEEN_METADATA: LruHashMap<MetadataKey, u8> = LruHashMap::with_max_entries(65536, 0);
+static SEEN_FACTS: LruHashMap<FactKey, u8> = LruHashMap::with_max_entries(65536, 0);
+
+/// Descriptors whose open was not sent, so that their close is not either.
+#[map]
+static SILENT_FDS: LruHashMap<FdKey, u8> = LruHashMap::with_max_entries(65536, 0);
 
 /// io_uring requests of traced tasks awaiting completion: request → audit id.
 #[map]
@@ -136,11 +208,27 @@ static MM_ARG_START_OFFSET: u64 = 0;
 #[no_mangle]
 static MM_ARG_END_OFFSET: u64 = 0;
 
+/// Where syscalls keep their number and arguments in `struct pt_regs`, and
+/// the task its 32-bit flag, from BTF (see tracer-common's `SyscallRegs`).
+#[no_mangle]
+static SYSCALL_REGS: SyscallRegs = SyscallRegs { number: 0, args: [0; 6], task_status: 0 };
+
+/// Where an open descriptor's inode is, from BTF (see tracer-common's `FileOffsets`).
+#[no_mangle]
+static FILE_OFFSETS: FileOffsets =
+    FileOffsets { task_files: 0, files_fdt: 0, fdtable_fd: 0, file_inode: 0, inode_mode: 0 };
+
+/// Set by the loader for the benchmarks' floor: every program returns at once.
+#[no_mangle]
+static RETURN_AT_ONCE: u64 = 0;
+
+#[inline(always)]
+fn returns_at_once() -> bool {
+    loader_global(&RETURN_AT_ONCE) != 0
+}
+
 // Offsets in the tracepoint records (see /sys/kernel/tracing/events/*/*/format;
 // the loader checks them against the running kernel before attaching).
-const SYSCALL_NR_OFFSET: usize = 8;
-const SYSCALL_ARGS_OFFSET: usize = 16;
-const SYSCALL_RET_OFFSET: usize = 16;
 const FORK_CHILD_PID_OFFSET: usize = 20;
 const EXEC_FILENAME_OFFSET: usize = 8;
 const EXEC_PID_OFFSET: usize = 12;
@@ -185,9 +273,29 @@ fn read_ctx<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { core::ptr::read_unaligned(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
 }
 
+/// Argument `index` of the syscall whose registers are at `regs`.
 #[inline(always)]
-fn syscall_arg(ctx: &TracePointContext, index: usize) -> u64 {
-    read_ctx(ctx, SYSCALL_ARGS_OFFSET + 8 * index)
+fn syscall_arg(regs: u64, index: usize) -> u64 {
+    match SYSCALL_REGS.args.get(index) {
+        Some(offset) => read_kernel_u64(regs + loader_global(offset)),
+        None => 0,
+    }
+}
+
+/// The number of the syscall whose registers are at `regs`.
+#[inline(always)]
+fn syscall_number(regs: u64) -> u64 {
+    read_kernel_u64(regs + loader_global(&SYSCALL_REGS.number))
+}
+
+/// Whether the current task is in a 32-bit syscall, whose numbers mean other
+/// calls (the eBPF backend does not follow them; the manifest counts such
+/// processes).
+#[inline(always)]
+fn in_compat_syscall() -> bool {
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    read_kernel_u32(task + loader_global(&SYSCALL_REGS.task_status)) as u32 & TS_COMPAT != 0
 }
 
 /// The byte at user address `ptr`; `None` if it cannot be read (yet: its page
@@ -429,52 +537,55 @@ fn path_hash(bytes: *const u8) -> u64 {
 /// call into the fact it states (the shared table of tracer-common) and leaves
 /// it in `PENDING` for the exit program.
 #[inline(always)]
-fn on_enter(ctx: &TracePointContext, syscall: &Syscall) {
+fn on_enter(ctx: &RawTracePointContext, syscall: &Syscall) {
     let tid = current_tid();
-    if audit_of(tid).is_none() {
+    if audit_of(tid).is_none() || in_compat_syscall() {
         return;
     }
+    let regs: u64 = ctx.arg(0);
     let value = |arg: Arg| -> Result<u64, Infallible> {
         Ok(match arg {
-            Arg::Raw(position) | Arg::Named(position, _) => syscall_arg(ctx, usize::from(position)),
+            Arg::Raw(position) | Arg::Named(position, _) => syscall_arg(regs, usize::from(position)),
             Arg::Member { position, offset, .. } => {
-                read_user_u64(syscall_arg(ctx, usize::from(position)).wrapping_add(u64::from(offset)))
+                read_user_u64(syscall_arg(regs, usize::from(position)).wrapping_add(u64::from(offset)))
             }
             // Resolved by `normalise` itself.
             Arg::Unused | Arg::Const(_) | Arg::Bit(..) => 0,
         })
     };
     let Ok(Some(fact)) = syscall.normalise(value) else { return };
-    let str_ptr = fact.strings.map(|position| position.map_or(0, |position| syscall_arg(ctx, usize::from(position))));
+    let str_ptr = fact.strings.map(|position| position.map_or(0, |position| syscall_arg(regs, usize::from(position))));
     // An empty path (`AT_EMPTY_PATH`) is a descriptor's stat, as glibc's
     // fstat makes one: no name is looked up, and a hot loop of fstats should
     // cost no more than this check.
     if fact.kind == EventKind::Metadata && user_byte(str_ptr[0]) == Some(0) {
         return;
     }
-    let pending = PendingSyscall {
-        syscall_nr: read_ctx::<i32>(ctx, SYSCALL_NR_OFFSET) as u32,
-        kind: fact.kind as u16,
-        _reserved: 0,
-        args: fact.args,
-        str_ptr,
-    };
+    let pending =
+        PendingSyscall { syscall_nr: syscall.nr, kind: fact.kind as u16, _reserved: 0, args: fact.args, str_ptr };
     let _ = PENDING.insert(tid, pending, 0);
 }
 
-/// What every syscall exit program does: emits the fact a traced task's
-/// syscall established, if it succeeded. (The table entry is a constant, so
-/// each program keeps only the branches its syscall can take.)
+/// The exit handler of every traced syscall (the `sys_exit` dispatcher
+/// tail-calls it): emits the fact a traced task's syscall established, if it
+/// succeeded.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "raw_tp")]
+fn exit_syscall(ctx: *mut c_void) -> u32 {
+    on_exit(&RawTracePointContext::new(ctx));
+    0
+}
+
 #[inline(always)]
-fn on_exit(ctx: &TracePointContext, syscall: &Syscall) {
+fn on_exit(ctx: &RawTracePointContext) {
     let tid = current_tid();
     let Some(pending) = pending_of(tid) else { return };
     let _ = PENDING.remove(tid);
-    if pending.syscall_nr != read_ctx::<i32>(ctx, SYSCALL_NR_OFFSET) as u32 {
+    if u64::from(pending.syscall_nr) != syscall_number(ctx.arg(0)) {
         return;
     }
     let Some(audit_id) = audit_of(tid) else { return };
-    let ret: i64 = read_ctx(ctx, SYSCALL_RET_OFFSET);
+    let ret: i64 = ctx.arg(1);
     let Some(kind) = EventKind::from_wire(pending.kind) else { return };
     let head = header(kind, audit_id, ret, pending.args);
     match kind {
@@ -489,17 +600,75 @@ fn on_exit(ctx: &TracePointContext, syscall: &Syscall) {
             emit_with_paths(head, pending.str_ptr)
         }
         _ if ret < 0 => {}
-        EventKind::Metadata if matches!(syscall.shape, Shape::Fact { kind: EventKind::Metadata, .. }) => {
-            emit_metadata(head, pending.str_ptr[0])
-        }
+        EventKind::Metadata => emit_path_fact(head, pending.str_ptr[0], None),
+        EventKind::Open => emit_path_fact(head, pending.str_ptr[0], Some(ret as u32)),
         EventKind::ExecFailed => {}
-        _ => emit_with_paths(head, pending.str_ptr),
+        EventKind::Close if head.args[0] == head.args[1] && close_is_silent(head.tgid, head.args[0] as u32) => {}
+        kind => {
+            match kind {
+                // A new descriptor: its close must be sent.
+                EventKind::Dup | EventKind::MemfdCreate | EventKind::IoUringSetup => {
+                    let _ = SILENT_FDS.remove(FdKey { tgid: head.tgid, fd: ret as u32 });
+                }
+                // What an absolute path names changed for this process:
+                // facts about them are news again.
+                EventKind::Chroot
+                | EventKind::PivotRoot
+                | EventKind::Setns
+                | EventKind::Unshare
+                | EventKind::Mount
+                | EventKind::Umount
+                | EventKind::MoveMount => new_epoch(head.tgid),
+                _ => {}
+            }
+            emit_with_paths(head, pending.str_ptr)
+        }
     }
 }
 
-/// Emits a lookup, unless its audit looked the same absolute path up before.
+/// Whether the close of `fd` by process `tgid` closes a descriptor whose open
+/// was not sent (it is not sent either, and forgotten).
 #[inline(always)]
-fn emit_metadata(mut head: EventHeader, path_ptr: u64) {
+fn close_is_silent(tgid: u32, fd: u32) -> bool {
+    let key = FdKey { tgid, fd };
+    // SAFETY: only the presence of the key is used.
+    if unsafe { SILENT_FDS.get(key) }.is_none() {
+        return false;
+    }
+    let _ = SILENT_FDS.remove(key);
+    true
+}
+
+/// The open flags under which an open of a regular file states nothing more
+/// than the first one did (read only, not creating, truncating or opening a
+/// directory, a path or a temporary file).
+const SILENCEABLE_OPEN_FLAGS_MASK: u64 = O_ACCMODE | O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | O_TMPFILE_ONLY;
+
+/// Whether descriptor `fd` of the current task is a regular file without
+/// execute bits: one whose descriptor resolves no path (a directory's does)
+/// and is run through no `/dev/fd` (an executable's may be).
+#[inline(always)]
+fn is_plain_file(fd: u32) -> bool {
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let files = read_kernel_u64(task + loader_global(&FILE_OFFSETS.task_files));
+    let fdt = read_kernel_u64(files + loader_global(&FILE_OFFSETS.files_fdt));
+    let fds = read_kernel_u64(fdt + loader_global(&FILE_OFFSETS.fdtable_fd));
+    let file = read_kernel_u64(fds + 8 * u64::from(fd));
+    let inode = read_kernel_u64(file + loader_global(&FILE_OFFSETS.file_inode));
+    if files == 0 || fdt == 0 || fds == 0 || file == 0 || inode == 0 {
+        return false;
+    }
+    let mode = read_kernel_u32(inode + loader_global(&FILE_OFFSETS.inode_mode)) as u32 & 0xffff;
+    mode & S_IFMT == S_IFREG && mode & S_EXECUTE_BITS == 0
+}
+
+/// Emits a fact about one path: a lookup, or an open (`fd`: the descriptor
+/// it returned), unless this process image stated the same fact about the
+/// same absolute path before (for an open: a read-only one of a plain file,
+/// with the same flags; its descriptor is then silent, see `SILENT_FDS`).
+#[inline(always)]
+fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else { return };
     let buf = buf.cast::<u8>();
     // SAFETY: header + PATH_MAX fit in the scratch buffer.
@@ -510,28 +679,44 @@ fn emit_metadata(mut head: EventHeader, path_ptr: u64) {
         unsafe { path.cast::<u64>().add(word).write_unaligned(0) };
     }
     let (len, cut) = read_user_path(path, path_ptr);
-    // Empty now though not at entry (another thread rewrote it): no name.
-    if len <= 1 {
+    // A lookup's name empty now though not at entry (another thread rewrote
+    // it): no name. (An open's is a fact whatever its path.)
+    if len <= 1 && fd.is_none() {
         return;
     }
     // SAFETY: inside the scratch buffer.
     let absolute = unsafe { *path } == b'/';
-    if absolute && len <= DEDUP_BYTES {
+    let detail = match fd {
+        None => Some((EventKind::Metadata as u32) << 24),
+        Some(fd) if head.args[1] & SILENCEABLE_OPEN_FLAGS_MASK == 0 && is_plain_file(fd) => {
+            Some((EventKind::Open as u32) << 24 | (head.args[1] & 0x00ff_ffff) as u32)
+        }
+        Some(_) => None,
+    };
+    if let Some(detail) = detail.filter(|_| absolute && len <= DEDUP_BYTES) {
         // SAFETY: the value is copied out at once.
         let epoch = unsafe { EPOCHS.get(head.tgid) }.copied().unwrap_or(0);
-        let key = MetadataKey {
+        let key = FactKey {
             audit_id: head.audit_id,
             tgid: head.tgid,
             epoch,
             path_len: len as u32,
-            _reserved: 0,
+            detail,
             path_hash: path_hash(path),
         };
         // SAFETY: only the presence of the key is used.
-        if unsafe { SEEN_METADATA.get(key) }.is_some() {
+        if unsafe { SEEN_FACTS.get(key) }.is_some() {
+            if let Some(fd) = fd {
+                let _ = SILENT_FDS.insert(FdKey { tgid: head.tgid, fd }, 1, 0);
+            }
             return;
         }
-        let _ = SEEN_METADATA.insert(key, 1, 0);
+        let _ = SEEN_FACTS.insert(key, 1, 0);
+    }
+    if let Some(fd) = fd {
+        // The descriptor number may be one a silent open had: its close is
+        // this open's now.
+        let _ = SILENT_FDS.remove(FdKey { tgid: head.tgid, fd });
     }
     let len = len & (2 * PATH_MAX - 1);
     head.str_len = [len as u32, 0];
@@ -541,8 +726,39 @@ fn emit_metadata(mut head: EventHeader, path_ptr: u64) {
     send(buf, HEADER_SIZE + len);
 }
 
-/// Defines the entry and exit programs of each syscall of tracer-common's
-/// table, named after their tracepoints.
+/// Dispatches every syscall entry to the handler of its number, if it is
+/// traced (a tail call to an empty slot falls through).
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
+    if returns_at_once() || !maybe_traced(current_tid()) {
+        return 0;
+    }
+    let nr: u64 = ctx.arg(1);
+    if nr < SYSCALL_SLOTS as u64 {
+        // SAFETY: the table holds raw tracepoint programs of this context's
+        // type, which the loader put there.
+        unsafe { ENTER_HANDLERS.tail_call(&ctx, nr as u32) };
+    }
+    0
+}
+
+/// Dispatches every syscall exit of a traced syscall to the exit handler.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    if returns_at_once() || !maybe_traced(current_tid()) {
+        return 0;
+    }
+    let nr = syscall_number(ctx.arg(0));
+    if nr < SYSCALL_SLOTS as u64 {
+        // SAFETY: as in `sys_enter`.
+        unsafe { EXIT_HANDLERS.tail_call(&ctx, nr as u32) };
+    }
+    0
+}
+
+/// Defines the entry handler of each syscall of tracer-common's table,
+/// `enter_<name>`. (The table entry is a constant, so each program keeps only
+/// the branches its syscall can take.)
 macro_rules! syscall_programs {
     ($($name:ident = $nr:literal $(@ $tracepoint:ident)? => $shape:expr,)*) => {$(
         mod $name {
@@ -552,21 +768,14 @@ macro_rules! syscall_programs {
                 name: stringify!($name),
                 nr: $nr,
                 shape: $shape,
-                enter_program: concat!("sys_enter_", tracer_common::__tracepoint_name!($name $($tracepoint)?)),
-                exit_program: concat!("sys_exit_", tracer_common::__tracepoint_name!($name $($tracepoint)?)),
+                enter_handler: concat!("enter_", stringify!($name)),
+                tracepoint: tracer_common::__tracepoint_name!($name $($tracepoint)?),
             };
 
-            #[unsafe(export_name = concat!("sys_enter_", tracer_common::__tracepoint_name!($name $($tracepoint)?)))]
-            #[unsafe(link_section = "tracepoint")]
+            #[unsafe(export_name = concat!("enter_", stringify!($name)))]
+            #[unsafe(link_section = "raw_tp")]
             fn enter(ctx: *mut core::ffi::c_void) -> u32 {
-                super::on_enter(&aya_ebpf::programs::TracePointContext::new(ctx), &SYSCALL);
-                0
-            }
-
-            #[unsafe(export_name = concat!("sys_exit_", tracer_common::__tracepoint_name!($name $($tracepoint)?)))]
-            #[unsafe(link_section = "tracepoint")]
-            fn exit(ctx: *mut core::ffi::c_void) -> u32 {
-                super::on_exit(&aya_ebpf::programs::TracePointContext::new(ctx), &SYSCALL);
+                super::on_enter(&aya_ebpf::programs::RawTracePointContext::new(ctx), &SYSCALL);
                 0
             }
         }
@@ -577,13 +786,19 @@ tracer_common::for_each_syscall!(syscall_programs);
 
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    if returns_at_once() {
+        return 0;
+    }
     // Runs in the parent, before the child is first scheduled: the child is in
     // TRACED before it can make a syscall.
     let parent = current_tid();
+    if !maybe_traced(parent) {
+        return 0;
+    }
     let Some(audit_id) = audit_of(parent) else { return 0 };
     let child: i32 = read_ctx(&ctx, FORK_CHILD_PID_OFFSET);
     let child = child as u32;
-    if TRACED.insert(child, audit_id, 0).is_err() {
+    if !follow(child, audit_id) {
         bump_counter(counters::UNTRACKED_CHILDREN);
     }
     let clone_flags = match pending_of(parent) {
@@ -601,6 +816,9 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    if returns_at_once() {
+        return 0;
+    }
     let pid: i32 = read_ctx(&ctx, EXEC_PID_OFFSET);
     let old_pid: i32 = read_ctx(&ctx, EXEC_OLD_PID_OFFSET);
     let (pid, old_pid) = (pid as u32, old_pid as u32);
@@ -608,8 +826,8 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     if pid != old_pid {
         // A non-leader thread that execs takes over the thread-group id: keep
         // following it under its new id.
-        let _ = TRACED.insert(pid, audit_id, 0);
-        let _ = TRACED.remove(old_pid);
+        let _ = follow(pid, audit_id);
+        unfollow(old_pid);
     }
     new_epoch(pid);
     // The exec succeeded: its exit is no failure to report.
@@ -625,7 +843,13 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    if returns_at_once() {
+        return 0;
+    }
     let tid = current_tid();
+    if !maybe_traced(tid) {
+        return 0;
+    }
     let Some(audit_id) = audit_of(tid) else { return 0 };
     let offset = loader_global(&TASK_EXIT_CODE_OFFSET);
     let mut status: i32 = 0;
@@ -637,7 +861,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     }
     let group_dead: u8 = read_ctx(&ctx, EXIT_GROUP_DEAD_OFFSET);
     let head = header(EventKind::Exit, audit_id, 0, [status as u32 as u64, group_dead as u64, 0]);
-    let _ = TRACED.remove(tid);
+    unfollow(tid);
     let _ = PENDING.remove(tid);
     if group_dead != 0 {
         let _ = EPOCHS.remove(head.tgid);
@@ -688,6 +912,9 @@ fn read_kernel_filename(dest: *mut u8, filename: u64, name_offset: u64) -> (usiz
 /// until its completion says whether it succeeded.
 #[tracepoint]
 pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
+    if returns_at_once() {
+        return 0;
+    }
     let tid = current_tid();
     let Some(audit_id) = audit_of(tid) else { return 0 };
     // SAFETY: a valid, aligned static the loader set.
@@ -787,6 +1014,9 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
 /// The outcome of a request [`io_uring_submit_req`] reported.
 #[tracepoint]
 pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
+    if returns_at_once() {
+        return 0;
+    }
     let request: u64 = read_ctx(&ctx, IO_URING_REQ_OFFSET);
     // SAFETY: the value is copied out at once.
     let Some(audit_id) = (unsafe { IO_URING_REQUESTS.get(request) }).copied() else { return 0 };

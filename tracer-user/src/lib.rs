@@ -17,6 +17,7 @@ pub mod access;
 pub mod attach;
 pub mod audit;
 pub mod bundle;
+pub mod cache;
 pub mod classify;
 pub mod daemon;
 pub mod dask;

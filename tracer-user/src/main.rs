@@ -165,6 +165,10 @@ struct AuditArgs {
     /// Load the eBPF programs in this process even if a daemon runs.
     #[arg(long)]
     no_daemon: bool,
+    /// For the benchmarks only: programs that return at once, to measure
+    /// what their attach points cost (the manifest records nothing).
+    #[arg(long, hide = true)]
+    bench_floor: bool,
     /// Count files matching this glob as data even if a built-in rule says otherwise
     /// (repeatable; absolute paths, `*` stays within a directory, `**` crosses them).
     #[arg(long, value_name = "GLOB")]
@@ -189,11 +193,14 @@ struct AuditArgs {
 
 impl AuditArgs {
     fn settings(self) -> anyhow::Result<Settings> {
+        if self.bench_floor && !self.quiet {
+            eprintln!("reprotrace: --bench-floor: the programs return at once, the manifest records nothing");
+        }
         Ok(Settings {
             backend: self.backend,
             output: self.output,
             quiet: self.quiet,
-            ring_buffer_bytes: self.ring_buffer_size,
+            load: LoadOptions { ring_buffer_bytes: self.ring_buffer_size, return_at_once: self.bench_floor },
             daemon: match (self.socket, self.no_daemon) {
                 (_, true) => DaemonChoice::Never,
                 (Some(path), false) => DaemonChoice::At(path),
@@ -227,6 +234,10 @@ struct DaemonArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     quiet: bool,
+    /// For the benchmarks only: programs that return at once (the audits
+    /// record nothing).
+    #[arg(long, hide = true)]
+    bench_floor: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -463,7 +474,7 @@ fn repeat_bundle(runtime: &tokio::runtime::Runtime, args: RepeatArgs) -> anyhow:
         backend: Backend::Ebpf,
         output: args.output.unwrap_or_else(|| outdir.join("repeat.json")),
         quiet: args.quiet,
-        ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+        load: LoadOptions::default(),
         daemon: match (args.socket, args.no_daemon) {
             (_, true) => DaemonChoice::Never,
             (Some(path), false) => DaemonChoice::At(path),
@@ -555,13 +566,18 @@ fn main() -> ExitCode {
             };
             runtime.block_on(attach::attach(settings, target))
         }),
-        Command::Daemon(args) => runtime.block_on(daemon::serve(DaemonSettings {
-            socket: args.socket,
-            load: LoadOptions { ring_buffer_bytes: args.ring_buffer_size },
-            idle_detach: args.idle_detach.0,
-            allow_users: args.allow_users,
-            quiet: args.quiet,
-        })),
+        Command::Daemon(args) => {
+            if args.bench_floor && !args.quiet {
+                eprintln!("reprotrace: --bench-floor: the programs return at once, audits record nothing");
+            }
+            runtime.block_on(daemon::serve(DaemonSettings {
+                socket: args.socket,
+                load: LoadOptions { ring_buffer_bytes: args.ring_buffer_size, return_at_once: args.bench_floor },
+                idle_detach: args.idle_detach.0,
+                allow_users: args.allow_users,
+                quiet: args.quiet,
+            }))
+        }
         Command::Diff { before, after, host } => diff_manifests(&before, &after, host.as_deref()),
         Command::Merge { output, run, workers } => merge_manifests(&output, &run, &workers),
         Command::Stale { manifest, notebook, json } => match stale_cells(&manifest, notebook.as_deref(), json) {

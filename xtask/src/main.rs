@@ -20,6 +20,7 @@ mod bench;
 mod cluster;
 
 use std::{
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -161,16 +162,37 @@ pub(crate) fn setup() -> Result<()> {
     Ok(())
 }
 
+/// Far above a normal run (some 5 minutes), well inside CI's limit.
+const TEST_RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 fn test() -> Result<()> {
     // The integration tests run the real binary: build it first.
     run(cargo().args(["build", "--workspace", "--all-targets"]))?;
     // Echo cargo's output while adding up its per-target results, so the run
     // ends on one line that counts every test.
+    // In a process group of its own, so that a watchdog can end every
+    // process of the run: a test that hangs fails the run in bounded time
+    // (cargo's "has been running for over 60 seconds" lines name it).
     let mut child = cargo()
         .args(["test", "--workspace", "--all-targets"])
         .stdout(std::process::Stdio::piped())
+        .process_group(0)
         .spawn()
         .context("running cargo test")?;
+    let group = child.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(TEST_RUN_LIMIT);
+        // SAFETY: kill(2) with a negative pid signals the process group this
+        // function made; it touches no memory.
+        unsafe { libc::kill(-(group as libc::pid_t), libc::SIGKILL) };
+        // Not waiting for the output to end: a process that left the group
+        // may hold it open.
+        eprintln!(
+            "the tests ran over {} minutes and were stopped: the test running longest above hangs",
+            TEST_RUN_LIMIT.as_secs() / 60
+        );
+        std::process::exit(1);
+    });
     let stdout = child.stdout.take().context("cargo test's output")?;
     let (mut passed, mut failed) = (0u64, 0u64);
     for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {

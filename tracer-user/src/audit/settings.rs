@@ -34,7 +34,8 @@ pub struct Settings {
     pub backend: Backend,
     pub output: PathBuf,
     pub quiet: bool,
-    pub ring_buffer_bytes: u32,
+    /// How the eBPF programs are loaded (when this audit loads them).
+    pub load: LoadOptions,
     /// Whether the eBPF backend asks `reprotrace daemon` or loads its own programs.
     pub daemon: DaemonChoice,
     /// The user's data classification overrides.
@@ -47,6 +48,6 @@ pub struct Settings {
 
 impl Settings {
     pub fn session_options(&self) -> SessionOptions {
-        SessionOptions { load: LoadOptions { ring_buffer_bytes: self.ring_buffer_bytes }, daemon: self.daemon.clone() }
+        SessionOptions { load: self.load, daemon: self.daemon.clone() }
     }
 }

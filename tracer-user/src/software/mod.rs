@@ -68,7 +68,7 @@ impl IndexBuilder {
             let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
             // The paths come from the user's run: never followed as root.
             let _acting = ActingAs::maybe(owner.as_ref()).map_err(IndexError::Credentials)?;
-            let dpkg = dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR))?;
+            let dpkg = dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR), crate::cache::dir().as_deref())?;
             let mut warm = python::PythonIndex::warm_up();
             for path in incoming {
                 warm.discover(&path);

@@ -30,6 +30,10 @@ pub enum Mode {
     Native,
     Ebpf,
     EbpfDaemon,
+    /// `Ebpf` with programs that return at once: the attach points' cost.
+    EbpfFloor,
+    /// `EbpfDaemon` with programs that return at once.
+    EbpfDaemonFloor,
     RtStrace,
     Strace,
     StraceSeccomp,
@@ -41,10 +45,12 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 11] = [
+    pub const ALL: [Mode; 13] = [
         Mode::Native,
         Mode::Ebpf,
         Mode::EbpfDaemon,
+        Mode::EbpfFloor,
+        Mode::EbpfDaemonFloor,
         Mode::RtStrace,
         Mode::Strace,
         Mode::StraceSeccomp,
@@ -60,6 +66,8 @@ impl Mode {
             Mode::Native => "native",
             Mode::Ebpf => "ebpf",
             Mode::EbpfDaemon => "ebpf-daemon",
+            Mode::EbpfFloor => "ebpf-floor",
+            Mode::EbpfDaemonFloor => "ebpf-daemon-floor",
             Mode::RtStrace => "rt-strace",
             Mode::Strace => "strace",
             Mode::StraceSeccomp => "strace-seccomp",
@@ -80,14 +88,22 @@ impl Mode {
     pub fn applies_to(self, kind: Kind) -> bool {
         use Mode::*;
         match kind {
-            Kind::Launch => matches!(self, Native | Ebpf | EbpfDaemon | RtStrace | Strace | StraceSeccomp | Reprozip),
+            Kind::Launch => matches!(
+                self,
+                Native | Ebpf | EbpfDaemon | EbpfFloor | EbpfDaemonFloor | RtStrace | Strace | StraceSeccomp | Reprozip
+            ),
             Kind::Attach => matches!(self, Native | EbpfAttach | EbpfDaemonAttach | RtStraceAttach | StraceP),
-            Kind::Interference => matches!(self, Native | Ebpf | EbpfDaemon),
+            Kind::Interference => matches!(self, Native | Ebpf | EbpfDaemon | EbpfFloor | EbpfDaemonFloor),
         }
     }
 
     pub fn uses_daemon(self) -> bool {
-        matches!(self, Mode::EbpfDaemon | Mode::EbpfDaemonAttach)
+        matches!(self, Mode::EbpfDaemon | Mode::EbpfDaemonFloor | Mode::EbpfDaemonAttach)
+    }
+
+    /// The floor modes: reprotrace's programs attached, returning at once.
+    pub fn is_floor(self) -> bool {
+        matches!(self, Mode::EbpfFloor | Mode::EbpfDaemonFloor)
     }
 
     /// The modes the eBPF overhead targets apply to.
@@ -107,6 +123,8 @@ impl Mode {
             return match self {
                 Mode::Native => "CMD alone".into(),
                 Mode::EbpfDaemon => "CMD while `reprotrace run -q --socket S -o M -- sleep 600` runs".into(),
+                Mode::EbpfDaemonFloor => "as `ebpf-daemon`, the daemon's programs returning at once".into(),
+                Mode::EbpfFloor => "as `ebpf`, the programs returning at once".into(),
                 _ => "CMD while `reprotrace run -q --no-daemon -o M -- sleep 600` runs".into(),
             };
         }
@@ -114,6 +132,10 @@ impl Mode {
             Mode::Native => "CMD",
             Mode::Ebpf => "reprotrace run -q --no-daemon -o M -- CMD",
             Mode::EbpfDaemon => "reprotrace run -q --socket S -o M -- CMD, beside `reprotrace daemon --socket S`",
+            Mode::EbpfFloor => {
+                "as `ebpf` with `--bench-floor`: every program returns at once (the attach points' cost)"
+            }
+            Mode::EbpfDaemonFloor => "as `ebpf-daemon`, the daemon started with `--bench-floor`",
             Mode::RtStrace => "reprotrace run -q --backend strace -o M -- CMD",
             Mode::Strace => "strace -f -q -o LOG -e trace=SYSCALLS -- CMD",
             Mode::StraceSeccomp => "strace -f -q --seccomp-bpf -o LOG -e trace=SYSCALLS -- CMD",
@@ -206,10 +228,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn start(reprotrace: &Path, socket: &Path) -> Result<Daemon> {
+    pub fn start(reprotrace: &Path, socket: &Path, floor: bool) -> Result<Daemon> {
         // A socket left by a killed bench would look ready at once.
         let _ = std::fs::remove_file(socket);
-        let (process, stderr) = spawn_watched(Command::new(reprotrace).args(["daemon", "--socket"]).arg(socket))?;
+        let mut command = Command::new(reprotrace);
+        command.args(["daemon", "--socket"]).arg(socket);
+        if floor {
+            command.arg("--bench-floor");
+        }
+        let (process, stderr) = spawn_watched(&mut command)?;
         stderr
             // Not the socket's appearing: the daemon listens before it loads
             // the programs, and a client would wait for the load.
@@ -246,7 +273,7 @@ pub fn run_once(tools: &Tools, workload: &Workload, mode: Mode) -> Result<Sample
     let result = match workload.kind {
         Kind::Launch | Kind::Attach => {
             let daemon = match mode.uses_daemon() {
-                true => Some(Daemon::start(&tools.reprotrace, &tools.socket)?),
+                true => Some(Daemon::start(&tools.reprotrace, &tools.socket, mode.is_floor())?),
                 false => None,
             };
             let served = daemon.as_ref();
@@ -343,7 +370,8 @@ fn launch_argv(
     let mut argv: Vec<OsString> = match mode {
         Mode::Native => Vec::new(),
         Mode::Ebpf => [reprotrace(), vec!["--no-daemon".into()]].concat(),
-        Mode::EbpfDaemon => {
+        Mode::EbpfFloor => [reprotrace(), vec!["--no-daemon".into(), "--bench-floor".into()]].concat(),
+        Mode::EbpfDaemon | Mode::EbpfDaemonFloor => {
             let daemon = daemon.context("no daemon is running")?;
             [reprotrace(), vec!["--socket".into(), daemon.socket.clone().into()]].concat()
         }
@@ -527,19 +555,22 @@ fn run_attach(
 /// what a resident tracer costs the processes it does not trace.
 fn run_interference(tools: &Tools, workload: &Workload, mode: Mode, files: &RunFiles) -> Result<Sample> {
     let _ = std::fs::remove_file(&files.manifest);
-    let daemon = match mode {
-        Mode::EbpfDaemon => Some(Daemon::start(&tools.reprotrace, &tools.socket)?),
-        _ => None,
+    let daemon = match mode.uses_daemon() {
+        true => Some(Daemon::start(&tools.reprotrace, &tools.socket, mode.is_floor())?),
+        false => None,
     };
     let background = match mode {
         Mode::Native => None,
-        Mode::Ebpf | Mode::EbpfDaemon => {
+        Mode::Ebpf | Mode::EbpfDaemon | Mode::EbpfFloor | Mode::EbpfDaemonFloor => {
             let mut command = Command::new(&tools.reprotrace);
             command.args(["run", "-q"]);
             match &daemon {
                 Some(daemon) => command.arg("--socket").arg(&daemon.socket),
                 None => command.arg("--no-daemon"),
             };
+            if mode == Mode::EbpfFloor {
+                command.arg("--bench-floor");
+            }
             command.arg("-o").arg(&files.manifest).args(["--", "sleep", "600"]);
             let start = Instant::now();
             let (process, stderr) = spawn_watched(command.current_dir(&tools.scratch))?;

@@ -1,13 +1,18 @@
 //! Offsets of the kernel struct members the programs read, from the running
 //! kernel's BTF: Rust eBPF has no CO-RE, so user space relocates them and hands
-//! them to the programs as read-only globals.
+//! them to the programs as read-only globals. Parsing the kernel's BTF (a few
+//! megabytes) takes tens of milliseconds, so the offsets are cached (see
+//! [`crate::cache`]) for this kernel build.
 
 use btf_rs::{Btf, Type};
-use tracer_common::io_uring::IoUringOffsets;
+use tracer_common::{io_uring::IoUringOffsets, FileOffsets, SyscallRegs};
 
 use super::{preflight::VMLINUX_BTF, EbpfError};
 
-/// Byte offsets in the running kernel's structs.
+/// Byte offsets in the running kernel's structs: nothing but `u64`s (what
+/// the cache stores, byte for byte).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelOffsets {
     /// `task_struct.exit_code`.
     pub task_exit_code: u64,
@@ -19,9 +24,49 @@ pub struct KernelOffsets {
     /// Where io_uring requests keep their operands; `known` 0 when this
     /// kernel's BTF lacks them (io_uring requests then go unseen).
     pub io_uring: IoUringOffsets,
+    /// Where a syscall's number and arguments are in `struct pt_regs`.
+    pub syscall_regs: SyscallRegs,
+    /// Where an open descriptor's inode mode is.
+    pub files: FileOffsets,
 }
 
+/// The cache file's name; the number changes with the struct's layout.
+const CACHE_NAME: &str = "kernel-offsets-v2.bin";
+
 impl KernelOffsets {
+    /// The offsets for the running kernel: cached ones when this kernel build
+    /// (release, version string, BTF size) made them, else read from BTF.
+    pub fn of_this_kernel() -> Result<Self, EbpfError> {
+        let key = kernel_build();
+        let cache = crate::cache::dir();
+        if let (Some(dir), Some(key)) = (&cache, &key) {
+            if let Some(offsets) = crate::cache::read(dir, CACHE_NAME, key).and_then(|(bytes, start)| {
+                let bytes = bytes.get(start..)?;
+                (bytes.len() == std::mem::size_of::<KernelOffsets>()).then(|| {
+                    // SAFETY: KernelOffsets is repr(C) and made of u64s only,
+                    // so any bytes of its size are one; the read is unaligned.
+                    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<KernelOffsets>()) }
+                })
+            }) {
+                return Ok(offsets);
+            }
+        }
+        let offsets = Self::read()?;
+        if let (Some(dir), Some(key)) = (&cache, &key) {
+            // SAFETY: repr(C), u64s only: no padding, every byte initialised.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    (&offsets as *const KernelOffsets).cast::<u8>(),
+                    std::mem::size_of::<KernelOffsets>(),
+                )
+            };
+            // A cache that cannot be written costs the next load time, nothing else.
+            let _ = crate::cache::write(dir, CACHE_NAME, key, bytes);
+        }
+        Ok(offsets)
+    }
+
+    /// The offsets, read from the kernel's BTF.
     pub fn read() -> Result<Self, EbpfError> {
         let fail = |reason: String| EbpfError::Btf { path: VMLINUX_BTF, reason };
         // One read, then parsing in memory: the file-backed parser seeks per type.
@@ -44,8 +89,36 @@ impl KernelOffsets {
             mm_arg_start: offset("mm_struct", "arg_start")?,
             mm_arg_end: offset("mm_struct", "arg_end")?,
             io_uring: io_uring_offsets(&offset).unwrap_or_default(),
+            syscall_regs: SyscallRegs {
+                number: offset("pt_regs", "orig_ax")?,
+                args: [
+                    offset("pt_regs", "di")?,
+                    offset("pt_regs", "si")?,
+                    offset("pt_regs", "dx")?,
+                    offset("pt_regs", "r10")?,
+                    offset("pt_regs", "r8")?,
+                    offset("pt_regs", "r9")?,
+                ],
+                task_status: offset("task_struct", "thread_info")? + offset("thread_info", "status")?,
+            },
+            files: FileOffsets {
+                task_files: offset("task_struct", "files")?,
+                files_fdt: offset("files_struct", "fdt")?,
+                fdtable_fd: offset("fdtable", "fd")?,
+                file_inode: offset("file", "f_inode")?,
+                inode_mode: offset("inode", "i_mode")?,
+            },
         })
     }
+}
+
+/// What identifies the running kernel's build: its release, its version
+/// string (build number and date) and the size of its BTF.
+fn kernel_build() -> Option<Vec<u8>> {
+    let mut key = std::fs::read("/proc/sys/kernel/osrelease").ok()?;
+    key.extend(std::fs::read("/proc/sys/kernel/version").ok()?);
+    key.extend(std::fs::metadata(VMLINUX_BTF).ok()?.len().to_le_bytes());
+    Some(key)
 }
 
 /// The io_uring request layout, if this kernel has every member.
@@ -108,6 +181,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cached_offsets_are_the_ones_btf_gives() {
+        let read = KernelOffsets::read().expect("the kernel's BTF");
+        // Twice: the first may make the cache, the second reads it.
+        assert_eq!(KernelOffsets::of_this_kernel().expect("offsets"), read);
+        assert_eq!(KernelOffsets::of_this_kernel().expect("offsets"), read);
+    }
+
+    #[test]
     fn this_kernel_has_every_member_the_programs_read() {
         let offsets = KernelOffsets::read().expect("the kernel's BTF");
         // mm_struct's members sit in an anonymous struct: found through it.
@@ -117,5 +198,8 @@ mod tests {
         // operand structs start with the file.
         assert_eq!(offsets.io_uring.known, 1);
         assert_eq!((offsets.io_uring.command, offsets.io_uring.open_dfd), (0, 8));
+        // x86_64's pt_regs, as the ptrace ABI lays it out.
+        assert_eq!(offsets.syscall_regs.number, 15 * 8);
+        assert_eq!(offsets.syscall_regs.args, [14 * 8, 13 * 8, 12 * 8, 7 * 8, 9 * 8, 8 * 8]);
     }
 }

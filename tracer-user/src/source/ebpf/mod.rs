@@ -8,15 +8,19 @@ pub mod preflight;
 pub mod protocol;
 pub mod session;
 
-use std::io;
+use std::{
+    io,
+    os::fd::AsFd,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{trace_point::TracePointLink, TracePoint},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
+    programs::{raw_trace_point::RawTracePointLink, trace_point::TracePointLink, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use tokio::io::unix::AsyncFd;
-use tracer_common::{counters, globals, maps, programs, ProgramSpec};
+use tracer_common::{counters, globals, maps, programs, syscalls::SYSCALLS, Attach, ProgramSpec};
 
 use crate::event::Tid;
 pub use decode::DecodeError;
@@ -63,13 +67,18 @@ pub struct KernelCounters {
     pub untracked_children: u64,
 }
 
+#[derive(Clone, Copy, Debug)]
 pub struct LoadOptions {
     pub ring_buffer_bytes: u32,
+    /// Every program returns at once: the benchmarks' floor, what the
+    /// attach points cost before any work (`--bench-floor`; the audit then
+    /// sees nothing).
+    pub return_at_once: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES }
+        LoadOptions { ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES, return_at_once: false }
     }
 }
 
@@ -81,8 +90,13 @@ impl Default for LoadOptions {
 pub struct KernelPrograms {
     ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
-    /// One per program while attached; dropping one detaches its program.
-    links: Vec<TracePointLink>,
+    /// The syscall dispatch tables, held open: the kernel empties a program
+    /// table when user space closes its last descriptor of it.
+    _dispatch: [ProgramArray<MapData>; 2],
+    /// The `MAYBE_TRACED` bitmap, mapped into our memory.
+    maybe_traced: MaybeTraced,
+    /// One per attached program; dropping one detaches its program.
+    links: Vec<AttachedLink>,
     /// The io_uring programs can run here (the kernel has the tracepoints
     /// and the request layout they read).
     sees_io_uring: bool,
@@ -104,13 +118,17 @@ impl KernelPrograms {
         if !ring_bytes.is_power_of_two() || ring_bytes < page {
             return Err(EbpfError::RingBufferSize(ring_bytes));
         }
-        let offsets = btf::KernelOffsets::read()?;
+        let offsets = btf::KernelOffsets::of_this_kernel()?;
         let sees_io_uring = offsets.io_uring.known == 1 && preflight::io_uring_tracepoints_fit(&tracefs);
         let cpus = possible_cpus()?;
+        let return_at_once = u64::from(options.return_at_once);
         let mut ebpf = EbpfLoader::new()
             // The object carries no CO-RE relocations (see btf.rs): skip
             // parsing the kernel's BTF a second time.
             .btf(None)
+            .override_global(globals::SYSCALL_REGS, &offsets.syscall_regs, true)
+            .override_global(globals::FILE_OFFSETS, &offsets.files, true)
+            .override_global(globals::RETURN_AT_ONCE, &return_at_once, true)
             .override_global(globals::TASK_EXIT_CODE_OFFSET, &offsets.task_exit_code, true)
             .override_global(globals::TASK_MM_OFFSET, &offsets.task_mm, true)
             .override_global(globals::MM_ARG_START_OFFSET, &offsets.mm_arg_start, true)
@@ -121,8 +139,14 @@ impl KernelPrograms {
             .load(BPF_OBJECT)
             .map_err(EbpfError::Load)?;
         for spec in programs() {
-            tracepoint(&mut ebpf, &spec)?.load().map_err(|source| EbpfError::Program { name: spec.symbol, source })?;
+            let program_error = |source| EbpfError::Program { name: spec.symbol, source };
+            match spec.is_raw_tracepoint() {
+                true => raw_tracepoint(&mut ebpf, &spec)?.load().map_err(program_error)?,
+                false => tracepoint(&mut ebpf, &spec)?.load().map_err(program_error)?,
+            }
         }
+        let dispatch = dispatch_tables(&mut ebpf)?;
+        let maybe_traced = MaybeTraced::map(&mut ebpf)?;
         let ring_map = ebpf
             .take_map(maps::EVENTS)
             .ok_or_else(|| EbpfError::Map { name: maps::EVENTS, reason: "missing from the object".into() })?;
@@ -131,18 +155,27 @@ impl KernelPrograms {
         // SAFETY: the ring buffer owns its descriptor and keeps it open while the
         // AsyncFd holds it; we never replace or close it.
         let ring = unsafe { AsyncFd::register(ring) }.map_err(|err| EbpfError::Io(err.into()))?;
-        Ok(KernelPrograms { ebpf, ring, links: Vec::new(), sees_io_uring })
+        Ok(KernelPrograms { ebpf, ring, _dispatch: dispatch, maybe_traced, links: Vec::new(), sees_io_uring })
     }
 
     /// Attaches every program to its tracepoint (a few milliseconds: the
     /// programs are loaded already).
     pub fn attach(&mut self) -> Result<(), EbpfError> {
-        let sees_io_uring = self.sees_io_uring;
-        for spec in programs().filter(|spec| sees_io_uring || spec.category != "io_uring") {
+        for spec in programs() {
             let program_error = |source| EbpfError::Program { name: spec.symbol, source };
-            let program = tracepoint(&mut self.ebpf, &spec)?;
-            let link = program.attach(spec.category, spec.name).map_err(program_error)?;
-            self.links.push(program.take_link(link).map_err(program_error)?);
+            match spec.attach {
+                Attach::RawTracepoint(name) => {
+                    let program = raw_tracepoint(&mut self.ebpf, &spec)?;
+                    let link = program.attach(name).map_err(program_error)?;
+                    self.links.push(AttachedLink::Raw(program.take_link(link).map_err(program_error)?));
+                }
+                Attach::Tracepoint { category, name } if self.sees_io_uring || category != "io_uring" => {
+                    let program = tracepoint(&mut self.ebpf, &spec)?;
+                    let link = program.attach(category, name).map_err(program_error)?;
+                    self.links.push(AttachedLink::Classic(program.take_link(link).map_err(program_error)?));
+                }
+                Attach::Tracepoint { .. } | Attach::EnterHandler { .. } | Attach::ExitHandler => {}
+            }
         }
         Ok(())
     }
@@ -156,10 +189,10 @@ impl KernelPrograms {
         self.sees_io_uring
     }
 
-    /// Detaches every program, in a thread of its own: each syscall
+    /// Detaches every program, in a thread of its own: each classic
     /// tracepoint waits for an RCU grace period (see
-    /// [`KernelPrograms::detach_after_exit`]), seconds in all. Join the thread
-    /// before attaching again, or the attach waits behind it in the kernel.
+    /// [`KernelPrograms::detach_after_exit`]). Join the thread before
+    /// attaching again, or the attach waits behind it in the kernel.
     pub fn detach_in_background(&mut self) -> std::thread::JoinHandle<()> {
         let links = std::mem::take(&mut self.links);
         std::thread::spawn(move || drop(links))
@@ -177,6 +210,9 @@ impl KernelPrograms {
     /// `audit_id`. Returns false when the task was already followed (by an
     /// earlier call, or by the kernel because its parent was): its audit stays.
     pub fn follow(&mut self, tid: Tid, audit_id: u32) -> Result<bool, EbpfError> {
+        // Marked first: no syscall of a task in TRACED is turned away. (A
+        // task followed already keeps its mark.)
+        self.maybe_traced.mark(tid, true);
         match self.traced()?.insert(tid, audit_id, BPF_NOEXIST) {
             Ok(()) => Ok(true),
             Err(aya::maps::MapError::SyscallError(err)) if err.io_error.raw_os_error() == Some(libc::EEXIST) => {
@@ -198,9 +234,13 @@ impl KernelPrograms {
         let mut traced = self.traced()?;
         let tasks: Vec<u32> =
             traced.iter().filter_map(Result::ok).filter(|(_, audit)| *audit == audit_id).map(|(tid, _)| tid).collect();
-        for tid in tasks {
+        for &tid in &tasks {
             // A task that exited meanwhile removed itself.
             let _ = traced.remove(&tid);
+        }
+        // Unmarked last: a mark may outlive its task, never the reverse.
+        for tid in tasks {
+            self.maybe_traced.mark(tid, false);
         }
         Ok(())
     }
@@ -246,11 +286,11 @@ impl KernelPrograms {
     /// Detaches the programs after this process has exited, in a child left
     /// behind for that, so that reprotrace exits as soon as its work is done.
     ///
-    /// Detaching a syscall tracepoint waits for an RCU grace period under the
-    /// kernel's event mutex (`perf_trace_event_unreg`), about 75 ms each here:
-    /// several seconds for all our programs, which nobody should wait for. The
-    /// child holds the last references to the programs' descriptors, waits for
-    /// its parent to be gone, and closes them.
+    /// Detaching a classic tracepoint waits for an RCU grace period under the
+    /// kernel's event mutex (`perf_trace_event_unreg`), about 75 ms each here
+    /// (the scheduler's and io_uring's: a few hundred milliseconds), which
+    /// nobody should wait for. The child holds the last references to the
+    /// programs' descriptors, waits for its parent to be gone, and closes them.
     pub fn detach_after_exit(self) {
         // SAFETY: after fork the child only makes async-signal-safe calls
         // (getppid, setsid, open, dup2, nanosleep, close_range, _exit).
@@ -281,11 +321,126 @@ impl KernelPrograms {
     }
 }
 
+/// The kernel's `MAYBE_TRACED` bitmap, shared memory: bits are set and
+/// cleared with atomic operations, as the programs do, so that neither side
+/// undoes the other's change to a neighbouring bit.
+struct MaybeTraced {
+    words: std::ptr::NonNull<AtomicU64>,
+    len: usize,
+    // Keeps the map alive while it is mapped.
+    _map: MapData,
+}
+
+// SAFETY: the mapping is only accessed through atomics.
+unsafe impl Send for MaybeTraced {}
+
+impl MaybeTraced {
+    fn map(ebpf: &mut Ebpf) -> Result<MaybeTraced, EbpfError> {
+        let name = maps::MAYBE_TRACED;
+        let map =
+            ebpf.take_map(name).ok_or_else(|| EbpfError::Map { name, reason: "missing from the object".into() })?;
+        let map = match map {
+            aya::maps::Map::Array(data) => data,
+            _ => return Err(EbpfError::Map { name, reason: "not an array".into() }),
+        };
+        let len = tracer_common::MAYBE_TRACED_WORDS as usize;
+        let bytes = len * std::mem::size_of::<u64>();
+        // SAFETY: a shared mapping of the map's own memory (it was created
+        // BPF_F_MMAPABLE, of exactly `bytes`), unmapped on drop before the
+        // map's descriptor closes.
+        let address = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+                map.fd().as_fd(),
+                0,
+            )
+        }
+        .map_err(|err| EbpfError::Map { name, reason: format!("cannot map it into memory: {err}") })?;
+        let words = std::ptr::NonNull::new(address.cast::<AtomicU64>())
+            .ok_or_else(|| EbpfError::Map { name, reason: "mapped at address 0".into() })?;
+        Ok(MaybeTraced { words, len, _map: map })
+    }
+
+    fn mark(&self, tid: Tid, traced: bool) {
+        let index = (tid >> 6) as usize;
+        if index >= self.len {
+            return;
+        }
+        // SAFETY: `index` is within the mapping, which lives as long as self;
+        // u64 words are 8-byte aligned in a page-aligned mapping.
+        let word = unsafe { &*self.words.as_ptr().add(index) };
+        let bit = 1u64 << (tid & 63);
+        match traced {
+            true => word.fetch_or(bit, Ordering::Relaxed),
+            false => word.fetch_and(!bit, Ordering::Relaxed),
+        };
+    }
+}
+
+impl Drop for MaybeTraced {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, of that length, used no more.
+        let _ = unsafe { rustix::mm::munmap(self.words.as_ptr().cast(), self.len * std::mem::size_of::<u64>()) };
+    }
+}
+
+/// An attached program's link, held to keep it attached.
+enum AttachedLink {
+    // Only dropped: that detaches.
+    Raw(#[allow(dead_code)] RawTracePointLink),
+    Classic(#[allow(dead_code)] TracePointLink),
+}
+
 fn tracepoint<'a>(ebpf: &'a mut Ebpf, spec: &ProgramSpec) -> Result<&'a mut TracePoint, EbpfError> {
     ebpf.program_mut(spec.symbol)
         .ok_or_else(|| EbpfError::Map { name: spec.symbol, reason: "missing from the object".into() })?
         .try_into()
         .map_err(|source| EbpfError::Program { name: spec.symbol, source })
+}
+
+fn raw_tracepoint<'a>(ebpf: &'a mut Ebpf, spec: &ProgramSpec) -> Result<&'a mut RawTracePoint, EbpfError> {
+    ebpf.program_mut(spec.symbol)
+        .ok_or_else(|| EbpfError::Map { name: spec.symbol, reason: "missing from the object".into() })?
+        .try_into()
+        .map_err(|source| EbpfError::Program { name: spec.symbol, source })
+}
+
+/// Fills the syscall dispatch tables: each traced syscall's entry handler,
+/// and the exit handler, at its number.
+fn dispatch_tables(ebpf: &mut Ebpf) -> Result<[ProgramArray<MapData>; 2], EbpfError> {
+    let mut table = |name: &'static str| -> Result<ProgramArray<MapData>, EbpfError> {
+        let map =
+            ebpf.take_map(name).ok_or_else(|| EbpfError::Map { name, reason: "missing from the object".into() })?;
+        ProgramArray::try_from(map).map_err(|err| EbpfError::Map { name, reason: err.to_string() })
+    };
+    let (mut enter, mut exit) = (table(maps::ENTER_HANDLERS)?, table(maps::EXIT_HANDLERS)?);
+    let set_error =
+        |name: &'static str| move |err: aya::maps::MapError| EbpfError::Map { name, reason: err.to_string() };
+    for spec in programs() {
+        let fd = |ebpf: &Ebpf| -> Result<aya::programs::ProgramFd, EbpfError> {
+            let program: &RawTracePoint = ebpf
+                .program(spec.symbol)
+                .ok_or_else(|| EbpfError::Map { name: spec.symbol, reason: "missing from the object".into() })?
+                .try_into()
+                .map_err(|source| EbpfError::Program { name: spec.symbol, source })?;
+            let fd = program.fd().map_err(|source| EbpfError::Program { name: spec.symbol, source })?;
+            fd.try_clone().map_err(EbpfError::Io)
+        };
+        match spec.attach {
+            Attach::EnterHandler { nr } => enter.set(nr, &fd(ebpf)?, 0).map_err(set_error(maps::ENTER_HANDLERS))?,
+            Attach::ExitHandler => {
+                let handler = fd(ebpf)?;
+                for syscall in SYSCALLS {
+                    exit.set(syscall.nr, &handler, 0).map_err(set_error(maps::EXIT_HANDLERS))?;
+                }
+            }
+            Attach::RawTracepoint(_) | Attach::Tracepoint { .. } => {}
+        }
+    }
+    Ok([enter, exit])
 }
 
 fn traced_error(err: aya::maps::MapError) -> EbpfError {

@@ -1,8 +1,11 @@
 //! Which Debian package owns a file, and which version of it is installed.
 //!
 //! This answers what `dpkg -S PATH` and `dpkg-query -W PACKAGE` would, without
-//! running them: the dpkg database (normally `/var/lib/dpkg`) is read once per
-//! audit into an in-memory index, and every lookup after that is a hash probe.
+//! running them: the dpkg database (normally `/var/lib/dpkg`) is read into an
+//! index of every file's owner, sorted by path, and every lookup after that is
+//! a binary search. Reading the database takes tens of milliseconds (a few
+//! thousand file lists), so the index is kept on disk ([`cache`]) and read
+//! back while the database has not changed.
 //!
 //! What is read:
 //! - `status`: one stanza per package; a package counts as installed when its
@@ -41,6 +44,8 @@
 //! - Lookups are exact byte matches: paths must be absolute and lexically folded
 //!   (no `.`, `..` or repeated slashes), as the tracker produces them, and may
 //!   be any bytes, not only UTF-8.
+
+mod cache;
 
 use rustc_hash::FxBuildHasher;
 use std::{
@@ -91,7 +96,43 @@ pub struct DpkgIndex {
     /// The usr-merge aliases the paths in `owners` were canonicalised with; queries go through them too.
     aliases: UsrAliases,
     /// Canonical file path → index in `packages`.
-    owners: PathMap<usize>,
+    owners: SortedOwners,
+}
+
+/// Canonical file paths and the index of their package, sorted by path:
+/// searched in place, so an index read back from disk needs no rebuilding.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SortedOwners {
+    /// The paths, back to back.
+    paths: Vec<u8>,
+    /// (offset in `paths`, length, package index), in path order.
+    entries: Vec<[u32; 3]>,
+}
+
+impl SortedOwners {
+    fn from_map(owners: PathMap<usize>) -> SortedOwners {
+        let mut sorted: Vec<(Box<[u8]>, usize)> = owners.into_iter().collect();
+        sorted.sort_unstable();
+        let mut paths = Vec::with_capacity(sorted.iter().map(|(path, _)| path.len()).sum());
+        let entries = sorted
+            .into_iter()
+            .map(|(path, package)| {
+                let entry = [paths.len() as u32, path.len() as u32, package as u32];
+                paths.extend_from_slice(&path);
+                entry
+            })
+            .collect();
+        SortedOwners { paths, entries }
+    }
+
+    fn path(&self, [offset, len, _]: [u32; 3]) -> &[u8] {
+        self.paths.get(offset as usize..(offset as usize).saturating_add(len as usize)).unwrap_or_default()
+    }
+
+    fn get(&self, path: &[u8]) -> Option<usize> {
+        let found = self.entries.binary_search_by(|&entry| self.path(entry).cmp(path)).ok()?;
+        self.entries.get(found).map(|&[_, _, package]| package as usize)
+    }
 }
 
 impl DpkgIndex {
@@ -100,13 +141,27 @@ impl DpkgIndex {
     ///
     /// The usr-merge aliases are read from the running system's root, `/`, because that is where the traced
     /// program's paths were resolved.
-    pub fn load(admin_dir: &Path) -> Result<Option<DpkgIndex>, DpkgError> {
-        Self::load_with_aliases(admin_dir, UsrAliases::detect(Path::new("/")))
+    ///
+    /// The index is read from `cache_dir` when one made from this very
+    /// database (and these aliases) is there, and left there otherwise.
+    pub fn load(admin_dir: &Path, cache_dir: Option<&Path>) -> Result<Option<DpkgIndex>, DpkgError> {
+        let aliases = UsrAliases::detect(Path::new("/"));
+        let Some(cache_dir) = cache_dir else { return Self::load_with_aliases(admin_dir, aliases) };
+        let Some(key) = cache::Key::of(admin_dir, &aliases) else { return Self::load_with_aliases(admin_dir, aliases) };
+        if let Some((packages, owners)) = cache::read(cache_dir, &key) {
+            return Ok(Some(DpkgIndex { packages, aliases, owners }));
+        }
+        let index = Self::load_with_aliases(admin_dir, aliases)?;
+        if let Some(index) = &index {
+            // A cache that cannot be written costs the next audit time, nothing else.
+            let _ = cache::write(cache_dir, &key, &index.packages, &index.owners);
+        }
+        Ok(index)
     }
 
     /// The package that owns `path` (absolute, raw bytes as the program named it), if any.
     pub fn owner(&self, path: &[u8]) -> Option<&SystemPackage> {
-        let index = *self.owners.get(self.aliases.canonical(path).as_ref())?;
+        let index = self.owners.get(self.aliases.canonical(path).as_ref())?;
         self.packages.get(index)
     }
 
@@ -127,7 +182,7 @@ impl DpkgIndex {
         let diversions = read_diversions(&admin_dir.join("diversions"), &aliases)?;
         let mut builder = IndexBuilder::new(&packages, &diversions);
         builder.add_file_lists(&admin_dir.join("info"), &aliases)?;
-        let owners = builder.finish(&diversions);
+        let owners = SortedOwners::from_map(builder.finish(&diversions));
         Ok(Some(DpkgIndex { packages, aliases, owners }))
     }
 }
@@ -139,7 +194,7 @@ type PathMap<V> = HashMap<Box<[u8]>, V, FxBuildHasher>;
 type PathSet = HashSet<Box<[u8]>, FxBuildHasher>;
 
 /// Top-level directories that are symlinks to their `/usr` counterpart, as (`/bin`, `/usr/bin`) pairs.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct UsrAliases {
     pairs: Vec<(Vec<u8>, Vec<u8>)>,
 }
@@ -679,8 +734,8 @@ postgresql-common
     #[test]
     fn no_database_is_not_an_error() {
         let dir = tempfile::tempdir().expect("temp dir");
-        assert!(DpkgIndex::load(dir.path()).expect("load").is_none());
-        assert!(DpkgIndex::load(&dir.path().join("missing")).expect("load").is_none());
+        assert!(DpkgIndex::load(dir.path(), None).expect("load").is_none());
+        assert!(DpkgIndex::load(&dir.path().join("missing"), Some(dir.path())).expect("load").is_none());
     }
 
     #[test]
@@ -755,7 +810,7 @@ postgresql-common
     #[test]
     fn this_machine() {
         let admin_dir = Path::new(DEFAULT_ADMIN_DIR);
-        let Some(index) = DpkgIndex::load(admin_dir).expect("load the dpkg database") else {
+        let Some(index) = DpkgIndex::load(admin_dir, None).expect("load the dpkg database") else {
             eprintln!("no dpkg database at {DEFAULT_ADMIN_DIR}: not a Debian system, skipped");
             return;
         };

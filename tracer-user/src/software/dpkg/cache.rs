@@ -1,0 +1,195 @@
+//! The dpkg index on disk, read back instead of the database while the
+//! database is what it was: the same `status` file (device, inode, size,
+//! modification time), the same `info` directory (its modification time
+//! changes whenever dpkg adds, replaces or removes a file list) and
+//! `diversions` file, and the same usr-merge aliases.
+//!
+//! The file is reprotrace's own (see [`crate::cache`]). It is read as
+//! untrusted bytes all the same: anything that does not parse, or does not
+//! match, is ignored and the database read instead.
+
+use std::{
+    os::unix::{ffi::OsStrExt, fs::MetadataExt},
+    path::Path,
+};
+
+use super::{SortedOwners, SystemPackage, UsrAliases, MANAGER};
+
+/// The cache file's name; the number changes with its layout.
+const FILE_NAME: &str = "dpkg-index-v1.bin";
+
+/// What the database was when the index was made from it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Key(Vec<u8>);
+
+impl Key {
+    /// The key of the database under `admin_dir` now; `None` when its `status`
+    /// or `info` cannot be examined (the caller then reads the database, which
+    /// says why).
+    pub fn of(admin_dir: &Path, aliases: &UsrAliases) -> Option<Key> {
+        let mut key = Vec::new();
+        let mut push = |value: i64| key.extend_from_slice(&value.to_le_bytes());
+        let status = std::fs::metadata(admin_dir.join("status")).ok()?;
+        for value in
+            [status.dev() as i64, status.ino() as i64, status.size() as i64, status.mtime(), status.mtime_nsec()]
+        {
+            push(value);
+        }
+        let info = std::fs::metadata(admin_dir.join("info")).ok()?;
+        push(info.mtime());
+        push(info.mtime_nsec());
+        match std::fs::metadata(admin_dir.join("diversions")) {
+            Ok(diversions) => [diversions.size() as i64, diversions.mtime(), diversions.mtime_nsec()].map(&mut push),
+            Err(_) => [-1, -1, -1].map(&mut push),
+        };
+        let mut key = Key(key);
+        key.push_bytes(admin_dir.as_os_str().as_bytes());
+        for (alias, target) in &aliases.pairs {
+            key.push_bytes(alias);
+            key.push_bytes(target);
+        }
+        Some(key)
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+/// The index cached in `dir` for `key`, if there is one and it is whole.
+pub fn read(dir: &Path, key: &Key) -> Option<(Vec<SystemPackage>, SortedOwners)> {
+    let (bytes, start) = crate::cache::read(dir, FILE_NAME, &key.0)?;
+    let mut reader = Reader { bytes: bytes.get(start..)? };
+    let package_count = reader.u32()? as usize;
+    let mut packages = Vec::with_capacity(package_count.min(1 << 20));
+    for _ in 0..package_count {
+        packages.push(SystemPackage {
+            name: reader.text()?,
+            version: reader.text()?,
+            architecture: reader.text()?,
+            manager: MANAGER,
+        });
+    }
+    let blob = reader.bytes_field()?;
+    // The paths stay where they are in the file's bytes, which the index
+    // keeps whole: no copy of megabytes.
+    let blob_start = (blob.as_ptr() as usize - bytes.as_ptr() as usize) as u32;
+    let blob_len = blob.len();
+    let entry_count = reader.u32()? as usize;
+    let mut entries: Vec<[u32; 3]> = Vec::with_capacity(entry_count.min(1 << 24));
+    let mut previous: Option<&[u8]> = None;
+    for _ in 0..entry_count {
+        let [offset, len, package] = [reader.u32()?, reader.u32()?, reader.u32()?];
+        // Every entry within the paths and the packages, and in order: a
+        // binary search over anything else would answer wrongly.
+        let end = (offset as usize).checked_add(len as usize).filter(|&end| end <= blob_len)?;
+        let path = blob.get(offset as usize..end)?;
+        if package as usize >= packages.len() || previous.is_some_and(|previous| previous >= path) {
+            return None;
+        }
+        previous = Some(path);
+        entries.push([blob_start + offset, len, package]);
+    }
+    if !reader.bytes.is_empty() {
+        return None;
+    }
+    Some((packages, SortedOwners { paths: bytes, entries }))
+}
+
+/// Leaves the index in `dir` for `key` (a temporary file renamed into place).
+pub fn write(dir: &Path, key: &Key, packages: &[SystemPackage], owners: &SortedOwners) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(owners.paths.len() + owners.entries.len() * 12 + 1024);
+    out.extend_from_slice(&(packages.len() as u32).to_le_bytes());
+    for package in packages {
+        for text in [&package.name, &package.version, &package.architecture] {
+            put_bytes(&mut out, text.as_bytes());
+        }
+    }
+    put_bytes(&mut out, &owners.paths);
+    out.extend_from_slice(&(owners.entries.len() as u32).to_le_bytes());
+    for entry in &owners.entries {
+        for value in entry {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+    crate::cache::write(dir, FILE_NAME, &key.0, &out)
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Reads the file's fields in order; `None` past its end.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+        if len > self.bytes.len() {
+            return None;
+        }
+        let (taken, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        Some(taken)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn bytes_field(&mut self) -> Option<&'a [u8]> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+
+    fn text(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes_field()?.to_vec()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database(dir: &Path) {
+        std::fs::create_dir_all(dir.join("info")).expect("info");
+        std::fs::write(
+            dir.join("status"),
+            "Package: dash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 0.5.12-2\n",
+        )
+        .expect("status");
+        std::fs::write(dir.join("info/dash.list"), "/.\n/usr\n/usr/bin\n/usr/bin/dash\n").expect("list");
+    }
+
+    #[test]
+    fn a_cached_index_answers_as_the_database_until_the_database_changes() {
+        let admin = tempfile::tempdir().expect("tempdir");
+        let cache = tempfile::tempdir().expect("tempdir");
+        database(admin.path());
+        let built = super::super::DpkgIndex::load(admin.path(), Some(cache.path())).expect("load").expect("dpkg");
+        assert!(cache.path().join(FILE_NAME).exists());
+        let key = Key::of(admin.path(), &built.aliases).expect("key");
+        let (packages, owners) = read(cache.path(), &key).expect("the cache is read back");
+        assert_eq!(packages, built.packages);
+        let lookups = |owners: &SortedOwners| -> Vec<(Vec<u8>, usize)> {
+            owners.entries.iter().map(|&entry| (owners.path(entry).to_vec(), entry[2] as usize)).collect()
+        };
+        assert_eq!(lookups(&owners), lookups(&built.owners));
+        assert_eq!(owners.get(b"/usr/bin/dash"), Some(0));
+        assert_eq!(owners.get(b"/usr/bin"), None, "a directory is nobody's");
+
+        // A new file list changes the key: the stale cache is not read.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(admin.path().join("info/new.list"), "/usr/bin/new\n").expect("list");
+        assert!(read(cache.path(), &Key::of(admin.path(), &built.aliases).expect("key")).is_none());
+
+        // A damaged cache is ignored, never trusted.
+        let mut bytes = std::fs::read(cache.path().join(FILE_NAME)).expect("cache");
+        bytes.truncate(bytes.len() - 3);
+        std::fs::write(cache.path().join(FILE_NAME), bytes).expect("damage");
+        assert!(read(cache.path(), &key).is_none());
+    }
+}
