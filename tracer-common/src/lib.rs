@@ -188,18 +188,15 @@ pub struct EventHeader {
 /// Size of [`EventHeader`] on the wire.
 pub const HEADER_SIZE: usize = core::mem::size_of::<EventHeader>();
 
-/// What the entry program of a syscall leaves for its exit program.
+/// What the entry program of a fork or an exec leaves for the scheduler's
+/// tracepoints (see [`syscalls::ENTRY_STATE`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PendingSyscall {
-    /// The syscall number at entry; the exit program ignores a mismatch.
-    pub syscall_nr: u32,
-    /// The [`EventKind`] the exit program emits.
+    /// The [`EventKind`] of the call: [`EventKind::Fork`] or [`EventKind::ExecFailed`].
     pub kind: u16,
-    pub _reserved: u16,
+    pub _reserved: [u16; 3],
     pub args: [u64; 3],
-    /// User pointers to the strings, read at exit when the kernel has touched them.
-    pub str_ptr: [u64; 2],
 }
 
 /// Where the raw `sys_enter`/`sys_exit` tracepoints' programs find a
@@ -229,9 +226,13 @@ pub const TS_COMPAT: u32 = 0x0002;
 /// give (`PID_MAX_LIMIT`, 4,194,304 on 64-bit), 512 KiB.
 pub const MAYBE_TRACED_WORDS: u32 = (4 * 1024 * 1024) / 64;
 
-/// Slots of the syscall dispatch tables (`ENTER_HANDLERS`, `EXIT_HANDLERS`):
-/// above every x86_64 syscall number reprotrace traces.
+/// Slots of the syscall dispatch table (`EXIT_HANDLERS`): above every x86_64
+/// syscall number reprotrace traces.
 pub const SYSCALL_SLOTS: usize = 512;
+
+/// Offset of a syscall's first argument in its `syscalls:sys_enter_*` record
+/// (after the common fields and `__syscall_nr`); each argument takes 8 bytes.
+pub const SYSCALL_ENTRY_ARGS_OFFSET: usize = 16;
 
 /// The key of the `SEEN_FACTS` map: a fact about an absolute path that one
 /// process image stated during one notebook cell (or Dask task) of one audit:
@@ -287,8 +288,6 @@ unsafe impl aya::Pod for FileOffsets {}
 pub mod maps {
     /// `HashMap<u32 tid, u32 audit id>`: the tasks being traced.
     pub const TRACED: &str = "TRACED";
-    /// `HashMap<u32 tid, PendingSyscall>`.
-    pub const PENDING: &str = "PENDING";
     /// The ring buffer events travel on.
     pub const EVENTS: &str = "EVENTS";
     /// `PerCpuArray<u64>` of per-CPU counters, indexed by [`super::counters`].
@@ -313,9 +312,10 @@ pub mod maps {
     /// dispatchers turn an untraced task away with one array read instead of
     /// a hash lookup.
     pub const MAYBE_TRACED: &str = "MAYBE_TRACED";
-    /// `ProgramArray` of [`super::SYSCALL_SLOTS`]: each traced syscall's entry handler at its number.
-    pub const ENTER_HANDLERS: &str = "ENTER_HANDLERS";
-    /// `ProgramArray` of [`super::SYSCALL_SLOTS`]: the exit handler at each traced syscall's number.
+    /// `HashMap<u32 tid, PendingSyscall>`: the call a task is in, for the
+    /// syscalls of [`super::syscalls::ENTRY_STATE`].
+    pub const PENDING: &str = "PENDING";
+    /// `ProgramArray` of [`super::SYSCALL_SLOTS`]: each traced syscall's exit handler at its number.
     pub const EXIT_HANDLERS: &str = "EXIT_HANDLERS";
     pub const ALL: &[&str] = &[
         TRACED,
@@ -328,7 +328,6 @@ pub mod maps {
         SILENT_FDS,
         EPOCHS,
         IO_URING_REQUESTS,
-        ENTER_HANDLERS,
         EXIT_HANDLERS,
         MAYBE_TRACED,
     ];
@@ -380,16 +379,15 @@ pub mod globals {
 /// How a program is attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attach {
-    /// To the raw tracepoint of this name (`sys_enter`, `sys_exit`).
+    /// To the raw tracepoint of this name (`sys_exit`).
     RawTracepoint(&'static str),
     /// To the tracepoint `category:name`.
     Tracepoint { category: &'static str, name: &'static str },
-    /// Not attached: the `sys_enter` dispatcher tail-calls it for syscall `nr`
-    /// (slot `nr` of `ENTER_HANDLERS`).
-    EnterHandler { nr: u32 },
-    /// Not attached: the `sys_exit` dispatcher tail-calls it for every traced
-    /// syscall (each traced number's slot of `EXIT_HANDLERS`).
-    ExitHandler,
+    /// Not attached: the `sys_exit` dispatcher tail-calls it for syscall `nr`
+    /// (slot `nr` of `EXIT_HANDLERS`).
+    ExitHandler { nr: u32 },
+    /// To the syscall's own `syscalls:sys_enter_<tracepoint>` tracepoint.
+    SyscallEntry { tracepoint: &'static str },
 }
 
 /// A program: its symbol in the object and how it is attached.
@@ -400,28 +398,24 @@ pub struct ProgramSpec {
 }
 
 impl ProgramSpec {
-    /// A raw tracepoint program (every other one is a classic tracepoint's,
-    /// attached or not).
     /// The program on a classic tracepoint, named after it.
     const fn tracepoint(category: &'static str, name: &'static str) -> ProgramSpec {
         ProgramSpec { symbol: name, attach: Attach::Tracepoint { category, name } }
     }
 
+    /// A raw tracepoint program (every other one is a classic tracepoint's).
     pub fn is_raw_tracepoint(&self) -> bool {
-        matches!(self.attach, Attach::RawTracepoint(_) | Attach::EnterHandler { .. } | Attach::ExitHandler)
+        matches!(self.attach, Attach::RawTracepoint(_) | Attach::ExitHandler { .. })
     }
 }
 
-/// The programs besides the syscalls' entry handlers: the syscall
-/// dispatchers on the `sys_enter` and `sys_exit` raw tracepoints (two attach
-/// points for every syscall, each a program run and a table lookup for a
-/// syscall reprotrace does not trace), the exit handler, the scheduler's
-/// tracepoints, which follow the PID tree, and io_uring's, which see its
-/// requests.
+/// The programs besides the syscalls' exit handlers: the syscall dispatcher
+/// on the `sys_exit` raw tracepoint (one attach point for every syscall: a
+/// program run and a bitmap read for a task reprotrace does not follow), the
+/// scheduler's tracepoints, which follow the PID tree, and io_uring's, which
+/// see its requests.
 pub const FIXED_PROGRAMS: &[ProgramSpec] = &[
-    ProgramSpec { symbol: "sys_enter", attach: Attach::RawTracepoint("sys_enter") },
     ProgramSpec { symbol: "sys_exit", attach: Attach::RawTracepoint("sys_exit") },
-    ProgramSpec { symbol: "exit_syscall", attach: Attach::ExitHandler },
     ProgramSpec::tracepoint("sched", "sched_process_fork"),
     ProgramSpec::tracepoint("sched", "sched_process_exec"),
     ProgramSpec::tracepoint("sched", "sched_process_exit"),
@@ -429,11 +423,16 @@ pub const FIXED_PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec::tracepoint("io_uring", "io_uring_complete"),
 ];
 
-/// Every program in the object: the fixed ones, then an entry handler per
-/// traced syscall. The build exports these symbols and the loader loads each.
+/// Every program in the object: the fixed ones, an exit handler per traced
+/// syscall, and an entry program for each of [`syscalls::ENTRY_STATE`]. The
+/// build exports these symbols and the loader loads each.
 pub fn programs() -> impl Iterator<Item = ProgramSpec> {
     let handlers = syscalls::SYSCALLS
         .iter()
-        .map(|syscall| ProgramSpec { symbol: syscall.enter_handler, attach: Attach::EnterHandler { nr: syscall.nr } });
-    FIXED_PROGRAMS.iter().copied().chain(handlers)
+        .map(|syscall| ProgramSpec { symbol: syscall.exit_handler, attach: Attach::ExitHandler { nr: syscall.nr } });
+    let entries = syscalls::SYSCALLS.iter().filter(|syscall| syscall.needs_entry_state()).map(|syscall| ProgramSpec {
+        symbol: syscall.entry_program,
+        attach: Attach::SyscallEntry { tracepoint: syscall.tracepoint },
+    });
+    FIXED_PROGRAMS.iter().copied().chain(handlers).chain(entries)
 }

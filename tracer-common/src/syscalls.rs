@@ -1,13 +1,13 @@
 //! The syscalls reprotrace traces, in one table: each one's name, its x86_64
 //! number, and the fact it states with where that fact's arguments and strings
 //! come from. Everything that needs the list derives it from here: the kernel
-//! programs (one entry handler per syscall, which the `sys_enter` raw
+//! programs (one exit handler per syscall, which the `sys_exit` raw
 //! tracepoint calls by number), the loader's program table, strace's
 //! `-e trace=` list and its log parser, and the benchmarks.
 //!
 //! [`Syscall::normalise`] turns a call's arguments into its fact, for both
-//! sides: the kernel reads the arguments from the tracepoint record and user
-//! memory, the strace parser from the call strace printed. Several syscalls
+//! sides: the kernel reads the arguments from the registers the syscall
+//! was entered with (still in `pt_regs` at its exit) and user memory, the strace parser from the call strace printed. Several syscalls
 //! state one fact (open, creat, openat and openat2 all state [`EventKind::Open`]),
 //! so what follows the normalisation decodes facts, not syscalls.
 
@@ -61,9 +61,12 @@ pub struct Syscall {
     /// Its number on x86_64.
     pub nr: u32,
     pub shape: Shape,
-    /// The kernel program that handles its entry (`enter_<name>`): the
-    /// `sys_enter` dispatcher tail-calls it by number.
-    pub enter_handler: &'static str,
+    /// The kernel program that handles it (`exit_<name>`): the `sys_exit`
+    /// dispatcher tail-calls it by number.
+    pub exit_handler: &'static str,
+    /// For the calls of [`ENTRY_STATE`]: the program on its entry tracepoint
+    /// (`enter_<name>`).
+    pub entry_program: &'static str,
     /// The kernel's name of the syscall in its `syscalls:sys_enter_*`
     /// tracepoint, whose format file documents its arguments (it can differ
     /// from the ABI's: `stat` is `newstat`).
@@ -271,13 +274,15 @@ macro_rules! define_syscalls {
                 name: stringify!($first),
                 nr: $first_nr,
                 shape: $first_shape,
-                enter_handler: concat!("enter_", stringify!($first)),
+                exit_handler: concat!("exit_", stringify!($first)),
+                entry_program: concat!("enter_", stringify!($first)),
                 tracepoint: $crate::__tracepoint_name!($first $($first_tracepoint)?),
             }, $(Syscall {
                 name: stringify!($name),
                 nr: $nr,
                 shape: $shape,
-                enter_handler: concat!("enter_", stringify!($name)),
+                exit_handler: concat!("exit_", stringify!($name)),
+                entry_program: concat!("enter_", stringify!($name)),
                 tracepoint: $crate::__tracepoint_name!($name $($tracepoint)?),
             },)*]
         };
@@ -288,6 +293,21 @@ macro_rules! define_syscalls {
 }
 
 for_each_syscall!(define_syscalls);
+
+/// The syscalls whose state at entry their exit cannot give back: a fork's
+/// flags (`sched_process_fork` runs in the parent during the call) and an
+/// exec's directory and flags (a successful exec has replaced the registers
+/// by the time `sched_process_exec` runs). Each has a program on its own
+/// `syscalls:sys_enter_*` tracepoint, which costs nothing to other syscalls:
+/// the raw `sys_exit` tracepoint puts every syscall on the traced path already.
+pub const ENTRY_STATE: [&str; 6] = ["clone", "clone3", "fork", "vfork", "execve", "execveat"];
+
+impl Syscall {
+    /// Whether it is one of [`ENTRY_STATE`].
+    pub fn needs_entry_state(&self) -> bool {
+        ENTRY_STATE.contains(&self.name)
+    }
+}
 
 /// The traced syscall named `name`.
 pub fn by_name(name: &[u8]) -> Option<&'static Syscall> {
@@ -311,6 +331,19 @@ mod tests {
     }
 
     #[test]
+    fn entry_state_is_kept_for_forks_and_execs_alone() {
+        for syscall in SYSCALLS {
+            let forks_or_execs = match syscall.shape {
+                Shape::Fact { kind, .. } => kind == EventKind::Fork,
+                Shape::Exec { .. } => true,
+                _ => false,
+            };
+            assert_eq!(syscall.needs_entry_state(), forks_or_execs, "{}", syscall.name);
+        }
+        assert!(ENTRY_STATE.iter().all(|name| by_name(name.as_bytes()).is_some()));
+    }
+
+    #[test]
     fn the_name_list_is_the_table() {
         assert!(NAMES.split(',').eq(SYSCALLS.iter().map(|syscall| syscall.name)), "{NAMES}");
     }
@@ -319,7 +352,7 @@ mod tests {
     fn names_and_programs_are_unique() {
         for (index, syscall) in SYSCALLS.iter().enumerate() {
             assert!(SYSCALLS[..index].iter().all(|other| other.name != syscall.name && other.nr != syscall.nr));
-            assert_eq!(syscall.enter_handler.strip_prefix("enter_"), Some(syscall.name));
+            assert_eq!(syscall.exit_handler.strip_prefix("exit_"), Some(syscall.name));
             assert!((syscall.nr as usize) < crate::SYSCALL_SLOTS, "{} is beyond the dispatch table", syscall.name);
             let tracepoint = syscall.tracepoint;
             assert!(tracepoint == syscall.name || matches!(syscall.name, "stat" | "lstat" | "umount2"), "{tracepoint}");

@@ -5,17 +5,20 @@
 //! `sched_process_exit` removes a task that is gone. For a task not in `TRACED`
 //! each program costs one hash lookup and returns.
 //!
-//! Syscalls are seen on the raw `sys_enter` and `sys_exit` tracepoints: two
-//! attach points for every syscall of every task, each a program run and a
-//! tail call by syscall number that goes nowhere for a syscall reprotrace does
-//! not trace (a per-syscall tracepoint costs several times more per call, and
-//! each one attached takes an RCU grace period to detach). The entry handler
-//! of a traced syscall only normalises its arguments into a `PendingSyscall`;
-//! the exit handler, one for all, reads the strings (their pages are resident
-//! once the kernel has copied them) and emits one event when the syscall
-//! succeeded. A successful exec is reported by `sched_process_exec` instead,
-//! from the new image: the path the kernel ran and the argv it copied onto the
-//! new stack, both resident; a failed one by the exit handler, with its path.
+//! Syscalls are seen on the raw `sys_exit` tracepoint alone: one attach point
+//! for every syscall of every task, a program run and a bitmap read for a task
+//! reprotrace does not follow (a per-syscall tracepoint costs several times
+//! more per call, and each one attached takes an RCU grace period to detach).
+//! For a followed task it tail-calls the handler of the syscall's number, if
+//! it is traced. The handler reads the arguments from the registers the
+//! syscall was entered with, which `pt_regs` still holds at its exit (only the
+//! return value's register changed), normalises them into the fact the call
+//! states, reads its strings (their pages are resident once the kernel has
+//! copied them) and emits one event when the syscall succeeded: no entry
+//! program, nothing kept between entry and exit. A successful exec is reported
+//! by `sched_process_exec` instead, from the new image: the path the kernel ran
+//! and the argv it copied onto the new stack, both resident; a failed one by
+//! its handler, with its path (a failed exec leaves the registers alone).
 //!
 //! Built for the host target as LLVM bitcode and linked for BPF by bpf-linker, so
 //! nothing here may panic: indexes are masked and helpers are called raw.
@@ -47,7 +50,7 @@ use tracer_common::{
     syscalls::{Arg, Syscall},
     EventHeader, EventKind, FactKey, FdKey, FileOffsets, PendingSyscall, SyscallRegs, ARGV_MAX, EXEC_SCRATCH_SIZE,
     FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED,
-    HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX, SCRATCH_SIZE, SYSCALL_SLOTS, TS_COMPAT,
+    HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX, SCRATCH_SIZE, SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_SLOTS, TS_COMPAT,
 };
 
 const MAX_TASKS: u32 = 65536;
@@ -63,6 +66,10 @@ static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TASKS, 0);
 
 /// `bpf_map_create` flag: the array can be mapped into user space's memory.
 const BPF_F_MMAPABLE: u32 = 1024;
+/// `bpf_map_create` flag: an LRU hash keeps a list of recent entries per CPU
+/// instead of one shared list (whose lock the CPUs fought over in storms);
+/// the entries themselves stay shared.
+const BPF_F_NO_COMMON_LRU: u32 = 2;
 
 /// Bit `tid` set while task `tid` may be in `TRACED` (see tracer-common): the
 /// dispatchers' first question, one array read.
@@ -108,14 +115,11 @@ fn unfollow(tid: u32) {
     mark_maybe_traced(tid, false);
 }
 
-/// Each traced syscall's entry handler, at its number (filled by the loader).
-#[map]
-static ENTER_HANDLERS: ProgramArray = ProgramArray::with_max_entries(SYSCALL_SLOTS as u32, 0);
-
-/// The exit handler, at each traced syscall's number (filled by the loader).
+/// Each traced syscall's exit handler, at its number (filled by the loader).
 #[map]
 static EXIT_HANDLERS: ProgramArray = ProgramArray::with_max_entries(SYSCALL_SLOTS as u32, 0);
 
+/// The fork or exec a followed task is in (see `syscalls::ENTRY_STATE`).
 #[map]
 static PENDING: HashMap<u32, PendingSyscall> = HashMap::with_max_entries(MAX_TASKS, 0);
 
@@ -139,11 +143,11 @@ static EXEC_SCRATCH: Array<[u8; EXEC_SCRATCH_SIZE]> = Array::with_max_entries(1,
 /// opens the same few hundred paths again and again, a storm of reads opens
 /// the same files, and the first time is the fact.
 #[map]
-static SEEN_FACTS: LruHashMap<FactKey, u8> = LruHashMap::with_max_entries(65536, 0);
+static SEEN_FACTS: LruHashMap<FactKey, u8> = LruHashMap::with_max_entries(65536, BPF_F_NO_COMMON_LRU);
 
 /// Descriptors whose open was not sent, so that their close is not either.
 #[map]
-static SILENT_FDS: LruHashMap<FdKey, u8> = LruHashMap::with_max_entries(65536, 0);
+static SILENT_FDS: LruHashMap<FdKey, u8> = LruHashMap::with_max_entries(65536, BPF_F_NO_COMMON_LRU);
 
 /// io_uring requests of traced tasks awaiting completion: request → audit id.
 #[map]
@@ -250,19 +254,19 @@ fn current_tid() -> u32 {
     current_pid_tgid() as u32
 }
 
+/// The fork or exec `tid` is in, as its entry program left it.
+#[inline(always)]
+fn pending_of(tid: u32) -> Option<PendingSyscall> {
+    // SAFETY: the value is copied out at once.
+    unsafe { PENDING.get(tid) }.copied()
+}
+
 /// The audit `tid` is followed for, if it is.
 #[inline(always)]
 fn audit_of(tid: u32) -> Option<u32> {
     // SAFETY: the value is copied out at once; a concurrent removal cannot
     // invalidate it after that.
     unsafe { TRACED.get(tid) }.copied()
-}
-
-/// What the entry program left for `tid`'s exit program, if anything.
-#[inline(always)]
-fn pending_of(tid: u32) -> Option<PendingSyscall> {
-    // SAFETY: as for `audit_of`: copied out at once.
-    unsafe { PENDING.get(tid) }.copied()
 }
 
 #[inline(always)]
@@ -515,12 +519,13 @@ fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
     output(event);
 }
 
-/// Lookups of absolute paths up to this long are deduplicated (longer ones
-/// are always sent: the dedup key hashes this many bytes).
+/// Facts about absolute paths up to this long are deduplicated (longer ones
+/// are always sent: the dedup key hashes this many bytes, a fixed amount of
+/// straight-line work; stopping at the path's end instead made the verifier
+/// check the rest of the program once per possible length, 2 s of load).
 const DEDUP_BYTES: usize = 512;
 
-/// A hash of the [`DEDUP_BYTES`] bytes at `bytes`, a word at a time: a fixed
-/// amount of straight-line work the verifier checks once.
+/// A hash of the [`DEDUP_BYTES`] bytes at `bytes`, a word at a time.
 #[inline(always)]
 fn path_hash(bytes: *const u8) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -533,16 +538,18 @@ fn path_hash(bytes: *const u8) -> u64 {
     hash
 }
 
-/// What every syscall entry program does: for a traced task, normalises the
-/// call into the fact it states (the shared table of tracer-common) and leaves
-/// it in `PENDING` for the exit program.
+/// What every syscall's exit handler does for a followed task: normalises the
+/// call into the fact it states (the shared table of tracer-common) and emits
+/// it if the syscall succeeded (or, for a failed exec and the markers, failed).
 #[inline(always)]
-fn on_enter(ctx: &RawTracePointContext, syscall: &Syscall) {
+fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
     let tid = current_tid();
-    if audit_of(tid).is_none() || in_compat_syscall() {
+    let Some(audit_id) = audit_of(tid) else { return };
+    if in_compat_syscall() {
         return;
     }
     let regs: u64 = ctx.arg(0);
+    let ret: i64 = ctx.arg(1);
     let value = |arg: Arg| -> Result<u64, Infallible> {
         Ok(match arg {
             Arg::Raw(position) | Arg::Named(position, _) => syscall_arg(regs, usize::from(position)),
@@ -554,55 +561,34 @@ fn on_enter(ctx: &RawTracePointContext, syscall: &Syscall) {
         })
     };
     let Ok(Some(fact)) = syscall.normalise(value) else { return };
+    let kind = fact.kind;
+    // The calls of `syscalls::ENTRY_STATE` (their test says which they are).
+    if matches!(kind, EventKind::Fork | EventKind::ExecFailed) {
+        let _ = PENDING.remove(tid);
+    }
+    let fails_by_design = matches!(kind, EventKind::ExecFailed | EventKind::CellMarker | EventKind::TaskMarker);
+    if ret < 0 && !fails_by_design {
+        return;
+    }
     let str_ptr = fact.strings.map(|position| position.map_or(0, |position| syscall_arg(regs, usize::from(position))));
-    // An empty path (`AT_EMPTY_PATH`) is a descriptor's stat, as glibc's
-    // fstat makes one: no name is looked up, and a hot loop of fstats should
-    // cost no more than this check.
-    if fact.kind == EventKind::Metadata && user_byte(str_ptr[0]) == Some(0) {
-        return;
-    }
-    let pending =
-        PendingSyscall { syscall_nr: syscall.nr, kind: fact.kind as u16, _reserved: 0, args: fact.args, str_ptr };
-    let _ = PENDING.insert(tid, pending, 0);
-}
-
-/// The exit handler of every traced syscall (the `sys_exit` dispatcher
-/// tail-calls it): emits the fact a traced task's syscall established, if it
-/// succeeded.
-#[unsafe(no_mangle)]
-#[unsafe(link_section = "raw_tp")]
-fn exit_syscall(ctx: *mut c_void) -> u32 {
-    on_exit(&RawTracePointContext::new(ctx));
-    0
-}
-
-#[inline(always)]
-fn on_exit(ctx: &RawTracePointContext) {
-    let tid = current_tid();
-    let Some(pending) = pending_of(tid) else { return };
-    let _ = PENDING.remove(tid);
-    if u64::from(pending.syscall_nr) != syscall_number(ctx.arg(0)) {
-        return;
-    }
-    let Some(audit_id) = audit_of(tid) else { return };
-    let ret: i64 = ctx.arg(1);
-    let Some(kind) = EventKind::from_wire(pending.kind) else { return };
-    let head = header(kind, audit_id, ret, pending.args);
+    let head = header(kind, audit_id, ret, fact.args);
     match kind {
         // Reported by sched_process_fork while the syscall runs.
         EventKind::Fork => {}
-        // A success is reported from the new image; failures are facts too:
-        // the program was looked for there.
-        EventKind::ExecFailed if ret < 0 => emit_with_paths(head, pending.str_ptr),
+        // A success is reported from the new image (whose registers these
+        // are now); failures are facts too: the program was looked for there.
+        EventKind::ExecFailed if ret < 0 => emit_with_paths(head, str_ptr),
+        EventKind::ExecFailed => {}
         // A marker fails by design; the cell's or task's lookups are its own.
         EventKind::CellMarker | EventKind::TaskMarker => {
             new_epoch(head.tgid);
-            emit_with_paths(head, pending.str_ptr)
+            emit_with_paths(head, str_ptr)
         }
-        _ if ret < 0 => {}
-        EventKind::Metadata => emit_path_fact(head, pending.str_ptr[0], None),
-        EventKind::Open => emit_path_fact(head, pending.str_ptr[0], Some(ret as u32)),
-        EventKind::ExecFailed => {}
+        // An empty path (`AT_EMPTY_PATH`) is a descriptor's stat, as glibc's
+        // fstat makes one: no name was looked up.
+        EventKind::Metadata if user_byte(str_ptr[0]) == Some(0) => {}
+        EventKind::Metadata => emit_path_fact(head, str_ptr[0], None),
+        EventKind::Open => emit_path_fact(head, str_ptr[0], Some(ret as u32)),
         EventKind::Close if head.args[0] == head.args[1] && close_is_silent(head.tgid, head.args[0] as u32) => {}
         kind => {
             match kind {
@@ -621,7 +607,7 @@ fn on_exit(ctx: &RawTracePointContext) {
                 | EventKind::MoveMount => new_epoch(head.tgid),
                 _ => {}
             }
-            emit_with_paths(head, pending.str_ptr)
+            emit_with_paths(head, str_ptr)
         }
     }
 }
@@ -630,13 +616,8 @@ fn on_exit(ctx: &RawTracePointContext) {
 /// was not sent (it is not sent either, and forgotten).
 #[inline(always)]
 fn close_is_silent(tgid: u32, fd: u32) -> bool {
-    let key = FdKey { tgid, fd };
-    // SAFETY: only the presence of the key is used.
-    if unsafe { SILENT_FDS.get(key) }.is_none() {
-        return false;
-    }
-    let _ = SILENT_FDS.remove(key);
-    true
+    // One map operation: the removal fails for a key that is not there.
+    SILENT_FDS.remove(FdKey { tgid, fd }).is_ok()
 }
 
 /// The open flags under which an open of a regular file states nothing more
@@ -674,9 +655,12 @@ fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
     // SAFETY: header + PATH_MAX fit in the scratch buffer.
     let path = unsafe { buf.add(HEADER_SIZE) };
     // The hashed bytes past the path's end must not be an earlier event's.
+    // (Volatile: LLVM would make the loop a memset, which the BPF backend
+    // expands through the stack.)
     for word in 0..DEDUP_BYTES / 8 {
-        // SAFETY: inside the scratch buffer.
-        unsafe { path.cast::<u64>().add(word).write_unaligned(0) };
+        // SAFETY: inside the scratch buffer, at an 8-byte boundary (the
+        // header's size is a multiple of 8).
+        unsafe { path.cast::<u64>().add(word).write_volatile(0) };
     }
     let (len, cut) = read_user_path(path, path_ptr);
     // A lookup's name empty now though not at entry (another thread rewrote
@@ -726,23 +710,8 @@ fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
     send(buf, HEADER_SIZE + len);
 }
 
-/// Dispatches every syscall entry to the handler of its number, if it is
-/// traced (a tail call to an empty slot falls through).
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
-    if returns_at_once() || !maybe_traced(current_tid()) {
-        return 0;
-    }
-    let nr: u64 = ctx.arg(1);
-    if nr < SYSCALL_SLOTS as u64 {
-        // SAFETY: the table holds raw tracepoint programs of this context's
-        // type, which the loader put there.
-        unsafe { ENTER_HANDLERS.tail_call(&ctx, nr as u32) };
-    }
-    0
-}
-
-/// Dispatches every syscall exit of a traced syscall to the exit handler.
+/// Dispatches the exit of a followed task's syscall to the handler of its
+/// number, if it is traced (a tail call to an empty slot falls through).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if returns_at_once() || !maybe_traced(current_tid()) {
@@ -750,32 +719,34 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     }
     let nr = syscall_number(ctx.arg(0));
     if nr < SYSCALL_SLOTS as u64 {
-        // SAFETY: as in `sys_enter`.
+        // SAFETY: the table holds raw tracepoint programs of this context's
+        // type, which the loader put there.
         unsafe { EXIT_HANDLERS.tail_call(&ctx, nr as u32) };
     }
     0
 }
 
-/// Defines the entry handler of each syscall of tracer-common's table,
-/// `enter_<name>`. (The table entry is a constant, so each program keeps only
+/// Defines the exit handler of each syscall of tracer-common's table,
+/// `exit_<name>`. (The table entry is a constant, so each program keeps only
 /// the branches its syscall can take.)
 macro_rules! syscall_programs {
     ($($name:ident = $nr:literal $(@ $tracepoint:ident)? => $shape:expr,)*) => {$(
         mod $name {
             use tracer_common::syscalls::{notation::*, Syscall};
 
-            const SYSCALL: Syscall = Syscall {
+            pub(crate) const SYSCALL: Syscall = Syscall {
                 name: stringify!($name),
                 nr: $nr,
                 shape: $shape,
-                enter_handler: concat!("enter_", stringify!($name)),
+                exit_handler: concat!("exit_", stringify!($name)),
+                entry_program: concat!("enter_", stringify!($name)),
                 tracepoint: tracer_common::__tracepoint_name!($name $($tracepoint)?),
             };
 
-            #[unsafe(export_name = concat!("enter_", stringify!($name)))]
+            #[unsafe(export_name = concat!("exit_", stringify!($name)))]
             #[unsafe(link_section = "raw_tp")]
-            fn enter(ctx: *mut core::ffi::c_void) -> u32 {
-                super::on_enter(&aya_ebpf::programs::RawTracePointContext::new(ctx), &SYSCALL);
+            fn exit(ctx: *mut core::ffi::c_void) -> u32 {
+                super::on_exit(&aya_ebpf::programs::RawTracePointContext::new(ctx), &SYSCALL);
                 0
             }
         }
@@ -783,6 +754,48 @@ macro_rules! syscall_programs {
 }
 
 tracer_common::for_each_syscall!(syscall_programs);
+
+/// Defines the entry program of each syscall of `syscalls::ENTRY_STATE`,
+/// `enter_<name>` (a test of the loader checks the list against it).
+macro_rules! entry_programs {
+    ($($name:ident),*) => {$(
+        mod $name {
+            #[unsafe(export_name = concat!("enter_", stringify!($name)))]
+            #[unsafe(link_section = "tracepoint")]
+            fn enter(ctx: *mut core::ffi::c_void) -> u32 {
+                crate::on_entry(&aya_ebpf::programs::TracePointContext::new(ctx), &crate::$name::SYSCALL);
+                0
+            }
+        }
+    )*};
+}
+
+mod entry {
+    entry_programs!(clone, clone3, fork, vfork, execve, execveat);
+}
+
+/// What the entry program of a fork or exec does for a followed task: leaves
+/// the call's fact (its flags; its directory and flags) in `PENDING` for the
+/// scheduler's tracepoints.
+#[inline(always)]
+fn on_entry(ctx: &TracePointContext, syscall: &Syscall) {
+    let tid = current_tid();
+    if !maybe_traced(tid) || audit_of(tid).is_none() || in_compat_syscall() {
+        return;
+    }
+    let argument = |position: u8| -> u64 { read_ctx(ctx, SYSCALL_ENTRY_ARGS_OFFSET + 8 * usize::from(position & 7)) };
+    let value = |arg: Arg| -> Result<u64, Infallible> {
+        Ok(match arg {
+            Arg::Raw(position) | Arg::Named(position, _) => argument(position),
+            Arg::Member { position, offset, .. } => read_user_u64(argument(position).wrapping_add(u64::from(offset))),
+            // Resolved by `normalise` itself.
+            Arg::Unused | Arg::Const(_) | Arg::Bit(..) => 0,
+        })
+    };
+    let Ok(Some(fact)) = syscall.normalise(value) else { return };
+    let pending = PendingSyscall { kind: fact.kind as u16, _reserved: [0; 3], args: fact.args };
+    let _ = PENDING.insert(tid, pending, 0);
+}
 
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {

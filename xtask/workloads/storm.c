@@ -3,24 +3,28 @@
  * several threads, the syscall pattern that costs a tracer the most per unit of
  * work (every open is an event, and the work between them is tiny).
  *
- * Usage: storm DIR NFILES THREADS OPENS_PER_THREAD
+ * Usage: storm DIR NFILES THREADS OPENS_PER_THREAD [churn]
  *
  * DIR holds NFILES files named f00000, f00001, ... (the harness prepares them;
  * storm creates nothing). Each thread opens, fstats and closes files by their
  * absolute path OPENS_PER_THREAD times, cycling through the files from its own
- * starting point so the threads do not walk in step. Prints nothing unless
- * something fails (then exit status 1).
+ * starting point so the threads do not walk in step. With `churn`, each
+ * iteration is open, read, close and stat by path instead (the loop of a
+ * program that keeps rereading its inputs). Prints nothing unless something
+ * fails (then exit status 1).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 static const char *dir;
 static long nfiles, threads, opens;
+static int churn;
 
 static long parse_count(const char *text, const char *what) {
     char *end;
@@ -35,12 +39,19 @@ static long parse_count(const char *text, const char *what) {
 static void *worker(void *arg) {
     long id = (long)arg;
     char path[4096];
+    char buffer[256];
     struct stat st;
     for (long i = 0; i < opens; i++) {
         long file = (id * nfiles / threads + i) % nfiles;
         snprintf(path, sizeof path, "%s/f%05ld", dir, file);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fstat(fd, &st) != 0 || close(fd) != 0) {
+        if (fd < 0) {
+            perror(path);
+            exit(1);
+        }
+        int failed = churn ? read(fd, buffer, sizeof buffer) < 0 || close(fd) != 0 || stat(path, &st) != 0
+                           : fstat(fd, &st) != 0 || close(fd) != 0;
+        if (failed) {
             perror(path);
             exit(1);
         }
@@ -49,8 +60,9 @@ static void *worker(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: storm DIR NFILES THREADS OPENS_PER_THREAD\n");
+    churn = argc == 6 && strcmp(argv[5], "churn") == 0;
+    if (argc != 5 && !churn) {
+        fprintf(stderr, "usage: storm DIR NFILES THREADS OPENS_PER_THREAD [churn]\n");
         return 2;
     }
     dir = argv[1];

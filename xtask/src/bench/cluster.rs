@@ -1,6 +1,6 @@
-//! `cargo xtask bench cluster`: the climate example notebook on a simulated
-//! Dask cluster (2 hosts × 2 workers), native against audited, side by side
-//! in one run. Two clusters stay up for the whole benchmark: a plain one (no
+//! The `cluster` workload (also alone: `cargo xtask bench cluster`): the
+//! climate example notebook on a simulated Dask cluster (2 hosts × 2
+//! workers), native against audited, side by side in one run. Two clusters stay up for the whole benchmark: a plain one (no
 //! daemon, no preload) for native runs, and one whose hosts run a daemon and
 //! whose workers load `reprotrace.dask`, where the notebook runs under
 //! `reprotrace run --dask` (through host-1's daemon). Rounds alternate which
@@ -12,7 +12,10 @@ use std::{path::Path, process::Command, time::Instant};
 use anyhow::{bail, Context, Result};
 use cluster::{Cluster, MANAGER};
 
-use super::stats::{summarize, Sample};
+use super::{
+    report::WorkloadResult,
+    stats::{summarize, ModeResult, Sample},
+};
 use crate::{cargo, cluster as xcluster, repo_root, run};
 
 const HOSTS: usize = 2;
@@ -25,9 +28,23 @@ enum Mode {
     Audited,
 }
 
+/// `cargo xtask bench cluster`.
 pub fn main(rounds: usize) -> Result<()> {
     crate::setup()?;
     run(cargo().args(["build", "--release", "-p", "tracer-user"]))?;
+    super::report::print_table(&bench(rounds)?);
+    Ok(())
+}
+
+/// What the workload is, for the report.
+pub const DESCRIPTION: &str =
+    "The climate example (`examples/climate/climate.ipynb`, 10 stations) by `jupyter nbconvert \
+                               --execute` on a simulated Dask cluster of 2 hosts × 2 workers (network namespaces); \
+                               the measure is the whole run's wall time, the collection of the workers' audits and \
+                               the merged manifest included";
+
+/// Runs the workload (the release binary is built already).
+pub fn bench(rounds: usize) -> Result<WorkloadResult> {
     let root = repo_root();
     let reprotrace = xcluster::target_dir().join("release").join("reprotrace");
     let python = xcluster::ensure_venv(&root.join("target/cluster/venv"))?;
@@ -100,26 +117,23 @@ pub fn main(rounds: usize) -> Result<()> {
     }
     plain.down()?;
     audited.down()?;
-    let native_summary = summarize(&native, None, None).context("no native run")?;
-    let audited_summary = summarize(&traced, Some(&native), None).context("no audited run")?;
-    println!(
-        "\nclimate on {HOSTS} hosts × {WORKERS_PER_HOST} workers (10 stations; nbconvert --execute, wall time, {rounds} rounds)"
+    let mut native_result = ModeResult::new("native", "CMD on the plain cluster (no daemon, no preload)".into());
+    native_result.summary = summarize(&native, None);
+    native_result.samples = native;
+    let mut audited_result = ModeResult::new(
+        "ebpf-daemon",
+        "reprotrace run --dask -q --socket S -o M -- CMD on a cluster whose hosts run a daemon and whose workers \
+         load `reprotrace.dask` (each audited through its host's daemon)"
+            .into(),
     );
-    println!("  mode      wall median (min–max)         vs native  paired");
-    for (name, summary) in [("native", &native_summary), ("audited", &audited_summary)] {
-        println!(
-            "  {name:<9} {:.3} s ({:.3}–{:.3} s)  {:>8.2}x  {:>5.2}x",
-            summary.wall_s.median,
-            summary.wall_s.min,
-            summary.wall_s.max,
-            summary.ratio.unwrap_or(f64::NAN),
-            summary.paired_ratio.unwrap_or(f64::NAN)
-        );
-    }
-    println!(
-        "  audited: `reprotrace run --dask` through host-1's daemon, every worker audited through its host's daemon"
-    );
-    Ok(())
+    audited_result.summary = summarize(&traced, Some(&native_result.samples));
+    audited_result.samples = traced;
+    Ok(WorkloadResult {
+        name: "cluster".into(),
+        description: DESCRIPTION.into(),
+        command: "jupyter nbconvert --to notebook --execute climate.ipynb --output climate.out.ipynb".into(),
+        modes: vec![native_result, audited_result],
+    })
 }
 
 /// The audited run's manifest is complete, with every station's task.

@@ -22,7 +22,7 @@ use self::{
     modes::{Mode, Tools},
     report::{Machine, Report, Reprotrace, WorkloadResult},
     stats::{ModeResult, RunError},
-    workloads::{Places, Workload},
+    workloads::{Places, Target, Workload},
 };
 use crate::{cargo, repo_root, run};
 
@@ -171,6 +171,21 @@ pub fn main(args: &[String]) -> Result<()> {
         report::print_table(&result);
         results.push(result);
     }
+    if options.workloads.contains(&"cluster") {
+        println!("\nbench: cluster: {}", cluster::DESCRIPTION);
+        let result = cluster::bench(options.rounds).unwrap_or_else(|error| {
+            let mut failed = stats::ModeResult::new("native", String::new());
+            failed.errors.push(RunError { round: None, error: format!("{error:#}") });
+            WorkloadResult {
+                name: "cluster".into(),
+                description: cluster::DESCRIPTION.into(),
+                command: String::new(),
+                modes: vec![failed],
+            }
+        });
+        report::print_table(&result);
+        results.push(result);
+    }
     let report = Report {
         command_line,
         date,
@@ -241,8 +256,20 @@ fn bench_workload(tools: &Tools, workload: &Workload, options: &Options) -> Work
     let native = results.iter().find(|result| result.mode == Mode::Native.name()).map(|result| result.samples.clone());
     for (mode, result) in modes.iter().zip(results.iter_mut()) {
         let baseline = if *mode == Mode::Native { None } else { Some(native.as_deref().unwrap_or_default()) };
-        let target = workload.target.filter(|_| mode.is_ebpf());
-        result.summary = stats::summarize(&result.samples, baseline, target);
+        result.summary = stats::summarize(&result.samples, baseline);
+    }
+    // Then the targets: one may be relative to another mode's figure.
+    let paired = |results: &[ModeResult], name: &str| {
+        results.iter().find(|result| result.mode == name)?.summary.as_ref()?.paired_ratio
+    };
+    for (name, target) in &workload.targets {
+        let limit = match *target {
+            Target::Ratio(limit) => Some(limit),
+            Target::AboveFloor { floor, margin } => paired(&results, floor).map(|floor| floor + margin),
+        };
+        if let Some(summary) = results.iter_mut().find(|result| result.mode == *name).and_then(|r| r.summary.as_mut()) {
+            summary.judge(limit);
+        }
     }
     WorkloadResult {
         name: workload.name.to_string(),

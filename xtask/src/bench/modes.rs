@@ -106,11 +106,6 @@ impl Mode {
         matches!(self, Mode::EbpfFloor | Mode::EbpfDaemonFloor)
     }
 
-    /// The modes the eBPF overhead targets apply to.
-    pub fn is_ebpf(self) -> bool {
-        matches!(self, Mode::Ebpf | Mode::EbpfDaemon | Mode::EbpfAttach | Mode::EbpfDaemonAttach)
-    }
-
     /// Whether a run writes a reprotrace manifest to read the statistics from.
     fn writes_manifest(self) -> bool {
         !matches!(self, Mode::Native | Mode::Strace | Mode::StraceSeccomp | Mode::Reprozip | Mode::StraceP)

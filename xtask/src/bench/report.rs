@@ -248,12 +248,14 @@ fn markdown(report: &Report) -> String {
          user + system time of the run and everything it reaped, plus a separately started tracer's, the daemon's \
          meanwhile (daemon modes) and that of what the run left behind (reprotrace's detach helper, waited for \
          untimed between runs so that it slows no other run); *vs native* divides the medians, *paired* is the \
-         median of the per-round ratios, and the target (eBPF modes) is judged on the paired ratio. *events/s* is \
+         median of the per-round ratios, and a target is judged on the paired ratio (`interference`'s targets are \
+         its floor modes' paired ratios in the same run + 0.05). *events/s* is \
          the manifest's events over its traced duration, *lost* the most events any run lost, *peak RSS* \
          reprotrace's own (and the daemon's). A failed run is reported, never counted. A daemon mode starts its \
          daemon before each run and stops it after, untimed and uncharged (a resident daemon pays neither per \
          audit), so that no other mode runs beside its loaded programs; what those cost other processes is the \
-         `interference` workload's question.",
+         `interference` workloads' question. The `cluster` workload has its own harness (`bench/cluster.rs`): \
+         two simulated clusters stay up for all of its rounds, and its rows name what runs there.",
         report.rounds
     ));
     push("");
@@ -267,7 +269,8 @@ fn markdown(report: &Report) -> String {
         push(&format!("- `{}`: {}", mode.name(), mode.template(kind)));
     }
     push(&format!(
-        "- `interference` runs CMD untraced: `native` alone, `ebpf` while {}, `ebpf-daemon` while {}.",
+        "- `interference` and `interference-import` run CMD untraced: `native` alone, `ebpf` while {}, \
+         `ebpf-daemon` while {}, and their floor modes with the programs returning at once.",
         Mode::Ebpf.template(Kind::Interference).trim_start_matches("CMD while "),
         Mode::EbpfDaemon.template(Kind::Interference).trim_start_matches("CMD while ")
     ));

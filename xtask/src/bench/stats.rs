@@ -134,7 +134,7 @@ fn spread(values: &[f64]) -> Option<Spread> {
 
 /// Summarizes `samples` against native's samples of the same workload
 /// (`None` for native itself, whose ratios are 1).
-pub fn summarize(samples: &[Sample], native: Option<&[Sample]>, target: Option<f64>) -> Option<Summary> {
+pub fn summarize(samples: &[Sample], native: Option<&[Sample]>) -> Option<Summary> {
     let walls: Vec<f64> = samples.iter().map(|sample| sample.wall_s).collect();
     let cpus: Vec<f64> = samples.iter().map(|sample| sample.cpu_s).collect();
     let wall_s = spread(&walls)?;
@@ -154,7 +154,6 @@ pub fn summarize(samples: &[Sample], native: Option<&[Sample]>, target: Option<f
         }
     };
     let optional = |values: Vec<f64>| if values.is_empty() { None } else { median(&values) };
-    let judged = paired_ratio.or(ratio);
     Some(Summary {
         runs: samples.len(),
         wall_s,
@@ -167,9 +166,18 @@ pub fn summarize(samples: &[Sample], native: Option<&[Sample]>, target: Option<f
         peak_rss_kib_max: samples.iter().filter_map(|sample| sample.peak_rss_kib).max(),
         daemon_peak_rss_kib_max: samples.iter().filter_map(|sample| sample.daemon_peak_rss_kib).max(),
         settle_s_median: optional(samples.iter().filter_map(|sample| sample.settle_s).collect()),
-        target,
-        target_met: target.zip(judged).map(|(target, judged)| judged <= target),
+        target: None,
+        target_met: None,
     })
+}
+
+impl Summary {
+    /// Sets the target and whether the paired ratio (or the ratio of medians,
+    /// without pairs) is within it.
+    pub fn judge(&mut self, target: Option<f64>) {
+        self.target = target;
+        self.target_met = target.zip(self.paired_ratio.or(self.ratio)).map(|(target, judged)| judged <= target);
+    }
 }
 
 #[cfg(test)]
@@ -192,9 +200,12 @@ mod tests {
         let native = [sample(0, 1.0), sample(1, 2.0), sample(2, 1.0)];
         // Round 1 of the mode failed: it has no sample, so no pair.
         let traced = [sample(0, 1.5), sample(2, 1.1)];
-        let summary = summarize(&traced, Some(&native), Some(1.2)).expect("samples");
+        let mut summary = summarize(&traced, Some(&native)).expect("samples");
         assert!((summary.paired_ratio.expect("pairs") - 1.3).abs() < 1e-9);
         assert!((summary.ratio.expect("ratio") - 1.3).abs() < 1e-9);
+        summary.judge(Some(1.2));
         assert_eq!(summary.target_met, Some(false));
+        summary.judge(Some(1.3));
+        assert_eq!(summary.target_met, Some(true));
     }
 }

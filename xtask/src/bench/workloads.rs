@@ -14,8 +14,20 @@ use anyhow::{bail, Context, Result};
 
 use super::report::grouped;
 
-/// Every workload, in the order they run and are reported.
-pub const NAMES: [&str; 7] = ["import", "storm", "build", "forkexec", "notebook", "attach", "interference"];
+/// Every workload, in the order they run and are reported (`cluster` is run
+/// by `cluster.rs`, last).
+pub const NAMES: [&str; 10] = [
+    "import",
+    "storm",
+    "churn",
+    "build",
+    "forkexec",
+    "notebook",
+    "attach",
+    "interference",
+    "interference-import",
+    "cluster",
+];
 
 /// The storm: THREADS × OPENS_PER_THREAD open+fstat+close over FILES files.
 const STORM_FILES: usize = 2_000;
@@ -24,6 +36,13 @@ const STORM_OPENS_PER_THREAD: usize = 25_000;
 /// The interference workload's storm is longer: it runs untraced only, so it is
 /// cheap, and a 2% target needs a run long enough for 2% to stand out of the noise.
 const INTERFERENCE_OPENS_PER_THREAD: usize = 100_000;
+/// The churn: 2 threads × CHURN_ITERATIONS open+read+close+stat.
+const CHURN_THREADS: usize = 2;
+const CHURN_ITERATIONS: usize = 50_000;
+
+/// Python starts in the import workload: one start is too short for a
+/// fraction of a percent to stand out.
+const IMPORT_REPEATS: usize = 6;
 
 /// zlib's sources as the `libz-sys` crate ships them (this version still has
 /// zlib's own `configure` and `Makefile.in`; later ones trimmed them), pinned
@@ -62,8 +81,25 @@ pub struct Workload {
     pub cwd: PathBuf,
     /// Run untimed before every run (e.g. `make clean`), so each run does the same work.
     pub reset: Option<Vec<OsString>>,
-    /// The slowdown the eBPF modes should stay within on this workload.
-    pub target: Option<f64>,
+    /// The slowdowns modes should stay within on this workload (mode name, target).
+    pub targets: Vec<(&'static str, Target)>,
+}
+
+/// The slowdown a mode should stay within (judged on the paired ratio).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    Ratio(f64),
+    /// At most `margin` above what mode `floor` measured in the same run: what
+    /// the attach points cost, which no program can go below.
+    AboveFloor {
+        floor: &'static str,
+        margin: f64,
+    },
+}
+
+/// The same target for each of `modes`.
+fn each(modes: &[&'static str], target: Target) -> Vec<(&'static str, Target)> {
+    modes.iter().map(|mode| (*mode, target)).collect()
 }
 
 /// What preparation found or built.
@@ -97,28 +133,37 @@ impl Places {
 pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<Prepared> {
     std::fs::create_dir_all(&places.scratch).with_context(|| format!("cannot create {}", places.scratch.display()))?;
     let wants = |name: &str| names.contains(&name);
-    let versions =
-        if wants("import") || wants("notebook") || want_reprozip { Some(prepare_venv(places)?) } else { None };
+    let versions = if ["import", "notebook", "interference-import"].into_iter().any(wants) || want_reprozip {
+        Some(prepare_venv(places)?)
+    } else {
+        None
+    };
     let reprozip = if want_reprozip { prepare_reprozip(places) } else { Err("not asked for (--modes)".to_string()) };
-    let storm = if wants("storm") || wants("interference") { Some(prepare_storm(places)?) } else { None };
+    let storm =
+        if ["storm", "churn", "interference"].into_iter().any(wants) { Some(prepare_storm(places)?) } else { None };
+    let import_loop = |python: PathBuf| -> Vec<OsString> {
+        let python = python.to_string_lossy().replace('\'', "'\\''");
+        let script = format!(
+            "i=0; while [ $i -lt {IMPORT_REPEATS} ]; do '{python}' -c 'import numpy, pandas' || exit 1; i=$((i+1)); done"
+        );
+        vec!["/bin/sh".into(), "-c".into(), script.into()]
+    };
+    let import_description = format!(
+        "{IMPORT_REPEATS} × `python -c \"import numpy, pandas\"` ({} in a venv), one after another",
+        versions.as_deref().unwrap_or("numpy, pandas")
+    );
     let mut workloads = Vec::new();
     for name in names {
         let workload = match *name {
-            "import" => {
-                let python = places.venv().join("bin/python");
-                Workload {
-                    name: "import",
-                    kind: Kind::Launch,
-                    description: format!(
-                        "`python -c \"import numpy, pandas\"` ({} in a venv)",
-                        versions.as_deref().unwrap_or("numpy, pandas")
-                    ),
-                    command: vec![python.into(), "-c".into(), "import numpy, pandas".into()],
-                    cwd: places.scratch.clone(),
-                    reset: None,
-                    target: Some(1.03),
-                }
-            }
+            "import" => Workload {
+                name: "import",
+                kind: Kind::Launch,
+                description: import_description.clone(),
+                command: import_loop(places.venv().join("bin/python")),
+                cwd: places.scratch.clone(),
+                reset: None,
+                targets: vec![("ebpf", Target::Ratio(1.05)), ("ebpf-daemon", Target::Ratio(1.02))],
+            },
             "storm" => Workload {
                 name: "storm",
                 kind: Kind::Launch,
@@ -126,7 +171,21 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
                 command: storm_command(storm.as_deref(), STORM_OPENS_PER_THREAD)?,
                 cwd: places.scratch.clone(),
                 reset: None,
-                target: Some(1.10),
+                targets: vec![("ebpf-daemon", Target::Ratio(1.30))],
+            },
+            "churn" => Workload {
+                name: "churn",
+                kind: Kind::Launch,
+                description: format!(
+                    "`xtask/workloads/storm.c` in churn mode: {CHURN_THREADS} threads × {} open+read+close+stat of \
+                     {} small files",
+                    grouped(CHURN_ITERATIONS as u64),
+                    grouped(STORM_FILES as u64)
+                ),
+                command: churn_command(storm.as_deref())?,
+                cwd: places.scratch.clone(),
+                reset: None,
+                targets: vec![("ebpf-daemon", Target::Ratio(1.30))],
             },
             "interference" => Workload {
                 name: "interference",
@@ -138,7 +197,22 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
                 command: storm_command(storm.as_deref(), INTERFERENCE_OPENS_PER_THREAD)?,
                 cwd: places.scratch.clone(),
                 reset: None,
-                target: Some(1.02),
+                targets: vec![
+                    ("ebpf", Target::AboveFloor { floor: "ebpf-floor", margin: 0.05 }),
+                    ("ebpf-daemon", Target::AboveFloor { floor: "ebpf-daemon-floor", margin: 0.05 }),
+                ],
+            },
+            "interference-import" => Workload {
+                name: "interference-import",
+                kind: Kind::Interference,
+                description: format!(
+                    "The import workload, untraced ({import_description}): alone, or while reprotrace traces \
+                     `sleep 600` elsewhere"
+                ),
+                command: import_loop(places.venv().join("bin/python")),
+                cwd: places.scratch.clone(),
+                reset: None,
+                targets: each(&["ebpf", "ebpf-daemon"], Target::Ratio(1.02)),
             },
             "build" => {
                 let dir = prepare_zlib(places)?;
@@ -152,7 +226,7 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
                     command: vec!["make".into(), "-j2".into()],
                     cwd: dir,
                     reset: Some(vec!["make".into(), "clean".into()]),
-                    target: Some(1.03),
+                    targets: each(&["ebpf", "ebpf-daemon"], Target::Ratio(1.03)),
                 }
             }
             "forkexec" => Workload {
@@ -169,7 +243,7 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
                 ],
                 cwd: places.scratch.clone(),
                 reset: None,
-                target: Some(1.10),
+                targets: each(&["ebpf", "ebpf-daemon"], Target::Ratio(1.10)),
             },
             "notebook" => {
                 let dir = prepare_notebook(places)?;
@@ -194,7 +268,7 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
                     ],
                     cwd: dir,
                     reset: None,
-                    target: None,
+                    targets: Vec::new(),
                 }
             }
             "attach" => Workload {
@@ -208,8 +282,10 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
                 command: vec!["/usr/bin/python3".into(), places.source("attach_loop.py").into()],
                 cwd: places.scratch.clone(),
                 reset: None,
-                target: Some(1.05),
+                targets: each(&["ebpf-attach", "ebpf-daemon-attach"], Target::Ratio(1.05)),
             },
+            // Its clusters are its own (`cluster.rs`).
+            "cluster" => continue,
             other => bail!("unknown workload {other:?}"),
         };
         workloads.push(workload);
@@ -324,6 +400,13 @@ fn storm_description(opens_per_thread: usize) -> String {
         grouped(opens_per_thread as u64),
         grouped(STORM_FILES as u64)
     )
+}
+
+/// The churn's command line.
+fn churn_command(prepared: Option<&[OsString]>) -> Result<Vec<OsString>> {
+    let mut command = prepared.context("the storm was not prepared")?[..3].to_vec();
+    command.extend([CHURN_THREADS.to_string().into(), CHURN_ITERATIONS.to_string().into(), "churn".into()]);
+    Ok(command)
 }
 
 /// The storm's command line: the prepared part, then the opens per thread.

@@ -20,7 +20,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use tokio::io::unix::AsyncFd;
-use tracer_common::{counters, globals, maps, programs, syscalls::SYSCALLS, Attach, ProgramSpec};
+use tracer_common::{counters, globals, maps, programs, Attach, ProgramSpec};
 
 use crate::event::Tid;
 pub use decode::DecodeError;
@@ -35,8 +35,12 @@ pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis
 /// `bpf_map_update_elem` flag: insert only if the key is absent.
 const BPF_NOEXIST: u64 = 1;
 
-/// Default ring buffer size: enough for bursts of a few hundred thousand events.
-pub const DEFAULT_RING_BUFFER_BYTES: u32 = 64 * 1024 * 1024;
+/// Default ring buffer size, from a measurement (docs/benchmarks.md): a
+/// burst of a million distinct stats from two threads, some 700k events/s
+/// (what tracing lets this kind of machine make), lost nothing with 8 MiB and
+/// 13% with 4 MiB. Twice the smallest size that lost nothing: 16 MiB, mapped
+/// twice by the consumer, keeps an audit's peak RSS near 55 MiB.
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
@@ -92,7 +96,7 @@ pub struct KernelPrograms {
     ring: AsyncFd<RingBuf<MapData>>,
     /// The syscall dispatch tables, held open: the kernel empties a program
     /// table when user space closes its last descriptor of it.
-    _dispatch: [ProgramArray<MapData>; 2],
+    _dispatch: ProgramArray<MapData>,
     /// The `MAYBE_TRACED` bitmap, mapped into our memory.
     maybe_traced: MaybeTraced,
     /// One per attached program; dropping one detaches its program.
@@ -145,7 +149,7 @@ impl KernelPrograms {
                 false => tracepoint(&mut ebpf, &spec)?.load().map_err(program_error)?,
             }
         }
-        let dispatch = dispatch_tables(&mut ebpf)?;
+        let dispatch = dispatch_table(&mut ebpf)?;
         let maybe_traced = MaybeTraced::map(&mut ebpf)?;
         let ring_map = ebpf
             .take_map(maps::EVENTS)
@@ -174,7 +178,12 @@ impl KernelPrograms {
                     let link = program.attach(category, name).map_err(program_error)?;
                     self.links.push(AttachedLink::Classic(program.take_link(link).map_err(program_error)?));
                 }
-                Attach::Tracepoint { .. } | Attach::EnterHandler { .. } | Attach::ExitHandler => {}
+                Attach::SyscallEntry { tracepoint: syscall } => {
+                    let program = tracepoint(&mut self.ebpf, &spec)?;
+                    let link = program.attach("syscalls", &format!("sys_enter_{syscall}")).map_err(program_error)?;
+                    self.links.push(AttachedLink::Classic(program.take_link(link).map_err(program_error)?));
+                }
+                Attach::Tracepoint { .. } | Attach::ExitHandler { .. } => {}
             }
         }
         Ok(())
@@ -408,39 +417,20 @@ fn raw_tracepoint<'a>(ebpf: &'a mut Ebpf, spec: &ProgramSpec) -> Result<&'a mut 
         .map_err(|source| EbpfError::Program { name: spec.symbol, source })
 }
 
-/// Fills the syscall dispatch tables: each traced syscall's entry handler,
-/// and the exit handler, at its number.
-fn dispatch_tables(ebpf: &mut Ebpf) -> Result<[ProgramArray<MapData>; 2], EbpfError> {
-    let mut table = |name: &'static str| -> Result<ProgramArray<MapData>, EbpfError> {
-        let map =
-            ebpf.take_map(name).ok_or_else(|| EbpfError::Map { name, reason: "missing from the object".into() })?;
-        ProgramArray::try_from(map).map_err(|err| EbpfError::Map { name, reason: err.to_string() })
-    };
-    let (mut enter, mut exit) = (table(maps::ENTER_HANDLERS)?, table(maps::EXIT_HANDLERS)?);
-    let set_error =
-        |name: &'static str| move |err: aya::maps::MapError| EbpfError::Map { name, reason: err.to_string() };
+/// Fills the syscall dispatch table: each traced syscall's exit handler at
+/// its number.
+fn dispatch_table(ebpf: &mut Ebpf) -> Result<ProgramArray<MapData>, EbpfError> {
+    let name = maps::EXIT_HANDLERS;
+    let map_error = |reason: String| EbpfError::Map { name, reason };
+    let map = ebpf.take_map(name).ok_or_else(|| map_error("missing from the object".into()))?;
+    let mut table = ProgramArray::try_from(map).map_err(|err| map_error(err.to_string()))?;
     for spec in programs() {
-        let fd = |ebpf: &Ebpf| -> Result<aya::programs::ProgramFd, EbpfError> {
-            let program: &RawTracePoint = ebpf
-                .program(spec.symbol)
-                .ok_or_else(|| EbpfError::Map { name: spec.symbol, reason: "missing from the object".into() })?
-                .try_into()
-                .map_err(|source| EbpfError::Program { name: spec.symbol, source })?;
-            let fd = program.fd().map_err(|source| EbpfError::Program { name: spec.symbol, source })?;
-            fd.try_clone().map_err(EbpfError::Io)
-        };
-        match spec.attach {
-            Attach::EnterHandler { nr } => enter.set(nr, &fd(ebpf)?, 0).map_err(set_error(maps::ENTER_HANDLERS))?,
-            Attach::ExitHandler => {
-                let handler = fd(ebpf)?;
-                for syscall in SYSCALLS {
-                    exit.set(syscall.nr, &handler, 0).map_err(set_error(maps::EXIT_HANDLERS))?;
-                }
-            }
-            Attach::RawTracepoint(_) | Attach::Tracepoint { .. } => {}
-        }
+        let Attach::ExitHandler { nr } = spec.attach else { continue };
+        let program = raw_tracepoint(ebpf, &spec)?;
+        let fd = program.fd().map_err(|source| EbpfError::Program { name: spec.symbol, source })?;
+        table.set(nr, fd, 0).map_err(|err| map_error(err.to_string()))?;
     }
-    Ok([enter, exit])
+    Ok(table)
 }
 
 fn traced_error(err: aya::maps::MapError) -> EbpfError {

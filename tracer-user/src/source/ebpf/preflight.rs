@@ -128,18 +128,22 @@ pub fn io_uring_tracepoints_fit(tracefs: &Path) -> bool {
 /// Checks tracer-common's syscall table against the kernel's documentation
 /// of its syscalls, the syscall tracepoints' format files: each syscall
 /// exists, and what the table reads as a string, an argv array or a struct
-/// member is declared so. (The programs read the arguments from the
-/// registers, on the raw `sys_enter` tracepoint: a table that fits one x86_64
-/// kernel fits every one, so this runs in the tests, not at every start.)
+/// member is declared so, at the offsets the entry programs of forks and
+/// execs read. (The exit handlers read the arguments from the registers: a
+/// table that fits one x86_64 kernel fits every one, so this runs in the
+/// tests, not at every start.)
 #[cfg(test)]
 fn check_syscall_table(tracefs: &Path) -> Result<(), String> {
     for syscall in SYSCALLS {
         let format = tracefs.join("events/syscalls").join(format!("sys_enter_{}", syscall.tracepoint)).join("format");
         let fail = |problem: String| format!("syscall {}: {problem} (see {})", syscall.name, format.display());
         let text = std::fs::read_to_string(&format).map_err(|err| fail(format!("no tracepoint: {err}")))?;
-        let args: Vec<Field> = fields(&text).filter(|field| field.offset >= SYSCALL_ARGS_OFFSET).collect();
-        if let Some((position, field)) =
-            args.iter().enumerate().find(|(position, field)| field.offset != SYSCALL_ARGS_OFFSET + 8 * position)
+        let args: Vec<Field> =
+            fields(&text).filter(|field| field.offset >= tracer_common::SYSCALL_ENTRY_ARGS_OFFSET).collect();
+        if let Some((position, field)) = args
+            .iter()
+            .enumerate()
+            .find(|(position, field)| field.offset != tracer_common::SYSCALL_ENTRY_ARGS_OFFSET + 8 * position)
         {
             return Err(fail(format!("argument {position} ({}) at offset {}", field.name, field.offset)));
         }
@@ -178,10 +182,6 @@ fn check_syscall_table(tracefs: &Path) -> Result<(), String> {
     }
     Ok(())
 }
-
-/// Where a syscall tracepoint's arguments start in its record.
-#[cfg(test)]
-const SYSCALL_ARGS_OFFSET: usize = 16;
 
 /// A field of a tracepoint's record, as its format file declares it.
 struct Field<'a> {
