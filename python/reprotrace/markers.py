@@ -6,8 +6,8 @@ A marker is the path argument of a single syscall::
     openat(-29300, b"reprotrace-cell:2:end:<execution_count>:<cell_id>:<code_sha256>:<unix_time_ns>:<json>", O_RDONLY)
 
 ``-29300`` (:data:`MARKER_DIRFD`) is never a valid descriptor, and the path is
-relative, so the kernel copies the path (the eBPF ``sys_enter_openat``
-tracepoint and strace both see it), then fails with ``EBADF`` before it looks
+relative, so the kernel copies the path (the eBPF ``openat`` handler at
+``sys_exit`` and strace both see it), then fails with ``EBADF`` before it looks
 anything up: no file is opened, created or even stat'ed. The tracer recognises
 a marker by the dirfd alone.
 

@@ -213,7 +213,15 @@ pub struct SyscallRegs {
     pub args: [u64; 6],
     /// `task_struct.thread_info.status`.
     pub task_status: u64,
+    /// The bytes of `struct pt_regs` the exit handlers copy in one read, from
+    /// this offset: every argument register is in them (at most
+    /// [`SYSCALL_REGS_WINDOW_MAX`]).
+    pub window_start: u64,
+    pub window_bytes: u64,
 }
+
+/// Most bytes of `pt_regs` copied at once (x86_64's argument registers span 64).
+pub const SYSCALL_REGS_WINDOW_MAX: usize = 128;
 
 // SAFETY: plain integers, no padding.
 #[cfg(feature = "user")]

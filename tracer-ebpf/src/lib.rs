@@ -50,7 +50,8 @@ use tracer_common::{
     syscalls::{Arg, Syscall},
     EventHeader, EventKind, FactKey, FdKey, FileOffsets, PendingSyscall, SyscallRegs, ARGV_MAX, EXEC_SCRATCH_SIZE,
     FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED,
-    HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX, SCRATCH_SIZE, SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_SLOTS, TS_COMPAT,
+    HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX, SCRATCH_SIZE, SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_WINDOW_MAX,
+    SYSCALL_SLOTS, TS_COMPAT,
 };
 
 const MAX_TASKS: u32 = 65536;
@@ -215,7 +216,8 @@ static MM_ARG_END_OFFSET: u64 = 0;
 /// Where syscalls keep their number and arguments in `struct pt_regs`, and
 /// the task its 32-bit flag, from BTF (see tracer-common's `SyscallRegs`).
 #[no_mangle]
-static SYSCALL_REGS: SyscallRegs = SyscallRegs { number: 0, args: [0; 6], task_status: 0 };
+static SYSCALL_REGS: SyscallRegs =
+    SyscallRegs { number: 0, args: [0; 6], task_status: 0, window_start: 0, window_bytes: 0 };
 
 /// Where an open descriptor's inode is, from BTF (see tracer-common's `FileOffsets`).
 #[no_mangle]
@@ -277,12 +279,36 @@ fn read_ctx<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { core::ptr::read_unaligned(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
 }
 
-/// Argument `index` of the syscall whose registers are at `regs`.
-#[inline(always)]
-fn syscall_arg(regs: u64, index: usize) -> u64 {
-    match SYSCALL_REGS.args.get(index) {
-        Some(offset) => read_kernel_u64(regs + loader_global(offset)),
-        None => 0,
+/// The argument registers of the syscall being handled, copied from
+/// `pt_regs` in one kernel read (rather than one per argument) into the
+/// scratch buffer's last bytes, which no event reaches.
+struct SyscallArgs(*const u64);
+
+impl SyscallArgs {
+    #[inline(always)]
+    fn copy(regs: u64) -> Option<SyscallArgs> {
+        let buf = SCRATCH.get_ptr_mut(0)?.cast::<u8>();
+        // SAFETY: inside the scratch buffer, whose events end far before.
+        let window = unsafe { buf.add(SCRATCH_SIZE - SYSCALL_REGS_WINDOW_MAX) };
+        let size = loader_global(&SYSCALL_REGS.window_bytes);
+        if size == 0 || size > SYSCALL_REGS_WINDOW_MAX as u64 {
+            return None;
+        }
+        let start = loader_global(&SYSCALL_REGS.window_start);
+        // SAFETY: writes at most SYSCALL_REGS_WINDOW_MAX bytes, the room left
+        // at `window`; a bad address makes the helper fail, not fault.
+        let ok = unsafe { bpf_probe_read_kernel(window.cast(), size as u32, (regs + start) as *const c_void) };
+        (ok == 0).then_some(SyscallArgs(window.cast::<u64>()))
+    }
+
+    /// Argument `index` (0 past the sixth).
+    #[inline(always)]
+    fn get(&self, index: usize) -> u64 {
+        let Some(offset) = SYSCALL_REGS.args.get(index) else { return 0 };
+        // The loader checked every argument is inside the window.
+        let word = (loader_global(offset).wrapping_sub(loader_global(&SYSCALL_REGS.window_start)) >> 3) as usize;
+        // SAFETY: masked within the window's SYSCALL_REGS_WINDOW_MAX bytes.
+        unsafe { self.0.add(word & (SYSCALL_REGS_WINDOW_MAX / 8 - 1)).read_unaligned() }
     }
 }
 
@@ -548,13 +574,13 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
     if in_compat_syscall() {
         return;
     }
-    let regs: u64 = ctx.arg(0);
+    let Some(registers) = SyscallArgs::copy(ctx.arg(0)) else { return };
     let ret: i64 = ctx.arg(1);
     let value = |arg: Arg| -> Result<u64, Infallible> {
         Ok(match arg {
-            Arg::Raw(position) | Arg::Named(position, _) => syscall_arg(regs, usize::from(position)),
+            Arg::Raw(position) | Arg::Named(position, _) => registers.get(usize::from(position)),
             Arg::Member { position, offset, .. } => {
-                read_user_u64(syscall_arg(regs, usize::from(position)).wrapping_add(u64::from(offset)))
+                read_user_u64(registers.get(usize::from(position)).wrapping_add(u64::from(offset)))
             }
             // Resolved by `normalise` itself.
             Arg::Unused | Arg::Const(_) | Arg::Bit(..) => 0,
@@ -570,7 +596,7 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
     if ret < 0 && !fails_by_design {
         return;
     }
-    let str_ptr = fact.strings.map(|position| position.map_or(0, |position| syscall_arg(regs, usize::from(position))));
+    let str_ptr = fact.strings.map(|position| position.map_or(0, |position| registers.get(usize::from(position))));
     let head = header(kind, audit_id, ret, fact.args);
     match kind {
         // Reported by sched_process_fork while the syscall runs.

@@ -2,9 +2,13 @@
 //! kernel's struct offsets): files in one directory, each written atomically
 //! and read back only when its key (what it was made from) still holds.
 //! Root's live in `/var/cache/reprotrace`; a user's in their cache directory.
+//! A directory that is not the user's alone, or a link, is neither read nor
+//! written: root trusts what it reads there (the offsets it hands the kernel
+//! programs, which package owns a file).
 
 use std::{
     io::Write,
+    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
 };
 
@@ -27,10 +31,24 @@ pub fn dir() -> Option<PathBuf> {
     theirs.then(|| base.join("reprotrace"))
 }
 
+/// Whether `dir` is a directory (not a link to one) of this user's that no
+/// one else can write to: what is read from it is trusted, by root too.
+fn is_ours(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir).is_ok_and(|metadata| {
+        metadata.is_dir() && metadata.uid() == rustix::process::geteuid().as_raw() && metadata.mode() & 0o022 == 0
+    })
+}
+
 /// `contents` under `name` in `dir` (made if missing), for `key`: a temporary
 /// file renamed into place.
 pub fn write(dir: &Path, name: &str, key: &[u8], contents: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    if !dir.exists() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+    }
+    if !is_ours(dir) {
+        return Err(std::io::Error::other(format!("{} is not only ours to write", dir.display())));
+    }
     let mut temp = tempfile::Builder::new().prefix(".reprotrace-cache-").tempfile_in(dir)?;
     temp.write_all(&(key.len() as u64).to_le_bytes())?;
     temp.write_all(key)?;
@@ -42,6 +60,9 @@ pub fn write(dir: &Path, name: &str, key: &[u8], contents: &[u8]) -> std::io::Re
 /// The contents cached under `name` in `dir` for `key`, if there are any
 /// (the whole file: the contents start at the returned offset).
 pub fn read(dir: &Path, name: &str, key: &[u8]) -> Option<(Vec<u8>, usize)> {
+    if !is_ours(dir) {
+        return None;
+    }
     let bytes = std::fs::read(dir.join(name)).ok()?;
     let key_len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
     let start = 8usize.checked_add(key_len)?;
@@ -62,5 +83,15 @@ mod tests {
         assert!(read(dir.path(), "other", b"key-1").is_none());
         std::fs::write(dir.path().join("thing"), [200u8; 4]).expect("damage");
         assert!(read(dir.path(), "thing", b"key-1").is_none());
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "thing", b"key", b"contents").expect("write");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(read(dir.path(), "thing", b"key").is_none());
+        assert!(write(dir.path(), "thing", b"key", b"contents").is_err());
     }
 }
