@@ -55,8 +55,28 @@ pub async fn install_hook(
     channel: Option<&Path>,
     timeout: Duration,
 ) -> Result<(), JupyterError> {
-    execute_silently(connection_file, &hook_code(hook_dir, channel), timeout).await
+    let code = hook_code(hook_dir, channel);
+    let deadline = Instant::now() + timeout;
+    // A kernel still starting can lose a request sent the moment it listens
+    // (what jupyter_client's wait_for_ready works around by asking again):
+    // until one is answered, the hook is sent again on a new connection, a
+    // few times in the first seconds, so that it is in place before a
+    // client's first cells. Installing it twice registers it once.
+    for _ in 0..EARLY_RESENDS {
+        match tokio::time::timeout(EARLY_ANSWER, execute_silently(connection_file, &code, timeout)).await {
+            Ok(answered) => return answered,
+            Err(_) if Instant::now() < deadline => {}
+            Err(_) => break,
+        }
+    }
+    execute_silently(connection_file, &code, deadline.saturating_duration_since(Instant::now())).await
 }
+
+/// How long an idle kernel takes at most to answer the hook's request, and
+/// how many times it is sent again early (an idle kernel answers in
+/// milliseconds; a busy one gets a few more silent requests in its queue).
+const EARLY_ANSWER: Duration = Duration::from_millis(250);
+const EARLY_RESENDS: usize = 8;
 
 /// Runs `code` in the kernel, silently (no output, no history), and waits up
 /// to `timeout` for the kernel to listen and answer (after the cell it may be
