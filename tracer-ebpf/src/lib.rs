@@ -2,8 +2,10 @@
 //!
 //! They follow a PID tree in the kernel: `TRACED` holds the tasks of each audit;
 //! `sched_process_fork` adds a child (thread or process) before it can run, and
-//! `sched_process_exit` removes a task that is gone. For a task not in `TRACED`
-//! each program costs one hash lookup and returns.
+//! `sched_process_exit` removes a task that is gone. `MAYBE_TRACED`, a bitmap
+//! user space maps too, has the bit of every task that may be in `TRACED`: the
+//! syscall, fork and exit programs turn any other task away with one array
+//! read (exec and io_uring's are rarer and look `TRACED` up).
 //!
 //! Syscalls are seen on the raw `sys_exit` tracepoint alone: one attach point
 //! for every syscall of every task, a program run and a bitmap read for a task

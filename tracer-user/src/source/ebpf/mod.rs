@@ -145,8 +145,8 @@ impl KernelPrograms {
         for spec in programs() {
             let program_error = |source| EbpfError::Program { name: spec.symbol, source };
             match spec.is_raw_tracepoint() {
-                true => raw_tracepoint(&mut ebpf, &spec)?.load().map_err(program_error)?,
-                false => tracepoint(&mut ebpf, &spec)?.load().map_err(program_error)?,
+                true => program::<RawTracePoint>(&mut ebpf, &spec)?.load().map_err(program_error)?,
+                false => program::<TracePoint>(&mut ebpf, &spec)?.load().map_err(program_error)?,
             }
         }
         let dispatch = dispatch_table(&mut ebpf)?;
@@ -167,24 +167,23 @@ impl KernelPrograms {
     pub fn attach(&mut self) -> Result<(), EbpfError> {
         for spec in programs() {
             let program_error = |source| EbpfError::Program { name: spec.symbol, source };
-            match spec.attach {
+            let (category, name) = match spec.attach {
                 Attach::RawTracepoint(name) => {
-                    let program = raw_tracepoint(&mut self.ebpf, &spec)?;
+                    let program = program::<RawTracePoint>(&mut self.ebpf, &spec)?;
                     let link = program.attach(name).map_err(program_error)?;
                     self.links.push(AttachedLink::Raw(program.take_link(link).map_err(program_error)?));
+                    continue;
                 }
                 Attach::Tracepoint { category, name } if self.sees_io_uring || category != "io_uring" => {
-                    let program = tracepoint(&mut self.ebpf, &spec)?;
-                    let link = program.attach(category, name).map_err(program_error)?;
-                    self.links.push(AttachedLink::Classic(program.take_link(link).map_err(program_error)?));
+                    (category, name.to_string())
                 }
-                Attach::SyscallEntry { tracepoint: syscall } => {
-                    let program = tracepoint(&mut self.ebpf, &spec)?;
-                    let link = program.attach("syscalls", &format!("sys_enter_{syscall}")).map_err(program_error)?;
-                    self.links.push(AttachedLink::Classic(program.take_link(link).map_err(program_error)?));
-                }
-                Attach::Tracepoint { .. } | Attach::ExitHandler { .. } => {}
-            }
+                Attach::SyscallEntry { tracepoint } => ("syscalls", format!("sys_enter_{tracepoint}")),
+                // Tail-called, or io_uring's on a kernel whose requests they cannot read.
+                Attach::Tracepoint { .. } | Attach::ExitHandler { .. } => continue,
+            };
+            let program = program::<TracePoint>(&mut self.ebpf, &spec)?;
+            let link = program.attach(category, &name).map_err(program_error)?;
+            self.links.push(AttachedLink::Classic(program.take_link(link).map_err(program_error)?));
         }
         Ok(())
     }
@@ -403,14 +402,11 @@ enum AttachedLink {
     Classic(#[allow(dead_code)] TracePointLink),
 }
 
-fn tracepoint<'a>(ebpf: &'a mut Ebpf, spec: &ProgramSpec) -> Result<&'a mut TracePoint, EbpfError> {
-    ebpf.program_mut(spec.symbol)
-        .ok_or_else(|| EbpfError::Map { name: spec.symbol, reason: "missing from the object".into() })?
-        .try_into()
-        .map_err(|source| EbpfError::Program { name: spec.symbol, source })
-}
-
-fn raw_tracepoint<'a>(ebpf: &'a mut Ebpf, spec: &ProgramSpec) -> Result<&'a mut RawTracePoint, EbpfError> {
+/// The program of `spec`, as the type of program it is (`TracePoint`, `RawTracePoint`).
+fn program<'a, P>(ebpf: &'a mut Ebpf, spec: &ProgramSpec) -> Result<&'a mut P, EbpfError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
     ebpf.program_mut(spec.symbol)
         .ok_or_else(|| EbpfError::Map { name: spec.symbol, reason: "missing from the object".into() })?
         .try_into()
@@ -426,7 +422,7 @@ fn dispatch_table(ebpf: &mut Ebpf) -> Result<ProgramArray<MapData>, EbpfError> {
     let mut table = ProgramArray::try_from(map).map_err(|err| map_error(err.to_string()))?;
     for spec in programs() {
         let Attach::ExitHandler { nr } = spec.attach else { continue };
-        let program = raw_tracepoint(ebpf, &spec)?;
+        let program = program::<RawTracePoint>(ebpf, &spec)?;
         let fd = program.fd().map_err(|source| EbpfError::Program { name: spec.symbol, source })?;
         table.set(nr, fd, 0).map_err(|err| map_error(err.to_string()))?;
     }
