@@ -213,8 +213,8 @@ pub struct SyscallRegs {
     pub args: [u64; 6],
     /// `task_struct.thread_info.status`.
     pub task_status: u64,
-    /// The bytes of `struct pt_regs` the exit handlers copy in one read, from
-    /// this offset: every argument register is in them (at most
+    /// The bytes of `struct pt_regs` the dispatcher copies in one read, from
+    /// this offset: the number and every argument register are in them (at most
     /// [`SYSCALL_REGS_WINDOW_MAX`]).
     pub window_start: u64,
     pub window_bytes: u64,
@@ -242,7 +242,7 @@ pub const SYSCALL_SLOTS: usize = 512;
 /// (after the common fields and `__syscall_nr`); each argument takes 8 bytes.
 pub const SYSCALL_ENTRY_ARGS_OFFSET: usize = 16;
 
-/// The key of the `SEEN_FACTS` map: a fact about an absolute path that one
+/// A fact as `SEEN_FACTS` holds it: a fact about an absolute path that one
 /// process image stated during one notebook cell (or Dask task) of one audit:
 /// a lookup, or an open with given flags. The first occurrence is sent, and
 /// the same fact again is not: it would tell user space nothing new.
@@ -252,7 +252,7 @@ pub struct FactKey {
     pub audit_id: u32,
     /// The process (thread-group) id.
     pub tgid: u32,
-    /// The process's `EPOCHS` entry: new at each fork, exec, cell or task
+    /// The process's epoch (see [`ProcessDedup`]): new at each fork, exec, cell or task
     /// marker and change of root or namespace, so a process, image, cell or
     /// view of the file system never inherits another's facts.
     pub epoch: u64,
@@ -264,13 +264,66 @@ pub struct FactKey {
     pub path_hash: u64,
 }
 
-/// The key of the `SILENT_FDS` map: a descriptor whose open was not sent
-/// (an open already seen), so that its close is not sent either.
+impl FactKey {
+    /// A hash of the whole fact, never 0 (which marks an empty slot).
+    #[inline(always)]
+    fn check(&self) -> u64 {
+        let words = [
+            u64::from(self.audit_id) << 32 | u64::from(self.tgid),
+            self.epoch,
+            u64::from(self.path_len) << 32 | u64::from(self.detail),
+            self.path_hash,
+        ];
+        let mut hash: u64 = 0x9e37_79b9_7f4a_7c15;
+        for word in words {
+            hash = (hash ^ word).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            hash ^= hash >> 31;
+        }
+        hash | 1 << 63
+    }
+}
+
+/// One slot of the `SEEN_FACTS` array (a direct-mapped cache of facts sent:
+/// an array read the verifier inlines, where an LRU hash map took a helper
+/// call, a bucket walk and a shared write on every hit). `check` is a hash of
+/// `fact` (0 in an empty slot). A slot two
+/// CPUs wrote at once may hold a mix of two facts, which its `check` then does
+/// not match: a fact is only taken as sent when the whole slot says so.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FdKey {
-    pub tgid: u32,
-    pub fd: u32,
+pub struct SeenFact {
+    pub fact: FactKey,
+    pub check: u64,
+}
+
+impl SeenFact {
+    /// The slot that says `fact` was sent; its `check`'s low bits choose the
+    /// slot's set.
+    #[inline(always)]
+    pub fn of(fact: FactKey) -> SeenFact {
+        SeenFact { fact, check: fact.check() }
+    }
+}
+
+/// Slots of the `SEEN_FACTS` array (a power of two): an evicted fact is only
+/// sent again, so this sizes the cache, not what is exact.
+pub const SEEN_FACT_SLOTS: u32 = 1 << 16;
+
+/// Descriptors below this number can be silent (see [`ProcessDedup`]); an
+/// open of a higher one is always sent.
+pub const SILENT_FD_LIMIT: u32 = 1024;
+
+/// The value of the `PROCESS_DEDUP` map, per traced process (thread group).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessDedup {
+    /// New at each fork, exec, cell or task marker and change of root or
+    /// namespace (the time it began): see [`FactKey::epoch`].
+    pub epoch: u64,
+    /// Bit `fd` is set while descriptor `fd` comes from an open that was not
+    /// sent (the same fact sent already), so that its close is not sent
+    /// either. Set and cleared atomically: the process's threads share it.
+    pub silent_fds: [u64; (SILENT_FD_LIMIT / 64) as usize],
 }
 
 /// Where the programs find an open descriptor's inode mode (byte offsets from
@@ -305,13 +358,13 @@ pub mod maps {
     /// `Array<[u8; EXEC_SCRATCH_SIZE]>`, one entry per CPU (too large for a
     /// per-CPU map), where exec events are assembled.
     pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
-    /// `LruHashMap<FactKey, u8>`: the facts about absolute paths each
-    /// process image has stated already in the current cell (not sent again).
+    /// `Array<SeenFact>` of [`super::SEEN_FACT_SLOTS`]: facts about
+    /// absolute paths sent already (not sent again by the same process
+    /// image in the same cell).
     pub const SEEN_FACTS: &str = "SEEN_FACTS";
-    /// `LruHashMap<FdKey, u8>`: descriptors whose open was not sent.
-    pub const SILENT_FDS: &str = "SILENT_FDS";
-    /// `HashMap<u32 tgid, u64>`: the current epoch of each traced process.
-    pub const EPOCHS: &str = "EPOCHS";
+    /// `HashMap<u32 tgid, ProcessDedup>`: each traced process's epoch and
+    /// silent descriptors.
+    pub const PROCESS_DEDUP: &str = "PROCESS_DEDUP";
     /// `HashMap<u64 request, u32 audit id>`: io_uring requests awaiting completion.
     pub const IO_URING_REQUESTS: &str = "IO_URING_REQUESTS";
     /// `Array<u64>` of [`super::MAYBE_TRACED_WORDS`], memory-mapped by user
@@ -333,8 +386,7 @@ pub mod maps {
         SCRATCH,
         EXEC_SCRATCH,
         SEEN_FACTS,
-        SILENT_FDS,
-        EPOCHS,
+        PROCESS_DEDUP,
         IO_URING_REQUESTS,
         EXIT_HANDLERS,
         MAYBE_TRACED,
@@ -443,4 +495,32 @@ pub fn programs() -> impl Iterator<Item = ProgramSpec> {
         attach: Attach::SyscallEntry { tracepoint: syscall.tracepoint },
     });
     FIXED_PROGRAMS.iter().copied().chain(handlers).chain(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot's check tells every field of its fact, and is never an empty
+    /// slot's 0.
+    #[test]
+    fn a_seen_fact_checks_every_field() {
+        let fact = FactKey { audit_id: 1, tgid: 2, epoch: 3, path_len: 4, detail: 5, path_hash: 6 };
+        let changed = [
+            FactKey { audit_id: 7, ..fact },
+            FactKey { tgid: 7, ..fact },
+            FactKey { epoch: 7, ..fact },
+            FactKey { path_len: 7, ..fact },
+            FactKey { detail: 7, ..fact },
+            FactKey { path_hash: 7, ..fact },
+        ];
+        let check = SeenFact::of(fact).check;
+        assert_ne!(SeenFact::of(FactKey::default()).check, 0);
+        for other in changed {
+            assert_ne!(SeenFact::of(other).check, check, "{other:?}");
+        }
+        // Facts that swap their halves do not collide either.
+        let swapped = FactKey { audit_id: 2, tgid: 1, path_len: 5, detail: 4, ..fact };
+        assert_ne!(SeenFact::of(swapped).check, check);
+    }
 }

@@ -38,7 +38,7 @@ use aya_ebpf::{
         bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str,
     },
     macros::{map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
     programs::{RawTracePointContext, TracePointContext},
     EbpfContext,
 };
@@ -50,10 +50,10 @@ use tracer_common::{
     counters,
     io_uring::{opcode, IoUringOffsets},
     syscalls::{Arg, Syscall},
-    EventHeader, EventKind, FactKey, FdKey, FileOffsets, PendingSyscall, SyscallRegs, ARGV_MAX, EXEC_SCRATCH_SIZE,
-    FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED,
-    HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX, SCRATCH_SIZE, SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_WINDOW_MAX,
-    SYSCALL_SLOTS, TS_COMPAT,
+    EventHeader, EventKind, FactKey, FileOffsets, PendingSyscall, ProcessDedup, SeenFact, SyscallRegs, ARGV_MAX,
+    EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED,
+    FLAG_STR1_TRUNCATED, HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX, SCRATCH_SIZE, SEEN_FACT_SLOTS, SILENT_FD_LIMIT,
+    SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS, TS_COMPAT,
 };
 
 const MAX_TASKS: u32 = 65536;
@@ -69,10 +69,6 @@ static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TASKS, 0);
 
 /// `bpf_map_create` flag: the array can be mapped into user space's memory.
 const BPF_F_MMAPABLE: u32 = 1024;
-/// `bpf_map_create` flag: an LRU hash keeps a list of recent entries per CPU
-/// instead of one shared list (whose lock the CPUs fought over in storms);
-/// the entries themselves stay shared.
-const BPF_F_NO_COMMON_LRU: u32 = 2;
 
 /// Bit `tid` set while task `tid` may be in `TRACED` (see tracer-common): the
 /// dispatchers' first question, one array read.
@@ -141,16 +137,12 @@ static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(
 #[map]
 static EXEC_SCRATCH: Array<[u8; EXEC_SCRATCH_SIZE]> = Array::with_max_entries(1, 0);
 
-/// Facts about absolute paths each process image stated already in the
-/// current cell (see tracer-common's `FactKey`): a Python start-up stats and
-/// opens the same few hundred paths again and again, a storm of reads opens
-/// the same files, and the first time is the fact.
+/// Facts about absolute paths sent already (see tracer-common's `SeenFact`):
+/// a Python start-up stats and opens the same few hundred paths again and
+/// again, a storm of reads opens the same files, and the first time is the
+/// fact.
 #[map]
-static SEEN_FACTS: LruHashMap<FactKey, u8> = LruHashMap::with_max_entries(65536, BPF_F_NO_COMMON_LRU);
-
-/// Descriptors whose open was not sent, so that their close is not either.
-#[map]
-static SILENT_FDS: LruHashMap<FdKey, u8> = LruHashMap::with_max_entries(65536, BPF_F_NO_COMMON_LRU);
+static SEEN_FACTS: Array<SeenFact> = Array::with_max_entries(SEEN_FACT_SLOTS, 0);
 
 /// io_uring requests of traced tasks awaiting completion: request → audit id.
 #[map]
@@ -191,16 +183,106 @@ static IO_URING_OFFSETS: IoUringOffsets = IoUringOffsets {
     filename_name: 0,
 };
 
-/// The epoch of each traced process: renewed at fork, exec and cell marker.
+/// Each traced process's epoch and silent descriptors.
 #[map]
-static EPOCHS: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TASKS, 0);
+static PROCESS_DEDUP: HashMap<u32, ProcessDedup> = HashMap::with_max_entries(MAX_TASKS, 0);
 
-/// Starts a new epoch for process `tgid`: its lookups are reported anew.
+/// Starts process `tgid` afresh (a new process): no fact of its parent's is
+/// taken as its own, no descriptor is silent.
+#[inline(always)]
+fn new_process(tgid: u32) {
+    // SAFETY: a helper without arguments.
+    let epoch = unsafe { bpf_ktime_get_ns() };
+    let fresh = ProcessDedup { epoch, silent_fds: [0; (SILENT_FD_LIMIT / 64) as usize] };
+    let _ = PROCESS_DEDUP.insert(tgid, fresh, 0);
+}
+
+/// Starts a new epoch for process `tgid`: its lookups are reported anew (its
+/// descriptors stay as they are).
 #[inline(always)]
 fn new_epoch(tgid: u32) {
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let _ = EPOCHS.insert(tgid, now, 0);
+    match PROCESS_DEDUP.get_ptr_mut(tgid) {
+        // SAFETY: an aligned u64 in the map value; a plain store of it is
+        // atomic, and a racing reader sees the old epoch or the new.
+        Some(dedup) => unsafe { core::ptr::addr_of_mut!((*dedup).epoch).write_volatile(bpf_ktime_get_ns()) },
+        None => new_process(tgid),
+    }
+}
+
+/// Process `tgid`'s entry, made now if it has none (a process that was
+/// running when the audit attached to it).
+#[inline(always)]
+fn process_dedup(tgid: u32) -> Option<*mut ProcessDedup> {
+    PROCESS_DEDUP.get_ptr_mut(tgid).or_else(|| {
+        new_process(tgid);
+        PROCESS_DEDUP.get_ptr_mut(tgid)
+    })
+}
+
+/// The word of `dedup`'s silent descriptors that holds `fd`'s bit, and the
+/// bit; `None` for a descriptor past the bitmap.
+#[inline(always)]
+fn silent_bit(dedup: *mut ProcessDedup, fd: u32) -> Option<(SilentWord, u64)> {
+    if fd >= SILENT_FD_LIMIT {
+        return None;
+    }
+    // SAFETY: the index is inside the bitmap.
+    let word = unsafe { core::ptr::addr_of_mut!((*dedup).silent_fds[(fd / 64) as usize]) };
+    Some((SilentWord(word), 1 << (fd % 64)))
+}
+
+/// A word of a process's silent descriptors, which its threads share: read
+/// plainly (the BPF backend has no atomic load), changed atomically.
+struct SilentWord(*mut u64);
+
+impl SilentWord {
+    #[inline(always)]
+    fn has(&self, bit: u64) -> bool {
+        // SAFETY: an aligned word of a map value.
+        unsafe { self.0.read_volatile() & bit != 0 }
+    }
+
+    /// Sets or clears `bit`; returns whether it was set.
+    #[inline(always)]
+    fn change(&self, bit: u64, set: bool) -> bool {
+        // SAFETY: an aligned word of a map value, only changed atomically.
+        let word = unsafe { AtomicU64::from_ptr(self.0) };
+        let before = match set {
+            true => word.fetch_or(bit, Ordering::Relaxed),
+            false => word.fetch_and(!bit, Ordering::Relaxed),
+        };
+        before & bit != 0
+    }
+}
+
+/// Marks descriptor `fd` silent (its open was not sent), or not (its close
+/// must be sent).
+#[inline(always)]
+fn set_silent(dedup: *mut ProcessDedup, fd: u32, silent: bool) {
+    if let Some((word, bit)) = silent_bit(dedup, fd) {
+        // Only a change is written: the process's threads share the line.
+        if word.has(bit) != silent {
+            word.change(bit, silent);
+        }
+    }
+}
+
+/// Whether the close of `fd` by process `tgid` closes a descriptor whose open
+/// was not sent (it is not sent either, and the descriptor is forgotten).
+#[inline(always)]
+fn close_is_silent(tgid: u32, fd: u32) -> bool {
+    let Some(dedup) = PROCESS_DEDUP.get_ptr_mut(tgid) else { return false };
+    let Some((word, bit)) = silent_bit(dedup, fd) else { return false };
+    word.has(bit) && word.change(bit, false)
+}
+
+/// Descriptor `fd` of process `tgid` is new, from a call that is sent: its
+/// close must be sent too.
+#[inline(always)]
+fn not_silent(tgid: u32, fd: u32) {
+    if let Some(dedup) = PROCESS_DEDUP.get_ptr_mut(tgid) {
+        set_silent(dedup, fd, false);
+    }
 }
 
 /// Set by the loader from the kernel's BTF; 0 leaves exit statuses unknown.
@@ -281,17 +363,25 @@ fn read_ctx<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { core::ptr::read_unaligned(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
 }
 
-/// The argument registers of the syscall being handled, copied from
-/// `pt_regs` in one kernel read (rather than one per argument) into the
-/// scratch buffer's last bytes, which no event reaches.
-struct SyscallArgs(*const u64);
+/// The number and argument registers of the syscall whose exit is handled,
+/// copied from `pt_regs` in one kernel read (rather than one per register) by
+/// the dispatcher, into the scratch buffer's last bytes, which no event
+/// reaches; the handler it tail-calls reads them there (same CPU, same run).
+struct SyscallRegisters(*const u64);
 
-impl SyscallArgs {
+impl SyscallRegisters {
+    /// Where the registers are kept.
     #[inline(always)]
-    fn copy(regs: u64) -> Option<SyscallArgs> {
+    fn window() -> Option<*mut u8> {
         let buf = SCRATCH.get_ptr_mut(0)?.cast::<u8>();
         // SAFETY: inside the scratch buffer, whose events end far before.
-        let window = unsafe { buf.add(SCRATCH_SIZE - SYSCALL_REGS_WINDOW_MAX) };
+        Some(unsafe { buf.add(SCRATCH_SIZE - SYSCALL_REGS_WINDOW_MAX) })
+    }
+
+    /// Copies the registers of the syscall at `regs` (the dispatcher).
+    #[inline(always)]
+    fn copy(regs: u64) -> Option<SyscallRegisters> {
+        let window = Self::window()?;
         let size = loader_global(&SYSCALL_REGS.window_bytes);
         if size == 0 || size > SYSCALL_REGS_WINDOW_MAX as u64 {
             return None;
@@ -300,24 +390,36 @@ impl SyscallArgs {
         // SAFETY: writes at most SYSCALL_REGS_WINDOW_MAX bytes, the room left
         // at `window`; a bad address makes the helper fail, not fault.
         let ok = unsafe { bpf_probe_read_kernel(window.cast(), size as u32, (regs + start) as *const c_void) };
-        (ok == 0).then_some(SyscallArgs(window.cast::<u64>()))
+        (ok == 0).then_some(SyscallRegisters(window.cast::<u64>()))
+    }
+
+    /// The registers the dispatcher copied (a handler).
+    #[inline(always)]
+    fn copied() -> Option<SyscallRegisters> {
+        Self::window().map(|window| SyscallRegisters(window.cast::<u64>()))
+    }
+
+    /// The syscall's number.
+    #[inline(always)]
+    fn number(&self) -> u64 {
+        self.at(&SYSCALL_REGS.number)
     }
 
     /// Argument `index` (0 past the sixth).
     #[inline(always)]
-    fn get(&self, index: usize) -> u64 {
-        let Some(offset) = SYSCALL_REGS.args.get(index) else { return 0 };
-        // The loader checked every argument is inside the window.
-        let word = (loader_global(offset).wrapping_sub(loader_global(&SYSCALL_REGS.window_start)) >> 3) as usize;
-        // SAFETY: masked within the window's SYSCALL_REGS_WINDOW_MAX bytes.
-        unsafe { self.0.add(word & (SYSCALL_REGS_WINDOW_MAX / 8 - 1)).read_unaligned() }
+    fn arg(&self, index: usize) -> u64 {
+        SYSCALL_REGS.args.get(index).map_or(0, |offset| self.at(offset))
     }
-}
 
-/// The number of the syscall whose registers are at `regs`.
-#[inline(always)]
-fn syscall_number(regs: u64) -> u64 {
-    read_kernel_u64(regs + loader_global(&SYSCALL_REGS.number))
+    /// The register at the `pt_regs` offset `offset` holds.
+    #[inline(always)]
+    fn at(&self, offset: &u64) -> u64 {
+        // The loader checked every register read is inside the window.
+        let word = (loader_global(offset).wrapping_sub(loader_global(&SYSCALL_REGS.window_start)) >> 3) as usize;
+        // SAFETY: masked within the window's SYSCALL_REGS_WINDOW_MAX bytes,
+        // which start at an 8-byte boundary of the scratch buffer.
+        unsafe { self.0.add(word & (SYSCALL_REGS_WINDOW_MAX / 8 - 1)).read() }
+    }
 }
 
 /// Whether the current task is in a 32-bit syscall, whose numbers mean other
@@ -328,17 +430,6 @@ fn in_compat_syscall() -> bool {
     // SAFETY: a helper without arguments.
     let task = unsafe { bpf_get_current_task() };
     read_kernel_u32(task + loader_global(&SYSCALL_REGS.task_status)) as u32 & TS_COMPAT != 0
-}
-
-/// The byte at user address `ptr`; `None` if it cannot be read (yet: its page
-/// may not be faulted in).
-#[inline(always)]
-fn user_byte(ptr: u64) -> Option<u8> {
-    let mut value: u8 = 0;
-    // SAFETY: the helper writes at most 1 byte into `value`; a bad user
-    // pointer makes it fail, not fault.
-    let ok = unsafe { bpf_probe_read_user((&mut value as *mut u8).cast(), 1, ptr as *const c_void) };
-    (ok == 0).then_some(value)
 }
 
 #[inline(always)]
@@ -423,12 +514,26 @@ fn header(kind: EventKind, audit_id: u32, ret: i64, args: [u64; 3]) -> EventHead
         audit_id,
         tgid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
-        // SAFETY: a helper without arguments.
-        ktime_ns: unsafe { bpf_ktime_get_ns() },
+        // Read when the event is written (see `write_header`).
+        ktime_ns: 0,
         ret,
         args,
         str_len: [0, 0],
     }
+}
+
+/// Puts `head` at the start of an event buffer, with the time: now, when the
+/// event is known to be sent (an event deduplicated away costs no clock
+/// read). The buffer is a scratch map value, which starts at an 8-byte
+/// boundary like every map value (an unaligned write would be compiled into
+/// a store per byte).
+#[inline(always)]
+fn write_header(buf: *mut u8, mut head: EventHeader) {
+    // SAFETY: a helper without arguments.
+    head.ktime_ns = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: callers pass a scratch map value, larger than a header and
+    // aligned for it.
+    unsafe { buf.cast::<EventHeader>().write(head) };
 }
 
 /// Emits an event without strings.
@@ -436,8 +541,7 @@ fn header(kind: EventKind, audit_id: u32, ret: i64, args: [u64; 3]) -> EventHead
 fn emit_header(head: EventHeader) {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else { return };
     let buf = buf.cast::<u8>();
-    // SAFETY: the scratch buffer is larger than a header.
-    unsafe { buf.cast::<EventHeader>().write_unaligned(head) };
+    write_header(buf, head);
     send(buf, HEADER_SIZE);
 }
 
@@ -455,8 +559,7 @@ fn emit_with_paths(mut head: EventHeader, str_ptr: [u64; 2]) {
     let len1 = len1 & (2 * PATH_MAX - 1);
     head.str_len = [len0 as u32, len1 as u32];
     head.flags = if cut0 { FLAG_STR0_TRUNCATED } else { 0 } | if cut1 { FLAG_STR1_TRUNCATED } else { 0 };
-    // SAFETY: the scratch buffer is larger than a header.
-    unsafe { buf.cast::<EventHeader>().write_unaligned(head) };
+    write_header(buf, head);
     send(buf, HEADER_SIZE + len0 + len1);
 }
 
@@ -535,8 +638,7 @@ fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
     head.ret = total as i64;
     head.str_len = [len0 as u32, len1 as u32];
     head.flags = flags;
-    // SAFETY: the buffer is larger than a header.
-    unsafe { buf.cast::<EventHeader>().write_unaligned(head) };
+    write_header(buf, head);
     let len = HEADER_SIZE + len0 + len1;
     // Always true (each length is bounded above); says so to the verifier.
     if len > EXEC_SCRATCH_SIZE {
@@ -548,19 +650,37 @@ fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
 }
 
 /// Facts about absolute paths up to this long are deduplicated (longer ones
-/// are always sent: the dedup key hashes this many bytes, a fixed amount of
-/// straight-line work; stopping at the path's end instead made the verifier
-/// check the rest of the program once per possible length, 2 s of load).
+/// are always sent).
 const DEDUP_BYTES: usize = 512;
 
-/// A hash of the [`DEDUP_BYTES`] bytes at `bytes`, a word at a time.
+/// A hash of the path of `len` bytes (its NUL included, at most
+/// [`DEDUP_BYTES`]) at `words`, a word at a time. The words that follow the
+/// path hold an earlier event's bytes: each is masked out by arithmetic, not
+/// skipped by a branch (a loop that stopped at the path's end made the
+/// verifier check the rest of the program once per length, 2 s of load).
+/// Three fixed spans, so that a common path (up to 64 bytes) costs 8 words,
+/// not 64, and the verifier walks three straight lines.
 #[inline(always)]
-fn path_hash(bytes: *const u8) -> u64 {
+fn path_hash(words: *const u64, len: usize) -> u64 {
+    if len <= 64 {
+        hash_words::<8>(words, len)
+    } else if len <= 128 {
+        hash_words::<16>(words, len)
+    } else {
+        hash_words::<{ DEDUP_BYTES / 8 }>(words, len)
+    }
+}
+
+#[inline(always)]
+fn hash_words<const WORDS: usize>(words: *const u64, len: usize) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for word in 0..DEDUP_BYTES / 8 {
-        // SAFETY: inside the scratch buffer, which holds a path of PATH_MAX.
-        let value = unsafe { bytes.cast::<u64>().add(word).read_unaligned() };
-        hash = (hash ^ value).wrapping_mul(0x0100_0000_01b3);
+    for word in 0..WORDS {
+        // SAFETY: inside the scratch buffer, which holds a path of PATH_MAX
+        // bytes at an 8-byte boundary.
+        let value = unsafe { words.add(word).read() };
+        // All ones for a word that starts inside the path, else zero.
+        let inside = (((8 * word) as i64 - len as i64) >> 63) as u64;
+        hash = (hash ^ (value & inside)).wrapping_mul(0x0100_0000_01b3);
         hash ^= hash >> 29;
     }
     hash
@@ -576,13 +696,13 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
     if in_compat_syscall() {
         return;
     }
-    let Some(registers) = SyscallArgs::copy(ctx.arg(0)) else { return };
+    let Some(registers) = SyscallRegisters::copied() else { return };
     let ret: i64 = ctx.arg(1);
     let value = |arg: Arg| -> Result<u64, Infallible> {
         Ok(match arg {
-            Arg::Raw(position) | Arg::Named(position, _) => registers.get(usize::from(position)),
+            Arg::Raw(position) | Arg::Named(position, _) => registers.arg(usize::from(position)),
             Arg::Member { position, offset, .. } => {
-                read_user_u64(registers.get(usize::from(position)).wrapping_add(u64::from(offset)))
+                read_user_u64(registers.arg(usize::from(position)).wrapping_add(u64::from(offset)))
             }
             // Resolved by `normalise` itself.
             Arg::Unused | Arg::Const(_) | Arg::Bit(..) => 0,
@@ -598,7 +718,7 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
     if ret < 0 && !fails_by_design {
         return;
     }
-    let str_ptr = fact.strings.map(|position| position.map_or(0, |position| registers.get(usize::from(position))));
+    let str_ptr = fact.strings.map(|position| position.map_or(0, |position| registers.arg(usize::from(position))));
     let head = header(kind, audit_id, ret, fact.args);
     match kind {
         // Reported by sched_process_fork while the syscall runs.
@@ -612,9 +732,6 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
             new_epoch(head.tgid);
             emit_with_paths(head, str_ptr)
         }
-        // An empty path (`AT_EMPTY_PATH`) is a descriptor's stat, as glibc's
-        // fstat makes one: no name was looked up.
-        EventKind::Metadata if user_byte(str_ptr[0]) == Some(0) => {}
         EventKind::Metadata => emit_path_fact(head, str_ptr[0], None),
         EventKind::Open => emit_path_fact(head, str_ptr[0], Some(ret as u32)),
         EventKind::Close if head.args[0] == head.args[1] && close_is_silent(head.tgid, head.args[0] as u32) => {}
@@ -622,7 +739,7 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
             match kind {
                 // A new descriptor: its close must be sent.
                 EventKind::Dup | EventKind::MemfdCreate | EventKind::IoUringSetup => {
-                    let _ = SILENT_FDS.remove(FdKey { tgid: head.tgid, fd: ret as u32 });
+                    not_silent(head.tgid, ret as u32);
                 }
                 // What an absolute path names changed for this process:
                 // facts about them are news again.
@@ -638,14 +755,6 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
             emit_with_paths(head, str_ptr)
         }
     }
-}
-
-/// Whether the close of `fd` by process `tgid` closes a descriptor whose open
-/// was not sent (it is not sent either, and forgotten).
-#[inline(always)]
-fn close_is_silent(tgid: u32, fd: u32) -> bool {
-    // One map operation: the removal fails for a key that is not there.
-    SILENT_FDS.remove(FdKey { tgid, fd }).is_ok()
 }
 
 /// The open flags under which an open of a regular file states nothing more
@@ -672,69 +781,92 @@ fn is_plain_file(fd: u32) -> bool {
     mode & S_IFMT == S_IFREG && mode & S_EXECUTE_BITS == 0
 }
 
+/// Whether `entry`'s fact was sent already; remembers it if not. Its set in
+/// `SEEN_FACTS` has two ways, the newer first: two facts that share a set
+/// do not evict each other (a one-way cache sent 2.6 times the storm's
+/// events, every colliding pair again on each pass).
+#[inline(always)]
+fn seen_before(entry: SeenFact) -> bool {
+    let set = (entry.check as u32 & (SEEN_FACT_SLOTS / 2 - 1)) * 2;
+    let (Some(newer), Some(older)) = (SEEN_FACTS.get_ptr_mut(set), SEEN_FACTS.get_ptr_mut(set + 1)) else {
+        return false;
+    };
+    // SAFETY: map values, aligned; another CPU may be writing them, and a
+    // torn read fails the check.
+    let (first, second) = unsafe { (newer.read_volatile(), older.read_volatile()) };
+    if first == entry || second == entry {
+        return true;
+    }
+    // SAFETY: as above.
+    unsafe {
+        older.write_volatile(first);
+        newer.write_volatile(entry);
+    }
+    false
+}
+
 /// Emits a fact about one path: a lookup, or an open (`fd`: the descriptor
 /// it returned), unless this process image stated the same fact about the
 /// same absolute path before (for an open: a read-only one of a plain file,
-/// with the same flags; its descriptor is then silent, see `SILENT_FDS`).
+/// with the same flags; its descriptor is then silent, see `ProcessDedup`).
 #[inline(always)]
 fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else { return };
     let buf = buf.cast::<u8>();
     // SAFETY: header + PATH_MAX fit in the scratch buffer.
     let path = unsafe { buf.add(HEADER_SIZE) };
-    // The hashed bytes past the path's end must not be an earlier event's.
-    // (Volatile: LLVM would make the loop a memset, which the BPF backend
-    // expands through the stack.)
-    for word in 0..DEDUP_BYTES / 8 {
-        // SAFETY: inside the scratch buffer, at an 8-byte boundary (the
-        // header's size is a multiple of 8).
-        unsafe { path.cast::<u64>().add(word).write_volatile(0) };
-    }
     let (len, cut) = read_user_path(path, path_ptr);
-    // A lookup's name empty now though not at entry (another thread rewrote
-    // it): no name. (An open's is a fact whatever its path.)
+    // An empty name looked nothing up (`AT_EMPTY_PATH`: a descriptor's stat,
+    // as glibc's fstat makes one), nor did one that cannot be read. (An
+    // open's is a fact whatever its path.)
     if len <= 1 && fd.is_none() {
         return;
     }
     // SAFETY: inside the scratch buffer.
     let absolute = unsafe { *path } == b'/';
+    // The fact's kind and flags as the dedup key holds them; 0 for a fact
+    // always sent. (Not an `Option`: LLVM leaves a `None`'s payload undefined,
+    // then spills whatever register it was in, and the verifier refuses a
+    // program that reads a register a helper call clobbered.)
     let detail = match fd {
-        None => Some((EventKind::Metadata as u32) << 24),
-        Some(fd) if head.args[1] & SILENCEABLE_OPEN_FLAGS_MASK == 0 && is_plain_file(fd) => {
-            Some((EventKind::Open as u32) << 24 | (head.args[1] & 0x00ff_ffff) as u32)
+        None => (EventKind::Metadata as u32) << 24,
+        Some(fd) if fd < SILENT_FD_LIMIT && head.args[1] & SILENCEABLE_OPEN_FLAGS_MASK == 0 && is_plain_file(fd) => {
+            (EventKind::Open as u32) << 24 | (head.args[1] & 0x00ff_ffff) as u32
         }
-        Some(_) => None,
+        Some(_) => 0,
     };
-    if let Some(detail) = detail.filter(|_| absolute && len <= DEDUP_BYTES) {
-        // SAFETY: the value is copied out at once.
-        let epoch = unsafe { EPOCHS.get(head.tgid) }.copied().unwrap_or(0);
-        let key = FactKey {
+    let dedup = process_dedup(head.tgid);
+    if let Some(dedup) = dedup.filter(|_| detail != 0 && absolute && len <= DEDUP_BYTES) {
+        // The rest of the NUL's word must not be an earlier event's either
+        // (the helper zeroes it when it copies by words, not when it falls
+        // back to bytes at a page's end).
+        // SAFETY: `len` is at most DEDUP_BYTES, far inside the buffer.
+        unsafe { path.add(len).cast::<u64>().write_unaligned(0) };
+        let fact = FactKey {
             audit_id: head.audit_id,
             tgid: head.tgid,
-            epoch,
+            // SAFETY: an aligned u64 of the map value (see `new_epoch`).
+            epoch: unsafe { core::ptr::addr_of!((*dedup).epoch).read_volatile() },
             path_len: len as u32,
             detail,
-            path_hash: path_hash(path),
+            path_hash: path_hash(path.cast(), len),
         };
-        // SAFETY: only the presence of the key is used.
-        if unsafe { SEEN_FACTS.get(key) }.is_some() {
+        if seen_before(SeenFact::of(fact)) {
             if let Some(fd) = fd {
-                let _ = SILENT_FDS.insert(FdKey { tgid: head.tgid, fd }, 1, 0);
+                set_silent(dedup, fd, true);
             }
             return;
         }
-        let _ = SEEN_FACTS.insert(key, 1, 0);
     }
-    if let Some(fd) = fd {
+    if let (Some(fd), Some(dedup)) = (fd, dedup) {
         // The descriptor number may be one a silent open had: its close is
         // this open's now.
-        let _ = SILENT_FDS.remove(FdKey { tgid: head.tgid, fd });
+        set_silent(dedup, fd, false);
     }
     let len = len & (2 * PATH_MAX - 1);
     head.str_len = [len as u32, 0];
     head.flags = if cut { FLAG_STR0_TRUNCATED } else { 0 };
-    // SAFETY: the scratch buffer is larger than a header.
-    unsafe { buf.cast::<EventHeader>().write_unaligned(head) };
+    write_header(buf, head);
     send(buf, HEADER_SIZE + len);
 }
 
@@ -745,7 +877,8 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if returns_at_once() || !maybe_traced(current_tid()) {
         return 0;
     }
-    let nr = syscall_number(ctx.arg(0));
+    let Some(registers) = SyscallRegisters::copy(ctx.arg(0)) else { return 0 };
+    let nr = registers.number();
     if nr < SYSCALL_SLOTS as u64 {
         // SAFETY: the table holds raw tracepoint programs of this context's
         // type, which the loader put there.
@@ -849,7 +982,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
         _ => CLONE_THREAD | CLONE_FILES | CLONE_FS | CLONE_VM,
     };
     if clone_flags & CLONE_THREAD == 0 {
-        new_epoch(child);
+        new_process(child);
     }
     emit_header(header(EventKind::Fork, audit_id, 0, [child as u64, clone_flags, 0]));
     0
@@ -905,7 +1038,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     unfollow(tid);
     let _ = PENDING.remove(tid);
     if group_dead != 0 {
-        let _ = EPOCHS.remove(head.tgid);
+        let _ = PROCESS_DEDUP.remove(head.tgid);
     }
     emit_header(head);
     0
@@ -1046,8 +1179,7 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
         | if direct { FLAG_IO_URING_DIRECT } else { 0 }
         | if cut0 { FLAG_STR0_TRUNCATED } else { 0 }
         | if cut1 { FLAG_STR1_TRUNCATED } else { 0 };
-    // SAFETY: the scratch buffer is larger than a header.
-    unsafe { buf.cast::<EventHeader>().write_unaligned(head) };
+    write_header(buf, head);
     send(buf, HEADER_SIZE + len0 + len1);
     0
 }

@@ -31,7 +31,7 @@ pub struct KernelOffsets {
 }
 
 /// The cache file's name; the number changes with the struct's layout.
-const CACHE_NAME: &str = "kernel-offsets-v3.bin";
+const CACHE_NAME: &str = "kernel-offsets-v4.bin";
 
 impl KernelOffsets {
     /// The offsets for the running kernel: cached ones when this kernel build
@@ -110,9 +110,8 @@ fn kernel_build() -> Option<Vec<u8>> {
     Some(key)
 }
 
-/// The io_uring request layout, if this kernel has every member.
 /// Where a syscall's number and arguments are in `pt_regs`, and the span of
-/// the argument registers, which the exit handlers copy in one read.
+/// those registers, which the dispatcher copies in one read.
 fn syscall_regs(offset: &dyn Fn(&str, &str) -> Result<u64, EbpfError>) -> Result<SyscallRegs, EbpfError> {
     let args = [
         offset("pt_regs", "di")?,
@@ -122,19 +121,21 @@ fn syscall_regs(offset: &dyn Fn(&str, &str) -> Result<u64, EbpfError>) -> Result
         offset("pt_regs", "r8")?,
         offset("pt_regs", "r9")?,
     ];
-    let window_start = args.iter().copied().min().unwrap_or_default();
-    let window_bytes = args.iter().copied().max().unwrap_or_default() + 8 - window_start;
+    let number = offset("pt_regs", "orig_ax")?;
+    let registers = args.iter().copied().chain([number]);
+    let window_start = registers.clone().min().unwrap_or_default();
+    let window_bytes = registers.max().unwrap_or_default() + 8 - window_start;
     if window_bytes > SYSCALL_REGS_WINDOW_MAX as u64 || window_start % 8 != 0 {
         return Err(EbpfError::Btf {
             path: VMLINUX_BTF,
             reason: format!(
-                "struct pt_regs keeps the syscall arguments {window_bytes} bytes apart from offset {window_start}, \
+                "struct pt_regs keeps a syscall's registers {window_bytes} bytes apart from offset {window_start}, \
                  more than the {SYSCALL_REGS_WINDOW_MAX} reprotrace copies: use `--backend strace` on this kernel"
             ),
         });
     }
     Ok(SyscallRegs {
-        number: offset("pt_regs", "orig_ax")?,
+        number,
         args,
         task_status: offset("task_struct", "thread_info")? + offset("thread_info", "status")?,
         window_start,
@@ -142,6 +143,7 @@ fn syscall_regs(offset: &dyn Fn(&str, &str) -> Result<u64, EbpfError>) -> Result
     })
 }
 
+/// The io_uring request layout, if this kernel has every member.
 fn io_uring_offsets(offset: &dyn Fn(&str, &str) -> Result<u64, EbpfError>) -> Result<IoUringOffsets, EbpfError> {
     let how = |member: &str| -> Result<u64, EbpfError> { Ok(offset("io_open", "how")? + offset("open_how", member)?) };
     Ok(IoUringOffsets {
@@ -221,6 +223,6 @@ mod tests {
         // x86_64's pt_regs, as the ptrace ABI lays it out.
         assert_eq!(offsets.syscall_regs.number, 15 * 8);
         assert_eq!(offsets.syscall_regs.args, [14 * 8, 13 * 8, 12 * 8, 7 * 8, 9 * 8, 8 * 8]);
-        assert_eq!((offsets.syscall_regs.window_start, offsets.syscall_regs.window_bytes), (7 * 8, 8 * 8));
+        assert_eq!((offsets.syscall_regs.window_start, offsets.syscall_regs.window_bytes), (7 * 8, 9 * 8));
     }
 }
