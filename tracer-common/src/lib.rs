@@ -320,10 +320,14 @@ pub struct ProcessDedup {
     /// New at each fork, exec, cell or task marker and change of root or
     /// namespace (the time it began): see [`FactKey::epoch`].
     pub epoch: u64,
-    /// Bit `fd` is set while descriptor `fd` comes from an open that was not
+    /// Keeps `silent_fds`, which the process's threads write, off the cache
+    /// line the epoch is read from at every lookup.
+    pub _apart: [u64; 7],
+    /// Byte `fd` is 1 while descriptor `fd` comes from an open that was not
     /// sent (the same fact sent already), so that its close is not sent
-    /// either. Set and cleared atomically: the process's threads share it.
-    pub silent_fds: [u64; (SILENT_FD_LIMIT / 64) as usize],
+    /// either. Bytes, not bits: each is stored on its own, where threads that
+    /// share a word of bits would need a locked read-modify-write each.
+    pub silent_fds: [u8; SILENT_FD_LIMIT as usize],
 }
 
 /// Where the programs find an open descriptor's inode mode (byte offsets from
@@ -365,6 +369,9 @@ pub mod maps {
     /// `HashMap<u32 tgid, ProcessDedup>`: each traced process's epoch and
     /// silent descriptors.
     pub const PROCESS_DEDUP: &str = "PROCESS_DEDUP";
+    /// `Array<ProcessDedup>` of one entry of zeros, which a new process's
+    /// entry is copied from.
+    pub const EMPTY_PROCESS_DEDUP: &str = "EMPTY_PROCESS_DEDUP";
     /// `HashMap<u64 request, u32 audit id>`: io_uring requests awaiting completion.
     pub const IO_URING_REQUESTS: &str = "IO_URING_REQUESTS";
     /// `Array<u64>` of [`super::MAYBE_TRACED_WORDS`], memory-mapped by user
@@ -387,6 +394,7 @@ pub mod maps {
         EXEC_SCRATCH,
         SEEN_FACTS,
         PROCESS_DEDUP,
+        EMPTY_PROCESS_DEDUP,
         IO_URING_REQUESTS,
         EXIT_HANDLERS,
         MAYBE_TRACED,

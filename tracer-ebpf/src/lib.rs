@@ -34,8 +34,9 @@ use core::{
 
 use aya_ebpf::{
     helpers::generated::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf, bpf_get_smp_processor_id,
+        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
+        bpf_probe_read_user_str,
     },
     macros::{map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
@@ -69,6 +70,8 @@ static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TASKS, 0);
 
 /// `bpf_map_create` flag: the array can be mapped into user space's memory.
 const BPF_F_MMAPABLE: u32 = 1024;
+/// `bpf_map_create` flag: a hash map allocates its entries as they come.
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Bit `tid` set while task `tid` may be in `TRACED` (see tracer-common): the
 /// dispatchers' first question, one array read.
@@ -183,9 +186,15 @@ static IO_URING_OFFSETS: IoUringOffsets = IoUringOffsets {
     filename_name: 0,
 };
 
-/// Each traced process's epoch and silent descriptors.
+/// Each traced process's epoch and silent descriptors (allocated as
+/// processes come: a kilobyte each, for as many as are traced).
 #[map]
-static PROCESS_DEDUP: HashMap<u32, ProcessDedup> = HashMap::with_max_entries(MAX_TASKS, 0);
+static PROCESS_DEDUP: HashMap<u32, ProcessDedup> = HashMap::with_max_entries(MAX_TASKS, BPF_F_NO_PREALLOC);
+
+/// A `ProcessDedup` of zeros, never written: where a new process's entry is
+/// copied from (it is too large for the BPF stack).
+#[map]
+static EMPTY_PROCESS_DEDUP: Array<ProcessDedup> = Array::with_max_entries(1, 0);
 
 /// Starts process `tgid` afresh (a new process): no fact of its parent's is
 /// taken as its own, no descriptor is silent.
@@ -193,8 +202,13 @@ static PROCESS_DEDUP: HashMap<u32, ProcessDedup> = HashMap::with_max_entries(MAX
 fn new_process(tgid: u32) {
     // SAFETY: a helper without arguments.
     let epoch = unsafe { bpf_ktime_get_ns() };
-    let fresh = ProcessDedup { epoch, silent_fds: [0; (SILENT_FD_LIMIT / 64) as usize] };
-    let _ = PROCESS_DEDUP.insert(tgid, fresh, 0);
+    let Some(empty) = EMPTY_PROCESS_DEDUP.get(0) else { return };
+    if PROCESS_DEDUP.insert(tgid, empty, 0).is_ok() {
+        if let Some(dedup) = PROCESS_DEDUP.get_ptr_mut(tgid) {
+            // SAFETY: see `new_epoch`.
+            unsafe { core::ptr::addr_of_mut!((*dedup).epoch).write_volatile(epoch) };
+        }
+    }
 }
 
 /// Starts a new epoch for process `tgid`: its lookups are reported anew (its
@@ -219,51 +233,24 @@ fn process_dedup(tgid: u32) -> Option<*mut ProcessDedup> {
     })
 }
 
-/// The word of `dedup`'s silent descriptors that holds `fd`'s bit, and the
-/// bit; `None` for a descriptor past the bitmap.
+/// The byte of `dedup`'s silent descriptors that is `fd`'s; `None` for a
+/// descriptor past them.
 #[inline(always)]
-fn silent_bit(dedup: *mut ProcessDedup, fd: u32) -> Option<(SilentWord, u64)> {
+fn silent_fd(dedup: *mut ProcessDedup, fd: u32) -> Option<*mut u8> {
     if fd >= SILENT_FD_LIMIT {
         return None;
     }
-    // SAFETY: the index is inside the bitmap.
-    let word = unsafe { core::ptr::addr_of_mut!((*dedup).silent_fds[(fd / 64) as usize]) };
-    Some((SilentWord(word), 1 << (fd % 64)))
-}
-
-/// A word of a process's silent descriptors, which its threads share: read
-/// plainly (the BPF backend has no atomic load), changed atomically.
-struct SilentWord(*mut u64);
-
-impl SilentWord {
-    #[inline(always)]
-    fn has(&self, bit: u64) -> bool {
-        // SAFETY: an aligned word of a map value.
-        unsafe { self.0.read_volatile() & bit != 0 }
-    }
-
-    /// Sets or clears `bit`; returns whether it was set.
-    #[inline(always)]
-    fn change(&self, bit: u64, set: bool) -> bool {
-        // SAFETY: an aligned word of a map value, only changed atomically.
-        let word = unsafe { AtomicU64::from_ptr(self.0) };
-        let before = match set {
-            true => word.fetch_or(bit, Ordering::Relaxed),
-            false => word.fetch_and(!bit, Ordering::Relaxed),
-        };
-        before & bit != 0
-    }
+    // SAFETY: the index is inside the array.
+    Some(unsafe { core::ptr::addr_of_mut!((*dedup).silent_fds[fd as usize]) })
 }
 
 /// Marks descriptor `fd` silent (its open was not sent), or not (its close
 /// must be sent).
 #[inline(always)]
 fn set_silent(dedup: *mut ProcessDedup, fd: u32, silent: bool) {
-    if let Some((word, bit)) = silent_bit(dedup, fd) {
-        // Only a change is written: the process's threads share the line.
-        if word.has(bit) != silent {
-            word.change(bit, silent);
-        }
+    if let Some(byte) = silent_fd(dedup, fd) {
+        // SAFETY: a byte of a map value; a plain store of it is atomic.
+        unsafe { byte.write_volatile(u8::from(silent)) };
     }
 }
 
@@ -272,8 +259,13 @@ fn set_silent(dedup: *mut ProcessDedup, fd: u32, silent: bool) {
 #[inline(always)]
 fn close_is_silent(tgid: u32, fd: u32) -> bool {
     let Some(dedup) = PROCESS_DEDUP.get_ptr_mut(tgid) else { return false };
-    let Some((word, bit)) = silent_bit(dedup, fd) else { return false };
-    word.has(bit) && word.change(bit, false)
+    let Some(byte) = silent_fd(dedup, fd) else { return false };
+    // SAFETY: as in `set_silent`.
+    let silent = unsafe { byte.read_volatile() } != 0;
+    if silent {
+        set_silent(dedup, fd, false);
+    }
+    silent
 }
 
 /// Descriptor `fd` of process `tgid` is new, from a call that is sent: its
@@ -427,9 +419,44 @@ impl SyscallRegisters {
 /// processes).
 #[inline(always)]
 fn in_compat_syscall() -> bool {
-    // SAFETY: a helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    read_kernel_u32(task + loader_global(&SYSCALL_REGS.task_status)) as u32 & TS_COMPAT != 0
+    CurrentTask::get().status() & TS_COMPAT != 0
+}
+
+/// The running task as a typed (BTF) pointer: its members, at the loader's
+/// offsets (constants to the verifier: the globals are in a frozen read-only
+/// map), are read by plain loads, which the verifier checks against the
+/// kernel's types and the JIT guards against faults, not by a helper call
+/// each. A pointer member read so is typed again when it points to a
+/// struct, not when it points to pointers.
+struct CurrentTask(*const u8);
+
+impl CurrentTask {
+    #[inline(always)]
+    fn get() -> CurrentTask {
+        // SAFETY: a helper without arguments; it returns the running task.
+        CurrentTask(unsafe { bpf_get_current_task_btf() }.cast())
+    }
+
+    /// `thread_info.status`.
+    #[inline(always)]
+    fn status(&self) -> u32 {
+        // SAFETY: the member's offset in the task, from BTF.
+        unsafe { self.0.add(loader_global(&SYSCALL_REGS.task_status) as usize).cast::<u32>().read() }
+    }
+
+    /// The pointer member of the task at `offset`.
+    #[inline(always)]
+    fn pointer(&self, offset: &u64) -> *const u8 {
+        Self::pointer_of(self.0, offset)
+    }
+
+    /// The pointer member at `offset` of the typed kernel object `object`.
+    #[inline(always)]
+    fn pointer_of(object: *const u8, offset: &u64) -> *const u8 {
+        // SAFETY: `object` is a typed pointer the verifier tracks, not null,
+        // and `offset` a pointer member's, from BTF.
+        unsafe { object.add(loader_global(offset) as usize).cast::<*const u8>().read() }
+    }
 }
 
 #[inline(always)]
@@ -767,14 +794,20 @@ const SILENCEABLE_OPEN_FLAGS_MASK: u64 = O_ACCMODE | O_CREAT | O_TRUNC | O_DIREC
 /// and is run through no `/dev/fd` (an executable's may be).
 #[inline(always)]
 fn is_plain_file(fd: u32) -> bool {
-    // SAFETY: a helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    let files = read_kernel_u64(task + loader_global(&FILE_OFFSETS.task_files));
-    let fdt = read_kernel_u64(files + loader_global(&FILE_OFFSETS.files_fdt));
-    let fds = read_kernel_u64(fdt + loader_global(&FILE_OFFSETS.fdtable_fd));
+    let task = CurrentTask::get();
+    let files = task.pointer(&FILE_OFFSETS.task_files);
+    if files.is_null() {
+        return false;
+    }
+    let fdt = CurrentTask::pointer_of(files, &FILE_OFFSETS.files_fdt);
+    if fdt.is_null() {
+        return false;
+    }
+    // `fdtable.fd` is an array of pointers: past it, helper reads.
+    let fds = CurrentTask::pointer_of(fdt, &FILE_OFFSETS.fdtable_fd) as u64;
     let file = read_kernel_u64(fds + 8 * u64::from(fd));
     let inode = read_kernel_u64(file + loader_global(&FILE_OFFSETS.file_inode));
-    if files == 0 || fdt == 0 || fds == 0 || file == 0 || inode == 0 {
+    if fds == 0 || file == 0 || inode == 0 {
         return false;
     }
     let mode = read_kernel_u32(inode + loader_global(&FILE_OFFSETS.inode_mode)) as u32 & 0xffff;
