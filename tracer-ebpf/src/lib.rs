@@ -680,34 +680,32 @@ fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
 /// are always sent).
 const DEDUP_BYTES: usize = 512;
 
-/// A hash of the path of `len` bytes (its NUL included, at most
-/// [`DEDUP_BYTES`]) at `words`, a word at a time. The words that follow the
-/// path hold an earlier event's bytes: each is masked out by arithmetic, not
-/// skipped by a branch (a loop that stopped at the path's end made the
-/// verifier check the rest of the program once per length, 2 s of load).
-/// Three fixed spans, so that a common path (up to 64 bytes) costs 8 words,
-/// not 64, and the verifier walks three straight lines.
+/// Paths up to this long, most of them, are read once; a longer one is read
+/// again into a buffer cleared up to [`DEDUP_BYTES`].
+const SHORT_PATH_BYTES: usize = 128;
+
+/// Zeroes the first `WORDS` words at `words`.
 #[inline(always)]
-fn path_hash(words: *const u64, len: usize) -> u64 {
-    if len <= 64 {
-        hash_words::<8>(words, len)
-    } else if len <= 128 {
-        hash_words::<16>(words, len)
-    } else {
-        hash_words::<{ DEDUP_BYTES / 8 }>(words, len)
+fn clear_words<const WORDS: usize>(words: *mut u64) {
+    for word in 0..WORDS {
+        // SAFETY: callers pass a scratch buffer with room for them, at an
+        // 8-byte boundary. (Volatile: LLVM would make the loop a memset,
+        // which the BPF backend expands through the stack.)
+        unsafe { words.add(word).write_volatile(0) };
     }
 }
 
+/// A hash of the first `WORDS` words at `words`, which hold a path and
+/// zeros after it (whatever the path's length, so that the verifier walks a
+/// straight line: masking the words past its end by arithmetic on the length
+/// took it 40–70 ms a program).
 #[inline(always)]
-fn hash_words<const WORDS: usize>(words: *const u64, len: usize) -> u64 {
+fn hash_words<const WORDS: usize>(words: *const u64) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for word in 0..WORDS {
-        // SAFETY: inside the scratch buffer, which holds a path of PATH_MAX
-        // bytes at an 8-byte boundary.
+        // SAFETY: inside the scratch buffer, at an 8-byte boundary.
         let value = unsafe { words.add(word).read() };
-        // All ones for a word that starts inside the path, else zero.
-        let inside = (((8 * word) as i64 - len as i64) >> 63) as u64;
-        hash = (hash ^ (value & inside)).wrapping_mul(0x0100_0000_01b3);
+        hash = (hash ^ value).wrapping_mul(0x0100_0000_01b3);
         hash ^= hash >> 29;
     }
     hash
@@ -794,20 +792,18 @@ const SILENCEABLE_OPEN_FLAGS_MASK: u64 = O_ACCMODE | O_CREAT | O_TRUNC | O_DIREC
 /// and is run through no `/dev/fd` (an executable's may be).
 #[inline(always)]
 fn is_plain_file(fd: u32) -> bool {
-    let task = CurrentTask::get();
-    let files = task.pointer(&FILE_OFFSETS.task_files);
-    if files.is_null() {
-        return false;
-    }
-    let fdt = CurrentTask::pointer_of(files, &FILE_OFFSETS.files_fdt);
-    if fdt.is_null() {
-        return false;
-    }
-    // `fdtable.fd` is an array of pointers: past it, helper reads.
-    let fds = CurrentTask::pointer_of(fdt, &FILE_OFFSETS.fdtable_fd) as u64;
+    // Helper reads, not typed loads through `CurrentTask`: each typed load
+    // costs the verifier a search of the kernel's BTF, and it walks these
+    // once per path through the open's handler (15–25 ms a program, for
+    // some 40 ns an open).
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let files = read_kernel_u64(task + loader_global(&FILE_OFFSETS.task_files));
+    let fdt = read_kernel_u64(files + loader_global(&FILE_OFFSETS.files_fdt));
+    let fds = read_kernel_u64(fdt + loader_global(&FILE_OFFSETS.fdtable_fd));
     let file = read_kernel_u64(fds + 8 * u64::from(fd));
     let inode = read_kernel_u64(file + loader_global(&FILE_OFFSETS.file_inode));
-    if fds == 0 || file == 0 || inode == 0 {
+    if files == 0 || fdt == 0 || fds == 0 || file == 0 || inode == 0 {
         return false;
     }
     let mode = read_kernel_u32(inode + loader_global(&FILE_OFFSETS.inode_mode)) as u32 & 0xffff;
@@ -848,7 +844,10 @@ fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
     let buf = buf.cast::<u8>();
     // SAFETY: header + PATH_MAX fit in the scratch buffer.
     let path = unsafe { buf.add(HEADER_SIZE) };
-    let (len, cut) = read_user_path(path, path_ptr);
+    // The words after the path's end must not be an earlier event's: they
+    // are hashed with it.
+    clear_words::<{ SHORT_PATH_BYTES / 8 }>(path.cast());
+    let (mut len, mut cut) = read_user_path(path, path_ptr);
     // An empty name looked nothing up (`AT_EMPTY_PATH`: a descriptor's stat,
     // as glibc's fstat makes one), nor did one that cannot be read. (An
     // open's is a fact whatever its path.)
@@ -870,25 +869,33 @@ fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
     };
     let dedup = process_dedup(head.tgid);
     if let Some(dedup) = dedup.filter(|_| detail != 0 && absolute && len <= DEDUP_BYTES) {
-        // The rest of the NUL's word must not be an earlier event's either
-        // (the helper zeroes it when it copies by words, not when it falls
-        // back to bytes at a page's end).
-        // SAFETY: `len` is at most DEDUP_BYTES, far inside the buffer.
-        unsafe { path.add(len).cast::<u64>().write_unaligned(0) };
-        let fact = FactKey {
-            audit_id: head.audit_id,
-            tgid: head.tgid,
-            // SAFETY: an aligned u64 of the map value (see `new_epoch`).
-            epoch: unsafe { core::ptr::addr_of!((*dedup).epoch).read_volatile() },
-            path_len: len as u32,
-            detail,
-            path_hash: path_hash(path.cast(), len),
+        let path_hash = if len <= SHORT_PATH_BYTES {
+            hash_words::<{ SHORT_PATH_BYTES / 8 }>(path.cast())
+        } else {
+            clear_words::<{ DEDUP_BYTES / 8 }>(path.cast());
+            (len, cut) = read_user_path(path, path_ptr);
+            hash_words::<{ DEDUP_BYTES / 8 }>(path.cast())
         };
-        if seen_before(SeenFact::of(fact)) {
-            if let Some(fd) = fd {
-                set_silent(dedup, fd, true);
+        // (A path another thread made longer, or relative, since the first
+        // read is sent: only DEDUP_BYTES of it were hashed, or it depends on
+        // the directory.)
+        // SAFETY: inside the scratch buffer.
+        if len <= DEDUP_BYTES && unsafe { *path } == b'/' {
+            let fact = FactKey {
+                audit_id: head.audit_id,
+                tgid: head.tgid,
+                // SAFETY: an aligned u64 of the map value (see `new_epoch`).
+                epoch: unsafe { core::ptr::addr_of!((*dedup).epoch).read_volatile() },
+                path_len: len as u32,
+                detail,
+                path_hash,
+            };
+            if seen_before(SeenFact::of(fact)) {
+                if let Some(fd) = fd {
+                    set_silent(dedup, fd, true);
+                }
+                return;
             }
-            return;
         }
     }
     if let (Some(fd), Some(dedup)) = (fd, dedup) {
@@ -907,6 +914,9 @@ fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
 /// number, if it is traced (a tail call to an empty slot falls through).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    // (A 32-bit syscall's number means another call: not followed. Checked
+    // here, not in each handler: each typed load costs the verifier a search
+    // of the kernel's BTF, milliseconds a program.)
     if returns_at_once() || !maybe_traced(current_tid()) {
         return 0;
     }
