@@ -422,12 +422,12 @@ fn in_compat_syscall() -> bool {
     CurrentTask::get().status() & TS_COMPAT != 0
 }
 
-/// The running task as a typed (BTF) pointer: its members, at the loader's
-/// offsets (constants to the verifier: the globals are in a frozen read-only
-/// map), are read by plain loads, which the verifier checks against the
-/// kernel's types and the JIT guards against faults, not by a helper call
-/// each. A pointer member read so is typed again when it points to a
-/// struct, not when it points to pointers.
+/// The running task as a typed (BTF) pointer: a member of it, at the
+/// loader's offset (a constant to the verifier: the globals are in a frozen
+/// read-only map), is read by a plain load, which the verifier checks against
+/// the kernel's types and the JIT guards against faults, not by a helper call.
+/// (Each such load costs the verifier a search of the kernel's BTF, so it is
+/// kept to the one every handler makes.)
 struct CurrentTask(*const u8);
 
 impl CurrentTask {
@@ -442,20 +442,6 @@ impl CurrentTask {
     fn status(&self) -> u32 {
         // SAFETY: the member's offset in the task, from BTF.
         unsafe { self.0.add(loader_global(&SYSCALL_REGS.task_status) as usize).cast::<u32>().read() }
-    }
-
-    /// The pointer member of the task at `offset`.
-    #[inline(always)]
-    fn pointer(&self, offset: &u64) -> *const u8 {
-        Self::pointer_of(self.0, offset)
-    }
-
-    /// The pointer member at `offset` of the typed kernel object `object`.
-    #[inline(always)]
-    fn pointer_of(object: *const u8, offset: &u64) -> *const u8 {
-        // SAFETY: `object` is a typed pointer the verifier tracks, not null,
-        // and `offset` a pointer member's, from BTF.
-        unsafe { object.add(loader_global(offset) as usize).cast::<*const u8>().read() }
     }
 }
 
