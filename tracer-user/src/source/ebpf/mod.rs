@@ -142,13 +142,7 @@ impl KernelPrograms {
             .map_max_entries(maps::EXEC_SCRATCH, cpus)
             .load(BPF_OBJECT)
             .map_err(EbpfError::Load)?;
-        for spec in programs() {
-            let program_error = |source| EbpfError::Program { name: spec.symbol, source };
-            match spec.is_raw_tracepoint() {
-                true => program::<RawTracePoint>(&mut ebpf, &spec)?.load().map_err(program_error)?,
-                false => program::<TracePoint>(&mut ebpf, &spec)?.load().map_err(program_error)?,
-            }
-        }
+        load_programs(&mut ebpf)?;
         let dispatch = dispatch_table(&mut ebpf)?;
         let maybe_traced = MaybeTraced::map(&mut ebpf)?;
         let ring_map = ebpf
@@ -411,6 +405,45 @@ where
         .ok_or_else(|| EbpfError::Map { name: spec.symbol, reason: "missing from the object".into() })?
         .try_into()
         .map_err(|source| EbpfError::Program { name: spec.symbol, source })
+}
+
+/// Loads every program, on as many threads as there are CPUs: the kernel
+/// verifies each program on the thread that loads it, and verification is
+/// half of a standalone audit's start. (On two CPUs, `run -- true` took
+/// 108 ms instead of 115: the programs do not verify in parallel as well as
+/// that suggests.)
+fn load_programs(ebpf: &mut Ebpf) -> Result<(), EbpfError> {
+    let mut found: Vec<(ProgramSpec, &mut aya::programs::Program)> = Vec::new();
+    let specs: Vec<ProgramSpec> = programs().collect();
+    for (name, program) in ebpf.programs_mut() {
+        if let Some(spec) = specs.iter().find(|spec| spec.symbol == name) {
+            found.push((*spec, program));
+        }
+    }
+    if let Some(missing) = specs.iter().find(|spec| !found.iter().any(|(seen, _)| seen.symbol == spec.symbol)) {
+        return Err(EbpfError::Map { name: missing.symbol, reason: "missing from the object".into() });
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
+    let mut shares: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+    for (index, item) in found.into_iter().enumerate() {
+        shares[index % threads].push(item);
+    }
+    std::thread::scope(|scope| {
+        let loaders: Vec<_> = shares
+            .into_iter()
+            .map(|share| scope.spawn(move || share.into_iter().try_for_each(|(spec, program)| load_one(spec, program))))
+            .collect();
+        loaders.into_iter().try_for_each(|loader| loader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
+}
+
+/// Loads one program, as the type of program it is.
+fn load_one(spec: ProgramSpec, program: &mut aya::programs::Program) -> Result<(), EbpfError> {
+    let program_error = |source| EbpfError::Program { name: spec.symbol, source };
+    match spec.is_raw_tracepoint() {
+        true => <&mut RawTracePoint>::try_from(program).map_err(program_error)?.load().map_err(program_error),
+        false => <&mut TracePoint>::try_from(program).map_err(program_error)?.load().map_err(program_error),
+    }
 }
 
 /// Fills the syscall dispatch table: each traced syscall's exit handler at
