@@ -11,10 +11,10 @@
 //! for every syscall of every task, a program run and a bitmap read for a task
 //! reprotrace does not follow (a per-syscall tracepoint costs several times
 //! more per call, and each one attached takes an RCU grace period to detach).
-//! For a followed task it tail-calls the handler of the syscall's number, if
-//! it is traced. The handler reads the arguments from the registers the
-//! syscall was entered with, which `pt_regs` still holds at its exit (only the
-//! return value's register changed), normalises them into the fact the call
+//! For a followed task it copies the syscall's number and argument registers
+//! (which `pt_regs` still holds at the exit: only the return value's register
+//! changed) in one read, and tail-calls the handler of that number, if it is
+//! traced. The handler normalises the arguments into the fact the call
 //! states, reads its strings (their pages are resident once the kernel has
 //! copied them) and emits one event when the syscall succeeded: no entry
 //! program, nothing kept between entry and exit. A successful exec is reported
@@ -798,7 +798,7 @@ fn is_plain_file(fd: u32) -> bool {
 
 /// Whether `entry`'s fact was sent already; remembers it if not. Its set in
 /// `SEEN_FACTS` has two ways, the newer first: two facts that share a set
-/// do not evict each other (a one-way cache sent 2.6 times the storm's
+/// do not evict each other (a one-way cache sent 2.6 times the churn's
 /// events, every colliding pair again on each pass).
 #[inline(always)]
 fn seen_before(entry: SeenFact) -> bool {
