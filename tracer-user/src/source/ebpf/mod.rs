@@ -433,7 +433,9 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<(), EbpfError> {
             .into_iter()
             .map(|share| scope.spawn(move || share.into_iter().try_for_each(|(spec, program)| load_one(spec, program))))
             .collect();
-        loaders.into_iter().try_for_each(|loader| loader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        loaders
+            .into_iter()
+            .try_for_each(|loader| loader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     })
 }
 
