@@ -603,3 +603,46 @@ fn a_literal_backslash_and_a_non_utf8_byte_are_told_apart() {
         .collect();
     assert!(on_disk.contains(b"caf\\xe9.txt".as_slice()) && on_disk.contains(b"caf\xe9.txt".as_slice()));
 }
+
+/// The kernel drops a repeated fact (hashing paths up to 512 bytes: 128 read
+/// at once, longer ones read again) and the close of a repeated open (below
+/// descriptor 1,024): paths that share their first 128 bytes and their length,
+/// a path longer than 512 bytes, and repeated opens on descriptors past 1,024
+/// are each recorded as strace records them.
+#[test]
+fn repeated_long_paths_and_high_descriptors_are_recorded_exactly() {
+    let scratch = Scratch::new();
+    let long_dir = format!("{}/{}", "d".repeat(150), "e".repeat(40));
+    let deep_dir = (0..6).map(|level| format!("{level}{}", "x".repeat(99))).collect::<Vec<_>>().join("/");
+    for name in [format!("{long_dir}/a.txt"), format!("{long_dir}/b.txt"), format!("{deep_dir}/deep.txt")] {
+        scratch.write(&name, &name);
+    }
+    scratch.write("written-after.txt", "");
+    let script = format!(
+        "import os, resource\n\
+         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n\
+         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 2048), hard))\n\
+         work = os.getcwd()\n\
+         names = [os.path.join(work, n) for n in ({a:?}, {b:?}, {deep:?})]\n\
+         for _ in range(3):\n\
+         \x20   for name in names:\n\
+         \x20       os.stat(name)\n\
+         \x20       with open(name) as f: f.read()\n\
+         held = [os.open('/etc/hostname', os.O_RDONLY) for _ in range(1030)]\n\
+         for _ in range(3):\n\
+         \x20   fd = os.open(names[0], os.O_RDONLY)\n\
+         \x20   assert fd >= 1024, fd\n\
+         \x20   os.close(fd)\n\
+         for fd in held: os.close(fd)\n\
+         open('written-after.txt', 'w').write('done')\n",
+        a = format!("{long_dir}/a.txt"),
+        b = format!("{long_dir}/b.txt"),
+        deep = format!("{deep_dir}/deep.txt"),
+    );
+    let audit = audit_equal(&scratch, &[PYTHON, "-c", &script], || {});
+    let inputs = data_paths(&audit.manifest, "inputs");
+    for name in [format!("{long_dir}/a.txt"), format!("{long_dir}/b.txt"), format!("{deep_dir}/deep.txt")] {
+        assert!(inputs.contains(&scratch.path(&name)), "{name} missing from {inputs:?}");
+    }
+    assert_eq!(data_paths(&audit.manifest, "outputs"), BTreeSet::from([scratch.path("written-after.txt")]));
+}
