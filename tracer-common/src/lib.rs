@@ -369,9 +369,9 @@ pub mod maps {
     /// `HashMap<u32 tgid, ProcessDedup>`: each traced process's epoch and
     /// silent descriptors.
     pub const PROCESS_DEDUP: &str = "PROCESS_DEDUP";
-    /// `Array<ProcessDedup>` of one entry of zeros, which a new process's
-    /// entry is copied from.
-    pub const EMPTY_PROCESS_DEDUP: &str = "EMPTY_PROCESS_DEDUP";
+    /// `PerCpuArray<ProcessDedup>` of one entry, where a new process's entry
+    /// is made.
+    pub const NEW_PROCESS_DEDUP: &str = "NEW_PROCESS_DEDUP";
     /// `HashMap<u64 request, u32 audit id>`: io_uring requests awaiting completion.
     pub const IO_URING_REQUESTS: &str = "IO_URING_REQUESTS";
     /// `Array<u64>` of [`super::MAYBE_TRACED_WORDS`], memory-mapped by user
@@ -394,7 +394,7 @@ pub mod maps {
         EXEC_SCRATCH,
         SEEN_FACTS,
         PROCESS_DEDUP,
-        EMPTY_PROCESS_DEDUP,
+        NEW_PROCESS_DEDUP,
         IO_URING_REQUESTS,
         EXIT_HANDLERS,
         MAYBE_TRACED,

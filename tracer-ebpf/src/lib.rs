@@ -191,24 +191,24 @@ static IO_URING_OFFSETS: IoUringOffsets = IoUringOffsets {
 #[map]
 static PROCESS_DEDUP: HashMap<u32, ProcessDedup> = HashMap::with_max_entries(MAX_TASKS, BPF_F_NO_PREALLOC);
 
-/// A `ProcessDedup` of zeros, never written: where a new process's entry is
-/// copied from (it is too large for the BPF stack).
+/// Where a new process's `ProcessDedup` is made (per CPU, as it is too large
+/// for the BPF stack): only its epoch is ever written, so its descriptors
+/// stay zero, and the entry goes into `PROCESS_DEDUP` whole, never seen
+/// without its epoch.
 #[map]
-static EMPTY_PROCESS_DEDUP: Array<ProcessDedup> = Array::with_max_entries(1, 0);
+static NEW_PROCESS_DEDUP: PerCpuArray<ProcessDedup> = PerCpuArray::with_max_entries(1, 0);
 
 /// Starts process `tgid` afresh (a new process): no fact of its parent's is
 /// taken as its own, no descriptor is silent.
 #[inline(always)]
 fn new_process(tgid: u32) {
-    // SAFETY: a helper without arguments.
-    let epoch = unsafe { bpf_ktime_get_ns() };
-    let Some(empty) = EMPTY_PROCESS_DEDUP.get(0) else { return };
-    if PROCESS_DEDUP.insert(tgid, empty, 0).is_ok() {
-        if let Some(dedup) = PROCESS_DEDUP.get_ptr_mut(tgid) {
-            // SAFETY: see `new_epoch`.
-            unsafe { core::ptr::addr_of_mut!((*dedup).epoch).write_volatile(epoch) };
-        }
-    }
+    let Some(fresh) = NEW_PROCESS_DEDUP.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's entry; a BPF program is not preempted on its CPU.
+    let fresh = unsafe {
+        (*fresh).epoch = bpf_ktime_get_ns();
+        &*fresh
+    };
+    let _ = PROCESS_DEDUP.insert(tgid, fresh, 0);
 }
 
 /// Starts a new epoch for process `tgid`: its lookups are reported anew (its
