@@ -252,9 +252,9 @@ pub struct FactKey {
     pub audit_id: u32,
     /// The process (thread-group) id.
     pub tgid: u32,
-    /// The process's epoch (see [`ProcessDedup`]): new at each fork, exec, cell or task
-    /// marker and change of root or namespace, so a process, image, cell or
-    /// view of the file system never inherits another's facts.
+    /// The process's epoch (see [`ProcessDedup`]): new at each fork, exec,
+    /// cell or task marker and change of root or namespace, so a process,
+    /// image, cell or view of the file system never inherits another's facts.
     pub epoch: u64,
     /// The path's length, NUL included.
     pub path_len: u32,
@@ -283,12 +283,12 @@ impl FactKey {
     }
 }
 
-/// One slot of the `SEEN_FACTS` array (a direct-mapped cache of facts sent:
-/// an array read the verifier inlines, where an LRU hash map took a helper
-/// call, a bucket walk and a shared write on every hit). `check` is a hash of
-/// `fact` (0 in an empty slot). A slot two
-/// CPUs wrote at once may hold a mix of two facts, which its `check` then does
-/// not match: a fact is only taken as sent when the whole slot says so.
+/// One slot of the `SEEN_FACTS` array, a two-way set-associative cache of
+/// facts sent (an array read the verifier inlines, where an LRU hash map took
+/// a helper call, a bucket walk and a shared write on every hit). `check` is
+/// a hash of `fact` (0 in an empty slot). A slot two CPUs wrote at once may
+/// hold a mix of two facts, which its `check` then does not match: a fact is
+/// only taken as sent when the whole slot says so.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SeenFact {

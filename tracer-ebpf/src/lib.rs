@@ -853,8 +853,11 @@ fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
         }
         Some(_) => 0,
     };
-    let dedup = process_dedup(head.tgid);
-    if let Some(dedup) = dedup.filter(|_| detail != 0 && absolute && len <= DEDUP_BYTES) {
+    let dedup = match detail != 0 && absolute && len <= DEDUP_BYTES {
+        true => process_dedup(head.tgid),
+        false => None,
+    };
+    if let Some(dedup) = dedup {
         let path_hash = if len <= SHORT_PATH_BYTES {
             hash_words::<{ SHORT_PATH_BYTES / 8 }>(path.cast())
         } else {
@@ -884,10 +887,10 @@ fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
             }
         }
     }
-    if let (Some(fd), Some(dedup)) = (fd, dedup) {
+    if let Some(fd) = fd {
         // The descriptor number may be one a silent open had: its close is
         // this open's now.
-        set_silent(dedup, fd, false);
+        not_silent(head.tgid, fd);
     }
     let len = len & (2 * PATH_MAX - 1);
     head.str_len = [len as u32, 0];
@@ -900,9 +903,6 @@ fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
 /// number, if it is traced (a tail call to an empty slot falls through).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
-    // (A 32-bit syscall's number means another call: not followed. Checked
-    // here, not in each handler: each typed load costs the verifier a search
-    // of the kernel's BTF, milliseconds a program.)
     if returns_at_once() || !maybe_traced(current_tid()) {
         return 0;
     }
