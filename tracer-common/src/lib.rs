@@ -265,9 +265,10 @@ pub struct FactKey {
 }
 
 impl FactKey {
-    /// A hash of the whole fact, never 0 (which marks an empty slot).
+    /// The fact's fingerprint as `SEEN_FACTS` holds it: a 64-bit hash of the
+    /// whole fact, never 0 (which marks an empty slot).
     #[inline(always)]
-    fn check(&self) -> u64 {
+    pub fn check(&self) -> u64 {
         let words = [
             u64::from(self.audit_id) << 32 | u64::from(self.tgid),
             self.epoch,
@@ -281,33 +282,36 @@ impl FactKey {
         }
         hash | 1 << 63
     }
-}
 
-/// One slot of the `SEEN_FACTS` array, a two-way set-associative cache of
-/// facts sent (an array read the verifier inlines, where an LRU hash map took
-/// a helper call, a bucket walk and a shared write on every hit). `check` is
-/// a hash of `fact` (0 in an empty slot). A slot two CPUs wrote at once may
-/// hold a mix of two facts, which its `check` then does not match: a fact is
-/// only taken as sent when the whole slot says so.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SeenFact {
-    pub fact: FactKey,
-    pub check: u64,
-}
-
-impl SeenFact {
-    /// The slot that says `fact` was sent; its `check`'s low bits choose the
-    /// slot's set.
+    /// The fact's set in `SEEN_FACTS`. Chosen by another function of the
+    /// fact than [`FactKey::check`] (the path's hash and the process image's
+    /// epoch), so that facts sharing a set still differ in all 64 bits of
+    /// their checks, not only in those the set leaves free; and the facts a
+    /// process image states about one path (its lookups and opens) share a
+    /// set, one cache line.
     #[inline(always)]
-    pub fn of(fact: FactKey) -> SeenFact {
-        SeenFact { fact, check: fact.check() }
+    pub fn set(&self) -> u32 {
+        let spread = (self.path_hash ^ self.epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 17;
+        spread as u32 & (SEEN_FACT_SETS - 1)
     }
 }
 
-/// Slots of the `SEEN_FACTS` array (a power of two): an evicted fact is only
-/// sent again, so this sizes the cache, not what is exact.
-pub const SEEN_FACT_SLOTS: u32 = 1 << 16;
+/// The ways of a `SEEN_FACTS` set: the checks of facts sent, the newest
+/// first (0: empty).
+pub const SEEN_FACT_WAYS: usize = 4;
+
+/// A set of the `SEEN_FACTS` array (see [`SEEN_FACT_SETS`]).
+pub type SeenFactSet = [u64; SEEN_FACT_WAYS];
+
+/// Sets of the `SEEN_FACTS` array (a power of two), a set-associative cache
+/// of the facts sent: 32 bytes a set, inside one cache line (the array is
+/// memory-mappable, which puts its values at a page boundary), as a lookup
+/// is the handlers' likeliest cache miss. A hit is an array read the
+/// verifier inlines, where an LRU hash map took a helper call, a bucket walk
+/// and a shared write. A way is one aligned word, written whole: no CPU sees
+/// half a fact. An evicted fact is only sent again, so this sizes the cache,
+/// not what is exact.
+pub const SEEN_FACT_SETS: u32 = 1 << 14;
 
 /// Descriptors below this number can be silent (see [`ProcessDedup`]); an
 /// open of a higher one is always sent.
@@ -362,7 +366,7 @@ pub mod maps {
     /// `Array<[u8; EXEC_SCRATCH_SIZE]>`, one entry per CPU (too large for a
     /// per-CPU map), where exec events are assembled.
     pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
-    /// `Array<SeenFact>` of [`super::SEEN_FACT_SLOTS`]: facts about
+    /// `Array<SeenFactSet>` of [`super::SEEN_FACT_SETS`]: facts about
     /// absolute paths sent already (not sent again by the same process
     /// image in the same cell).
     pub const SEEN_FACTS: &str = "SEEN_FACTS";
@@ -509,8 +513,8 @@ pub fn programs() -> impl Iterator<Item = ProgramSpec> {
 mod tests {
     use super::*;
 
-    /// A slot's check tells every field of its fact, and is never an empty
-    /// slot's 0.
+    /// A fact's check tells every field of it, and is never an empty slot's
+    /// 0; its set is inside the array.
     #[test]
     fn a_seen_fact_checks_every_field() {
         let fact = FactKey { audit_id: 1, tgid: 2, epoch: 3, path_len: 4, detail: 5, path_hash: 6 };
@@ -522,13 +526,14 @@ mod tests {
             FactKey { detail: 7, ..fact },
             FactKey { path_hash: 7, ..fact },
         ];
-        let check = SeenFact::of(fact).check;
-        assert_ne!(SeenFact::of(FactKey::default()).check, 0);
+        let check = fact.check();
+        assert_ne!(FactKey::default().check(), 0);
         for other in changed {
-            assert_ne!(SeenFact::of(other).check, check, "{other:?}");
+            assert_ne!(other.check(), check, "{other:?}");
+            assert!(other.set() < SEEN_FACT_SETS, "{other:?}");
         }
         // Facts that swap their halves do not collide either.
         let swapped = FactKey { audit_id: 2, tgid: 1, path_len: 5, detail: 4, ..fact };
-        assert_ne!(SeenFact::of(swapped).check, check);
+        assert_ne!(swapped.check(), check);
     }
 }

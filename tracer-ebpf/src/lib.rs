@@ -51,10 +51,10 @@ use tracer_common::{
     counters,
     io_uring::{opcode, IoUringOffsets},
     syscalls::{Arg, Syscall},
-    EventHeader, EventKind, FactKey, FileOffsets, PendingSyscall, ProcessDedup, SeenFact, SyscallRegs, ARGV_MAX,
+    EventHeader, EventKind, FactKey, FileOffsets, PendingSyscall, ProcessDedup, SeenFactSet, SyscallRegs, ARGV_MAX,
     EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED,
-    FLAG_STR1_TRUNCATED, HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX, SCRATCH_SIZE, SEEN_FACT_SLOTS, SILENT_FD_LIMIT,
-    SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS, TS_COMPAT,
+    FLAG_STR1_TRUNCATED, HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX, SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS,
+    SILENT_FD_LIMIT, SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS, TS_COMPAT,
 };
 
 const MAX_TASKS: u32 = 65536;
@@ -140,12 +140,14 @@ static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(
 #[map]
 static EXEC_SCRATCH: Array<[u8; EXEC_SCRATCH_SIZE]> = Array::with_max_entries(1, 0);
 
-/// Facts about absolute paths sent already (see tracer-common's `SeenFact`):
-/// a Python start-up stats and opens the same few hundred paths again and
-/// again, a storm of reads opens the same files, and the first time is the
-/// fact.
+/// The checks of facts about absolute paths sent already (see tracer-common's
+/// `SEEN_FACT_SETS`): a Python start-up stats and opens the same few hundred
+/// paths again and again, a storm of reads opens the same files, and the
+/// first time is the fact. Memory-mappable only to start its values at a
+/// page, so that no set straddles two cache lines (the lookup is the
+/// handlers' likeliest cache miss).
 #[map]
-static SEEN_FACTS: Array<SeenFact> = Array::with_max_entries(SEEN_FACT_SLOTS, 0);
+static SEEN_FACTS: Array<SeenFactSet> = Array::with_max_entries(SEEN_FACT_SETS, BPF_F_MMAPABLE);
 
 /// io_uring requests of traced tasks awaiting completion: request → audit id.
 #[map]
@@ -796,27 +798,29 @@ fn is_plain_file(fd: u32) -> bool {
     mode & S_IFMT == S_IFREG && mode & S_EXECUTE_BITS == 0
 }
 
-/// Whether `entry`'s fact was sent already; remembers it if not. Its set in
-/// `SEEN_FACTS` has two ways, the newer first: two facts that share a set
-/// do not evict each other (a one-way cache sent 2.6 times the churn's
-/// events, every colliding pair again on each pass).
+/// Whether `fact` was sent already; remembers it if not, as its set's
+/// newest (the oldest is forgotten). Ways, not one slot a set: facts that
+/// share a set do not evict each other (a one-way cache sent 2.6 times the
+/// churn's events, every colliding pair again on each pass), and a path's
+/// lookups and opens share one.
 #[inline(always)]
-fn seen_before(entry: SeenFact) -> bool {
-    let set = (entry.check as u32 & (SEEN_FACT_SLOTS / 2 - 1)) * 2;
-    let (Some(newer), Some(older)) = (SEEN_FACTS.get_ptr_mut(set), SEEN_FACTS.get_ptr_mut(set + 1)) else {
-        return false;
-    };
-    // SAFETY: map values, aligned; another CPU may be writing them, and a
-    // torn read fails the check.
-    let (first, second) = unsafe { (newer.read_volatile(), older.read_volatile()) };
-    if first == entry || second == entry {
-        return true;
+fn seen_before(fact: &FactKey) -> bool {
+    let check = fact.check();
+    let Some(set) = SEEN_FACTS.get_ptr_mut(fact.set()) else { return false };
+    let ways = set.cast::<u64>();
+    for way in 0..SEEN_FACT_WAYS {
+        // SAFETY: a word of the set, aligned; other CPUs may write it at the
+        // same time (each store is of a whole word).
+        if unsafe { ways.add(way).read_volatile() } == check {
+            return true;
+        }
+    }
+    for way in (1..SEEN_FACT_WAYS).rev() {
+        // SAFETY: as above.
+        unsafe { ways.add(way).write_volatile(ways.add(way - 1).read_volatile()) };
     }
     // SAFETY: as above.
-    unsafe {
-        older.write_volatile(first);
-        newer.write_volatile(entry);
-    }
+    unsafe { ways.write_volatile(check) };
     false
 }
 
@@ -879,7 +883,7 @@ fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
                 detail,
                 path_hash,
             };
-            if seen_before(SeenFact::of(fact)) {
+            if seen_before(&fact) {
                 if let Some(fd) = fd {
                     set_silent(dedup, fd, true);
                 }
