@@ -11,8 +11,8 @@
 use std::{collections::BTreeSet, os::unix::ffi::OsStrExt, path::PathBuf, process::Command};
 
 use reprotrace_tests::{
-    assert_complete, assert_same_run, audit, data_paths, paths_under, repo_root, reprotrace_bin, sha256_of,
-    spawn_until, Audit, BACKENDS,
+    assert_complete, assert_same_run, assert_valid, audit, data_paths, paths_under, repo_root, reprotrace_bin,
+    sha256_of, spawn_until, Audit, BACKENDS,
 };
 use serde_json::Value;
 
@@ -458,8 +458,10 @@ fn debian_python_distributions_are_found_with_their_packages() {
     }
 }
 
-/// io_uring requests are visible to the eBPF programs only: strace never sees
-/// them, so its audit is incomplete and says why.
+/// io_uring requests are visible to the eBPF programs only, whether the task
+/// submits them or a kernel thread polls its ring (`IORING_SETUP_SQPOLL`):
+/// strace never sees them, so its audit is incomplete and says why, also
+/// when the ring was set up before it attached.
 #[test]
 fn io_uring_file_work_is_recorded_by_ebpf_and_makes_strace_incomplete() {
     let scratch = Scratch::new();
@@ -470,19 +472,46 @@ fn io_uring_file_work_is_recorded_by_ebpf_and_makes_strace_incomplete() {
         scratch.write("gone.txt", "removed\n");
         let _ = std::fs::remove_file(scratch.work().join("out.txt"));
     };
-    let [ebpf, strace] = scratch.audit_both(&[program.as_str()], reset);
+    for mode in ["", "sqpoll"] {
+        let [ebpf, strace] = scratch.audit_both(&[program.as_str(), mode], reset);
+        assert_io_uring_work(&scratch, &ebpf, &strace, mode);
+    }
 
-    assert_complete(&ebpf);
-    assert_eq!(data_paths(&ebpf.manifest, "inputs"), BTreeSet::from([scratch.path("input.txt")]));
-    assert_eq!(data_paths(&ebpf.manifest, "outputs"), BTreeSet::from([scratch.path("out.txt")]));
+    // A ring set up before strace attached is not seen either.
+    reset();
+    let _ = std::fs::remove_file(scratch.path("go"));
+    let mut worker = Command::new(&program).arg("wait").current_dir(scratch.work()).spawn().expect("worker");
+    let manifest_path = scratch.dir.path().join("manifests/io_uring-attach.json");
+    let mut tracer = spawn_until(
+        Command::new(reprotrace_bin())
+            .args(["attach", "--no-daemon", "--backend", "strace", "--pid"])
+            .arg(worker.id().to_string())
+            .arg("-o")
+            .arg(&manifest_path),
+        "attached to",
+    );
+    std::fs::write(scratch.path("go"), "").expect("go");
+    assert!(worker.wait().expect("worker").success());
+    assert!(tracer.wait().expect("attach").success());
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+    assert_valid(&manifest);
+    assert_eq!(manifest["stats"]["unseen_io_uring_rings"], 1, "{}", manifest["stats"]);
+    assert_eq!(manifest["stats"]["complete"], false);
+}
+
+fn assert_io_uring_work(scratch: &Scratch, ebpf: &Audit, strace: &Audit, mode: &str) {
+    assert_complete(ebpf);
+    let seen = || format!("{mode}: {:#}", ebpf.manifest["files"]);
+    assert_eq!(data_paths(&ebpf.manifest, "inputs"), BTreeSet::from([scratch.path("input.txt")]), "{}", seen());
+    assert_eq!(data_paths(&ebpf.manifest, "outputs"), BTreeSet::from([scratch.path("out.txt")]), "{}", seen());
     assert_eq!(ebpf.manifest["data"]["outputs"][0]["sha256"], sha256_of("through the ring\n"));
     assert_eq!(file_entry(&ebpf.manifest, &scratch.path("meta.txt"))["access"], "metadata");
     assert_eq!(file_entry(&ebpf.manifest, &scratch.path("gone.txt"))["deleted"], true);
     assert_eq!(file_entry(&ebpf.manifest, &scratch.path("out.tmp"))["deleted"], true);
 
-    assert_eq!(stats(&strace, "unseen_io_uring_rings"), 1, "{}", strace.manifest["stats"]);
-    assert_eq!(stats(&strace, "complete"), false);
-    assert!(strace.stderr().contains("io_uring"), "no warning:\n{}", strace.stderr());
+    assert_eq!(stats(strace, "unseen_io_uring_rings"), 1, "{mode}: {}", strace.manifest["stats"]);
+    assert_eq!(stats(strace, "complete"), false);
+    assert!(strace.stderr().contains("io_uring"), "{mode}: no warning:\n{}", strace.stderr());
 }
 
 #[test]
@@ -542,6 +571,7 @@ fn an_attached_process_that_keeps_running_has_no_exit_status() {
         let _ = worker.kill();
         let _ = worker.wait();
         let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+        assert_valid(&manifest);
         assert!(data_paths(&manifest, "outputs").contains(&done), "{backend}: {}", manifest["data"]);
         let process = processes(&manifest)
             .iter()

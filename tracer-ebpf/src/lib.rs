@@ -1122,8 +1122,19 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
     if returns_at_once() {
         return 0;
     }
-    let tid = current_tid();
-    let Some(audit_id) = audit_of(tid) else { return 0 };
+    // A ring set up with `IORING_SETUP_SQPOLL` has its requests submitted by
+    // a kernel thread of the task's process (`iou-sqp`), made without a
+    // fork the scheduler's tracepoint reports: its requests are the
+    // process leader's, whose files and directories it shares.
+    let pid_tgid = current_pid_tgid();
+    let (tid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
+    let (audit_id, requester) = match audit_of(tid) {
+        Some(audit_id) => (audit_id, tid),
+        None => match audit_of(tgid) {
+            Some(audit_id) => (audit_id, tgid),
+            None => return 0,
+        },
+    };
     // SAFETY: a valid, aligned static the loader set.
     let offsets = unsafe { core::ptr::read_volatile(&IO_URING_OFFSETS) };
     if offsets.known == 0 {
@@ -1207,6 +1218,7 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
     let (len1, cut1) = read_kernel_filename(unsafe { buf.add(HEADER_SIZE + len0) }, paths[1], offsets.filename_name);
     let len1 = len1 & (2 * PATH_MAX - 1);
     let mut head = header(kind, audit_id, request as i64, args);
+    head.tid = requester;
     head.str_len = [len0 as u32, len1 as u32];
     head.flags = FLAG_IO_URING_REQUEST
         | if direct { FLAG_IO_URING_DIRECT } else { 0 }

@@ -31,6 +31,8 @@ pub struct ExistingProcess {
     pub threads: Vec<Tid>,
     /// Descriptors open on paths: (fd, path, close-on-exec).
     pub files: Vec<(i32, Vec<u8>, bool)>,
+    /// io_uring instances it holds open (set up before the audit).
+    pub io_uring_rings: u64,
 }
 
 /// One fact about one task.

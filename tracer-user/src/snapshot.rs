@@ -74,19 +74,18 @@ fn read_process(pid: u32) -> Option<ExistingProcess> {
     let threads = process.tasks().ok()?.flatten().map(|task| task.tid as Tid).collect();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let argv = cmdline.split(|&byte| byte == 0).filter(|arg| !arg.is_empty()).map(<[u8]>::to_vec).collect();
-    let files = process
-        .fd()
-        .map(|fds| {
-            fds.flatten()
-                .filter_map(|fd| match fd.target {
-                    FDTarget::Path(path) if path.is_absolute() => {
-                        Some((fd.fd, path.as_os_str().as_bytes().to_vec(), fd_is_cloexec(pid, fd.fd)))
-                    }
-                    _ => None,
-                })
-                .collect()
+    let fds: Vec<_> = process.fd().map(|fds| fds.flatten().collect()).unwrap_or_default();
+    let io_uring_rings =
+        fds.iter().filter(|fd| matches!(&fd.target, FDTarget::AnonInode(kind) if kind == "[io_uring]")).count() as u64;
+    let files = fds
+        .into_iter()
+        .filter_map(|fd| match fd.target {
+            FDTarget::Path(path) if path.is_absolute() => {
+                Some((fd.fd, path.as_os_str().as_bytes().to_vec(), fd_is_cloexec(pid, fd.fd)))
+            }
+            _ => None,
         })
-        .unwrap_or_default();
+        .collect();
     Some(ExistingProcess {
         pid,
         ppid: stat.ppid as u32,
@@ -97,6 +96,7 @@ fn read_process(pid: u32) -> Option<ExistingProcess> {
         other_mount_namespace: mount_namespace(pid) != mount_namespace(std::process::id()),
         threads,
         files,
+        io_uring_rings,
     })
 }
 

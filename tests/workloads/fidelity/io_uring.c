@@ -1,6 +1,10 @@
 /* File work done only through io_uring (liburing): open and read input.txt,
  * create and write out.tmp, stat meta.txt, rename out.tmp to out.txt, remove
- * gone.txt. One request at a time, each checked. */
+ * gone.txt. One request at a time, each checked. With the argument `sqpoll`,
+ * the ring is polled by a kernel thread, which submits the requests in the
+ * task's stead (the task makes no syscall for them). With `wait`, the ring
+ * is set up first, then the program waits for a file named `go` (an audit
+ * attaches meanwhile). */
 #define _GNU_SOURCE /* struct statx */
 #include <fcntl.h>
 #include <liburing.h>
@@ -8,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static struct io_uring ring;
 
@@ -26,10 +31,17 @@ static int complete(const char *what) {
     return result;
 }
 
-int main(void) {
-    if (io_uring_queue_init(8, &ring, 0) < 0) {
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "";
+    unsigned flags = strcmp(mode, "sqpoll") == 0 ? IORING_SETUP_SQPOLL : 0;
+    if (io_uring_queue_init(8, &ring, flags) < 0) {
         perror("io_uring_queue_init");
         return 1;
+    }
+    if (strcmp(mode, "wait") == 0) {
+        while (access("go", F_OK) != 0) {
+            usleep(10000);
+        }
     }
     char buffer[256];
     struct statx meta;

@@ -208,7 +208,7 @@ pub struct TrackerStats {
     pub truncated_argvs: u64,
     /// Processes that ran a 32-bit program.
     pub ia32_processes: u64,
-    /// io_uring instances the tasks set up.
+    /// io_uring instances the tasks set up, or held when the audit began.
     pub io_uring_setups: u64,
 }
 
@@ -274,6 +274,8 @@ impl Tracker {
             }
             return;
         }
+        // Rings set up before the audit count as set up in it.
+        self.stats.io_uring_setups += existing.io_uring_rings;
         let mounts = match existing.other_mount_namespace {
             true => MountTable::foreign(existing.pid),
             false => MountTable::default(),
