@@ -188,7 +188,9 @@ fn exec_strings_in_untouched_pages_are_read_from_the_new_image() {
 }
 
 /// The eBPF programs see 64-bit syscalls only: a 32-bit process makes the
-/// audit incomplete, loudly. strace decodes both ABIs and sees everything.
+/// audit incomplete, loudly, also when its program was deleted at once or it
+/// ran before the audit attached. strace decodes both ABIs and sees
+/// everything.
 #[test]
 fn a_32_bit_process_is_seen_by_strace_and_makes_an_ebpf_audit_incomplete() {
     let scratch = Scratch::new();
@@ -206,6 +208,37 @@ fn a_32_bit_process_is_seen_by_strace_and_makes_an_ebpf_audit_incomplete() {
     assert_eq!(data_paths(&strace.manifest, "outputs"), BTreeSet::from([scratch.path("out.txt")]));
     let program = process_running(&strace.manifest, &scratch.path("ia32"));
     assert_eq!(program["argv"], serde_json::json!([ia32]));
+
+    // The kernel reports a 32-bit process itself: one whose program is gone
+    // before user space could read it, or one running before the audit.
+    let gone = scratch.work().join("gone32");
+    let copy = || {
+        std::fs::copy(scratch.work().join("ia32"), &gone).expect("copy");
+    };
+    let [ebpf, strace] = scratch.audit_both(&["./gone32", "unlink"], copy);
+    assert!(!gone.exists());
+    assert_eq!(stats(&ebpf, "ia32_processes"), 1, "{}", ebpf.manifest["stats"]);
+    assert_eq!(stats(&ebpf, "complete"), false);
+    assert_eq!(data_paths(&strace.manifest, "outputs"), BTreeSet::from([scratch.path("out.txt")]));
+
+    let _ = std::fs::remove_file(scratch.path("go"));
+    let mut worker = Command::new(&ia32).arg("wait").current_dir(scratch.work()).spawn().expect("worker");
+    let manifest_path = scratch.dir.path().join("manifests/ia32-attach.json");
+    let mut tracer = spawn_until(
+        Command::new(reprotrace_bin())
+            .args(["attach", "--no-daemon", "--backend", "ebpf", "--pid"])
+            .arg(worker.id().to_string())
+            .arg("-o")
+            .arg(&manifest_path),
+        "attached to",
+    );
+    std::fs::write(scratch.path("go"), "").expect("go");
+    assert!(worker.wait().expect("worker").success());
+    assert!(tracer.wait().expect("attach").success());
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+    assert_valid(&manifest);
+    assert_eq!(manifest["stats"]["ia32_processes"], 1, "{}", manifest["stats"]);
+    assert_eq!(manifest["stats"]["complete"], false);
 }
 
 /// A Python script that runs /usr/bin/true with `count` arguments of `length` bytes.

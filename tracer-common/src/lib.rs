@@ -121,6 +121,9 @@ pub enum EventKind {
     /// A Dask task began or ended in the calling thread: an `openat` on
     /// [`abi::TASK_MARKER_DIRFD`] (which fails). str0 = the marker text.
     TaskMarker = 28,
+    /// The process made a 32-bit (ia32) syscall, which the programs do not
+    /// follow (its numbers mean other calls): sent for its first one.
+    Ia32Syscall = 29,
 }
 
 impl EventKind {
@@ -156,6 +159,7 @@ impl EventKind {
             26 => IoUringCompletion,
             27 => IoUringSetup,
             28 => TaskMarker,
+            29 => Ia32Syscall,
             _ => return None,
         })
     }
@@ -324,9 +328,11 @@ pub struct ProcessDedup {
     /// New at each fork, exec, cell or task marker and change of root or
     /// namespace (the time it began): see [`FactKey::epoch`].
     pub epoch: u64,
+    /// Non-zero once the process's first 32-bit syscall was reported.
+    pub ia32_reported: u64,
     /// Keeps `silent_fds`, which the process's threads write, off the cache
     /// line the epoch is read from at every lookup.
-    pub _apart: [u64; 7],
+    pub _apart: [u64; 6],
     /// Byte `fd` is 1 while descriptor `fd` comes from an open that was not
     /// sent (the same fact sent already), so that its close is not sent
     /// either. Bytes, not bits: each is stored on its own, where threads that

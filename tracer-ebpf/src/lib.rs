@@ -429,7 +429,7 @@ fn in_compat_syscall() -> bool {
 /// read-only map), is read by a plain load, which the verifier checks against
 /// the kernel's types and the JIT guards against faults, not by a helper call.
 /// (Each such load costs the verifier a search of the kernel's BTF, so it is
-/// kept to the one every handler makes.)
+/// kept to the dispatcher and the entry programs.)
 struct CurrentTask(*const u8);
 
 impl CurrentTask {
@@ -706,9 +706,6 @@ fn hash_words<const WORDS: usize>(words: *const u64) -> u64 {
 fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
     let tid = current_tid();
     let Some(audit_id) = audit_of(tid) else { return };
-    if in_compat_syscall() {
-        return;
-    }
     let Some(registers) = SyscallRegisters::copied() else { return };
     let ret: i64 = ctx.arg(1);
     let value = |arg: Arg| -> Result<u64, Infallible> {
@@ -903,11 +900,37 @@ fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
     send(buf, HEADER_SIZE + len);
 }
 
+/// Reports the first 32-bit syscall of a followed task's process: its
+/// files are not seen, and the audit must say so, even when the program it
+/// ran is gone by the time user space could look at it.
+#[inline(always)]
+fn report_ia32_process() {
+    let pid_tgid = current_pid_tgid();
+    let Some(audit_id) = audit_of(pid_tgid as u32) else { return };
+    let Some(dedup) = process_dedup((pid_tgid >> 32) as u32) else { return };
+    // SAFETY: an aligned u64 of the map value; a racing thread of the same
+    // process may report it twice, which user space takes as once.
+    unsafe {
+        let reported = core::ptr::addr_of_mut!((*dedup).ia32_reported);
+        if reported.read_volatile() != 0 {
+            return;
+        }
+        reported.write_volatile(1);
+    }
+    emit_header(header(EventKind::Ia32Syscall, audit_id, 0, [0; 3]));
+}
+
 /// Dispatches the exit of a followed task's syscall to the handler of its
 /// number, if it is traced (a tail call to an empty slot falls through).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if returns_at_once() || !maybe_traced(current_tid()) {
+        return 0;
+    }
+    // A 32-bit syscall's number means another call: it is never dispatched
+    // (here, once for all handlers, which the verifier checks without it).
+    if in_compat_syscall() {
+        report_ia32_process();
         return 0;
     }
     let Some(registers) = SyscallRegisters::copy(ctx.arg(0)) else { return 0 };

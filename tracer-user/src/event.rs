@@ -129,6 +129,9 @@ pub enum Fact {
     MemfdCreate { name: Vec<u8>, fd: i32 },
     /// The task set up an io_uring (whose requests only some sources see).
     IoUringSetup,
+    /// The process made a 32-bit syscall, which the eBPF programs do not
+    /// follow.
+    Ia32Syscall,
     /// `old` was renamed to `new`; `flags` are renameat2's.
     Rename { old_dirfd: i32, old: Vec<u8>, new_dirfd: i32, new: Vec<u8>, flags: u64 },
     /// `path` was removed (`dir`: by rmdir or `AT_REMOVEDIR`).
@@ -218,6 +221,7 @@ impl Fact {
             EventKind::MoveMount => Fact::MoveMount { to_dirfd: fd(a0), to: first, from_dirfd: fd(a1), from: second },
             EventKind::MemfdCreate => Fact::MemfdCreate { name: first, fd: ret as i32 },
             EventKind::IoUringSetup => Fact::IoUringSetup,
+            EventKind::Ia32Syscall => Fact::Ia32Syscall,
             EventKind::IoUringCompletion => return Err(FactError::HalfAFact),
             EventKind::Rename => {
                 Fact::Rename { old_dirfd: fd(a0), old: first, new_dirfd: fd(a1), new: second, flags: a2 }

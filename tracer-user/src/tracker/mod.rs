@@ -332,8 +332,8 @@ impl Tracker {
         }
         if ia32 && !record.ia32 {
             self.stats.ia32_processes += 1;
+            record.ia32 = true;
         }
-        record.ia32 = ia32;
     }
 
     /// The cell hook was installed in process `pid` (its current image).
@@ -482,6 +482,14 @@ impl Tracker {
             }
             Fact::IoUringSetup => {
                 self.stats.io_uring_setups += 1;
+                None
+            }
+            Fact::Ia32Syscall => {
+                let record = &mut self.processes[task.process];
+                if !record.ia32 {
+                    record.ia32 = true;
+                    self.stats.ia32_processes += 1;
+                }
                 None
             }
             Fact::MemfdCreate { name, fd } => {
