@@ -78,11 +78,12 @@ pub enum Target<'a> {
 ///
 /// `--seccomp-bpf` stops the tracee only on the syscalls we model (strace
 /// cannot use it when attaching); `-X raw` prints flags as numbers (no table to
-/// keep in sync); `-s 65536` keeps paths and arguments whole; `-q` drops attach
+/// keep in sync); `-s 131072` keeps paths and arguments whole (the kernel's
+/// limit on one argument, `MAX_ARG_STRLEN`, is that with its NUL); `-q` drops attach
 /// messages. Signal lines stay: `-e signal=none` would also hide `+++ killed by
 /// SIG… +++`.
 pub fn strace_args(log: &Path, target: &Target) -> Vec<OsString> {
-    let mut args: Vec<OsString> = ["-f", "-q", "-X", "raw", "-s", "65536"].iter().map(OsString::from).collect();
+    let mut args: Vec<OsString> = ["-f", "-q", "-X", "raw", "-s", "131072"].iter().map(OsString::from).collect();
     args.push("-e".into());
     // The syscalls both backends model (tracer-common's table).
     args.push(format!("trace={}", syscalls::NAMES).into());
