@@ -463,9 +463,12 @@ fn an_up_to_date_make_records_the_timestamps_it_read() {
 #[test]
 fn debian_python_distributions_are_found_with_their_packages() {
     let scratch = Scratch::new();
-    let audit = audit_equal(&scratch, &[PYTHON, "-c", "import yaml, six"], || {});
+    let audit = audit_equal(&scratch, &[PYTHON, "-c", "import yaml, six, lazr.uri"], || {});
     let oracle = Command::new(PYTHON)
-        .args(["-c", "import importlib.metadata as m\nfor name in ('PyYAML', 'six'): print(name, m.version(name))"])
+        .args([
+            "-c",
+            "import importlib.metadata as m\nfor name in ('PyYAML', 'six', 'lazr.uri'): print(name, m.version(name))",
+        ])
         .output()
         .expect("importlib.metadata");
     let expected: BTreeSet<String> =
@@ -484,7 +487,7 @@ fn debian_python_distributions_are_found_with_their_packages() {
         .collect();
     assert!(found.is_superset(&expected), "{found:?} lacks some of {expected:?}");
     let packages = system_packages(&audit.manifest);
-    for package in ["python3-yaml", "python3-six"] {
+    for package in ["python3-yaml", "python3-six", "python3-lazr.uri"] {
         assert!(packages.contains(package), "{package} missing from {packages:?}");
     }
 }

@@ -123,7 +123,7 @@ pub(crate) fn setup() -> Result<()> {
     .collect();
     // linux-libc-dev: the ABI's syscall numbers, which a test checks the syscall table against.
     // The fidelity tests compile C (gcc, 32-bit with gcc-multilib, io_uring with liburing-dev),
-    // run make, and audit Debian's own Python distributions (python3-yaml, python3-six) and
+    // run make, and audit Debian's own Python distributions (python3-yaml, python3-six, two sharing the namespace `lazr`) and
     // symlinked programs and files (mawk, binutils, tzdata).
     missing.extend(
         [
@@ -136,6 +136,9 @@ pub(crate) fn setup() -> Result<()> {
             "make",
             "python3-yaml",
             "python3-six",
+            // Two distributions sharing the namespace package `lazr`.
+            "python3-lazr.uri",
+            "python3-lazr.restfulclient",
             "mawk",
             "binutils",
             "tzdata",

@@ -81,7 +81,7 @@ pub(super) fn scan_dist_info(site: &[u8], dir_name: &[u8], problems: &mut Vec<Py
     let (package_roots, path_entries) = match &direct_url {
         Some(direct_url) if editable => editable_roots(site, &files, &direct_url.url, problems),
         // Debian strips RECORD: the import names are all that says what is whose.
-        _ if evidence == Evidence::TopLevel => (top_level_roots(&dir, site, problems), Vec::new()),
+        _ if evidence == Evidence::TopLevel => (top_level_roots(&dir, site, &name, problems), Vec::new()),
         _ => (Vec::new(), Vec::new()),
     };
     Some(Found {
@@ -122,7 +122,7 @@ pub(super) fn scan_egg_info(site: &[u8], entry_name: &[u8], problems: &mut Vec<P
     };
     // Debian's `.egg-info` directories list no files: the import names say.
     let package_roots = match evidence {
-        Evidence::TopLevel if metadata.is_dir() => top_level_roots(&path, site, problems),
+        Evidence::TopLevel if metadata.is_dir() => top_level_roots(&path, site, &name, problems),
         _ => Vec::new(),
     };
     Some(Found {
@@ -137,9 +137,36 @@ pub(super) fn scan_egg_info(site: &[u8], entry_name: &[u8], problems: &mut Vec<P
 
 /// The import roots `top_level.txt` in metadata directory `dir` names, in the
 /// site directory: each package directory, or module (`six` for `six.py`).
-fn top_level_roots(dir: &[u8], site: &[u8], problems: &mut Vec<PythonError>) -> Vec<Vec<u8>> {
+/// A root that is a namespace package (`namespace_packages.txt`), which
+/// several distributions share, narrows to the distribution's own part when
+/// its name says which: `lazr/uri` for `lazr.uri` in namespace `lazr`.
+fn top_level_roots(dir: &[u8], site: &[u8], distribution: &str, problems: &mut Vec<PythonError>) -> Vec<Vec<u8>> {
     let Some(text) = read_optional(&join(dir, b"top_level.txt"), problems) else { return Vec::new() };
-    text_lines(&text).map(<[u8]>::trim_ascii).filter(|name| !name.is_empty()).map(|name| join(site, name)).collect()
+    let namespaces = read_optional(&join(dir, b"namespace_packages.txt"), problems).unwrap_or_default();
+    let namespaces: Vec<&[u8]> = text_lines(&namespaces).map(<[u8]>::trim_ascii).collect();
+    text_lines(&text)
+        .map(<[u8]>::trim_ascii)
+        .filter(|name| !name.is_empty())
+        .map(|name| match own_part_of_namespace(name, &namespaces, distribution) {
+            Some(part) => join(site, &part),
+            None => join(site, name),
+        })
+        .collect()
+}
+
+/// The path, under the site directory, of `distribution`'s part of namespace
+/// package `root` (the longest of `namespaces` its dotted name extends), if
+/// `root` is one.
+fn own_part_of_namespace(root: &[u8], namespaces: &[&[u8]], distribution: &str) -> Option<Vec<u8>> {
+    let name = distribution.as_bytes();
+    namespaces
+        .iter()
+        .filter(|namespace| namespace.split(|&byte| byte == b'.').next() == Some(root))
+        .filter(|namespace| {
+            name.len() > namespace.len() + 1 && name.starts_with(namespace) && name[namespace.len()] == b'.'
+        })
+        .max_by_key(|namespace| namespace.len())
+        .map(|_| name.iter().map(|&byte| if byte == b'.' { b'/' } else { byte }).collect())
 }
 
 /// A directory a develop install or an egg put on `sys.path`, read as

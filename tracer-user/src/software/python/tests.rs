@@ -178,6 +178,30 @@ fn namespace_packages_are_owned_per_file() {
     assert_eq!(owner_of(&mut index, &site.join("ns/c.py")), None);
 }
 
+/// Debian's `.egg-info` directories list no files: a namespace package's
+/// distributions each own their part of it, as their names say.
+#[test]
+fn debian_namespace_packages_are_owned_per_part() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let site = temp.path().join("dist-packages");
+    for (dir, name) in
+        [("lazr.uri-1.0.6.egg-info", "lazr.uri"), ("lazr.restfulclient-0.14.5.egg-info", "lazr.restfulclient")]
+    {
+        let version = if name == "lazr.uri" { "1.0.6" } else { "0.14.5" };
+        write(&site.join(dir).join("PKG-INFO"), format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"));
+        write(&site.join(dir).join("top_level.txt"), "lazr\n");
+        write(&site.join(dir).join("namespace_packages.txt"), "lazr\n");
+    }
+    write(&site.join("lazr/uri/__init__.py"), "");
+    write(&site.join("lazr/restfulclient/__init__.py"), "");
+    let mut index = PythonIndex::new();
+    assert_eq!(owner_of(&mut index, &site.join("lazr/uri/__init__.py")), named("lazr.uri", "1.0.6"));
+    assert_eq!(
+        owner_of(&mut index, &site.join("lazr/restfulclient/__init__.py")),
+        named("lazr.restfulclient", "0.14.5")
+    );
+}
+
 #[test]
 fn names_normalise_as_pep_503_says() {
     assert_eq!(normalize_name("Foo__Bar.-baz"), "foo-bar-baz");
