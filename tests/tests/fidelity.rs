@@ -317,6 +317,48 @@ fn a_bind_mount_in_a_new_mount_namespace_is_followed_to_the_real_files() {
     assert_eq!(audit.manifest["data"]["outputs"][0]["sha256"], sha256_of("real\n"));
 }
 
+/// Mounts the run makes in reprotrace's own mount namespace (a root run, no
+/// `unshare` in the command) are gone when files are hashed: a bind mount's
+/// files are recorded where they are, a tmpfs's are marked and never hashed,
+/// and the decoys under them are never taken for them.
+#[test]
+fn mounts_in_the_auditors_own_namespace_are_followed() {
+    let scratch = Scratch::new();
+    scratch.write("real/input.txt", "real\n");
+    scratch.write("view/input.txt", "decoy\n");
+    scratch.write("view/scratch.txt", "decoy\n");
+    let script = "mount --bind real view && cat view/input.txt > view/out.txt && umount view && \
+                  mount -t tmpfs none view && echo private > view/scratch.txt && umount view";
+    for backend in BACKENDS {
+        let _ = std::fs::remove_file(scratch.work().join("real/out.txt"));
+        let manifest_path = scratch.dir.path().join(format!("manifests/own-namespace-{backend}.json"));
+        // reprotrace in a private namespace of its own, so that the run's
+        // mounts are in the auditor's namespace and never on the host's.
+        let output = Command::new("unshare")
+            .args(["-m", "--propagation", "private"])
+            .arg(reprotrace_bin())
+            .args(["run", "--backend", backend, "-o"])
+            .arg(&manifest_path)
+            .args(["--", "sh", "-c", script])
+            .current_dir(scratch.work())
+            .output()
+            .expect("unshare");
+        assert!(output.status.success(), "{backend}: {}", String::from_utf8_lossy(&output.stderr));
+        let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+        assert_valid(&manifest);
+        assert_eq!(data_paths(&manifest, "inputs"), BTreeSet::from([scratch.path("real/input.txt")]), "{backend}");
+        assert_eq!(manifest["data"]["inputs"][0]["sha256"], sha256_of("real\n"), "{backend}");
+        let outputs = manifest["data"]["outputs"].as_array().expect("outputs");
+        let real_out = outputs.iter().find(|output| output["path"] == scratch.path("real/out.txt").as_str());
+        assert_eq!(real_out.expect("real/out.txt")["sha256"], sha256_of("real\n"), "{backend}");
+        let hidden = file_entry(&manifest, &scratch.path("view/scratch.txt"));
+        assert!(hidden["namespace"].is_u64(), "{backend}: {hidden}");
+        for output in outputs {
+            assert!(output["sha256"] != sha256_of("decoy\n"), "{backend}: a decoy hashed: {output}");
+        }
+    }
+}
+
 /// A tmpfs mounted in a new namespace is not on the host: its files are
 /// recorded with the namespace, never hashed, never confused with the decoy.
 #[test]

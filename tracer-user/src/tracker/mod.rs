@@ -460,13 +460,13 @@ impl Tracker {
                 let mut mounts = task.mounts.borrow_mut();
                 if flags & MS_BIND != 0 {
                     let source = self.locate(&task, AT_FDCWD, source, false)?;
-                    mounts.bind(&source, target);
+                    mounts.bind(&source, target, pid);
                 } else if flags & MS_MOVE != 0 {
                     let source = self.locate(&task, AT_FDCWD, source, false)?;
                     mounts.unmount(&source);
-                    mounts.opaque(target);
+                    mounts.opaque(target, pid);
                 } else if flags & (MS_REMOUNT | MS_PROPAGATION) == 0 {
-                    mounts.opaque(target);
+                    mounts.opaque(target, pid);
                 }
                 None
             }
@@ -477,7 +477,7 @@ impl Tracker {
             }
             Fact::MoveMount { to_dirfd, to, .. } => {
                 let target = self.locate(&task, *to_dirfd, to, true)?;
-                task.mounts.borrow_mut().opaque(target);
+                task.mounts.borrow_mut().opaque(target, pid);
                 None
             }
             Fact::IoUringSetup => {
