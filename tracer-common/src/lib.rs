@@ -193,7 +193,7 @@ pub struct EventHeader {
 pub const HEADER_SIZE: usize = core::mem::size_of::<EventHeader>();
 
 /// What the entry program of a fork or an exec leaves for the scheduler's
-/// tracepoints (see [`syscalls::ENTRY_STATE`]).
+/// tracepoints (see the syscalls that [need their entry state](syscalls::Syscall::needs_entry_state)).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PendingSyscall {
@@ -391,7 +391,7 @@ pub mod maps {
     /// a hash lookup.
     pub const MAYBE_TRACED: &str = "MAYBE_TRACED";
     /// `HashMap<u32 tid, PendingSyscall>`: the call a task is in, for the
-    /// syscalls of [`super::syscalls::ENTRY_STATE`].
+    /// syscalls of the syscalls that [need their entry state](super::syscalls::Syscall::needs_entry_state).
     pub const PENDING: &str = "PENDING";
     /// `ProgramArray` of [`super::SYSCALL_SLOTS`]: each traced syscall's exit handler at its number.
     pub const EXIT_HANDLERS: &str = "EXIT_HANDLERS";
@@ -502,7 +502,7 @@ pub const FIXED_PROGRAMS: &[ProgramSpec] = &[
 ];
 
 /// Every program in the object: the fixed ones, an exit handler per traced
-/// syscall, and an entry program for each of [`syscalls::ENTRY_STATE`]. The
+/// syscall, and an entry program for each of the syscalls that [need their entry state](syscalls::Syscall::needs_entry_state). The
 /// build exports these symbols and the loader loads each.
 pub fn programs() -> impl Iterator<Item = ProgramSpec> {
     let handlers = syscalls::SYSCALLS

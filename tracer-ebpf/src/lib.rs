@@ -121,7 +121,7 @@ fn unfollow(tid: u32) {
 #[map]
 static EXIT_HANDLERS: ProgramArray = ProgramArray::with_max_entries(SYSCALL_SLOTS as u32, 0);
 
-/// The fork or exec a followed task is in (see `syscalls::ENTRY_STATE`).
+/// The fork or exec a followed task is in (see `Syscall::needs_entry_state`).
 #[map]
 static PENDING: HashMap<u32, PendingSyscall> = HashMap::with_max_entries(MAX_TASKS, 0);
 
@@ -720,7 +720,7 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
     };
     let Ok(Some(fact)) = syscall.normalise(value) else { return };
     let kind = fact.kind;
-    // The calls of `syscalls::ENTRY_STATE` (their test says which they are).
+    // The calls that need their entry state (`Syscall::needs_entry_state`).
     if matches!(kind, EventKind::Fork | EventKind::ExecFailed) {
         let _ = PENDING.remove(tid);
     }
@@ -944,17 +944,18 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
 }
 
 /// Defines the exit handler of each syscall of tracer-common's table,
-/// `exit_<name>`. (The table entry is a constant, so each program keeps only
-/// the branches its syscall can take.)
+/// `exit_<name>`, and the entry program `enter_<name>` of each fork and exec
+/// (see `entry_program`). (The table entry is a constant, so each program
+/// keeps only the branches its syscall can take.)
 macro_rules! syscall_programs {
-    ($($name:ident = $nr:literal $(@ $tracepoint:ident)? => $shape:expr,)*) => {$(
+    ($($name:ident = $nr:literal $(@ $tracepoint:ident)? => $shape:ident $shape_args:tt,)*) => {$(
         mod $name {
             use tracer_common::syscalls::{notation::*, Syscall};
 
             pub(crate) const SYSCALL: Syscall = Syscall {
                 name: stringify!($name),
                 nr: $nr,
-                shape: $shape,
+                shape: $shape $shape_args,
                 exit_handler: concat!("exit_", stringify!($name)),
                 entry_program: concat!("enter_", stringify!($name)),
                 tracepoint: tracer_common::__tracepoint_name!($name $($tracepoint)?),
@@ -966,30 +967,36 @@ macro_rules! syscall_programs {
                 super::on_exit(&aya_ebpf::programs::RawTracePointContext::new(ctx), &SYSCALL);
                 0
             }
+
+            entry_program!($name $shape $shape_args);
         }
     )*};
+}
+
+/// The entry program of a syscall whose table shape is a fork's or an
+/// exec's (`Syscall::needs_entry_state`, which the loader goes by, says the
+/// same of the same shapes); nothing for the others.
+macro_rules! entry_program {
+    ($name:ident exec $shape_args:tt) => {
+        entry_program!($name);
+    };
+    ($name:ident fact (Fork, $($shape_args:tt)*)) => {
+        entry_program!($name);
+    };
+    ($name:ident $shape:ident $shape_args:tt) => {};
+    ($name:ident) => {
+        const _: () = assert!(SYSCALL.needs_entry_state());
+
+        #[unsafe(export_name = concat!("enter_", stringify!($name)))]
+        #[unsafe(link_section = "tracepoint")]
+        fn enter(ctx: *mut core::ffi::c_void) -> u32 {
+            crate::on_entry(&aya_ebpf::programs::TracePointContext::new(ctx), &SYSCALL);
+            0
+        }
+    };
 }
 
 tracer_common::for_each_syscall!(syscall_programs);
-
-/// Defines the entry program of each syscall of `syscalls::ENTRY_STATE`,
-/// `enter_<name>` (a test of the loader checks the list against it).
-macro_rules! entry_programs {
-    ($($name:ident),*) => {$(
-        mod $name {
-            #[unsafe(export_name = concat!("enter_", stringify!($name)))]
-            #[unsafe(link_section = "tracepoint")]
-            fn enter(ctx: *mut core::ffi::c_void) -> u32 {
-                crate::on_entry(&aya_ebpf::programs::TracePointContext::new(ctx), &crate::$name::SYSCALL);
-                0
-            }
-        }
-    )*};
-}
-
-mod entry {
-    entry_programs!(clone, clone3, fork, vfork, execve, execveat);
-}
 
 /// What the entry program of a fork or exec does for a followed task: leaves
 /// the call's fact (its flags; its directory and flags) in `PENDING` for the

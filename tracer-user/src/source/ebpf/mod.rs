@@ -327,14 +327,11 @@ impl KernelPrograms {
 /// cleared with atomic operations, as the programs do, so that neither side
 /// undoes the other's change to a neighbouring bit.
 struct MaybeTraced {
-    words: std::ptr::NonNull<AtomicU64>,
-    len: usize,
+    /// Unmapped before the map's descriptor closes (fields drop in order).
+    mapping: memmap2::MmapRaw,
     // Keeps the map alive while it is mapped.
     _map: MapData,
 }
-
-// SAFETY: the mapping is only accessed through atomics.
-unsafe impl Send for MaybeTraced {}
 
 impl MaybeTraced {
     fn map(ebpf: &mut Ebpf) -> Result<MaybeTraced, EbpfError> {
@@ -345,47 +342,29 @@ impl MaybeTraced {
             aya::maps::Map::Array(data) => data,
             _ => return Err(EbpfError::Map { name, reason: "not an array".into() }),
         };
-        let len = tracer_common::MAYBE_TRACED_WORDS as usize;
-        let bytes = len * std::mem::size_of::<u64>();
-        // SAFETY: a shared mapping of the map's own memory (it was created
-        // BPF_F_MMAPABLE, of exactly `bytes`), unmapped on drop before the
-        // map's descriptor closes.
-        let address = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::SHARED,
-                map.fd().as_fd(),
-                0,
-            )
-        }
-        .map_err(|err| EbpfError::Map { name, reason: format!("cannot map it into memory: {err}") })?;
-        let words = std::ptr::NonNull::new(address.cast::<AtomicU64>())
-            .ok_or_else(|| EbpfError::Map { name, reason: "mapped at address 0".into() })?;
-        Ok(MaybeTraced { words, len, _map: map })
+        // A shared mapping of the map's own memory (it was created
+        // BPF_F_MMAPABLE, of exactly this size).
+        let mapping = memmap2::MmapOptions::new()
+            .len(tracer_common::MAYBE_TRACED_WORDS as usize * std::mem::size_of::<u64>())
+            .map_raw(&map.fd().as_fd())
+            .map_err(|err| EbpfError::Map { name, reason: format!("cannot map it into memory: {err}") })?;
+        Ok(MaybeTraced { mapping, _map: map })
     }
 
     fn mark(&self, tid: Tid, traced: bool) {
         let index = (tid >> 6) as usize;
-        if index >= self.len {
+        if index >= self.mapping.len() / std::mem::size_of::<u64>() {
             return;
         }
         // SAFETY: `index` is within the mapping, which lives as long as self;
-        // u64 words are 8-byte aligned in a page-aligned mapping.
-        let word = unsafe { &*self.words.as_ptr().add(index) };
+        // u64 words are 8-byte aligned in a page-aligned mapping, and every
+        // access to them, here and in the programs, is atomic.
+        let word = unsafe { &*self.mapping.as_mut_ptr().cast::<AtomicU64>().add(index) };
         let bit = 1u64 << (tid & 63);
         match traced {
             true => word.fetch_or(bit, Ordering::Relaxed),
             false => word.fetch_and(!bit, Ordering::Relaxed),
         };
-    }
-}
-
-impl Drop for MaybeTraced {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, of that length, used no more.
-        let _ = unsafe { rustix::mm::munmap(self.words.as_ptr().cast(), self.len * std::mem::size_of::<u64>()) };
     }
 }
 
