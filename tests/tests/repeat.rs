@@ -105,7 +105,8 @@ fn a_packed_run_repeats_from_the_bundle_alone_and_verifies_its_outputs() {
         let dockerfile = std::fs::read_to_string(dir.path().join("docker/Dockerfile")).expect("Dockerfile");
         assert!(dockerfile.lines().any(|line| line.starts_with("FROM debian:")), "{dockerfile}");
         assert!(dockerfile.contains("libc6="), "{dockerfile}");
-        assert!(dockerfile.contains(&format!("python3 -m venv {}", run.join("venv").display())), "{dockerfile}");
+        let venv = run.join("venv").display().to_string();
+        assert!(dockerfile.contains(&format!(r#"RUN ["python3","-m","venv","{venv}"]"#)), "{dockerfile}");
         assert!(dockerfile.contains(r#"CMD ["venv/bin/python","analysis.py"]"#), "{dockerfile}");
         let requirements = std::fs::read_to_string(dir.path().join("docker/requirements.txt")).expect("requirements");
         assert!(requirements.lines().any(|line| line == "six==1.16.0"), "{requirements}");
