@@ -64,6 +64,26 @@ fn bundle_index(bundle: &Path) -> (Vec<String>, Value) {
     (names, index)
 }
 
+/// A bundle's `bundle.json`.
+fn bundle_header(bundle: &Path) -> Value {
+    let decoder = zstd::Decoder::new(std::fs::File::open(bundle).expect("bundle")).expect("zstd");
+    let mut archive = tar::Archive::new(decoder);
+    let mut first = archive.entries().expect("entries").next().expect("a member").expect("entry");
+    assert_eq!(first.path().expect("name").display().to_string(), "bundle.json");
+    serde_json::from_reader(&mut first).expect("bundle.json")
+}
+
+/// `repeat BUNDLE` exits 2 before making anything, saying the bundle cannot
+/// be repeated on its own and how to pack one that can (`hint`).
+fn assert_not_repeatable(work: &Path, bundle: &str, hint: &str) {
+    let refused = reprotrace(&["repeat", "-q", bundle, "--outdir", "never"], work);
+    let said = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains(&format!("{bundle} cannot be repeated on its own: it holds ")), "{said}");
+    assert!(said.contains(hint) && !said.contains("hole in the audit"), "{said}");
+    assert!(!work.join("never").exists(), "refused before anything is made");
+}
+
 fn indexed_paths(index: &Value) -> BTreeSet<String> {
     index["entries"]
         .as_array()
@@ -256,10 +276,17 @@ fn bundles_of_a_part_hold_only_their_part() {
     assert!(ran.status.success(), "{}", text(&ran));
     let (first, second) = (work.join("first.csv").display().to_string(), work.join("second.csv").display().to_string());
 
-    assert!(reprotrace(&["pack", "-q", "nb.json", "--cell", "1", "-o", "cell1.bundle"], work).status.success());
+    let packed = reprotrace(&["pack", "nb.json", "--cell", "1", "-o", "cell1.bundle"], work);
+    assert!(packed.status.success(), "{}", text(&packed));
+    assert!(text(&packed).contains("`reprotrace repeat` cannot run this bundle on its own"), "{}", text(&packed));
     let held = indexed_paths(&bundle_index(&work.join("cell1.bundle")).1);
     assert!(held.contains(&first) && !held.contains(&second), "{held:?}");
     assert!(held.iter().any(|path| path.ends_with("/bin/python3") || path.contains("/python3.11")), "its software too");
+    // It says what it holds, and a repeat refuses it up front, saying how to
+    // pack one that can be repeated (not "a hole in the audit").
+    let header = bundle_header(&work.join("cell1.bundle"));
+    assert_eq!((header["part"].as_str(), header["repeatable"].as_bool()), (Some("cells 1"), Some(false)));
+    assert_not_repeatable(work, "cell1.bundle", "without --cell");
 
     assert!(reprotrace(&["pack", "-q", "nb.json", "--data-only", "-o", "data.bundle"], work).status.success());
     let (members, index) = bundle_index(&work.join("data.bundle"));
@@ -269,8 +296,7 @@ fn bundles_of_a_part_hold_only_their_part() {
     );
     assert!(members.contains(&"lists/requirements.txt".to_string()) && members.contains(&"lists/apt.txt".to_string()));
     assert!(!indexed_paths(&index).iter().any(|path| path.contains("site-packages")), "no software");
-    let refused = reprotrace(&["repeat", "-q", "data.bundle", "--outdir", "never"], work);
-    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert_not_repeatable(work, "data.bundle", "without --data-only");
 
     // A host of a distributed run: a worker's audit merged in, then packed alone.
     let worker_file = work.join("worker-only.txt");
@@ -308,6 +334,7 @@ fn bundles_of_a_part_hold_only_their_part() {
     let held = indexed_paths(&bundle_index(&work.join("host.bundle")).1);
     assert!(held.contains(&worker_file.display().to_string()), "{held:?}");
     assert!(!held.contains(&first), "not the manager's data");
+    assert_not_repeatable(work, "host.bundle", "without --host");
     let unknown = reprotrace(&["pack", "merged.json", "--host", "nowhere", "-o", "x.bundle"], work);
     assert!(text(&unknown).contains("no Dask host \"nowhere\""), "{}", text(&unknown));
 }

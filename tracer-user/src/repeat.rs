@@ -49,6 +49,15 @@ pub async fn repeat(settings: Settings, options: RepeatOptions) -> anyhow::Resul
     // write, with the user's rights: the root is theirs.
     let owner = launch::sudo_credentials()?;
     let acting = ActingAs::maybe(owner.as_ref()).context("taking the invoking user's rights")?;
+    // A bundle of a part of the run is refused before anything is made.
+    match bundle::read_header(&options.bundle) {
+        Ok(header) if !refused(&options.bundle, &header) => {}
+        Ok(_) => return Ok(COULD_NOT_RUN),
+        Err(err) => {
+            eprintln!("reprotrace: error: {err}");
+            return Ok(COULD_NOT_RUN);
+        }
+    }
     std::fs::create_dir(&options.outdir).with_context(|| {
         format!("making {} (it must not exist: a repeat never writes over another)", options.outdir.display())
     })?;
@@ -61,8 +70,9 @@ pub async fn repeat(settings: Settings, options: RepeatOptions) -> anyhow::Resul
             return Ok(COULD_NOT_RUN);
         }
     };
-    if !header.repeatable {
-        eprintln!("reprotrace: error: a {} bundle holds no software: it cannot be repeated", header.part);
+    // Checked again on the header unpacking read: a bundle may hold another
+    // bundle.json further in.
+    if refused(&options.bundle, &header) {
         return Ok(COULD_NOT_RUN);
     }
     let holes = holes(&original, &index);
@@ -176,6 +186,14 @@ pub async fn repeat(settings: Settings, options: RepeatOptions) -> anyhow::Resul
         _ => println!("not reproduced (the repeat's files are in {})", root.display()),
     }
     Ok(verdict)
+}
+
+/// Whether `header` says its bundle holds only a part of a run, which
+/// cannot be repeated on its own; if so, says why and what to pack instead.
+fn refused(bundle: &Path, header: &bundle::Header) -> bool {
+    let Some(reason) = header.repeat_refusal() else { return false };
+    eprintln!("reprotrace: error: {} cannot be repeated on its own: {reason}", bundle.display());
+    true
 }
 
 /// The command of a run: its first process's program and argv.

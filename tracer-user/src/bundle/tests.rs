@@ -91,3 +91,31 @@ fn changed_inputs_and_damaged_bundles_are_refused() {
         .to_string()
         .contains("no cell [7]"));
 }
+
+#[test]
+fn only_a_bundle_of_the_whole_run_is_repeatable_and_it_says_so() {
+    for part in [Part::Run, Part::Cells(vec![1, 3]), Part::Host("worker-1".into()), Part::DataOnly] {
+        assert_eq!(Part::from_label(&part.label()), Some(part.clone()), "the label names the part");
+    }
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let manifest = fixture(&scratch.path().join("run"));
+    let whole = scratch.path().join("run.bundle");
+    pack(&manifest, &Part::Run, false, &whole, false).expect("packed");
+    let header = read_header(&whole).expect("header");
+    assert!(header.repeatable && header.not_repeatable.is_none() && header.repeat_refusal().is_none());
+
+    let data = scratch.path().join("data.bundle");
+    let report = pack(&manifest, &Part::DataOnly, false, &data, false).expect("packed");
+    let header = read_header(&data).expect("header");
+    assert!(!header.repeatable, "{header:?}");
+    assert_eq!(header.not_repeatable, report.not_repeatable);
+    assert!(header.repeat_refusal().is_some_and(|reason| reason.contains("without --data-only")), "{header:?}");
+
+    // Bundles of cells packed before bundles said so claim to be repeatable:
+    // the part decides.
+    let old = Header { format: FORMAT.into(), part: "cells 2".into(), repeatable: true, not_repeatable: None };
+    let reason = old.repeat_refusal().expect("refused");
+    assert!(reason.contains("notebook cell 2") && reason.contains("without --cell"), "{reason}");
+    let unknown = Header { part: "tuesday".into(), ..old };
+    assert!(unknown.repeat_refusal().is_some());
+}

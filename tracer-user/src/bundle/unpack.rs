@@ -29,6 +29,27 @@ pub struct Unpacked {
     pub index: Index,
 }
 
+/// `bundle.json` alone (the tar's first member): what part of a run the
+/// bundle holds, read before anything is unpacked.
+pub fn read_header(bundle: &Path) -> Result<Header, BundleError> {
+    let corrupt = |reason: String| BundleError::Corrupt(bundle.to_path_buf(), reason);
+    let file = File::open(bundle).map_err(|err| corrupt(err.to_string()))?;
+    let decoder = zstd::Decoder::new(file).map_err(|err| corrupt(err.to_string()))?;
+    let mut archive = tar::Archive::new(decoder);
+    let mut entries = archive.entries().map_err(|err| corrupt(err.to_string()))?;
+    let mut first =
+        entries.next().ok_or_else(|| corrupt("it is empty".into()))?.map_err(|err| corrupt(err.to_string()))?;
+    let name = first.path().map_err(|err| corrupt(err.to_string()))?.to_string_lossy().into_owned();
+    if name != "bundle.json" {
+        return Err(corrupt(format!("it starts with {name:?}, not bundle.json")));
+    }
+    let header = json::<Header>(&mut first).map_err(corrupt)?;
+    if header.format != FORMAT {
+        return Err(corrupt(format!("format {:?}, this reprotrace reads {FORMAT:?}", header.format)));
+    }
+    Ok(header)
+}
+
 /// Unpacks `bundle` into `root` (made here; it must not exist), its contents
 /// staged in `root`'s parent meanwhile.
 pub fn unpack(bundle: &Path, root: &Path) -> Result<Unpacked, BundleError> {
