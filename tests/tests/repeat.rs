@@ -8,6 +8,7 @@
 use std::{
     collections::BTreeSet,
     io::Read,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::OnceLock,
@@ -204,10 +205,71 @@ fn a_bundle_missing_a_file_the_run_used_names_it() {
     let refused = reprotrace(&["repeat", "-q", "cut.bundle", "--outdir", "again2"], dir.path());
     assert_eq!(refused.status.code(), Some(2));
     assert!(text(&refused).contains("corrupt or truncated"), "{}", text(&refused));
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("again2")).expect("OUTDIR").flatten().collect();
+    assert!(left.is_empty(), "the staging directory is removed: {left:?}");
+}
+
+/// As root without sudo, the bundle's owners are restored, but never a
+/// setuid or setgid bit, and OUTDIR is its owner's alone.
+#[test]
+fn a_repeat_never_restores_setuid_bits_and_keeps_its_root_private() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = prepare(dir.path(), ANALYSIS);
+    assert!(reprotrace(&["run", "-q", "-o", "../run.json", "--", "venv/bin/python", "analysis.py"], &run)
+        .status
+        .success());
+    assert!(reprotrace(&["pack", "-q", "run.json", "-o", "run.bundle"], dir.path()).status.success());
+    // The interpreter the run executed, made root's and setuid by the bundle.
+    let mut python = String::new();
+    rewrite_index(&dir.path().join("run.bundle"), &dir.path().join("setuid.bundle"), |index| {
+        let entry = index["entries"]
+            .as_array_mut()
+            .expect("entries")
+            .iter_mut()
+            .find(|entry| {
+                entry["kind"]["file"].is_object()
+                    && entry["path"].as_str().is_some_and(|path| path.starts_with("/usr/bin/python3"))
+            })
+            .expect("the interpreter is in the bundle");
+        python = entry["path"].as_str().expect("path").to_string();
+        entry["mode"] = (0o6755).into();
+        (entry["uid"], entry["gid"]) = (0.into(), 0.into());
+        None
+    });
+    let repeated = reprotrace(&["repeat", "run.bundle", "--outdir", "again"], dir.path());
+    let repeated_setuid = reprotrace(&["repeat", "setuid.bundle", "--outdir", "again-setuid"], dir.path());
+    let said = text(&repeated_setuid);
+    assert_eq!(repeated_setuid.status.code(), Some(0), "{said}");
+    assert_eq!(said.matches("setuid or setgid bits").count(), 1, "warned once: {said}");
+    assert!(said.contains(&format!("setuid or setgid bits on {python}: not restored")), "{said}");
+    assert!(!text(&repeated).contains("setuid"), "{}", text(&repeated));
+    let unpacked = std::fs::metadata(dir.path().join("again-setuid/root").join(&python[1..])).expect("python");
+    assert_eq!((unpacked.mode() & 0o7777, unpacked.uid()), (0o755, 0), "owner restored, bits not");
+    for outdir in ["again", "again-setuid"] {
+        let mode = std::fs::metadata(dir.path().join(outdir)).expect("OUTDIR").mode() & 0o777;
+        assert_eq!(mode, 0o700, "{outdir}: no other user may enter");
+    }
 }
 
 /// Copies `bundle` to `out` without `path` (its index entry and its content).
 fn rewrite_without(bundle: &Path, out: &Path, path: &str) {
+    rewrite_index(bundle, out, |index| {
+        let object = index["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .find(|entry| entry["path"] == path)
+            .and_then(|entry| entry["kind"]["file"]["sha256"].as_str())
+            .map(|sha| format!("objects/{sha}"))
+            .expect("the file is in the bundle");
+        index["entries"].as_array_mut().expect("entries").retain(|entry| entry["path"] != path);
+        Some(object)
+    });
+}
+
+/// Copies `bundle` to `out` with its index changed by `edit`, which may name
+/// a member to leave out.
+fn rewrite_index(bundle: &Path, out: &Path, edit: impl FnOnce(&mut Value) -> Option<String>) {
     let decoder = zstd::Decoder::new(std::fs::File::open(bundle).expect("bundle")).expect("zstd");
     let mut archive = tar::Archive::new(decoder);
     let encoder = zstd::Encoder::new(std::fs::File::create(out).expect("out"), 3).expect("zstd");
@@ -220,19 +282,10 @@ fn rewrite_without(bundle: &Path, out: &Path, path: &str) {
         entry.read_to_end(&mut bytes).expect("member");
         members.push((name, bytes));
     }
-    let index: Value = serde_json::from_slice(&members.last().expect("index").1).expect("index JSON");
-    let object = index["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .find(|entry| entry["path"] == path)
-        .and_then(|entry| entry["kind"]["file"]["sha256"].as_str())
-        .map(|sha| format!("objects/{sha}"))
-        .expect("the file is in the bundle");
-    let mut index = index.clone();
-    index["entries"].as_array_mut().expect("entries").retain(|entry| entry["path"] != path);
+    let mut index: Value = serde_json::from_slice(&members.last().expect("index").1).expect("index JSON");
+    let left_out = edit(&mut index);
     for (name, mut bytes) in members {
-        if name == object {
+        if Some(&name) == left_out.as_ref() {
             continue;
         }
         if name == "index.json" {

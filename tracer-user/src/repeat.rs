@@ -11,7 +11,10 @@
 
 use std::{
     ffi::OsString,
-    os::unix::{ffi::OsStrExt, fs::PermissionsExt},
+    os::unix::{
+        ffi::OsStrExt,
+        fs::{DirBuilderExt, PermissionsExt},
+    },
     path::{Path, PathBuf},
 };
 
@@ -58,12 +61,15 @@ pub async fn repeat(settings: Settings, options: RepeatOptions) -> anyhow::Resul
             return Ok(COULD_NOT_RUN);
         }
     }
-    std::fs::create_dir(&options.outdir).with_context(|| {
+    // Only its owner may enter: as root without sudo the bundle's owners are
+    // restored, and no other user may reach (and run, or change before the
+    // repeat runs them) files that root owns there.
+    std::fs::DirBuilder::new().mode(0o700).create(&options.outdir).with_context(|| {
         format!("making {} (it must not exist: a repeat never writes over another)", options.outdir.display())
     })?;
     // Absolute: the child enters it from wherever we are.
     let root = std::path::absolute(options.outdir.join("root")).context("the repeat's directory")?;
-    let Unpacked { header, manifest: original, index } = match bundle::unpack(&options.bundle, &root) {
+    let Unpacked { header, manifest: original, index, setid_stripped } = match bundle::unpack(&options.bundle, &root) {
         Ok(unpacked) => unpacked,
         Err(err) => {
             eprintln!("reprotrace: error: {err}");
@@ -74,6 +80,17 @@ pub async fn repeat(settings: Settings, options: RepeatOptions) -> anyhow::Resul
     // bundle.json further in.
     if refused(&options.bundle, &header) {
         return Ok(COULD_NOT_RUN);
+    }
+    // Once, however many: the bits are the bundle's claim, not an error.
+    if let Some(first) = setid_stripped.first() {
+        let others = match setid_stripped.len() {
+            1 => String::new(),
+            count => format!(" and {} other files", count - 1),
+        };
+        eprintln!(
+            "reprotrace: warning: the bundle asks for setuid or setgid bits on {first}{others}: not restored (a \
+             repeat never makes programs that run with another user's rights; one that needs them may fail)"
+        );
     }
     let holes = holes(&original, &index);
     if !holes.is_empty() {

@@ -1,4 +1,4 @@
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use super::*;
 use crate::manifest::Manifest;
@@ -86,6 +86,7 @@ fn changed_inputs_and_damaged_bundles_are_refused() {
     let root = scratch.path().join("root");
     let damaged = unpack(&bundle, &root).expect_err("truncated");
     assert!(matches!(damaged, BundleError::Corrupt(..)), "{damaged}");
+    assert!(!root.with_extension("objects").exists(), "the staging is removed on failure too");
     assert!(pack(&manifest, &Part::Cells(vec![7]), true, &bundle, false)
         .expect_err("no such cell")
         .to_string()
@@ -118,4 +119,23 @@ fn only_a_bundle_of_the_whole_run_is_repeatable_and_it_says_so() {
     assert!(reason.contains("notebook cell 2") && reason.contains("without --cell"), "{reason}");
     let unknown = Header { part: "tuesday".into(), ..old };
     assert!(unknown.repeat_refusal().is_some());
+}
+
+#[test]
+fn setuid_and_setgid_bits_are_never_restored() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("run");
+    let manifest = fixture(&dir);
+    std::fs::set_permissions(dir.join("bin/tool"), std::fs::Permissions::from_mode(0o6755)).expect("setuid");
+    std::fs::set_permissions(dir.join("data"), std::fs::Permissions::from_mode(0o2755)).expect("setgid dir");
+    let bundle = scratch.path().join("run.bundle");
+    pack(&manifest, &Part::Run, false, &bundle, false).expect("packed");
+    let root = scratch.path().join("repeat/root");
+    std::fs::create_dir_all(root.parent().expect("parent")).expect("repeat dir");
+    let unpacked = unpack(&bundle, &root).expect("unpacked");
+    let tool = format!("{}/bin/tool", dir.display());
+    assert_eq!(unpacked.setid_stripped, std::slice::from_ref(&tool), "reported once, files only");
+    let mode = |path: &str| std::fs::metadata(root.join(path.trim_start_matches('/'))).expect("made").mode() & 0o7777;
+    assert_eq!(mode(&tool), 0o755, "the bits stripped, the rest kept");
+    assert_eq!(mode(&format!("{}/data", dir.display())), 0o755);
 }
