@@ -8,6 +8,7 @@
 use std::{
     collections::BTreeSet,
     io::Read,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::OnceLock,
@@ -64,6 +65,26 @@ fn bundle_index(bundle: &Path) -> (Vec<String>, Value) {
     (names, index)
 }
 
+/// A bundle's `bundle.json`.
+fn bundle_header(bundle: &Path) -> Value {
+    let decoder = zstd::Decoder::new(std::fs::File::open(bundle).expect("bundle")).expect("zstd");
+    let mut archive = tar::Archive::new(decoder);
+    let mut first = archive.entries().expect("entries").next().expect("a member").expect("entry");
+    assert_eq!(first.path().expect("name").display().to_string(), "bundle.json");
+    serde_json::from_reader(&mut first).expect("bundle.json")
+}
+
+/// `repeat BUNDLE` exits 2 before making anything, saying the bundle cannot
+/// be repeated on its own and how to pack one that can (`hint`).
+fn assert_not_repeatable(work: &Path, bundle: &str, hint: &str) {
+    let refused = reprotrace(&["repeat", "-q", bundle, "--outdir", "never"], work);
+    let said = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains(&format!("{bundle} cannot be repeated on its own: it holds ")), "{said}");
+    assert!(said.contains(hint) && !said.contains("hole in the audit"), "{said}");
+    assert!(!work.join("never").exists(), "refused before anything is made");
+}
+
 fn indexed_paths(index: &Value) -> BTreeSet<String> {
     index["entries"]
         .as_array()
@@ -105,7 +126,8 @@ fn a_packed_run_repeats_from_the_bundle_alone_and_verifies_its_outputs() {
         let dockerfile = std::fs::read_to_string(dir.path().join("docker/Dockerfile")).expect("Dockerfile");
         assert!(dockerfile.lines().any(|line| line.starts_with("FROM debian:")), "{dockerfile}");
         assert!(dockerfile.contains("libc6="), "{dockerfile}");
-        assert!(dockerfile.contains(&format!("python3 -m venv {}", run.join("venv").display())), "{dockerfile}");
+        let venv = run.join("venv").display().to_string();
+        assert!(dockerfile.contains(&format!(r#"RUN ["python3","-m","venv","{venv}"]"#)), "{dockerfile}");
         assert!(dockerfile.contains(r#"CMD ["venv/bin/python","analysis.py"]"#), "{dockerfile}");
         let requirements = std::fs::read_to_string(dir.path().join("docker/requirements.txt")).expect("requirements");
         assert!(requirements.lines().any(|line| line == "six==1.16.0"), "{requirements}");
@@ -183,10 +205,71 @@ fn a_bundle_missing_a_file_the_run_used_names_it() {
     let refused = reprotrace(&["repeat", "-q", "cut.bundle", "--outdir", "again2"], dir.path());
     assert_eq!(refused.status.code(), Some(2));
     assert!(text(&refused).contains("corrupt or truncated"), "{}", text(&refused));
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("again2")).expect("OUTDIR").flatten().collect();
+    assert!(left.is_empty(), "the staging directory is removed: {left:?}");
+}
+
+/// As root without sudo, the bundle's owners are restored, but never a
+/// setuid or setgid bit, and OUTDIR is its owner's alone.
+#[test]
+fn a_repeat_never_restores_setuid_bits_and_keeps_its_root_private() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = prepare(dir.path(), ANALYSIS);
+    assert!(reprotrace(&["run", "-q", "-o", "../run.json", "--", "venv/bin/python", "analysis.py"], &run)
+        .status
+        .success());
+    assert!(reprotrace(&["pack", "-q", "run.json", "-o", "run.bundle"], dir.path()).status.success());
+    // The interpreter the run executed, made root's and setuid by the bundle.
+    let mut python = String::new();
+    rewrite_index(&dir.path().join("run.bundle"), &dir.path().join("setuid.bundle"), |index| {
+        let entry = index["entries"]
+            .as_array_mut()
+            .expect("entries")
+            .iter_mut()
+            .find(|entry| {
+                entry["kind"]["file"].is_object()
+                    && entry["path"].as_str().is_some_and(|path| path.starts_with("/usr/bin/python3"))
+            })
+            .expect("the interpreter is in the bundle");
+        python = entry["path"].as_str().expect("path").to_string();
+        entry["mode"] = (0o6755).into();
+        (entry["uid"], entry["gid"]) = (0.into(), 0.into());
+        None
+    });
+    let repeated = reprotrace(&["repeat", "run.bundle", "--outdir", "again"], dir.path());
+    let repeated_setuid = reprotrace(&["repeat", "setuid.bundle", "--outdir", "again-setuid"], dir.path());
+    let said = text(&repeated_setuid);
+    assert_eq!(repeated_setuid.status.code(), Some(0), "{said}");
+    assert_eq!(said.matches("setuid or setgid bits").count(), 1, "warned once: {said}");
+    assert!(said.contains(&format!("setuid or setgid bits on {python}: not restored")), "{said}");
+    assert!(!text(&repeated).contains("setuid"), "{}", text(&repeated));
+    let unpacked = std::fs::metadata(dir.path().join("again-setuid/root").join(&python[1..])).expect("python");
+    assert_eq!((unpacked.mode() & 0o7777, unpacked.uid()), (0o755, 0), "owner restored, bits not");
+    for outdir in ["again", "again-setuid"] {
+        let mode = std::fs::metadata(dir.path().join(outdir)).expect("OUTDIR").mode() & 0o777;
+        assert_eq!(mode, 0o700, "{outdir}: no other user may enter");
+    }
 }
 
 /// Copies `bundle` to `out` without `path` (its index entry and its content).
 fn rewrite_without(bundle: &Path, out: &Path, path: &str) {
+    rewrite_index(bundle, out, |index| {
+        let object = index["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .find(|entry| entry["path"] == path)
+            .and_then(|entry| entry["kind"]["file"]["sha256"].as_str())
+            .map(|sha| format!("objects/{sha}"))
+            .expect("the file is in the bundle");
+        index["entries"].as_array_mut().expect("entries").retain(|entry| entry["path"] != path);
+        Some(object)
+    });
+}
+
+/// Copies `bundle` to `out` with its index changed by `edit`, which may name
+/// a member to leave out.
+fn rewrite_index(bundle: &Path, out: &Path, edit: impl FnOnce(&mut Value) -> Option<String>) {
     let decoder = zstd::Decoder::new(std::fs::File::open(bundle).expect("bundle")).expect("zstd");
     let mut archive = tar::Archive::new(decoder);
     let encoder = zstd::Encoder::new(std::fs::File::create(out).expect("out"), 3).expect("zstd");
@@ -199,19 +282,10 @@ fn rewrite_without(bundle: &Path, out: &Path, path: &str) {
         entry.read_to_end(&mut bytes).expect("member");
         members.push((name, bytes));
     }
-    let index: Value = serde_json::from_slice(&members.last().expect("index").1).expect("index JSON");
-    let object = index["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .find(|entry| entry["path"] == path)
-        .and_then(|entry| entry["kind"]["file"]["sha256"].as_str())
-        .map(|sha| format!("objects/{sha}"))
-        .expect("the file is in the bundle");
-    let mut index = index.clone();
-    index["entries"].as_array_mut().expect("entries").retain(|entry| entry["path"] != path);
+    let mut index: Value = serde_json::from_slice(&members.last().expect("index").1).expect("index JSON");
+    let left_out = edit(&mut index);
     for (name, mut bytes) in members {
-        if name == object {
+        if Some(&name) == left_out.as_ref() {
             continue;
         }
         if name == "index.json" {
@@ -255,10 +329,17 @@ fn bundles_of_a_part_hold_only_their_part() {
     assert!(ran.status.success(), "{}", text(&ran));
     let (first, second) = (work.join("first.csv").display().to_string(), work.join("second.csv").display().to_string());
 
-    assert!(reprotrace(&["pack", "-q", "nb.json", "--cell", "1", "-o", "cell1.bundle"], work).status.success());
+    let packed = reprotrace(&["pack", "nb.json", "--cell", "1", "-o", "cell1.bundle"], work);
+    assert!(packed.status.success(), "{}", text(&packed));
+    assert!(text(&packed).contains("`reprotrace repeat` cannot run this bundle on its own"), "{}", text(&packed));
     let held = indexed_paths(&bundle_index(&work.join("cell1.bundle")).1);
     assert!(held.contains(&first) && !held.contains(&second), "{held:?}");
     assert!(held.iter().any(|path| path.ends_with("/bin/python3") || path.contains("/python3.11")), "its software too");
+    // It says what it holds, and a repeat refuses it up front, saying how to
+    // pack one that can be repeated (not "a hole in the audit").
+    let header = bundle_header(&work.join("cell1.bundle"));
+    assert_eq!((header["part"].as_str(), header["repeatable"].as_bool()), (Some("cells 1"), Some(false)));
+    assert_not_repeatable(work, "cell1.bundle", "without --cell");
 
     assert!(reprotrace(&["pack", "-q", "nb.json", "--data-only", "-o", "data.bundle"], work).status.success());
     let (members, index) = bundle_index(&work.join("data.bundle"));
@@ -268,8 +349,7 @@ fn bundles_of_a_part_hold_only_their_part() {
     );
     assert!(members.contains(&"lists/requirements.txt".to_string()) && members.contains(&"lists/apt.txt".to_string()));
     assert!(!indexed_paths(&index).iter().any(|path| path.contains("site-packages")), "no software");
-    let refused = reprotrace(&["repeat", "-q", "data.bundle", "--outdir", "never"], work);
-    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert_not_repeatable(work, "data.bundle", "without --data-only");
 
     // A host of a distributed run: a worker's audit merged in, then packed alone.
     let worker_file = work.join("worker-only.txt");
@@ -307,6 +387,7 @@ fn bundles_of_a_part_hold_only_their_part() {
     let held = indexed_paths(&bundle_index(&work.join("host.bundle")).1);
     assert!(held.contains(&worker_file.display().to_string()), "{held:?}");
     assert!(!held.contains(&first), "not the manager's data");
+    assert_not_repeatable(work, "host.bundle", "without --host");
     let unknown = reprotrace(&["pack", "merged.json", "--host", "nowhere", "-o", "x.bundle"], work);
     assert!(text(&unknown).contains("no Dask host \"nowhere\""), "{}", text(&unknown));
 }

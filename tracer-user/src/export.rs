@@ -2,6 +2,7 @@
 //! lists that rebuild the environment an audit saw.
 
 use crate::{
+    grammar,
     manifest::{Manifest, PythonDistribution},
     software::python::normalize_name,
 };
@@ -32,21 +33,25 @@ pub fn export(manifest: &Manifest, format: Format) -> String {
 /// The comment heading a list: the command on one line, control characters
 /// escaped, so no argument can start a line of its own.
 fn header(manifest: &Manifest) -> String {
-    let command: String = manifest.command.join(" ").chars().flat_map(char::escape_default).collect();
-    let host: String = manifest.host.chars().flat_map(char::escape_default).collect();
-    format!("# Exported by reprotrace from an audit of `{command}` on {host}\n")
+    let command = comment_text(&manifest.command.join(" "));
+    format!("# Exported by reprotrace from an audit of `{command}` on {}\n", comment_text(&manifest.host))
 }
 
-/// A distribution name or version safe on a requirements line (PEP 508
-/// names, PEP 440 versions and local labels): a crafted manifest's other
-/// characters never reach pip.
-fn pip_safe(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"._-+!".contains(&byte))
+/// `text` fit for the inside of a one-line comment: every control character
+/// (and anything not ASCII) escaped, so it cannot end the line.
+pub fn comment_text(text: &str) -> String {
+    text.chars().flat_map(char::escape_default).collect()
 }
 
-/// A Debian package name or version safe on an apt line.
-fn apt_safe(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_alphanumeric() || b".+-~:".contains(&byte))
+/// A distribution's name and version, when both are valid (a PEP 508 name,
+/// a PEP 440 version): a crafted manifest's other values never reach pip.
+fn pip_safe(name: &str, version: &str) -> bool {
+    grammar::is_python_name(name) && grammar::is_python_version(version)
+}
+
+/// A Debian package's name and version, when both are valid ones.
+fn apt_safe(name: &str, version: &str) -> bool {
+    grammar::is_debian_name(name) && grammar::is_debian_version(version)
 }
 
 /// Debian's own Python distributions come with its packages (apt), not pip.
@@ -58,7 +63,7 @@ fn requirements(manifest: &Manifest) -> String {
     let mut out = header(manifest);
     for distribution in manifest.software.python.iter().filter(|distribution| !from_debian(distribution)) {
         let (name, version) = (normalize_name(&distribution.name), &distribution.version);
-        if !pip_safe(&name) || !pip_safe(version) {
+        if !pip_safe(&name, version) {
             out.push_str("# left out: a distribution whose name or version is not a valid one\n");
         } else if distribution.editable {
             out.push_str(&format!("# {name}=={version} was an editable install: install it from its source\n"));
@@ -73,7 +78,7 @@ fn conda(manifest: &Manifest) -> String {
     let mut out = header(manifest);
     out.push_str("name: reprotrace-env\ndependencies:\n");
     if let Some(interpreter) =
-        manifest.software.interpreters.first().filter(|interpreter| pip_safe(&interpreter.version))
+        manifest.software.interpreters.first().filter(|interpreter| grammar::is_python_version(&interpreter.version))
     {
         out.push_str(&format!("  - python={}\n", interpreter.version));
     }
@@ -81,7 +86,7 @@ fn conda(manifest: &Manifest) -> String {
         .software
         .python
         .iter()
-        .filter(|d| !d.editable && !from_debian(d) && pip_safe(&normalize_name(&d.name)) && pip_safe(&d.version))
+        .filter(|d| !d.editable && !from_debian(d) && pip_safe(&normalize_name(&d.name), &d.version))
         .partition(|d| d.installer.as_deref() == Some("conda"));
     for distribution in conda {
         out.push_str(&format!("  - {}={}\n", normalize_name(&distribution.name), distribution.version));
@@ -102,7 +107,7 @@ fn apt(manifest: &Manifest) -> String {
         .software
         .system_packages
         .iter()
-        .filter(|package| apt_safe(&package.name) && apt_safe(&package.version))
+        .filter(|package| apt_safe(&package.name, &package.version))
         .map(|package| format!("{}={}\n", package.name, package.version))
         .collect()
 }

@@ -27,6 +27,7 @@ pub mod errno;
 pub mod event;
 pub mod export;
 pub mod fsaccess;
+pub mod grammar;
 pub mod hooks;
 pub mod image;
 pub mod interrupts;

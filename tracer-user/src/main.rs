@@ -65,13 +65,17 @@ enum Command {
         /// Where to write the bundle.
         #[arg(short, long)]
         output: PathBuf,
-        /// Only what these notebook cells needed: their data, the run's software (repeatable).
+        /// Only what notebook cell N needed: its data and the run's software
+        /// (give --cell again for more cells). `repeat` cannot run such a
+        /// bundle: the run's command executes every cell.
         #[arg(long = "cell", value_name = "N", conflicts_with_all = ["host", "data_only"])]
         cells: Vec<u64>,
         /// One host of a distributed run (`hosts[]`): its workers' files.
+        /// `repeat` cannot run such a bundle: the run's command ran elsewhere.
         #[arg(long, conflicts_with = "data_only")]
         host: Option<String>,
-        /// The data inputs and pinned package lists only, no software files.
+        /// The data inputs and pinned package lists only, no software files
+        /// (`repeat` cannot run such a bundle).
         #[arg(long)]
         data_only: bool,
         /// Pack data inputs whose contents changed since the audit.
@@ -464,6 +468,9 @@ fn pack_bundle(
             );
         }
         eprintln!("reprotrace: packed {report} into {}", output.display());
+        if let Some(reason) = &report.not_repeatable {
+            eprintln!("reprotrace: note: `reprotrace repeat` cannot run this bundle on its own: {reason}");
+        }
     }
     Ok(0)
 }

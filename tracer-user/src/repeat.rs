@@ -11,7 +11,10 @@
 
 use std::{
     ffi::OsString,
-    os::unix::{ffi::OsStrExt, fs::PermissionsExt},
+    os::unix::{
+        ffi::OsStrExt,
+        fs::{DirBuilderExt, PermissionsExt},
+    },
     path::{Path, PathBuf},
 };
 
@@ -49,21 +52,45 @@ pub async fn repeat(settings: Settings, options: RepeatOptions) -> anyhow::Resul
     // write, with the user's rights: the root is theirs.
     let owner = launch::sudo_credentials()?;
     let acting = ActingAs::maybe(owner.as_ref()).context("taking the invoking user's rights")?;
-    std::fs::create_dir(&options.outdir).with_context(|| {
+    // A bundle of a part of the run is refused before anything is made.
+    match bundle::read_header(&options.bundle) {
+        Ok(header) if !refused(&options.bundle, &header) => {}
+        Ok(_) => return Ok(COULD_NOT_RUN),
+        Err(err) => {
+            eprintln!("reprotrace: error: {err}");
+            return Ok(COULD_NOT_RUN);
+        }
+    }
+    // Only its owner may enter: as root without sudo the bundle's owners are
+    // restored, and no other user may reach (and run, or change before the
+    // repeat runs them) files that root owns there.
+    std::fs::DirBuilder::new().mode(0o700).create(&options.outdir).with_context(|| {
         format!("making {} (it must not exist: a repeat never writes over another)", options.outdir.display())
     })?;
     // Absolute: the child enters it from wherever we are.
     let root = std::path::absolute(options.outdir.join("root")).context("the repeat's directory")?;
-    let Unpacked { header, manifest: original, index } = match bundle::unpack(&options.bundle, &root) {
+    let Unpacked { header, manifest: original, index, setid_stripped } = match bundle::unpack(&options.bundle, &root) {
         Ok(unpacked) => unpacked,
         Err(err) => {
             eprintln!("reprotrace: error: {err}");
             return Ok(COULD_NOT_RUN);
         }
     };
-    if !header.repeatable {
-        eprintln!("reprotrace: error: a {} bundle holds no software: it cannot be repeated", header.part);
+    // Checked again on the header unpacking read: a bundle may hold another
+    // bundle.json further in.
+    if refused(&options.bundle, &header) {
         return Ok(COULD_NOT_RUN);
+    }
+    // Once, however many: the bits are the bundle's claim, not an error.
+    if let Some(first) = setid_stripped.first() {
+        let others = match setid_stripped.len() {
+            1 => String::new(),
+            count => format!(" and {} other files", count - 1),
+        };
+        eprintln!(
+            "reprotrace: warning: the bundle asks for setuid or setgid bits on {first}{others}: not restored (a \
+             repeat never makes programs that run with another user's rights; one that needs them may fail)"
+        );
     }
     let holes = holes(&original, &index);
     if !holes.is_empty() {
@@ -176,6 +203,14 @@ pub async fn repeat(settings: Settings, options: RepeatOptions) -> anyhow::Resul
         _ => println!("not reproduced (the repeat's files are in {})", root.display()),
     }
     Ok(verdict)
+}
+
+/// Whether `header` says its bundle holds only a part of a run, which
+/// cannot be repeated on its own; if so, says why and what to pack instead.
+fn refused(bundle: &Path, header: &bundle::Header) -> bool {
+    let Some(reason) = header.repeat_refusal() else { return false };
+    eprintln!("reprotrace: error: {} cannot be repeated on its own: {reason}", bundle.display());
+    true
 }
 
 /// The command of a run: its first process's program and argv.

@@ -15,7 +15,7 @@ mod unpack;
 
 pub use pack::{pack, used_paths, PackReport, Part};
 use serde::{Deserialize, Serialize};
-pub use unpack::{unpack, Unpacked};
+pub use unpack::{read_header, unpack, Unpacked};
 
 /// What `bundle.json` says the format is.
 pub const FORMAT: &str = "reprotrace/bundle/v1";
@@ -43,8 +43,23 @@ pub struct Header {
     pub format: String,
     /// What part of the run it holds: `run`, `host NAME`, `cells N,M`, `data only`.
     pub part: String,
-    /// Whether it can be repeated (software files included).
+    /// Whether `reprotrace repeat` can run it: only a bundle of the whole run.
     pub repeatable: bool,
+    /// When it cannot be repeated: why, and how to pack a bundle that can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_repeatable: Option<String>,
+}
+
+impl Header {
+    /// Why `reprotrace repeat` must refuse this bundle, if it must. Decided
+    /// by the part it holds, not by its `repeatable` flag: bundles of cells
+    /// or of a host packed by earlier versions say `repeatable: true`.
+    pub fn repeat_refusal(&self) -> Option<String> {
+        match Part::from_label(&self.part) {
+            Some(part) => part.not_repeatable_because(),
+            None => Some(format!("it holds a part ({:?}) this reprotrace does not know", self.part)),
+        }
+    }
 }
 
 /// One path of the root.

@@ -26,24 +26,70 @@ use crate::{
 pub enum Part {
     /// The run's own processes (the manager's, in a distributed run).
     Run,
-    /// What one host of a distributed run used (`hosts[]`).
+    /// What one host of a distributed run used (`hosts[]`). Not
+    /// repeatable: its workers ran tasks the run's command sent them.
     Host(String),
     /// What these notebook cells needed: their data inputs, and the run's
-    /// software (no other cell's data).
+    /// software (no other cell's data). Not repeatable: the run's command
+    /// executes every cell, and the others' data is not there.
     Cells(Vec<u64>),
     /// The data inputs, and the pinned package lists in `lists/`.
     DataOnly,
 }
 
 impl Part {
-    fn label(&self) -> String {
+    /// What `bundle.json` calls the part.
+    pub fn label(&self) -> String {
         match self {
             Part::Run => "run".into(),
             Part::Host(host) => format!("host {host}"),
-            Part::Cells(cells) => {
-                format!("cells {}", cells.iter().map(u64::to_string).collect::<Vec<_>>().join(","))
-            }
+            Part::Cells(cells) => format!("cells {}", Self::cell_list(cells)),
             Part::DataOnly => "data only".into(),
+        }
+    }
+
+    /// The part a `bundle.json` names (`label`'s inverse).
+    pub fn from_label(label: &str) -> Option<Part> {
+        match label {
+            "run" => Some(Part::Run),
+            "data only" => Some(Part::DataOnly),
+            _ => {
+                if let Some(host) = label.strip_prefix("host ") {
+                    return Some(Part::Host(host.into()));
+                }
+                let cells = label.strip_prefix("cells ")?;
+                cells.split(',').map(|count| count.parse().ok()).collect::<Option<Vec<u64>>>().map(Part::Cells)
+            }
+        }
+    }
+
+    fn cell_list(cells: &[u64]) -> String {
+        cells.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+    }
+
+    /// Why a bundle of this part cannot be repeated on its own, and how to
+    /// pack one that can; `None` for the whole run.
+    pub fn not_repeatable_because(&self) -> Option<String> {
+        let whole = "`reprotrace pack MANIFEST -o BUNDLE`";
+        match self {
+            Part::Run => None,
+            Part::Cells(cells) => Some(format!(
+                "it holds what notebook {} {} needed (their data and the run's software), not the whole run: \
+                 the run's command executes every cell, and the other cells' data is not in it. {whole} without \
+                 --cell packs a bundle that can be repeated",
+                if cells.len() == 1 { "cell" } else { "cells" },
+                Self::cell_list(cells)
+            )),
+            Part::Host(host) => Some(format!(
+                "it holds what the Dask workers on host {host} used, not the run: their tasks came from the run's \
+                 command, which ran elsewhere. {whole} without --host packs the run's own side, which can be \
+                 repeated"
+            )),
+            Part::DataOnly => Some(format!(
+                "it holds the data inputs and the pinned package lists (lists/), no software. Rebuild the \
+                 environment from those lists or with `reprotrace export docker`; {whole} without --data-only \
+                 packs a bundle that can be repeated"
+            )),
         }
     }
 }
@@ -58,6 +104,8 @@ pub struct PackReport {
     pub data_bytes: u64,
     pub bundle_bytes: u64,
     pub left_out: Vec<String>,
+    /// Why `reprotrace repeat` will refuse it, for a bundle of a part.
+    pub not_repeatable: Option<String>,
 }
 
 impl std::fmt::Display for PackReport {
@@ -157,7 +205,13 @@ pub fn pack(
     }
     report.contents = contents.len();
     index.entries = entries.into_values().collect();
-    let header = Header { format: FORMAT.into(), part: part.label(), repeatable: *part != Part::DataOnly };
+    report.not_repeatable = part.not_repeatable_because();
+    let header = Header {
+        format: FORMAT.into(),
+        part: part.label(),
+        repeatable: report.not_repeatable.is_none(),
+        not_repeatable: report.not_repeatable.clone(),
+    };
     let lists = match part {
         Part::DataOnly => vec![
             ("lists/requirements.txt", export::export(&sections, Format::Requirements)),

@@ -1,4 +1,4 @@
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use super::*;
 use crate::manifest::Manifest;
@@ -86,8 +86,56 @@ fn changed_inputs_and_damaged_bundles_are_refused() {
     let root = scratch.path().join("root");
     let damaged = unpack(&bundle, &root).expect_err("truncated");
     assert!(matches!(damaged, BundleError::Corrupt(..)), "{damaged}");
+    assert!(!root.with_extension("objects").exists(), "the staging is removed on failure too");
     assert!(pack(&manifest, &Part::Cells(vec![7]), true, &bundle, false)
         .expect_err("no such cell")
         .to_string()
         .contains("no cell [7]"));
+}
+
+#[test]
+fn only_a_bundle_of_the_whole_run_is_repeatable_and_it_says_so() {
+    for part in [Part::Run, Part::Cells(vec![1, 3]), Part::Host("worker-1".into()), Part::DataOnly] {
+        assert_eq!(Part::from_label(&part.label()), Some(part.clone()), "the label names the part");
+    }
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let manifest = fixture(&scratch.path().join("run"));
+    let whole = scratch.path().join("run.bundle");
+    pack(&manifest, &Part::Run, false, &whole, false).expect("packed");
+    let header = read_header(&whole).expect("header");
+    assert!(header.repeatable && header.not_repeatable.is_none() && header.repeat_refusal().is_none());
+
+    let data = scratch.path().join("data.bundle");
+    let report = pack(&manifest, &Part::DataOnly, false, &data, false).expect("packed");
+    let header = read_header(&data).expect("header");
+    assert!(!header.repeatable, "{header:?}");
+    assert_eq!(header.not_repeatable, report.not_repeatable);
+    assert!(header.repeat_refusal().is_some_and(|reason| reason.contains("without --data-only")), "{header:?}");
+
+    // Bundles of cells packed before bundles said so claim to be repeatable:
+    // the part decides.
+    let old = Header { format: FORMAT.into(), part: "cells 2".into(), repeatable: true, not_repeatable: None };
+    let reason = old.repeat_refusal().expect("refused");
+    assert!(reason.contains("notebook cell 2") && reason.contains("without --cell"), "{reason}");
+    let unknown = Header { part: "tuesday".into(), ..old };
+    assert!(unknown.repeat_refusal().is_some());
+}
+
+#[test]
+fn setuid_and_setgid_bits_are_never_restored() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("run");
+    let manifest = fixture(&dir);
+    std::fs::set_permissions(dir.join("bin/tool"), std::fs::Permissions::from_mode(0o6755)).expect("setuid");
+    std::fs::set_permissions(dir.join("data"), std::fs::Permissions::from_mode(0o2755)).expect("setgid dir");
+    let bundle = scratch.path().join("run.bundle");
+    pack(&manifest, &Part::Run, false, &bundle, false).expect("packed");
+    let root = scratch.path().join("repeat/root");
+    std::fs::create_dir_all(root.parent().expect("parent")).expect("repeat dir");
+    let unpacked = unpack(&bundle, &root).expect("unpacked");
+    let tool = format!("{}/bin/tool", dir.display());
+    assert_eq!(unpacked.setid_stripped, std::slice::from_ref(&tool), "reported once, files only");
+    let mode = |path: &str| std::fs::metadata(root.join(path.trim_start_matches('/'))).expect("made").mode() & 0o7777;
+    assert_eq!(mode(&tool), 0o755, "the bits stripped, the rest kept");
+    assert_eq!(mode(&format!("{}/data", dir.display())), 0o755);
 }

@@ -27,18 +27,58 @@ pub struct Unpacked {
     pub header: Header,
     pub manifest: Manifest,
     pub index: Index,
+    /// Files the bundle gave a setuid or setgid bit: made without it (a
+    /// bundle may come from anyone, and as root without sudo the owners are
+    /// restored: an unpacked root must not hold a program that runs with
+    /// root's rights for whoever starts it).
+    pub setid_stripped: Vec<String>,
+}
+
+/// The set-user-ID and set-group-ID bits, never restored from a bundle.
+const SETID_BITS: u32 = 0o6000;
+
+/// `bundle.json` alone (the tar's first member): what part of a run the
+/// bundle holds, read before anything is unpacked.
+pub fn read_header(bundle: &Path) -> Result<Header, BundleError> {
+    let corrupt = |reason: String| BundleError::Corrupt(bundle.to_path_buf(), reason);
+    let file = File::open(bundle).map_err(|err| corrupt(err.to_string()))?;
+    let decoder = zstd::Decoder::new(file).map_err(|err| corrupt(err.to_string()))?;
+    let mut archive = tar::Archive::new(decoder);
+    let mut entries = archive.entries().map_err(|err| corrupt(err.to_string()))?;
+    let mut first =
+        entries.next().ok_or_else(|| corrupt("it is empty".into()))?.map_err(|err| corrupt(err.to_string()))?;
+    let name = first.path().map_err(|err| corrupt(err.to_string()))?.to_string_lossy().into_owned();
+    if name != "bundle.json" {
+        return Err(corrupt(format!("it starts with {name:?}, not bundle.json")));
+    }
+    let header = json::<Header>(&mut first).map_err(corrupt)?;
+    if header.format != FORMAT {
+        return Err(corrupt(format!("format {:?}, this reprotrace reads {FORMAT:?}", header.format)));
+    }
+    Ok(header)
 }
 
 /// Unpacks `bundle` into `root` (made here; it must not exist), its contents
-/// staged in `root`'s parent meanwhile.
+/// staged in `root`'s parent meanwhile; the staging directory is removed
+/// whether or not unpacking succeeds.
 pub fn unpack(bundle: &Path, root: &Path) -> Result<Unpacked, BundleError> {
-    let corrupt = |reason: String| BundleError::Corrupt(bundle.to_path_buf(), reason);
     let staging = root.with_extension("objects");
-    let unpack_error = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| BundleError::Unpack { path: path.clone(), source }
-    };
     std::fs::create_dir_all(&staging).map_err(unpack_error(&staging))?;
+    let unpacked = unpack_staged(bundle, root, &staging);
+    let removed = std::fs::remove_dir_all(&staging).map_err(unpack_error(&staging));
+    // The unpacking's own error first: it says what is wrong with the bundle.
+    let unpacked = unpacked?;
+    removed?;
+    Ok(unpacked)
+}
+
+fn unpack_error(path: &Path) -> impl Fn(std::io::Error) -> BundleError {
+    let path = path.display().to_string();
+    move |source| BundleError::Unpack { path: path.clone(), source }
+}
+
+fn unpack_staged(bundle: &Path, root: &Path, staging: &Path) -> Result<Unpacked, BundleError> {
+    let corrupt = |reason: String| BundleError::Corrupt(bundle.to_path_buf(), reason);
     let file = File::open(bundle).map_err(|err| corrupt(err.to_string()))?;
     let decoder = zstd::Decoder::new(file).map_err(|err| corrupt(err.to_string()))?;
     let mut archive = tar::Archive::new(decoder);
@@ -78,7 +118,13 @@ pub fn unpack(bundle: &Path, root: &Path) -> Result<Unpacked, BundleError> {
     std::fs::create_dir(root).map_err(unpack_error(root))?;
     let root_fd = openat(CWD, root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|err| unpack_error(root)(err.into()))?;
+    let mut setid_stripped = Vec::new();
     for entry in &index.entries {
+        // Directories lose the bits too, unreported: on a directory they only
+        // choose new files' group, and Debian's own have them (/usr/local/…).
+        if entry.mode & SETID_BITS != 0 && matches!(entry.kind, Kind::File { .. }) {
+            setid_stripped.push(entry.path.clone());
+        }
         materialize(&root_fd, entry, &objects, bundle)?;
     }
     // Directories' times last: making their entries changed them.
@@ -86,8 +132,7 @@ pub fn unpack(bundle: &Path, root: &Path) -> Result<Unpacked, BundleError> {
         let (parent, name) = parent_and_name(&root_fd, entry)?;
         let _ = utimensat(&parent, OsStr::from_bytes(&name), &times(entry.mtime_ns), AtFlags::SYMLINK_NOFOLLOW);
     }
-    std::fs::remove_dir_all(&staging).map_err(unpack_error(&staging))?;
-    Ok(Unpacked { header, manifest, index })
+    Ok(Unpacked { header, manifest, index, setid_stripped })
 }
 
 fn json<T: serde::de::DeserializeOwned>(reader: &mut impl Read) -> Result<T, String> {
@@ -147,7 +192,8 @@ fn materialize(
     let (parent, name) = parent_and_name(root, entry)?;
     let name = OsStr::from_bytes(&name);
     let fail = |source: std::io::Error| BundleError::Unpack { path: entry.path.clone(), source };
-    let mode = Mode::from_raw_mode(entry.mode);
+    // Permission bits and the sticky bit only: never setuid or setgid.
+    let mode = Mode::from_raw_mode(entry.mode & 0o7777 & !SETID_BITS);
     let owner = (Some(Uid::from_raw(entry.uid)), Some(Gid::from_raw(entry.gid)));
     match &entry.kind {
         Kind::Dir => {
