@@ -22,6 +22,9 @@
 //! and the argv it copied onto the new stack, both resident; a failed one by
 //! its handler, with its path (a failed exec leaves the registers alone).
 //!
+//! `dedup` drops repeated facts before they are sent; `io_uring` reports the
+//! requests of io_uring rings.
+//!
 //! Built for the host target as LLVM bitcode and linked for BPF by bpf-linker, so
 //! nothing here may panic: indexes are masked and helpers are called raw.
 #![no_std]
@@ -56,6 +59,11 @@ use tracer_common::{
     FLAG_STR1_TRUNCATED, HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX, SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS,
     SILENT_FD_LIMIT, SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS, TS_COMPAT,
 };
+
+mod dedup;
+mod io_uring;
+
+use dedup::{close_is_silent, emit_path_fact, new_epoch, new_process, not_silent, process_dedup, PROCESS_DEDUP};
 
 const MAX_TASKS: u32 = 65536;
 
@@ -140,145 +148,6 @@ static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(
 #[map]
 static EXEC_SCRATCH: Array<[u8; EXEC_SCRATCH_SIZE]> = Array::with_max_entries(1, 0);
 
-/// The checks of facts about absolute paths sent already (see tracer-common's
-/// `SEEN_FACT_SETS`): a Python start-up stats and opens the same few hundred
-/// paths again and again, a storm of reads opens the same files, and the
-/// first time is the fact. Memory-mappable only to start its values at a
-/// page, so that no set straddles two cache lines (the lookup is the
-/// handlers' likeliest cache miss).
-#[map]
-static SEEN_FACTS: Array<SeenFactSet> = Array::with_max_entries(SEEN_FACT_SETS, BPF_F_MMAPABLE);
-
-/// io_uring requests of traced tasks awaiting completion: request → audit id.
-#[map]
-static IO_URING_REQUESTS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_TASKS, 0);
-
-/// Set by the loader from the kernel's BTF (`known` 0: io_uring requests are
-/// not reported).
-#[no_mangle]
-static IO_URING_OFFSETS: IoUringOffsets = IoUringOffsets {
-    known: 0,
-    command: 0,
-    open_dfd: 0,
-    open_file_slot: 0,
-    open_filename: 0,
-    open_flags: 0,
-    open_mode: 0,
-    close_fd: 0,
-    close_file_slot: 0,
-    statx_dfd: 0,
-    statx_flags: 0,
-    statx_filename: 0,
-    rename_old_dfd: 0,
-    rename_new_dfd: 0,
-    rename_oldpath: 0,
-    rename_newpath: 0,
-    rename_flags: 0,
-    unlink_dfd: 0,
-    unlink_flags: 0,
-    unlink_filename: 0,
-    mkdir_dfd: 0,
-    mkdir_mode: 0,
-    mkdir_filename: 0,
-    link_old_dfd: 0,
-    link_new_dfd: 0,
-    link_oldpath: 0,
-    link_newpath: 0,
-    link_flags: 0,
-    filename_name: 0,
-};
-
-/// Each traced process's epoch and silent descriptors (allocated as
-/// processes come: a kilobyte each, for as many as are traced).
-#[map]
-static PROCESS_DEDUP: HashMap<u32, ProcessDedup> = HashMap::with_max_entries(MAX_TASKS, BPF_F_NO_PREALLOC);
-
-/// Where a new process's `ProcessDedup` is made (per CPU, as it is too large
-/// for the BPF stack): only its epoch is ever written, so its descriptors
-/// stay zero, and the entry goes into `PROCESS_DEDUP` whole, never seen
-/// without its epoch.
-#[map]
-static NEW_PROCESS_DEDUP: PerCpuArray<ProcessDedup> = PerCpuArray::with_max_entries(1, 0);
-
-/// Starts process `tgid` afresh (a new process): no fact of its parent's is
-/// taken as its own, no descriptor is silent.
-#[inline(always)]
-fn new_process(tgid: u32) {
-    let Some(fresh) = NEW_PROCESS_DEDUP.get_ptr_mut(0) else { return };
-    // SAFETY: this CPU's entry; a BPF program is not preempted on its CPU.
-    let fresh = unsafe {
-        (*fresh).epoch = bpf_ktime_get_ns();
-        &*fresh
-    };
-    let _ = PROCESS_DEDUP.insert(tgid, fresh, 0);
-}
-
-/// Starts a new epoch for process `tgid`: its lookups are reported anew (its
-/// descriptors stay as they are).
-#[inline(always)]
-fn new_epoch(tgid: u32) {
-    match PROCESS_DEDUP.get_ptr_mut(tgid) {
-        // SAFETY: an aligned u64 in the map value; a plain store of it is
-        // atomic, and a racing reader sees the old epoch or the new.
-        Some(dedup) => unsafe { core::ptr::addr_of_mut!((*dedup).epoch).write_volatile(bpf_ktime_get_ns()) },
-        None => new_process(tgid),
-    }
-}
-
-/// Process `tgid`'s entry, made now if it has none (a process that was
-/// running when the audit attached to it).
-#[inline(always)]
-fn process_dedup(tgid: u32) -> Option<*mut ProcessDedup> {
-    PROCESS_DEDUP.get_ptr_mut(tgid).or_else(|| {
-        new_process(tgid);
-        PROCESS_DEDUP.get_ptr_mut(tgid)
-    })
-}
-
-/// The byte of `dedup`'s silent descriptors that is `fd`'s; `None` for a
-/// descriptor past them.
-#[inline(always)]
-fn silent_fd(dedup: *mut ProcessDedup, fd: u32) -> Option<*mut u8> {
-    if fd >= SILENT_FD_LIMIT {
-        return None;
-    }
-    // SAFETY: the index is inside the array.
-    Some(unsafe { core::ptr::addr_of_mut!((*dedup).silent_fds[fd as usize]) })
-}
-
-/// Marks descriptor `fd` silent (its open was not sent), or not (its close
-/// must be sent).
-#[inline(always)]
-fn set_silent(dedup: *mut ProcessDedup, fd: u32, silent: bool) {
-    if let Some(byte) = silent_fd(dedup, fd) {
-        // SAFETY: a byte of a map value; a plain store of it is atomic.
-        unsafe { byte.write_volatile(u8::from(silent)) };
-    }
-}
-
-/// Whether the close of `fd` by process `tgid` closes a descriptor whose open
-/// was not sent (it is not sent either, and the descriptor is forgotten).
-#[inline(always)]
-fn close_is_silent(tgid: u32, fd: u32) -> bool {
-    let Some(dedup) = PROCESS_DEDUP.get_ptr_mut(tgid) else { return false };
-    let Some(byte) = silent_fd(dedup, fd) else { return false };
-    // SAFETY: as in `set_silent`.
-    let silent = unsafe { byte.read_volatile() } != 0;
-    if silent {
-        set_silent(dedup, fd, false);
-    }
-    silent
-}
-
-/// Descriptor `fd` of process `tgid` is new, from a call that is sent: its
-/// close must be sent too.
-#[inline(always)]
-fn not_silent(tgid: u32, fd: u32) {
-    if let Some(dedup) = PROCESS_DEDUP.get_ptr_mut(tgid) {
-        set_silent(dedup, fd, false);
-    }
-}
-
 /// Set by the loader from the kernel's BTF; 0 leaves exit statuses unknown.
 #[no_mangle]
 static TASK_EXIT_CODE_OFFSET: u64 = 0;
@@ -318,9 +187,6 @@ const EXEC_FILENAME_OFFSET: usize = 8;
 const EXEC_PID_OFFSET: usize = 12;
 const EXEC_OLD_PID_OFFSET: usize = 16;
 const EXIT_GROUP_DEAD_OFFSET: usize = 32;
-const IO_URING_REQ_OFFSET: usize = 16;
-const IO_URING_SUBMIT_OPCODE_OFFSET: usize = 32;
-const IO_URING_COMPLETE_RES_OFFSET: usize = 32;
 
 /// The current task's thread-group id (high half) and task id (low half).
 #[inline(always)]
@@ -664,41 +530,6 @@ fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
     output(event);
 }
 
-/// Facts about absolute paths up to this long are deduplicated (longer ones
-/// are always sent).
-const DEDUP_BYTES: usize = 512;
-
-/// Paths up to this long, most of them, are read once; a longer one is read
-/// again into a buffer cleared up to [`DEDUP_BYTES`].
-const SHORT_PATH_BYTES: usize = 128;
-
-/// Zeroes the first `WORDS` words at `words`.
-#[inline(always)]
-fn clear_words<const WORDS: usize>(words: *mut u64) {
-    for word in 0..WORDS {
-        // SAFETY: callers pass a scratch buffer with room for them, at an
-        // 8-byte boundary. (Volatile: LLVM would make the loop a memset,
-        // which the BPF backend expands through the stack.)
-        unsafe { words.add(word).write_volatile(0) };
-    }
-}
-
-/// A hash of the first `WORDS` words at `words`, which hold a path and
-/// zeros after it (whatever the path's length, so that the verifier walks a
-/// straight line: masking the words past its end by arithmetic on the length
-/// took it 40–70 ms a program).
-#[inline(always)]
-fn hash_words<const WORDS: usize>(words: *const u64) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for word in 0..WORDS {
-        // SAFETY: inside the scratch buffer, at an 8-byte boundary.
-        let value = unsafe { words.add(word).read() };
-        hash = (hash ^ value).wrapping_mul(0x0100_0000_01b3);
-        hash ^= hash >> 29;
-    }
-    hash
-}
-
 /// What every syscall's exit handler does for a followed task: normalises the
 /// call into the fact it states (the shared table of tracer-common) and emits
 /// it if the syscall succeeded (or, for a failed exec and the markers, failed).
@@ -765,139 +596,6 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
             emit_with_paths(head, str_ptr)
         }
     }
-}
-
-/// The open flags under which an open of a regular file states nothing more
-/// than the first one did (read only, not creating, truncating or opening a
-/// directory, a path or a temporary file).
-const SILENCEABLE_OPEN_FLAGS_MASK: u64 = O_ACCMODE | O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | O_TMPFILE_ONLY;
-
-/// Whether descriptor `fd` of the current task is a regular file without
-/// execute bits: one whose descriptor resolves no path (a directory's does)
-/// and is run through no `/dev/fd` (an executable's may be).
-#[inline(always)]
-fn is_plain_file(fd: u32) -> bool {
-    // Helper reads, not typed loads through `CurrentTask`: each typed load
-    // costs the verifier a search of the kernel's BTF, and it walks these
-    // once per path through the open's handler (15–25 ms a program, for
-    // some 40 ns an open).
-    // SAFETY: a helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    let files = read_kernel_u64(task + loader_global(&FILE_OFFSETS.task_files));
-    let fdt = read_kernel_u64(files + loader_global(&FILE_OFFSETS.files_fdt));
-    let fds = read_kernel_u64(fdt + loader_global(&FILE_OFFSETS.fdtable_fd));
-    let file = read_kernel_u64(fds + 8 * u64::from(fd));
-    let inode = read_kernel_u64(file + loader_global(&FILE_OFFSETS.file_inode));
-    if files == 0 || fdt == 0 || fds == 0 || file == 0 || inode == 0 {
-        return false;
-    }
-    let mode = read_kernel_u32(inode + loader_global(&FILE_OFFSETS.inode_mode)) as u32 & 0xffff;
-    mode & S_IFMT == S_IFREG && mode & S_EXECUTE_BITS == 0
-}
-
-/// Whether `fact` was sent already; remembers it if not, as its set's
-/// newest (the oldest is forgotten). Ways, not one slot a set: facts that
-/// share a set do not evict each other (a one-way cache sent 2.6 times the
-/// churn's events, every colliding pair again on each pass), and a path's
-/// lookups and opens share one.
-#[inline(always)]
-fn seen_before(fact: &FactKey) -> bool {
-    let check = fact.check();
-    let Some(set) = SEEN_FACTS.get_ptr_mut(fact.set()) else { return false };
-    let ways = set.cast::<u64>();
-    for way in 0..SEEN_FACT_WAYS {
-        // SAFETY: a word of the set, aligned; other CPUs may write it at the
-        // same time (each store is of a whole word).
-        if unsafe { ways.add(way).read_volatile() } == check {
-            return true;
-        }
-    }
-    for way in (1..SEEN_FACT_WAYS).rev() {
-        // SAFETY: as above.
-        unsafe { ways.add(way).write_volatile(ways.add(way - 1).read_volatile()) };
-    }
-    // SAFETY: as above.
-    unsafe { ways.write_volatile(check) };
-    false
-}
-
-/// Emits a fact about one path: a lookup, or an open (`fd`: the descriptor
-/// it returned), unless this process image stated the same fact about the
-/// same absolute path before (for an open: a read-only one of a plain file,
-/// with the same flags; its descriptor is then silent, see `ProcessDedup`).
-#[inline(always)]
-fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
-    let Some(buf) = SCRATCH.get_ptr_mut(0) else { return };
-    let buf = buf.cast::<u8>();
-    // SAFETY: header + PATH_MAX fit in the scratch buffer.
-    let path = unsafe { buf.add(HEADER_SIZE) };
-    // The words after the path's end must not be an earlier event's: they
-    // are hashed with it.
-    clear_words::<{ SHORT_PATH_BYTES / 8 }>(path.cast());
-    let (mut len, mut cut) = read_user_path(path, path_ptr);
-    // An empty name looked nothing up (`AT_EMPTY_PATH`: a descriptor's stat,
-    // as glibc's fstat makes one), nor did one that cannot be read. (An
-    // open's is a fact whatever its path.)
-    if len <= 1 && fd.is_none() {
-        return;
-    }
-    // SAFETY: inside the scratch buffer.
-    let absolute = unsafe { *path } == b'/';
-    // The fact's kind and flags as the dedup key holds them; 0 for a fact
-    // always sent. (Not an `Option`: LLVM leaves a `None`'s payload undefined,
-    // then spills whatever register it was in, and the verifier refuses a
-    // program that reads a register a helper call clobbered.)
-    let detail = match fd {
-        None => (EventKind::Metadata as u32) << 24,
-        Some(fd) if fd < SILENT_FD_LIMIT && head.args[1] & SILENCEABLE_OPEN_FLAGS_MASK == 0 && is_plain_file(fd) => {
-            (EventKind::Open as u32) << 24 | (head.args[1] & 0x00ff_ffff) as u32
-        }
-        Some(_) => 0,
-    };
-    let dedup = match detail != 0 && absolute && len <= DEDUP_BYTES {
-        true => process_dedup(head.tgid),
-        false => None,
-    };
-    if let Some(dedup) = dedup {
-        let path_hash = if len <= SHORT_PATH_BYTES {
-            hash_words::<{ SHORT_PATH_BYTES / 8 }>(path.cast())
-        } else {
-            clear_words::<{ DEDUP_BYTES / 8 }>(path.cast());
-            (len, cut) = read_user_path(path, path_ptr);
-            hash_words::<{ DEDUP_BYTES / 8 }>(path.cast())
-        };
-        // (A path another thread made longer, or relative, since the first
-        // read is sent: only DEDUP_BYTES of it were hashed, or it depends on
-        // the directory.)
-        // SAFETY: inside the scratch buffer.
-        if len <= DEDUP_BYTES && unsafe { *path } == b'/' {
-            let fact = FactKey {
-                audit_id: head.audit_id,
-                tgid: head.tgid,
-                // SAFETY: an aligned u64 of the map value (see `new_epoch`).
-                epoch: unsafe { core::ptr::addr_of!((*dedup).epoch).read_volatile() },
-                path_len: len as u32,
-                detail,
-                path_hash,
-            };
-            if seen_before(&fact) {
-                if let Some(fd) = fd {
-                    set_silent(dedup, fd, true);
-                }
-                return;
-            }
-        }
-    }
-    if let Some(fd) = fd {
-        // The descriptor number may be one a silent open had: its close is
-        // this open's now.
-        not_silent(head.tgid, fd);
-    }
-    let len = len & (2 * PATH_MAX - 1);
-    head.str_len = [len as u32, 0];
-    head.flags = if cut { FLAG_STR0_TRUNCATED } else { 0 };
-    write_header(buf, head);
-    send(buf, HEADER_SIZE + len);
 }
 
 /// Reports the first 32-bit syscall of a followed task's process: its
@@ -1107,15 +805,6 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// The i32 at `address` in kernel memory, as a syscall argument (sign-extended).
-#[inline(always)]
-fn read_kernel_i32_arg(address: u64) -> u64 {
-    let mut value: i32 = 0;
-    // SAFETY: writes at most 4 bytes into `value`; a bad address fails.
-    unsafe { bpf_probe_read_kernel((&mut value as *mut i32).cast(), 4, address as *const c_void) };
-    value as i64 as u64
-}
-
 /// The u32 at `address` in kernel memory.
 #[inline(always)]
 fn read_kernel_u32(address: u64) -> u64 {
@@ -1123,155 +812,6 @@ fn read_kernel_u32(address: u64) -> u64 {
     // SAFETY: writes at most 4 bytes into `value`; a bad address fails.
     unsafe { bpf_probe_read_kernel((&mut value as *mut u32).cast(), 4, address as *const c_void) };
     u64::from(value)
-}
-
-/// Copies the path a kernel `struct filename *` holds to `dest` (at most
-/// `PATH_MAX` bytes); returns the bytes written including the NUL, and
-/// whether it may have been cut.
-#[inline(always)]
-fn read_kernel_filename(dest: *mut u8, filename: u64, name_offset: u64) -> (usize, bool) {
-    if filename == 0 {
-        return (0, false);
-    }
-    let name = read_kernel_u64(filename + name_offset);
-    // SAFETY: callers pass a `dest` with PATH_MAX bytes of scratch buffer
-    // behind it; the helper writes at most that, and fails on a bad pointer.
-    let n = unsafe { bpf_probe_read_kernel_str(dest.cast(), PATH_MAX as u32, name as *const c_void) };
-    if n <= 0 {
-        return (0, false);
-    }
-    let n = n as usize;
-    (n, n >= PATH_MAX)
-}
-
-/// An io_uring request of a traced task that names files: reported now with
-/// its operands (the kernel copied its paths when it prepared it), and held
-/// until its completion says whether it succeeded.
-#[tracepoint]
-pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
-    if returns_at_once() {
-        return 0;
-    }
-    // A ring set up with `IORING_SETUP_SQPOLL` has its requests submitted by
-    // a kernel thread of the task's process (`iou-sqp`), made without a
-    // fork the scheduler's tracepoint reports: its requests are the
-    // process leader's, whose files and directories it shares.
-    let pid_tgid = current_pid_tgid();
-    let (tid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
-    let (audit_id, requester) = match audit_of(tid) {
-        Some(audit_id) => (audit_id, tid),
-        None => match audit_of(tgid) {
-            Some(audit_id) => (audit_id, tgid),
-            None => return 0,
-        },
-    };
-    // SAFETY: a valid, aligned static the loader set.
-    let offsets = unsafe { core::ptr::read_volatile(&IO_URING_OFFSETS) };
-    if offsets.known == 0 {
-        return 0;
-    }
-    let request: u64 = read_ctx(&ctx, IO_URING_REQ_OFFSET);
-    let code: u8 = read_ctx(&ctx, IO_URING_SUBMIT_OPCODE_OFFSET);
-    let command = request + offsets.command;
-    let at = |offset: u64| command + offset;
-    let (kind, args, paths, direct) = match code {
-        opcode::OPENAT | opcode::OPENAT2 => (
-            EventKind::Open,
-            [
-                read_kernel_i32_arg(at(offsets.open_dfd)),
-                read_kernel_u64(at(offsets.open_flags)),
-                read_kernel_u64(at(offsets.open_mode)),
-            ],
-            [read_kernel_u64(at(offsets.open_filename)), 0],
-            read_kernel_u32(at(offsets.open_file_slot)) != 0,
-        ),
-        opcode::CLOSE => {
-            let fd = read_kernel_i32_arg(at(offsets.close_fd));
-            (EventKind::Close, [fd, fd, 0], [0, 0], read_kernel_u32(at(offsets.close_file_slot)) != 0)
-        }
-        opcode::STATX => (
-            EventKind::Metadata,
-            [read_kernel_i32_arg(at(offsets.statx_dfd)), read_kernel_u32(at(offsets.statx_flags)), 0],
-            [read_kernel_u64(at(offsets.statx_filename)), 0],
-            false,
-        ),
-        opcode::RENAMEAT => (
-            EventKind::Rename,
-            [
-                read_kernel_i32_arg(at(offsets.rename_old_dfd)),
-                read_kernel_i32_arg(at(offsets.rename_new_dfd)),
-                read_kernel_u32(at(offsets.rename_flags)),
-            ],
-            [read_kernel_u64(at(offsets.rename_oldpath)), read_kernel_u64(at(offsets.rename_newpath))],
-            false,
-        ),
-        opcode::UNLINKAT => (
-            EventKind::Remove,
-            [read_kernel_i32_arg(at(offsets.unlink_dfd)), read_kernel_u32(at(offsets.unlink_flags)), 0],
-            [read_kernel_u64(at(offsets.unlink_filename)), 0],
-            false,
-        ),
-        opcode::MKDIRAT => (
-            EventKind::Mkdir,
-            [read_kernel_i32_arg(at(offsets.mkdir_dfd)), read_kernel_u32(at(offsets.mkdir_mode)), 0],
-            [read_kernel_u64(at(offsets.mkdir_filename)), 0],
-            false,
-        ),
-        opcode::SYMLINKAT => (
-            EventKind::Symlink,
-            [0, read_kernel_i32_arg(at(offsets.link_new_dfd)), 0],
-            [read_kernel_u64(at(offsets.link_oldpath)), read_kernel_u64(at(offsets.link_newpath))],
-            false,
-        ),
-        opcode::LINKAT => (
-            EventKind::Link,
-            [
-                read_kernel_i32_arg(at(offsets.link_old_dfd)),
-                read_kernel_i32_arg(at(offsets.link_new_dfd)),
-                read_kernel_u32(at(offsets.link_flags)),
-            ],
-            [read_kernel_u64(at(offsets.link_oldpath)), read_kernel_u64(at(offsets.link_newpath))],
-            false,
-        ),
-        _ => return 0,
-    };
-    if IO_URING_REQUESTS.insert(request, audit_id, 0).is_err() {
-        return 0;
-    }
-    let Some(buf) = SCRATCH.get_ptr_mut(0) else { return 0 };
-    let buf = buf.cast::<u8>();
-    // SAFETY: header + 2 × 2·PATH_MAX (lengths are masked so) fit in the
-    // scratch buffer.
-    let (len0, cut0) = read_kernel_filename(unsafe { buf.add(HEADER_SIZE) }, paths[0], offsets.filename_name);
-    let len0 = len0 & (2 * PATH_MAX - 1);
-    // SAFETY: see above.
-    let (len1, cut1) = read_kernel_filename(unsafe { buf.add(HEADER_SIZE + len0) }, paths[1], offsets.filename_name);
-    let len1 = len1 & (2 * PATH_MAX - 1);
-    let mut head = header(kind, audit_id, request as i64, args);
-    head.tid = requester;
-    head.str_len = [len0 as u32, len1 as u32];
-    head.flags = FLAG_IO_URING_REQUEST
-        | if direct { FLAG_IO_URING_DIRECT } else { 0 }
-        | if cut0 { FLAG_STR0_TRUNCATED } else { 0 }
-        | if cut1 { FLAG_STR1_TRUNCATED } else { 0 };
-    write_header(buf, head);
-    send(buf, HEADER_SIZE + len0 + len1);
-    0
-}
-
-/// The outcome of a request [`io_uring_submit_req`] reported.
-#[tracepoint]
-pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
-    if returns_at_once() {
-        return 0;
-    }
-    let request: u64 = read_ctx(&ctx, IO_URING_REQ_OFFSET);
-    // SAFETY: the value is copied out at once.
-    let Some(audit_id) = (unsafe { IO_URING_REQUESTS.get(request) }).copied() else { return 0 };
-    let _ = IO_URING_REQUESTS.remove(request);
-    let result: i32 = read_ctx(&ctx, IO_URING_COMPLETE_RES_OFFSET);
-    emit_header(header(EventKind::IoUringCompletion, audit_id, i64::from(result), [request, 0, 0]));
-    0
 }
 
 #[panic_handler]

@@ -1,0 +1,274 @@
+//! Repeated facts, dropped in the kernel: a fact about an absolute path that
+//! a process image stated before in the same cell is not sent again (see
+//! tracer-common's `FactKey`), nor is an open that states nothing new, nor
+//! the close of its descriptor (see tracer-common's `ProcessDedup`).
+
+use super::*;
+
+/// The checks of facts about absolute paths sent already (see tracer-common's
+/// `SEEN_FACT_SETS`): a Python start-up stats and opens the same few hundred
+/// paths again and again, a storm of reads opens the same files, and the
+/// first time is the fact. Memory-mappable only to start its values at a
+/// page, so that no set straddles two cache lines (the lookup is the
+/// handlers' likeliest cache miss).
+#[map]
+static SEEN_FACTS: Array<SeenFactSet> = Array::with_max_entries(SEEN_FACT_SETS, BPF_F_MMAPABLE);
+
+/// Each traced process's epoch and silent descriptors (allocated as
+/// processes come: a kilobyte each, for as many as are traced).
+#[map]
+pub(crate) static PROCESS_DEDUP: HashMap<u32, ProcessDedup> = HashMap::with_max_entries(MAX_TASKS, BPF_F_NO_PREALLOC);
+
+/// Where a new process's `ProcessDedup` is made (per CPU, as it is too large
+/// for the BPF stack): only its epoch is ever written, so its descriptors
+/// stay zero, and the entry goes into `PROCESS_DEDUP` whole, never seen
+/// without its epoch.
+#[map]
+static NEW_PROCESS_DEDUP: PerCpuArray<ProcessDedup> = PerCpuArray::with_max_entries(1, 0);
+
+/// Starts process `tgid` afresh (a new process): no fact of its parent's is
+/// taken as its own, no descriptor is silent.
+#[inline(always)]
+pub(crate) fn new_process(tgid: u32) {
+    let Some(fresh) = NEW_PROCESS_DEDUP.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's entry; a BPF program is not preempted on its CPU.
+    let fresh = unsafe {
+        (*fresh).epoch = bpf_ktime_get_ns();
+        &*fresh
+    };
+    let _ = PROCESS_DEDUP.insert(tgid, fresh, 0);
+}
+
+/// Starts a new epoch for process `tgid`: its lookups are reported anew (its
+/// descriptors stay as they are).
+#[inline(always)]
+pub(crate) fn new_epoch(tgid: u32) {
+    match PROCESS_DEDUP.get_ptr_mut(tgid) {
+        // SAFETY: an aligned u64 in the map value; a plain store of it is
+        // atomic, and a racing reader sees the old epoch or the new.
+        Some(dedup) => unsafe { core::ptr::addr_of_mut!((*dedup).epoch).write_volatile(bpf_ktime_get_ns()) },
+        None => new_process(tgid),
+    }
+}
+
+/// Process `tgid`'s entry, made now if it has none (a process that was
+/// running when the audit attached to it).
+#[inline(always)]
+pub(crate) fn process_dedup(tgid: u32) -> Option<*mut ProcessDedup> {
+    PROCESS_DEDUP.get_ptr_mut(tgid).or_else(|| {
+        new_process(tgid);
+        PROCESS_DEDUP.get_ptr_mut(tgid)
+    })
+}
+
+/// The byte of `dedup`'s silent descriptors that is `fd`'s; `None` for a
+/// descriptor past them.
+#[inline(always)]
+fn silent_fd(dedup: *mut ProcessDedup, fd: u32) -> Option<*mut u8> {
+    if fd >= SILENT_FD_LIMIT {
+        return None;
+    }
+    // SAFETY: the index is inside the array.
+    Some(unsafe { core::ptr::addr_of_mut!((*dedup).silent_fds[fd as usize]) })
+}
+
+/// Marks descriptor `fd` silent (its open was not sent), or not (its close
+/// must be sent).
+#[inline(always)]
+fn set_silent(dedup: *mut ProcessDedup, fd: u32, silent: bool) {
+    if let Some(byte) = silent_fd(dedup, fd) {
+        // SAFETY: a byte of a map value; a plain store of it is atomic.
+        unsafe { byte.write_volatile(u8::from(silent)) };
+    }
+}
+
+/// Whether the close of `fd` by process `tgid` closes a descriptor whose open
+/// was not sent (it is not sent either, and the descriptor is forgotten).
+#[inline(always)]
+pub(crate) fn close_is_silent(tgid: u32, fd: u32) -> bool {
+    let Some(dedup) = PROCESS_DEDUP.get_ptr_mut(tgid) else { return false };
+    let Some(byte) = silent_fd(dedup, fd) else { return false };
+    // SAFETY: as in `set_silent`.
+    let silent = unsafe { byte.read_volatile() } != 0;
+    if silent {
+        set_silent(dedup, fd, false);
+    }
+    silent
+}
+
+/// Descriptor `fd` of process `tgid` is new, from a call that is sent: its
+/// close must be sent too.
+#[inline(always)]
+pub(crate) fn not_silent(tgid: u32, fd: u32) {
+    if let Some(dedup) = PROCESS_DEDUP.get_ptr_mut(tgid) {
+        set_silent(dedup, fd, false);
+    }
+}
+
+/// Facts about absolute paths up to this long are deduplicated (longer ones
+/// are always sent).
+const DEDUP_BYTES: usize = 512;
+
+/// Paths up to this long, most of them, are read once; a longer one is read
+/// again into a buffer cleared up to [`DEDUP_BYTES`].
+const SHORT_PATH_BYTES: usize = 128;
+
+/// Zeroes the first `WORDS` words at `words`.
+#[inline(always)]
+fn clear_words<const WORDS: usize>(words: *mut u64) {
+    for word in 0..WORDS {
+        // SAFETY: callers pass a scratch buffer with room for them, at an
+        // 8-byte boundary. (Volatile: LLVM would make the loop a memset,
+        // which the BPF backend expands through the stack.)
+        unsafe { words.add(word).write_volatile(0) };
+    }
+}
+
+/// A hash of the first `WORDS` words at `words`, which hold a path and
+/// zeros after it (whatever the path's length, so that the verifier walks a
+/// straight line: masking the words past its end by arithmetic on the length
+/// took it 40–70 ms a program).
+#[inline(always)]
+fn hash_words<const WORDS: usize>(words: *const u64) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for word in 0..WORDS {
+        // SAFETY: inside the scratch buffer, at an 8-byte boundary.
+        let value = unsafe { words.add(word).read() };
+        hash = (hash ^ value).wrapping_mul(0x0100_0000_01b3);
+        hash ^= hash >> 29;
+    }
+    hash
+}
+
+/// The open flags under which an open of a regular file states nothing more
+/// than the first one did (read only, not creating, truncating or opening a
+/// directory, a path or a temporary file).
+const SILENCEABLE_OPEN_FLAGS_MASK: u64 = O_ACCMODE | O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | O_TMPFILE_ONLY;
+
+/// Whether descriptor `fd` of the current task is a regular file without
+/// execute bits: one whose descriptor resolves no path (a directory's does)
+/// and is run through no `/dev/fd` (an executable's may be).
+#[inline(always)]
+fn is_plain_file(fd: u32) -> bool {
+    // Helper reads, not typed loads through `CurrentTask`: each typed load
+    // costs the verifier a search of the kernel's BTF, and it walks these
+    // once per path through the open's handler (15–25 ms a program, for
+    // some 40 ns an open).
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let files = read_kernel_u64(task + loader_global(&FILE_OFFSETS.task_files));
+    let fdt = read_kernel_u64(files + loader_global(&FILE_OFFSETS.files_fdt));
+    let fds = read_kernel_u64(fdt + loader_global(&FILE_OFFSETS.fdtable_fd));
+    let file = read_kernel_u64(fds + 8 * u64::from(fd));
+    let inode = read_kernel_u64(file + loader_global(&FILE_OFFSETS.file_inode));
+    if files == 0 || fdt == 0 || fds == 0 || file == 0 || inode == 0 {
+        return false;
+    }
+    let mode = read_kernel_u32(inode + loader_global(&FILE_OFFSETS.inode_mode)) as u32 & 0xffff;
+    mode & S_IFMT == S_IFREG && mode & S_EXECUTE_BITS == 0
+}
+
+/// Whether `fact` was sent already; remembers it if not, as its set's
+/// newest (the oldest is forgotten). Ways, not one slot a set: facts that
+/// share a set do not evict each other (a one-way cache sent 2.6 times the
+/// churn's events, every colliding pair again on each pass), and a path's
+/// lookups and opens share one.
+#[inline(always)]
+fn seen_before(fact: &FactKey) -> bool {
+    let check = fact.check();
+    let Some(set) = SEEN_FACTS.get_ptr_mut(fact.set()) else { return false };
+    let ways = set.cast::<u64>();
+    for way in 0..SEEN_FACT_WAYS {
+        // SAFETY: a word of the set, aligned; other CPUs may write it at the
+        // same time (each store is of a whole word).
+        if unsafe { ways.add(way).read_volatile() } == check {
+            return true;
+        }
+    }
+    for way in (1..SEEN_FACT_WAYS).rev() {
+        // SAFETY: as above.
+        unsafe { ways.add(way).write_volatile(ways.add(way - 1).read_volatile()) };
+    }
+    // SAFETY: as above.
+    unsafe { ways.write_volatile(check) };
+    false
+}
+
+/// Emits a fact about one path: a lookup, or an open (`fd`: the descriptor
+/// it returned), unless this process image stated the same fact about the
+/// same absolute path before (for an open: a read-only one of a plain file,
+/// with the same flags; its descriptor is then silent, see `ProcessDedup`).
+#[inline(always)]
+pub(crate) fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
+    let Some(buf) = SCRATCH.get_ptr_mut(0) else { return };
+    let buf = buf.cast::<u8>();
+    // SAFETY: header + PATH_MAX fit in the scratch buffer.
+    let path = unsafe { buf.add(HEADER_SIZE) };
+    // The words after the path's end must not be an earlier event's: they
+    // are hashed with it.
+    clear_words::<{ SHORT_PATH_BYTES / 8 }>(path.cast());
+    let (mut len, mut cut) = read_user_path(path, path_ptr);
+    // An empty name looked nothing up (`AT_EMPTY_PATH`: a descriptor's stat,
+    // as glibc's fstat makes one), nor did one that cannot be read. (An
+    // open's is a fact whatever its path.)
+    if len <= 1 && fd.is_none() {
+        return;
+    }
+    // SAFETY: inside the scratch buffer.
+    let absolute = unsafe { *path } == b'/';
+    // The fact's kind and flags as the dedup key holds them; 0 for a fact
+    // always sent. (Not an `Option`: LLVM leaves a `None`'s payload undefined,
+    // then spills whatever register it was in, and the verifier refuses a
+    // program that reads a register a helper call clobbered.)
+    let detail = match fd {
+        None => (EventKind::Metadata as u32) << 24,
+        Some(fd) if fd < SILENT_FD_LIMIT && head.args[1] & SILENCEABLE_OPEN_FLAGS_MASK == 0 && is_plain_file(fd) => {
+            (EventKind::Open as u32) << 24 | (head.args[1] & 0x00ff_ffff) as u32
+        }
+        Some(_) => 0,
+    };
+    let dedup = match detail != 0 && absolute && len <= DEDUP_BYTES {
+        true => process_dedup(head.tgid),
+        false => None,
+    };
+    if let Some(dedup) = dedup {
+        let path_hash = if len <= SHORT_PATH_BYTES {
+            hash_words::<{ SHORT_PATH_BYTES / 8 }>(path.cast())
+        } else {
+            clear_words::<{ DEDUP_BYTES / 8 }>(path.cast());
+            (len, cut) = read_user_path(path, path_ptr);
+            hash_words::<{ DEDUP_BYTES / 8 }>(path.cast())
+        };
+        // (A path another thread made longer, or relative, since the first
+        // read is sent: only DEDUP_BYTES of it were hashed, or it depends on
+        // the directory.)
+        // SAFETY: inside the scratch buffer.
+        if len <= DEDUP_BYTES && unsafe { *path } == b'/' {
+            let fact = FactKey {
+                audit_id: head.audit_id,
+                tgid: head.tgid,
+                // SAFETY: an aligned u64 of the map value (see `new_epoch`).
+                epoch: unsafe { core::ptr::addr_of!((*dedup).epoch).read_volatile() },
+                path_len: len as u32,
+                detail,
+                path_hash,
+            };
+            if seen_before(&fact) {
+                if let Some(fd) = fd {
+                    set_silent(dedup, fd, true);
+                }
+                return;
+            }
+        }
+    }
+    if let Some(fd) = fd {
+        // The descriptor number may be one a silent open had: its close is
+        // this open's now.
+        not_silent(head.tgid, fd);
+    }
+    let len = len & (2 * PATH_MAX - 1);
+    head.str_len = [len as u32, 0];
+    head.flags = if cut { FLAG_STR0_TRUNCATED } else { 0 };
+    write_header(buf, head);
+    send(buf, HEADER_SIZE + len);
+}
