@@ -382,6 +382,7 @@ fn bundles_of_a_part_hold_only_their_part() {
     assert!(reprotrace(&["merge", "-o", "merged.json", "nb.json", "worker.json"], work).status.success());
     let merged: Value =
         serde_json::from_slice(&std::fs::read(work.join("merged.json")).expect("merged")).expect("JSON");
+    reprotrace_tests::assert_valid(&merged);
     let host = merged["hosts"][0]["host"].as_str().expect("a host").to_string();
     assert!(reprotrace(&["pack", "-q", "merged.json", "--host", &host, "-o", "host.bundle"], work).status.success());
     let held = indexed_paths(&bundle_index(&work.join("host.bundle")).1);
