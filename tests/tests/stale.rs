@@ -156,3 +156,68 @@ fn files_over_the_hash_limit_are_compared_by_size_and_time_and_their_deletion_is
         ]
     );
 }
+
+/// A notebook run merged with its Dask workers' audits, as `run --dask`
+/// writes it: the manager's cells, a host with one worker, and the tasks
+/// cell [2] submitted, which read `station` (cell [1] only made the client).
+fn merged_dask_manifest(station: &Path) -> Value {
+    let mut manifest = notebook_manifest(vec![
+        cell(0, vec![], &["client"], &[]),
+        cell(1, vec![], &["futures"], &["client"]),
+        cell(2, vec![], &["trend"], &["futures"]),
+    ]);
+    let task = |key: &str| {
+        json!({"key": key, "host": "worker-a", "worker": "tcp://10.0.0.2:40001", "pid": 5000, "thread": 5001,
+               "started_at": "2026-03-01T09:00:01.200Z", "finished_at": "2026-03-01T09:00:01.300Z", "cell": 2,
+               "processes": [], "software": {"python": []},
+               "data": {"inputs": [entry(station, true)], "outputs": []}})
+    };
+    manifest["tasks"] = json!([task("('fit-station', 0)"), task("('fit-station', 1)")]);
+    manifest["hosts"] = json!([{
+        "host": "worker-a",
+        "workers": [{"address": "tcp://10.0.0.2:40001", "name": "a-0", "pids": [5000]}],
+        "stats": {"events": 10, "lost_events": 0, "untracked_children": 0, "malformed_events": 0,
+                  "unresolved_paths": 0, "complete": true, "duration_ms": 1000},
+        "processes": [{"pid": 5000, "ppid": 1, "exe": "/usr/bin/python3", "argv": ["dask", "worker"], "cwd": "/",
+                       "exit_code": null, "signal": null, "failed_execs": [], "pre_existing": true}],
+        "files": [{"path": station.display().to_string(), "access": "read", "deleted": false, "pids": [5000]}],
+        "software": {"python": [], "interpreters": [], "system_packages": [], "executables": [], "shared_libraries": []},
+        "data": {"inputs": [entry(station, true)], "outputs": []},
+    }]);
+    manifest
+}
+
+#[test]
+fn a_changed_input_of_a_dask_task_makes_the_cell_that_submitted_it_stale() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path();
+    let station = work.join("station-000.csv");
+    std::fs::write(&station, "year,temperature\n2001,10.5\n2002,10.7\n").expect("station");
+    let manifest = write_manifest(work, &merged_dask_manifest(&station));
+
+    let fresh = reprotrace(&["stale", &manifest], work);
+    let text = String::from_utf8_lossy(&fresh.stdout);
+    assert_eq!(fresh.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&fresh.stderr));
+    assert!(text.contains("no cell is stale (3 cells)"), "{text}");
+
+    // The station's data is corrected after the run: the cell that submitted
+    // the tasks reading it is stale, once, and the cell using its result.
+    std::fs::write(&station, "year,temperature\n2001,10.5\n2002,10.9\n").expect("station");
+    let (code, stale, _) = stale_json(&[&manifest], work);
+    assert_eq!(code, Some(1));
+    let station_path = station.display().to_string();
+    assert_eq!(
+        stale,
+        [
+            (
+                2,
+                vec![format!(
+                    "its Dask task ('fit-station', 0) on worker-a read {station_path}, which changed since the run"
+                )]
+            ),
+            (3, vec!["it uses futures, which stale cell [2] (c2) defines".to_string()]),
+        ]
+    );
+    let text = String::from_utf8_lossy(&reprotrace(&["stale", &manifest], work).stdout).into_owned();
+    assert!(text.contains("cell [2] (c2) is stale: its Dask task ('fit-station', 0) on worker-a read"), "{text}");
+}

@@ -188,6 +188,7 @@ impl Pipeline {
                         size: Some(state.size),
                         mtime: state.mtime.map(|mtime| humantime::format_rfc3339_seconds(mtime).to_string()),
                         over_hash_limit: state.over_hash_limit,
+                        task: None,
                     };
                     match used.written {
                         true => view.outputs.push(entry),

@@ -7,6 +7,8 @@
 //! that cell wrote, or a name that cell defined (the latest earlier writer or
 //! definer). A file the run's own later cells changed is not staleness: a
 //! re-run from the top would read it as they left it, which is said apart.
+//! The Dask tasks a cell submitted (`tasks[].cell`, in a run merged with its
+//! workers' audits) compute for it: what they read and wrote is the cell's.
 //!
 //! Files are compared by hash when both the run and `stale` could hash them.
 //! A file one of them did not hash (over the hash limit, unreadable) is
@@ -20,7 +22,7 @@ use serde::Serialize;
 
 use crate::{
     classify,
-    manifest::{self, Cell, DataEntry, Manifest},
+    manifest::{self, Cell, DataEntry, Manifest, Task},
     notebook::Notebook,
     units,
 };
@@ -64,6 +66,9 @@ pub struct FileSeen {
     pub mtime: Option<String>,
     /// The audit did not hash it: larger than its hash limit.
     pub over_hash_limit: bool,
+    /// Used by a Dask task the cell submitted, not by the cell's kernel:
+    /// which ("Dask task KEY on HOST").
+    pub task: Option<String>,
 }
 
 impl FileSeen {
@@ -74,7 +79,21 @@ impl FileSeen {
             size: entry.size,
             mtime: entry.mtime.clone(),
             over_hash_limit: entry.over_hash_limit,
+            task: None,
         }
+    }
+
+    /// Who read it, for a reason: "it" (the cell), or the cell's task.
+    fn reader(&self) -> String {
+        match &self.task {
+            Some(task) => format!("its {task}"),
+            None => "it".to_string(),
+        }
+    }
+
+    /// The same file, described the same way.
+    fn same_description(&self, other: &FileSeen) -> bool {
+        (&self.path, &self.sha256, self.size, &self.mtime) == (&other.path, &other.sha256, other.size, &other.mtime)
     }
 }
 
@@ -187,6 +206,25 @@ pub struct CellView {
 }
 
 impl CellView {
+    /// The cell, and what the Dask tasks it submitted read and wrote: a task
+    /// computes for the cell that submitted it (as the report's graph draws).
+    /// A file several of them read alike is listed once, by its first reader.
+    pub fn with_tasks<'a>(cell: &Cell, tasks: impl Iterator<Item = &'a Task>) -> CellView {
+        let mut view = CellView::of(cell);
+        for task in tasks {
+            let label = format!("Dask task {} on {}", task.key, task.host);
+            for (files, entries) in [(&mut view.inputs, &task.data.inputs), (&mut view.outputs, &task.data.outputs)] {
+                for entry in entries {
+                    let seen = FileSeen { task: Some(label.clone()), ..FileSeen::of(entry) };
+                    if !files.iter().any(|known| known.same_description(&seen)) {
+                        files.push(seen);
+                    }
+                }
+            }
+        }
+        view
+    }
+
     pub fn of(cell: &Cell) -> CellView {
         let files = |entries: &[DataEntry]| entries.iter().map(FileSeen::of).collect();
         let names = cell.names.as_ref();
@@ -211,7 +249,15 @@ pub fn stale_cells(
     hash_limit: Option<u64>,
     current: &dyn Fn(&str) -> FileNow,
 ) -> StaleReport {
-    let cells: Vec<CellView> = manifest.cells.iter().map(CellView::of).collect();
+    let cells: Vec<CellView> = manifest
+        .cells
+        .iter()
+        .enumerate()
+        .map(|(index, cell)| {
+            let submitted = manifest.tasks.iter().filter(|task| task.submitting_cell(&manifest.cells) == Some(index));
+            CellView::with_tasks(cell, submitted)
+        })
+        .collect();
     let sources = notebook.map(|notebook| changed_sources(&cells, notebook));
     judge(&cells, sources.as_deref(), hash_limit, current)
 }
@@ -294,13 +340,14 @@ pub fn judge(
                 );
                 continue;
             }
+            let reader = seen.reader();
             reasons.push(match comparison {
-                Comparison::Gone => format!("it read {path}, which is gone"),
-                Comparison::Modified(how) => format!("it read {path}, which was modified since the run ({how})"),
+                Comparison::Gone => format!("{reader} read {path}, which is gone"),
+                Comparison::Modified(how) => format!("{reader} read {path}, which was modified since the run ({how})"),
                 Comparison::Changed(how) if !how.is_empty() => {
-                    format!("it read {path}, which changed since the run ({how})")
+                    format!("{reader} read {path}, which changed since the run ({how})")
                 }
-                _ => format!("it read {path}, which changed since the run"),
+                _ => format!("{reader} read {path}, which changed since the run"),
             });
         }
         for seen in &cell.inputs {
@@ -311,7 +358,7 @@ pub fn judge(
                 .rev()
                 .find(|(_, earlier)| earlier.outputs.iter().any(|written| written.path == *path));
             if let Some((_, earlier)) = writer.filter(|(writer, _)| stale[*writer]) {
-                reasons.push(format!("it read {path}, which stale cell {} wrote", label(earlier)));
+                reasons.push(format!("{} read {path}, which stale cell {} wrote", seen.reader(), label(earlier)));
             }
         }
         for name in &cell.uses {
@@ -321,6 +368,9 @@ pub fn judge(
             }
         }
         if !reasons.is_empty() {
+            // The cell and its tasks may read one file under two descriptions.
+            let mut said = std::collections::BTreeSet::new();
+            reasons.retain(|reason| said.insert(reason.clone()));
             stale[index] = true;
             report.stale.push(StaleCell {
                 execution_count: cell.execution_count,

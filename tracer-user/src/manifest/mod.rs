@@ -253,6 +253,18 @@ pub struct Task {
     pub data: Data,
 }
 
+impl Task {
+    /// The position in `cells` of the cell that submitted it: the latest
+    /// with its `cell` execution count that began before it (a notebook may
+    /// run a count twice), else the first with that count.
+    pub fn submitting_cell(&self, cells: &[Cell]) -> Option<usize> {
+        let count = self.cell?;
+        let mut matching = cells.iter().enumerate().filter(|(_, cell)| cell.execution_count == count);
+        let first = matching.clone().next().map(|(index, _)| index);
+        matching.rfind(|(_, cell)| cell.started_at <= self.started_at).map(|(index, _)| index).or(first)
+    }
+}
+
 /// A process a task started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

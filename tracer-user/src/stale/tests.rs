@@ -10,6 +10,7 @@ fn hashed(path: &str, sha: &str) -> FileSeen {
         size: Some(sha.len() as u64),
         mtime: Some(MTIME.to_string()),
         over_hash_limit: false,
+        task: None,
     }
 }
 
@@ -119,7 +120,14 @@ fn judge_one(seen: FileSeen, now: FileNow) -> StaleReport {
 }
 
 fn over_limit(path: &str, size: u64) -> FileSeen {
-    FileSeen { path: path.into(), sha256: None, size: Some(size), mtime: Some(MTIME.into()), over_hash_limit: true }
+    FileSeen {
+        path: path.into(),
+        sha256: None,
+        size: Some(size),
+        mtime: Some(MTIME.into()),
+        over_hash_limit: true,
+        task: None,
+    }
 }
 
 fn present(size: u64, mtime: &str, sha256: Option<&str>, over_hash_limit: bool) -> FileNow {
@@ -204,4 +212,50 @@ fn file_now_hashes_up_to_the_limit() {
     let FileNow::Present { sha256, over_hash_limit, .. } = file_now(display, Some(9)) else { panic!("there") };
     assert_eq!((sha256, over_hash_limit), (None, true), "not hashed over the limit");
     assert_eq!(file_now(&format!("{display}.gone"), None), FileNow::Gone);
+}
+
+#[test]
+fn the_dask_tasks_a_cell_submitted_read_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let station = dir.path().join("station.csv");
+    std::fs::write(&station, "year,t\n2001,10.5\n").expect("station");
+    let station_path = station.to_str().expect("utf-8");
+    let FileNow::Present { size, mtime, sha256, .. } = file_now(station_path, None) else { panic!("there") };
+    let entry = serde_json::json!({"path": station_path, "size": size, "mtime": mtime, "sha256": sha256});
+    let cell = |count: u64, second: u64, defines: &[&str], uses: &[&str]| {
+        serde_json::json!({"index": count - 1, "execution_count": count, "cell_id": null, "code_sha256": "0".repeat(64),
+            "started_at": format!("2026-03-01T09:00:{second:02}.000Z"),
+            "finished_at": format!("2026-03-01T09:00:{:02}.000Z", second + 5),
+            "data": {"inputs": [], "outputs": []}, "software": {"python": []}, "pids": [1],
+            "names": {"defines": defines, "deletes": [], "uses": uses, "truncated": false}})
+    };
+    let task = |key: &str, count: u64| {
+        serde_json::json!({"key": key, "host": "worker-a", "worker": "tcp://10.0.0.2:1", "pid": 10, "thread": 11,
+            "started_at": "2026-03-01T09:00:12.000Z", "finished_at": "2026-03-01T09:00:13.000Z", "cell": count,
+            "processes": [], "software": {"python": []}, "data": {"inputs": [entry], "outputs": []}})
+    };
+    let mut manifest = serde_json::to_value(Manifest::empty_for_tests()).expect("JSON");
+    manifest["cells"] = serde_json::json!([
+        cell(1, 0, &["client"], &[]),
+        cell(2, 10, &["trends"], &["client"]),
+        cell(3, 20, &[], &["trends"]),
+        cell(4, 30, &[], &[])
+    ]);
+    // Two tasks of cell [2] read the same file.
+    manifest["tasks"] = serde_json::json!([task("fit-0", 2), task("fit-1", 2)]);
+    let manifest: Manifest = serde_json::from_value(manifest).expect("a manifest");
+    let current = |path: &str| file_now(path, LIMIT);
+
+    let report = stale_cells(&manifest, None, LIMIT, &current);
+    assert!(report.stale.is_empty() && report.notes.is_empty(), "{report:?}");
+
+    std::fs::write(&station, "year,t\n2001,11.5\n").expect("station changes");
+    let report = stale_cells(&manifest, None, LIMIT, &current);
+    assert_eq!(stale_counts(&report), [2, 3], "{report:?}");
+    assert_eq!(
+        report.stale[0].reasons,
+        [format!("its Dask task fit-0 on worker-a read {station_path}, which changed since the run")],
+        "one reason for the file, however many of its tasks read it"
+    );
+    assert_eq!(report.stale[1].reasons, ["it uses trends, which stale cell [2] defines"]);
 }
