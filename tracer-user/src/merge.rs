@@ -176,7 +176,7 @@ pub fn merge_workers(run: &mut Manifest, reports: Reports) -> Vec<String> {
 
     run.stats = summed_stats(&run.stats, merged_hosts.iter().map(|host| &host.stats));
     run.stats.complete &= unaudited.is_empty();
-    warnings.extend(version_differences(&merged_hosts));
+    warnings.extend(version_differences(&run.host, &run.software, &merged_hosts));
     run.tasks = tasks;
     run.hosts = merged_hosts;
     warnings
@@ -349,28 +349,40 @@ fn merge_data<'a>(parts: impl Iterator<Item = &'a Data>) -> Data {
     Data { inputs: inputs.into_values().collect(), outputs: outputs.into_values().collect() }
 }
 
-/// One line per Python distribution found at different versions on different hosts.
-fn version_differences(hosts: &[Host]) -> Vec<String> {
-    let mut versions: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+/// One line per Python distribution found at different versions on
+/// different worker hosts, or on the manager (the run's own software, on
+/// `manager_host`) and its workers: the usual Dask mismatch, where a task
+/// unpickles what the manager pickled with another version.
+fn version_differences(manager_host: &str, manager: &Software, hosts: &[Host]) -> Vec<String> {
+    let manager_label = format!("the manager ({manager_host})");
+    // Distribution names are compared as pip does, whatever their spelling.
+    let mut versions: BTreeMap<String, (String, BTreeMap<String, Vec<String>>)> = BTreeMap::new();
+    let mut note = |name: &str, version: &str, place: &str| {
+        let (_, by_version) = versions
+            .entry(name.to_lowercase().replace(['_', '.'], "-"))
+            .or_insert_with(|| (name.to_string(), BTreeMap::new()));
+        let places = by_version.entry(version.to_string()).or_default();
+        if !places.iter().any(|known| known == place) {
+            places.push(place.to_string());
+        }
+    };
+    for distribution in &manager.python {
+        note(&distribution.name, &distribution.version, &manager_label);
+    }
     for host in hosts {
         for distribution in &host.software.python {
-            versions
-                .entry(distribution.name.clone())
-                .or_default()
-                .entry(distribution.version.clone())
-                .or_default()
-                .insert(host.host.clone());
+            note(&distribution.name, &distribution.version, &host.host);
         }
     }
     versions
-        .into_iter()
+        .into_values()
         .filter(|(_, by_version)| by_version.len() > 1)
         .map(|(name, by_version)| {
-            let places: Vec<String> = by_version
-                .into_iter()
-                .map(|(version, hosts)| format!("{version} on {}", hosts.into_iter().collect::<Vec<_>>().join(", ")))
-                .collect();
-            format!("{name} differs between hosts: {}", places.join("; "))
+            let with_manager = by_version.values().flatten().any(|place| *place == manager_label);
+            let places: Vec<String> =
+                by_version.into_iter().map(|(version, places)| format!("{version} on {}", places.join(", "))).collect();
+            let between = if with_manager { "the manager and its workers" } else { "hosts" };
+            format!("{name} differs between {between}: {}", places.join("; "))
         })
         .collect()
 }

@@ -97,6 +97,34 @@ fn workers_become_hosts_and_tasks_are_the_runs() {
 }
 
 #[test]
+fn the_managers_versions_are_compared_with_its_workers() {
+    let mut run = manifest(serde_json::json!({
+        "software": {"python": [{"name": "six", "version": "1.16.0", "installer": "debian", "location": "/usr/lib/python3/dist-packages",
+                                 "editable": false, "files_used": 1}],
+                     "interpreters": [], "system_packages": [], "executables": [], "shared_libraries": []},
+    }));
+    let before = run.software.clone();
+    let reports = Reports {
+        workers: vec![
+            worker("host-a", "tcp://a:1", vec![], "1.17.0", 0),
+            worker("host-b", "tcp://b:1", vec![], "1.17.0", 0),
+        ],
+        ..Reports::default()
+    };
+    let warnings = merge_workers(&mut run, reports);
+    assert_eq!(
+        warnings,
+        ["six differs between the manager and its workers: 1.16.0 on the manager (manager); 1.17.0 on host-a, host-b"]
+    );
+    assert_eq!(run.software, before, "the manager's software is untouched");
+
+    // The same versions everywhere: nothing to say.
+    let mut run = manifest(serde_json::json!({"software": serde_json::to_value(&run.software).expect("JSON")}));
+    let reports = Reports { workers: vec![worker("host-a", "tcp://a:1", vec![], "1.16.0", 0)], ..Reports::default() };
+    assert_eq!(merge_workers(&mut run, reports), Vec::<String>::new());
+}
+
+#[test]
 fn without_submissions_every_task_is_kept() {
     let mut run = manifest(serde_json::json!({}));
     let reports =
