@@ -339,6 +339,12 @@ pub struct Stats {
     /// (SIGINT, SIGTERM or SIGHUP), or its event stream was lost.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// Work the audit knows it is missing and no counter above counts, one
+    /// line each: a Dask client that took part but never reported its
+    /// workers' audits, Dask tasks the run submitted and a worker ran that
+    /// have no record. Absent when there is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_work: Vec<String>,
     /// False when anything above says facts may be missing, or the audit was interrupted.
     pub complete: bool,
     /// From the audit's start until its process tree ended (or it stopped
