@@ -42,6 +42,8 @@ DEFAULT_SOCKET = "/run/reprotrace/daemon.sock"
 # The kernel takes paths up to 4,096 bytes; the marker's own fields take < 60.
 MAX_KEY_BYTES = 3000
 ATTACH_TIMEOUT = 60.0
+# The distributed release the task markers are tested with (tests/src/lib.rs).
+KNOWN_DISTRIBUTED = "2026.8.0"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _openat = _libc.openat
@@ -79,21 +81,39 @@ def install_task_markers():
     the event loop thread instead, which would mix up concurrent tasks.
     Coroutine tasks run on the event loop and are not marked: their work is
     the worker's.
+
+    ``_run_task_simple`` and ``thread_state`` are private to
+    ``distributed``: a release without them raises a RuntimeError that says
+    so, and the plugin reports the worker unaudited with it.
     """
+    import distributed
     from distributed import worker as worker_module
 
     with _markers_lock:
-        run = worker_module._run_task_simple
+        run = getattr(worker_module, "_run_task_simple", None)
+        missing = [
+            "distributed.worker." + name
+            for name, present in (("_run_task_simple", callable(run)), ("thread_state", hasattr(worker_module, "thread_state")))
+            if not present
+        ]
+        if missing:
+            raise RuntimeError(
+                "this distributed (%s) has no %s, which reprotrace needs to mark each task "
+                "(it is known to work with distributed %s)"
+                % (getattr(distributed, "__version__", "of unknown version"), " or ".join(missing), KNOWN_DISTRIBUTED)
+            )
         if getattr(run, "_reprotrace_marked", False):
             return
 
-        def marked(task, data, time_delay):
+        # Arguments passed through as given: a release that changes them
+        # still runs its tasks.
+        def marked(*args, **kwargs):
             key = getattr(worker_module.thread_state, "key", None)
             if key is None:
-                return run(task, data, time_delay)
+                return run(*args, **kwargs)
             task_marker("begin", key)
             try:
-                return run(task, data, time_delay)
+                return run(*args, **kwargs)
             finally:
                 task_marker("end", key)
 
@@ -318,18 +338,29 @@ class ReprotraceWorkerPlugin(WorkerPlugin):
     def __init__(self, manager_pid=None):
         self.manager_pid = manager_pid
         self.audit = None
+        self.setup_failure = None  # why this worker could not take part
 
     async def setup(self, worker):
-        install_task_markers()
-        loop = asyncio.get_running_loop()
-        # Starting an audit waits for it to attach: not on the event loop.
-        self.audit = await loop.run_in_executor(None, _worker_audit, worker, self.manager_pid)
+        # A failure here is kept and reported as the worker's reason, never
+        # raised: raised, it would leave the plugin installed with no audit,
+        # and the worker silently absent from the run.
+        self.setup_failure = None
+        try:
+            install_task_markers()
+            loop = asyncio.get_running_loop()
+            # Starting an audit waits for it to attach: not on the event loop.
+            self.audit = await loop.run_in_executor(None, _worker_audit, worker, self.manager_pid)
+        except Exception as error:
+            self.setup_failure = "reprotrace's plugin could not be set up: %s" % error
+            _warn("%s (worker %s)" % (self.setup_failure, worker.address))
 
     def report(self, worker):
         """What this worker sends the run when its client closes: its audit's
         manifest (the audit then starts again, for what comes next), the
         reason it has none, or nothing when the run followed it itself."""
-        identity = {"host": socket.gethostname(), "address": worker.address, "name": worker.name}
+        identity = _identity(worker)
+        if self.setup_failure is not None:
+            return dict(identity, reason=self.setup_failure)
         if self.audit is None:
             return None
         if self.audit.unaudited is not None:
@@ -345,28 +376,34 @@ class ReprotraceWorkerPlugin(WorkerPlugin):
         return dict(identity, manifest=manifest)
 
 
+def _identity(worker):
+    """A worker as its reports name it; a name is text (a LocalCluster's
+    workers are named by numbers)."""
+    name = None if worker.name is None else str(worker.name)
+    return {"host": socket.gethostname(), "address": worker.address, "name": name}
+
+
 async def _collect(dask_worker):
     """Run on each worker by the closing client (``Client.run``)."""
     plugin = dask_worker.plugins.get(PLUGIN_NAME)
     if plugin is None:
-        return {
-            "host": socket.gethostname(),
-            "address": dask_worker.address,
-            "name": dask_worker.name,
-            "reason": "reprotrace's plugin is not installed on this worker",
-        }
+        return dict(_identity(dask_worker), reason="reprotrace's plugin is not installed on this worker")
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, plugin.report, dask_worker)
 
 
 class SubmittedKeys(SchedulerPlugin):
-    """On the scheduler: the keys each client submitted, and when."""
+    """On the scheduler: the keys each client submitted, and when; and which
+    of them a worker ran to the end, so that the run knows which tasks must
+    have a record (one that never ran, its dependency failed or it was
+    cancelled, has none)."""
 
     name = PLUGIN_NAME + "-submitted"
     idempotent = True
 
     def __init__(self):
         self.by_client = {}
+        self.ran_by_client = {}
 
     def update_graph(self, scheduler, *, client, keys, tasks, **kwargs):
         now = time.time_ns()
@@ -374,13 +411,27 @@ class SubmittedKeys(SchedulerPlugin):
         for key in list(tasks) + list(keys):
             submitted.setdefault(key_text(key), now)
 
+    def transition(self, key, start, finish, *args, **kwargs):
+        # From processing, a task ends in memory or erred once a worker ran it.
+        if start != "processing" or finish not in ("memory", "erred"):
+            return
+        text = key_text(key)
+        for client, submitted in self.by_client.items():
+            if text in submitted:
+                self.ran_by_client.setdefault(client, set()).add(text)
+
     def remove_client(self, scheduler, client):
         self.by_client.pop(client, None)
+        self.ran_by_client.pop(client, None)
 
 
 def _submitted(dask_scheduler, client_id):
     plugin = dask_scheduler.plugins.get(SubmittedKeys.name)
-    return None if plugin is None else plugin.by_client.pop(client_id, {})
+    if plugin is None:
+        return None
+    keys = plugin.by_client.pop(client_id, {})
+    ran = plugin.ran_by_client.pop(client_id, set())
+    return {"keys": keys, "ran": sorted(ran)}
 
 
 def _write_json(path, value):
@@ -390,35 +441,70 @@ def _write_json(path, value):
     os.replace(temporary, path)
 
 
+def _client_note(client, problems):
+    """What ``TAG.joined.json`` and ``TAG.reported.json`` say (merge.rs
+    ``ClientNote``)."""
+    return {"client": client.id, "pid": os.getpid(), "problems": problems}
+
+
+def _client_tag(client):
+    return "%d-%s" % (os.getpid(), client.id)
+
+
 async def setup_client(client, reports):
-    """A run's client: every worker audited, every submission noted."""
+    """A run's client: every worker audited, every submission noted. It
+    leaves ``TAG.joined.json`` in the reports directory, so that the run
+    knows a client that never reports lost its workers' audits."""
     client._reprotrace_reports = reports
+    problems = []
     for plugin in (SubmittedKeys(), ReprotraceWorkerPlugin(manager_pid=os.getpid())):
         try:
             await client.register_plugin(plugin)
         except Exception as error:
-            _warn("could not register %s on the cluster: %s" % (plugin.name, error))
+            message = "could not register %s on the cluster: %s" % (plugin.name, error)
+            _warn(message)
+            # Without the scheduler plugin only the tasks' submitters are
+            # unknown (docs/dask.md); without the worker plugin, their audits.
+            if isinstance(plugin, ReprotraceWorkerPlugin):
+                problems.append(message)
+    try:
+        _write_json(os.path.join(reports, "%s.joined.json" % _client_tag(client)), _client_note(client, problems))
+    except OSError as error:
+        _warn("could not tell the run this client takes part: %s" % error)
 
 
 async def teardown_client(client):
     """The run's client closes: collect every worker's audit into the
-    reports directory."""
+    reports directory, then leave ``TAG.reported.json`` (with what could not
+    be collected)."""
     reports = getattr(client, "_reprotrace_reports", None)
     if reports is None:
         return
-    tag = "%d-%s" % (os.getpid(), client.id)
+    tag = _client_tag(client)
+    problems = []
     try:
         submitted = await client.run_on_scheduler(_submitted, client_id=client.id)
     except Exception as error:
         _warn("could not ask the scheduler which keys this client submitted: %s" % error)
         submitted = None
     if submitted is not None:
-        _write_json(os.path.join(reports, "%s.submitted.json" % tag), {"keys": submitted})
+        if not (isinstance(submitted.get("keys"), dict) and isinstance(submitted.get("ran"), list)):
+            # An older package on the scheduler: the keys only, which ran unknown.
+            submitted = {"keys": submitted}
+        _write_json(os.path.join(reports, "%s.submitted.json" % tag), submitted)
     try:
         results = await client.run(_collect)
     except Exception as error:
-        _warn("could not collect the workers' audits: %s" % error)
-        return
+        message = "could not collect the workers' audits: %s" % error
+        _warn(message)
+        problems.append(message)
+        results = {}
+    _write_reports(reports, tag, results)
+    _write_json(os.path.join(reports, "%s.reported.json" % tag), _client_note(client, problems))
+
+
+def _write_reports(reports, tag, results):
+    """The workers' answers to ``_collect``: a manifest or a reason each."""
     for index, (address, result) in enumerate(sorted(results.items())):
         if result is None:
             continue

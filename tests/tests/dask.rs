@@ -553,7 +553,80 @@ fn a_local_clusters_tasks_are_seen_by_both_backends() {
             assert_eq!(tasks.get(&format!("local-{name}")), Some(&(input, output)), "{backend}: {tasks:#?}");
         }
         assert_eq!(tasks.len(), 3, "{backend}: only the run's keys");
+        // Every key a worker ran has its record, and the client reported.
+        assert_eq!(manifest["stats"]["complete"], true, "{backend}: {}", manifest["stats"]);
         per_backend.push(tasks);
     }
     assert_eq!(per_backend[0], per_backend[1]);
+}
+
+/// Dask work that goes missing makes the run incomplete, each piece with its
+/// reason: a worker whose plugin could not be set up (as on a distributed
+/// without the private function the task markers wrap), the task it ran
+/// with no record, and a client that took part but never reported.
+#[test]
+fn dask_work_that_goes_missing_makes_the_run_incomplete() {
+    let scratch = shared_dir();
+    let work = scratch.path();
+    let script = "import os\n\
+         from distributed import Client, LocalCluster\n\
+         import distributed.worker as worker_module\n\
+         def double(x):\n    return 2 * x\n\
+         if __name__ == '__main__':\n    \
+         with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:\n        \
+         # The client's preload sets the plugin up while the function is hidden.\n        \
+         hidden = worker_module._run_task_simple\n        \
+         del worker_module._run_task_simple\n        \
+         try:\n            client = Client(cluster)\n        \
+         finally:\n            worker_module._run_task_simple = hidden\n        \
+         assert client.submit(double, 21, key='double-21').result() == 42\n        \
+         client.close()\n        \
+         lost = Client(cluster)\n        \
+         assert lost.submit(double, 1, key='double-1').result() == 2\n        \
+         os._exit(0)  # before the second client closes\n";
+    std::fs::write(work.join("missing.py"), script).expect("script");
+    let manifest_path = work.join("missing.json");
+    let output = Command::new(reprotrace_bin())
+        .current_dir(work)
+        .args(["run", "--dask", "--no-daemon", "--backend", "strace", "-o"])
+        .arg(&manifest_path)
+        .arg("--")
+        .arg(current_venv().join("bin/python"))
+        .arg("missing.py")
+        .output()
+        .expect("reprotrace run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the run itself succeeds: {stderr}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+    assert_valid(&manifest);
+    assert_eq!(manifest["stats"]["complete"], false, "{}", manifest["stats"]);
+
+    let workers = manifest["hosts"][0]["workers"].as_array().expect("the host's workers");
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    let reason = workers[0]["unaudited"].as_str().expect("the worker is listed unaudited");
+    assert!(
+        reason.starts_with("reprotrace's plugin could not be set up: this distributed (")
+            && reason.contains("has no distributed.worker._run_task_simple"),
+        "{reason}"
+    );
+    let missing: Vec<&str> = manifest["stats"]["missing_work"]
+        .as_array()
+        .expect("missing_work")
+        .iter()
+        .map(|line| line.as_str().expect("a line"))
+        .collect();
+    assert_eq!(missing.len(), 2, "{missing:#?}");
+    assert!(
+        missing.iter().any(|line| line.contains("took part but never reported its workers' audits")),
+        "{missing:#?}"
+    );
+    assert!(
+        missing.iter().any(|line| line
+            .starts_with("1 of the 1 Dask tasks the run submitted and a worker ran have no record (double-21)")),
+        "{missing:#?}"
+    );
+    for line in &missing {
+        assert!(stderr.contains(&format!("reprotrace: warning: {line}")), "{line:?} said on stderr:\n{stderr}");
+    }
+    assert!(stderr.contains("the manifest may be incomplete"), "{stderr}");
 }

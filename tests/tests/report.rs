@@ -19,7 +19,7 @@ use std::{
 
 use reprotrace::{
     manifest::Manifest,
-    stale::{StaleCell, StaleReport},
+    stale::{FileNow, StaleCell, StaleReport},
 };
 use reprotrace_tests::{assert_valid, audit, python_venv, reprotrace_bin};
 use serde_json::{json, Value};
@@ -375,13 +375,14 @@ fn a_real_notebook_renders_with_its_graph_and_stale_cells() {
     // those downstream, are stale.
     let typed: Manifest = serde_json::from_value(manifest.clone()).expect("typed manifest");
     let config = work.join("config.json").display().to_string();
-    let current = |path: &str| -> Option<String> {
-        if path == config {
-            return Some("0".repeat(64));
-        }
-        typed.data.inputs.iter().chain(&typed.data.outputs).find(|entry| entry.path == path)?.sha256.clone()
+    let current = |path: &str| {
+        let Some(entry) = typed.data.inputs.iter().chain(&typed.data.outputs).find(|entry| entry.path == path) else {
+            return FileNow::Gone;
+        };
+        let sha256 = if path == config { Some("0".repeat(64)) } else { entry.sha256.clone() };
+        FileNow::Present { size: entry.size.unwrap_or(0), mtime: entry.mtime.clone(), sha256, over_hash_limit: false }
     };
-    let stale = reprotrace::stale::stale_cells(&typed, None, &current);
+    let stale = reprotrace::stale::stale_cells(&typed, None, None, &current);
     assert!(!stale.stale.is_empty(), "changing config.json makes cells stale: {stale:?}");
 
     let page = write_report(&manifest, &stale, work, "notebook");

@@ -114,6 +114,11 @@ enum Command {
         /// Print `{"stale": [{"execution_count", "cell_id", "reasons"}], "notes": [...]}`.
         #[arg(long)]
         json: bool,
+        /// Files larger than this are compared by size and modification
+        /// time, not hashed, as the audit's `--hash-limit` (suffixes K, M, G,
+        /// T; `none`: hash everything).
+        #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_hash_limit)]
+        hash_limit: HashLimit,
     },
     /// A manifest's essentials as tables: processes, inputs and outputs,
     /// software, cells, Dask hosts and tasks.
@@ -129,6 +134,10 @@ enum Command {
         /// The notebook as it is now, for stale cells (as `stale --notebook`).
         #[arg(long, value_name = "NB.ipynb")]
         notebook: Option<PathBuf>,
+        /// Files larger than this are not hashed to find stale cells (as
+        /// `stale --hash-limit`).
+        #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_hash_limit)]
+        hash_limit: HashLimit,
     },
     /// Print the JSON Schema of the manifests this reprotrace writes and reads.
     Schema,
@@ -381,28 +390,33 @@ fn diff_manifests(before: &Path, after: &Path, host: Option<&str>) -> anyhow::Re
 const STALE_FAILED: u8 = 2;
 
 /// What is stale in `manifest` now, against `notebook` if given (whose ids
-/// the cells without one first get, matched by source).
-fn stale_now(manifest: &mut Manifest, notebook: Option<&Path>) -> anyhow::Result<stale::StaleReport> {
+/// the cells without one first get, matched by source), hashing files up to
+/// `hash_limit`.
+fn stale_now(
+    manifest: &mut Manifest,
+    notebook: Option<&Path>,
+    hash_limit: HashLimit,
+) -> anyhow::Result<stale::StaleReport> {
     let notebook = notebook.map(reprotrace::notebook::Notebook::read).transpose()?;
     if let Some(notebook) = &notebook {
         notebook.fill_cell_ids(&mut manifest.cells);
     }
-    let current = |display: &str| manifest::bytes_of_display(display).and_then(|path| classify::sha256_of(&path));
-    Ok(stale::stale_cells(manifest, notebook.as_ref(), &current))
+    let current = |display: &str| stale::file_now(display, hash_limit.0);
+    Ok(stale::stale_cells(manifest, notebook.as_ref(), hash_limit.0, &current))
 }
 
-fn report_page(path: &Path, output: &Path, notebook: Option<&Path>) -> anyhow::Result<i32> {
+fn report_page(path: &Path, output: &Path, notebook: Option<&Path>, hash_limit: HashLimit) -> anyhow::Result<i32> {
     let mut manifest = Manifest::read(path)?;
-    let stale = stale_now(&mut manifest, notebook)?;
+    let stale = stale_now(&mut manifest, notebook, hash_limit)?;
     std::fs::write(output, report::render(&manifest, &stale))
         .with_context(|| format!("writing {}", output.display()))?;
     eprintln!("reprotrace: report written to {}", output.display());
     Ok(0)
 }
 
-fn stale_cells(path: &Path, notebook: Option<&Path>, json: bool) -> anyhow::Result<i32> {
+fn stale_cells(path: &Path, notebook: Option<&Path>, json: bool, hash_limit: HashLimit) -> anyhow::Result<i32> {
     let mut manifest = Manifest::read(path)?;
-    let report = stale_now(&mut manifest, notebook)?;
+    let report = stale_now(&mut manifest, notebook, hash_limit)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -587,15 +601,19 @@ fn main() -> ExitCode {
         }
         Command::Diff { before, after, host } => diff_manifests(&before, &after, host.as_deref()),
         Command::Merge { output, run, workers } => merge_manifests(&output, &run, &workers),
-        Command::Stale { manifest, notebook, json } => match stale_cells(&manifest, notebook.as_deref(), json) {
-            Ok(code) => Ok(code),
-            Err(err) => {
-                eprintln!("reprotrace: error: {}", error_text(&err));
-                return ExitCode::from(STALE_FAILED);
+        Command::Stale { manifest, notebook, json, hash_limit } => {
+            match stale_cells(&manifest, notebook.as_deref(), json, hash_limit) {
+                Ok(code) => Ok(code),
+                Err(err) => {
+                    eprintln!("reprotrace: error: {}", error_text(&err));
+                    return ExitCode::from(STALE_FAILED);
+                }
             }
-        },
+        }
         Command::Show { manifest } => show_manifest(&manifest),
-        Command::Report { manifest, output, notebook } => report_page(&manifest, &output, notebook.as_deref()),
+        Command::Report { manifest, output, notebook, hash_limit } => {
+            report_page(&manifest, &output, notebook.as_deref(), hash_limit)
+        }
         Command::Schema => print_schema(),
         Command::Pack { manifest, output, cells, host, data_only, allow_changed, quiet } => {
             let part = match (host, data_only) {

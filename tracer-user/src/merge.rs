@@ -6,8 +6,12 @@
 //! The workers' audits reach the run through a directory its Dask clients
 //! fill when they close (python/reprotrace/dask.py): one `*.manifest.json` per
 //! worker audit, one `*.unaudited.json` per worker that could not be audited
-//! (and why), and `*.submitted.json`, the keys each client submitted and when.
-//! `reprotrace merge` takes manifests gathered by other means.
+//! (and why), and `*.submitted.json`, the keys each client submitted and when
+//! (and which of them a worker ran). Each client also leaves
+//! `TAG.joined.json` when it takes part and `TAG.reported.json` once it has
+//! reported: a client that joined and never reported lost its workers'
+//! audits, which makes the run incomplete. `reprotrace merge` takes
+//! manifests gathered by other means.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -74,6 +78,27 @@ pub struct Unaudited {
 #[serde(deny_unknown_fields)]
 pub struct Submitted {
     pub keys: BTreeMap<String, u64>,
+    /// Those of them a worker ran to the end (to a result or an error) in
+    /// its thread pool or on its event loop; `None` from a scheduler plugin
+    /// too old to say. A task that never ran (its dependency failed, it was
+    /// cancelled) is not expected to have a record.
+    #[serde(default)]
+    pub ran: Option<BTreeSet<String>>,
+}
+
+/// A client of the run that took part (`TAG.joined.json`), or that has
+/// reported (`TAG.reported.json`): which, and what went wrong meanwhile.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientNote {
+    /// The Dask client's id.
+    pub client: String,
+    /// The process it lives in.
+    pub pid: u32,
+    /// What it could not do, one line each (a plugin it could not
+    /// register, audits it could not collect): work missing from the run.
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 /// What the workers sent back.
@@ -83,6 +108,10 @@ pub struct Reports {
     pub unaudited: Vec<Unaudited>,
     /// `None`: the tasks' submitters are unknown, every task is the run's.
     pub submitted: Option<Submitted>,
+    /// The clients that took part, by tag (the reports' file name stem).
+    pub joined: BTreeMap<String, ClientNote>,
+    /// The clients that reported, by tag.
+    pub reported: BTreeMap<String, ClientNote>,
 }
 
 impl Reports {
@@ -97,6 +126,7 @@ impl Reports {
             .map_err(read_dir)?;
         paths.sort();
         let mut reports = Reports::default();
+        let mut submissions: Vec<Submitted> = Vec::new();
         for path in paths {
             let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
             if name.ends_with(".manifest.json") {
@@ -104,9 +134,21 @@ impl Reports {
             } else if name.ends_with(".unaudited.json") {
                 reports.unaudited.push(read_json(&path)?);
             } else if name.ends_with(".submitted.json") {
-                let submitted: Submitted = read_json(&path)?;
-                reports.submitted.get_or_insert_with(Submitted::default).keys.extend(submitted.keys);
+                submissions.push(read_json(&path)?);
+            } else if let Some(tag) = name.strip_suffix(".joined.json") {
+                reports.joined.insert(tag.to_string(), read_json(&path)?);
+            } else if let Some(tag) = name.strip_suffix(".reported.json") {
+                reports.reported.insert(tag.to_string(), read_json(&path)?);
             }
+        }
+        if !submissions.is_empty() {
+            // Which keys ran is known only if every client's scheduler plugin said.
+            let ran = submissions
+                .iter()
+                .all(|submitted| submitted.ran.is_some())
+                .then(|| submissions.iter().flat_map(|submitted| submitted.ran.iter().flatten().cloned()).collect());
+            let keys = submissions.into_iter().flat_map(|submitted| submitted.keys).collect();
+            reports.submitted = Some(Submitted { keys, ran });
         }
         Ok(reports)
     }
@@ -136,7 +178,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, MergeErro
 /// that submitted it), and statistics for the whole. Returns warnings for the
 /// summary: unaudited workers, packages whose versions differ between hosts.
 pub fn merge_workers(run: &mut Manifest, reports: Reports) -> Vec<String> {
-    let Reports { workers, unaudited, submitted } = reports;
+    let Reports { workers, unaudited, submitted, joined, reported } = reports;
     let mut warnings = Vec::new();
     let mut hosts: BTreeMap<String, Vec<&Manifest>> = BTreeMap::new();
     for worker in &workers {
@@ -174,12 +216,64 @@ pub fn merge_workers(run: &mut Manifest, reports: Reports) -> Vec<String> {
     }
     tasks.sort_by(|a, b| (&a.started_at, &a.key, &a.host, a.thread).cmp(&(&b.started_at, &b.key, &b.host, b.thread)));
 
+    let mut missing_work = missing_clients(&joined, &reported);
+    if let Some(line) = submitted.as_ref().and_then(|submitted| tasks_without_record(submitted, &tasks)) {
+        missing_work.push(line);
+    }
     run.stats = summed_stats(&run.stats, merged_hosts.iter().map(|host| &host.stats));
-    run.stats.complete &= unaudited.is_empty();
-    warnings.extend(version_differences(&merged_hosts));
+    run.stats.complete &= unaudited.is_empty() && missing_work.is_empty();
+    warnings.extend(missing_work.iter().cloned());
+    run.stats.missing_work.extend(missing_work);
+    warnings.extend(version_differences(&run.host, &run.software, &merged_hosts));
     run.tasks = tasks;
     run.hosts = merged_hosts;
     warnings
+}
+
+/// One line per client of the run whose workers' audits are missing, in
+/// part (what it could not do) or whole (it took part and never reported).
+fn missing_clients(joined: &BTreeMap<String, ClientNote>, reported: &BTreeMap<String, ClientNote>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (tag, client) in joined {
+        let who = format!("Dask client {} (process {})", client.client, client.pid);
+        lines.extend(client.problems.iter().map(|problem| format!("{who}: {problem}")));
+        match reported.get(tag) {
+            Some(report) => lines.extend(report.problems.iter().map(|problem| format!("{who}: {problem}"))),
+            None => lines.push(format!(
+                "{who} took part but never reported its workers' audits: it was not closed (client.close()), \
+                 or its process ended first"
+            )),
+        }
+    }
+    lines
+}
+
+/// How many keys the run submitted and a worker ran have no task record, in
+/// one line naming a few; `None` when every one has one, or when which ran
+/// is unknown.
+fn tasks_without_record(submitted: &Submitted, tasks: &[Task]) -> Option<String> {
+    /// Keys named in the line; the rest are counted.
+    const NAMED: usize = 3;
+    let recorded: BTreeSet<&str> = tasks.iter().map(|task| task.key.as_str()).collect();
+    let ran = submitted.ran.as_ref()?;
+    let missing: Vec<&str> = ran
+        .iter()
+        .map(String::as_str)
+        .filter(|key| submitted.keys.contains_key(*key) && !recorded.contains(key))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let mut named = missing.iter().take(NAMED).copied().collect::<Vec<_>>().join(", ");
+    if missing.len() > NAMED {
+        named.push_str(&format!(" and {} more", missing.len() - NAMED));
+    }
+    Some(format!(
+        "{} of the {} Dask tasks the run submitted and a worker ran have no record ({named}): coroutine tasks, \
+         tasks run while a worker's audit restarted, or on a worker not audited",
+        missing.len(),
+        ran.iter().filter(|key| submitted.keys.contains_key(*key)).count()
+    ))
 }
 
 /// The notebook cell that was running at `at` (nanoseconds since the epoch).
@@ -261,6 +355,7 @@ fn summed_stats<'a>(base: &Stats, parts: impl Iterator<Item = &'a Stats>) -> Sta
         ia32_processes: whole.ia32_processes + part.ia32_processes,
         unseen_io_uring_rings: whole.unseen_io_uring_rings + part.unseen_io_uring_rings,
         interrupted: whole.interrupted || part.interrupted,
+        missing_work: whole.missing_work.iter().chain(&part.missing_work).cloned().collect(),
         complete: whole.complete && part.complete,
         ..whole
     })
@@ -349,28 +444,40 @@ fn merge_data<'a>(parts: impl Iterator<Item = &'a Data>) -> Data {
     Data { inputs: inputs.into_values().collect(), outputs: outputs.into_values().collect() }
 }
 
-/// One line per Python distribution found at different versions on different hosts.
-fn version_differences(hosts: &[Host]) -> Vec<String> {
-    let mut versions: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+/// One line per Python distribution found at different versions on
+/// different worker hosts, or on the manager (the run's own software, on
+/// `manager_host`) and its workers: the usual Dask mismatch, where a task
+/// unpickles what the manager pickled with another version.
+fn version_differences(manager_host: &str, manager: &Software, hosts: &[Host]) -> Vec<String> {
+    let manager_label = format!("the manager ({manager_host})");
+    // Distribution names are compared as pip does, whatever their spelling.
+    let mut versions: BTreeMap<String, (String, BTreeMap<String, Vec<String>>)> = BTreeMap::new();
+    let mut note = |name: &str, version: &str, place: &str| {
+        let (_, by_version) = versions
+            .entry(name.to_lowercase().replace(['_', '.'], "-"))
+            .or_insert_with(|| (name.to_string(), BTreeMap::new()));
+        let places = by_version.entry(version.to_string()).or_default();
+        if !places.iter().any(|known| known == place) {
+            places.push(place.to_string());
+        }
+    };
+    for distribution in &manager.python {
+        note(&distribution.name, &distribution.version, &manager_label);
+    }
     for host in hosts {
         for distribution in &host.software.python {
-            versions
-                .entry(distribution.name.clone())
-                .or_default()
-                .entry(distribution.version.clone())
-                .or_default()
-                .insert(host.host.clone());
+            note(&distribution.name, &distribution.version, &host.host);
         }
     }
     versions
-        .into_iter()
+        .into_values()
         .filter(|(_, by_version)| by_version.len() > 1)
         .map(|(name, by_version)| {
-            let places: Vec<String> = by_version
-                .into_iter()
-                .map(|(version, hosts)| format!("{version} on {}", hosts.into_iter().collect::<Vec<_>>().join(", ")))
-                .collect();
-            format!("{name} differs between hosts: {}", places.join("; "))
+            let with_manager = by_version.values().flatten().any(|place| *place == manager_label);
+            let places: Vec<String> =
+                by_version.into_iter().map(|(version, places)| format!("{version} on {}", places.join(", "))).collect();
+            let between = if with_manager { "the manager and its workers" } else { "hosts" };
+            format!("{name} differs between {between}: {}", places.join("; "))
         })
         .collect()
 }

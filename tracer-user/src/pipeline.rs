@@ -182,7 +182,14 @@ impl Pipeline {
                 };
                 for (path, used) in self.cell_logs.get(index).into_iter().flat_map(AccessLog::iter) {
                     let Some(state) = states.get(path) else { continue };
-                    let entry = (manifest::display_bytes(path), state.sha256.clone());
+                    let entry = stale::FileSeen {
+                        path: manifest::display_bytes(path),
+                        sha256: state.sha256.clone(),
+                        size: Some(state.size),
+                        mtime: state.mtime.map(|mtime| humantime::format_rfc3339_seconds(mtime).to_string()),
+                        over_hash_limit: state.over_hash_limit,
+                        task: None,
+                    };
                     match used.written {
                         true => view.outputs.push(entry),
                         false => view.inputs.push(entry),
@@ -196,9 +203,9 @@ impl Pipeline {
             })
             .collect();
         let cells: Vec<CellView> = views.iter().map(|(view, _)| view.clone()).collect();
-        let current = |display: &str| manifest::bytes_of_display(display).and_then(|path| classify::sha256_of(&path));
-        let report = stale::judge(&cells, None, &current);
-        let paths = |files: &[(String, Option<String>)]| files.iter().map(|(path, _)| path.clone()).collect::<Vec<_>>();
+        let current = |display: &str| stale::file_now(display, self.hashing.limit);
+        let report = stale::judge(&cells, None, self.hashing.limit, &current);
+        let paths = |files: &[stale::FileSeen]| files.iter().map(|file| file.path.clone()).collect::<Vec<_>>();
         let described: Vec<serde_json::Value> = views
             .iter()
             .map(|(view, error)| {

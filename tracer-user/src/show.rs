@@ -54,6 +54,9 @@ pub fn render(manifest: &Manifest, color: bool) -> String {
         (true, false) => writeln!(out, "\x1b[1;31m{completeness}\x1b[0m ({} events)", stats.events),
         _ => writeln!(out, "{completeness} ({} events)", stats.events),
     };
+    for missing in &stats.missing_work {
+        let _ = writeln!(out, "  missing: {missing}");
+    }
 
     heading(&mut out, &format!("Processes ({})", manifest.processes.len()));
     out.push_str(&processes_table(&manifest.processes).to_string());

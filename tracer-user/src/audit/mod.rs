@@ -140,6 +140,7 @@ impl Audit {
                 ia32_processes: tracker.ia32_processes,
                 unseen_io_uring_rings,
                 interrupted,
+                missing_work: Vec::new(),
                 complete: lost_events == 0
                     && untracked_children == 0
                     && malformed_events == 0

@@ -57,6 +57,10 @@ pub fn print(manifest: &Manifest, output: &Path) {
         if unaudited > 0 {
             reasons.push(format!("{unaudited} Dask workers not audited"));
         }
+        if !stats.missing_work.is_empty() {
+            // Each said on its own line among the warnings above.
+            reasons.push(format!("{} pieces of Dask work missing (see the warnings)", stats.missing_work.len()));
+        }
         if let Some(host) = manifest.hosts.iter().find(|host| !host.stats.complete && host.stats.lost_events == 0) {
             reasons.push(format!("the audit of host {} is incomplete", host.host));
         }

@@ -253,6 +253,18 @@ pub struct Task {
     pub data: Data,
 }
 
+impl Task {
+    /// The position in `cells` of the cell that submitted it: the latest
+    /// with its `cell` execution count that began before it (a notebook may
+    /// run a count twice), else the first with that count.
+    pub fn submitting_cell(&self, cells: &[Cell]) -> Option<usize> {
+        let count = self.cell?;
+        let mut matching = cells.iter().enumerate().filter(|(_, cell)| cell.execution_count == count);
+        let first = matching.clone().next().map(|(index, _)| index);
+        matching.rfind(|(_, cell)| cell.started_at <= self.started_at).map(|(index, _)| index).or(first)
+    }
+}
+
 /// A process a task started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -327,6 +339,12 @@ pub struct Stats {
     /// (SIGINT, SIGTERM or SIGHUP), or its event stream was lost.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// Work the audit knows it is missing and no counter above counts, one
+    /// line each: a Dask client that took part but never reported its
+    /// workers' audits, Dask tasks the run submitted and a worker ran that
+    /// have no record. Absent when there is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_work: Vec<String>,
     /// False when anything above says facts may be missing, or the audit was interrupted.
     pub complete: bool,
     /// From the audit's start until its process tree ended (or it stopped

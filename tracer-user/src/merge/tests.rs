@@ -63,7 +63,9 @@ fn workers_become_hosts_and_tasks_are_the_runs() {
         }],
         submitted: Some(Submitted {
             keys: BTreeMap::from([("mine-1".to_string(), submitted_at), ("mine-2".to_string(), submitted_at)]),
+            ran: None,
         }),
+        ..Reports::default()
     };
     let warnings = merge_workers(&mut run, reports);
 
@@ -97,6 +99,34 @@ fn workers_become_hosts_and_tasks_are_the_runs() {
 }
 
 #[test]
+fn the_managers_versions_are_compared_with_its_workers() {
+    let mut run = manifest(serde_json::json!({
+        "software": {"python": [{"name": "six", "version": "1.16.0", "installer": "debian", "location": "/usr/lib/python3/dist-packages",
+                                 "editable": false, "files_used": 1}],
+                     "interpreters": [], "system_packages": [], "executables": [], "shared_libraries": []},
+    }));
+    let before = run.software.clone();
+    let reports = Reports {
+        workers: vec![
+            worker("host-a", "tcp://a:1", vec![], "1.17.0", 0),
+            worker("host-b", "tcp://b:1", vec![], "1.17.0", 0),
+        ],
+        ..Reports::default()
+    };
+    let warnings = merge_workers(&mut run, reports);
+    assert_eq!(
+        warnings,
+        ["six differs between the manager and its workers: 1.16.0 on the manager (manager); 1.17.0 on host-a, host-b"]
+    );
+    assert_eq!(run.software, before, "the manager's software is untouched");
+
+    // The same versions everywhere: nothing to say.
+    let mut run = manifest(serde_json::json!({"software": serde_json::to_value(&run.software).expect("JSON")}));
+    let reports = Reports { workers: vec![worker("host-a", "tcp://a:1", vec![], "1.16.0", 0)], ..Reports::default() };
+    assert_eq!(merge_workers(&mut run, reports), Vec::<String>::new());
+}
+
+#[test]
 fn without_submissions_every_task_is_kept() {
     let mut run = manifest(serde_json::json!({}));
     let reports =
@@ -113,4 +143,112 @@ fn accesses_combine() {
     assert_eq!(combined_access(Access::Exec, Access::Metadata), Access::Exec);
     assert_eq!(combined_access(Access::Metadata, Access::Metadata), Access::Metadata);
     assert_eq!(combined_access(Access::Exec, Access::Read), Access::Exec);
+}
+
+/// A reports directory as the run's clients leave it: each `(name, JSON)` a file.
+fn reports_dir(files: &[(&str, serde_json::Value)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, value) in files {
+        std::fs::write(dir.path().join(name), value.to_string()).expect("report file");
+    }
+    dir
+}
+
+fn worker_json(tasks: Vec<serde_json::Value>) -> serde_json::Value {
+    serde_json::to_value(worker("host-a", "tcp://10.0.0.2:1", tasks, "1.17.0", 0)).expect("JSON")
+}
+
+fn merged_from(dir: &tempfile::TempDir) -> (Manifest, Vec<String>) {
+    let mut run = manifest(serde_json::json!({}));
+    let warnings = merge_workers(&mut run, Reports::read_dir(dir.path()).expect("the reports"));
+    (run, warnings)
+}
+
+#[test]
+fn a_client_that_took_part_and_never_reported_makes_the_run_incomplete() {
+    let joined = serde_json::json!({"client": "Client-1", "pid": 77, "problems": []});
+    let dir = reports_dir(&[("77-Client-1.joined.json", joined.clone())]);
+    let (run, warnings) = merged_from(&dir);
+    let line = "Dask client Client-1 (process 77) took part but never reported its workers' audits: \
+                it was not closed (client.close()), or its process ended first";
+    assert_eq!(run.stats.missing_work, [line]);
+    assert!(!run.stats.complete);
+    assert_eq!(warnings, [line]);
+
+    // Once it reported (its audits merged), the run is complete.
+    let reported = serde_json::json!({"client": "Client-1", "pid": 77, "problems": []});
+    let submitted = serde_json::json!({"keys": {"k": 1}, "ran": ["k"]});
+    let dir = reports_dir(&[
+        ("77-Client-1.joined.json", joined),
+        ("77-Client-1.submitted.json", submitted),
+        ("77-Client-1-0.manifest.json", worker_json(vec![task("k", "host-a")])),
+        ("77-Client-1.reported.json", reported),
+    ]);
+    let (run, warnings) = merged_from(&dir);
+    assert_eq!((run.stats.complete, &run.stats.missing_work), (true, &Vec::<String>::new()), "{warnings:?}");
+    assert_eq!(run.tasks.len(), 1);
+}
+
+#[test]
+fn submitted_tasks_a_worker_ran_without_a_record_make_the_run_incomplete() {
+    let note = serde_json::json!({"client": "Client-2", "pid": 78, "problems": []});
+    // k1 ran and has a record; k2..k5 ran and have none (coroutines, say);
+    // k6 never ran (its dependency failed): nothing is expected of it.
+    let keys: serde_json::Map<String, serde_json::Value> =
+        (1..=6).map(|n| (format!("k{n}"), serde_json::json!(n))).collect();
+    let submitted = serde_json::json!({"keys": keys, "ran": ["k1", "k2", "k3", "k4", "k5"]});
+    let dir = reports_dir(&[
+        ("78-Client-2.joined.json", note.clone()),
+        ("78-Client-2.submitted.json", submitted),
+        ("78-Client-2-0.manifest.json", worker_json(vec![task("k1", "host-a")])),
+        ("78-Client-2.reported.json", note.clone()),
+    ]);
+    let (run, _) = merged_from(&dir);
+    assert_eq!(
+        run.stats.missing_work,
+        ["4 of the 5 Dask tasks the run submitted and a worker ran have no record (k2, k3, k4 and 1 more): \
+          coroutine tasks, tasks run while a worker's audit restarted, or on a worker not audited"]
+    );
+    assert!(!run.stats.complete);
+
+    // A scheduler plugin too old to say which ran: nothing is claimed.
+    let dir = reports_dir(&[
+        ("78-Client-2.joined.json", note.clone()),
+        ("78-Client-2.submitted.json", serde_json::json!({"keys": {"k1": 1, "k2": 2}})),
+        ("78-Client-2-0.manifest.json", worker_json(vec![task("k1", "host-a")])),
+        ("78-Client-2.reported.json", note),
+    ]);
+    let (run, _) = merged_from(&dir);
+    assert!(run.stats.complete && run.stats.missing_work.is_empty(), "{:?}", run.stats);
+}
+
+#[test]
+fn what_a_client_could_not_do_is_missing_work() {
+    let joined = serde_json::json!({"client": "Client-3", "pid": 79,
+        "problems": ["could not register reprotrace on the cluster: no worker plugin support"]});
+    let reported = serde_json::json!({"client": "Client-3", "pid": 79,
+        "problems": ["could not collect the workers' audits: CommClosedError"]});
+    let dir = reports_dir(&[("79-Client-3.joined.json", joined), ("79-Client-3.reported.json", reported)]);
+    let (run, _) = merged_from(&dir);
+    assert_eq!(
+        run.stats.missing_work,
+        [
+            "Dask client Client-3 (process 79): could not register reprotrace on the cluster: no worker plugin support",
+            "Dask client Client-3 (process 79): could not collect the workers' audits: CommClosedError",
+        ]
+    );
+    assert!(!run.stats.complete);
+}
+
+#[test]
+fn a_worker_whose_plugin_failed_to_set_up_is_unaudited() {
+    // What dask.py sends for a worker whose plugin setup failed.
+    let unaudited = serde_json::json!({"host": "host-a", "address": "tcp://10.0.0.2:1", "name": "a-0",
+        "reason": "reprotrace's plugin could not be set up: this distributed (2099.1.0) has no \
+                   distributed.worker._run_task_simple, which reprotrace wraps to mark tasks"});
+    let dir = reports_dir(&[("80-Client-4-0.unaudited.json", unaudited)]);
+    let (run, warnings) = merged_from(&dir);
+    assert!(!run.stats.complete);
+    assert!(run.hosts[0].workers[0].unaudited.as_deref().is_some_and(|why| why.contains("_run_task_simple")));
+    assert!(warnings.iter().any(|warning| warning.contains("a-0 on host-a was not audited")), "{warnings:?}");
 }

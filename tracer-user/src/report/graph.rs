@@ -198,13 +198,7 @@ pub(super) fn build(manifest: &Manifest, stale: &StaleReport) -> Graph {
             builder.data(index, &cell.data, false);
         }
         for task in &manifest.tasks {
-            // The latest cell with the task's count that began before it.
-            let step = task.cell.and_then(|count| {
-                let mut matching = cells.iter().enumerate().filter(|(_, cell)| cell.execution_count == count);
-                let first = matching.clone().next().map(|(index, _)| index);
-                matching.rfind(|(_, cell)| cell.started_at <= task.started_at).map(|(index, _)| index).or(first)
-            });
-            if let Some(step) = step {
+            if let Some(step) = task.submitting_cell(cells) {
                 builder.data(step, &task.data, true);
             }
         }
