@@ -37,6 +37,9 @@ pub const FLAG_IO_URING_REQUEST: u16 = 8;
 /// `EventHeader::flags`: the io_uring request opens or closes a direct
 /// descriptor (a slot of the ring's file table, not a process descriptor).
 pub const FLAG_IO_URING_DIRECT: u16 = 16;
+/// `EventHeader::flags`: the exec raised the task's privileges (a setuid or
+/// setgid program: its effective ids are not its real ones).
+pub const FLAG_PRIVILEGED_EXEC: u16 = 32;
 
 /// The facts the kernel reports. The discriminant is the `kind` field on the wire.
 #[repr(u16)]
@@ -359,6 +362,23 @@ pub struct FileOffsets {
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for FileOffsets {}
 
+/// Where the programs find a task's credentials (byte offsets from BTF):
+/// `task_struct.cred`, and `cred.uid`, `euid`, `gid`, `egid` (each a
+/// `kuid_t`/`kgid_t`, whose value is its first 4 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CredOffsets {
+    pub task_cred: u64,
+    pub uid: u64,
+    pub euid: u64,
+    pub gid: u64,
+    pub egid: u64,
+}
+
+// SAFETY: plain integers, no padding.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for CredOffsets {}
+
 /// Map names, as exported from the object and looked up by the loader.
 pub mod maps {
     /// `HashMap<u32 tid, u32 audit id>`: the tasks being traced.
@@ -439,6 +459,8 @@ pub mod globals {
     pub const SYSCALL_REGS: &str = "SYSCALL_REGS";
     /// A [`crate::FileOffsets`].
     pub const FILE_OFFSETS: &str = "FILE_OFFSETS";
+    /// A [`crate::CredOffsets`].
+    pub const CRED_OFFSETS: &str = "CRED_OFFSETS";
     /// Non-zero: every program returns at once (the benchmarks' floor: what
     /// attaching costs before any work).
     pub const RETURN_AT_ONCE: &str = "RETURN_AT_ONCE";
@@ -450,6 +472,7 @@ pub mod globals {
         IO_URING_OFFSETS,
         SYSCALL_REGS,
         FILE_OFFSETS,
+        CRED_OFFSETS,
         RETURN_AT_ONCE,
     ];
 }

@@ -54,10 +54,11 @@ use tracer_common::{
     counters,
     io_uring::{opcode, IoUringOffsets},
     syscalls::{Arg, Syscall},
-    EventHeader, EventKind, FactKey, FileOffsets, PendingSyscall, ProcessDedup, SeenFactSet, SyscallRegs, ARGV_MAX,
-    EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED,
-    FLAG_STR1_TRUNCATED, HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX, SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS,
-    SILENT_FD_LIMIT, SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS, TS_COMPAT,
+    CredOffsets, EventHeader, EventKind, FactKey, FileOffsets, PendingSyscall, ProcessDedup, SeenFactSet, SyscallRegs,
+    ARGV_MAX, EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST,
+    FLAG_PRIVILEGED_EXEC, FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX,
+    SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS, SILENT_FD_LIMIT, SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_WINDOW_MAX,
+    SYSCALL_SLOTS, TS_COMPAT,
 };
 
 mod dedup;
@@ -170,6 +171,10 @@ static SYSCALL_REGS: SyscallRegs =
 #[no_mangle]
 static FILE_OFFSETS: FileOffsets =
     FileOffsets { task_files: 0, files_fdt: 0, fdtable_fd: 0, file_inode: 0, inode_mode: 0 };
+
+/// Where a task's ids are, from BTF (see tracer-common's `CredOffsets`).
+#[no_mangle]
+static CRED_OFFSETS: CredOffsets = CredOffsets { task_cred: 0, uid: 0, euid: 0, gid: 0, egid: 0 };
 
 /// Set by the loader for the benchmarks' floor: every program returns at once.
 #[no_mangle]
@@ -466,6 +471,19 @@ fn read_kernel_u64(address: u64) -> u64 {
     }
 }
 
+/// Whether `task` (just exec'd) runs with other effective ids than its real
+/// ones: a setuid or setgid program, which a user's audit must not follow
+/// (the rule ptrace applies).
+#[inline(always)]
+fn raised_privileges(task: u64) -> bool {
+    let cred = read_kernel_u64(task + loader_global(&CRED_OFFSETS.task_cred));
+    if cred == 0 {
+        return false;
+    }
+    let id = |offset: &u64| read_kernel_u32(cred + loader_global(offset));
+    id(&CRED_OFFSETS.uid) != id(&CRED_OFFSETS.euid) || id(&CRED_OFFSETS.gid) != id(&CRED_OFFSETS.egid)
+}
+
 /// Emits a successful exec, from the new image: the path the kernel ran (the
 /// tracepoint's `filename`) and the argv it copied to the new stack
 /// (`mm->arg_start..arg_end`), up to [`ARGV_MAX`] bytes.
@@ -497,6 +515,9 @@ fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
         read_kernel_u64(mm + loader_global(&MM_ARG_START_OFFSET)),
         read_kernel_u64(mm + loader_global(&MM_ARG_END_OFFSET)),
     );
+    if raised_privileges(task) {
+        flags |= FLAG_PRIVILEGED_EXEC;
+    }
     let total = end.saturating_sub(start);
     let mut len1 = total as usize;
     if len1 > ARGV_MAX {

@@ -19,7 +19,7 @@
 //! audits itself that way.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     io,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -110,6 +110,10 @@ struct Client {
     /// Records that could not be attributed to any audit while this one ran.
     malformed: u64,
     records: u64,
+    /// Processes of a user's audit that ran a setuid or setgid program, and
+    /// their children: no longer followed, their records dropped (ptrace's
+    /// rule: a user does not trace a program more privileged than itself).
+    privileged: HashSet<u32>,
 }
 
 impl Client {
@@ -297,6 +301,7 @@ fn admit(
         overflowed: 0,
         malformed: 0,
         records: 0,
+        privileged: HashSet::new(),
     };
     client.reply(Reply::Hello { version: protocol::VERSION });
     Ok(client)
@@ -340,17 +345,39 @@ async fn read_requests(mut reader: OwnedReadHalf, audit_id: u32, incoming: mpsc:
     let _ = incoming.send((audit_id, Incoming::Gone(gone)));
 }
 
-/// Hands every record in the ring buffer to its audit.
+/// Hands every record in the ring buffer to its audit. A user's audit is
+/// not given what a setuid or setgid program it ran did: that process and
+/// its children are no longer followed, and their records are dropped (the
+/// exec itself is passed on: the user ran that program, and its audit says
+/// it is incomplete).
 fn route(source: &mut KernelPrograms, clients: &mut HashMap<u32, Client>) {
-    source.drain(&mut |record| match decode::audit_id(record) {
-        Some(audit_id) => {
+    let mut unfollow = Vec::new();
+    source.drain(&mut |record| match decode::envelope(record) {
+        Some(envelope) => {
             // No client: the late event of an audit that ended (a task it left behind).
-            if let Some(client) = clients.get_mut(&audit_id) {
-                client.push(record);
+            let Some(client) = clients.get_mut(&envelope.audit_id) else { return };
+            if client.uid != 0 {
+                if client.privileged.contains(&envelope.tgid) {
+                    if let Some(child) = envelope.forked_child {
+                        client.privileged.insert(child);
+                        unfollow.push(child);
+                    }
+                    return;
+                }
+                if envelope.privileged_exec {
+                    client.privileged.insert(envelope.tgid);
+                    unfollow.push(envelope.tgid);
+                }
             }
+            client.push(record);
         }
         None => clients.values_mut().for_each(|client| client.malformed += 1),
     });
+    for tid in unfollow {
+        if let Err(err) = source.unfollow(tid) {
+            eprintln!("reprotrace: daemon: could not stop following task {tid}: {err}");
+        }
+    }
     clients.values_mut().for_each(Client::flush);
 }
 
@@ -414,6 +441,7 @@ fn handle(
                         .saturating_sub(client.counters_at_start.untracked_children),
                     malformed_events: client.malformed,
                     sees_io_uring: source.sees_io_uring(),
+                    unfollowed_privileged: client.privileged.len() as u64,
                 },
                 Err(err) => {
                     client.reply(Reply::Error(err.to_string()));

@@ -54,6 +54,13 @@ pub fn render(manifest: &Manifest, color: bool) -> String {
         (true, false) => writeln!(out, "\x1b[1;31m{completeness}\x1b[0m ({} events)", stats.events),
         _ => writeln!(out, "{completeness} ({} events)", stats.events),
     };
+    if stats.unfollowed_privileged > 0 {
+        let _ = writeln!(
+            out,
+            "  not followed: {} processes past a setuid or setgid program they ran",
+            stats.unfollowed_privileged
+        );
+    }
     for missing in &stats.missing_work {
         let _ = writeln!(out, "  missing: {missing}");
     }

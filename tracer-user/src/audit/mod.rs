@@ -113,7 +113,8 @@ impl Audit {
             pipeline.finish(&settings.rules, self.started_at, &mut software_index, &host, worker);
         // The command's status, for `run`; an attached tree has no one command.
         let status = root.filter(|root| !root.pre_existing).and_then(|root| root.status).or(root_status);
-        let Counters { lost_events, untracked_children, malformed_events, sees_io_uring } = counters;
+        let Counters { lost_events, untracked_children, malformed_events, sees_io_uring, unfollowed_privileged } =
+            counters;
         let unseen_io_uring_rings = if sees_io_uring { 0 } else { tracker.io_uring_setups };
         let malformed_events = malformed_events + tracker.unknown_tasks;
         let mut manifest = Manifest {
@@ -139,6 +140,7 @@ impl Audit {
                 truncated_argvs: tracker.truncated_argvs,
                 ia32_processes: tracker.ia32_processes,
                 unseen_io_uring_rings,
+                unfollowed_privileged,
                 interrupted,
                 missing_work: Vec::new(),
                 complete: lost_events == 0
@@ -146,6 +148,7 @@ impl Audit {
                     && malformed_events == 0
                     && tracker.truncated_argvs == 0
                     && unseen_io_uring_rings == 0
+                    && unfollowed_privileged == 0
                     // strace sees 32-bit programs' system calls; the eBPF tracepoints do not.
                     && (tracker.ia32_processes == 0 || settings.backend == Backend::Strace)
                     && !interrupted,

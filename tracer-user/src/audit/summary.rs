@@ -64,6 +64,13 @@ pub fn print(manifest: &Manifest, output: &Path) {
         if let Some(host) = manifest.hosts.iter().find(|host| !host.stats.complete && host.stats.lost_events == 0) {
             reasons.push(format!("the audit of host {} is incomplete", host.host));
         }
+        if stats.unfollowed_privileged > 0 {
+            reasons.push(format!(
+                "{} processes not followed past a setuid or setgid program they ran (a user's audit does not see \
+                 more privileged programs; audit as root to see them)",
+                stats.unfollowed_privileged
+            ));
+        }
         if stats.unseen_io_uring_rings > 0 {
             reasons.push(format!(
                 "{} io_uring instances whose requests the {} backend does not see (use the eBPF backend)",

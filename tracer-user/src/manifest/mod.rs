@@ -335,6 +335,11 @@ pub struct Stats {
     /// see (strace): their file operations are missing.
     #[serde(default)]
     pub unseen_io_uring_rings: u64,
+    /// Processes not followed past a setuid or setgid program they ran (and
+    /// their children): an audit by a user through `daemon --allow-users`
+    /// does not see what a more privileged program does, as ptrace does not.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unfollowed_privileged: u64,
     /// The audit stopped before the traced tree ended: a second Ctrl-C
     /// (SIGINT, SIGTERM or SIGHUP), or its event stream was lost.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -603,4 +608,9 @@ pub struct DataEntry {
 /// The JSON Schema (2020-12) of a manifest, generated from the types.
 pub fn schema() -> serde_json::Value {
     schemars::schema_for!(Manifest).to_value()
+}
+
+/// Whether a counter is 0 (left out of a manifest then).
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }

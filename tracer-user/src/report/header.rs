@@ -26,6 +26,7 @@ pub(super) fn incompleteness(stats: &Stats, backend: Option<&str>) -> Vec<String
         count(stats.ia32_processes, "32-bit processes, whose system calls the eBPF backend does not see");
     }
     count(stats.unseen_io_uring_rings, "io_uring instances whose file operations the backend cannot see");
+    count(stats.unfollowed_privileged, "processes not followed past a setuid or setgid program (a user's audit)");
     reasons.extend(stats.missing_work.iter().cloned());
     reasons
 }

@@ -5,7 +5,7 @@
 //! [`crate::cache`]) for this kernel build.
 
 use btf_rs::{Btf, Type};
-use tracer_common::{io_uring::IoUringOffsets, FileOffsets, SyscallRegs, SYSCALL_REGS_WINDOW_MAX};
+use tracer_common::{io_uring::IoUringOffsets, CredOffsets, FileOffsets, SyscallRegs, SYSCALL_REGS_WINDOW_MAX};
 
 use super::{preflight::VMLINUX_BTF, EbpfError};
 
@@ -28,10 +28,12 @@ pub struct KernelOffsets {
     pub syscall_regs: SyscallRegs,
     /// Where an open descriptor's inode mode is.
     pub files: FileOffsets,
+    /// Where a task's real and effective ids are.
+    pub creds: CredOffsets,
 }
 
 /// The cache file's name; the number changes with the struct's layout.
-const CACHE_NAME: &str = "kernel-offsets-v4.bin";
+const CACHE_NAME: &str = "kernel-offsets-v5.bin";
 
 impl KernelOffsets {
     /// The offsets for the running kernel: cached ones when this kernel build
@@ -96,6 +98,13 @@ impl KernelOffsets {
                 fdtable_fd: offset("fdtable", "fd")?,
                 file_inode: offset("file", "f_inode")?,
                 inode_mode: offset("inode", "i_mode")?,
+            },
+            creds: CredOffsets {
+                task_cred: offset("task_struct", "cred")?,
+                uid: offset("cred", "uid")?,
+                euid: offset("cred", "euid")?,
+                gid: offset("cred", "gid")?,
+                egid: offset("cred", "egid")?,
             },
         })
     }

@@ -132,6 +132,7 @@ impl KernelPrograms {
             .btf(None)
             .override_global(globals::SYSCALL_REGS, &offsets.syscall_regs, true)
             .override_global(globals::FILE_OFFSETS, &offsets.files, true)
+            .override_global(globals::CRED_OFFSETS, &offsets.creds, true)
             .override_global(globals::RETURN_AT_ONCE, &return_at_once, true)
             .override_global(globals::TASK_EXIT_CODE_OFFSET, &offsets.task_exit_code, true)
             .override_global(globals::TASK_MM_OFFSET, &offsets.task_mm, true)
@@ -228,6 +229,16 @@ impl KernelPrograms {
     pub fn audit_of(&self, tid: Tid) -> Option<u32> {
         let map = self.ebpf.map(maps::TRACED)?;
         BpfHashMap::<_, u32, u32>::try_from(map).ok()?.get(&tid, 0).ok()
+    }
+
+    /// Stops following task `tid` (its children from now on are not
+    /// followed either).
+    pub fn unfollow(&mut self, tid: Tid) -> Result<(), EbpfError> {
+        // A task that exited meanwhile removed itself.
+        let _ = self.traced()?.remove(&tid);
+        // Unmarked last: a mark may outlive its task, never the reverse.
+        self.maybe_traced.mark(tid, false);
+        Ok(())
     }
 
     /// Stops following every task of `audit_id` (an audit that ended or was
