@@ -130,7 +130,10 @@ const PROVIDED: [&[u8]; 3] = [b"/proc", b"/sys", b"/dev"];
 const MAX_LINKS: usize = 40;
 
 /// Packs `part` of `manifest`'s run into `output`. A data input whose content
-/// differs from the manifest's hash is refused unless `allow_changed`.
+/// differs from the manifest's hash is refused unless `allow_changed`, and so
+/// is any other file (a program, a library, a Python module) changed since
+/// the audit ended: the manifest holds no hash of those, but an upgrade
+/// (dpkg, pip) writes new files, whose inode change time is then later.
 pub fn pack(
     manifest: &Manifest,
     part: &Part,
@@ -144,9 +147,10 @@ pub fn pack(
     };
     // What the run made itself is left out; a host's audits started at
     // other times than the run, which is all the manifest keeps: not there.
-    let started = match part {
+    let finished = humantime::parse_rfc3339(&manifest.finished_at).ok();
+    let run = match part {
         Part::Host(_) => None,
-        _ => humantime::parse_rfc3339(&manifest.started_at).ok(),
+        _ => humantime::parse_rfc3339(&manifest.started_at).ok().map(|started| RunSpan { started, finished }),
     };
     let inputs: BTreeMap<Vec<u8>, Option<String>> = sections
         .data
@@ -178,9 +182,10 @@ pub fn pack(
     let mut index = Index::default();
     let mut entries: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
     for path in &wanted {
-        add_path(path, started, &mut entries, &mut index.left_out);
+        add_path(path, run, &mut entries, &mut index.left_out);
     }
-    // The contents, named by their hash; data inputs checked against the manifest's.
+    // The contents, named by their hash; data inputs checked against the
+    // manifest's, the rest against the time the audit ended.
     let mut changed = Vec::new();
     let mut report = PackReport { left_out: index.left_out.clone(), ..PackReport::default() };
     let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -192,6 +197,11 @@ pub fn pack(
             if expected != sha256 {
                 changed.push(display_bytes(path));
             }
+        }
+        // (A host's audit ended at a time the manifest does not keep.)
+        let audit_end = run.and_then(|run| run.finished);
+        if !*data && audit_end.is_some_and(|finished| changed_after(path, finished)) {
+            changed.push(format!("{} (not data: changed after the audit ended)", display_bytes(path)));
         }
         match *data {
             true => report.data_bytes += *size,
@@ -224,6 +234,15 @@ pub fn pack(
     Ok(report)
 }
 
+/// Whether the inode at `path` changed (written, replaced, its mode or owner
+/// changed) after `time`.
+fn changed_after(path: &[u8], time: SystemTime) -> bool {
+    let Ok(metadata) = std::fs::symlink_metadata(os_path(path)) else { return false };
+    let since_epoch = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let changed = (metadata.ctime(), metadata.ctime_nsec());
+    changed > (since_epoch.as_secs() as i64, i64::from(since_epoch.subsec_nanos()))
+}
+
 /// Every path the run read, executed or looked up and did not only write,
 /// in the auditor's namespace, outside the trees a repeat provides.
 pub fn used_paths(manifest: &Manifest) -> BTreeSet<Vec<u8>> {
@@ -236,15 +255,17 @@ pub fn used_paths(manifest: &Manifest) -> BTreeSet<Vec<u8>> {
         .collect()
 }
 
+/// When the audited run was (`finished` unknown: until now).
+#[derive(Clone, Copy)]
+struct RunSpan {
+    started: SystemTime,
+    finished: Option<SystemTime>,
+}
+
 /// Adds `path` to `entries`, with the directories and symbolic links on the
 /// way to it and, for a link, what it points to. What the run made itself
-/// (born after `started`), and what is gone, goes to `left_out`.
-fn add_path(
-    path: &[u8],
-    started: Option<SystemTime>,
-    entries: &mut BTreeMap<Vec<u8>, Entry>,
-    left_out: &mut Vec<String>,
-) {
+/// (born while it ran), and what is gone, goes to `left_out`.
+fn add_path(path: &[u8], run: Option<RunSpan>, entries: &mut BTreeMap<Vec<u8>, Entry>, left_out: &mut Vec<String>) {
     let mut pending = vec![path.to_vec()];
     let mut links = 0;
     while let Some(path) = pending.pop() {
@@ -258,7 +279,7 @@ fn add_path(
                 left_out.push(display_bytes(&prefix));
                 break;
             };
-            if last && started.is_some_and(|started| born_at_or_after(&metadata, started)) {
+            if last && run.is_some_and(|run| born_during(&metadata, run)) {
                 left_out.push(display_bytes(&prefix));
                 break;
             }
@@ -301,10 +322,11 @@ fn add_path(
     }
 }
 
-/// Whether the file or directory came into being at or after `started` (the
-/// run made it): its birth time says, where the file system keeps one.
-fn born_at_or_after(metadata: &std::fs::Metadata, started: SystemTime) -> bool {
-    metadata.created().is_ok_and(|born| born >= started)
+/// Whether the file or directory came into being while the run ran (the run
+/// made it): its birth time says, where the file system keeps one. One born
+/// after the audit ended replaced what the run used (an upgrade).
+fn born_during(metadata: &std::fs::Metadata, run: RunSpan) -> bool {
+    metadata.created().is_ok_and(|born| born >= run.started && run.finished.is_none_or(|finished| born <= finished))
 }
 
 fn hash_file(path: &[u8]) -> Result<String, BundleError> {

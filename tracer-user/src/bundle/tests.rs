@@ -21,10 +21,12 @@ fn fixture(dir: &std::path::Path) -> Manifest {
     let started = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     std::thread::sleep(std::time::Duration::from_millis(30));
     std::fs::write(dir.join("out.txt"), "made").expect("output");
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let finished = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     let d = dir.display();
     serde_json::from_value(serde_json::json!({
         "schema": "reprotrace/manifest/v1", "backend": "ebpf", "command": ["x"], "cwd": format!("{d}"), "host": "h",
-        "started_at": started, "finished_at": started, "exit_code": 0, "signal": null,
+        "started_at": started, "finished_at": finished, "exit_code": 0, "signal": null,
         "stats": {"events": 1, "lost_events": 0, "untracked_children": 0, "malformed_events": 0,
                   "unresolved_paths": 0, "complete": true, "duration_ms": 1},
         "processes": [],
@@ -93,6 +95,22 @@ fn changed_inputs_and_damaged_bundles_are_refused() {
         .contains("no cell [7]"));
 }
 
+/// A program the run used was upgraded after the audit: not what the run ran.
+#[test]
+fn software_changed_since_the_audit_is_refused() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("run");
+    let manifest = fixture(&dir);
+    let bundle = scratch.path().join("run.bundle");
+    pack(&manifest, &Part::Run, false, &bundle, false).expect("nothing changed yet");
+    // As an upgrade does: a new file renamed over the old one.
+    std::fs::write(dir.join("bin/tool.new"), "#!/bin/sh\necho 2\n").expect("new version");
+    std::fs::rename(dir.join("bin/tool.new"), dir.join("bin/tool")).expect("upgrade");
+    let refused = pack(&manifest, &Part::Run, false, &bundle, false).expect_err("changed");
+    assert!(refused.to_string().contains("bin/tool (not data"), "{refused}");
+    pack(&manifest, &Part::Run, true, &bundle, false).expect("--allow-changed");
+}
+
 #[test]
 fn only_a_bundle_of_the_whole_run_is_repeatable_and_it_says_so() {
     for part in [Part::Run, Part::Cells(vec![1, 3]), Part::Host("worker-1".into()), Part::DataOnly] {
@@ -129,7 +147,8 @@ fn setuid_and_setgid_bits_are_never_restored() {
     std::fs::set_permissions(dir.join("bin/tool"), std::fs::Permissions::from_mode(0o6755)).expect("setuid");
     std::fs::set_permissions(dir.join("data"), std::fs::Permissions::from_mode(0o2755)).expect("setgid dir");
     let bundle = scratch.path().join("run.bundle");
-    pack(&manifest, &Part::Run, false, &bundle, false).expect("packed");
+    // (The modes changed after the audit: packed as they are now.)
+    pack(&manifest, &Part::Run, true, &bundle, false).expect("packed");
     let root = scratch.path().join("repeat/root");
     std::fs::create_dir_all(root.parent().expect("parent")).expect("repeat dir");
     let unpacked = unpack(&bundle, &root).expect("unpacked");
