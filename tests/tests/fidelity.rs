@@ -151,11 +151,14 @@ fn an_exec_from_a_thread_runs_in_the_cwd_another_thread_set() {
     scratch.write("sub/input.txt", "read after another thread's chdir\n");
     std::fs::copy("/usr/bin/cat", scratch.work().join("sub/mycat")).expect("copy cat");
     let threads = scratch.compile("threads", &["-pthread"]);
-    let audit = audit_equal(&scratch, &[threads.as_str()], || {});
-    let mycat = process_running(&audit.manifest, &scratch.path("sub/mycat"));
-    assert_eq!(mycat["argv"], serde_json::json!(["mycat", "input.txt"]));
-    assert_eq!(mycat["cwd"], scratch.path("sub"));
-    assert_eq!(data_paths(&audit.manifest, "inputs"), BTreeSet::from([scratch.path("sub/input.txt")]));
+    // The leader waiting in a system call, then spinning in user space.
+    for mode in ["", "spin"] {
+        let audit = audit_equal(&scratch, &[threads.as_str(), mode], || {});
+        let mycat = process_running(&audit.manifest, &scratch.path("sub/mycat"));
+        assert_eq!(mycat["argv"], serde_json::json!(["mycat", "input.txt"]), "{mode}");
+        assert_eq!(mycat["cwd"], scratch.path("sub"), "{mode}");
+        assert_eq!(data_paths(&audit.manifest, "inputs"), BTreeSet::from([scratch.path("sub/input.txt")]), "{mode}");
+    }
 
     // The same from Python: a thread calls os.execv while the main thread waits.
     let script = "import os, threading\n\
