@@ -244,6 +244,72 @@ fn a_notebook_run_under_reprotrace_is_cut_per_cell() {
     }
 }
 
+/// `attach --kernel` without `--inject-hooks` still listens for the kernel:
+/// a user who types `%load_ext reprotrace` gets an audit that waits at each
+/// cell's end, and answers it.
+#[test]
+fn a_hand_loaded_extension_finds_the_attached_audit() {
+    let venv = jupyter_venv();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path();
+    std::fs::write(work.join("x.txt"), "v1").expect("x");
+    let x = work.join("x.txt").display().to_string();
+    let answer = work.join("answer.json").display().to_string();
+    let status = work.join("status.txt").display().to_string();
+    let package = reprotrace_tests::repo_root().join("python").display().to_string();
+    let cells = serde_json::json!([
+        [
+            "load",
+            format!(
+                "import sys; sys.path.insert(0, {package:?})\n\
+                 %load_ext reprotrace\n\
+                 import reprotrace; open({status:?}, 'w').write(reprotrace.status_line())\n"
+            )
+        ],
+        ["peek", format!("before = open({x:?}).read()\n")],
+        ["overwrite", format!("open({x:?}, 'w').write('v2')\n")],
+        [
+            "ask",
+            format!(
+                "import json, reprotrace.channel\n\
+                 open({answer:?}, 'w').write(json.dumps(reprotrace.channel.current().cells()))\n"
+            )
+        ],
+    ]);
+    std::fs::write(work.join("cells.json"), cells.to_string()).expect("cells");
+    let mut session = Command::new(venv.join("bin/python"))
+        .arg(reprotrace_tests::repo_root().join("tests/workloads/kernel_session.py"))
+        .arg(work)
+        .arg(work.join("cells.json"))
+        .spawn()
+        .expect("kernel session");
+    wait_for(&work.join("connection.txt"), "the kernel");
+    let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
+    let manifest_path = work.join("session.json");
+    let mut tracer = reprotrace_tests::spawn_until(
+        Command::new(reprotrace_bin()).args(["attach", "--kernel", connection.trim(), "-o"]).arg(&manifest_path),
+        "attached to",
+    );
+    std::fs::write(work.join("go"), "").expect("go");
+    wait_for(&work.join("done"), "the cells");
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
+    assert!(tracer.wait().expect("reprotrace exits").success());
+    std::fs::write(work.join("stop"), "").expect("stop");
+    assert!(session.wait().expect("kernel session exits").success());
+
+    let said = std::fs::read_to_string(work.join("status.txt")).expect("status line");
+    assert!(said.contains("an audit is listening"), "{said}");
+    let answer: Value =
+        serde_json::from_slice(&std::fs::read(work.join("answer.json")).expect("answer")).expect("JSON");
+    assert_eq!(answer["ok"], true, "{answer}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+    assert_valid(&manifest);
+    let cells = manifest["cells"].as_array().expect("cells");
+    let peek = cells.iter().find(|cell| cell["cell_id"] == "peek").unwrap_or_else(|| panic!("{cells:#?}"));
+    assert_eq!(peek["data"]["inputs"][0]["sha256"], sha256_of("v1"), "as the cell read it: {peek:#}");
+}
+
 #[test]
 fn attach_errors_are_clear() {
     for (args, message) in [

@@ -197,16 +197,45 @@ fn test() -> Result<()> {
         std::process::exit(1);
     });
     let stdout = child.stdout.take().context("cargo test's output")?;
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
     let (mut passed, mut failed) = (0u64, 0u64);
-    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-        let line = line?;
+    let mut count = |line: String| {
         println!("{line}");
         if let Some(result) = line.strip_prefix("test result: ") {
             passed += count_before(result, " passed");
             failed += count_before(result, " failed");
         }
+    };
+    let mut status = None;
+    loop {
+        match lines.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(line) => count(line?),
+            // The output ended: every process that held it is gone.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if status.is_none() {
+                    status = child.try_wait()?;
+                }
+                // cargo is done, and a process a test left behind still
+                // holds the output: say which, and end them rather than
+                // wait for them.
+                if status.is_some() {
+                    end_leftovers(group);
+                }
+            }
+        }
     }
-    let status = child.wait()?;
+    let status = match status {
+        Some(status) => status,
+        None => child.wait()?,
+    };
     println!("tests: {passed} passed, {failed} failed");
     if !status.success() {
         bail!("cargo test failed ({status})");
@@ -215,6 +244,31 @@ fn test() -> Result<()> {
         bail!("no test ran");
     }
     Ok(())
+}
+
+/// Once cargo test has exited: the processes of its group still running
+/// (left behind by a test) are named and killed.
+fn end_leftovers(group: u32) {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let mut leftovers = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Fields after the command's closing parenthesis: state, ppid, pgrp.
+        let Some(fields) = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>()) else {
+            continue;
+        };
+        if fields.get(2).and_then(|pgrp| pgrp.parse::<u32>().ok()) == Some(group) && fields.first() != Some(&"Z") {
+            let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let command = String::from_utf8_lossy(&command).replace('\0', " ");
+            leftovers.push((pid, command));
+        }
+    }
+    for (pid, command) in &leftovers {
+        eprintln!("xtask: warning: a test left pid {pid} running, holding the test output; killed: {command}");
+        // SAFETY: kill(2) on a pid of the test run's own process group; no memory is touched.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
 }
 
 /// The number just before `label` in a `test result:` line.
