@@ -339,7 +339,8 @@ fn export_docker_escapes_arguments_and_refuses_crafted_fields() {
     let dockerfile = std::fs::read_to_string(work.join("docker/Dockerfile")).expect("Dockerfile");
     let mut continued = false;
     for line in dockerfile.lines() {
-        let known = ["# ", "FROM ", "RUN [", "COPY ", "WORKDIR ", "CMD ["].iter().any(|start| line.starts_with(start));
+        let known =
+            ["# ", "FROM ", "ARG ", "RUN [", "COPY ", "WORKDIR ", "CMD ["].iter().any(|start| line.starts_with(start));
         assert!(continued || known, "a line no instruction starts: {line:?} in\n{dockerfile}");
         continued = line.ends_with('\\');
     }
