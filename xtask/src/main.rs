@@ -107,10 +107,14 @@ pub(crate) fn setup() -> Result<()> {
     }
     // Programs the tests run, and Debian packages the Python tests build venvs with.
     // ip, nsenter and unshare make the simulated Dask hosts (the cluster crate);
-    // the security tests create a real user (useradd) and mount small tmpfs.
+    // the security tests create a real user (useradd) who runs reprotrace
+    // through the real sudo (a sudoers rule checked by visudo), and mount
+    // small tmpfs.
     let mut missing: Vec<&str> = [
         ("strace", "strace"),
         ("useradd", "passwd"),
+        ("sudo", "sudo"),
+        ("visudo", "sudo"),
         ("mount", "mount"),
         ("setpriv", "util-linux"),
         ("nsenter", "util-linux"),
