@@ -6,8 +6,10 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     ffi::OsStr,
     io::{BufRead, BufReader},
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
+    sync::Mutex,
 };
 
 use serde_json::Value;
@@ -300,4 +302,87 @@ pub fn prepare_file_ops(work: &Path) {
         std::fs::write(inputs.join(name), format!("contents of {name}\n")).expect("input file");
     }
     std::fs::copy(repo_root().join("tests/workloads/file_ops.py"), work.join("file_ops.py")).expect("workload");
+}
+
+/// A system user made for one test, deleted after it, who may run this
+/// build's `reprotrace` (and nothing else) as root through the real `sudo`:
+/// a sudoers drop-in of its own, removed with the user.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    sudoers: PathBuf,
+}
+
+/// useradd and userdel lock /etc/passwd: one at a time.
+static ACCOUNTS: Mutex<()> = Mutex::new(());
+
+impl TestUser {
+    pub fn create(tag: &str) -> TestUser {
+        assert!(Path::new("/usr/bin/sudo").exists(), "sudo is missing: `cargo xtask setup` installs it");
+        let name = format!("rt{tag}{}", std::process::id() % 100_000);
+        let _lock = ACCOUNTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let status = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin"])
+            .arg(&name)
+            .status()
+            .expect("useradd");
+        assert!(status.success(), "useradd {name}");
+        let id = |flag: &str| -> u32 {
+            let output = Command::new("id").arg(flag).arg(&name).output().expect("id");
+            String::from_utf8_lossy(&output.stdout).trim().parse().expect("numeric id")
+        };
+        // Made now, so that dropping a half-made user removes what there is.
+        let mut user = TestUser { uid: id("-u"), gid: id("-g"), sudoers: PathBuf::new(), name };
+        user.sudoers = user.allow_sudo();
+        user
+    }
+
+    /// Lets this user run `reprotrace` as root, without a password: a rule
+    /// checked by `visudo`, then renamed into /etc/sudoers.d (sudo ignores
+    /// names with a dot, such as the one it is written under).
+    fn allow_sudo(&self) -> PathBuf {
+        let binary = reprotrace_bin();
+        let binary = binary.to_str().expect("a UTF-8 path");
+        // Characters sudoers gives a meaning to would change the rule.
+        assert!(!binary.contains(|c: char| c.is_whitespace() || ",:=\\\"#!()".contains(c)), "{binary}");
+        let rule = format!("{} ALL=(root) NOPASSWD: {binary}\n", self.name);
+        let target = PathBuf::from(format!("/etc/sudoers.d/reprotrace-test-{}", self.name));
+        let staged = PathBuf::from(format!("/etc/sudoers.d/.reprotrace-test-{}.new", self.name));
+        std::fs::write(&staged, rule).expect("sudoers rule");
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o440)).expect("chmod");
+        run(Command::new("visudo").arg("-cf").arg(&staged));
+        std::fs::rename(&staged, &target).expect("sudoers rule in place");
+        target
+    }
+
+    /// `reprotrace ARGS…` run by this user through the real sudo: the
+    /// user's uid, gid and groups (`setpriv`), then `sudo -n -u root`, which
+    /// resets the environment, sets `SUDO_UID`/`SUDO_GID`/`SUDO_USER` and
+    /// makes the umask the user's joined with sudoers' (022).
+    pub fn sudo(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid", &self.uid.to_string(), "--regid", &self.gid.to_string(), "--init-groups", "--"])
+            .args(["sudo", "--non-interactive", "--user", "root", "--"])
+            .arg(reprotrace_bin())
+            .args(args);
+        command
+    }
+
+    /// A directory of this user's own (mode 0700).
+    pub fn home(&self) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::chown(dir.path(), Some(self.uid), Some(self.gid)).expect("chown");
+        dir
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sudoers);
+        let _ = std::fs::remove_file(format!("/etc/sudoers.d/.reprotrace-test-{}.new", self.name));
+        let _lock = ACCOUNTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
 }

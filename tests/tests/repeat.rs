@@ -127,7 +127,9 @@ fn a_packed_run_repeats_from_the_bundle_alone_and_verifies_its_outputs() {
         assert!(dockerfile.lines().any(|line| line.starts_with("FROM debian:")), "{dockerfile}");
         assert!(dockerfile.contains("libc6="), "{dockerfile}");
         let venv = run.join("venv").display().to_string();
-        assert!(dockerfile.contains(&format!(r#"RUN ["python3","-m","venv","{venv}"]"#)), "{dockerfile}");
+        assert!(dockerfile.contains(&format!(r#"RUN ["python3.11","-m","venv","{venv}"]"#)), "{dockerfile}");
+        // What makes the venv, at the interpreter's Debian version.
+        assert!(dockerfile.contains("\"python3.11-venv=3.11."), "{dockerfile}");
         assert!(dockerfile.contains(r#"CMD ["venv/bin/python","analysis.py"]"#), "{dockerfile}");
         let requirements = std::fs::read_to_string(dir.path().join("docker/requirements.txt")).expect("requirements");
         assert!(requirements.lines().any(|line| line == "six==1.16.0"), "{requirements}");
@@ -136,6 +138,7 @@ fn a_packed_run_repeats_from_the_bundle_alone_and_verifies_its_outputs() {
         for name in ["analysis.py", "data.csv"] {
             assert!(context.join(name).is_file(), "{name} is not in the Docker context: {}", text(&exported));
         }
+        assert!(!context.join("venv").exists(), "the image remakes the venv: none of its files is copied");
 
         // Everything the run used moves away: the repeat has the bundle alone.
         std::fs::rename(&run, dir.path().join("moved-away")).expect("move away");

@@ -246,26 +246,40 @@ fn a_second_sigterm_stops_waiting_and_writes_what_was_seen() {
     }
 }
 
+/// Through the real sudo, from a real user: the command runs as that user,
+/// with that user's `HOME`, `USER` and `LOGNAME` (sudo leaves root's), and
+/// the manifest is theirs.
 #[test]
 fn under_sudo_the_command_runs_as_the_invoking_user() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let user = reprotrace_tests::TestUser::create("id");
     // The manifest is written with the user's rights: in a directory of theirs.
-    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).expect("chown");
+    let home = user.home();
     for backend in BACKENDS {
-        let output = Command::new(reprotrace_bin())
-            .current_dir(dir.path())
-            .env("SUDO_UID", "65534")
-            .env("SUDO_GID", "65534")
-            .env("SUDO_USER", "nobody")
-            .args(["run", "--quiet", "--backend", backend, "-o"])
-            .arg(dir.path().join(format!("{backend}.json")))
-            .args(["--", "id", "-u"])
+        let manifest = home.path().join(format!("{backend}.json"));
+        let output = user
+            .sudo(&["run", "--quiet", "--backend", backend, "-o"])
+            .arg(&manifest)
+            .args(["--", "sh", "-c", "id -u; echo \"$HOME $USER $LOGNAME\""])
+            .current_dir(home.path())
             .output()
             .expect("running reprotrace");
         assert!(output.status.success(), "{backend}: {}", String::from_utf8_lossy(&output.stderr));
-        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "65534", "{backend}");
-        let written = std::fs::metadata(dir.path().join(format!("{backend}.json"))).expect("manifest");
-        assert_eq!(std::os::unix::fs::MetadataExt::uid(&written), 65534, "{backend}: the user's manifest");
+        let passwd = Command::new("getent").args(["passwd", &user.name]).output().expect("getent");
+        let passwd = String::from_utf8_lossy(&passwd.stdout);
+        let user_home = passwd.trim().split(':').nth(5).expect("a home directory");
+        let name = &user.name;
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            format!("{}\n{user_home} {name} {name}\n", user.uid),
+            "{backend}: the user's identity"
+        );
+        let written = std::fs::metadata(&manifest).expect("manifest");
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&written), user.uid, "{backend}: the user's manifest");
+        // The real sudo's mark, and the environment the command had, recorded.
+        let recorded: Value = serde_json::from_slice(&std::fs::read(&manifest).expect("manifest")).expect("JSON");
+        assert_eq!(recorded["environment"]["SUDO_USER"], name.as_str(), "{backend}");
+        assert!(recorded["environment"]["SUDO_COMMAND"].is_string(), "{backend}: not through sudo?");
+        assert_eq!(recorded["environment"]["HOME"], user_home, "{backend}");
     }
 }
 

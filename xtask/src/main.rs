@@ -2,7 +2,8 @@
 //!
 //! - `setup` installs what building and testing need on a fresh machine:
 //!   bpf-linker 0.10.1 (the eBPF linker that works with the LLVM inside the Rust
-//!   toolchain) and strace.
+//!   toolchain), strace, and the Debian packages the tests use (podman and
+//!   mmdebstrap among them); it installs only what is missing.
 //! - `test` builds the workspace (the `reprotrace` binary the integration tests
 //!   run) and runs every test.
 //! - `demo` sets up, builds, and audits the example analysis with both backends.
@@ -39,7 +40,7 @@ fn main() -> Result<()> {
         "bench" => bench::main(&args[1..]),
         "cluster" => cluster::main(&args[1..]),
         _ => bail!(
-            "usage: cargo xtask <setup|test|demo|bench|cluster>\n  setup  install bpf-linker {BPF_LINKER_VERSION} and strace\n  \
+            "usage: cargo xtask <setup|test|demo|bench|cluster>\n  setup  install bpf-linker {BPF_LINKER_VERSION}, strace and the Debian packages the tests use\n  \
              test   build and run every test (needs root)\n  demo   setup, build, and audit examples/analysis.py with both \
              backends\n  demo cluster  the three example notebooks under `reprotrace run --dask` on a simulated \
              cluster, checked\n  bench  overhead of reprotrace against native, strace and reprozip on prepared workloads \
@@ -106,10 +107,14 @@ pub(crate) fn setup() -> Result<()> {
     }
     // Programs the tests run, and Debian packages the Python tests build venvs with.
     // ip, nsenter and unshare make the simulated Dask hosts (the cluster crate);
-    // the security tests create a real user (useradd) and mount small tmpfs.
+    // the security tests create a real user (useradd) who runs reprotrace
+    // through the real sudo (a sudoers rule checked by visudo), and mount
+    // small tmpfs.
     let mut missing: Vec<&str> = [
         ("strace", "strace"),
         ("useradd", "passwd"),
+        ("sudo", "sudo"),
+        ("visudo", "sudo"),
         ("mount", "mount"),
         ("setpriv", "util-linux"),
         ("nsenter", "util-linux"),
@@ -144,6 +149,12 @@ pub(crate) fn setup() -> Result<()> {
             "tzdata",
             // The report tests render HTML in a real browser.
             "chromium",
+            // The container test builds `export docker`'s context with podman
+            // on a base image made by mmdebstrap. runc: Debian's crun refuses
+            // these machines' hybrid cgroup hierarchy.
+            "podman",
+            "runc",
+            "mmdebstrap",
         ]
         .into_iter()
         .filter(|package| !dpkg_installed(package)),

@@ -184,7 +184,9 @@ impl StraceSource {
         let log = LogPipe::new()?;
         let target = Target::Launch(spec.credentials.as_ref(), &spec.argv);
         let mut command = std::process::Command::new(find_strace()?);
-        command.args(strace_args(&log.path(), &target)).envs(spec.environment.iter().map(|(key, value)| (key, value)));
+        // strace passes its environment on: the command's, as the eBPF
+        // backend gives it and the manifest records it.
+        command.args(strace_args(&log.path(), &target)).env_clear().envs(spec.command_environment());
         let (root_tx, mut root_rx) = oneshot::channel();
         let (mut source, writer) = StraceSource::start(Mode::Launched, command, log, Some(root_tx))?;
         // The log's first task is the command strace started.
