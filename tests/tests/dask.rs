@@ -346,6 +346,7 @@ fn an_example_notebook_gets_its_tasks_per_cell() {
         assert_eq!(paths(&task["data"]["inputs"]), file(format!("stations/{station}.csv")), "{task}");
         assert_eq!(paths(&task["data"]["outputs"]), file(format!("fits/{station}.json")), "{task}");
         assert_eq!(task["cell"].as_u64(), Some(submit_cell), "{task}");
+        assert!(task.get("cell_by_clock").is_none(), "by the submission's marker: {task}");
     }
     let outputs = paths(&manifest["data"]["outputs"]);
     assert!(outputs.contains(&data.join("results/climate.json").display().to_string()), "{outputs:?}");
@@ -358,7 +359,9 @@ fn an_example_notebook_gets_its_tasks_per_cell() {
 
 /// `reprotrace attach --kernel … --dask`: a client the kernel creates after the
 /// attach takes part; its workers report when the attach ends, with the
-/// tasks attributed to the cell that submitted them.
+/// tasks attributed to the cell that submitted them: exactly, from the
+/// submission markers the attach saw in the kernel, though the scheduler's
+/// clock (as its plugin reads it) is an hour behind.
 #[test]
 fn an_attached_kernels_clients_bring_their_workers_audits() {
     let scratch = shared_dir();
@@ -387,6 +390,8 @@ fn an_attached_kernels_clients_bring_their_workers_audits() {
         .arg(repo_root().join("tests/workloads/kernel_session.py"))
         .arg(&work)
         .arg(scratch.path().join("cells.json"))
+        // The kernel's client gives the scheduler's plugin this skew.
+        .env("REPROTRACE_TEST_SCHEDULER_CLOCK_SKEW_NS", (-3_600_000_000_000_i64).to_string())
         .spawn()
         .expect("kernel session");
     let wait_for = |path: &Path| {
@@ -431,6 +436,7 @@ fn an_attached_kernels_clients_bring_their_workers_audits() {
             BTreeSet::from([work.join(format!("out/{name}.txt")).display().to_string()])
         );
         assert_eq!(task["cell"].as_u64(), Some(submit_cell), "{task}");
+        assert!(task.get("cell_by_clock").is_none(), "by the submission's marker: {task}");
     }
     assert_eq!(
         manifest["hosts"][0]["workers"].as_array().expect("workers").len(),

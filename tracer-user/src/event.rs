@@ -154,6 +154,8 @@ pub enum Fact {
     CellMarker(CellMarker),
     /// A Dask task began or ended in this thread.
     TaskMarker(TaskMarker),
+    /// A Dask client of this task's process submitted a graph to its scheduler.
+    SubmitMarker(SubmitMarker),
 }
 
 /// Why normalised parts do not make a fact.
@@ -161,7 +163,7 @@ pub enum Fact {
 pub enum FactError {
     #[error("an openat on the cell-marker dirfd does not carry a cell marker")]
     BadCellMarker,
-    #[error("an openat on the task-marker dirfd does not carry a task marker")]
+    #[error("an openat on the task-marker dirfd does not carry a task or submission marker")]
     BadTaskMarker,
     #[error("an io_uring completion is half of a fact, not one")]
     HalfAFact,
@@ -235,7 +237,11 @@ impl Fact {
             EventKind::Dup => Fact::Dup { old: fd(a0), new: ret as i32, cloexec: a1 != 0 },
             EventKind::SetCloexec => Fact::SetCloexec { first: a0 as u32, last: a1 as u32, on: a2 != 0 },
             EventKind::CellMarker => Fact::CellMarker(CellMarker::parse(&first).ok_or(FactError::BadCellMarker)?),
-            EventKind::TaskMarker => Fact::TaskMarker(TaskMarker::parse(&first).ok_or(FactError::BadTaskMarker)?),
+            // Task markers and submission markers share their dirfd.
+            EventKind::TaskMarker => match TaskMarker::parse(&first) {
+                Some(marker) => Fact::TaskMarker(marker),
+                None => Fact::SubmitMarker(SubmitMarker::parse(&first).ok_or(FactError::BadTaskMarker)?),
+            },
         })
     }
 }
@@ -357,9 +363,46 @@ impl TaskMarker {
     }
 }
 
+/// What reprotrace's Dask client hook says when a client of the traced tree
+/// sends its scheduler a graph (one `update-graph` message; python/reprotrace/dask.py),
+/// from the thread that submits it: the text
+/// `reprotrace-submit:1:<unix_time_ns>:<submission_id>`, on the task markers'
+/// dirfd. The scheduler's plugin notes the keys of each submission by the same
+/// id (Dask's `stimulus_id`), so the run knows which of its cells submitted
+/// which key from its own trace, on its own clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubmitMarker {
+    /// Wall-clock time of the marker, nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    pub id: String,
+}
+
+impl SubmitMarker {
+    /// Parses a marker's text; `None` if it is not one.
+    pub fn parse(text: &[u8]) -> Option<SubmitMarker> {
+        let text = std::str::from_utf8(text).ok()?;
+        let (time_ns, id) = text.strip_prefix("reprotrace-submit:1:")?.split_once(':')?;
+        let time_ns = time_ns.parse().ok()?;
+        (!id.is_empty()).then(|| SubmitMarker { time_ns, id: id.to_string() })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_submission_markers() {
+        assert_eq!(
+            SubmitMarker::parse(b"reprotrace-submit:1:1700000000123456789:update-graph-reprotrace-0f1e"),
+            Some(SubmitMarker { time_ns: 1_700_000_000_123_456_789, id: "update-graph-reprotrace-0f1e".into() })
+        );
+        assert_eq!(SubmitMarker::parse(b"reprotrace-submit:1:5:a:b").map(|marker| marker.id), Some("a:b".into()));
+        assert_eq!(SubmitMarker::parse(b"reprotrace-submit:1:5:"), None);
+        assert_eq!(SubmitMarker::parse(b"reprotrace-submit:1:x:id"), None);
+        assert_eq!(SubmitMarker::parse(b"reprotrace-submit:2:5:id"), None);
+        assert_eq!(SubmitMarker::parse(b"reprotrace-task:1:begin:5:k"), None);
+    }
 
     #[test]
     fn parses_task_markers() {

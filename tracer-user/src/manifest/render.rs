@@ -134,6 +134,7 @@ fn task_entry(sections: &TaskSections, host: &str, worker: Option<&str>) -> Task
         started_at: marker_time(task.started_ns),
         finished_at: task.finished_ns.map(marker_time),
         cell: None,
+        cell_by_clock: false,
         processes: sorted_processes_of(&sections.processes)
             .into_iter()
             .map(|process| TaskProcess {
