@@ -48,6 +48,7 @@ PLUGIN_NAME = "reprotrace"
 DEFAULT_SOCKET = "/run/reprotrace/daemon.sock"
 # The kernel takes paths up to 4,096 bytes; the marker's own fields take < 60.
 MAX_KEY_BYTES = 3000
+MAX_ADDRESS_BYTES = 500
 ATTACH_TIMEOUT = 60.0
 # The distributed release the task markers are tested with (tests/src/lib.rs).
 KNOWN_DISTRIBUTED = "2026.8.0"
@@ -64,16 +65,27 @@ def key_text(key):
     return key if isinstance(key, str) else repr(key)
 
 
-def task_marker(phase, key):
+def task_marker(phase, key, worker_address=None):
     """Emit one task marker (``begin`` or ``end``) from the calling thread:
-    ``openat(-29301, "reprotrace-task:1:<phase>:<unix_time_ns>:<key>")``, which
+    ``openat(-29301, "reprotrace-task:2:<phase>:<unix_time_ns>:<n>:<worker_address>:<key>")``,
+    ``n`` the address's length in bytes (0 when it is not known), which
     fails with EBADF after the kernel copied the path, touching no file."""
     text = key_text(key).replace("\0", "")
     encoded = text.encode("utf-8", "surrogateescape")[:MAX_KEY_BYTES]
-    path = b"reprotrace-task:1:%s:%d:%s" % (phase.encode(), time.time_ns(), encoded)
+    address = (worker_address or "").replace("\0", "").encode("utf-8", "surrogateescape")[:MAX_ADDRESS_BYTES]
+    path = b"reprotrace-task:2:%s:%d:%d:%s:%s" % (phase.encode(), time.time_ns(), len(address), address, encoded)
     fd = _openat(TASK_MARKER_DIRFD, path, os.O_RDONLY)
     if fd >= 0:  # cannot happen on Linux; never leak a descriptor if it does
         os.close(fd)
+
+
+def _running_worker_address(worker_module):
+    """The address of the worker whose task the calling pool thread runs
+    (its thread state's execution state names the worker), or None."""
+    state = getattr(worker_module.thread_state, "execution_state", None)
+    worker = state.get("worker") if isinstance(state, dict) else None
+    address = getattr(worker, "address", None)
+    return address if isinstance(address, str) else None
 
 
 def submit_marker(submission_id):
@@ -158,11 +170,14 @@ def install_task_markers():
             key = getattr(worker_module.thread_state, "key", None)
             if key is None:
                 return run(*args, **kwargs)
-            task_marker("begin", key)
+            # The address the worker has now: a worker its nanny restarted
+            # has a new one, which its audit (started before) does not know.
+            address = _running_worker_address(worker_module)
+            task_marker("begin", key, address)
             try:
                 return run(*args, **kwargs)
             finally:
-                task_marker("end", key)
+                task_marker("end", key, address)
 
         marked._reprotrace_marked = True
         worker_module._run_task_simple = marked

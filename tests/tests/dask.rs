@@ -185,7 +185,7 @@ fn a_run_on_three_hosts_gets_every_workers_audit_per_task() {
         );
         assert_eq!(
             paths(&manifest["data"]["outputs"]),
-            BTreeSet::from([data.join("oracle.json").display().to_string()])
+            BTreeSet::from(["oracle.json", "addresses.json"].map(|name| data.join(name).display().to_string()))
         );
         assert_eq!(paths(&manifest["data"]["inputs"]), BTreeSet::from([manager.display().to_string()]));
         assert!(!manifest["files"].to_string().contains("/out/"), "{backend}: the manager never touched out/");
@@ -238,6 +238,18 @@ fn a_run_on_three_hosts_gets_every_workers_audit_per_task() {
         assert_eq!(by_key["child"]["processes"][0]["argv"][0], "cp");
         assert!(by_key["solo"]["processes"].as_array().expect("processes").is_empty());
         assert_ne!(by_key["before-restart"]["pid"], by_key["after-restart"]["pid"], "a new worker process");
+        // Each task names the worker's address when it ran: after the nanny's
+        // restart, the new process's, which the audit (started before) never knew.
+        let sent_to: BTreeMap<String, String> =
+            serde_json::from_slice(&std::fs::read(data.join("addresses.json")).expect("addresses")).expect("JSON");
+        for (key, task) in &by_key {
+            assert_eq!(task["worker"].as_str(), Some(sent_to[*key].as_str()), "{backend} {key}");
+        }
+        let audited_as = restart["address"].as_str().expect("the audit's address");
+        assert_eq!(audited_as, sent_to["before-restart"], "{backend}: the audit began before the restart");
+        if sent_to["after-restart"] != sent_to["before-restart"] {
+            assert_ne!(by_key["after-restart"]["worker"].as_str(), Some(audited_as), "{backend}");
+        }
         task_data.push(seen);
 
         // Each host's software, exactly what importlib says its workers loaded.

@@ -231,7 +231,9 @@ pub struct Task {
     pub key: String,
     /// The host name of the worker that ran it.
     pub host: String,
-    /// The address of the worker that ran it, when its audit knew it.
+    /// The address of the worker that ran it, as that worker had it then
+    /// (a worker its nanny restarted has a new one); from the worker's
+    /// audit, for a task marker that did not say.
     pub worker: Option<String>,
     /// The worker process, and the thread of its pool that ran the task.
     #[schemars(range(min = 1))]

@@ -124,6 +124,8 @@ pub struct DaskTaskRecord {
     pub finished_ns: Option<u64>,
     /// The worker process and the processes the task started.
     pub pids: BTreeSet<Pid>,
+    /// The address of the worker, as its begin marker gave it.
+    pub worker: Option<String>,
 }
 
 /// A graph a Dask client of the traced tree submitted (its submission marker).
@@ -623,6 +625,7 @@ impl Tracker {
                     started_ns: marker.time_ns,
                     finished_ns: None,
                     pids: BTreeSet::from([pid]),
+                    worker: marker.worker.clone(),
                 });
                 self.bound_threads.insert(tid, self.dask_tasks.len() - 1);
             }

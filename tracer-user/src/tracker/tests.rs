@@ -248,7 +248,7 @@ fn chroot_and_bind_mounts_in_a_new_namespace_map_to_the_host() {
 }
 
 fn task_marker(tid: Tid, phase: MarkerPhase, key: &str, time_ns: u64) -> Event {
-    ev(tid, Fact::TaskMarker(TaskMarker { phase, time_ns, key: key.into() }))
+    ev(tid, Fact::TaskMarker(TaskMarker { phase, time_ns, key: key.into(), worker: None }))
 }
 
 #[test]

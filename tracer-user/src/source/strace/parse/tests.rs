@@ -614,7 +614,8 @@ fn cell_and_task_markers_fail_by_design_and_are_facts() {
     );
     let facts: Vec<Fact> = events(&log).into_iter().map(|event| event.fact).collect();
     assert!(matches!(&facts[0], Fact::CellMarker(marker) if marker.execution_count == 3));
-    let task = |phase, time_ns| Fact::TaskMarker(TaskMarker { phase, time_ns, key: "('inc-1', 0)".into() });
+    let task =
+        |phase, time_ns| Fact::TaskMarker(TaskMarker { phase, time_ns, key: "('inc-1', 0)".into(), worker: None });
     assert_eq!(facts[1..3], [task(MarkerPhase::Begin, 12), task(MarkerPhase::End, 13)]);
     assert_eq!(facts[3], Fact::SubmitMarker(SubmitMarker { time_ns: 14, id: "update-graph-reprotrace-9a".into() }));
 }
