@@ -611,14 +611,17 @@ def _live_clients():
 _kernel_config = None
 
 
-def join_kernel_clients(reports):
-    """``reprotrace attach --kernel … --dask``: this kernel's Dask clients,
-    those it has and those it makes, take part in the audit."""
+def join_kernel_clients(reports, preload=None):
+    """``reprotrace attach --kernel … --dask`` (or ``%load_ext reprotrace``
+    under an audit): this kernel's Dask clients, those it has and those it
+    makes, take part in the audit, with the client ``preload`` the audit
+    gave (else the one beside this package)."""
     global _kernel_config
     import dask
 
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    preload = os.path.join(here, "reprotrace_dask_client.py")
+    if preload is None:
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        preload = os.path.join(here, "reprotrace_dask_client.py")
     keys = ("distributed.client.preload", "distributed.client.preload-argv")
     if _kernel_config is None:
         _kernel_config = {key: dask.config.get(key) for key in keys}
@@ -641,6 +644,10 @@ def collect_kernel_clients():
     if _kernel_config is not None:
         dask.config.set(_kernel_config)
         _kernel_config = None
+    import reprotrace
+
+    if hasattr(reprotrace, "forget_dask_variables"):
+        reprotrace.forget_dask_variables()
 
 
 def _warn(message):
