@@ -10,6 +10,10 @@ raised and which names its source defines, deletes and uses
 When an audit listens for this kernel (:mod:`reprotrace.channel`), the hook
 waits after each END marker until the audit has processed it, and the
 ``%reprotrace`` magic shows what the audit knows of the cells run so far.
+A user's ``%load_ext reprotrace`` also asks that audit whether the kernel's
+Dask clients may take part (as under ``reprotrace run --dask``): if it says
+yes, every ``distributed.Client`` the kernel has or makes registers
+reprotrace's plugins and brings its workers' audits back to it.
 
 reprotrace loads the extension into kernels itself, with one silent request
 over the kernel's Jupyter protocol; it sets :data:`_quiet_load` first (so the
@@ -255,6 +259,82 @@ def status_line():
     return "reprotrace: cell markers on; an audit is listening" + (" (%s)" % ", ".join(details) if details else "")
 
 
+# The Dask configuration variables reprotrace's client preload is set with
+# (those `reprotrace run --dask` sets), when Dask was not imported yet.
+_DASK_PRELOAD = "DASK_DISTRIBUTED__CLIENT__PRELOAD"
+_DASK_PRELOAD_ARGV = "DASK_DISTRIBUTED__CLIENT__PRELOAD_ARGV"
+
+
+def _join_dask(reports, preload):
+    """Make this kernel's Dask clients, those it has and those it makes,
+    take part in the audit, reporting to ``reports``. Imports nothing of
+    Dask's that the kernel has not imported (that would be the kernel's
+    software): before ``import dask``, Dask's own environment variables do it."""
+    import json
+    import os
+
+    if not os.path.exists(preload):
+        raise RuntimeError("reprotrace's Dask client preload %s is missing" % preload)
+    if "distributed" in sys.modules:
+        from . import dask as _dask
+
+        _dask.join_kernel_clients(reports, preload)
+        return
+    if "dask" in sys.modules:
+        import dask
+
+        dask.config.set({"distributed.client.preload": [preload], "distributed.client.preload-argv": ["--reports", reports]})
+        return
+    os.environ[_DASK_PRELOAD] = json.dumps([preload])
+    os.environ[_DASK_PRELOAD_ARGV] = json.dumps(["--reports", reports])
+
+
+def forget_dask_variables():
+    """Undo what :func:`_join_dask` set before Dask was imported: the
+    variables and, if Dask read them since, its configuration (whose
+    defaults are empty)."""
+    import os
+
+    for variable, key in ((_DASK_PRELOAD, "preload"), (_DASK_PRELOAD_ARGV, "preload-argv")):
+        if os.environ.pop(variable, None) is not None and "dask" in sys.modules:
+            import dask
+
+            dask.config.set({"distributed.client." + key: []})
+
+
+def collect_dask():
+    """The audit ends: the kernel's clients that take part report their
+    workers' audits now and stop taking part. Imports nothing of Dask's
+    that the kernel has not imported."""
+    if "distributed" in sys.modules:
+        from . import dask as _dask
+
+        _dask.collect_kernel_clients()
+    else:
+        forget_dask_variables()
+
+
+def dask_status(current):
+    """Ask the audit on ``current`` (or None) whether this kernel's Dask
+    clients may take part, and make them if so; one phrase saying what came of it."""
+    if current is None:
+        return "Dask clients do not take part: no audit listens to bring their workers' audits back to"
+    try:
+        reply = current.request({"op": "dask"})
+    except _channel.AuditRefused as err:
+        return "Dask clients do not take part: %s" % (err,)
+    except _channel.ChannelError as err:
+        return "Dask clients do not take part: the audit did not answer (%s)" % (err,)
+    reports, preload = reply.get("reports"), reply.get("preload")
+    if not (isinstance(reports, str) and reports and isinstance(preload, str) and preload):
+        return "Dask clients do not take part: the audit gave no place for their reports"
+    try:
+        _join_dask(reports, preload)
+    except Exception as err:  # never break the load
+        return "Dask clients do not take part: %s" % (err,)
+    return "Dask clients take part"
+
+
 def _reprotrace_magic(line):
     """Show what the audit knows of the cells run so far.
 
@@ -292,7 +372,9 @@ def load_ipython_extension(ipython):
     ipython.register_magic_function(_reprotrace_magic, "line", MAGIC)
     setattr(ipython, _SHELL_ATTR, hooks)
     if not quiet:
-        print(status_line())
+        line = status_line()
+        current = None if _channel is None else _channel.current()
+        print(line + "; " + dask_status(current))
 
 
 def unload_ipython_extension(ipython):

@@ -13,6 +13,12 @@ client registers on every worker):
   (one failing ``openat`` each, see :func:`task_marker`), so reprotrace
   attributes the thread's work, and the processes it starts, to the task.
 
+In the run, each graph a client sends its scheduler emits a submission marker
+from the thread that sends it (:func:`submit_marker`), in the manager's own
+traced process: the run sees it while the submitting notebook cell runs, on
+its own clock. The scheduler plugin notes which keys each submission brought,
+by the same id.
+
 In the run (``reprotrace run --dask`` makes every ``distributed.Client`` of the
 traced tree load this module as a client preload, see
 ``reprotrace_dask_client.py``): the client registers the worker plugin and a
@@ -33,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
@@ -41,6 +48,7 @@ PLUGIN_NAME = "reprotrace"
 DEFAULT_SOCKET = "/run/reprotrace/daemon.sock"
 # The kernel takes paths up to 4,096 bytes; the marker's own fields take < 60.
 MAX_KEY_BYTES = 3000
+MAX_ADDRESS_BYTES = 500
 ATTACH_TIMEOUT = 60.0
 # The distributed release the task markers are tested with (tests/src/lib.rs).
 KNOWN_DISTRIBUTED = "2026.8.0"
@@ -57,16 +65,67 @@ def key_text(key):
     return key if isinstance(key, str) else repr(key)
 
 
-def task_marker(phase, key):
+def task_marker(phase, key, worker_address=None):
     """Emit one task marker (``begin`` or ``end``) from the calling thread:
-    ``openat(-29301, "reprotrace-task:1:<phase>:<unix_time_ns>:<key>")``, which
+    ``openat(-29301, "reprotrace-task:2:<phase>:<unix_time_ns>:<n>:<worker_address>:<key>")``,
+    ``n`` the address's length in bytes (0 when it is not known), which
     fails with EBADF after the kernel copied the path, touching no file."""
     text = key_text(key).replace("\0", "")
     encoded = text.encode("utf-8", "surrogateescape")[:MAX_KEY_BYTES]
-    path = b"reprotrace-task:1:%s:%d:%s" % (phase.encode(), time.time_ns(), encoded)
+    address = (worker_address or "").replace("\0", "").encode("utf-8", "surrogateescape")[:MAX_ADDRESS_BYTES]
+    path = b"reprotrace-task:2:%s:%d:%d:%s:%s" % (phase.encode(), time.time_ns(), len(address), address, encoded)
     fd = _openat(TASK_MARKER_DIRFD, path, os.O_RDONLY)
     if fd >= 0:  # cannot happen on Linux; never leak a descriptor if it does
         os.close(fd)
+
+
+def _running_worker_address(worker_module):
+    """The address of the worker whose task the calling pool thread runs
+    (its thread state's execution state names the worker), or None."""
+    state = getattr(worker_module.thread_state, "execution_state", None)
+    worker = state.get("worker") if isinstance(state, dict) else None
+    address = getattr(worker, "address", None)
+    return address if isinstance(address, str) else None
+
+
+def submit_marker(submission_id):
+    """Emit a submission marker from the calling thread, as a client sends
+    its scheduler a graph: ``openat(-29301,
+    "reprotrace-submit:1:<unix_time_ns>:<submission_id>")`` (the task markers'
+    dirfd; it fails with EBADF, touching no file)."""
+    encoded = submission_id.replace("\0", "").encode("utf-8", "surrogateescape")[:MAX_KEY_BYTES]
+    path = b"reprotrace-submit:1:%d:%s" % (time.time_ns(), encoded)
+    fd = _openat(TASK_MARKER_DIRFD, path, os.O_RDONLY)
+    if fd >= 0:
+        os.close(fd)
+
+
+def mark_submissions(client):
+    """Make every graph ``client`` sends its scheduler (an ``update-graph``
+    message: ``submit``, ``map``, ``compute``, ``persist``, ``get``) carry an
+    id (Dask's ``stimulus_id``, which the scheduler hands its plugins) and
+    emit a submission marker with it, from the thread that sends it. Returns
+    False when this ``distributed`` has no ``Client._send_to_scheduler`` to
+    wrap: the run then matches cells by the scheduler's clock."""
+    send = getattr(client, "_send_to_scheduler", None)
+    if not callable(send):
+        return False
+    if getattr(send, "_reprotrace_marked", False):
+        return True
+
+    def marked(msg, *args, **kwargs):
+        if isinstance(msg, dict) and msg.get("op") == "update-graph":
+            submission = msg.get("stimulus_id")
+            if not isinstance(submission, str) or not submission:
+                submission = "update-graph-reprotrace-%s" % uuid.uuid4().hex
+                msg = dict(msg, stimulus_id=submission)
+            # Before the message leaves: the cell that sends it is running.
+            submit_marker(submission)
+        return send(msg, *args, **kwargs)
+
+    marked._reprotrace_marked = True
+    client._send_to_scheduler = marked
+    return True
 
 
 _markers_lock = threading.Lock()
@@ -111,11 +170,14 @@ def install_task_markers():
             key = getattr(worker_module.thread_state, "key", None)
             if key is None:
                 return run(*args, **kwargs)
-            task_marker("begin", key)
+            # The address the worker has now: a worker its nanny restarted
+            # has a new one, which its audit (started before) does not know.
+            address = _running_worker_address(worker_module)
+            task_marker("begin", key, address)
             try:
                 return run(*args, **kwargs)
             finally:
-                task_marker("end", key)
+                task_marker("end", key, address)
 
         marked._reprotrace_marked = True
         worker_module._run_task_simple = marked
@@ -392,11 +454,17 @@ async def _collect(dask_worker):
     return await loop.run_in_executor(None, plugin.report, dask_worker)
 
 
+# Tests only: nanoseconds added to the scheduler plugin's clock, as on a
+# scheduler host whose clock is off (read where the client makes the plugin).
+_TEST_CLOCK_SKEW = "REPROTRACE_TEST_SCHEDULER_CLOCK_SKEW_NS"
+
+
 class SubmittedKeys(SchedulerPlugin):
-    """On the scheduler: the keys each client submitted, and when; and which
-    of them a worker ran to the end, so that the run knows which tasks must
-    have a record (one that never ran, its dependency failed or it was
-    cancelled, has none)."""
+    """On the scheduler: the keys each client submitted, when (the
+    scheduler's clock: the run's fallback) and in which submission (the id
+    its submission marker names in the run); and which of them a worker ran
+    to the end, so that the run knows which tasks must have a record (one
+    that never ran, its dependency failed or it was cancelled, has none)."""
 
     name = PLUGIN_NAME + "-submitted"
     idempotent = True
@@ -404,12 +472,21 @@ class SubmittedKeys(SchedulerPlugin):
     def __init__(self):
         self.by_client = {}
         self.ran_by_client = {}
+        self.submission_by_client = {}
+        try:
+            self.clock_skew_ns = int(os.environ.get(_TEST_CLOCK_SKEW, "0"))
+        except ValueError:
+            self.clock_skew_ns = 0
 
-    def update_graph(self, scheduler, *, client, keys, tasks, **kwargs):
-        now = time.time_ns()
+    def update_graph(self, scheduler, *, client, keys, tasks, stimulus_id=None, **kwargs):
+        now = time.time_ns() + getattr(self, "clock_skew_ns", 0)
         submitted = self.by_client.setdefault(client, {})
+        submissions = self.submission_by_client.setdefault(client, {})
         for key in list(tasks) + list(keys):
-            submitted.setdefault(key_text(key), now)
+            text = key_text(key)
+            submitted.setdefault(text, now)
+            if stimulus_id:
+                submissions.setdefault(text, stimulus_id)
 
     def transition(self, key, start, finish, *args, **kwargs):
         # From processing, a task ends in memory or erred once a worker ran it.
@@ -423,6 +500,7 @@ class SubmittedKeys(SchedulerPlugin):
     def remove_client(self, scheduler, client):
         self.by_client.pop(client, None)
         self.ran_by_client.pop(client, None)
+        self.submission_by_client.pop(client, None)
 
 
 def _submitted(dask_scheduler, client_id):
@@ -431,7 +509,8 @@ def _submitted(dask_scheduler, client_id):
         return None
     keys = plugin.by_client.pop(client_id, {})
     ran = plugin.ran_by_client.pop(client_id, set())
-    return {"keys": keys, "ran": sorted(ran)}
+    submissions = getattr(plugin, "submission_by_client", {}).pop(client_id, {})
+    return {"keys": keys, "ran": sorted(ran), "submissions": submissions}
 
 
 def _write_json(path, value):
@@ -457,6 +536,11 @@ async def setup_client(client, reports):
     knows a client that never reports lost its workers' audits."""
     client._reprotrace_reports = reports
     problems = []
+    if not mark_submissions(client):
+        _warn(
+            "this distributed has no Client._send_to_scheduler to mark submissions with: "
+            "tasks are matched to notebook cells by the scheduler's clock"
+        )
     for plugin in (SubmittedKeys(), ReprotraceWorkerPlugin(manager_pid=os.getpid())):
         try:
             await client.register_plugin(plugin)
@@ -527,14 +611,17 @@ def _live_clients():
 _kernel_config = None
 
 
-def join_kernel_clients(reports):
-    """``reprotrace attach --kernel … --dask``: this kernel's Dask clients,
-    those it has and those it makes, take part in the audit."""
+def join_kernel_clients(reports, preload=None):
+    """``reprotrace attach --kernel … --dask`` (or ``%load_ext reprotrace``
+    under an audit): this kernel's Dask clients, those it has and those it
+    makes, take part in the audit, with the client ``preload`` the audit
+    gave (else the one beside this package)."""
     global _kernel_config
     import dask
 
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    preload = os.path.join(here, "reprotrace_dask_client.py")
+    if preload is None:
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        preload = os.path.join(here, "reprotrace_dask_client.py")
     keys = ("distributed.client.preload", "distributed.client.preload-argv")
     if _kernel_config is None:
         _kernel_config = {key: dask.config.get(key) for key in keys}
@@ -557,6 +644,10 @@ def collect_kernel_clients():
     if _kernel_config is not None:
         dask.config.set(_kernel_config)
         _kernel_config = None
+    import reprotrace
+
+    if hasattr(reprotrace, "forget_dask_variables"):
+        reprotrace.forget_dask_variables()
 
 
 def _warn(message):

@@ -238,7 +238,8 @@ def test_loading_says_no_audit_is_listening(shell, capsys):
     shell.run_cell("%load_ext reprotrace")
     assert capsys.readouterr().out == (
         "reprotrace: cell markers on; no audit is listening "
-        "(start one: reprotrace attach --kernel <connection file> --inject-hooks)\n"
+        "(start one: reprotrace attach --kernel <connection file> --inject-hooks); "
+        "Dask clients do not take part: no audit listens to bring their workers' audits back to\n"
     )
 
 
@@ -246,10 +247,40 @@ def test_loading_says_an_audit_is_listening(shell, capsys, fake_audit, short_tmp
     (short_tmp / "run").mkdir()
     audit = fake_audit(name="run/%d.sock" % os.getpid())
     shell.run_cell("%load_ext reprotrace")
+    # This audit refuses the kernel's Dask clients, and says why.
     assert capsys.readouterr().out == (
-        "reprotrace: cell markers on; an audit is listening (ebpf, writing /audit/manifest.json)\n"
+        "reprotrace: cell markers on; an audit is listening (ebpf, writing /audit/manifest.json); "
+        "Dask clients do not take part: unknown op 'dask'\n"
     )
-    assert audit.ops() == ["hello"]
+    assert audit.ops() == ["hello", "dask"]
+
+
+def test_loading_under_an_audit_that_takes_dask_sets_dasks_preload(shell, capsys, fake_audit, short_tmp, monkeypatch):
+    """Before Dask is imported, Dask's own environment variables name
+    reprotrace's client preload: nothing of Dask's is imported for it."""
+    (short_tmp / "run").mkdir()
+    preload = short_tmp / "reprotrace_dask_client.py"
+    preload.write_text("")
+    offer = {"ok": True, "reports": str(short_tmp / "reports"), "preload": str(preload)}
+
+    def answer(request):
+        if request.get("op") == "dask":
+            return offer
+        return audit.default_answer(request)
+
+    audit = fake_audit(name="run/%d.sock" % os.getpid(), answer=answer)
+    for variable in (reprotrace._DASK_PRELOAD, reprotrace._DASK_PRELOAD_ARGV):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delitem(sys.modules, "dask", raising=False)
+    monkeypatch.delitem(sys.modules, "distributed", raising=False)
+    shell.run_cell("%load_ext reprotrace")
+    assert capsys.readouterr().out.endswith("; Dask clients take part\n")
+    assert json.loads(os.environ[reprotrace._DASK_PRELOAD]) == [str(preload)]
+    assert json.loads(os.environ[reprotrace._DASK_PRELOAD_ARGV]) == ["--reports", offer["reports"]]
+    assert "dask" not in sys.modules
+    # The audit ends: what was set is undone.
+    reprotrace.collect_dask()
+    assert reprotrace._DASK_PRELOAD not in os.environ and reprotrace._DASK_PRELOAD_ARGV not in os.environ
 
 
 def test_a_quiet_load_says_nothing_once(shell, capsys):

@@ -185,7 +185,7 @@ fn a_run_on_three_hosts_gets_every_workers_audit_per_task() {
         );
         assert_eq!(
             paths(&manifest["data"]["outputs"]),
-            BTreeSet::from([data.join("oracle.json").display().to_string()])
+            BTreeSet::from(["oracle.json", "addresses.json"].map(|name| data.join(name).display().to_string()))
         );
         assert_eq!(paths(&manifest["data"]["inputs"]), BTreeSet::from([manager.display().to_string()]));
         assert!(!manifest["files"].to_string().contains("/out/"), "{backend}: the manager never touched out/");
@@ -238,6 +238,18 @@ fn a_run_on_three_hosts_gets_every_workers_audit_per_task() {
         assert_eq!(by_key["child"]["processes"][0]["argv"][0], "cp");
         assert!(by_key["solo"]["processes"].as_array().expect("processes").is_empty());
         assert_ne!(by_key["before-restart"]["pid"], by_key["after-restart"]["pid"], "a new worker process");
+        // Each task names the worker's address when it ran: after the nanny's
+        // restart, the new process's, which the audit (started before) never knew.
+        let sent_to: BTreeMap<String, String> =
+            serde_json::from_slice(&std::fs::read(data.join("addresses.json")).expect("addresses")).expect("JSON");
+        for (key, task) in &by_key {
+            assert_eq!(task["worker"].as_str(), Some(sent_to[*key].as_str()), "{backend} {key}");
+        }
+        let audited_as = restart["address"].as_str().expect("the audit's address");
+        assert_eq!(audited_as, sent_to["before-restart"], "{backend}: the audit began before the restart");
+        if sent_to["after-restart"] != sent_to["before-restart"] {
+            assert_ne!(by_key["after-restart"]["worker"].as_str(), Some(audited_as), "{backend}");
+        }
         task_data.push(seen);
 
         // Each host's software, exactly what importlib says its workers loaded.
@@ -346,6 +358,7 @@ fn an_example_notebook_gets_its_tasks_per_cell() {
         assert_eq!(paths(&task["data"]["inputs"]), file(format!("stations/{station}.csv")), "{task}");
         assert_eq!(paths(&task["data"]["outputs"]), file(format!("fits/{station}.json")), "{task}");
         assert_eq!(task["cell"].as_u64(), Some(submit_cell), "{task}");
+        assert!(task.get("cell_by_clock").is_none(), "by the submission's marker: {task}");
     }
     let outputs = paths(&manifest["data"]["outputs"]);
     assert!(outputs.contains(&data.join("results/climate.json").display().to_string()), "{outputs:?}");
@@ -358,7 +371,9 @@ fn an_example_notebook_gets_its_tasks_per_cell() {
 
 /// `reprotrace attach --kernel … --dask`: a client the kernel creates after the
 /// attach takes part; its workers report when the attach ends, with the
-/// tasks attributed to the cell that submitted them.
+/// tasks attributed to the cell that submitted them: exactly, from the
+/// submission markers the attach saw in the kernel, though the scheduler's
+/// clock (as its plugin reads it) is an hour behind.
 #[test]
 fn an_attached_kernels_clients_bring_their_workers_audits() {
     let scratch = shared_dir();
@@ -387,6 +402,8 @@ fn an_attached_kernels_clients_bring_their_workers_audits() {
         .arg(repo_root().join("tests/workloads/kernel_session.py"))
         .arg(&work)
         .arg(scratch.path().join("cells.json"))
+        // The kernel's client gives the scheduler's plugin this skew.
+        .env("REPROTRACE_TEST_SCHEDULER_CLOCK_SKEW_NS", (-3_600_000_000_000_i64).to_string())
         .spawn()
         .expect("kernel session");
     let wait_for = |path: &Path| {
@@ -431,12 +448,91 @@ fn an_attached_kernels_clients_bring_their_workers_audits() {
             BTreeSet::from([work.join(format!("out/{name}.txt")).display().to_string()])
         );
         assert_eq!(task["cell"].as_u64(), Some(submit_cell), "{task}");
+        assert!(task.get("cell_by_clock").is_none(), "by the submission's marker: {task}");
     }
     assert_eq!(
         manifest["hosts"][0]["workers"].as_array().expect("workers").len(),
         2,
         "the one without the preload too"
     );
+    assert_eq!(manifest["stats"]["complete"], true, "{}", manifest["stats"]);
+    cluster.down().expect("the cluster goes down");
+}
+
+/// `%load_ext reprotrace` typed in a kernel that `reprotrace attach --kernel`
+/// (no `--inject-hooks`, no `--dask`) follows: the extension finds the
+/// audit's channel, asks it, and makes the kernel's Dask clients take part,
+/// as `--dask` would; their workers report when the attach ends.
+#[test]
+fn load_ext_under_an_attach_makes_the_kernels_clients_take_part() {
+    let scratch = shared_dir();
+    let work = scratch.path().join("work");
+    std::fs::create_dir_all(work.join("out")).expect("work dir");
+    std::fs::write(work.join("z.txt"), "input z\n").expect("input");
+    let venv = current_venv();
+    let cluster = start(
+        &scratch.path().join("cluster"),
+        vec![host("host-a", true, &venv, None)],
+        vec![worker("host-a", "a1", 1, true, false)],
+    );
+    let work_text = work.to_str().expect("utf-8");
+    let status = work.join("status.txt");
+    let cells = serde_json::json!([
+        // What the load printed, for the test to read.
+        ["load", format!(
+            "import contextlib, io\nwith contextlib.redirect_stdout(io.StringIO()) as printed:\n    get_ipython().run_line_magic('load_ext', 'reprotrace')\n\
+             open({:?}, 'w').write(printed.getvalue())\n", status.to_str().expect("utf-8")
+        )],
+        ["connect", format!("from distributed import Client\nclient = Client({:?})\nclient.wait_for_workers(1)\n", cluster.scheduler_address())],
+        ["submit", format!(
+            "def copy(name):\n    text = open({work_text:?} + '/' + name + '.txt').read()\n    open({work_text:?} + '/out/' + name + '.txt', 'w').write(text)\n\
+             client.submit(copy, 'z', key='copy-z', pure=False).result()\n"
+        )],
+    ]);
+    std::fs::write(scratch.path().join("cells.json"), cells.to_string()).expect("cells");
+    let mut session = cluster
+        .command_on(MANAGER, venv.join("bin/python"))
+        .arg(repo_root().join("tests/workloads/kernel_session.py"))
+        .arg(&work)
+        .arg(scratch.path().join("cells.json"))
+        .spawn()
+        .expect("kernel session");
+    let wait_for = |path: &Path| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !path.exists() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {}", path.display());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for(&work.join("connection.txt"));
+    let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
+    let manifest_path = scratch.path().join("attached.json");
+    let mut tracer = reprotrace_tests::spawn_until(
+        cluster
+            .command_on(MANAGER, reprotrace_bin())
+            .args(["attach", "--no-daemon", "--kernel", connection.trim(), "-o"])
+            .arg(&manifest_path),
+        "attached to",
+    );
+    std::fs::write(work.join("go"), "").expect("go");
+    wait_for(&work.join("done"));
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
+    assert!(tracer.wait().expect("reprotrace exits").success());
+    std::fs::write(work.join("stop"), "").expect("stop");
+    assert!(session.wait().expect("kernel session exits").success());
+
+    let printed = std::fs::read_to_string(&status).expect("the load's status line");
+    assert!(printed.contains("an audit is listening") && printed.contains("Dask clients take part"), "{printed}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+    assert_valid(&manifest);
+    let submit_cell = manifest["cells"][1]["execution_count"].as_u64().expect("the submitting cell");
+    let tasks = manifest["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 1, "{tasks:#?}");
+    assert_eq!(tasks[0]["key"], "copy-z");
+    assert_eq!(tasks[0]["cell"].as_u64(), Some(submit_cell), "{}", tasks[0]);
+    assert_eq!(paths(&tasks[0]["data"]["outputs"]), BTreeSet::from([work.join("out/z.txt").display().to_string()]));
+    assert_eq!(manifest["hosts"][0]["workers"].as_array().expect("workers").len(), 1);
     assert_eq!(manifest["stats"]["complete"], true, "{}", manifest["stats"]);
     cluster.down().expect("the cluster goes down");
 }

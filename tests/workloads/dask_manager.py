@@ -6,7 +6,9 @@ nanny restart; then what every worker loaded, for the test's importlib oracle.
     python dask_manager.py SCHEDULER_ADDRESS DATA_DIR
 
 DATA_DIR holds in/<name>.txt for each task; outputs go to out/, the oracle to
-oracle.json. The keys are the task names, so the test knows what ran where.
+oracle.json, and the address of the worker each task was sent to (as the
+scheduler had it then) to addresses.json. The keys are the task names, so the
+test knows what ran where.
 """
 import json
 import os
@@ -55,8 +57,11 @@ with Client(scheduler) as client:
         workers = client.scheduler_info(n_workers=-1)["workers"]
         return next(address for address, info in workers.items() if info["name"] == worker_name)
 
+    sent_to = {}
+
     def run(key, function, *args, on):
-        return client.submit(function, *args, key=key, workers=[address(on)], pure=False)
+        sent_to[key] = address(on)
+        return client.submit(function, *args, key=key, workers=[sent_to[key]], pure=False)
 
     first = [
         # Two at once on the two-thread worker: each its own thread.
@@ -75,4 +80,6 @@ with Client(scheduler) as client:
     names = {address: info["name"] for address, info in client.scheduler_info(n_workers=-1)["workers"].items()}
     with open(os.path.join(data, "oracle.json"), "w") as out:
         json.dump({names[address]: found for address, found in oracle.items()}, out, indent=1, sort_keys=True)
+    with open(os.path.join(data, "addresses.json"), "w") as out:
+        json.dump(sent_to, out, indent=1, sort_keys=True)
     print(json.dumps(results))

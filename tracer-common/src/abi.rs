@@ -64,5 +64,6 @@ pub const MS_PROPAGATION: u64 = 0x20000 | 0x40000 | 0x80000 | 0x100000;
 pub const CELL_MARKER_DIRFD: i32 = -29300;
 
 /// The dirfd reprotrace's Dask worker plugin passes to `openat` to mark where a
-/// task begins and ends in the thread that runs it (invalid, as the cell one).
+/// task begins and ends in the thread that runs it (invalid, as the cell one);
+/// its client hook passes it too, to mark a graph's submission.
 pub const TASK_MARKER_DIRFD: i32 = -29301;

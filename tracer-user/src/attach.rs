@@ -24,7 +24,7 @@ use crate::{
     hooks,
     interrupts::Signals,
     jupyter,
-    kernel_channel::{CellEndWaiters, KernelChannels},
+    kernel_channel::{CellEndWaiters, DaskOffer, KernelChannels},
     launch::Credentials,
     manifest::{self, DaskWorker},
     pipeline::Pipeline,
@@ -58,9 +58,12 @@ struct Hook {
     hook_dir: PathBuf,
     cell_hook: bool,
     /// The hook's channel to this audit.
-    channel: Option<PathBuf>,
-    /// Where its clients report their workers' audits.
+    channel: PathBuf,
+    /// Where its clients report their workers' audits, if they may.
     dask_reports: Option<PathBuf>,
+    /// Make its Dask clients take part now (`--dask`); without it, a
+    /// `%load_ext reprotrace` in the kernel may ask over the channel.
+    join_dask: bool,
 }
 
 pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
@@ -83,26 +86,40 @@ pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
     if roots.is_empty() {
         bail!("nothing to attach to: give --pid PID or --kernel CONNECTION_FILE|KERNEL_ID");
     }
-    let reports = match (&kernel, target.dask) {
-        (Some((pid, _)), true) => Some(dask::Reports::create(hooks::owner_of(*pid))?),
+    // A kernel's Dask clients may take part: with --dask from the start;
+    // without, when `%load_ext reprotrace` in the kernel asks over its channel.
+    let (reports, dask_offer) = match (&kernel, target.dask) {
+        (Some((pid, _)), true) => (Some(dask::Reports::create(hooks::owner_of(*pid))?), None),
         (None, true) => bail!("--dask needs --kernel: it makes a Jupyter kernel's Dask clients take part"),
-        (_, false) => None,
+        (Some((pid, _)), false) => match dask::Reports::create(hooks::owner_of(*pid)) {
+            Ok(reports) => (Some(reports), None),
+            Err(err) => (None, Some(DaskOffer::Refused(err.to_string()))),
+        },
+        (None, false) => (None, None),
     };
+    let dask_offer = dask_offer.unwrap_or_else(|| match &reports {
+        Some(reports) => {
+            DaskOffer::Reports { dir: reports.path().to_path_buf(), preload: reports.preload().to_path_buf() }
+        }
+        None => DaskOffer::Refused("this audit follows no Jupyter kernel (attach --kernel)".into()),
+    });
     let mut channels = KernelChannels::default();
-    let hook = match (kernel, target.inject_hooks || target.dask) {
-        (Some((pid, connection_file)), true) => Some(Hook {
+    if target.inject_hooks && kernel.is_none() {
+        bail!("--inject-hooks needs --kernel: it installs the cell hook in a Jupyter kernel");
+    }
+    // A kernel's channel is open whether the audit installs the hook or the
+    // user loads it: `%load_ext reprotrace` then finds its audit.
+    let hook = match kernel {
+        Some((pid, connection_file)) => Some(Hook {
             pid,
             connection_file,
             hook_dir: hooks::install()?,
             cell_hook: target.inject_hooks,
-            channel: match target.inject_hooks {
-                true => Some(channels.open(pid, hooks::owner_of(pid))?),
-                false => None,
-            },
+            channel: channels.open(pid, hooks::owner_of(pid))?,
             dask_reports: reports.as_ref().map(|reports| reports.path().to_path_buf()),
+            join_dask: target.dask,
         }),
-        (None, true) => bail!("--inject-hooks needs --kernel: it installs the cell hook in a Jupyter kernel"),
-        (_, false) => None,
+        None => None,
     };
     let snapshot = snapshot::snapshot_trees(&roots)?;
     let first = snapshot.first().context("no process to attach to")?;
@@ -126,6 +143,7 @@ pub async fn attach(settings: Settings, target: Target) -> anyhow::Result<i32> {
         duration: target.duration,
         signals: &mut signals,
         channels,
+        dask_offer,
     };
     let traced = match settings.backend {
         Backend::Ebpf => {
@@ -184,6 +202,8 @@ struct Watch<'a> {
     signals: &'a mut Signals,
     /// The cell hook's questions.
     channels: KernelChannels,
+    /// What the kernel's `%load_ext reprotrace` hears about Dask.
+    dask_offer: DaskOffer,
 }
 
 /// The driver of every attached audit: feeds the pipeline what the source
@@ -191,8 +211,8 @@ struct Watch<'a> {
 /// followed has exited. Detaching is the normal end of an attach, not an
 /// interruption: the processes go on without us.
 async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: Watch<'_>) -> anyhow::Result<Traced> {
-    let Watch { settings, software_paths, hook, duration, signals, mut channels } = watch;
-    let mut waiters = CellEndWaiters::default();
+    let Watch { settings, software_paths, hook, duration, signals, mut channels, dask_offer } = watch;
+    let mut waiters = CellEndWaiters::offering(dask_offer);
     let mut pipeline = Pipeline::attached(&followed);
     pipeline.hash_with(classify::Hashing { limit: settings.hash_limit, report: false });
     pipeline.warm_up_software(software_paths);
@@ -210,11 +230,11 @@ async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: 
     let mut injecting = hook.is_some();
     let mut injection = pin!(async {
         let Some(hook) = &hook else { return Ok(None) };
-        if let Some(reports) = &hook.dask_reports {
+        if let Some(reports) = hook.dask_reports.as_ref().filter(|_| hook.join_dask) {
             jupyter::join_dask_clients(&hook.connection_file, &hook.hook_dir, reports).await?;
         }
         match hook.cell_hook {
-            true => jupyter::inject_hooks(&hook.connection_file, &hook.hook_dir, hook.channel.as_deref())
+            true => jupyter::inject_hooks(&hook.connection_file, &hook.hook_dir, Some(&hook.channel))
                 .await
                 .map(|()| Some(hook.pid)),
             false => Ok(None),
@@ -255,7 +275,8 @@ async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: 
     }
     // The kernel's clients report their workers' audits, while the events
     // of the kernel's work for it still flow.
-    if let Some(hook) = hook.as_ref().filter(|hook| hook.dask_reports.is_some() && !injecting && !lost) {
+    let joined = hook.as_ref().is_some_and(|hook| hook.join_dask) || waiters.dask_taken();
+    if let Some(hook) = hook.as_ref().filter(|hook| hook.dask_reports.is_some() && joined && !injecting && !lost) {
         let mut collection = pin!(jupyter::collect_dask_clients(&hook.connection_file));
         let collected = loop {
             let mut feed = |event| pipeline.feed(&event);

@@ -52,6 +52,11 @@ impl Reports {
         self.dir.path()
     }
 
+    /// The client preload (`reprotrace_dask_client.py`).
+    pub fn preload(&self) -> &Path {
+        &self.preload
+    }
+
     /// The variables that make every client of the command load the preload.
     pub fn environment(&self) -> Vec<(OsString, OsString)> {
         // Dask reads these as Python literals; JSON strings are ones.

@@ -154,6 +154,8 @@ pub enum Fact {
     CellMarker(CellMarker),
     /// A Dask task began or ended in this thread.
     TaskMarker(TaskMarker),
+    /// A Dask client of this task's process submitted a graph to its scheduler.
+    SubmitMarker(SubmitMarker),
 }
 
 /// Why normalised parts do not make a fact.
@@ -161,7 +163,7 @@ pub enum Fact {
 pub enum FactError {
     #[error("an openat on the cell-marker dirfd does not carry a cell marker")]
     BadCellMarker,
-    #[error("an openat on the task-marker dirfd does not carry a task marker")]
+    #[error("an openat on the task-marker dirfd does not carry a task or submission marker")]
     BadTaskMarker,
     #[error("an io_uring completion is half of a fact, not one")]
     HalfAFact,
@@ -235,7 +237,11 @@ impl Fact {
             EventKind::Dup => Fact::Dup { old: fd(a0), new: ret as i32, cloexec: a1 != 0 },
             EventKind::SetCloexec => Fact::SetCloexec { first: a0 as u32, last: a1 as u32, on: a2 != 0 },
             EventKind::CellMarker => Fact::CellMarker(CellMarker::parse(&first).ok_or(FactError::BadCellMarker)?),
-            EventKind::TaskMarker => Fact::TaskMarker(TaskMarker::parse(&first).ok_or(FactError::BadTaskMarker)?),
+            // Task markers and submission markers share their dirfd.
+            EventKind::TaskMarker => match TaskMarker::parse(&first) {
+                Some(marker) => Fact::TaskMarker(marker),
+                None => Fact::SubmitMarker(SubmitMarker::parse(&first).ok_or(FactError::BadTaskMarker)?),
+            },
         })
     }
 }
@@ -331,29 +337,74 @@ impl CellMarker {
 
 /// What reprotrace's Dask worker plugin says about a task, from the thread
 /// that runs it (python/reprotrace/dask.py): the text
-/// `reprotrace-task:1:<phase>:<unix_time_ns>:<key>`, the key last since it is
-/// any text but NUL (Dask keys are strings or tuples, written as Python prints them).
+/// `reprotrace-task:2:<phase>:<unix_time_ns>:<n>:<worker_address>:<key>`,
+/// where `n` is the address's length in bytes (0: unknown) and the key comes
+/// last since it is any text but NUL (Dask keys are strings or tuples,
+/// written as Python prints them). Version 1,
+/// `reprotrace-task:1:<phase>:<unix_time_ns>:<key>`, has no address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskMarker {
     pub phase: MarkerPhase,
     /// Wall-clock time of the marker, nanoseconds since the Unix epoch.
     pub time_ns: u64,
     pub key: String,
+    /// The address of the worker that runs the task, as that worker had it
+    /// then (a worker its nanny restarted has a new one).
+    pub worker: Option<String>,
 }
 
 impl TaskMarker {
     /// Parses a marker's text; `None` if it is not one.
     pub fn parse(text: &[u8]) -> Option<TaskMarker> {
         let text = std::str::from_utf8(text).ok()?;
-        let mut fields = text.strip_prefix("reprotrace-task:1:")?.splitn(3, ':');
-        let phase = match fields.next()? {
+        let (version, rest) = match (text.strip_prefix("reprotrace-task:1:"), text.strip_prefix("reprotrace-task:2:")) {
+            (Some(rest), _) => (1, rest),
+            (_, Some(rest)) => (2, rest),
+            _ => return None,
+        };
+        let (phase, rest) = rest.split_once(':')?;
+        let phase = match phase {
             "begin" => MarkerPhase::Begin,
             "end" => MarkerPhase::End,
             _ => return None,
         };
-        let time_ns = fields.next()?.parse().ok()?;
-        let key = fields.next().filter(|key| !key.is_empty())?.to_string();
-        Some(TaskMarker { phase, time_ns, key })
+        let (time_ns, rest) = rest.split_once(':')?;
+        let time_ns = time_ns.parse().ok()?;
+        let (worker, key) = match version {
+            1 => (None, rest),
+            _ => {
+                let (length, rest) = rest.split_once(':')?;
+                let length: usize = length.parse().ok()?;
+                let address = rest.get(..length)?;
+                let key = rest.get(length..)?.strip_prefix(':')?;
+                ((!address.is_empty()).then(|| address.to_string()), key)
+            }
+        };
+        (!key.is_empty()).then(|| TaskMarker { phase, time_ns, key: key.to_string(), worker })
+    }
+}
+
+/// What reprotrace's Dask client hook says when a client of the traced tree
+/// sends its scheduler a graph (one `update-graph` message; python/reprotrace/dask.py),
+/// from the thread that submits it: the text
+/// `reprotrace-submit:1:<unix_time_ns>:<submission_id>`, on the task markers'
+/// dirfd. The scheduler's plugin notes the keys of each submission by the same
+/// id (Dask's `stimulus_id`), so the run knows which of its cells submitted
+/// which key from its own trace, on its own clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubmitMarker {
+    /// Wall-clock time of the marker, nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    pub id: String,
+}
+
+impl SubmitMarker {
+    /// Parses a marker's text; `None` if it is not one.
+    pub fn parse(text: &[u8]) -> Option<SubmitMarker> {
+        let text = std::str::from_utf8(text).ok()?;
+        let (time_ns, id) = text.strip_prefix("reprotrace-submit:1:")?.split_once(':')?;
+        let time_ns = time_ns.parse().ok()?;
+        (!id.is_empty()).then(|| SubmitMarker { time_ns, id: id.to_string() })
     }
 }
 
@@ -362,19 +413,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parses_submission_markers() {
+        assert_eq!(
+            SubmitMarker::parse(b"reprotrace-submit:1:1700000000123456789:update-graph-reprotrace-0f1e"),
+            Some(SubmitMarker { time_ns: 1_700_000_000_123_456_789, id: "update-graph-reprotrace-0f1e".into() })
+        );
+        assert_eq!(SubmitMarker::parse(b"reprotrace-submit:1:5:a:b").map(|marker| marker.id), Some("a:b".into()));
+        assert_eq!(SubmitMarker::parse(b"reprotrace-submit:1:5:"), None);
+        assert_eq!(SubmitMarker::parse(b"reprotrace-submit:1:x:id"), None);
+        assert_eq!(SubmitMarker::parse(b"reprotrace-submit:2:5:id"), None);
+        assert_eq!(SubmitMarker::parse(b"reprotrace-task:1:begin:5:k"), None);
+    }
+
+    #[test]
     fn parses_task_markers() {
         assert_eq!(
             TaskMarker::parse(b"reprotrace-task:1:begin:1700000000123456789:('inc-0a1b', 3)"),
             Some(TaskMarker {
                 phase: MarkerPhase::Begin,
                 time_ns: 1_700_000_000_123_456_789,
-                key: "('inc-0a1b', 3)".into()
+                key: "('inc-0a1b', 3)".into(),
+                worker: None,
             })
         );
+        assert_eq!(
+            TaskMarker::parse(b"reprotrace-task:2:begin:7:20:tcp://10.0.0.2:41234:('inc-0a1b', 3)"),
+            Some(TaskMarker {
+                phase: MarkerPhase::Begin,
+                time_ns: 7,
+                key: "('inc-0a1b', 3)".into(),
+                worker: Some("tcp://10.0.0.2:41234".into()),
+            })
+        );
+        let unknown = TaskMarker::parse(b"reprotrace-task:2:end:7:0::k:1").expect("no address");
+        assert_eq!((unknown.worker, unknown.key.as_str()), (None, "k:1"));
+        assert_eq!(TaskMarker::parse(b"reprotrace-task:2:begin:7:25:tcp://10.0.0.2:41234:k"), None, "too long");
+        assert_eq!(TaskMarker::parse(b"reprotrace-task:2:begin:7:3:tcpk"), None, "no colon after");
+        assert_eq!(TaskMarker::parse(b"reprotrace-task:2:begin:7:x:a:k"), None);
+        assert_eq!(
+            TaskMarker::parse(b"reprotrace-task:2:begin:7:2:\xc3\xa9:k"),
+            Some(TaskMarker { phase: MarkerPhase::Begin, time_ns: 7, key: "k".into(), worker: Some("\u{e9}".into()) }),
+            "a length in bytes"
+        );
+        assert_eq!(TaskMarker::parse(b"reprotrace-task:2:begin:7:1:\xc3\xa9:k"), None, "not at a character boundary");
         let end = TaskMarker::parse(b"reprotrace-task:1:end:5:a:b:c").expect("end marker");
         assert_eq!((end.phase, end.key.as_str()), (MarkerPhase::End, "a:b:c"));
         assert_eq!(TaskMarker::parse(b"reprotrace-task:1:begin:5:"), None);
-        assert_eq!(TaskMarker::parse(b"reprotrace-task:2:begin:5:k"), None);
+        assert_eq!(TaskMarker::parse(b"reprotrace-task:3:begin:5:k"), None);
         assert_eq!(TaskMarker::parse(b"reprotrace-cell:1:begin:5:k"), None);
     }
 

@@ -10,7 +10,11 @@
 //!   of time T has been processed, the cell's files hashed as it left them: the
 //!   hook waits for it, so the next cell cannot change them first;
 //! - `{"op": "cells"}` → `{"ok": true, "cells": [...], "stale": [...]}`, what
-//!   the `%reprotrace` magic shows.
+//!   the `%reprotrace` magic shows;
+//! - `{"op": "dask"}` → `{"ok": true, "reports": DIR, "preload": FILE}`: the
+//!   kernel's Dask clients may take part in this audit, with the client
+//!   preload FILE, bringing their workers' audits to DIR (what `%load_ext
+//!   reprotrace` asks), or `ok` false with the reason.
 //!
 //! A request the driver cannot answer gets `{"ok": false, "error": …}`.
 
@@ -48,6 +52,7 @@ pub enum Request {
     Hello,
     CellEnd { time_ns: u64 },
     Cells,
+    Dask,
 }
 
 /// A request and where its answer goes.
@@ -166,6 +171,7 @@ fn parse(line: &str) -> Result<Request, String> {
     match value["op"].as_str() {
         Some("hello") => Ok(Request::Hello),
         Some("cells") => Ok(Request::Cells),
+        Some("dask") => Ok(Request::Dask),
         Some("cell_end") => {
             value["time_ns"].as_u64().map(|time_ns| Request::CellEnd { time_ns }).ok_or("cell_end needs time_ns".into())
         }
@@ -173,13 +179,42 @@ fn parse(line: &str) -> Result<Request, String> {
     }
 }
 
-/// `cell_end` queries waiting for their marker.
+/// What the audit says to a kernel whose Dask clients ask to take part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DaskOffer {
+    /// They may: their reports go to `dir`, with reprotrace's client `preload`.
+    Reports { dir: PathBuf, preload: PathBuf },
+    /// They may not, for this reason.
+    Refused(String),
+}
+
+impl Default for DaskOffer {
+    fn default() -> Self {
+        DaskOffer::Refused("this audit does not bring Dask workers' audits back".into())
+    }
+}
+
+/// `cell_end` queries waiting for their marker; the audit's answer to a
+/// kernel's Dask clients.
 #[derive(Default)]
 pub struct CellEndWaiters {
     waiting: Vec<(u64, Query, Instant)>,
+    dask: DaskOffer,
+    dask_taken: bool,
 }
 
 impl CellEndWaiters {
+    /// Waiters that answer a `dask` request with `offer`.
+    pub fn offering(dask: DaskOffer) -> Self {
+        CellEndWaiters { dask, ..Self::default() }
+    }
+
+    /// Whether a kernel took the Dask offer: its clients must report when
+    /// the audit ends.
+    pub fn dask_taken(&self) -> bool {
+        self.dask_taken
+    }
+
     /// Answers `query` now if it can; `output` is where the manifest goes.
     pub fn take(&mut self, query: Query, pipeline: &Pipeline, backend: &str, output: &Path) {
         match query.request {
@@ -189,6 +224,14 @@ impl CellEndWaiters {
             Request::CellEnd { time_ns } if pipeline.has_ended_cell(time_ns) => query.answer(json!({"ok": true})),
             Request::CellEnd { time_ns } => self.waiting.push((time_ns, query, Instant::now() + CELL_END_WAIT)),
             Request::Cells => query.answer(pipeline.cells_summary()),
+            Request::Dask => match &self.dask {
+                DaskOffer::Reports { dir, preload } => {
+                    self.dask_taken = true;
+                    let (dir, preload) = (dir.display().to_string(), preload.display().to_string());
+                    query.answer(json!({"ok": true, "reports": dir, "preload": preload}))
+                }
+                DaskOffer::Refused(reason) => query.answer(json!({"ok": false, "error": reason})),
+            },
         }
     }
 
@@ -225,6 +268,7 @@ mod tests {
         assert_eq!(parse(r#"{"op": "hello"}"#), Ok(Request::Hello));
         assert_eq!(parse(r#"{"op": "cell_end", "time_ns": 12}"#), Ok(Request::CellEnd { time_ns: 12 }));
         assert_eq!(parse("{\"op\": \"cells\"}\n"), Ok(Request::Cells));
+        assert_eq!(parse(r#"{"op": "dask"}"#), Ok(Request::Dask));
         assert!(parse(r#"{"op": "cell_end"}"#).is_err());
         assert!(parse("nonsense").is_err());
     }

@@ -7,7 +7,9 @@
 //! fill when they close (python/reprotrace/dask.py): one `*.manifest.json` per
 //! worker audit, one `*.unaudited.json` per worker that could not be audited
 //! (and why), and `*.submitted.json`, the keys each client submitted and when
-//! (and which of them a worker ran). Each client also leaves
+//! (and which of them a worker ran, and in which submission). Which notebook
+//! cell submitted a key comes from the run's own trace: each submission's
+//! marker, seen in the manager's event stream while that cell ran. Each client also leaves
 //! `TAG.joined.json` when it takes part and `TAG.reported.json` once it has
 //! reported: a client that joined and never reported lost its workers'
 //! audits, which makes the run incomplete. `reprotrace merge` takes
@@ -84,6 +86,10 @@ pub struct Submitted {
     /// cancelled) is not expected to have a record.
     #[serde(default)]
     pub ran: Option<BTreeSet<String>>,
+    /// The submission (Dask's `stimulus_id` of the `update-graph`) that
+    /// first brought each key; empty from a scheduler plugin too old to say.
+    #[serde(default)]
+    pub submissions: BTreeMap<String, String>,
 }
 
 /// A client of the run that took part (`TAG.joined.json`), or that has
@@ -112,6 +118,11 @@ pub struct Reports {
     pub joined: BTreeMap<String, ClientNote>,
     /// The clients that reported, by tag.
     pub reported: BTreeMap<String, ClientNote>,
+    /// What the run's own trace saw of its clients' submissions (their
+    /// markers): submission id → the execution count of the cell the
+    /// submitting process was running (`None`: none). Filled by the audit,
+    /// not read from the directory.
+    pub submitted_in: BTreeMap<String, Option<u64>>,
 }
 
 impl Reports {
@@ -147,8 +158,13 @@ impl Reports {
                 .iter()
                 .all(|submitted| submitted.ran.is_some())
                 .then(|| submissions.iter().flat_map(|submitted| submitted.ran.iter().flatten().cloned()).collect());
-            let keys = submissions.into_iter().flat_map(|submitted| submitted.keys).collect();
-            reports.submitted = Some(Submitted { keys, ran });
+            let mut keys = BTreeMap::new();
+            let mut by_submission = BTreeMap::new();
+            for submitted in submissions {
+                keys.extend(submitted.keys);
+                by_submission.extend(submitted.submissions);
+            }
+            reports.submitted = Some(Submitted { keys, ran, submissions: by_submission });
         }
         Ok(reports)
     }
@@ -178,7 +194,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, MergeErro
 /// that submitted it), and statistics for the whole. Returns warnings for the
 /// summary: unaudited workers, packages whose versions differ between hosts.
 pub fn merge_workers(run: &mut Manifest, reports: Reports) -> Vec<String> {
-    let Reports { workers, unaudited, submitted, joined, reported } = reports;
+    let Reports { workers, unaudited, submitted, joined, reported, submitted_in } = reports;
     let mut warnings = Vec::new();
     let mut hosts: BTreeMap<String, Vec<&Manifest>> = BTreeMap::new();
     for worker in &workers {
@@ -208,13 +224,28 @@ pub fn merge_workers(run: &mut Manifest, reports: Reports) -> Vec<String> {
         .chain(workers.iter().flat_map(|worker| worker.tasks.iter().cloned()))
         .filter(|task| submitted.as_ref().is_none_or(|submitted| submitted.keys.contains_key(&task.key)))
         .collect();
+    let mut by_clock: Vec<&str> = Vec::new();
     if let Some(submitted) = &submitted {
         for task in &mut tasks {
-            let at = submitted.keys.get(&task.key).copied();
-            task.cell = at.and_then(|at| submitting_cell(&run.cells, at));
+            (task.cell, task.cell_by_clock) =
+                match submitted.submissions.get(&task.key).and_then(|id| submitted_in.get(id)) {
+                    // Exact: the cell the submitting process was running when
+                    // the run's own trace saw the submission.
+                    Some(cell) => (*cell, false),
+                    // No marker for it: the scheduler's clock against the manager's.
+                    None => {
+                        let cell = submitted.keys.get(&task.key).and_then(|at| submitting_cell(&run.cells, *at));
+                        if !run.cells.is_empty() {
+                            by_clock.push(&task.key);
+                        }
+                        (cell, cell.is_some())
+                    }
+                };
         }
     }
+    let clock_warning = clock_matched(&by_clock);
     tasks.sort_by(|a, b| (&a.started_at, &a.key, &a.host, a.thread).cmp(&(&b.started_at, &b.key, &b.host, b.thread)));
+    warnings.extend(clock_warning);
 
     let mut missing_work = missing_clients(&joined, &reported);
     if let Some(line) = submitted.as_ref().and_then(|submitted| tasks_without_record(submitted, &tasks)) {
@@ -273,6 +304,28 @@ fn tasks_without_record(submitted: &Submitted, tasks: &[Task]) -> Option<String>
          tasks run while a worker's audit restarted, or on a worker not audited",
         missing.len(),
         ran.iter().filter(|key| submitted.keys.contains_key(*key)).count()
+    ))
+}
+
+/// One line when tasks of a notebook run were put in cells by the
+/// scheduler's clock, their submission unseen in the run's own trace.
+fn clock_matched(keys: &[&str]) -> Option<String> {
+    /// Keys named in the line; the rest are counted.
+    const NAMED: usize = 3;
+    if keys.is_empty() {
+        return None;
+    }
+    let mut named = keys.iter().take(NAMED).copied().collect::<Vec<_>>().join(", ");
+    if keys.len() > NAMED {
+        named.push_str(&format!(" and {} more", keys.len() - NAMED));
+    }
+    Some(format!(
+        "{} Dask task{} ({named}) {} matched to notebook cells by the scheduler's clock, not by the run's own record of \
+         the submission (a client without reprotrace's submission markers, or a marker lost): a task submitted \
+         near a cell boundary may be in the wrong cell if the clocks differ (`cell_by_clock` in tasks[])",
+        keys.len(),
+        if keys.len() == 1 { "" } else { "s" },
+        if keys.len() == 1 { "was" } else { "were" },
     ))
 }
 

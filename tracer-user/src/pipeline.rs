@@ -3,7 +3,7 @@
 //! identification, data classification and the manifest's trace sections.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     path::PathBuf,
     time::SystemTime,
 };
@@ -59,6 +59,10 @@ pub struct PipelineOutput {
     pub root: Option<ProcessRecord>,
     /// What could not be read while identifying software.
     pub warnings: Vec<String>,
+    /// The graphs the traced tree's Dask clients submitted: submission id →
+    /// the execution count of the notebook cell the submitting process was
+    /// running then (`None`: none). The first submission of an id counts.
+    pub submissions: BTreeMap<String, Option<u64>>,
 }
 
 impl Pipeline {
@@ -332,7 +336,13 @@ impl Pipeline {
                 TaskSections { task, processes: started, software, data }
             })
             .collect();
+        let mut submissions = BTreeMap::new();
+        for submission in self.tracker.submissions() {
+            let cell = submission.cell.and_then(|cell| self.tracker.cells().get(cell)).map(|cell| cell.execution_count);
+            submissions.entry(submission.id.clone()).or_insert(cell);
+        }
         PipelineOutput {
+            submissions,
             sections: manifest::trace_sections(
                 processes,
                 &self.log,

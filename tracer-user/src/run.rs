@@ -19,7 +19,7 @@ use crate::{
     event::{Tid, WaitStatus},
     hooks::KernelHooks,
     interrupts::Signals,
-    kernel_channel::{CellEndWaiters, KernelChannels},
+    kernel_channel::{CellEndWaiters, DaskOffer, KernelChannels},
     launch::{self, LaunchError, LaunchSpec},
     manifest, notebook,
     pipeline::Pipeline,
@@ -80,6 +80,20 @@ pub async fn audit_launch(settings: &Settings, spec: &LaunchSpec, audit: Audit) 
         signals: &mut signals,
         settings,
         progress: Progress::start(&what, settings.quiet),
+        dask: match &audit.dask_reports {
+            // Its clients take part already (the preload): joining again changes nothing.
+            Some(reports) => match crate::hooks::install() {
+                Ok(hooks) => {
+                    DaskOffer::Reports { dir: reports.clone(), preload: hooks.join(crate::hooks::DASK_CLIENT_PRELOAD) }
+                }
+                Err(err) => DaskOffer::Refused(err.to_string()),
+            },
+            None => DaskOffer::Refused(
+                "this audit (reprotrace run without --dask) does not bring Dask workers' audits back: \
+                 run it with --dask"
+                    .into(),
+            ),
+        },
     };
     let (traced, exec_error) = match settings.backend {
         Backend::Ebpf => {
@@ -105,6 +119,8 @@ struct Watch<'a> {
     signals: &'a mut Signals,
     settings: &'a Settings,
     progress: Progress,
+    /// What a kernel's `%load_ext reprotrace` hears about Dask.
+    dask: DaskOffer,
 }
 
 /// The driver of every launched audit: feeds the pipeline what the source
@@ -113,8 +129,8 @@ struct Watch<'a> {
 /// the second.
 async fn follow(mut source: impl Source, launched: Launched, watch: Watch<'_>) -> (Traced, Option<LaunchError>) {
     let Launched { root, parent, exec_error } = launched;
-    let Watch { cwd, software_paths, signals, settings, mut progress } = watch;
-    let mut waiters = CellEndWaiters::default();
+    let Watch { cwd, software_paths, signals, settings, mut progress, dask } = watch;
+    let mut waiters = CellEndWaiters::offering(dask);
     let mut pipeline = Pipeline::new(root, parent, cwd);
     pipeline.warm_up_software(software_paths);
     pipeline.hash_with(classify::Hashing { limit: settings.hash_limit, report: progress.enabled() });

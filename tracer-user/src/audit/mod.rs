@@ -109,7 +109,7 @@ impl Audit {
         // From here on, what is read, hashed and written for the user is
         // read, hashed and written with the user's rights.
         let _acting = ActingAs::maybe(self.owner.as_ref()).context("taking the invoking user's rights")?;
-        let PipelineOutput { sections, events, tracker, root, warnings } =
+        let PipelineOutput { sections, events, tracker, root, warnings, submissions } =
             pipeline.finish(&settings.rules, self.started_at, &mut software_index, &host, worker);
         // The command's status, for `run`; an attached tree has no one command.
         let status = root.filter(|root| !root.pre_existing).and_then(|root| root.status).or(root_status);
@@ -174,7 +174,10 @@ impl Audit {
         }
         if let Some(reports) = &self.dask_reports {
             match merge::Reports::read_dir(reports) {
-                Ok(reports) => warnings.extend(merge::merge_workers(&mut manifest, reports)),
+                Ok(reports) => {
+                    let reports = merge::Reports { submitted_in: submissions, ..reports };
+                    warnings.extend(merge::merge_workers(&mut manifest, reports))
+                }
                 Err(err) => {
                     warnings.push(format!("the Dask workers' audits could not be merged: {err}"));
                     manifest.stats.complete = false;

@@ -223,7 +223,9 @@ pub async fn join_dask_clients(connection_file: &Path, hook_dir: &Path, reports:
 pub async fn collect_dask_clients(connection_file: &Path) -> Result<(), JupyterError> {
     client::execute_silently(
         connection_file,
-        "import reprotrace.dask\nreprotrace.dask.collect_kernel_clients()\n",
+        "import reprotrace\n\
+         if hasattr(reprotrace, 'collect_dask'):\n    reprotrace.collect_dask()\n\
+         else:\n    import reprotrace.dask\n    reprotrace.dask.collect_kernel_clients()\n",
         HOOK_TIMEOUT,
     )
     .await

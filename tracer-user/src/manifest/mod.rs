@@ -231,7 +231,9 @@ pub struct Task {
     pub key: String,
     /// The host name of the worker that ran it.
     pub host: String,
-    /// The address of the worker that ran it, when its audit knew it.
+    /// The address of the worker that ran it, as that worker had it then
+    /// (a worker its nanny restarted has a new one); from the worker's
+    /// audit, for a task marker that did not say.
     pub worker: Option<String>,
     /// The worker process, and the thread of its pool that ran the task.
     #[schemars(range(min = 1))]
@@ -244,9 +246,15 @@ pub struct Task {
     #[schemars(pattern(TIMESTAMP))]
     pub finished_at: Option<String>,
     /// The execution count of the notebook cell that submitted it, when the
-    /// run was a notebook (merged manifests only).
+    /// run was a notebook (merged manifests only): the cell the submitting
+    /// process was running when the run's own trace saw the submission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cell: Option<u64>,
+    /// `cell` was found by comparing the scheduler's clock with the cells'
+    /// times, for want of the run's own record of the submission: near a
+    /// cell boundary it may be wrong by the clocks' difference.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cell_by_clock: bool,
     /// The processes the task started (its worker process not included).
     pub processes: Vec<TaskProcess>,
     pub software: CellSoftware,

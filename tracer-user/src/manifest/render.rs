@@ -128,12 +128,15 @@ fn task_entry(sections: &TaskSections, host: &str, worker: Option<&str>) -> Task
     Task {
         key: task.key.clone(),
         host: host.to_string(),
-        worker: worker.map(str::to_string),
+        // The worker's address when the task ran; the audit's (the one the
+        // worker had when the audit began) for a marker without one.
+        worker: task.worker.clone().or_else(|| worker.map(str::to_string)),
         pid: task.pid,
         thread: task.thread,
         started_at: marker_time(task.started_ns),
         finished_at: task.finished_ns.map(marker_time),
         cell: None,
+        cell_by_clock: false,
         processes: sorted_processes_of(&sections.processes)
             .into_iter()
             .map(|process| TaskProcess {

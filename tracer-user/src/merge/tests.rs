@@ -64,6 +64,7 @@ fn workers_become_hosts_and_tasks_are_the_runs() {
         submitted: Some(Submitted {
             keys: BTreeMap::from([("mine-1".to_string(), submitted_at), ("mine-2".to_string(), submitted_at)]),
             ran: None,
+            submissions: BTreeMap::new(),
         }),
         ..Reports::default()
     };
@@ -87,7 +88,7 @@ fn workers_become_hosts_and_tasks_are_the_runs() {
 
     let keys: Vec<&str> = run.tasks.iter().map(|task| task.key.as_str()).collect();
     assert_eq!(keys, ["mine-1", "mine-2"], "only the keys the run submitted");
-    assert!(run.tasks.iter().all(|task| task.cell == Some(4)));
+    assert!(run.tasks.iter().all(|task| task.cell == Some(4) && task.cell_by_clock), "no submission markers");
     assert_eq!((run.stats.events, run.stats.lost_events, run.stats.complete), (25, 3, false));
     assert!(
         warnings
@@ -124,6 +125,92 @@ fn the_managers_versions_are_compared_with_its_workers() {
     let mut run = manifest(serde_json::json!({"software": serde_json::to_value(&run.software).expect("JSON")}));
     let reports = Reports { workers: vec![worker("host-a", "tcp://a:1", vec![], "1.16.0", 0)], ..Reports::default() };
     assert_eq!(merge_workers(&mut run, reports), Vec::<String>::new());
+}
+
+/// Two cells, [1] from 10:00:05 to 10:00:20 and [2] from 10:00:21 on.
+fn two_cells() -> Manifest {
+    let cell = |count: u64, started: &str, finished: &str| {
+        serde_json::json!({"index": count - 1, "execution_count": count, "cell_id": null, "code_sha256": "0".repeat(64),
+            "started_at": started, "finished_at": finished,
+            "data": {"inputs": [], "outputs": []}, "software": {"python": []}, "pids": [1]})
+    };
+    manifest(serde_json::json!({"cells": [
+        cell(1, "2026-12-01T10:00:05.000Z", "2026-12-01T10:00:20.000Z"),
+        cell(2, "2026-12-01T10:00:21.000Z", "2026-12-01T10:00:40.000Z"),
+    ]}))
+}
+
+#[test]
+fn the_runs_own_record_of_a_submission_gives_its_cell_whatever_the_schedulers_clock() {
+    let mut run = two_cells();
+    // The scheduler's clock is an hour behind: by the clock, no cell.
+    let skewed = 1_796_119_206_000_000_000 - 3_600_000_000_000;
+    let keys = ["in-1", "in-2", "also-2", "unmarked"];
+    let reports = Reports {
+        workers: vec![worker("host-a", "tcp://a:1", keys.iter().map(|key| task(key, "host-a")).collect(), "1", 0)],
+        submitted: Some(Submitted {
+            keys: keys.iter().map(|key| (key.to_string(), skewed)).collect(),
+            ran: None,
+            submissions: BTreeMap::from([
+                ("in-1".to_string(), "graph-a".to_string()),
+                ("in-2".to_string(), "graph-b".to_string()),
+                ("also-2".to_string(), "graph-b".to_string()),
+                // Its submission's marker never reached the run.
+                ("unmarked".to_string(), "graph-lost".to_string()),
+            ]),
+        }),
+        submitted_in: BTreeMap::from([("graph-a".to_string(), Some(1)), ("graph-b".to_string(), Some(2))]),
+        ..Reports::default()
+    };
+    let warnings = merge_workers(&mut run, reports);
+    let cells: BTreeMap<&str, (Option<u64>, bool)> =
+        run.tasks.iter().map(|task| (task.key.as_str(), (task.cell, task.cell_by_clock))).collect();
+    assert_eq!(
+        cells,
+        BTreeMap::from([
+            ("in-1", (Some(1), false)),
+            ("in-2", (Some(2), false)),
+            ("also-2", (Some(2), false)),
+            ("unmarked", (None, false)),
+        ])
+    );
+    assert_eq!(
+        warnings,
+        ["1 Dask task (unmarked) was matched to notebook cells by the scheduler's clock, not by the run's own record \
+          of the submission (a client without reprotrace's submission markers, or a marker lost): a task \
+          submitted near a cell boundary may be in the wrong cell if the clocks differ (`cell_by_clock` in tasks[])"]
+    );
+    assert!(run.stats.complete, "a cell found by the clock is no missing work");
+
+    // The clock, when it finds one, says so in the task.
+    let mut run = two_cells();
+    let on_time = 1_796_119_222_000_000_000; // 10:00:22, in cell [2]
+    let reports = Reports {
+        workers: vec![worker("host-a", "tcp://a:1", vec![task("unmarked", "host-a")], "1", 0)],
+        submitted: Some(Submitted {
+            keys: BTreeMap::from([("unmarked".to_string(), on_time)]),
+            ran: None,
+            submissions: BTreeMap::new(),
+        }),
+        ..Reports::default()
+    };
+    merge_workers(&mut run, reports);
+    assert_eq!((run.tasks[0].cell, run.tasks[0].cell_by_clock), (Some(2), true));
+
+    // Submitted outside any cell (before the first): exactly no cell, and nothing to say.
+    let mut run = two_cells();
+    let reports = Reports {
+        workers: vec![worker("host-a", "tcp://a:1", vec![task("early", "host-a")], "1", 0)],
+        submitted: Some(Submitted {
+            keys: BTreeMap::from([("early".to_string(), on_time)]),
+            ran: None,
+            submissions: BTreeMap::from([("early".to_string(), "graph-0".to_string())]),
+        }),
+        submitted_in: BTreeMap::from([("graph-0".to_string(), None)]),
+        ..Reports::default()
+    };
+    assert_eq!(merge_workers(&mut run, reports), Vec::<String>::new());
+    assert_eq!((run.tasks[0].cell, run.tasks[0].cell_by_clock), (None, false));
 }
 
 #[test]

@@ -27,7 +27,8 @@ use crate::event::{
         AT_EMPTY_PATH, CLONE_FILES, CLONE_FS, CLONE_NEWNS, CLONE_THREAD, MS_BIND, MS_MOVE, MS_PROPAGATION, MS_REMOUNT,
         O_ACCMODE, O_CLOEXEC, O_CREAT, O_PATH, O_RDWR, O_TRUNC, O_WRONLY, RENAME_EXCHANGE,
     },
-    CellMarker, CellOutcome, Event, ExistingProcess, Fact, MarkerPhase, TaskMarker, Tid, WaitStatus, AT_FDCWD,
+    CellMarker, CellOutcome, Event, ExistingProcess, Fact, MarkerPhase, SubmitMarker, TaskMarker, Tid, WaitStatus,
+    AT_FDCWD,
 };
 
 /// A process id (a thread-group id).
@@ -123,6 +124,21 @@ pub struct DaskTaskRecord {
     pub finished_ns: Option<u64>,
     /// The worker process and the processes the task started.
     pub pids: BTreeSet<Pid>,
+    /// The address of the worker, as its begin marker gave it.
+    pub worker: Option<String>,
+}
+
+/// A graph a Dask client of the traced tree submitted (its submission marker).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubmissionRecord {
+    /// The submission's id (Dask's `stimulus_id` of the `update-graph`).
+    pub id: String,
+    /// The submitting process.
+    pub pid: Pid,
+    /// Marker time, nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    /// The notebook cell the submitting process's work belonged to then.
+    pub cell: Option<usize>,
 }
 
 /// A failed exec: the path tried and the errno.
@@ -220,6 +236,8 @@ pub struct Tracker {
     processes: Vec<ProcessRecord>,
     cells: Vec<CellRecord>,
     dask_tasks: Vec<DaskTaskRecord>,
+    /// Graphs the traced tree's Dask clients submitted, in order.
+    submissions: Vec<SubmissionRecord>,
     /// Threads running a Dask task now (and threads they started meanwhile).
     bound_threads: HashMap<Tid, usize>,
     stats: TrackerStats,
@@ -360,6 +378,11 @@ impl Tracker {
     /// The Dask task runs seen so far, in the order they began.
     pub fn dask_tasks(&self) -> &[DaskTaskRecord] {
         &self.dask_tasks
+    }
+
+    /// The graphs the traced tree's Dask clients submitted, in order.
+    pub fn submissions(&self) -> &[SubmissionRecord] {
+        &self.submissions
     }
 
     /// Whether any followed task is still alive.
@@ -568,6 +591,13 @@ impl Tracker {
                 self.task_marker(event.tid, pid, marker);
                 None
             }
+            Fact::SubmitMarker(SubmitMarker { time_ns, id }) => {
+                // The cell is the submitting process's, whichever of its
+                // threads sends the graph (a client's event loop, say).
+                let cell = self.processes[task.process].cell;
+                self.submissions.push(SubmissionRecord { id: id.clone(), pid, time_ns: *time_ns, cell });
+                None
+            }
         };
         let (namespace, op) = located?;
         let cell = self.processes[task.process].cell;
@@ -595,6 +625,7 @@ impl Tracker {
                     started_ns: marker.time_ns,
                     finished_ns: None,
                     pids: BTreeSet::from([pid]),
+                    worker: marker.worker.clone(),
                 });
                 self.bound_threads.insert(tid, self.dask_tasks.len() - 1);
             }

@@ -248,7 +248,7 @@ fn chroot_and_bind_mounts_in_a_new_namespace_map_to_the_host() {
 }
 
 fn task_marker(tid: Tid, phase: MarkerPhase, key: &str, time_ns: u64) -> Event {
-    ev(tid, Fact::TaskMarker(TaskMarker { phase, time_ns, key: key.into() }))
+    ev(tid, Fact::TaskMarker(TaskMarker { phase, time_ns, key: key.into(), worker: None }))
 }
 
 #[test]
@@ -281,4 +281,32 @@ fn dask_tasks_are_per_thread_with_the_processes_they_start() {
     assert_eq!(tasks[1].pids, BTreeSet::from([100, 200]));
     assert_eq!(tasks[0].finished_ns, None);
     assert_eq!(t.processes().iter().find(|process| process.pid == 200).and_then(|process| process.dask_task), Some(1));
+}
+
+fn submission(tid: Tid, id: &str, time_ns: u64) -> Event {
+    ev(tid, Fact::SubmitMarker(SubmitMarker { time_ns, id: id.into() }))
+}
+
+#[test]
+fn a_submission_belongs_to_the_cell_its_process_is_running() {
+    let mut t = tracker();
+    let threads = CLONE_THREAD | CLONE_FILES | CLONE_FS;
+    // Before any cell; then from the client's event loop thread during cell
+    // 1; then from the main thread during cell 2; then after it.
+    t.apply(&submission(100, "graph-0", 1));
+    t.apply(&ev(100, marker(MarkerPhase::Begin, 1, 10)));
+    t.apply(&ev(100, Fact::Fork { child: 101, flags: threads }));
+    t.apply(&submission(101, "graph-1", 11));
+    t.apply(&ev(100, marker(MarkerPhase::End, 1, 20)));
+    t.apply(&ev(100, marker(MarkerPhase::Begin, 2, 30)));
+    t.apply(&submission(100, "graph-2", 31));
+    t.apply(&ev(100, marker(MarkerPhase::End, 2, 40)));
+    t.apply(&submission(100, "graph-3", 41));
+    let cells: Vec<(&str, Option<u64>)> = t
+        .submissions()
+        .iter()
+        .map(|submission| (submission.id.as_str(), submission.cell.map(|cell| t.cells()[cell].execution_count)))
+        .collect();
+    assert_eq!(cells, [("graph-0", None), ("graph-1", Some(1)), ("graph-2", Some(2)), ("graph-3", None)]);
+    assert_eq!(t.submissions()[1].pid, 100, "the process, not the thread");
 }

@@ -4,7 +4,7 @@
 use super::{super::syntax::Lines, *};
 use crate::event::{
     abi::{CLONE_THREAD, CLONE_VFORK, CLONE_VM, O_CREAT, O_TRUNC, O_WRONLY, RENAME_EXCHANGE, SIGCHLD},
-    MarkerPhase, TaskMarker, AT_FDCWD,
+    MarkerPhase, SubmitMarker, TaskMarker, AT_FDCWD,
 };
 
 /// What a whole log gave.
@@ -609,10 +609,13 @@ fn cell_and_task_markers_fail_by_design_and_are_facts() {
     let log = format!(
         "7000  openat(-29300, \"reprotrace-cell:1:begin:3:-:{sha}:11\", 0) = -1 EBADF (Bad file descriptor)\n\
          7001  openat(-29301, \"reprotrace-task:1:begin:12:('inc-1', 0)\", 0) = -1 EBADF (Bad file descriptor)\n\
-         7001  openat(-29301, \"reprotrace-task:1:end:13:('inc-1', 0)\", 0) = -1 EBADF (Bad file descriptor)\n"
+         7001  openat(-29301, \"reprotrace-task:1:end:13:('inc-1', 0)\", 0) = -1 EBADF (Bad file descriptor)\n\
+         7000  openat(-29301, \"reprotrace-submit:1:14:update-graph-reprotrace-9a\", 0) = -1 EBADF (Bad file descriptor)\n"
     );
     let facts: Vec<Fact> = events(&log).into_iter().map(|event| event.fact).collect();
     assert!(matches!(&facts[0], Fact::CellMarker(marker) if marker.execution_count == 3));
-    let task = |phase, time_ns| Fact::TaskMarker(TaskMarker { phase, time_ns, key: "('inc-1', 0)".into() });
-    assert_eq!(facts[1..], [task(MarkerPhase::Begin, 12), task(MarkerPhase::End, 13)]);
+    let task =
+        |phase, time_ns| Fact::TaskMarker(TaskMarker { phase, time_ns, key: "('inc-1', 0)".into(), worker: None });
+    assert_eq!(facts[1..3], [task(MarkerPhase::Begin, 12), task(MarkerPhase::End, 13)]);
+    assert_eq!(facts[3], Fact::SubmitMarker(SubmitMarker { time_ns: 14, id: "update-graph-reprotrace-9a".into() }));
 }
