@@ -13,9 +13,10 @@ use std::{
 };
 
 use reprotrace_tests::{
-    assert_complete, assert_same_run, audit_with, data_paths, paths_under, prepare_file_ops, reprotrace_bin,
-    spawn_until, Audit,
+    assert_complete, assert_same_run, assert_valid, audit_with, data_paths, paths_under, prepare_file_ops,
+    reprotrace_bin, spawn_until, Audit, TestUser,
 };
+use serde_json::Value;
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -233,6 +234,69 @@ fn an_idle_daemon_detaches_and_the_next_audit_attaches_again() {
     assert!(audit.output.status.success(), "{}", audit.stderr());
     assert_complete(&audit);
     assert!(data_paths(&audit.manifest, "outputs").contains(output.to_str().expect("utf-8")));
+}
+
+/// A user auditing its own command through `daemon --allow-users` does not
+/// see inside a setuid program the command runs (`mount`, setuid root): its
+/// exec is recorded, what it then opened is not, and the audit says it is
+/// incomplete. Root's audit of the same command sees it all.
+#[test]
+fn a_users_audit_stops_at_a_setuid_program() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let daemon = Daemon::start_with(dir.path(), &["--allow-users"]);
+    let user = TestUser::create("suid");
+    let home = user.home();
+    let script = "mount > /dev/null; cat /etc/hostname > /dev/null";
+    let audit = |as_user: bool| -> Value {
+        let manifest = home.path().join(if as_user { "user.json" } else { "root.json" });
+        let mut command = match as_user {
+            true => {
+                let mut command = Command::new("setpriv");
+                command
+                    .args(["--reuid", &user.uid.to_string(), "--regid", &user.gid.to_string(), "--init-groups"])
+                    .arg("--")
+                    .arg(reprotrace_bin());
+                command
+            }
+            false => Command::new(reprotrace_bin()),
+        };
+        let output = command
+            .args(["run", "--socket", daemon.socket_arg(), "-o"])
+            .arg(&manifest)
+            .args(["--", "sh", "-c", script])
+            .current_dir(home.path())
+            .output()
+            .expect("reprotrace run");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest).expect("manifest")).expect("JSON");
+        assert_valid(&manifest);
+        manifest
+    };
+    let paths = |manifest: &Value| -> Vec<String> {
+        manifest["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .map(|file| file["path"].as_str().expect("path").into())
+            .collect()
+    };
+    let mount_ran = |manifest: &Value| {
+        manifest["processes"].as_array().expect("processes").iter().any(|process| process["exe"] == "/usr/bin/mount")
+    };
+
+    let users = audit(true);
+    assert_eq!(users["stats"]["unfollowed_privileged"], 1, "{}", users["stats"]);
+    assert_eq!(users["stats"]["complete"], false);
+    assert!(mount_ran(&users), "the exec is the user's: {:#}", users["processes"]);
+    let seen = paths(&users);
+    assert!(seen.contains(&"/etc/hostname".to_string()), "the command goes on being followed: {seen:?}");
+    assert!(!seen.iter().any(|path| path.contains("libmount")), "mount's own files: {seen:?}");
+
+    let roots = audit(false);
+    assert!(roots["stats"].get("unfollowed_privileged").is_none(), "{}", roots["stats"]);
+    assert!(mount_ran(&roots));
+    assert!(paths(&roots).iter().any(|path| path.contains("libmount")), "{:?}", paths(&roots));
 }
 
 #[test]
