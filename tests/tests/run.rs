@@ -221,9 +221,10 @@ fn sigterm_is_passed_on_and_the_manifest_still_written() {
 fn a_second_sigterm_stops_waiting_and_writes_what_was_seen() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Ignores the first SIGTERM reprotrace passes on, and would run for a minute.
-    let program = "import signal, time\n\
+    let program = "import os, signal, time\n\
         signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
         open('seen.txt', 'w').write('x')\n\
+        open('pid', 'w').write(str(os.getpid()))\n\
         open('ready', 'w').close()\n\
         time.sleep(60)\n";
     for backend in BACKENDS {
@@ -236,6 +237,11 @@ fn a_second_sigterm_stops_waiting_and_writes_what_was_seen() {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
         let status = child.wait().expect("reprotrace exits");
+        // The program outlives the audit by design: it goes now.
+        let program_pid: i32 =
+            std::fs::read_to_string(dir.path().join("pid")).expect("pid").trim().parse().expect("a pid");
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(program_pid, libc::SIGKILL) };
         assert!(started.elapsed() < std::time::Duration::from_secs(30), "{backend}: reprotrace kept waiting");
         assert_eq!(status.code(), Some(130), "{backend}: an interrupted audit's code");
         let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest).expect("manifest")).expect("JSON");
