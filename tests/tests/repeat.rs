@@ -202,6 +202,23 @@ fn a_bundle_missing_a_file_the_run_used_names_it() {
     let said = text(&repeated);
     assert_eq!(repeated.status.code(), Some(2), "{said}");
     assert!(said.contains(&format!("the bundle lacks {six}, which the run used")), "{said}");
+    // The data file missing from the manifest too, as if the audit had
+    // never seen it read: the repeat looks for it, and names it.
+    let data = run.join("data.csv").display().to_string();
+    rewrite_as_unseen(&dir.path().join("run.bundle"), &dir.path().join("unseen.bundle"), &data);
+    let repeated = reprotrace(&["repeat", "-q", "unseen.bundle", "--outdir", "again-unseen"], dir.path());
+    let said = text(&repeated);
+    assert_eq!(repeated.status.code(), Some(2), "{said}");
+    assert!(said.contains(&format!("the program looked for {data}, which the bundle lacks")), "{said}");
+    assert!(said.contains("a hole in the audit"), "{said}");
+    // Only that one: what Python looks for and finds nowhere is no hole.
+    assert_eq!(said.matches("the program looked for").count(), 1, "{said}");
+    let repeat_manifest: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("again-unseen/repeat.json")).expect("the repeat's manifest"),
+    )
+    .expect("JSON");
+    reprotrace_tests::assert_valid(&repeat_manifest);
+    assert!(repeat_manifest["missing_lookups"].as_array().expect("missing lookups").contains(&Value::from(data)));
     // A damaged bundle: refused, clearly.
     let bytes = std::fs::read(dir.path().join("run.bundle")).expect("bundle");
     std::fs::write(dir.path().join("cut.bundle"), &bytes[..bytes.len() / 3]).expect("cut");
@@ -256,23 +273,46 @@ fn a_repeat_never_restores_setuid_bits_and_keeps_its_root_private() {
 
 /// Copies `bundle` to `out` without `path` (its index entry and its content).
 fn rewrite_without(bundle: &Path, out: &Path, path: &str) {
+    let object = find_object(bundle, path);
     rewrite_index(bundle, out, |index| {
-        let object = index["entries"]
-            .as_array()
-            .expect("entries")
-            .iter()
-            .find(|entry| entry["path"] == path)
-            .and_then(|entry| entry["kind"]["file"]["sha256"].as_str())
-            .map(|sha| format!("objects/{sha}"))
-            .expect("the file is in the bundle");
         index["entries"].as_array_mut().expect("entries").retain(|entry| entry["path"] != path);
         Some(object)
     });
 }
 
+/// `bundle` without `path`, and its manifest without a word of it: a file the
+/// run used and the audit missed.
+fn rewrite_as_unseen(bundle: &Path, out: &Path, path: &str) {
+    let object = find_object(bundle, path);
+    rewrite_members(bundle, out, |index, manifest| {
+        index["entries"].as_array_mut().expect("entries").retain(|entry| entry["path"] != path);
+        manifest["files"].as_array_mut().expect("files").retain(|file| file["path"] != path);
+        manifest["data"]["inputs"].as_array_mut().expect("inputs").retain(|input| input["path"] != path);
+        Some(object)
+    });
+}
+
+/// The bundle member holding `path`'s contents.
+fn find_object(bundle: &Path, path: &str) -> String {
+    bundle_index(bundle).1["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|entry| entry["path"] == path)
+        .and_then(|entry| entry["kind"]["file"]["sha256"].as_str())
+        .map(|sha| format!("objects/{sha}"))
+        .expect("the file is in the bundle")
+}
+
 /// Copies `bundle` to `out` with its index changed by `edit`, which may name
 /// a member to leave out.
 fn rewrite_index(bundle: &Path, out: &Path, edit: impl FnOnce(&mut Value) -> Option<String>) {
+    rewrite_members(bundle, out, |index, _| edit(index));
+}
+
+/// Copies `bundle` to `out` with its index and manifest changed by `edit`,
+/// which may name a member to leave out.
+fn rewrite_members(bundle: &Path, out: &Path, edit: impl FnOnce(&mut Value, &mut Value) -> Option<String>) {
     let decoder = zstd::Decoder::new(std::fs::File::open(bundle).expect("bundle")).expect("zstd");
     let mut archive = tar::Archive::new(decoder);
     let encoder = zstd::Encoder::new(std::fs::File::create(out).expect("out"), 3).expect("zstd");
@@ -286,13 +326,18 @@ fn rewrite_index(bundle: &Path, out: &Path, edit: impl FnOnce(&mut Value) -> Opt
         members.push((name, bytes));
     }
     let mut index: Value = serde_json::from_slice(&members.last().expect("index").1).expect("index JSON");
-    let left_out = edit(&mut index);
+    let manifest_bytes = &members.iter().find(|(name, _)| name == "manifest.json").expect("a manifest").1;
+    let mut manifest: Value = serde_json::from_slice(manifest_bytes).expect("manifest JSON");
+    let left_out = edit(&mut index, &mut manifest);
     for (name, mut bytes) in members {
         if Some(&name) == left_out.as_ref() {
             continue;
         }
         if name == "index.json" {
             bytes = serde_json::to_vec(&index).expect("JSON");
+        }
+        if name == "manifest.json" {
+            bytes = serde_json::to_vec(&manifest).expect("JSON");
         }
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
@@ -314,7 +359,7 @@ fn bundles_of_a_part_hold_only_their_part() {
     let venv = python_venv(
         Path::new(env!("CARGO_TARGET_TMPDIR")),
         "jupyter-venv",
-        &["ipykernel", "jupyter_client", "nbconvert", "nbclient", "six==1.17.0", "pytest"],
+        &["ipykernel", "jupyter_client", "nbconvert", "nbclient", "papermill", "six==1.17.0", "pytest"],
     );
     assert!(jupyter.starts_with(&venv));
     let cell = |id: &str, source: &str| serde_json::json!({"cell_type": "code", "id": id, "metadata": {}, "execution_count": null, "outputs": [], "source": source});

@@ -67,3 +67,6 @@ pub const CELL_MARKER_DIRFD: i32 = -29300;
 /// task begins and ends in the thread that runs it (invalid, as the cell one);
 /// its client hook passes it too, to mark a graph's submission.
 pub const TASK_MARKER_DIRFD: i32 = -29301;
+
+/// No such file or directory (errno).
+pub const ENOENT: i64 = 2;

@@ -127,6 +127,11 @@ pub enum EventKind {
     /// The process made a 32-bit (ia32) syscall, which the programs do not
     /// follow (its numbers mean other calls): sent for its first one.
     Ia32Syscall = 29,
+    /// A path was looked up and is not there (`ENOENT`): an open or a stat
+    /// that failed, sent only when the loader asks (`repeat`, which names a
+    /// file the bundle lacks). args: [dirfd, the call's kind, -]; ret =
+    /// -errno; str0 = path.
+    LookupFailed = 30,
 }
 
 impl EventKind {
@@ -163,6 +168,7 @@ impl EventKind {
             27 => IoUringSetup,
             28 => TaskMarker,
             29 => Ia32Syscall,
+            30 => LookupFailed,
             _ => return None,
         })
     }
@@ -464,6 +470,9 @@ pub mod globals {
     /// Non-zero: every program returns at once (the benchmarks' floor: what
     /// attaching costs before any work).
     pub const RETURN_AT_ONCE: &str = "RETURN_AT_ONCE";
+    /// Non-zero: opens and stats that find no file (`ENOENT`) are reported
+    /// (`EventKind::LookupFailed`).
+    pub const REPORT_FAILED_LOOKUPS: &str = "REPORT_FAILED_LOOKUPS";
     pub const ALL: &[&str] = &[
         TASK_EXIT_CODE_OFFSET,
         TASK_MM_OFFSET,
@@ -474,6 +483,7 @@ pub mod globals {
         FILE_OFFSETS,
         CRED_OFFSETS,
         RETURN_AT_ONCE,
+        REPORT_FAILED_LOOKUPS,
     ];
 }
 

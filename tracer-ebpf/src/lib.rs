@@ -48,7 +48,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     abi::{
-        AT_FDCWD_ARG, CLONE_FILES, CLONE_FS, CLONE_THREAD, CLONE_VM, O_ACCMODE, O_CREAT, O_DIRECTORY, O_PATH,
+        AT_FDCWD_ARG, CLONE_FILES, CLONE_FS, CLONE_THREAD, CLONE_VM, ENOENT, O_ACCMODE, O_CREAT, O_DIRECTORY, O_PATH,
         O_TMPFILE_ONLY, O_TRUNC, S_EXECUTE_BITS, S_IFMT, S_IFREG,
     },
     counters,
@@ -184,6 +184,11 @@ static RETURN_AT_ONCE: u64 = 0;
 fn returns_at_once() -> bool {
     loader_global(&RETURN_AT_ONCE) != 0
 }
+
+/// Set by the loader for `repeat`: opens and stats that find no file are
+/// reported (a file the program needed that the bundle lacks).
+#[no_mangle]
+static REPORT_FAILED_LOOKUPS: u64 = 0;
 
 // Offsets in the tracepoint records (see /sys/kernel/tracing/events/*/*/format;
 // the loader checks them against the running kernel before attaching).
@@ -578,6 +583,14 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
     }
     let fails_by_design = matches!(kind, EventKind::ExecFailed | EventKind::CellMarker | EventKind::TaskMarker);
     if ret < 0 && !fails_by_design {
+        if ret == -ENOENT
+            && matches!(kind, EventKind::Open | EventKind::Metadata)
+            && loader_global(&REPORT_FAILED_LOOKUPS) != 0
+        {
+            let path = fact.strings[0].map_or(0, |position| registers.arg(usize::from(position)));
+            let head = header(EventKind::LookupFailed, audit_id, ret, [fact.args[0], kind as u64, 0]);
+            emit_with_paths(head, [path, 0]);
+        }
         return;
     }
     let str_ptr = fact.strings.map(|position| position.map_or(0, |position| registers.arg(usize::from(position))));

@@ -125,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         tasks: output.sections.tasks,
         hosts: Vec::new(),
         repeat_of: None,
+        missing_lookups: Vec::new(),
     };
     manifest.write_atomically(&work.path().join("manifest.json"))?;
     let total = clock.elapsed();

@@ -132,6 +132,8 @@ pub enum Fact {
     /// The process made a 32-bit syscall, which the eBPF programs do not
     /// follow.
     Ia32Syscall,
+    /// An open or a stat of `path` found no file (reported for repeats only).
+    LookupFailed { dirfd: i32, path: Vec<u8> },
     /// `old` was renamed to `new`; `flags` are renameat2's.
     Rename { old_dirfd: i32, old: Vec<u8>, new_dirfd: i32, new: Vec<u8>, flags: u64 },
     /// `path` was removed (`dir`: by rmdir or `AT_REMOVEDIR`).
@@ -224,6 +226,7 @@ impl Fact {
             EventKind::MemfdCreate => Fact::MemfdCreate { name: first, fd: ret as i32 },
             EventKind::IoUringSetup => Fact::IoUringSetup,
             EventKind::Ia32Syscall => Fact::Ia32Syscall,
+            EventKind::LookupFailed => Fact::LookupFailed { dirfd: fd(a0), path: first },
             EventKind::IoUringCompletion => return Err(FactError::HalfAFact),
             EventKind::Rename => {
                 Fact::Rename { old_dirfd: fd(a0), old: first, new_dirfd: fd(a1), new: second, flags: a2 }

@@ -213,7 +213,11 @@ impl AuditArgs {
             backend: self.backend,
             output: self.output,
             quiet: self.quiet,
-            load: LoadOptions { ring_buffer_bytes: self.ring_buffer_size, return_at_once: self.bench_floor },
+            load: LoadOptions {
+                ring_buffer_bytes: self.ring_buffer_size,
+                return_at_once: self.bench_floor,
+                report_failed_lookups: false,
+            },
             daemon: match (self.socket, self.no_daemon) {
                 (_, true) => DaemonChoice::Never,
                 (Some(path), false) => DaemonChoice::At(path),
@@ -305,12 +309,6 @@ struct RepeatArgs {
     /// Print nothing but errors and the verdict.
     #[arg(short, long)]
     quiet: bool,
-    /// Use the `reprotrace daemon` listening here.
-    #[arg(long, value_name = "PATH", conflicts_with = "no_daemon")]
-    socket: Option<PathBuf>,
-    /// Load the eBPF programs in this process even if a daemon runs.
-    #[arg(long)]
-    no_daemon: bool,
 }
 
 #[derive(clap::Args)]
@@ -495,12 +493,10 @@ fn repeat_bundle(runtime: &tokio::runtime::Runtime, args: RepeatArgs) -> anyhow:
         backend: Backend::Ebpf,
         output: args.output.unwrap_or_else(|| outdir.join("repeat.json")),
         quiet: args.quiet,
-        load: LoadOptions::default(),
-        daemon: match (args.socket, args.no_daemon) {
-            (_, true) => DaemonChoice::Never,
-            (Some(path), false) => DaemonChoice::At(path),
-            (None, false) => DaemonChoice::Auto,
-        },
+        // Its own programs, which report the lookups that find nothing: a
+        // file the program needed that the bundle lacks is named.
+        load: LoadOptions { report_failed_lookups: true, ..LoadOptions::default() },
+        daemon: DaemonChoice::Never,
         rules: Rules::default(),
         hash_limit: Some(classify::Hashing::DEFAULT_LIMIT),
         redactor: Redactor::default(),
@@ -593,7 +589,11 @@ fn main() -> ExitCode {
             }
             runtime.block_on(daemon::serve(DaemonSettings {
                 socket: args.socket,
-                load: LoadOptions { ring_buffer_bytes: args.ring_buffer_size, return_at_once: args.bench_floor },
+                load: LoadOptions {
+                    ring_buffer_bytes: args.ring_buffer_size,
+                    return_at_once: args.bench_floor,
+                    report_failed_lookups: false,
+                },
                 idle_detach: args.idle_detach.0,
                 allow_users: args.allow_users,
                 quiet: args.quiet,

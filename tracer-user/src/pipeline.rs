@@ -63,6 +63,8 @@ pub struct PipelineOutput {
     /// the execution count of the notebook cell the submitting process was
     /// running then (`None`: none). The first submission of an id counts.
     pub submissions: BTreeMap<String, Option<u64>>,
+    /// Paths opens and stats found missing (a repeat's programs report them).
+    pub missing_lookups: Vec<Vec<u8>>,
 }
 
 impl Pipeline {
@@ -343,6 +345,7 @@ impl Pipeline {
         }
         PipelineOutput {
             submissions,
+            missing_lookups: self.tracker.missing_lookups().iter().cloned().collect(),
             sections: manifest::trace_sections(
                 processes,
                 &self.log,

@@ -25,9 +25,10 @@ use crate::{
     bundle::{self, Unpacked},
     classify,
     launch::{self, LaunchSpec, Sandbox},
-    manifest::{bytes_of_display, display_bytes, Manifest, RepeatOf},
+    manifest::{bytes_of_display, display_bytes, Access, Manifest, RepeatOf},
     privilege::ActingAs,
     redact, run,
+    tracker::path,
 };
 
 /// Exit codes: every output identical, some differ or are missing, or the
@@ -197,7 +198,23 @@ pub async fn repeat(settings: Settings, options: RepeatOptions) -> anyhow::Resul
         println!("the command exited {exit:?}, the original run {:?}", original.exit_code);
         verdict = DIFFERENT;
     }
+    // What the program looked for and did not find, though this host has it
+    // and the original run did not make or remove it: the bundle lacks a
+    // file the run needed, which the audit never saw it use.
+    let missed = missed_by_the_audit(&repeated.missing_lookups, &original);
+    for path in &missed {
+        eprintln!(
+            "reprotrace: the program looked for {path}, which the bundle lacks and this host has: a hole in the audit"
+        );
+    }
     let outputs = original.data.outputs.len();
+    if !missed.is_empty() {
+        println!(
+            "not reproduced: the bundle lacks files the run needed (the repeat's files are in {})",
+            root.display()
+        );
+        return Ok(COULD_NOT_RUN);
+    }
     match verdict {
         IDENTICAL => println!("reproduced: {outputs} outputs identical (the repeat's files are in {})", root.display()),
         _ => println!("not reproduced (the repeat's files are in {})", root.display()),
@@ -279,6 +296,29 @@ fn holds(entries: &std::collections::BTreeMap<Vec<u8>, &bundle::Kind>, path: &[u
     false
 }
 
+/// Of the paths a repeat looked for and did not find (in the original's
+/// terms), those this host has where the original ran, outside the trees a
+/// repeat provides, that the original run neither wrote nor removed.
+fn missed_by_the_audit(missing: &[String], original: &Manifest) -> Vec<String> {
+    let made_or_removed: std::collections::BTreeSet<&str> = original
+        .files
+        .iter()
+        .filter(|file| file.deleted || matches!(file.access, Access::Write | Access::ReadWrite))
+        .map(|file| file.path.as_str())
+        .collect();
+    missing
+        .iter()
+        .filter(|path| !made_or_removed.contains(path.as_str()))
+        .filter(|path| {
+            bytes_of_display(path).is_some_and(|bytes| {
+                !bundle::PROVIDED_TREES.iter().any(|tree| path::is_under(&bytes, tree))
+                    && std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(&bytes)).is_ok()
+            })
+        })
+        .cloned()
+        .collect()
+}
+
 /// Every path of `manifest` below `root` (its display), made the original's.
 fn strip_root(manifest: &mut Manifest, root: &str) {
     let strip = |path: &mut String| {
@@ -296,6 +336,7 @@ fn strip_root(manifest: &mut Manifest, root: &str) {
         process.failed_execs.iter_mut().for_each(|failed| strip(&mut failed.path));
     }
     manifest.files.iter_mut().for_each(|file| strip(&mut file.path));
+    manifest.missing_lookups.iter_mut().for_each(strip);
     let data = |data: &mut crate::manifest::Data| {
         data.inputs.iter_mut().chain(data.outputs.iter_mut()).for_each(|entry| strip(&mut entry.path));
     };

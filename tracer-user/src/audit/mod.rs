@@ -109,7 +109,7 @@ impl Audit {
         // From here on, what is read, hashed and written for the user is
         // read, hashed and written with the user's rights.
         let _acting = ActingAs::maybe(self.owner.as_ref()).context("taking the invoking user's rights")?;
-        let PipelineOutput { sections, events, tracker, root, warnings, submissions } =
+        let PipelineOutput { sections, events, tracker, root, warnings, submissions, missing_lookups } =
             pipeline.finish(&settings.rules, self.started_at, &mut software_index, &host, worker);
         // The command's status, for `run`; an attached tree has no one command.
         let status = root.filter(|root| !root.pre_existing).and_then(|root| root.status).or(root_status);
@@ -164,6 +164,7 @@ impl Audit {
             tasks: sections.tasks,
             hosts: Vec::new(),
             repeat_of: None,
+            missing_lookups: missing_lookups.iter().map(|path| manifest::display_bytes(path)).collect(),
         };
         let mut warnings = warnings;
         if let Some(path) = self.notebook.as_ref().filter(|_| !manifest.cells.is_empty()) {

@@ -13,7 +13,7 @@
 mod pack;
 mod unpack;
 
-pub use pack::{pack, used_paths, PackReport, Part};
+pub use pack::{pack, used_paths, PackReport, Part, PROVIDED_TREES};
 use serde::{Deserialize, Serialize};
 pub use unpack::{read_header, unpack, Unpacked};
 

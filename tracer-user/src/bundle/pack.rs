@@ -125,7 +125,7 @@ impl std::fmt::Display for PackReport {
 }
 
 /// Trees a repeat provides itself.
-const PROVIDED: [&[u8]; 3] = [b"/proc", b"/sys", b"/dev"];
+pub const PROVIDED_TREES: [&[u8]; 3] = [b"/proc", b"/sys", b"/dev"];
 /// Symbolic links followed while resolving one path, as the kernel's `MAXSYMLINKS`.
 const MAX_LINKS: usize = 40;
 
@@ -251,7 +251,7 @@ pub fn used_paths(manifest: &Manifest) -> BTreeSet<Vec<u8>> {
         .iter()
         .filter(|file| file.namespace.is_none() && !file.deleted && file.access != Access::Write)
         .filter_map(|file| bytes_of_display(&file.path))
-        .filter(|path| !PROVIDED.iter().any(|tree| path::is_under(path, tree)))
+        .filter(|path| !PROVIDED_TREES.iter().any(|tree| path::is_under(path, tree)))
         .collect()
 }
 

@@ -95,6 +95,10 @@ pub struct Manifest {
     /// Its paths are the original run's (the bundle's root taken off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_of: Option<RepeatOf>,
+    /// Paths the run's opens and stats looked for and did not find, sorted:
+    /// recorded by `repeat` only, which names those the bundle lacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_lookups: Vec<String>,
 }
 
 #[cfg(test)]

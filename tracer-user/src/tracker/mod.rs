@@ -240,6 +240,9 @@ pub struct Tracker {
     submissions: Vec<SubmissionRecord>,
     /// Threads running a Dask task now (and threads they started meanwhile).
     bound_threads: HashMap<Tid, usize>,
+    /// Paths (the auditor's) that opens and stats found missing, when the
+    /// source reports them (a repeat).
+    missing_lookups: BTreeSet<Vec<u8>>,
     stats: TrackerStats,
 }
 
@@ -385,6 +388,11 @@ impl Tracker {
         &self.submissions
     }
 
+    /// The paths opens and stats found missing (reported by a repeat's programs).
+    pub fn missing_lookups(&self) -> &BTreeSet<Vec<u8>> {
+        &self.missing_lookups
+    }
+
     /// Whether any followed task is still alive.
     pub fn has_live_tasks(&self) -> bool {
         !self.tasks.is_empty()
@@ -505,6 +513,12 @@ impl Tracker {
             }
             Fact::IoUringSetup => {
                 self.stats.io_uring_setups += 1;
+                None
+            }
+            Fact::LookupFailed { dirfd, path } => {
+                if let Place::Host(path) = self.place(&task, *dirfd, path, false)? {
+                    self.missing_lookups.insert(path);
+                }
                 None
             }
             Fact::Ia32Syscall => {

@@ -78,11 +78,18 @@ pub struct LoadOptions {
     /// attach points cost before any work (`--bench-floor`; the audit then
     /// sees nothing).
     pub return_at_once: bool,
+    /// Opens and stats that find no file are reported (`repeat`: a file the
+    /// program needed that the bundle lacks).
+    pub report_failed_lookups: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES, return_at_once: false }
+        LoadOptions {
+            ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+            return_at_once: false,
+            report_failed_lookups: false,
+        }
     }
 }
 
@@ -126,6 +133,7 @@ impl KernelPrograms {
         let sees_io_uring = offsets.io_uring.known == 1 && preflight::io_uring_tracepoints_fit(&tracefs);
         let cpus = possible_cpus()?;
         let return_at_once = u64::from(options.return_at_once);
+        let report_failed_lookups = u64::from(options.report_failed_lookups);
         let mut ebpf = EbpfLoader::new()
             // The object carries no CO-RE relocations (see btf.rs): skip
             // parsing the kernel's BTF a second time.
@@ -134,6 +142,7 @@ impl KernelPrograms {
             .override_global(globals::FILE_OFFSETS, &offsets.files, true)
             .override_global(globals::CRED_OFFSETS, &offsets.creds, true)
             .override_global(globals::RETURN_AT_ONCE, &return_at_once, true)
+            .override_global(globals::REPORT_FAILED_LOOKUPS, &report_failed_lookups, true)
             .override_global(globals::TASK_EXIT_CODE_OFFSET, &offsets.task_exit_code, true)
             .override_global(globals::TASK_MM_OFFSET, &offsets.task_mm, true)
             .override_global(globals::MM_ARG_START_OFFSET, &offsets.mm_arg_start, true)
