@@ -220,6 +220,9 @@ fn secrets_are_redacted_and_the_manifest_says_where() {
         let output = Command::new(reprotrace_bin())
             .env("GITHUB_TOKEN", token)
             .env("DB_PASSWORD", "db-pass-9")
+            .env("AWS_SECRET_ACCESS_KEY", "aws-secret-7")
+            .env("SERVICE_API_KEY", "api-key-5")
+            .env("KEY_FILE", "/etc/ssl/private/k.pem")
             .args(["run", "--quiet", "-o"])
             .arg(&out)
             .args(extra)
@@ -231,7 +234,7 @@ fn secrets_are_redacted_and_the_manifest_says_where() {
         (out, std::fs::read_to_string(dir.path().join(format!("{name}.json"))).expect("manifest"))
     };
     let (redacted, text) = run(&["--redact", "corp-[0-9]+"], "redacted");
-    for secret in [token, "db-pass-9", "hunter2", "s3cret", "corp-4242"] {
+    for secret in [token, "db-pass-9", "aws-secret-7", "api-key-5", "hunter2", "s3cret", "corp-4242"] {
         assert!(!text.contains(secret), "{secret} is in the manifest");
     }
     let manifest: Value = serde_json::from_str(&text).expect("JSON");
@@ -239,7 +242,31 @@ fn secrets_are_redacted_and_the_manifest_says_where() {
     assert_eq!(manifest["command"][5], "https://alice:<redacted>@example.invalid/x");
     assert_eq!(manifest["environment"]["GITHUB_TOKEN"], "<redacted>");
     assert!(manifest["environment"]["PATH"].as_str().is_some_and(|path| path.contains("/usr/bin")));
-    assert!(manifest["platform"]["kernel"].as_str().is_some_and(|kernel| !kernel.is_empty()));
+    // The platform and release, as this machine's own tools say them.
+    let said = |program: &str, args: &[&str]| {
+        let output = Command::new(program).args(args).output().expect(program);
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    assert_eq!(manifest["platform"]["kernel"], said("uname", &["-r"]));
+    assert_eq!(manifest["platform"]["arch"], said("uname", &["-m"]));
+    assert_eq!(manifest["platform"]["cpus"], said("nproc", &["--all"]).parse::<u64>().expect("a count"));
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").expect("cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .map(|rest| rest.trim_start_matches([' ', '\t', ':']));
+    assert_eq!(manifest["platform"]["cpu_model"].as_str(), model.map(str::trim));
+    let release = std::fs::read_to_string("/etc/os-release").expect("os-release");
+    let field = |name: &str| {
+        release.lines().find_map(|line| line.strip_prefix(&format!("{name}="))).map(|value| value.trim_matches('"'))
+    };
+    assert_eq!(manifest["os"]["id"].as_str(), field("ID"));
+    assert_eq!(manifest["os"]["version_id"].as_str(), field("VERSION_ID"));
+    // Every secret-looking name, whatever its kind.
+    assert_eq!(manifest["environment"]["DB_PASSWORD"], "<redacted>");
+    assert_eq!(manifest["environment"]["AWS_SECRET_ACCESS_KEY"], "<redacted>");
+    assert_eq!(manifest["environment"]["SERVICE_API_KEY"], "<redacted>");
+    assert_eq!(manifest["environment"]["KEY_FILE"], "/etc/ssl/private/k.pem", "a path to a key is no key");
     let places: Vec<&str> = manifest["redaction"]["redacted"]
         .as_array()
         .expect("redacted")
