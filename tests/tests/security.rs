@@ -474,6 +474,50 @@ fn strace_attach_goes_on_without_a_process_traced_already() {
     assert!(messages.contains("could not attach to any of the processes"), "{messages}");
 }
 
+/// A process strace may not trace (root's, for a user without sudo) is left
+/// out with strace's reason, the user's own is followed, and `--duration` is
+/// honoured; with nothing it may trace, the attach fails clearly.
+#[test]
+fn strace_attach_goes_on_without_a_process_it_may_not_trace() {
+    let user = TestUser::create("np");
+    let home = user.home();
+    let as_user = |program: &Path| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid", &user.uid.to_string(), "--regid", &user.gid.to_string(), "--init-groups", "--"])
+            .arg(program);
+        command
+    };
+    let mut processes = Processes::default();
+    let roots = processes.spawn(Command::new("sleep").arg("60"));
+    let own = processes.spawn(as_user(Path::new("/usr/bin/sleep")).arg("60"));
+    let out = home.path().join("m.json");
+    let attach = |pids: &[u32]| {
+        let mut command = as_user(&reprotrace_bin());
+        command.args(["attach", "--backend", "strace", "--all-users", "--duration", "2", "-o"]).arg(&out);
+        for pid in pids {
+            command.args(["--pid", &pid.to_string()]);
+        }
+        let log = home.path().join("stderr");
+        let mut child = command.stderr(std::fs::File::create(&log).expect("stderr file")).spawn().expect("attach");
+        let status = wait_bounded(&mut child, Duration::from_secs(60), "attach ignored --duration");
+        (status, std::fs::read_to_string(&log).expect("stderr"))
+    };
+    let (status, messages) = attach(&[own, roots]);
+    assert_eq!(status.code(), Some(0), "{messages}");
+    assert!(messages.contains(&format!("pid {roots} refused strace")), "{messages}");
+    let manifest = manifest(&out);
+    assert_eq!(manifest["stats"]["complete"], false, "what root's process did is missing");
+    assert!(
+        manifest["processes"].as_array().expect("processes").iter().any(|process| process["pid"] == own),
+        "{:#}",
+        manifest["processes"]
+    );
+    let (status, messages) = attach(&[roots]);
+    assert_eq!(status.code(), Some(125), "{messages}");
+    assert!(messages.contains("could not attach to any of the processes"), "{messages}");
+}
+
 /// Processes a test started, killed and reaped when it ends however it ends;
 /// a tracer goes first so that its tracee can be reaped at once.
 #[derive(Default)]
