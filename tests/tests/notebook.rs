@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use reprotrace_tests::{assert_valid, python_venv, reprotrace_bin, sha256_of, BACKENDS};
+use reprotrace_tests::{assert_valid, python_venv, reprotrace_bin, sha256_of, TestUser, BACKENDS};
 use serde_json::Value;
 
 /// Packages of the Jupyter venv the tests share.
@@ -308,6 +308,63 @@ fn a_hand_loaded_extension_finds_the_attached_audit() {
     let cells = manifest["cells"].as_array().expect("cells");
     let peek = cells.iter().find(|cell| cell["cell_id"] == "peek").unwrap_or_else(|| panic!("{cells:#?}"));
     assert_eq!(peek["data"]["inputs"][0]["sha256"], sha256_of("v1"), "as the cell read it: {peek:#}");
+}
+
+/// Injecting the hook into another user's kernel runs nothing as root: the
+/// hook's code goes over the kernel's own protocol and runs inside the
+/// kernel, as its owner, and reprotrace starts no interpreter (every exec of
+/// the attach is traced here, by strace).
+#[test]
+fn injecting_into_another_users_kernel_runs_nothing_as_root() {
+    let venv = jupyter_venv();
+    let user = TestUser::create("kern");
+    let home = user.home();
+    let work = home.path();
+    let cells = serde_json::json!([["whoami", "import os\nopen('uid.txt', 'w').write(str(os.getuid()))\n"]]);
+    std::fs::write(work.join("cells.json"), cells.to_string()).expect("cells");
+    let mut session = Command::new("setpriv")
+        .args(["--reuid", &user.uid.to_string(), "--regid", &user.gid.to_string(), "--init-groups", "--"])
+        .arg(venv.join("bin/python"))
+        .arg(reprotrace_tests::repo_root().join("tests/workloads/kernel_session.py"))
+        .arg(work)
+        .arg(work.join("cells.json"))
+        .env("HOME", work)
+        .env("JUPYTER_RUNTIME_DIR", work.join("runtime"))
+        .spawn()
+        .expect("the user's kernel session");
+    wait_for(&work.join("connection.txt"), "the kernel");
+    let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
+    let mine = tempfile::tempdir().expect("tempdir");
+    let execs = mine.path().join("execs.log");
+    let mut strace = reprotrace_tests::spawn_until(
+        Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=execve,execveat", "-o"])
+            .arg(&execs)
+            .arg(reprotrace_bin())
+            .args(["attach", "--all-users", "--kernel", connection.trim(), "--inject-hooks", "-o"])
+            .arg(mine.path().join("session.json")),
+        "cell hook installed",
+    );
+    std::fs::write(work.join("go"), "").expect("go");
+    wait_for(&work.join("done"), "the cells");
+    // reprotrace is strace's child: it is the one told to detach.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id())).expect("children");
+    let attach: i32 = children.split_whitespace().next().and_then(|pid| pid.parse().ok()).expect("reprotrace's pid");
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(attach, libc::SIGINT) };
+    assert!(strace.wait().expect("strace exits").success());
+    std::fs::write(work.join("stop"), "").expect("stop");
+    assert!(session.wait().expect("kernel session exits").success());
+
+    assert_eq!(std::fs::read_to_string(work.join("uid.txt")).expect("uid"), user.uid.to_string());
+    let log = std::fs::read_to_string(&execs).expect("exec log");
+    let programs: Vec<&str> =
+        log.lines().filter(|line| line.contains("= 0")).filter_map(|line| line.split('"').nth(1)).collect();
+    let ours = reprotrace_bin().display().to_string();
+    assert!(programs.iter().all(|program| *program == ours), "reprotrace ran {programs:?}");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(mine.path().join("session.json")).expect("manifest")).expect("JSON");
+    assert_eq!(manifest["cells"].as_array().map(Vec::len), Some(1), "{:#}", manifest["cells"]);
 }
 
 #[test]
