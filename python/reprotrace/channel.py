@@ -33,8 +33,11 @@ Where the socket is:
 
 After each cell's END marker the hook waits for ``cell_end``'s answer
 (:func:`sync_cell_end`) at most :data:`CELL_END_TIMEOUT` seconds, so that the
-next cell cannot change a file before the audit hashed it. A timeout, a dead
-socket or a broken answer never breaks the kernel: the hook stops using that
+next cell cannot change a file before the audit hashed it. A timeout is an
+audit still busy (hashing a cell's large files, say): the hook says so once
+and goes on using the channel, and gives it up after
+:data:`SLOW_CELLS_BEFORE_GIVING_UP` timeouts in a row. A dead socket or a
+broken answer never breaks the kernel either: the hook stops using that
 channel, saying so in one line on stderr.
 """
 import json
@@ -48,6 +51,7 @@ from typing import Any, Dict, List, Optional, Tuple
 CELL_END_TIMEOUT = 10.0  # seconds the hook waits after a cell for the audit
 REQUEST_TIMEOUT = 10.0  # the magics' requests
 HELLO_TIMEOUT = 2.0  # finding a socket
+SLOW_CELLS_BEFORE_GIVING_UP = 3  # cell ends in a row the audit did not confirm in time
 MAX_REPLY_BYTES = 64 << 20
 RUN_DIR = "/run/reprotrace/kernels"
 TEMP_DIR = None  # None: $TMPDIR, else /tmp
@@ -59,6 +63,10 @@ class ChannelError(Exception):
 
 class AuditRefused(ChannelError):
     """The audit answered ``{"ok": false, "error": ...}``."""
+
+
+class AuditSlow(ChannelError):
+    """The audit took the request and did not answer in time."""
 
 
 def request(path: str, message: Dict[str, Any], timeout: float) -> Dict[str, Any]:
@@ -87,7 +95,7 @@ def request(path: str, message: Dict[str, Any], timeout: float) -> Dict[str, Any
             if len(received) > MAX_REPLY_BYTES:
                 raise ChannelError("the audit at %s answered more than %d bytes" % (path, MAX_REPLY_BYTES))
     except socket.timeout:
-        raise ChannelError("the audit at %s did not answer within %g s" % (path, timeout)) from None
+        raise AuditSlow("the audit at %s did not answer within %g s" % (path, timeout)) from None
     except OSError as err:
         raise ChannelError("cannot reach the audit at %s: %s" % (path, err.strerror or err)) from None
     finally:
@@ -137,6 +145,7 @@ _current: Optional[Channel] = None
 _audit: Optional[Dict[str, Any]] = None  # what hello said, if it was asked
 _given_up: set = set()  # (path, device, inode, ctime) of sockets that failed us
 _warned_refusal = False
+_slow_cells = 0  # cell ends in a row the audit did not confirm in time
 
 
 def current() -> Optional[Channel]:
@@ -224,13 +233,25 @@ def sync_cell_end(time_ns: int, timeout: Optional[float] = None) -> bool:
     dead, says so in one line on stderr and stops using the channel.
     Returns whether the audit confirmed.
     """
-    global _warned_refusal
+    global _warned_refusal, _slow_cells
     channel = _current if _current is not None else discover()
     if channel is None:
         return False
     try:
         channel.cell_end(time_ns, timeout)
+        _slow_cells = 0
         return True
+    except AuditSlow as err:
+        # Busy, not gone (hashing a large output, say): this cell's files may
+        # be hashed after the next cell changed them; the next cells wait again.
+        _slow_cells += 1
+        if _slow_cells >= SLOW_CELLS_BEFORE_GIVING_UP:
+            _slow_cells = 0
+            _give_up(channel, "%s, %d cells in a row" % (err, SLOW_CELLS_BEFORE_GIVING_UP))
+        elif _slow_cells == 1:
+            _warn(
+                "reprotrace: %s (busy hashing?): the next cell may change a file before the audit hashed it" % err
+            )
     except AuditRefused as err:
         # The audit is there and said no: keep it, say so once.
         if not _warned_refusal:

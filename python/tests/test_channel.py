@@ -173,7 +173,7 @@ def test_sync_without_an_audit_is_a_no_op(capsys):
     assert capsys.readouterr() == ("", "")
 
 
-def test_sync_gives_up_a_slow_audit_with_one_line(fake_audit, capsys, monkeypatch):
+def test_a_slow_audit_is_kept_then_given_up_with_one_line_each(fake_audit, capsys, monkeypatch):
     monkeypatch.setattr(channel, "CELL_END_TIMEOUT", 0.2)
     audit = fake_audit(delay=3)
     channel.connect(audit.path)
@@ -182,11 +182,31 @@ def test_sync_gives_up_a_slow_audit_with_one_line(fake_audit, capsys, monkeypatc
     assert time.monotonic() - started < 1.5
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "did not answer within 0.2 s" in err and "no longer wait" in err
+    assert "did not answer within 0.2 s" in err and "busy hashing?" in err
+    assert channel.current() is not None  # busy, not gone: the next cell waits again
+    assert channel.sync_cell_end(2) is False
+    assert capsys.readouterr().err == ""  # said once
+    assert channel.sync_cell_end(3) is False
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "3 cells in a row" in err and "no longer wait" in err
     assert channel.current() is None
-    assert channel.sync_cell_end(2) is False  # not rediscovered, not waited for
+    started = time.monotonic()
+    assert channel.sync_cell_end(4) is False  # not rediscovered, not waited for
+    assert time.monotonic() - started < 0.1
     assert capsys.readouterr().err == ""
-    assert len(audit.requests) == 1
+
+
+def test_a_slow_audit_that_catches_up_is_waited_for_again(fake_audit, monkeypatch):
+    monkeypatch.setattr(channel, "CELL_END_TIMEOUT", 0.2)
+    audit = fake_audit()
+    channel.connect(audit.path)
+    confirmed = []
+    for delay in [0.6, 0, 0.6, 0.6, 0]:
+        audit.delay = delay
+        confirmed.append(channel.sync_cell_end(len(confirmed)))
+        time.sleep(0.7)  # the fake audit answers one request at a time
+    assert confirmed == [False, True, False, False, True]
+    assert channel.current() is not None
 
 
 def test_sync_gives_up_a_dead_audit_with_one_line(fake_audit, capsys):
