@@ -67,6 +67,29 @@ impl Scratch {
         audit
     }
 
+    /// Starts `./program wait` in the work directory, attaches to it with
+    /// `backend` once it waits for a file named `go`, lets it go, and returns
+    /// the attach's manifest once both ended.
+    fn attach_before_go(&self, program: &str, backend: &str) -> Value {
+        let _ = std::fs::remove_file(self.path("go"));
+        let mut worker = Command::new(program).arg("wait").current_dir(self.work()).spawn().expect("worker");
+        let manifest_path = self.dir.path().join(format!("manifests/attach-{}-{backend}.json", worker.id()));
+        let mut tracer = spawn_until(
+            Command::new(reprotrace_bin())
+                .args(["attach", "--no-daemon", "--backend", backend, "--pid"])
+                .arg(worker.id().to_string())
+                .arg("-o")
+                .arg(&manifest_path),
+            "attached to",
+        );
+        std::fs::write(self.path("go"), "").expect("go");
+        assert!(worker.wait().expect("worker").success());
+        assert!(tracer.wait().expect("attach").success());
+        let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+        assert_valid(&manifest);
+        manifest
+    }
+
     /// Audits `command` with both backends, `reset` run before each.
     fn audit_both(&self, command: &[&str], reset: impl Fn()) -> [Audit; 2] {
         BACKENDS.map(|backend| {
@@ -224,22 +247,7 @@ fn a_32_bit_process_is_seen_by_strace_and_makes_an_ebpf_audit_incomplete() {
     assert_eq!(stats(&ebpf, "complete"), false);
     assert_eq!(data_paths(&strace.manifest, "outputs"), BTreeSet::from([scratch.path("out.txt")]));
 
-    let _ = std::fs::remove_file(scratch.path("go"));
-    let mut worker = Command::new(&ia32).arg("wait").current_dir(scratch.work()).spawn().expect("worker");
-    let manifest_path = scratch.dir.path().join("manifests/ia32-attach.json");
-    let mut tracer = spawn_until(
-        Command::new(reprotrace_bin())
-            .args(["attach", "--no-daemon", "--backend", "ebpf", "--pid"])
-            .arg(worker.id().to_string())
-            .arg("-o")
-            .arg(&manifest_path),
-        "attached to",
-    );
-    std::fs::write(scratch.path("go"), "").expect("go");
-    assert!(worker.wait().expect("worker").success());
-    assert!(tracer.wait().expect("attach").success());
-    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
-    assert_valid(&manifest);
+    let manifest = scratch.attach_before_go(&ia32, "ebpf");
     assert_eq!(manifest["stats"]["ia32_processes"], 1, "{}", manifest["stats"]);
     assert_eq!(manifest["stats"]["complete"], false);
 }
@@ -558,22 +566,7 @@ fn io_uring_file_work_is_recorded_by_ebpf_and_makes_strace_incomplete() {
 
     // A ring set up before strace attached is not seen either.
     reset();
-    let _ = std::fs::remove_file(scratch.path("go"));
-    let mut worker = Command::new(&program).arg("wait").current_dir(scratch.work()).spawn().expect("worker");
-    let manifest_path = scratch.dir.path().join("manifests/io_uring-attach.json");
-    let mut tracer = spawn_until(
-        Command::new(reprotrace_bin())
-            .args(["attach", "--no-daemon", "--backend", "strace", "--pid"])
-            .arg(worker.id().to_string())
-            .arg("-o")
-            .arg(&manifest_path),
-        "attached to",
-    );
-    std::fs::write(scratch.path("go"), "").expect("go");
-    assert!(worker.wait().expect("worker").success());
-    assert!(tracer.wait().expect("attach").success());
-    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
-    assert_valid(&manifest);
+    let manifest = scratch.attach_before_go(&program, "strace");
     assert_eq!(manifest["stats"]["unseen_io_uring_rings"], 1, "{}", manifest["stats"]);
     assert_eq!(manifest["stats"]["complete"], false);
 }
