@@ -32,6 +32,22 @@ fn wait_for(path: &Path, what: &str) {
     }
 }
 
+/// Runs `tests/workloads/kernel_session.py` on `cells` in `work` (with the
+/// Python `python` starts) until its kernel is up; the session, and the
+/// kernel's connection file.
+fn start_kernel_session(mut python: Command, work: &Path, cells: &Value) -> (std::process::Child, String) {
+    std::fs::write(work.join("cells.json"), cells.to_string()).expect("cells");
+    let session = python
+        .arg(reprotrace_tests::repo_root().join("tests/workloads/kernel_session.py"))
+        .arg(work)
+        .arg(work.join("cells.json"))
+        .spawn()
+        .expect("kernel session");
+    wait_for(&work.join("connection.txt"), "the kernel");
+    let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
+    (session, connection.trim().to_string())
+}
+
 fn paths(section: &Value) -> BTreeSet<String> {
     section.as_array().expect("data list").iter().map(|entry| entry["path"].as_str().expect("path").into()).collect()
 }
@@ -276,18 +292,10 @@ fn a_hand_loaded_extension_finds_the_attached_audit() {
             )
         ],
     ]);
-    std::fs::write(work.join("cells.json"), cells.to_string()).expect("cells");
-    let mut session = Command::new(venv.join("bin/python"))
-        .arg(reprotrace_tests::repo_root().join("tests/workloads/kernel_session.py"))
-        .arg(work)
-        .arg(work.join("cells.json"))
-        .spawn()
-        .expect("kernel session");
-    wait_for(&work.join("connection.txt"), "the kernel");
-    let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
+    let (mut session, connection) = start_kernel_session(Command::new(venv.join("bin/python")), work, &cells);
     let manifest_path = work.join("session.json");
     let mut tracer = reprotrace_tests::spawn_until(
-        Command::new(reprotrace_bin()).args(["attach", "--kernel", connection.trim(), "-o"]).arg(&manifest_path),
+        Command::new(reprotrace_bin()).args(["attach", "--kernel", connection.as_str(), "-o"]).arg(&manifest_path),
         "attached to",
     );
     std::fs::write(work.join("go"), "").expect("go");
@@ -321,19 +329,13 @@ fn injecting_into_another_users_kernel_runs_nothing_as_root() {
     let home = user.home();
     let work = home.path();
     let cells = serde_json::json!([["whoami", "import os\nopen('uid.txt', 'w').write(str(os.getuid()))\n"]]);
-    std::fs::write(work.join("cells.json"), cells.to_string()).expect("cells");
-    let mut session = Command::new("setpriv")
+    let mut as_user = Command::new("setpriv");
+    as_user
         .args(["--reuid", &user.uid.to_string(), "--regid", &user.gid.to_string(), "--init-groups", "--"])
         .arg(venv.join("bin/python"))
-        .arg(reprotrace_tests::repo_root().join("tests/workloads/kernel_session.py"))
-        .arg(work)
-        .arg(work.join("cells.json"))
         .env("HOME", work)
-        .env("JUPYTER_RUNTIME_DIR", work.join("runtime"))
-        .spawn()
-        .expect("the user's kernel session");
-    wait_for(&work.join("connection.txt"), "the kernel");
-    let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
+        .env("JUPYTER_RUNTIME_DIR", work.join("runtime"));
+    let (mut session, connection) = start_kernel_session(as_user, work, &cells);
     let mine = tempfile::tempdir().expect("tempdir");
     let execs = mine.path().join("execs.log");
     let mut strace = reprotrace_tests::spawn_until(
@@ -341,7 +343,7 @@ fn injecting_into_another_users_kernel_runs_nothing_as_root() {
             .args(["-f", "-qq", "-e", "trace=execve,execveat", "-o"])
             .arg(&execs)
             .arg(reprotrace_bin())
-            .args(["attach", "--all-users", "--kernel", connection.trim(), "--inject-hooks", "-o"])
+            .args(["attach", "--all-users", "--kernel", connection.as_str(), "--inject-hooks", "-o"])
             .arg(mine.path().join("session.json")),
         "cell hook installed",
     );
@@ -599,19 +601,11 @@ fn an_attached_kernels_cells_see_their_files_and_ask_the_audit() {
                 )
             ],
         ]);
-        std::fs::write(work.join("cells.json"), cells.to_string()).expect("cells");
-        let mut session = Command::new(venv.join("bin/python"))
-            .arg(reprotrace_tests::repo_root().join("tests/workloads/kernel_session.py"))
-            .arg(work)
-            .arg(work.join("cells.json"))
-            .spawn()
-            .expect("kernel session");
-        wait_for(&work.join("connection.txt"), "the kernel");
-        let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
+        let (mut session, connection) = start_kernel_session(Command::new(venv.join("bin/python")), work, &cells);
         let manifest_path = work.join("session.json");
         let mut tracer = reprotrace_tests::spawn_until(
             Command::new(reprotrace_bin())
-                .args(["attach", "--backend", backend, "--kernel", connection.trim(), "--inject-hooks", "-o"])
+                .args(["attach", "--backend", backend, "--kernel", connection.as_str(), "--inject-hooks", "-o"])
                 .arg(&manifest_path),
             "cell hook installed",
         );
