@@ -43,6 +43,17 @@ fn prepare(dir: &Path, script: &str) -> PathBuf {
     run
 }
 
+/// `script` run in a fresh copy of the venv under `dir/run`, audited into
+/// `dir/run.json` and packed into `dir/run.bundle`; the run's directory.
+fn audit_and_pack(dir: &Path, script: &str) -> PathBuf {
+    let run = prepare(dir, script);
+    assert!(reprotrace(&["run", "-q", "-o", "../run.json", "--", "venv/bin/python", "analysis.py"], &run)
+        .status
+        .success());
+    assert!(reprotrace(&["pack", "-q", "run.json", "-o", "run.bundle"], dir).status.success());
+    run
+}
+
 const ANALYSIS: &str = "import six\nrows = open('data.csv').read().splitlines()\n\
                         open('result.txt', 'w').write('%d rows, six %s\\n' % (len(rows), six.__version__))\n";
 
@@ -176,11 +187,7 @@ fn walk_size(dir: &Path) -> u64 {
 fn a_run_that_writes_the_time_is_not_reproduced() {
     let dir = tempfile::tempdir().expect("tempdir");
     let script = "import time\nopen('stamp.txt', 'w').write(str(time.time_ns()))\n";
-    let run = prepare(dir.path(), script);
-    assert!(reprotrace(&["run", "-q", "-o", "../run.json", "--", "venv/bin/python", "analysis.py"], &run)
-        .status
-        .success());
-    assert!(reprotrace(&["pack", "-q", "run.json", "-o", "run.bundle"], dir.path()).status.success());
+    let run = audit_and_pack(dir.path(), script);
     let repeated = reprotrace(&["repeat", "-q", "run.bundle", "--outdir", "again"], dir.path());
     let said = text(&repeated);
     assert_eq!(repeated.status.code(), Some(1), "{said}");
@@ -190,11 +197,7 @@ fn a_run_that_writes_the_time_is_not_reproduced() {
 #[test]
 fn a_bundle_missing_a_file_the_run_used_names_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let run = prepare(dir.path(), ANALYSIS);
-    assert!(reprotrace(&["run", "-q", "-o", "../run.json", "--", "venv/bin/python", "analysis.py"], &run)
-        .status
-        .success());
-    assert!(reprotrace(&["pack", "-q", "run.json", "-o", "run.bundle"], dir.path()).status.success());
+    let run = audit_and_pack(dir.path(), ANALYSIS);
     // The same bundle, without six.py.
     let six = run.join("venv/lib/python3.11/site-packages/six.py").display().to_string();
     rewrite_without(&dir.path().join("run.bundle"), &dir.path().join("holed.bundle"), &six);
@@ -234,11 +237,7 @@ fn a_bundle_missing_a_file_the_run_used_names_it() {
 #[test]
 fn a_repeat_never_restores_setuid_bits_and_keeps_its_root_private() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let run = prepare(dir.path(), ANALYSIS);
-    assert!(reprotrace(&["run", "-q", "-o", "../run.json", "--", "venv/bin/python", "analysis.py"], &run)
-        .status
-        .success());
-    assert!(reprotrace(&["pack", "-q", "run.json", "-o", "run.bundle"], dir.path()).status.success());
+    audit_and_pack(dir.path(), ANALYSIS);
     // The interpreter the run executed, made root's and setuid by the bundle.
     let mut python = String::new();
     rewrite_index(&dir.path().join("run.bundle"), &dir.path().join("setuid.bundle"), |index| {
