@@ -386,3 +386,13 @@ impl Drop for TestUser {
         let _ = Command::new("userdel").arg(&self.name).status();
     }
 }
+
+/// Waits until `path` exists (two minutes at most), naming `what` waited for
+/// when it never does.
+pub fn wait_for(path: &Path, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what} ({})", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

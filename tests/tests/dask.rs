@@ -406,14 +406,7 @@ fn an_attached_kernels_clients_bring_their_workers_audits() {
         .env("REPROTRACE_TEST_SCHEDULER_CLOCK_SKEW_NS", (-3_600_000_000_000_i64).to_string())
         .spawn()
         .expect("kernel session");
-    let wait_for = |path: &Path| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while !path.exists() {
-            assert!(std::time::Instant::now() < deadline, "timed out waiting for {}", path.display());
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    };
-    wait_for(&work.join("connection.txt"));
+    reprotrace_tests::wait_for(&work.join("connection.txt"), "the kernel");
     let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
     let manifest_path = scratch.path().join("attached.json");
     let mut tracer = reprotrace_tests::spawn_until(
@@ -424,7 +417,7 @@ fn an_attached_kernels_clients_bring_their_workers_audits() {
         "cell hook installed",
     );
     std::fs::write(work.join("go"), "").expect("go");
-    wait_for(&work.join("done"));
+    reprotrace_tests::wait_for(&work.join("done"), "the cells");
     // SAFETY: kill has no memory effects.
     unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
     assert!(tracer.wait().expect("reprotrace exits").success());
@@ -497,14 +490,7 @@ fn load_ext_under_an_attach_makes_the_kernels_clients_take_part() {
         .arg(scratch.path().join("cells.json"))
         .spawn()
         .expect("kernel session");
-    let wait_for = |path: &Path| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while !path.exists() {
-            assert!(std::time::Instant::now() < deadline, "timed out waiting for {}", path.display());
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    };
-    wait_for(&work.join("connection.txt"));
+    reprotrace_tests::wait_for(&work.join("connection.txt"), "the kernel");
     let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
     let manifest_path = scratch.path().join("attached.json");
     let mut tracer = reprotrace_tests::spawn_until(
@@ -515,7 +501,7 @@ fn load_ext_under_an_attach_makes_the_kernels_clients_take_part() {
         "attached to",
     );
     std::fs::write(work.join("go"), "").expect("go");
-    wait_for(&work.join("done"));
+    reprotrace_tests::wait_for(&work.join("done"), "the cells");
     // SAFETY: kill has no memory effects.
     unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
     assert!(tracer.wait().expect("reprotrace exits").success());

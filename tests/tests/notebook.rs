@@ -8,10 +8,10 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::OnceLock,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use reprotrace_tests::{assert_valid, python_venv, reprotrace_bin, sha256_of, TestUser, BACKENDS};
+use reprotrace_tests::{assert_valid, python_venv, reprotrace_bin, sha256_of, wait_for, TestUser, BACKENDS};
 use serde_json::Value;
 
 /// Packages of the Jupyter venv the tests share.
@@ -22,14 +22,6 @@ const JUPYTER_PACKAGES: &[&str] =
 fn jupyter_venv() -> &'static Path {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| python_venv(Path::new(env!("CARGO_TARGET_TMPDIR")), "jupyter-venv", JUPYTER_PACKAGES))
-}
-
-fn wait_for(path: &Path, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what} ({})", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Runs `tests/workloads/kernel_session.py` on `cells` in `work` (with the
