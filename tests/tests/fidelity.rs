@@ -391,6 +391,40 @@ fn files_in_a_namespace_only_tmpfs_are_marked_and_never_hashed() {
     assert_eq!(std::fs::read_to_string(scratch.work().join("view/scratch.txt")).expect("decoy"), "decoy\n");
 }
 
+/// `setns` into a mount namespace the tree did not make (`nsenter`): what is
+/// read there is recorded as another namespace's, never hashed, and the
+/// decoy at the same path on the host is never taken for it.
+#[test]
+fn files_read_after_setns_are_marked_and_never_hashed() {
+    let scratch = Scratch::new();
+    scratch.write("view/x.txt", "decoy\n");
+    let ready = scratch.work().join("ready");
+    let holder_script = "mount -t tmpfs none view && echo private > view/x.txt && touch ready && exec sleep 60";
+    let mut holder = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", holder_script])
+        .current_dir(scratch.work())
+        .spawn()
+        .expect("a namespace holder");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ready.exists() {
+        assert!(std::time::Instant::now() < deadline, "the namespace holder never got ready");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let namespace = format!("--mount=/proc/{}/ns/mnt", holder.id());
+    let inside = scratch.path("view/x.txt");
+    let [ebpf, strace] = scratch.audit_both(&["nsenter", &namespace, "--", "cat", &inside], || {});
+    let _ = holder.kill();
+    let _ = holder.wait();
+    for audit in [&ebpf, &strace] {
+        let entry = file_entry(&audit.manifest, &inside);
+        assert!(entry["namespace"].is_u64(), "{entry}");
+        for input in audit.manifest["data"]["inputs"].as_array().expect("inputs") {
+            assert!(input["path"] != inside.as_str() || input["sha256"].is_null(), "hashed: {input}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(scratch.work().join("view/x.txt")).expect("decoy"), "decoy\n");
+}
+
 #[test]
 fn paths_after_chroot_are_under_the_new_root() {
     let scratch = Scratch::new();
