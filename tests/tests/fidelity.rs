@@ -391,6 +391,27 @@ fn files_in_a_namespace_only_tmpfs_are_marked_and_never_hashed() {
     assert_eq!(std::fs::read_to_string(scratch.work().join("view/scratch.txt")).expect("decoy"), "decoy\n");
 }
 
+/// `pivot_root` into a bind mount of the host's root, the old root put at
+/// `/mnt`: a file named through the new root and through the old one is the
+/// same host file, recorded once, hashed as it is.
+#[test]
+fn paths_after_pivot_root_are_the_hosts() {
+    let scratch = Scratch::new();
+    scratch.write("data.txt", "real\n");
+    let data = scratch.path("data.txt");
+    let newroot = scratch.path("newroot");
+    std::fs::create_dir_all(&newroot).expect("newroot");
+    let script = format!(
+        "mount --bind / {newroot} && cd {newroot} && pivot_root . mnt && cat {data} /mnt{data} > {out}",
+        out = scratch.path("out.txt")
+    );
+    let audit = audit_equal(&scratch, &["unshare", "-m", "--propagation", "private", "sh", "-c", &script], || {});
+    assert_eq!(data_paths(&audit.manifest, "inputs"), BTreeSet::from([data]));
+    assert_eq!(audit.manifest["data"]["inputs"][0]["sha256"], sha256_of("real\n"));
+    assert_eq!(data_paths(&audit.manifest, "outputs"), BTreeSet::from([scratch.path("out.txt")]));
+    assert_eq!(std::fs::read_to_string(scratch.work().join("out.txt")).expect("out"), "real\nreal\n");
+}
+
 /// `setns` into a mount namespace the tree did not make (`nsenter`): what is
 /// read there is recorded as another namespace's, never hashed, and the
 /// decoy at the same path on the host is never taken for it.
