@@ -121,6 +121,18 @@ fn a_venv_workload_lists_exactly_its_distributions_and_data() {
             python_section(&audit.manifest).into_iter().map(|(name, (version, _))| (name, version)).collect();
         assert_eq!(listed, oracle, "{backend}: software.python vs importlib.metadata");
         assert_eq!(python_section(&audit.manifest)["localproj"], ("0.3.1".to_string(), true), "{backend}: editable");
+        // The files of it the run used, which `export docker` copies: its
+        // source, and the hook that makes it importable from the venv.
+        let localproj = audit.manifest["software"]["python"]
+            .as_array()
+            .expect("software.python")
+            .iter()
+            .find(|d| d["name"] == "localproj")
+            .expect("localproj");
+        let files: Vec<&str> = localproj["files"].as_array().expect("files").iter().filter_map(Value::as_str).collect();
+        let source = root.join("proj/localproj/__init__.py").display().to_string();
+        assert!(files.contains(&source.as_str()), "{backend}: {files:?}");
+        assert!(files.iter().any(|file| file.contains("/site-packages/__editable__")), "{backend}: {files:?}");
         let interpreters = audit.manifest["software"]["interpreters"].as_array().expect("interpreters");
         assert!(
             interpreters.iter().any(|i| i["path"] == python.to_str().expect("utf-8") && i["version"] == "3.11.2"),

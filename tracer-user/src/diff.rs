@@ -106,6 +106,7 @@ mod tests {
                     location: "/venv/lib/python3.11/site-packages".into(),
                     editable: false,
                     files_used: 1,
+                    files: Vec::new(),
                 })
                 .collect(),
             ..Software::default()

@@ -1,9 +1,10 @@
 //! `reprotrace export docker MANIFEST -o DIR`: a `Dockerfile` and its
 //! context that rebuild the run's environment: the recorded OS release, its
 //! system packages pinned (apt), its Python distributions pinned (pip, into a
-//! venv at the original prefix when the run used one), its data inputs and
-//! its own files (those it read below its working directory) at their
-//! paths, the working directory and the command.
+//! venv at the original prefix when the run used one), its data inputs, its
+//! own files (those it read below its working directory) and the files it
+//! used of editable projects (which no index can install) at their paths,
+//! the working directory and the command.
 //!
 //! A manifest may be crafted: every value that reaches the Dockerfile or
 //! `requirements.txt` is checked against its grammar first, and a manifest
@@ -370,11 +371,13 @@ fn is_system_site(location: &str) -> bool {
     location.starts_with("/usr/lib/python3/") || location.starts_with("/usr/lib/python3.")
 }
 
-/// The data inputs, and the files the run read below its working directory
-/// that are neither software nor its outputs (its script, its
-/// configuration); each with the manifest field it came from. Nothing below
-/// `venv` (the venv the image remakes): its interpreter and `pyvenv.cfg` are
-/// the venv's, and a copy would overwrite the remade ones.
+/// The data inputs, the files the run read below its working directory that
+/// are neither software nor its outputs (its script, its configuration), and
+/// the files it used of editable projects; each with the manifest field it
+/// came from. Nothing else below `venv` (the venv the image remakes): its
+/// interpreter and `pyvenv.cfg` are the venv's, and a copy would overwrite
+/// the remade ones; an editable project's hooks in its site directory are
+/// new files there, which make the project importable.
 fn own_files(manifest: &Manifest, venv: Option<&[u8]>) -> Vec<(Vec<u8>, String)> {
     let cwd = bytes_of_display(&manifest.cwd).unwrap_or_default();
     let outputs: std::collections::BTreeSet<&str> =
@@ -394,6 +397,13 @@ fn own_files(manifest: &Manifest, venv: Option<&[u8]>) -> Vec<(Vec<u8>, String)>
         let in_venv = venv.is_some_and(|venv| path::is_under(&path, venv));
         if path::is_under(&path, &cwd) && classify::may_be_cell_data(&path) && !in_venv {
             files.entry(path).or_insert_with(|| format!("files[{at}].path"));
+        }
+    }
+    for (at, distribution) in manifest.software.python.iter().enumerate().filter(|(_, found)| found.editable) {
+        for (index, file) in distribution.files.iter().enumerate() {
+            if let Some(path) = bytes_of_display(file) {
+                files.entry(path).or_insert_with(|| format!("software.python[{at}].files[{index}]"));
+            }
         }
     }
     // Directories come with their files; a file that is gone is named when copying fails.
@@ -542,5 +552,34 @@ mod tests {
         });
         let err = write_context(&escaping, &scratch.path().join("ctx")).expect_err("..");
         assert!(err.to_string().contains("data.inputs[0].path"), "{err}");
+    }
+
+    /// An editable project is no distribution pip can install: the files the
+    /// run used of it are copied, its source where it was and its hook in
+    /// the venv's site directory, which the remade venv then imports through.
+    #[test]
+    fn an_editable_projects_files_are_copied() {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let root = scratch.path().display().to_string();
+        let site = format!("{root}/venv/lib/python3.11/site-packages");
+        let finder = format!("{site}/__editable___proj_0_1_finder.py");
+        let source = format!("{root}/proj/src/proj/__init__.py");
+        for (path, text) in [(&finder, "MAPPING = {}\n"), (&source, "VALUE = 1\n")] {
+            std::fs::create_dir_all(Path::new(path).parent().expect("parent")).expect("dirs");
+            std::fs::write(path, text).expect("file");
+        }
+        let editable = manifest("python3 -c 'import proj'", &format!("{root}/work"), |json| {
+            json["software"]["interpreters"][0]["prefix"] = format!("{root}/venv").into();
+            json["software"]["python"] = serde_json::json!([{"name": "proj", "version": "0.1", "installer": "pip",
+                "location": site, "editable": true, "files_used": 2, "files": [finder, source]}]);
+        });
+        let context = scratch.path().join("ctx");
+        write_context(&editable, &context).expect("written");
+        for path in [&finder, &source] {
+            let copied = context.join("files").join(path.trim_start_matches('/'));
+            assert!(copied.is_file(), "{} not in the context", copied.display());
+        }
+        let requirements = std::fs::read_to_string(context.join("requirements.txt")).unwrap_or_default();
+        assert!(!requirements.contains("proj"), "{requirements}");
     }
 }

@@ -455,7 +455,12 @@ fn merge_software<'a>(parts: impl Iterator<Item = &'a Software>) -> Software {
             let key = (distribution.name.to_lowercase(), distribution.version.clone(), distribution.location.clone());
             python
                 .entry(key)
-                .and_modify(|known| known.files_used += distribution.files_used)
+                .and_modify(|known| {
+                    known.files_used += distribution.files_used;
+                    known.files.extend(distribution.files.iter().cloned());
+                    known.files.sort();
+                    known.files.dedup();
+                })
                 .or_insert_with(|| distribution.clone());
         }
         software.interpreters.extend(part.interpreters.iter().cloned());

@@ -547,6 +547,11 @@ pub struct PythonDistribution {
     /// How many of its files the run opened.
     #[schemars(range(min = 1))]
     pub files_used: u64,
+    /// For an editable project only: the files of it the run used (its
+    /// source, and the hooks in the site directory that make it
+    /// importable), sorted; `export docker` copies them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

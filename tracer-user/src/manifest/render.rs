@@ -198,6 +198,11 @@ fn python_distributions(software: &SoftwareUse) -> Vec<PythonDistribution> {
             location: display_bytes(&distribution.location),
             editable: distribution.editable,
             files_used: *files_used,
+            files: software
+                .editable_files
+                .get(distribution)
+                .map(|files| files.iter().map(|path| display_bytes(path)).collect())
+                .unwrap_or_default(),
         })
         .collect();
     python.sort_by_cached_key(|distribution| (normalize_name(&distribution.name), distribution.location.clone()));

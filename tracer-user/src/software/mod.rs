@@ -101,6 +101,10 @@ pub struct OwnedFile {
 pub struct SoftwareUse {
     /// Distributions, with how many of their files the run opened.
     pub python: BTreeMap<Distribution, u64>,
+    /// The files of each editable distribution the run used (its project's
+    /// source, and the hooks in the site directory that make it importable):
+    /// what an image needs copied, as no index holds them.
+    pub editable_files: BTreeMap<Distribution, BTreeSet<Vec<u8>>>,
     pub interpreters: BTreeSet<Interpreter>,
     pub system_packages: BTreeSet<SystemPackage>,
     pub executables: Vec<OwnedFile>,
@@ -137,6 +141,9 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex) -> SoftwareUse {
             // pkg_resources do for every installed one) is not using it.
             if !in_metadata_dir(path) {
                 *found.python.entry(distribution.clone()).or_default() += 1;
+            }
+            if distribution.editable {
+                found.editable_files.entry(distribution.clone()).or_default().insert(path.to_vec());
             }
             found.owned.insert(path.to_vec());
         } else if let Some(interpreter) = index.python.stdlib_interpreter(path) {
