@@ -1,5 +1,6 @@
 //! `export docker` checked by a real container engine: a small run (a venv
-//! script that imports a pip-installed distribution and reads a data file)
+//! script that imports a pip-installed distribution and an editable project
+//! of its own, and reads a data file)
 //! is audited and exported, the context is built with podman, and the
 //! image's own command is run without network; its output must be the
 //! original's, byte for byte.
@@ -35,8 +36,8 @@ fn cache_dir() -> PathBuf {
 
 /// The script of the audited run: deterministic, so that the image must
 /// write the very bytes the audit hashed.
-const ANALYSIS: &str = "import six\nrows = open('data.csv').read().splitlines()\n\
-                        open('result.txt', 'w').write('%d rows, six %s\\n' % (len(rows), six.__version__))\n";
+const ANALYSIS: &str = "import six, greet\nrows = open('data.csv').read().splitlines()\n\
+                        open('result.txt', 'w').write('%d %s, six %s\\n' % (len(rows), greet.WORD, six.__version__))\n";
 
 /// Where the image's step logs go, and what a failed step says.
 struct Steps {
@@ -275,6 +276,26 @@ fn an_exported_dockerfile_builds_and_its_image_reproduces_the_run() {
     steps.must("copy-venv", Command::new("cp").arg("-a").arg(&venv).arg(run.join("venv")), Duration::from_secs(60));
     std::fs::write(run.join("analysis.py"), ANALYSIS).expect("script");
     std::fs::write(run.join("data.csv"), "a\nb\nc\n").expect("data");
+    // And an editable project of the run's own, which no index can install:
+    // the image gets its files copied.
+    let project = run.join("proj");
+    std::fs::create_dir_all(project.join("greet")).expect("project");
+    std::fs::write(
+        project.join("pyproject.toml"),
+        "[build-system]\nrequires = [\"setuptools>=64\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+         [project]\nname = \"greet\"\nversion = \"0.1\"\n",
+    )
+    .expect("pyproject");
+    std::fs::write(project.join("greet/__init__.py"), "WORD = 'rows'\n").expect("module");
+    steps.must(
+        "editable-install",
+        // Through the copy's python: a copied venv's `pip` script still names
+        // the original venv's interpreter.
+        Command::new(run.join("venv/bin/python"))
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e"])
+            .arg(&project),
+        Duration::from_secs(300),
+    );
     let audited = reprotrace(&["run", "-q", "-o", "../run.json", "--", "venv/bin/python", "analysis.py"], &run);
     assert!(audited.status.success(), "{}", said(&audited));
     let manifest: Value =

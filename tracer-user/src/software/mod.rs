@@ -143,7 +143,11 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex) -> SoftwareUse {
                 *found.python.entry(distribution.clone()).or_default() += 1;
             }
             if distribution.editable {
-                found.editable_files.entry(distribution.clone()).or_default().insert(path.to_vec());
+                let files = found.editable_files.entry(distribution.clone()).or_default();
+                files.insert(path.to_vec());
+                // Bytecode is loaded only from beside its source, which was
+                // then only looked at.
+                files.extend(python::bytecode_source(path));
             }
             found.owned.insert(path.to_vec());
         } else if let Some(interpreter) = index.python.stdlib_interpreter(path) {
