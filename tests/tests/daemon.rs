@@ -297,6 +297,42 @@ fn a_users_audit_stops_at_a_setuid_program() {
     assert!(roots["stats"].get("unfollowed_privileged").is_none(), "{}", roots["stats"]);
     assert!(mount_ran(&roots));
     assert!(paths(&roots).iter().any(|path| path.contains("libmount")), "{:?}", paths(&roots));
+
+    // Attached to, the user's process that runs the setuid program ends for
+    // the audit at that exec: the attach ends with the tree, not at a deadline.
+    let as_user = |program: &Path| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid", &user.uid.to_string(), "--regid", &user.gid.to_string(), "--init-groups", "--"])
+            .arg(program);
+        command
+    };
+    let go = home.path().join("go");
+    let mut worker = as_user(Path::new("/bin/sh"))
+        .args(["-c", "while [ ! -e go ]; do sleep 0.05; done; exec mount"])
+        .current_dir(home.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the user's process");
+    let manifest = home.path().join("attached.json");
+    let mut attach = spawn_until(
+        as_user(&reprotrace_bin())
+            .args(["attach", "--socket", daemon.socket_arg(), "--pid", &worker.id().to_string(), "-o"])
+            .arg(&manifest),
+        "attached to",
+    );
+    std::fs::write(&go, "").expect("go");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while attach.try_wait().expect("attach").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = attach.kill();
+            panic!("the attach did not end with its tree");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = worker.wait();
+    let attached: Value = serde_json::from_slice(&std::fs::read(&manifest).expect("manifest")).expect("JSON");
+    assert_eq!(attached["stats"]["unfollowed_privileged"], 1, "{}", attached["stats"]);
 }
 
 #[test]

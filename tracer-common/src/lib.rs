@@ -37,9 +37,6 @@ pub const FLAG_IO_URING_REQUEST: u16 = 8;
 /// `EventHeader::flags`: the io_uring request opens or closes a direct
 /// descriptor (a slot of the ring's file table, not a process descriptor).
 pub const FLAG_IO_URING_DIRECT: u16 = 16;
-/// `EventHeader::flags`: the exec raised the task's privileges (a setuid or
-/// setgid program: its effective ids are not its real ones).
-pub const FLAG_PRIVILEGED_EXEC: u16 = 32;
 
 /// The facts the kernel reports. The discriminant is the `kind` field on the wire.
 #[repr(u16)]
@@ -132,6 +129,9 @@ pub enum EventKind {
     /// file the bundle lacks). args: [dirfd, the call's kind, -]; ret =
     /// -errno; str0 = path.
     LookupFailed = 30,
+    /// The task is no longer followed: it ran a setuid or setgid program in
+    /// a user's audit (sent right after that exec).
+    Unfollowed = 31,
 }
 
 impl EventKind {
@@ -169,6 +169,7 @@ impl EventKind {
             28 => TaskMarker,
             29 => Ia32Syscall,
             30 => LookupFailed,
+            31 => Unfollowed,
             _ => return None,
         })
     }
@@ -409,6 +410,9 @@ pub mod maps {
     /// is made.
     pub const NEW_PROCESS_DEDUP: &str = "NEW_PROCESS_DEDUP";
     /// `HashMap<u64 request, u32 audit id>`: io_uring requests awaiting completion.
+    /// `HashMap<u32 audit id, u32>`: the audits of users other than root,
+    /// which do not follow a process past a setuid or setgid exec.
+    pub const USER_AUDITS: &str = "USER_AUDITS";
     pub const IO_URING_REQUESTS: &str = "IO_URING_REQUESTS";
     /// `Array<u64>` of [`super::MAYBE_TRACED_WORDS`], memory-mapped by user
     /// space: bit `tid` is set while task `tid` may be in `TRACED` (set
@@ -434,6 +438,7 @@ pub mod maps {
         IO_URING_REQUESTS,
         EXIT_HANDLERS,
         MAYBE_TRACED,
+        USER_AUDITS,
     ];
 }
 

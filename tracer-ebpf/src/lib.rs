@@ -55,10 +55,9 @@ use tracer_common::{
     io_uring::{opcode, IoUringOffsets},
     syscalls::{Arg, Syscall},
     CredOffsets, EventHeader, EventKind, FactKey, FileOffsets, PendingSyscall, ProcessDedup, SeenFactSet, SyscallRegs,
-    ARGV_MAX, EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST,
-    FLAG_PRIVILEGED_EXEC, FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX,
-    SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS, SILENT_FD_LIMIT, SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_WINDOW_MAX,
-    SYSCALL_SLOTS, TS_COMPAT,
+    ARGV_MAX, EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED,
+    FLAG_STR1_TRUNCATED, HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX, SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS,
+    SILENT_FD_LIMIT, SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS, TS_COMPAT,
 };
 
 mod dedup;
@@ -125,6 +124,12 @@ fn unfollow(tid: u32) {
     let _ = TRACED.remove(tid);
     mark_maybe_traced(tid, false);
 }
+
+/// The audits of users other than root (set by the daemon): a process of
+/// one that execs a setuid or setgid program is no longer followed, as
+/// ptrace would not let the user follow it.
+#[map]
+static USER_AUDITS: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
 
 /// Each traced syscall's exit handler, at its number (filled by the loader).
 #[map]
@@ -520,9 +525,6 @@ fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
         read_kernel_u64(mm + loader_global(&MM_ARG_START_OFFSET)),
         read_kernel_u64(mm + loader_global(&MM_ARG_END_OFFSET)),
     );
-    if raised_privileges(task) {
-        flags |= FLAG_PRIVILEGED_EXEC;
-    }
     let total = end.saturating_sub(start);
     let mut len1 = total as usize;
     if len1 > ARGV_MAX {
@@ -807,6 +809,13 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         _ => (AT_FDCWD_ARG, 0),
     };
     emit_exec(&ctx, header(EventKind::Exec, audit_id, 0, [dirfd, flags, u64::from(old_pid)]));
+    // SAFETY: the value is only tested for presence; a helper without arguments.
+    if unsafe { USER_AUDITS.get(audit_id).is_some() && raised_privileges(bpf_get_current_task()) } {
+        // Here, not in user space: nothing of the program reaches the user,
+        // even if the exec's record were lost, and no child of it is followed.
+        emit_header(header(EventKind::Unfollowed, audit_id, 0, [0; 3]));
+        unfollow(pid);
+    }
     0
 }
 

@@ -19,7 +19,7 @@
 //! audits itself that way.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     io,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -110,10 +110,6 @@ struct Client {
     /// Records that could not be attributed to any audit while this one ran.
     malformed: u64,
     records: u64,
-    /// Processes of a user's audit that ran a setuid or setgid program, and
-    /// their children: no longer followed, their records dropped (ptrace's
-    /// rule: a user does not trace a program more privileged than itself).
-    privileged: HashSet<u32>,
 }
 
 impl Client {
@@ -301,7 +297,6 @@ fn admit(
         overflowed: 0,
         malformed: 0,
         records: 0,
-        privileged: HashSet::new(),
     };
     client.reply(Reply::Hello { version: protocol::VERSION });
     Ok(client)
@@ -345,39 +340,19 @@ async fn read_requests(mut reader: OwnedReadHalf, audit_id: u32, incoming: mpsc:
     let _ = incoming.send((audit_id, Incoming::Gone(gone)));
 }
 
-/// Hands every record in the ring buffer to its audit. A user's audit is
-/// not given what a setuid or setgid program it ran did: that process and
-/// its children are no longer followed, and their records are dropped (the
-/// exec itself is passed on: the user ran that program, and its audit says
-/// it is incomplete).
+/// Hands every record in the ring buffer to its audit. (A user's audit is
+/// not given what a setuid or setgid program it ran did: the kernel stops
+/// following such a process at its exec, see `set_user_audit`.)
 fn route(source: &mut KernelPrograms, clients: &mut HashMap<u32, Client>) {
-    let mut unfollow = Vec::new();
-    source.drain(&mut |record| match decode::envelope(record) {
-        Some(envelope) => {
+    source.drain(&mut |record| match decode::audit_id(record) {
+        Some(audit_id) => {
             // No client: the late event of an audit that ended (a task it left behind).
-            let Some(client) = clients.get_mut(&envelope.audit_id) else { return };
-            if client.uid != 0 {
-                if client.privileged.contains(&envelope.tgid) {
-                    if let Some(child) = envelope.forked_child {
-                        client.privileged.insert(child);
-                        unfollow.push(child);
-                    }
-                    return;
-                }
-                if envelope.privileged_exec {
-                    client.privileged.insert(envelope.tgid);
-                    unfollow.push(envelope.tgid);
-                }
+            if let Some(client) = clients.get_mut(&audit_id) {
+                client.push(record);
             }
-            client.push(record);
         }
         None => clients.values_mut().for_each(|client| client.malformed += 1),
     });
-    for tid in unfollow {
-        if let Err(err) = source.unfollow(tid) {
-            eprintln!("reprotrace: daemon: could not stop following task {tid}: {err}");
-        }
-    }
     clients.values_mut().for_each(Client::flush);
 }
 
@@ -393,7 +368,12 @@ fn handle(
             let mut followed = Vec::with_capacity(tids.len());
             let mut failure = None;
             let uid = clients.get(&audit_id).map_or(0, |client| client.uid);
-            for tid in tids {
+            if uid != 0 {
+                if let Err(err) = source.set_user_audit(audit_id, true) {
+                    failure = Some(err.to_string());
+                }
+            }
+            for tid in tids.into_iter().take_while(|_| failure.is_none()) {
                 if uid != 0 && !privilege::owned_by(tid, uid) {
                     failure = Some(format!(
                         "task {tid} does not belong to uid {uid} (or is gone): a user may audit only its own processes"
@@ -441,7 +421,6 @@ fn handle(
                         .saturating_sub(client.counters_at_start.untracked_children),
                     malformed_events: client.malformed,
                     sees_io_uring: source.sees_io_uring(),
-                    unfollowed_privileged: client.privileged.len() as u64,
                 },
                 Err(err) => {
                     client.reply(Reply::Error(err.to_string()));
@@ -470,7 +449,7 @@ fn handle(
 
 /// Stops following what an audit left behind.
 fn forget(source: &mut KernelPrograms, audit_id: u32) {
-    if let Err(err) = source.forget_audit(audit_id) {
+    if let Err(err) = source.forget_audit(audit_id).and_then(|()| source.set_user_audit(audit_id, false)) {
         eprintln!("reprotrace: daemon: could not stop following audit {audit_id}'s tasks: {err}");
     }
 }

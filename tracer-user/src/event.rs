@@ -134,6 +134,9 @@ pub enum Fact {
     Ia32Syscall,
     /// An open or a stat of `path` found no file (reported for repeats only).
     LookupFailed { dirfd: i32, path: Vec<u8> },
+    /// The task is no longer followed: it ran a setuid or setgid program in
+    /// a user's audit.
+    Unfollowed,
     /// `old` was renamed to `new`; `flags` are renameat2's.
     Rename { old_dirfd: i32, old: Vec<u8>, new_dirfd: i32, new: Vec<u8>, flags: u64 },
     /// `path` was removed (`dir`: by rmdir or `AT_REMOVEDIR`).
@@ -227,6 +230,7 @@ impl Fact {
             EventKind::IoUringSetup => Fact::IoUringSetup,
             EventKind::Ia32Syscall => Fact::Ia32Syscall,
             EventKind::LookupFailed => Fact::LookupFailed { dirfd: fd(a0), path: first },
+            EventKind::Unfollowed => Fact::Unfollowed,
             EventKind::IoUringCompletion => return Err(FactError::HalfAFact),
             EventKind::Rename => {
                 Fact::Rename { old_dirfd: fd(a0), old: first, new_dirfd: fd(a1), new: second, flags: a2 }

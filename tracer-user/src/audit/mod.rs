@@ -113,8 +113,8 @@ impl Audit {
             pipeline.finish(&settings.rules, self.started_at, &mut software_index, &host, worker);
         // The command's status, for `run`; an attached tree has no one command.
         let status = root.filter(|root| !root.pre_existing).and_then(|root| root.status).or(root_status);
-        let Counters { lost_events, untracked_children, malformed_events, sees_io_uring, unfollowed_privileged } =
-            counters;
+        let Counters { lost_events, untracked_children, malformed_events, sees_io_uring } = counters;
+        let unfollowed_privileged = tracker.unfollowed_privileged;
         let unseen_io_uring_rings = if sees_io_uring { 0 } else { tracker.io_uring_setups };
         let malformed_events = malformed_events + tracker.unknown_tasks;
         let mut manifest = Manifest {

@@ -35,9 +35,6 @@ pub struct Counters {
     /// The source reports what io_uring requests do (strace does not: an
     /// audit whose tasks set up an io_uring then misses facts).
     pub sees_io_uring: bool,
-    /// Processes a user's audit stopped following because they ran a setuid
-    /// or setgid program (or descend from one that did).
-    pub unfollowed_privileged: u64,
 }
 
 /// Why a source stopped yielding events.

@@ -226,6 +226,9 @@ pub struct TrackerStats {
     pub ia32_processes: u64,
     /// io_uring instances the tasks set up, or held when the audit began.
     pub io_uring_setups: u64,
+    /// Processes no longer followed past a setuid or setgid program they ran
+    /// (a user's audit).
+    pub unfollowed_privileged: u64,
 }
 
 /// Follows tasks and processes through events; see the module documentation.
@@ -513,6 +516,16 @@ impl Tracker {
             }
             Fact::IoUringSetup => {
                 self.stats.io_uring_setups += 1;
+                None
+            }
+            Fact::Unfollowed => {
+                // Nothing more comes of it: it is over for the audit, with no
+                // status of its own.
+                if self.tasks.remove(&event.tid).is_some() {
+                    let record = &mut self.processes[task.process];
+                    record.live_threads = record.live_threads.saturating_sub(1);
+                }
+                self.stats.unfollowed_privileged += 1;
                 None
             }
             Fact::LookupFailed { dirfd, path } => {

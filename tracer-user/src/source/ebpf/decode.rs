@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use tracer_common::{
-    EventKind, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_PRIVILEGED_EXEC,
-    FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE,
+    EventKind, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED,
+    FLAG_STR1_TRUNCATED, HEADER_SIZE,
 };
 
 use crate::event::{abi::AT_FDCWD, Argv, Event, Fact, FactError, Tid};
@@ -31,7 +31,6 @@ struct Header {
     kind: u16,
     flags: u16,
     audit_id: u32,
-    tgid: u32,
     tid: u32,
     ret: i64,
     args: [u64; 3],
@@ -50,7 +49,6 @@ fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
         kind: u16_at(0),
         flags: u16_at(2),
         audit_id: u32_at(4),
-        tgid: u32_at(8),
         tid: u32_at(12),
         ret: u64_at(24) as i64,
         args: [u64_at(32), u64_at(40), u64_at(48)],
@@ -64,28 +62,9 @@ fn c_string(bytes: &[u8]) -> Vec<u8> {
     bytes[..end].to_vec()
 }
 
-/// What the daemon reads of a wire event to route it, without decoding the rest.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Envelope {
-    pub audit_id: u32,
-    /// The process it is about.
-    pub tgid: u32,
-    /// A fork's child (thread or process).
-    pub forked_child: Option<Tid>,
-    /// An exec that raised the process's privileges (a setuid or setgid program).
-    pub privileged_exec: bool,
-}
-
-/// The envelope of a wire event, if it has a header.
-pub fn envelope(bytes: &[u8]) -> Option<Envelope> {
-    let header = read_header(bytes).ok()?;
-    let kind = EventKind::from_wire(header.kind);
-    Some(Envelope {
-        audit_id: header.audit_id,
-        tgid: header.tgid,
-        forked_child: (kind == Some(EventKind::Fork)).then_some(header.args[0] as Tid),
-        privileged_exec: kind == Some(EventKind::Exec) && header.flags & FLAG_PRIVILEGED_EXEC != 0,
-    })
+/// The audit id of a wire event, without decoding the rest.
+pub fn audit_id(bytes: &[u8]) -> Option<u32> {
+    read_header(bytes).ok().map(|header| header.audit_id)
 }
 
 /// One record: an event, or half of one (an io_uring request or its outcome).
@@ -244,10 +223,7 @@ mod tests {
             ..Default::default()
         };
         let bytes = wire(header, &[b"out.txt\0"]);
-        assert_eq!(
-            envelope(&bytes),
-            Some(Envelope { audit_id: 7, tgid: 40, forked_child: None, privileged_exec: false })
-        );
+        assert_eq!(audit_id(&bytes), Some(7));
         assert_eq!(
             decode(&bytes),
             Ok(Decoded::Event(Event {
@@ -255,27 +231,6 @@ mod tests {
                 fact: Fact::Open { dirfd: -100, path: b"out.txt".to_vec(), flags: 0o2000101, fd: 5 }
             }))
         );
-    }
-
-    /// The daemon reads whom a record is about, a fork's child, and whether an
-    /// exec raised privileges, from the header alone.
-    #[test]
-    fn an_envelope_says_what_routing_needs() {
-        let fork = EventHeader {
-            kind: EventKind::Fork as u16,
-            audit_id: 3,
-            tgid: 50,
-            tid: 51,
-            args: [52, 0, 0],
-            ..Default::default()
-        };
-        assert_eq!(
-            envelope(&wire(fork, &[])),
-            Some(Envelope { audit_id: 3, tgid: 50, forked_child: Some(52), privileged_exec: false })
-        );
-        let setuid = EventHeader { kind: EventKind::Exec as u16, flags: FLAG_PRIVILEGED_EXEC, tgid: 50, ..fork };
-        assert!(envelope(&wire(setuid, &[])).expect("a header").privileged_exec);
-        assert_eq!(envelope(&[0; 8]), None);
     }
 
     fn exec(kernel_path: &[u8], dirfd: i32, argv: &[u8], flags: u16) -> Fact {

@@ -218,6 +218,23 @@ impl KernelPrograms {
         BpfHashMap::try_from(map).map_err(traced_error)
     }
 
+    /// Makes `audit_id` a user's audit, or root's again: a process of a
+    /// user's audit that execs a setuid or setgid program is no longer
+    /// followed (the kernel stops at the exec).
+    pub fn set_user_audit(&mut self, audit_id: u32, users: bool) -> Result<(), EbpfError> {
+        let name = maps::USER_AUDITS;
+        let map =
+            self.ebpf.map_mut(name).ok_or_else(|| EbpfError::Map { name, reason: "missing from the object".into() })?;
+        let mut audits: BpfHashMap<&mut MapData, u32, u32> =
+            BpfHashMap::try_from(map).map_err(|err| EbpfError::Map { name, reason: err.to_string() })?;
+        let done = match users {
+            true => audits.insert(audit_id, 1, 0),
+            // Not there (root's, or never marked): nothing to undo.
+            false => audits.remove(&audit_id).or(Ok(())),
+        };
+        done.map_err(|err| EbpfError::Map { name, reason: err.to_string() })
+    }
+
     /// Follows `tid` and, from now on, every task it creates, as part of audit
     /// `audit_id`. Returns false when the task was already followed (by an
     /// earlier call, or by the kernel because its parent was): its audit stays.
@@ -238,16 +255,6 @@ impl KernelPrograms {
     pub fn audit_of(&self, tid: Tid) -> Option<u32> {
         let map = self.ebpf.map(maps::TRACED)?;
         BpfHashMap::<_, u32, u32>::try_from(map).ok()?.get(&tid, 0).ok()
-    }
-
-    /// Stops following task `tid` (its children from now on are not
-    /// followed either).
-    pub fn unfollow(&mut self, tid: Tid) -> Result<(), EbpfError> {
-        // A task that exited meanwhile removed itself.
-        let _ = self.traced()?.remove(&tid);
-        // Unmarked last: a mark may outlive its task, never the reverse.
-        self.maybe_traced.mark(tid, false);
-        Ok(())
     }
 
     /// Stops following every task of `audit_id` (an audit that ended or was

@@ -113,12 +113,11 @@ impl Reply {
             Reply::Followed(tids) => put_tids(buffer, tag::FOLLOWED, tids),
             Reply::Event(record) => encode_event(buffer, record),
             Reply::End(counters) => {
-                put_header(buffer, tag::END, 40);
+                put_header(buffer, tag::END, 32);
                 buffer.put_u64_le(counters.lost_events);
                 buffer.put_u64_le(counters.untracked_children);
                 buffer.put_u64_le(counters.malformed_events);
                 buffer.put_u64_le(u64::from(counters.sees_io_uring));
-                buffer.put_u64_le(counters.unfollowed_privileged);
             }
             Reply::Error(message) => {
                 put_header(buffer, tag::ERROR, message.len());
@@ -133,12 +132,11 @@ impl Reply {
             tag::HELLO if payload.len() == 4 => Ok(Reply::Hello { version: payload.get_u32_le() }),
             tag::FOLLOWED => Ok(Reply::Followed(tids(tag, payload)?)),
             tag::EVENT => Ok(Reply::Event(payload)),
-            tag::END if payload.len() == 40 => Ok(Reply::End(Counters {
+            tag::END if payload.len() == 32 => Ok(Reply::End(Counters {
                 lost_events: payload.get_u64_le(),
                 untracked_children: payload.get_u64_le(),
                 malformed_events: payload.get_u64_le(),
                 sees_io_uring: payload.get_u64_le() != 0,
-                unfollowed_privileged: payload.get_u64_le(),
             })),
             tag::ERROR => Ok(Reply::Error(String::from_utf8_lossy(&payload).into_owned())),
             tag::HELLO | tag::END => Err(bad(&payload)),
@@ -198,13 +196,7 @@ mod tests {
             Reply::Hello { version: VERSION },
             Reply::Followed(vec![42]),
             Reply::Event(Bytes::from_static(b"\x01\x02\x03")),
-            Reply::End(Counters {
-                lost_events: 3,
-                untracked_children: 1,
-                malformed_events: 2,
-                sees_io_uring: true,
-                unfollowed_privileged: 4,
-            }),
+            Reply::End(Counters { lost_events: 3, untracked_children: 1, malformed_events: 2, sees_io_uring: true }),
             Reply::Error("no".into()),
         ];
         let mut buffer = BytesMut::new();

@@ -158,8 +158,6 @@ impl Session {
                     untracked_children: counters.untracked_children,
                     malformed_events: decoder.malformed(),
                     sees_io_uring,
-                    // Its own programs run as root, on root's behalf.
-                    unfollowed_privileged: 0,
                 })
             }
             Programs::Daemon(client) => {
