@@ -23,9 +23,9 @@ use anyhow::Context;
 use crate::{
     audit::{Audit, Backend, Settings},
     bundle::{self, Unpacked},
-    classify,
+    classify, fsaccess,
     launch::{self, LaunchSpec, Sandbox},
-    manifest::{bytes_of_display, display_bytes, Access, Manifest, RepeatOf},
+    manifest::{bytes_of_display, display_bytes, Manifest, RepeatOf},
     privilege::ActingAs,
     redact, run,
     tracker::path,
@@ -201,7 +201,7 @@ pub async fn repeat(settings: Settings, options: RepeatOptions) -> anyhow::Resul
     // What the program looked for and did not find, though this host has it
     // and the original run did not make or remove it: the bundle lacks a
     // file the run needed, which the audit never saw it use.
-    let missed = missed_by_the_audit(&repeated.missing_lookups, &original);
+    let missed = missed_by_the_audit(&repeated.missing_lookups, &original, &index.left_out);
     for path in &missed {
         eprintln!(
             "reprotrace: the program looked for {path}, which the bundle lacks and this host has: a hole in the audit"
@@ -297,22 +297,25 @@ fn holds(entries: &std::collections::BTreeMap<Vec<u8>, &bundle::Kind>, path: &[u
 }
 
 /// Of the paths a repeat looked for and did not find (in the original's
-/// terms), those this host has where the original ran, outside the trees a
-/// repeat provides, that the original run neither wrote nor removed.
-fn missed_by_the_audit(missing: &[String], original: &Manifest) -> Vec<String> {
-    let made_or_removed: std::collections::BTreeSet<&str> = original
-        .files
-        .iter()
-        .filter(|file| file.deleted || matches!(file.access, Access::Write | Access::ReadWrite))
-        .map(|file| file.path.as_str())
-        .collect();
+/// terms), those this host has where the original ran (a file, through its
+/// links), outside the trees a repeat provides, that the original run's
+/// audit did not see at all (a path it saw is in the bundle or left out on
+/// purpose) and that came into being before the original run ended (a file
+/// made since, the original run could not have found either).
+fn missed_by_the_audit(missing: &[String], original: &Manifest, left_out: &[String]) -> Vec<String> {
+    let seen: std::collections::BTreeSet<&str> =
+        original.files.iter().map(|file| file.path.as_str()).chain(left_out.iter().map(String::as_str)).collect();
+    let ended = humantime::parse_rfc3339(&original.finished_at).ok();
     missing
         .iter()
-        .filter(|path| !made_or_removed.contains(path.as_str()))
+        .filter(|path| !seen.contains(path.as_str()))
         .filter(|path| {
             bytes_of_display(path).is_some_and(|bytes| {
                 !bundle::PROVIDED_TREES.iter().any(|tree| path::is_under(&bytes, tree))
-                    && std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(&bytes)).is_ok()
+                    && fsaccess::metadata(&bytes).is_ok_and(|metadata| {
+                        let born = metadata.created().ok();
+                        !metadata.is_dir() && !matches!((born, ended), (Some(born), Some(ended)) if born > ended)
+                    })
             })
         })
         .cloned()

@@ -185,7 +185,14 @@ pub fn pack(
         add_path(path, run, &mut entries, &mut index.left_out);
     }
     // The contents, named by their hash; data inputs checked against the
-    // manifest's, the rest against the time the audit ended.
+    // manifest's, the rest against the time the audit ended (but for what the
+    // run wrote itself: an attached process may go on writing it).
+    let written: BTreeSet<Vec<u8>> = sections
+        .files
+        .iter()
+        .filter(|file| matches!(file.access, Access::Write | Access::ReadWrite))
+        .filter_map(|file| bytes_of_display(&file.path))
+        .collect();
     let mut changed = Vec::new();
     let mut report = PackReport { left_out: index.left_out.clone(), ..PackReport::default() };
     let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -200,7 +207,7 @@ pub fn pack(
         }
         // (A host's audit ended at a time the manifest does not keep.)
         let audit_end = run.and_then(|run| run.finished);
-        if !*data && audit_end.is_some_and(|finished| changed_after(path, finished)) {
+        if !*data && !written.contains(path) && audit_end.is_some_and(|finished| changed_after(path, finished)) {
             changed.push(format!("{} (not data: changed after the audit ended)", display_bytes(path)));
         }
         match *data {

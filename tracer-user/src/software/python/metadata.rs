@@ -147,9 +147,13 @@ fn top_level_roots(dir: &[u8], site: &[u8], distribution: &str, problems: &mut V
     text_lines(&text)
         .map(<[u8]>::trim_ascii)
         .filter(|name| !name.is_empty())
-        .map(|name| match own_part_of_namespace(name, &namespaces, distribution) {
-            Some(part) => join(site, &part),
-            None => join(site, name),
+        .map(|name| {
+            // Narrowed only to a part that is there (a name spelled otherwise
+            // than its directory keeps the whole root, shared as before).
+            own_part_of_namespace(name, &namespaces, distribution)
+                .map(|part| join(site, &part))
+                .filter(|part| fs::metadata(os_path(part)).is_ok_and(|metadata| metadata.is_dir()))
+                .unwrap_or_else(|| join(site, name))
         })
         .collect()
 }
