@@ -338,7 +338,8 @@ pub struct ProcessDedup {
     /// New at each fork, exec, cell or task marker and change of root or
     /// namespace (the time it began): see [`FactKey::epoch`].
     pub epoch: u64,
-    /// Non-zero once the process's first 32-bit syscall was reported.
+    /// The audit id plus one once the process's first 32-bit syscall was
+    /// reported to that audit (0: not reported).
     pub ia32_reported: u64,
     /// Keeps `silent_fds`, which the process's threads write, off the cache
     /// line the epoch is read from at every lookup.

@@ -641,15 +641,20 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
 fn report_ia32_process() {
     let pid_tgid = current_pid_tgid();
     let Some(audit_id) = audit_of(pid_tgid as u32) else { return };
-    let Some(dedup) = process_dedup((pid_tgid >> 32) as u32) else { return };
-    // SAFETY: an aligned u64 of the map value; a racing thread of the same
-    // process may report it twice, which user space takes as once.
-    unsafe {
-        let reported = core::ptr::addr_of_mut!((*dedup).ia32_reported);
-        if reported.read_volatile() != 0 {
-            return;
+    // Without an entry (the map full), every 32-bit syscall is reported: user
+    // space counts a process once. An entry another audit left (a process
+    // that exited unfollowed, its pid reused) holds another audit's mark.
+    if let Some(dedup) = process_dedup((pid_tgid >> 32) as u32) {
+        let mark = u64::from(audit_id) + 1;
+        // SAFETY: an aligned u64 of the map value; a racing thread of the
+        // same process may report it twice, which user space takes as once.
+        unsafe {
+            let reported = core::ptr::addr_of_mut!((*dedup).ia32_reported);
+            if reported.read_volatile() == mark {
+                return;
+            }
+            reported.write_volatile(mark);
         }
-        reported.write_volatile(1);
     }
     emit_header(header(EventKind::Ia32Syscall, audit_id, 0, [0; 3]));
 }
