@@ -372,7 +372,8 @@ unsafe impl aya::Pod for FileOffsets {}
 
 /// Where the programs find a task's credentials (byte offsets from BTF):
 /// `task_struct.cred`, and `cred.uid`, `euid`, `gid`, `egid` (each a
-/// `kuid_t`/`kgid_t`, whose value is its first 4 bytes).
+/// `kuid_t`/`kgid_t`, whose value is its first 4 bytes) and
+/// `cap_effective` (a `kernel_cap_t`, 64 bits).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CredOffsets {
@@ -381,6 +382,7 @@ pub struct CredOffsets {
     pub euid: u64,
     pub gid: u64,
     pub egid: u64,
+    pub cap_effective: u64,
 }
 
 // SAFETY: plain integers, no padding.

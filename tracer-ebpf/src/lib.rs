@@ -179,7 +179,7 @@ static FILE_OFFSETS: FileOffsets =
 
 /// Where a task's ids are, from BTF (see tracer-common's `CredOffsets`).
 #[no_mangle]
-static CRED_OFFSETS: CredOffsets = CredOffsets { task_cred: 0, uid: 0, euid: 0, gid: 0, egid: 0 };
+static CRED_OFFSETS: CredOffsets = CredOffsets { task_cred: 0, uid: 0, euid: 0, gid: 0, egid: 0, cap_effective: 0 };
 
 /// Set by the loader for the benchmarks' floor: every program returns at once.
 #[no_mangle]
@@ -481,9 +481,11 @@ fn read_kernel_u64(address: u64) -> u64 {
     }
 }
 
-/// Whether `task` (just exec'd) runs with other effective ids than its real
-/// ones: a setuid or setgid program, which a user's audit must not follow
-/// (the rule ptrace applies).
+/// Whether `task` (just exec'd) runs with more rights than its user: other
+/// effective ids than its real ones (a setuid or setgid program), or, for a
+/// user other than root, effective capabilities (a program with file
+/// capabilities). A user's audit must not follow it (the rule ptrace
+/// applies).
 #[inline(always)]
 fn raised_privileges(task: u64) -> bool {
     let cred = read_kernel_u64(task + loader_global(&CRED_OFFSETS.task_cred));
@@ -491,7 +493,9 @@ fn raised_privileges(task: u64) -> bool {
         return false;
     }
     let id = |offset: &u64| read_kernel_u32(cred + loader_global(offset));
-    id(&CRED_OFFSETS.uid) != id(&CRED_OFFSETS.euid) || id(&CRED_OFFSETS.gid) != id(&CRED_OFFSETS.egid)
+    let uid = id(&CRED_OFFSETS.uid);
+    let capabilities = read_kernel_u64(cred + loader_global(&CRED_OFFSETS.cap_effective));
+    uid != id(&CRED_OFFSETS.euid) || id(&CRED_OFFSETS.gid) != id(&CRED_OFFSETS.egid) || (uid != 0 && capabilities != 0)
 }
 
 /// Emits a successful exec, from the new image: the path the kernel ran (the

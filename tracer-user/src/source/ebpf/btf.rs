@@ -33,7 +33,7 @@ pub struct KernelOffsets {
 }
 
 /// The cache file's name; the number changes with the struct's layout.
-const CACHE_NAME: &str = "kernel-offsets-v5.bin";
+const CACHE_NAME: &str = "kernel-offsets-v6.bin";
 
 impl KernelOffsets {
     /// The offsets for the running kernel: cached ones when this kernel build
@@ -105,6 +105,7 @@ impl KernelOffsets {
                 euid: offset("cred", "euid")?,
                 gid: offset("cred", "gid")?,
                 egid: offset("cred", "egid")?,
+                cap_effective: offset("cred", "cap_effective")?,
             },
         })
     }
