@@ -103,7 +103,10 @@ fn software_changed_since_the_audit_is_refused() {
     let manifest = fixture(&dir);
     let bundle = scratch.path().join("run.bundle");
     pack(&manifest, &Part::Run, false, &bundle, false).expect("nothing changed yet");
-    // As an upgrade does: a new file renamed over the old one.
+    // As an upgrade does, later: a new file renamed over the old one. (Birth
+    // times come from the kernel's coarse clock, a tick behind; the audit's
+    // end is kept to the millisecond.)
+    std::thread::sleep(std::time::Duration::from_millis(50));
     std::fs::write(dir.join("bin/tool.new"), "#!/bin/sh\necho 2\n").expect("new version");
     std::fs::rename(dir.join("bin/tool.new"), dir.join("bin/tool")).expect("upgrade");
     let refused = pack(&manifest, &Part::Run, false, &bundle, false).expect_err("changed");
