@@ -246,6 +246,9 @@ pub struct Tracker {
     /// Paths (the auditor's) that opens and stats found missing, when the
     /// source reports them (a repeat).
     missing_lookups: BTreeSet<Vec<u8>>,
+    /// Reprotrace's own mount namespace, shared by every task followed in
+    /// it: a mount one of them makes there shows to all of them.
+    own_namespace: SharedMounts,
     stats: TrackerStats,
 }
 
@@ -283,7 +286,7 @@ impl Tracker {
             live_threads: 1,
         });
         let fs = Rc::new(RefCell::new(Fs { root: b"/".to_vec(), cwd }));
-        let task = Task { process, files: Rc::default(), fs, mounts: Rc::default() };
+        let task = Task { process, files: Rc::default(), fs, mounts: self.own_namespace.clone() };
         self.tasks.insert(pid, task);
     }
 
@@ -301,8 +304,8 @@ impl Tracker {
         // Rings set up before the audit count as set up in it.
         self.stats.io_uring_setups += existing.io_uring_rings;
         let mounts = match existing.other_mount_namespace {
-            true => MountTable::foreign(existing.pid),
-            false => MountTable::default(),
+            true => Rc::new(RefCell::new(MountTable::foreign(existing.pid))),
+            false => self.own_namespace.clone(),
         };
         let process = self.processes.len();
         self.processes.push(ProcessRecord {
@@ -329,12 +332,7 @@ impl Tracker {
             .map(|(fd, path, cloexec)| (*fd, OpenFile { path: Rc::from(path.as_slice()), cloexec: *cloexec }))
             .collect();
         let fs = Fs { root: existing.root.clone(), cwd: existing.cwd.clone() };
-        let task = Task {
-            process,
-            files: Rc::new(RefCell::new(files)),
-            fs: Rc::new(RefCell::new(fs)),
-            mounts: Rc::new(RefCell::new(mounts)),
-        };
+        let task = Task { process, files: Rc::new(RefCell::new(files)), fs: Rc::new(RefCell::new(fs)), mounts };
         for &tid in &existing.threads {
             self.add_existing_thread_of(&task, tid);
         }

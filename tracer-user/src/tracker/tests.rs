@@ -247,6 +247,31 @@ fn chroot_and_bind_mounts_in_a_new_namespace_map_to_the_host() {
     assert_eq!(joined.namespace, Some(100));
 }
 
+/// Processes an attach found in reprotrace's own namespace share it: a bind
+/// mount one of them makes there shows to the others.
+#[test]
+fn processes_in_the_auditors_namespace_share_its_mounts() {
+    let mut t = Tracker::new();
+    for pid in [300, 400] {
+        t.add_existing(&ExistingProcess {
+            pid,
+            ppid: 1,
+            exe: None,
+            argv: Vec::new(),
+            cwd: b"/".to_vec(),
+            root: b"/".to_vec(),
+            other_mount_namespace: false,
+            threads: vec![pid],
+            files: Vec::new(),
+            io_uring_rings: 0,
+        });
+    }
+    let bind =
+        Fact::Mount { dirfd: AT_FDCWD, source: b"/srv/real".to_vec(), target: b"/srv/view".to_vec(), flags: MS_BIND };
+    t.apply(&ev(300, bind));
+    assert_eq!(t.apply(&open(400, AT_FDCWD, "/srv/view/in.csv", 0, 3)), used(400, read("/srv/real/in.csv")));
+}
+
 fn task_marker(tid: Tid, phase: MarkerPhase, key: &str, time_ns: u64) -> Event {
     ev(tid, Fact::TaskMarker(TaskMarker { phase, time_ns, key: key.into(), worker: None }))
 }
