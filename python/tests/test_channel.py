@@ -192,19 +192,19 @@ def test_a_slow_audit_is_kept_then_given_up_with_one_line_each(fake_audit, capsy
     assert channel.current() is None
     started = time.monotonic()
     assert channel.sync_cell_end(4) is False  # not rediscovered, not waited for
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 0.5
     assert capsys.readouterr().err == ""
 
 
 def test_a_slow_audit_that_catches_up_is_waited_for_again(fake_audit, monkeypatch):
-    monkeypatch.setattr(channel, "CELL_END_TIMEOUT", 0.2)
+    monkeypatch.setattr(channel, "CELL_END_TIMEOUT", 1.0)
     audit = fake_audit()
     channel.connect(audit.path)
     confirmed = []
-    for delay in [0.6, 0, 0.6, 0.6, 0]:
+    for delay in [1.5, 0, 1.5, 1.5, 0]:
         audit.delay = delay
         confirmed.append(channel.sync_cell_end(len(confirmed)))
-        time.sleep(0.7)  # the fake audit answers one request at a time
+        time.sleep(delay)  # the fake audit answers one request at a time: let it finish
     assert confirmed == [False, True, False, False, True]
     assert channel.current() is not None
 

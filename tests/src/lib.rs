@@ -361,12 +361,18 @@ impl TestUser {
     /// resets the environment, sets `SUDO_UID`/`SUDO_GID`/`SUDO_USER` and
     /// makes the umask the user's joined with sudoers' (022).
     pub fn sudo(&self, args: &[&str]) -> Command {
+        let mut command = self.command("sudo");
+        command.args(["--non-interactive", "--user", "root", "--"]).arg(reprotrace_bin()).args(args);
+        command
+    }
+
+    /// `program` run as this user: its uid, gid and groups (`setpriv`, which
+    /// then execs it: the pid is the program's).
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut command = Command::new("setpriv");
         command
             .args(["--reuid", &self.uid.to_string(), "--regid", &self.gid.to_string(), "--init-groups", "--"])
-            .args(["sudo", "--non-interactive", "--user", "root", "--"])
-            .arg(reprotrace_bin())
-            .args(args);
+            .arg(program);
         command
     }
 
@@ -394,5 +400,47 @@ pub fn wait_for(path: &Path, what: &str) {
     while !path.exists() {
         assert!(std::time::Instant::now() < deadline, "timed out waiting for {what} ({})", path.display());
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A Jupyter kernel driven cell by cell by `tests/workloads/kernel_session.py`
+/// in `work` (see that script): started, then its cells run once `go` is
+/// written, then stopped.
+pub struct KernelSession {
+    session: Child,
+    work: PathBuf,
+    /// The kernel's connection file.
+    pub connection: String,
+}
+
+impl KernelSession {
+    /// Starts the script with the Python `python` starts, on the cells of
+    /// `cells` (a JSON file; `None`: the script's own), until its kernel is up.
+    pub fn start(mut python: Command, work: &Path, cells: Option<&Path>) -> KernelSession {
+        python.arg(repo_root().join("tests/workloads/kernel_session.py")).arg(work);
+        if let Some(cells) = cells {
+            python.arg(cells);
+        }
+        let session = python.spawn().expect("kernel session");
+        wait_for(&work.join("connection.txt"), "the kernel");
+        let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
+        KernelSession { session, work: work.to_path_buf(), connection: connection.trim().to_string() }
+    }
+
+    /// Runs the cells, then detaches `tracer` (SIGINT, once they are done)
+    /// and stops the kernel; both must end well.
+    pub fn run_cells_then_detach(mut self, mut tracer: Child) {
+        std::fs::write(self.work.join("go"), "").expect("go");
+        wait_for(&self.work.join("done"), "the cells");
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
+        assert!(tracer.wait().expect("reprotrace exits").success(), "the audit failed");
+        self.stop();
+    }
+
+    /// Stops the kernel (its cells must have run).
+    pub fn stop(&mut self) {
+        std::fs::write(self.work.join("stop"), "").expect("stop");
+        assert!(self.session.wait().expect("kernel session exits").success());
     }
 }

@@ -251,14 +251,7 @@ fn a_users_audit_stops_at_a_setuid_program() {
     let audit = |as_user: bool| -> Value {
         let manifest = home.path().join(if as_user { "user.json" } else { "root.json" });
         let mut command = match as_user {
-            true => {
-                let mut command = Command::new("setpriv");
-                command
-                    .args(["--reuid", &user.uid.to_string(), "--regid", &user.gid.to_string(), "--init-groups"])
-                    .arg("--")
-                    .arg(reprotrace_bin());
-                command
-            }
+            true => user.command(reprotrace_bin()),
             false => Command::new(reprotrace_bin()),
         };
         let output = command
@@ -300,15 +293,9 @@ fn a_users_audit_stops_at_a_setuid_program() {
 
     // Attached to, the user's process that runs the setuid program ends for
     // the audit at that exec: the attach ends with the tree, not at a deadline.
-    let as_user = |program: &Path| {
-        let mut command = Command::new("setpriv");
-        command
-            .args(["--reuid", &user.uid.to_string(), "--regid", &user.gid.to_string(), "--init-groups", "--"])
-            .arg(program);
-        command
-    };
     let go = home.path().join("go");
-    let mut worker = as_user(Path::new("/bin/sh"))
+    let mut worker = user
+        .command("/bin/sh")
         .args(["-c", "while [ ! -e go ]; do sleep 0.05; done; exec mount"])
         .current_dir(home.path())
         .stdout(Stdio::null())
@@ -316,7 +303,7 @@ fn a_users_audit_stops_at_a_setuid_program() {
         .expect("the user's process");
     let manifest = home.path().join("attached.json");
     let mut attach = spawn_until(
-        as_user(&reprotrace_bin())
+        user.command(reprotrace_bin())
             .args(["attach", "--socket", daemon.socket_arg(), "--pid", &worker.id().to_string(), "-o"])
             .arg(&manifest),
         "attached to",

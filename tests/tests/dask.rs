@@ -16,7 +16,8 @@ use std::{
 
 use cluster::{Cluster, ClusterSpec, HostSpec, WorkerSpec, MANAGER};
 use reprotrace_tests::{
-    assert_valid, dask_venv, python_venv, repo_root, reprotrace_bin, with_reprotrace_package, BACKENDS, DASK_PACKAGES,
+    assert_valid, dask_venv, python_venv, repo_root, reprotrace_bin, with_reprotrace_package, KernelSession, BACKENDS,
+    DASK_PACKAGES,
 };
 use serde_json::Value;
 
@@ -397,32 +398,19 @@ fn an_attached_kernels_clients_bring_their_workers_audits() {
         )],
     ]);
     std::fs::write(scratch.path().join("cells.json"), cells.to_string()).expect("cells");
-    let mut session = cluster
-        .command_on(MANAGER, venv.join("bin/python"))
-        .arg(repo_root().join("tests/workloads/kernel_session.py"))
-        .arg(&work)
-        .arg(scratch.path().join("cells.json"))
-        // The kernel's client gives the scheduler's plugin this skew.
-        .env("REPROTRACE_TEST_SCHEDULER_CLOCK_SKEW_NS", (-3_600_000_000_000_i64).to_string())
-        .spawn()
-        .expect("kernel session");
-    reprotrace_tests::wait_for(&work.join("connection.txt"), "the kernel");
-    let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
+    let mut python = cluster.command_on(MANAGER, venv.join("bin/python"));
+    // The kernel's client gives the scheduler's plugin this skew.
+    python.env("REPROTRACE_TEST_SCHEDULER_CLOCK_SKEW_NS", (-3_600_000_000_000_i64).to_string());
+    let session = KernelSession::start(python, &work, Some(&scratch.path().join("cells.json")));
     let manifest_path = scratch.path().join("attached.json");
-    let mut tracer = reprotrace_tests::spawn_until(
+    let tracer = reprotrace_tests::spawn_until(
         cluster
             .command_on(MANAGER, reprotrace_bin())
-            .args(["attach", "--no-daemon", "--kernel", connection.trim(), "--inject-hooks", "--dask", "-o"])
+            .args(["attach", "--no-daemon", "--kernel", &session.connection, "--inject-hooks", "--dask", "-o"])
             .arg(&manifest_path),
         "cell hook installed",
     );
-    std::fs::write(work.join("go"), "").expect("go");
-    reprotrace_tests::wait_for(&work.join("done"), "the cells");
-    // SAFETY: kill has no memory effects.
-    unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
-    assert!(tracer.wait().expect("reprotrace exits").success());
-    std::fs::write(work.join("stop"), "").expect("stop");
-    assert!(session.wait().expect("kernel session exits").success());
+    session.run_cells_then_detach(tracer);
 
     let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
     assert_valid(&manifest);
@@ -483,30 +471,17 @@ fn load_ext_under_an_attach_makes_the_kernels_clients_take_part() {
         )],
     ]);
     std::fs::write(scratch.path().join("cells.json"), cells.to_string()).expect("cells");
-    let mut session = cluster
-        .command_on(MANAGER, venv.join("bin/python"))
-        .arg(repo_root().join("tests/workloads/kernel_session.py"))
-        .arg(&work)
-        .arg(scratch.path().join("cells.json"))
-        .spawn()
-        .expect("kernel session");
-    reprotrace_tests::wait_for(&work.join("connection.txt"), "the kernel");
-    let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
+    let python = cluster.command_on(MANAGER, venv.join("bin/python"));
+    let session = KernelSession::start(python, &work, Some(&scratch.path().join("cells.json")));
     let manifest_path = scratch.path().join("attached.json");
-    let mut tracer = reprotrace_tests::spawn_until(
+    let tracer = reprotrace_tests::spawn_until(
         cluster
             .command_on(MANAGER, reprotrace_bin())
-            .args(["attach", "--no-daemon", "--kernel", connection.trim(), "-o"])
+            .args(["attach", "--no-daemon", "--kernel", &session.connection, "-o"])
             .arg(&manifest_path),
         "attached to",
     );
-    std::fs::write(work.join("go"), "").expect("go");
-    reprotrace_tests::wait_for(&work.join("done"), "the cells");
-    // SAFETY: kill has no memory effects.
-    unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
-    assert!(tracer.wait().expect("reprotrace exits").success());
-    std::fs::write(work.join("stop"), "").expect("stop");
-    assert!(session.wait().expect("kernel session exits").success());
+    session.run_cells_then_detach(tracer);
 
     let printed = std::fs::read_to_string(&status).expect("the load's status line");
     assert!(printed.contains("an audit is listening") && printed.contains("Dask clients take part"), "{printed}");

@@ -11,7 +11,9 @@ use std::{
     time::Duration,
 };
 
-use reprotrace_tests::{assert_valid, python_venv, reprotrace_bin, sha256_of, wait_for, TestUser, BACKENDS};
+use reprotrace_tests::{
+    assert_valid, python_venv, reprotrace_bin, sha256_of, wait_for, KernelSession, TestUser, BACKENDS,
+};
 use serde_json::Value;
 
 /// Packages of the Jupyter venv the tests share.
@@ -24,20 +26,11 @@ fn jupyter_venv() -> &'static Path {
     VENV.get_or_init(|| python_venv(Path::new(env!("CARGO_TARGET_TMPDIR")), "jupyter-venv", JUPYTER_PACKAGES))
 }
 
-/// Runs `tests/workloads/kernel_session.py` on `cells` in `work` (with the
-/// Python `python` starts) until its kernel is up; the session, and the
-/// kernel's connection file.
-fn start_kernel_session(mut python: Command, work: &Path, cells: &Value) -> (std::process::Child, String) {
+/// A kernel session in `work` on `cells` (written to `work/cells.json`),
+/// with the Python `python` starts.
+fn start_kernel_session(python: Command, work: &Path, cells: &Value) -> KernelSession {
     std::fs::write(work.join("cells.json"), cells.to_string()).expect("cells");
-    let session = python
-        .arg(reprotrace_tests::repo_root().join("tests/workloads/kernel_session.py"))
-        .arg(work)
-        .arg(work.join("cells.json"))
-        .spawn()
-        .expect("kernel session");
-    wait_for(&work.join("connection.txt"), "the kernel");
-    let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
-    (session, connection.trim().to_string())
+    KernelSession::start(python, work, Some(&work.join("cells.json")))
 }
 
 fn paths(section: &Value) -> BTreeSet<String> {
@@ -73,19 +66,13 @@ fn attaching_to_a_kernel_cuts_the_manifest_per_cell() {
         let work = dir.path();
         std::fs::write(work.join("input.csv"), "a,b\n1,2\n").expect("input");
         std::fs::write(work.join("for_child.txt"), "hello child\n").expect("child input");
-        let mut session = Command::new(venv.join("bin/python"))
-            .arg(reprotrace_tests::repo_root().join("tests/workloads/kernel_session.py"))
-            .arg(work)
-            .spawn()
-            .expect("kernel session");
-        wait_for(&work.join("connection.txt"), "the kernel");
-        let connection = std::fs::read_to_string(work.join("connection.txt")).expect("connection file");
+        let mut session = KernelSession::start(Command::new(venv.join("bin/python")), work, None);
         let kernel_pid: u32 =
             std::fs::read_to_string(work.join("kernel.pid")).expect("pid").trim().parse().expect("pid number");
 
         let manifest_path = work.join(format!("{backend}.json"));
         let mut tracer = Command::new(reprotrace_bin())
-            .args(["attach", "--backend", backend, "--kernel", connection.trim(), "--inject-hooks", "-o"])
+            .args(["attach", "--backend", backend, "--kernel", &session.connection, "--inject-hooks", "-o"])
             .arg(&manifest_path)
             .stderr(Stdio::piped())
             .spawn()
@@ -109,8 +96,7 @@ fn attaching_to_a_kernel_cuts_the_manifest_per_cell() {
         let mut rest = String::new();
         let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
         assert!(status.success(), "{backend}: {seen}{rest}");
-        std::fs::write(work.join("stop"), "").expect("stop");
-        assert!(session.wait().expect("kernel session exits").success());
+        session.stop();
 
         let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
         assert_valid(&manifest);
@@ -284,19 +270,13 @@ fn a_hand_loaded_extension_finds_the_attached_audit() {
             )
         ],
     ]);
-    let (mut session, connection) = start_kernel_session(Command::new(venv.join("bin/python")), work, &cells);
+    let session = start_kernel_session(Command::new(venv.join("bin/python")), work, &cells);
     let manifest_path = work.join("session.json");
-    let mut tracer = reprotrace_tests::spawn_until(
-        Command::new(reprotrace_bin()).args(["attach", "--kernel", connection.as_str(), "-o"]).arg(&manifest_path),
+    let tracer = reprotrace_tests::spawn_until(
+        Command::new(reprotrace_bin()).args(["attach", "--kernel", &session.connection, "-o"]).arg(&manifest_path),
         "attached to",
     );
-    std::fs::write(work.join("go"), "").expect("go");
-    wait_for(&work.join("done"), "the cells");
-    // SAFETY: kill has no memory effects.
-    unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
-    assert!(tracer.wait().expect("reprotrace exits").success());
-    std::fs::write(work.join("stop"), "").expect("stop");
-    assert!(session.wait().expect("kernel session exits").success());
+    session.run_cells_then_detach(tracer);
 
     let said = std::fs::read_to_string(work.join("status.txt")).expect("status line");
     assert!(said.contains("an audit is listening"), "{said}");
@@ -321,13 +301,9 @@ fn injecting_into_another_users_kernel_runs_nothing_as_root() {
     let home = user.home();
     let work = home.path();
     let cells = serde_json::json!([["whoami", "import os\nopen('uid.txt', 'w').write(str(os.getuid()))\n"]]);
-    let mut as_user = Command::new("setpriv");
-    as_user
-        .args(["--reuid", &user.uid.to_string(), "--regid", &user.gid.to_string(), "--init-groups", "--"])
-        .arg(venv.join("bin/python"))
-        .env("HOME", work)
-        .env("JUPYTER_RUNTIME_DIR", work.join("runtime"));
-    let (mut session, connection) = start_kernel_session(as_user, work, &cells);
+    let mut as_user = user.command(venv.join("bin/python"));
+    as_user.env("HOME", work).env("JUPYTER_RUNTIME_DIR", work.join("runtime"));
+    let mut session = start_kernel_session(as_user, work, &cells);
     let mine = tempfile::tempdir().expect("tempdir");
     let execs = mine.path().join("execs.log");
     let mut strace = reprotrace_tests::spawn_until(
@@ -335,7 +311,7 @@ fn injecting_into_another_users_kernel_runs_nothing_as_root() {
             .args(["-f", "-qq", "-e", "trace=execve,execveat", "-o"])
             .arg(&execs)
             .arg(reprotrace_bin())
-            .args(["attach", "--all-users", "--kernel", connection.as_str(), "--inject-hooks", "-o"])
+            .args(["attach", "--all-users", "--kernel", &session.connection, "--inject-hooks", "-o"])
             .arg(mine.path().join("session.json")),
         "cell hook installed",
     );
@@ -347,8 +323,7 @@ fn injecting_into_another_users_kernel_runs_nothing_as_root() {
     // SAFETY: kill has no memory effects.
     unsafe { libc::kill(attach, libc::SIGINT) };
     assert!(strace.wait().expect("strace exits").success());
-    std::fs::write(work.join("stop"), "").expect("stop");
-    assert!(session.wait().expect("kernel session exits").success());
+    session.stop();
 
     assert_eq!(std::fs::read_to_string(work.join("uid.txt")).expect("uid"), user.uid.to_string());
     let log = std::fs::read_to_string(&execs).expect("exec log");
@@ -593,21 +568,15 @@ fn an_attached_kernels_cells_see_their_files_and_ask_the_audit() {
                 )
             ],
         ]);
-        let (mut session, connection) = start_kernel_session(Command::new(venv.join("bin/python")), work, &cells);
+        let session = start_kernel_session(Command::new(venv.join("bin/python")), work, &cells);
         let manifest_path = work.join("session.json");
-        let mut tracer = reprotrace_tests::spawn_until(
+        let tracer = reprotrace_tests::spawn_until(
             Command::new(reprotrace_bin())
-                .args(["attach", "--backend", backend, "--kernel", connection.as_str(), "--inject-hooks", "-o"])
+                .args(["attach", "--backend", backend, "--kernel", &session.connection, "--inject-hooks", "-o"])
                 .arg(&manifest_path),
             "cell hook installed",
         );
-        std::fs::write(work.join("go"), "").expect("go");
-        wait_for(&work.join("done"), "the cells");
-        // SAFETY: kill has no memory effects.
-        unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
-        assert!(tracer.wait().expect("reprotrace exits").success(), "{backend}");
-        std::fs::write(work.join("stop"), "").expect("stop");
-        assert!(session.wait().expect("kernel session exits").success());
+        session.run_cells_then_detach(tracer);
 
         let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
         assert_valid(&manifest);

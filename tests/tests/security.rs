@@ -481,19 +481,12 @@ fn strace_attach_goes_on_without_a_process_traced_already() {
 fn strace_attach_goes_on_without_a_process_it_may_not_trace() {
     let user = TestUser::create("np");
     let home = user.home();
-    let as_user = |program: &Path| {
-        let mut command = Command::new("setpriv");
-        command
-            .args(["--reuid", &user.uid.to_string(), "--regid", &user.gid.to_string(), "--init-groups", "--"])
-            .arg(program);
-        command
-    };
     let mut processes = Processes::default();
     let roots = processes.spawn(Command::new("sleep").arg("60"));
-    let own = processes.spawn(as_user(Path::new("/usr/bin/sleep")).arg("60"));
+    let own = processes.spawn(user.command("/usr/bin/sleep").arg("60"));
     let out = home.path().join("m.json");
     let attach = |pids: &[u32]| {
-        let mut command = as_user(&reprotrace_bin());
+        let mut command = user.command(reprotrace_bin());
         command.args(["attach", "--backend", "strace", "--all-users", "--duration", "2", "-o"]).arg(&out);
         for pid in pids {
             command.args(["--pid", &pid.to_string()]);
