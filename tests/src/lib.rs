@@ -444,3 +444,18 @@ impl KernelSession {
         assert!(self.session.wait().expect("kernel session exits").success());
     }
 }
+
+/// A Python project at `project` (setuptools, for `pip install -e`) of one
+/// package, `name`, whose `__init__.py` is `module`.
+pub fn python_project(project: &Path, name: &str, version: &str, module: &str) {
+    std::fs::create_dir_all(project.join(name)).expect("project dir");
+    std::fs::write(
+        project.join("pyproject.toml"),
+        format!(
+            "[build-system]\nrequires = [\"setuptools>=64\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+             [project]\nname = \"{name}\"\nversion = \"{version}\"\n"
+        ),
+    )
+    .expect("pyproject");
+    std::fs::write(project.join(name).join("__init__.py"), module).expect("module");
+}

@@ -279,14 +279,7 @@ fn an_exported_dockerfile_builds_and_its_image_reproduces_the_run() {
     // And an editable project of the run's own, which no index can install:
     // the image gets its files copied.
     let project = run.join("proj");
-    std::fs::create_dir_all(project.join("greet")).expect("project");
-    std::fs::write(
-        project.join("pyproject.toml"),
-        "[build-system]\nrequires = [\"setuptools>=64\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
-         [project]\nname = \"greet\"\nversion = \"0.1\"\n",
-    )
-    .expect("pyproject");
-    std::fs::write(project.join("greet/__init__.py"), "WORD = 'rows'\n").expect("module");
+    reprotrace_tests::python_project(&project, "greet", "0.1", "WORD = 'rows'\n");
     steps.must(
         "editable-install",
         // Through the copy's python: a copied venv's `pip` script still names

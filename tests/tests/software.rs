@@ -64,14 +64,7 @@ fn make_venv(root: &Path) -> PathBuf {
     let pip = venv.join("bin/pip");
     run(Command::new(&pip).args(["install", "--quiet", "--disable-pip-version-check"]).args(PACKAGES));
     let project = root.join("proj");
-    std::fs::create_dir_all(project.join("localproj")).expect("project dir");
-    std::fs::write(
-        project.join("pyproject.toml"),
-        "[build-system]\nrequires = [\"setuptools>=64\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
-         [project]\nname = \"localproj\"\nversion = \"0.3.1\"\n",
-    )
-    .expect("pyproject");
-    std::fs::write(project.join("localproj/__init__.py"), "def greeting():\n    return 'hello'\n").expect("module");
+    reprotrace_tests::python_project(&project, "localproj", "0.3.1", "def greeting():\n    return 'hello'\n");
     run(Command::new(&pip).args(["install", "--quiet", "--disable-pip-version-check", "-e"]).arg(&project));
     venv
 }
