@@ -33,6 +33,16 @@ fn start_kernel_session(python: Command, work: &Path, cells: &Value) -> KernelSe
     KernelSession::start(python, work, Some(&work.join("cells.json")))
 }
 
+/// A cell that asks the audit, over its channel, what it knows of the cells
+/// so far, and writes the answer to `answer`.
+fn ask_the_audit(answer: &str) -> Value {
+    let source = format!(
+        "import json, reprotrace.channel\n\
+         open({answer:?}, 'w').write(json.dumps(reprotrace.channel.current().cells()))\n"
+    );
+    serde_json::json!(["ask", source])
+}
+
 fn paths(section: &Value) -> BTreeSet<String> {
     section.as_array().expect("data list").iter().map(|entry| entry["path"].as_str().expect("path").into()).collect()
 }
@@ -262,13 +272,7 @@ fn a_hand_loaded_extension_finds_the_attached_audit() {
         ],
         ["peek", format!("before = open({x:?}).read()\n")],
         ["overwrite", format!("open({x:?}, 'w').write('v2')\n")],
-        [
-            "ask",
-            format!(
-                "import json, reprotrace.channel\n\
-                 open({answer:?}, 'w').write(json.dumps(reprotrace.channel.current().cells()))\n"
-            )
-        ],
+        ask_the_audit(&answer),
     ]);
     let session = start_kernel_session(Command::new(venv.join("bin/python")), work, &cells);
     let manifest_path = work.join("session.json");
@@ -560,13 +564,7 @@ fn an_attached_kernels_cells_see_their_files_and_ask_the_audit() {
             ["peek", format!("before = open({x:?}).read()\n")],
             ["overwrite", format!("open({x:?}, 'w').write('v2')\n")],
             ["fail", "raise KeyError('missing')\n"],
-            [
-                "ask",
-                format!(
-                    "import json, reprotrace.channel\n\
-                 open({answer:?}, 'w').write(json.dumps(reprotrace.channel.current().cells()))\n"
-                )
-            ],
+            ask_the_audit(&answer),
         ]);
         let session = start_kernel_session(Command::new(venv.join("bin/python")), work, &cells);
         let manifest_path = work.join("session.json");
