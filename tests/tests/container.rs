@@ -84,6 +84,9 @@ fn tail(output: &str, log: &Path) -> String {
     format!("{}\n(the whole output: {})", shown.join("\n"), log.display())
 }
 
+/// Where podman keeps its runtime state (see `Podman::new`).
+const RUNTIME_STATE: &str = "/run/reprotrace-tests/podman";
+
 /// The podman of this test: its own store, the runc runtime, limits it may set.
 struct Podman {
     root: PathBuf,
@@ -98,21 +101,27 @@ impl Podman {
             Path::new("/usr/bin/podman").exists() && Path::new("/usr/bin/runc").exists(),
             "podman and runc are missing: `cargo xtask setup` installs them"
         );
-        let state = cache.join("state");
-        // The runtime state is what a tmpfs would hold: stale after a reboot.
+        // podman refuses a runroot over 50 characters (a checkout's target
+        // dir is often longer), so the runtime state has a short fixed path.
+        // It is what a tmpfs would hold: stale after a reboot.
+        let state = Path::new(RUNTIME_STATE);
         let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
-        let booted = cache.join("boot_id");
+        let booted = state.join("boot_id");
         if std::fs::read_to_string(&booted).ok().as_deref() != Some(boot.as_str()) {
-            let _ = std::fs::remove_dir_all(&state);
-            std::fs::create_dir_all(&state).expect("state dir");
+            let _ = std::fs::remove_dir_all(state);
+            std::fs::create_dir_all(state).expect("state dir");
             std::fs::write(&booted, &boot).expect("boot id");
         }
-        Podman {
-            root: cache.join("storage"),
-            runroot: state.join("run"),
-            tmpdir: state.join("libpod"),
-            limits: resource_limits(),
+        // podman's database records the runroot it was made with and refuses
+        // another: a store made with an earlier runroot is started afresh.
+        let root = cache.join("storage");
+        let made_with = cache.join("storage-runroot");
+        if std::fs::read_to_string(&made_with).ok().as_deref() != Some(RUNTIME_STATE) {
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(cache).expect("cache dir");
+            std::fs::write(&made_with, RUNTIME_STATE).expect("runroot stamp");
         }
+        Podman { root, runroot: state.join("run"), tmpdir: state.join("libpod"), limits: resource_limits() }
     }
 
     fn command(&self) -> Command {

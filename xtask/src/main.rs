@@ -187,8 +187,10 @@ fn test() -> Result<()> {
     // In a process group of its own, so that a watchdog can end every
     // process of the run: a test that hangs fails the run in bounded time
     // (cargo's "has been running for over 60 seconds" lines name it).
+    // Every test binary runs even after one fails, so that a run names all
+    // its failures at once.
     let mut child = cargo()
-        .args(["test", "--workspace", "--all-targets"])
+        .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
         .stdout(std::process::Stdio::piped())
         .process_group(0)
         .spawn()
