@@ -761,6 +761,46 @@ fn a_literal_backslash_and_a_non_utf8_byte_are_told_apart() {
     assert!(on_disk.contains(b"caf\\xe9.txt".as_slice()) && on_disk.contains(b"caf\xe9.txt".as_slice()));
 }
 
+/// A silent close (of an open the kernel did not send) leaves its descriptor
+/// number marked silent: the descriptors that later take that number — a
+/// pipe's (a call not followed), a directory's that resolves the next open,
+/// a dup's — are recorded as strace records them.
+#[test]
+fn descriptor_numbers_reused_after_a_silent_close_are_recorded_exactly() {
+    let scratch = Scratch::new();
+    scratch.write("input.txt", "input");
+    scratch.write("sub/inner.txt", "inner");
+    let script = "import os\n\
+                  work = os.getcwd()\n\
+                  name = os.path.join(work, 'input.txt')\n\
+                  for _ in range(3):\n\
+                  \x20   fd = os.open(name, os.O_RDONLY)\n\
+                  \x20   os.read(fd, 5)\n\
+                  \x20   os.close(fd)\n\
+                  r, w = os.pipe()\n\
+                  assert r == fd, (r, fd)\n\
+                  os.close(r); os.close(w)\n\
+                  d = os.open(os.path.join(work, 'sub'), os.O_RDONLY)\n\
+                  assert d == fd, (d, fd)\n\
+                  inner = os.open('inner.txt', os.O_RDONLY, dir_fd=d)\n\
+                  os.read(inner, 5); os.close(inner); os.close(d)\n\
+                  silent = os.open(name, os.O_RDONLY)\n\
+                  copy = os.dup(silent)\n\
+                  os.close(silent)\n\
+                  os.close(copy)\n\
+                  out = os.open(os.path.join(work, 'out.txt'), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)\n\
+                  assert out == fd, (out, fd)\n\
+                  os.write(out, b'done'); os.close(out)\n";
+    let audit = audit_equal(&scratch, &[PYTHON, "-c", script], || {
+        let _ = std::fs::remove_file(scratch.work().join("out.txt"));
+    });
+    assert_eq!(
+        data_paths(&audit.manifest, "inputs"),
+        BTreeSet::from([scratch.path("input.txt"), scratch.path("sub/inner.txt")])
+    );
+    assert_eq!(data_paths(&audit.manifest, "outputs"), BTreeSet::from([scratch.path("out.txt")]));
+}
+
 /// The kernel drops a repeated fact (hashing paths up to 512 bytes: 128 read
 /// at once, longer ones read again) and the close of a repeated open (below
 /// descriptor 1,024): paths that share their first 128 bytes and their length,

@@ -73,27 +73,29 @@ fn silent_fd(dedup: *mut ProcessDedup, fd: u32) -> Option<*mut u8> {
 }
 
 /// Marks descriptor `fd` silent (its open was not sent), or not (its close
-/// must be sent).
+/// must be sent). Stored only when that changes: the byte's line is shared
+/// by the process's threads.
 #[inline(always)]
 fn set_silent(dedup: *mut ProcessDedup, fd: u32, silent: bool) {
     if let Some(byte) = silent_fd(dedup, fd) {
-        // SAFETY: a byte of a map value; a plain store of it is atomic.
-        unsafe { byte.write_volatile(u8::from(silent)) };
+        let silent = u8::from(silent);
+        // SAFETY: a byte of a map value; a plain load or store of it is atomic.
+        unsafe {
+            if byte.read_volatile() != silent {
+                byte.write_volatile(silent);
+            }
+        }
     }
 }
 
 /// Whether the close of `fd` by process `tgid` closes a descriptor whose open
-/// was not sent (it is not sent either, and the descriptor is forgotten).
+/// was not sent (it is not sent either; the byte stays, see `ProcessDedup`).
 #[inline(always)]
 pub(crate) fn close_is_silent(tgid: u32, fd: u32) -> bool {
     let Some(dedup) = PROCESS_DEDUP.get_ptr_mut(tgid) else { return false };
     let Some(byte) = silent_fd(dedup, fd) else { return false };
     // SAFETY: as in `set_silent`.
-    let silent = unsafe { byte.read_volatile() } != 0;
-    if silent {
-        set_silent(dedup, fd, false);
-    }
-    silent
+    unsafe { byte.read_volatile() != 0 }
 }
 
 /// Descriptor `fd` of process `tgid` is new, from a call that is sent: its

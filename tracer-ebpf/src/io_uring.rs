@@ -201,6 +201,13 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
     let Some(audit_id) = (unsafe { IO_URING_REQUESTS.get(request) }).copied() else { return 0 };
     let _ = IO_URING_REQUESTS.remove(request);
     let result: i32 = read_ctx(&ctx, IO_URING_COMPLETE_RES_OFFSET);
-    emit_header(header(EventKind::IoUringCompletion, audit_id, i64::from(result), [request, 0, 0]));
+    let head = header(EventKind::IoUringCompletion, audit_id, i64::from(result), [request, 0, 0]);
+    // An open's descriptor is news: its close must be sent (see
+    // `ProcessDedup`). Other requests' results are 0 or a count, whose
+    // descriptor at worst has its close sent needlessly.
+    if result >= 0 {
+        not_silent(head.tgid, result as u32);
+    }
+    emit_header(head);
     0
 }
