@@ -227,15 +227,21 @@ pub struct SyscallRegs {
     pub args: [u64; 6],
     /// `task_struct.thread_info.status`.
     pub task_status: u64,
-    /// The bytes of `struct pt_regs` the dispatcher copies in one read, from
-    /// this offset: the number and every argument register are in them (at most
-    /// [`SYSCALL_REGS_WINDOW_MAX`]).
+    /// The span of `struct pt_regs` that holds the number and every argument
+    /// register, from this offset: the dispatcher keeps each register at the
+    /// same place relative to it for the handlers (at most
+    /// [`SYSCALL_REGS_SPAN_MAX`] bytes).
     pub window_start: u64,
     pub window_bytes: u64,
 }
 
-/// Most bytes of `pt_regs` copied at once (x86_64's argument registers span 64).
+/// The bytes where the dispatcher keeps a syscall's registers for its
+/// handler: the registers' span, then, in the last word, the task's
+/// `bpf_get_current_pid_tgid` (a helper call the handlers need not repeat).
 pub const SYSCALL_REGS_WINDOW_MAX: usize = 128;
+
+/// Most bytes the registers may span (x86_64's span 72).
+pub const SYSCALL_REGS_SPAN_MAX: usize = SYSCALL_REGS_WINDOW_MAX - 8;
 
 // SAFETY: plain integers, no padding.
 #[cfg(feature = "user")]

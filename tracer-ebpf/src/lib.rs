@@ -245,6 +245,9 @@ fn read_ctx<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
 /// (A helper read of the registers cost a third of the dispatcher's time.)
 struct SyscallRegisters(*const u64);
 
+/// The window's word that keeps the task's `pid_tgid`.
+const PID_TGID_WORD: usize = SYSCALL_REGS_WINDOW_MAX / 8 - 1;
+
 impl SyscallRegisters {
     /// Where the registers are kept.
     #[inline(always)]
@@ -254,9 +257,10 @@ impl SyscallRegisters {
         Some(unsafe { buf.add(SCRATCH_SIZE - SYSCALL_REGS_WINDOW_MAX) })
     }
 
-    /// Copies the current task's syscall registers (the dispatcher).
+    /// Copies the current task's syscall registers and keeps its
+    /// `pid_tgid` (the dispatcher).
     #[inline(always)]
-    fn copy(task: &CurrentTask) -> Option<SyscallRegisters> {
+    fn copy(task: &CurrentTask, pid_tgid: u64) -> Option<SyscallRegisters> {
         let window = Self::window()?.cast::<u64>();
         let regs = task.syscall_registers();
         let start = loader_global(&SYSCALL_REGS.window_start);
@@ -277,6 +281,9 @@ impl SyscallRegisters {
         copy(arg3);
         copy(arg4);
         copy(arg5);
+        // SAFETY: the window's last word, which no register takes (the
+        // loader checked their span).
+        unsafe { window.add(PID_TGID_WORD).write(pid_tgid) };
         Some(SyscallRegisters(window))
     }
 
@@ -284,6 +291,13 @@ impl SyscallRegisters {
     #[inline(always)]
     fn copied() -> Option<SyscallRegisters> {
         Self::window().map(|window| SyscallRegisters(window.cast::<u64>()))
+    }
+
+    /// The task's `bpf_get_current_pid_tgid`.
+    #[inline(always)]
+    fn pid_tgid(&self) -> u64 {
+        // SAFETY: the window's last word (see `copy`).
+        unsafe { self.0.add(PID_TGID_WORD).read() }
     }
 
     /// The syscall's number.
@@ -423,7 +437,12 @@ fn output(event: &[u8]) {
 
 #[inline(always)]
 fn header(kind: EventKind, audit_id: u32, ret: i64, args: [u64; 3]) -> EventHeader {
-    let pid_tgid = current_pid_tgid();
+    header_of(current_pid_tgid(), kind, audit_id, ret, args)
+}
+
+/// [`header`] for the task whose `bpf_get_current_pid_tgid` is `pid_tgid`.
+#[inline(always)]
+fn header_of(pid_tgid: u64, kind: EventKind, audit_id: u32, ret: i64, args: [u64; 3]) -> EventHeader {
     EventHeader {
         kind: kind as u16,
         flags: 0,
@@ -587,9 +606,10 @@ fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
 /// it if the syscall succeeded (or, for a failed exec and the markers, failed).
 #[inline(always)]
 fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
-    let tid = current_tid();
-    let Some(audit_id) = audit_of(tid) else { return };
     let Some(registers) = SyscallRegisters::copied() else { return };
+    let pid_tgid = registers.pid_tgid();
+    let tid = pid_tgid as u32;
+    let Some(audit_id) = audit_of(tid) else { return };
     let ret: i64 = ctx.arg(1);
     let value = |arg: Arg| -> Result<u64, Infallible> {
         Ok(match arg {
@@ -614,13 +634,13 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
             && loader_global(&REPORT_FAILED_LOOKUPS) != 0
         {
             let path = fact.strings[0].map_or(0, |position| registers.arg(usize::from(position)));
-            let head = header(EventKind::LookupFailed, audit_id, ret, [fact.args[0], kind as u64, 0]);
+            let head = header_of(pid_tgid, EventKind::LookupFailed, audit_id, ret, [fact.args[0], kind as u64, 0]);
             emit_with_paths(head, [path, 0]);
         }
         return;
     }
     let str_ptr = fact.strings.map(|position| position.map_or(0, |position| registers.arg(usize::from(position))));
-    let head = header(kind, audit_id, ret, fact.args);
+    let head = header_of(pid_tgid, kind, audit_id, ret, fact.args);
     match kind {
         // Reported by sched_process_fork while the syscall runs.
         EventKind::Fork => {}
@@ -687,7 +707,8 @@ fn report_ia32_process() {
 /// number, if it is traced (a tail call to an empty slot falls through).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
-    if returns_at_once() || !maybe_traced(current_tid()) {
+    let pid_tgid = current_pid_tgid();
+    if returns_at_once() || !maybe_traced(pid_tgid as u32) {
         return 0;
     }
     // A 32-bit syscall's number means another call: it is never dispatched
@@ -697,7 +718,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         report_ia32_process();
         return 0;
     }
-    let Some(registers) = SyscallRegisters::copy(&task) else { return 0 };
+    let Some(registers) = SyscallRegisters::copy(&task, pid_tgid) else { return 0 };
     let nr = registers.number();
     if nr < SYSCALL_SLOTS as u64 {
         // SAFETY: the table holds raw tracepoint programs of this context's

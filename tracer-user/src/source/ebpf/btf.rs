@@ -5,7 +5,7 @@
 //! [`crate::cache`]) for this kernel build.
 
 use btf_rs::{Btf, Type};
-use tracer_common::{io_uring::IoUringOffsets, CredOffsets, FileOffsets, SyscallRegs, SYSCALL_REGS_WINDOW_MAX};
+use tracer_common::{io_uring::IoUringOffsets, CredOffsets, FileOffsets, SyscallRegs, SYSCALL_REGS_SPAN_MAX};
 
 use super::{preflight::VMLINUX_BTF, EbpfError};
 
@@ -135,12 +135,12 @@ fn syscall_regs(offset: &dyn Fn(&str, &str) -> Result<u64, EbpfError>) -> Result
     let registers = args.iter().copied().chain([number]);
     let window_start = registers.clone().min().unwrap_or_default();
     let window_bytes = registers.max().unwrap_or_default() + 8 - window_start;
-    if window_bytes > SYSCALL_REGS_WINDOW_MAX as u64 || window_start % 8 != 0 {
+    if window_bytes > SYSCALL_REGS_SPAN_MAX as u64 || window_start % 8 != 0 {
         return Err(EbpfError::Btf {
             path: VMLINUX_BTF,
             reason: format!(
                 "struct pt_regs keeps a syscall's registers {window_bytes} bytes apart from offset {window_start}, \
-                 more than the {SYSCALL_REGS_WINDOW_MAX} reprotrace copies: use `--backend strace` on this kernel"
+                 more than the {SYSCALL_REGS_SPAN_MAX} reprotrace keeps: use `--backend strace` on this kernel"
             ),
         });
     }
