@@ -236,12 +236,13 @@ pub struct SyscallRegs {
 }
 
 /// The bytes where the dispatcher keeps a syscall's registers for its
-/// handler: the registers' span, then, in the last word, the task's
-/// `bpf_get_current_pid_tgid` (a helper call the handlers need not repeat).
+/// handler: the registers' span, then, in the last two words, the task's
+/// audit and `bpf_get_current_pid_tgid` (what the handlers need not look up
+/// again).
 pub const SYSCALL_REGS_WINDOW_MAX: usize = 128;
 
 /// Most bytes the registers may span (x86_64's span 72).
-pub const SYSCALL_REGS_SPAN_MAX: usize = SYSCALL_REGS_WINDOW_MAX - 8;
+pub const SYSCALL_REGS_SPAN_MAX: usize = SYSCALL_REGS_WINDOW_MAX - 16;
 
 // SAFETY: plain integers, no padding.
 #[cfg(feature = "user")]
@@ -250,9 +251,9 @@ unsafe impl aya::Pod for SyscallRegs {}
 /// x86's `TS_COMPAT` in `thread_info.status`: the task is in a 32-bit syscall.
 pub const TS_COMPAT: u32 = 0x0002;
 
-/// Words of the `MAYBE_TRACED` bitmap: a bit for every task id Linux can
-/// give (`PID_MAX_LIMIT`, 4,194,304 on 64-bit), 512 KiB.
-pub const MAYBE_TRACED_WORDS: u32 = (4 * 1024 * 1024) / 64;
+/// The most task ids Linux can give (`PID_MAX_LIMIT` on 64-bit): the
+/// largest `TASK_AUDITS` the loader makes.
+pub const PID_MAX_LIMIT: u32 = 4 * 1024 * 1024;
 
 /// Slots of the syscall dispatch table (`EXIT_HANDLERS`): above every x86_64
 /// syscall number reprotrace traces.
@@ -429,12 +430,12 @@ pub mod maps {
     /// which do not follow a process past a setuid or setgid exec.
     pub const USER_AUDITS: &str = "USER_AUDITS";
     pub const IO_URING_REQUESTS: &str = "IO_URING_REQUESTS";
-    /// `Array<u64>` of [`super::MAYBE_TRACED_WORDS`], memory-mapped by user
-    /// space: bit `tid` is set while task `tid` may be in `TRACED` (set
-    /// before it is added, cleared after it is removed), so that the
-    /// dispatchers turn an untraced task away with one array read instead of
-    /// a hash lookup.
-    pub const MAYBE_TRACED: &str = "MAYBE_TRACED";
+    /// `Array<[u32; 2]>` of half `pid_max` entries, memory-mapped by user
+    /// space: task `tid`'s audit plus one (0: not followed) is half `tid & 1`
+    /// of entry `tid >> 1` (set before the task is added to `TRACED`,
+    /// cleared after it is removed), so that every program asks one array
+    /// read instead of a hash lookup.
+    pub const TASK_AUDITS: &str = "TASK_AUDITS";
     /// `HashMap<u32 tid, PendingSyscall>`: the call a task is in, for the
     /// syscalls of the syscalls that [need their entry state](super::syscalls::Syscall::needs_entry_state).
     pub const PENDING: &str = "PENDING";
@@ -452,7 +453,7 @@ pub mod maps {
         NEW_PROCESS_DEDUP,
         IO_URING_REQUESTS,
         EXIT_HANDLERS,
-        MAYBE_TRACED,
+        TASK_AUDITS,
         USER_AUDITS,
     ];
 }
@@ -542,7 +543,7 @@ impl ProgramSpec {
 
 /// The programs besides the syscalls' exit handlers: the syscall dispatcher
 /// on the `sys_exit` raw tracepoint (one attach point for every syscall: a
-/// program run and a bitmap read for a task reprotrace does not follow), the
+/// program run and an array read for a task reprotrace does not follow), the
 /// scheduler's tracepoints, which follow the PID tree, and io_uring's, which
 /// see its requests.
 pub const FIXED_PROGRAMS: &[ProgramSpec] = &[

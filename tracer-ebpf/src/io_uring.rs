@@ -89,9 +89,9 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
     // process leader's, whose files and directories it shares.
     let pid_tgid = current_pid_tgid();
     let (tid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
-    let (audit_id, requester) = match audit_of(tid) {
+    let (audit_id, requester) = match task_audit(tid) {
         Some(audit_id) => (audit_id, tid),
-        None => match audit_of(tgid) {
+        None => match task_audit(tgid) {
             Some(audit_id) => (audit_id, tgid),
             None => return 0,
         },

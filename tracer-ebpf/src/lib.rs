@@ -2,13 +2,11 @@
 //!
 //! They follow a PID tree in the kernel: `TRACED` holds the tasks of each audit;
 //! `sched_process_fork` adds a child (thread or process) before it can run, and
-//! `sched_process_exit` removes a task that is gone. `MAYBE_TRACED`, a bitmap
-//! user space maps too, has the bit of every task that may be in `TRACED`: the
-//! syscall, fork and exit programs turn any other task away with one array
-//! read (exec and io_uring's are rarer and look `TRACED` up).
+//! `sched_process_exit` removes a task that is gone. `TASK_AUDITS` has the
+//! same at each task's id: every program asks it, one array read.
 //!
 //! Syscalls are seen on the raw `sys_exit` tracepoint alone: one attach point
-//! for every syscall of every task, a program run and a bitmap read for a task
+//! for every syscall of every task, a program run and an array read for a task
 //! reprotrace does not follow (a per-syscall tracepoint costs several times
 //! more per call, and each one attached takes an RCU grace period to detach).
 //! For a followed task it copies the syscall's number and argument registers
@@ -29,11 +27,7 @@
 //! nothing here may panic: indexes are masked and helpers are called raw.
 #![no_std]
 
-use core::{
-    convert::Infallible,
-    ffi::c_void,
-    sync::atomic::{AtomicU64, Ordering},
-};
+use core::{convert::Infallible, ffi::c_void};
 
 use aya_ebpf::{
     helpers::generated::{
@@ -56,8 +50,8 @@ use tracer_common::{
     syscalls::{Arg, Syscall},
     CredOffsets, EventHeader, EventKind, FactKey, FileOffsets, PendingSyscall, ProcessDedup, SeenFactSet, SyscallRegs,
     ARGV_MAX, EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED,
-    FLAG_STR1_TRUNCATED, HEADER_SIZE, MAYBE_TRACED_WORDS, PATH_MAX, SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS,
-    SILENT_FD_LIMIT, SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS, TS_COMPAT,
+    FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX, SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS, SILENT_FD_LIMIT,
+    SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS, TS_COMPAT,
 };
 
 mod dedup;
@@ -81,48 +75,62 @@ const BPF_F_MMAPABLE: u32 = 1024;
 /// `bpf_map_create` flag: a hash map allocates its entries as they come.
 const BPF_F_NO_PREALLOC: u32 = 1;
 
-/// Bit `tid` set while task `tid` may be in `TRACED` (see tracer-common): the
-/// dispatchers' first question, one array read.
+/// The audit each task is followed for, plus one (0: not followed): task
+/// `tid`'s is half `tid & 1` of entry `tid >> 1` (an array's entries take 8
+/// bytes each; the loader sizes it from `pid_max`). The dispatchers' one
+/// question, an array read the verifier inlines, where a `TRACED` lookup is
+/// a helper call and a hash. A task beyond it (`pid_max` raised since the
+/// load) is looked up in `TRACED`, which holds every followed task.
 #[map]
-static MAYBE_TRACED: Array<u64> = Array::with_max_entries(MAYBE_TRACED_WORDS, BPF_F_MMAPABLE);
+static TASK_AUDITS: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
-/// Whether task `tid` may be traced (a tid beyond the bitmap: maybe).
+/// Task `tid`'s entry in `TASK_AUDITS`, if the array reaches it.
 #[inline(always)]
-fn maybe_traced(tid: u32) -> bool {
-    match MAYBE_TRACED.get(tid >> 6) {
-        Some(word) => word & (1 << (tid & 63)) != 0,
-        None => true,
+fn task_audit_entry(tid: u32) -> Option<*mut u32> {
+    let pair = TASK_AUDITS.get_ptr_mut(tid >> 1)?;
+    // SAFETY: half 0 or 1 of the pair.
+    Some(unsafe { pair.cast::<u32>().add((tid & 1) as usize) })
+}
+
+/// The audit task `tid` is followed for, if it is.
+#[inline(always)]
+fn task_audit(tid: u32) -> Option<u32> {
+    match task_audit_entry(tid) {
+        // SAFETY: a map value's aligned u32; a plain load of it is atomic.
+        Some(entry) => match unsafe { entry.read_volatile() } {
+            0 => None,
+            audit => Some(audit.wrapping_sub(1)),
+        },
+        None => audit_of(tid),
     }
 }
 
-/// Sets or clears task `tid`'s bit, atomically: user space and other CPUs
-/// change other bits of the same word meanwhile.
+/// Sets task `tid`'s entry in `TASK_AUDITS` (`None`: not followed).
 #[inline(always)]
-fn mark_maybe_traced(tid: u32, traced: bool) {
-    let Some(word) = MAYBE_TRACED.get_ptr_mut(tid >> 6) else { return };
-    // SAFETY: a map value, 8-byte aligned, that lives as long as the map;
-    // every writer uses atomic operations on it.
-    let word = unsafe { AtomicU64::from_ptr(word) };
-    let bit = 1u64 << (tid & 63);
-    match traced {
-        true => word.fetch_or(bit, Ordering::Relaxed),
-        false => word.fetch_and(!bit, Ordering::Relaxed),
-    };
+fn set_task_audit(tid: u32, audit_id: Option<u32>) {
+    if let Some(entry) = task_audit_entry(tid) {
+        // SAFETY: as in `task_audit`.
+        unsafe { entry.write_volatile(audit_id.map_or(0, |audit_id| audit_id.wrapping_add(1))) };
+    }
 }
 
-/// Follows `tid` for `audit_id`: marked first, so that no syscall of a task
-/// in `TRACED` is turned away.
+/// Follows `tid` for `audit_id`, in `TASK_AUDITS` first, so that no syscall
+/// of a task in `TRACED` is turned away.
 #[inline(always)]
 fn follow(tid: u32, audit_id: u32) -> bool {
-    mark_maybe_traced(tid, true);
-    TRACED.insert(tid, audit_id, 0).is_ok()
+    set_task_audit(tid, Some(audit_id));
+    if TRACED.insert(tid, audit_id, 0).is_ok() {
+        return true;
+    }
+    set_task_audit(tid, None);
+    false
 }
 
-/// Stops following `tid`: unmarked last.
+/// Stops following `tid`, in `TASK_AUDITS` last.
 #[inline(always)]
 fn unfollow(tid: u32) {
     let _ = TRACED.remove(tid);
-    mark_maybe_traced(tid, false);
+    set_task_audit(tid, None);
 }
 
 /// The audits of users other than root (set by the daemon): a process of
@@ -245,8 +253,9 @@ fn read_ctx<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
 /// (A helper read of the registers cost a third of the dispatcher's time.)
 struct SyscallRegisters(*const u64);
 
-/// The window's word that keeps the task's `pid_tgid`.
+/// The window's words that keep the task's `pid_tgid` and its audit.
 const PID_TGID_WORD: usize = SYSCALL_REGS_WINDOW_MAX / 8 - 1;
+const AUDIT_WORD: usize = SYSCALL_REGS_WINDOW_MAX / 8 - 2;
 
 impl SyscallRegisters {
     /// Where the registers are kept.
@@ -258,9 +267,9 @@ impl SyscallRegisters {
     }
 
     /// Copies the current task's syscall registers and keeps its
-    /// `pid_tgid` (the dispatcher).
+    /// `pid_tgid` and audit (the dispatcher).
     #[inline(always)]
-    fn copy(task: &CurrentTask, pid_tgid: u64) -> Option<SyscallRegisters> {
+    fn copy(task: &CurrentTask, pid_tgid: u64, audit_id: u32) -> Option<SyscallRegisters> {
         let window = Self::window()?.cast::<u64>();
         let regs = task.syscall_registers();
         let start = loader_global(&SYSCALL_REGS.window_start);
@@ -281,9 +290,12 @@ impl SyscallRegisters {
         copy(arg3);
         copy(arg4);
         copy(arg5);
-        // SAFETY: the window's last word, which no register takes (the
+        // SAFETY: the window's last two words, which no register takes (the
         // loader checked their span).
-        unsafe { window.add(PID_TGID_WORD).write(pid_tgid) };
+        unsafe {
+            window.add(PID_TGID_WORD).write(pid_tgid);
+            window.add(AUDIT_WORD).write(u64::from(audit_id));
+        }
         Some(SyscallRegisters(window))
     }
 
@@ -293,11 +305,11 @@ impl SyscallRegisters {
         Self::window().map(|window| SyscallRegisters(window.cast::<u64>()))
     }
 
-    /// The task's `bpf_get_current_pid_tgid`.
+    /// The task's `bpf_get_current_pid_tgid`, and the audit it is followed for.
     #[inline(always)]
-    fn pid_tgid(&self) -> u64 {
-        // SAFETY: the window's last word (see `copy`).
-        unsafe { self.0.add(PID_TGID_WORD).read() }
+    fn task(&self) -> (u64, u32) {
+        // SAFETY: the window's last two words (see `copy`).
+        unsafe { (self.0.add(PID_TGID_WORD).read(), self.0.add(AUDIT_WORD).read() as u32) }
     }
 
     /// The syscall's number.
@@ -607,9 +619,8 @@ fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
 #[inline(always)]
 fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
     let Some(registers) = SyscallRegisters::copied() else { return };
-    let pid_tgid = registers.pid_tgid();
+    let (pid_tgid, audit_id) = registers.task();
     let tid = pid_tgid as u32;
-    let Some(audit_id) = audit_of(tid) else { return };
     let ret: i64 = ctx.arg(1);
     let value = |arg: Arg| -> Result<u64, Infallible> {
         Ok(match arg {
@@ -682,9 +693,7 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
 /// files are not seen, and the audit must say so, even when the program it
 /// ran is gone by the time user space could look at it.
 #[inline(always)]
-fn report_ia32_process() {
-    let pid_tgid = current_pid_tgid();
-    let Some(audit_id) = audit_of(pid_tgid as u32) else { return };
+fn report_ia32_process(pid_tgid: u64, audit_id: u32) {
     // Without an entry (the map full), every 32-bit syscall is reported: user
     // space counts a process once. An entry another audit left (a process
     // that exited unfollowed, its pid reused) holds another audit's mark.
@@ -707,18 +716,19 @@ fn report_ia32_process() {
 /// number, if it is traced (a tail call to an empty slot falls through).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
-    let pid_tgid = current_pid_tgid();
-    if returns_at_once() || !maybe_traced(pid_tgid as u32) {
+    if returns_at_once() {
         return 0;
     }
+    let pid_tgid = current_pid_tgid();
+    let Some(audit_id) = task_audit(pid_tgid as u32) else { return 0 };
     // A 32-bit syscall's number means another call: it is never dispatched
     // (here, once for all handlers, which the verifier checks without it).
     let task = CurrentTask::get();
     if task.status() & TS_COMPAT != 0 {
-        report_ia32_process();
+        report_ia32_process(pid_tgid, audit_id);
         return 0;
     }
-    let Some(registers) = SyscallRegisters::copy(&task, pid_tgid) else { return 0 };
+    let Some(registers) = SyscallRegisters::copy(&task, pid_tgid, audit_id) else { return 0 };
     let nr = registers.number();
     if nr < SYSCALL_SLOTS as u64 {
         // SAFETY: the table holds raw tracepoint programs of this context's
@@ -789,7 +799,7 @@ tracer_common::for_each_syscall!(syscall_programs);
 #[inline(always)]
 fn on_entry(ctx: &TracePointContext, syscall: &Syscall) {
     let tid = current_tid();
-    if !maybe_traced(tid) || audit_of(tid).is_none() || in_compat_syscall() {
+    if task_audit(tid).is_none() || in_compat_syscall() {
         return;
     }
     let argument = |position: u8| -> u64 { read_ctx(ctx, SYSCALL_ENTRY_ARGS_OFFSET + 8 * usize::from(position & 7)) };
@@ -814,10 +824,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     // Runs in the parent, before the child is first scheduled: the child is in
     // TRACED before it can make a syscall.
     let parent = current_tid();
-    if !maybe_traced(parent) {
-        return 0;
-    }
-    let Some(audit_id) = audit_of(parent) else { return 0 };
+    let Some(audit_id) = task_audit(parent) else { return 0 };
     let child: i32 = read_ctx(&ctx, FORK_CHILD_PID_OFFSET);
     let child = child as u32;
     if !follow(child, audit_id) {
@@ -844,7 +851,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let pid: i32 = read_ctx(&ctx, EXEC_PID_OFFSET);
     let old_pid: i32 = read_ctx(&ctx, EXEC_OLD_PID_OFFSET);
     let (pid, old_pid) = (pid as u32, old_pid as u32);
-    let Some(audit_id) = audit_of(old_pid) else { return 0 };
+    let Some(audit_id) = task_audit(old_pid) else { return 0 };
     if pid != old_pid {
         // A non-leader thread that execs takes over the thread-group id: keep
         // following it under its new id.
@@ -876,10 +883,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let tid = current_tid();
-    if !maybe_traced(tid) {
-        return 0;
-    }
-    let Some(audit_id) = audit_of(tid) else { return 0 };
+    let Some(audit_id) = task_audit(tid) else { return 0 };
     let offset = loader_global(&TASK_EXIT_CODE_OFFSET);
     let mut status: i32 = 0;
     if offset != 0 {

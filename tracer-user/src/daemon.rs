@@ -190,7 +190,8 @@ pub async fn serve(settings: DaemonSettings) -> anyhow::Result<i32> {
                     continue;
                 }
                 let audit_id = next_audit_id;
-                next_audit_id = next_audit_id.wrapping_add(1).max(1);
+                // From 1 to u32::MAX - 1: the kernel stores an audit plus one.
+                next_audit_id = next_audit_id % (u32::MAX - 1) + 1;
                 match admit(stream, audit_id, &source, incoming_tx.clone(), settings.allow_users) {
                     Ok(client) => {
                         attachment.idle_since = None;

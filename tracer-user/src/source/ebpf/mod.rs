@@ -11,7 +11,7 @@ pub mod session;
 use std::{
     io,
     os::fd::AsFd,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicU32, Ordering},
 };
 
 use aya::{
@@ -104,8 +104,8 @@ pub struct KernelPrograms {
     /// The syscall dispatch tables, held open: the kernel empties a program
     /// table when user space closes its last descriptor of it.
     _dispatch: ProgramArray<MapData>,
-    /// The `MAYBE_TRACED` bitmap, mapped into our memory.
-    maybe_traced: MaybeTraced,
+    /// The `TASK_AUDITS` array, mapped into our memory.
+    task_audits: TaskAudits,
     /// One per attached program; dropping one detaches its program.
     links: Vec<AttachedLink>,
     /// The io_uring programs can run here (the kernel has the tracepoints
@@ -132,6 +132,7 @@ impl KernelPrograms {
         let offsets = btf::KernelOffsets::of_this_kernel()?;
         let sees_io_uring = offsets.io_uring.known == 1 && preflight::io_uring_tracepoints_fit(&tracefs);
         let cpus = possible_cpus()?;
+        let task_audit_pairs = task_audit_pairs()?;
         let return_at_once = u64::from(options.return_at_once);
         let report_failed_lookups = u64::from(options.report_failed_lookups);
         let mut ebpf = EbpfLoader::new()
@@ -150,11 +151,12 @@ impl KernelPrograms {
             .override_global(globals::IO_URING_OFFSETS, &offsets.io_uring, true)
             .map_max_entries(maps::EVENTS, ring_bytes)
             .map_max_entries(maps::EXEC_SCRATCH, cpus)
+            .map_max_entries(maps::TASK_AUDITS, task_audit_pairs)
             .load(BPF_OBJECT)
             .map_err(EbpfError::Load)?;
         load_programs(&mut ebpf)?;
         let dispatch = dispatch_table(&mut ebpf)?;
-        let maybe_traced = MaybeTraced::map(&mut ebpf)?;
+        let task_audits = TaskAudits::map(&mut ebpf, task_audit_pairs)?;
         let ring_map = ebpf
             .take_map(maps::EVENTS)
             .ok_or_else(|| EbpfError::Map { name: maps::EVENTS, reason: "missing from the object".into() })?;
@@ -163,7 +165,7 @@ impl KernelPrograms {
         // SAFETY: the ring buffer owns its descriptor and keeps it open while the
         // AsyncFd holds it; we never replace or close it.
         let ring = unsafe { AsyncFd::register(ring) }.map_err(|err| EbpfError::Io(err.into()))?;
-        Ok(KernelPrograms { ebpf, ring, _dispatch: dispatch, maybe_traced, links: Vec::new(), sees_io_uring })
+        Ok(KernelPrograms { ebpf, ring, _dispatch: dispatch, task_audits, links: Vec::new(), sees_io_uring })
     }
 
     /// Attaches every program to its tracepoint (a few milliseconds: the
@@ -239,15 +241,23 @@ impl KernelPrograms {
     /// `audit_id`. Returns false when the task was already followed (by an
     /// earlier call, or by the kernel because its parent was): its audit stays.
     pub fn follow(&mut self, tid: Tid, audit_id: u32) -> Result<bool, EbpfError> {
-        // Marked first: no syscall of a task in TRACED is turned away. (A
-        // task followed already keeps its mark.)
-        self.maybe_traced.mark(tid, true);
+        if self.audit_of(tid).is_some() {
+            return Ok(false);
+        }
+        // In TASK_AUDITS first: no syscall of a task in TRACED is turned away.
+        self.task_audits.set(tid, Some(audit_id));
         match self.traced()?.insert(tid, audit_id, BPF_NOEXIST) {
             Ok(()) => Ok(true),
             Err(aya::maps::MapError::SyscallError(err)) if err.io_error.raw_os_error() == Some(libc::EEXIST) => {
+                // The kernel followed it meanwhile (its parent forked it):
+                // its audit stays.
+                self.task_audits.set(tid, self.audit_of(tid));
                 Ok(false)
             }
-            Err(err) => Err(traced_error(err)),
+            Err(err) => {
+                self.task_audits.set(tid, None);
+                Err(traced_error(err))
+            }
         }
     }
 
@@ -267,9 +277,9 @@ impl KernelPrograms {
             // A task that exited meanwhile removed itself.
             let _ = traced.remove(&tid);
         }
-        // Unmarked last: a mark may outlive its task, never the reverse.
+        // Cleared last: an entry may outlive its task in TRACED, never the reverse.
         for tid in tasks {
-            self.maybe_traced.mark(tid, false);
+            self.task_audits.set(tid, None);
         }
         Ok(())
     }
@@ -350,19 +360,31 @@ impl KernelPrograms {
     }
 }
 
-/// The kernel's `MAYBE_TRACED` bitmap, shared memory: bits are set and
-/// cleared with atomic operations, as the programs do, so that neither side
-/// undoes the other's change to a neighbouring bit.
-struct MaybeTraced {
+/// Entries of `TASK_AUDITS` (two tasks each): enough for every task id
+/// this system gives now (`pid_max`, which can only be raised by root; a task
+/// beyond it is found in `TRACED`, at the cost of a lookup per syscall).
+fn task_audit_pairs() -> Result<u32, EbpfError> {
+    const PID_MAX: &str = "/proc/sys/kernel/pid_max";
+    let unreadable = |reason: String| EbpfError::Map { name: maps::TASK_AUDITS, reason };
+    let text = std::fs::read_to_string(PID_MAX).map_err(|err| unreadable(format!("cannot read {PID_MAX}: {err}")))?;
+    let pid_max: u32 =
+        text.trim().parse().map_err(|_| unreadable(format!("{PID_MAX} holds {text:?}, not a number of task ids")))?;
+    Ok(pid_max.clamp(2, tracer_common::PID_MAX_LIMIT).div_ceil(2))
+}
+
+/// The kernel's `TASK_AUDITS` array, shared memory: each task's entry is
+/// stored whole and atomically, as the programs do, so that neither side
+/// undoes the other's change to the neighbouring task's.
+struct TaskAudits {
     /// Unmapped before the map's descriptor closes (fields drop in order).
     mapping: memmap2::MmapRaw,
     // Keeps the map alive while it is mapped.
     _map: MapData,
 }
 
-impl MaybeTraced {
-    fn map(ebpf: &mut Ebpf) -> Result<MaybeTraced, EbpfError> {
-        let name = maps::MAYBE_TRACED;
+impl TaskAudits {
+    fn map(ebpf: &mut Ebpf, pairs: u32) -> Result<TaskAudits, EbpfError> {
+        let name = maps::TASK_AUDITS;
         let map =
             ebpf.take_map(name).ok_or_else(|| EbpfError::Map { name, reason: "missing from the object".into() })?;
         let map = match map {
@@ -372,26 +394,23 @@ impl MaybeTraced {
         // A shared mapping of the map's own memory (it was created
         // BPF_F_MMAPABLE, of exactly this size).
         let mapping = memmap2::MmapOptions::new()
-            .len(tracer_common::MAYBE_TRACED_WORDS as usize * std::mem::size_of::<u64>())
+            .len(pairs as usize * 2 * std::mem::size_of::<u32>())
             .map_raw(&map.fd().as_fd())
             .map_err(|err| EbpfError::Map { name, reason: format!("cannot map it into memory: {err}") })?;
-        Ok(MaybeTraced { mapping, _map: map })
+        Ok(TaskAudits { mapping, _map: map })
     }
 
-    fn mark(&self, tid: Tid, traced: bool) {
-        let index = (tid >> 6) as usize;
-        if index >= self.mapping.len() / std::mem::size_of::<u64>() {
+    /// Sets task `tid`'s audit (`None`: not followed).
+    fn set(&self, tid: Tid, audit_id: Option<u32>) {
+        let index = tid as usize;
+        if index >= self.mapping.len() / std::mem::size_of::<u32>() {
             return;
         }
         // SAFETY: `index` is within the mapping, which lives as long as self;
-        // u64 words are 8-byte aligned in a page-aligned mapping, and every
-        // access to them, here and in the programs, is atomic.
-        let word = unsafe { &*self.mapping.as_mut_ptr().cast::<AtomicU64>().add(index) };
-        let bit = 1u64 << (tid & 63);
-        match traced {
-            true => word.fetch_or(bit, Ordering::Relaxed),
-            false => word.fetch_and(!bit, Ordering::Relaxed),
-        };
+        // u32 entries are 4-byte aligned in a page-aligned mapping, and every
+        // access to them, here and in the programs, is a whole, atomic one.
+        let entry = unsafe { &*self.mapping.as_mut_ptr().cast::<AtomicU32>().add(index) };
+        entry.store(audit_id.map_or(0, |audit_id| audit_id.wrapping_add(1)), Ordering::Relaxed);
     }
 }
 
