@@ -354,11 +354,12 @@ pub struct ProcessDedup {
     /// Byte `fd` is 1 when descriptor `fd` came from an open that was not
     /// sent (the same fact sent already), so that its close is not sent
     /// either; 0 once a call that is sent (an open, a dup, an io_uring
-    /// request's completion) makes that number anew. A silent close leaves it at 1: a descriptor a call the
-    /// programs do not follow makes there (a socket, a pipe) was never an
-    /// open user space knows of, so its close says nothing either, and a
-    /// loop that reopens the same file stores nothing (threads storing
-    /// into one line of bytes made it bounce between their CPUs).
+    /// request's completion) makes that number anew. A silent close leaves
+    /// it at 1: a descriptor that a call the programs do not follow makes
+    /// there (a socket, a pipe) was never an open user space knows of, so
+    /// its close says nothing either, and a loop that reopens the same file
+    /// stores nothing (threads storing into one line of bytes made it
+    /// bounce between their CPUs).
     /// Bytes, not bits: each is stored on its own, where threads that share
     /// a word of bits would need a locked read-modify-write each.
     pub silent_fds: [u8; SILENT_FD_LIMIT as usize],

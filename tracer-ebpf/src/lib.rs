@@ -335,14 +335,6 @@ impl SyscallRegisters {
     }
 }
 
-/// Whether the current task is in a 32-bit syscall, whose numbers mean other
-/// calls (the eBPF backend does not follow them; the manifest counts such
-/// processes).
-#[inline(always)]
-fn in_compat_syscall() -> bool {
-    CurrentTask::get().status() & TS_COMPAT != 0
-}
-
 /// The running task as a typed (BTF) pointer: a member of it, at the
 /// loader's offset (a constant to the verifier: the globals are in a frozen
 /// read-only map), is read by a plain load, which the verifier checks against
@@ -366,11 +358,14 @@ impl CurrentTask {
         unsafe { bpf_task_pt_regs(self.0.cast_mut().cast()) as *const u8 }
     }
 
-    /// `thread_info.status`.
+    /// Whether the task is in a 32-bit syscall, whose numbers mean other
+    /// calls (the eBPF backend does not follow them; the manifest counts such
+    /// processes): `TS_COMPAT` in `thread_info.status`.
     #[inline(always)]
-    fn status(&self) -> u32 {
+    fn in_compat_syscall(&self) -> bool {
         // SAFETY: the member's offset in the task, from BTF.
-        unsafe { self.0.add(loader_global(&SYSCALL_REGS.task_status) as usize).cast::<u32>().read() }
+        let status = unsafe { self.0.add(loader_global(&SYSCALL_REGS.task_status) as usize).cast::<u32>().read() };
+        status & TS_COMPAT != 0
     }
 }
 
@@ -724,7 +719,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     // A 32-bit syscall's number means another call: it is never dispatched
     // (here, once for all handlers, which the verifier checks without it).
     let task = CurrentTask::get();
-    if task.status() & TS_COMPAT != 0 {
+    if task.in_compat_syscall() {
         report_ia32_process(pid_tgid, audit_id);
         return 0;
     }
@@ -799,7 +794,7 @@ tracer_common::for_each_syscall!(syscall_programs);
 #[inline(always)]
 fn on_entry(ctx: &TracePointContext, syscall: &Syscall) {
     let tid = current_tid();
-    if task_audit(tid).is_none() || in_compat_syscall() {
+    if task_audit(tid).is_none() || CurrentTask::get().in_compat_syscall() {
         return;
     }
     let argument = |position: u8| -> u64 { read_ctx(ctx, SYSCALL_ENTRY_ARGS_OFFSET + 8 * usize::from(position & 7)) };
