@@ -217,7 +217,8 @@ pub struct PendingSyscall {
 /// syscall's number and arguments (byte offsets in `struct pt_regs`, from the
 /// kernel's BTF), and how they tell a 32-bit (ia32) syscall, whose numbers are
 /// other ones: `thread_info.status` (at that offset in `task_struct`) has
-/// `TS_COMPAT`.
+/// `TS_COMPAT`; and the task's ids, which the dispatcher reads from the task
+/// it has at hand rather than by another helper call.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyscallRegs {
@@ -227,6 +228,9 @@ pub struct SyscallRegs {
     pub args: [u64; 6],
     /// `task_struct.thread_info.status`.
     pub task_status: u64,
+    /// `task_struct.pid` and `tgid`.
+    pub task_pid: u64,
+    pub task_tgid: u64,
     /// The span of `struct pt_regs` that holds the number and every argument
     /// register, from this offset: the dispatcher keeps each register at the
     /// same place relative to it for the handlers (at most
@@ -236,13 +240,13 @@ pub struct SyscallRegs {
 }
 
 /// The bytes where the dispatcher keeps a syscall's registers for its
-/// handler: the registers' span, then, in the last two words, the task's
-/// audit and `bpf_get_current_pid_tgid` (what the handlers need not look up
-/// again).
+/// handler: the registers' span, then, in the last three words, the task's
+/// table of open files, its audit and its `pid_tgid` (what the handlers need
+/// not look up again).
 pub const SYSCALL_REGS_WINDOW_MAX: usize = 128;
 
 /// Most bytes the registers may span (x86_64's span 72).
-pub const SYSCALL_REGS_SPAN_MAX: usize = SYSCALL_REGS_WINDOW_MAX - 16;
+pub const SYSCALL_REGS_SPAN_MAX: usize = SYSCALL_REGS_WINDOW_MAX - 24;
 
 // SAFETY: plain integers, no padding.
 #[cfg(feature = "user")]

@@ -147,24 +147,22 @@ fn hash_words<const WORDS: usize>(words: *const u64) -> u64 {
 /// directory, a path or a temporary file).
 const SILENCEABLE_OPEN_FLAGS_MASK: u64 = O_ACCMODE | O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | O_TMPFILE_ONLY;
 
-/// Whether descriptor `fd` of the current task is a regular file without
-/// execute bits: one whose descriptor resolves no path (a directory's does)
-/// and is run through no `/dev/fd` (an executable's may be).
+/// Whether descriptor `fd` in `open_files` (the task's array of open files,
+/// which the dispatcher read) is a regular file without execute bits: one
+/// whose descriptor resolves no path (a directory's does) and is run through
+/// no `/dev/fd` (an executable's may be).
 #[inline(always)]
-fn is_plain_file(fd: u32) -> bool {
-    // Helper reads, not typed loads through `CurrentTask`: each typed load
-    // costs the verifier a search of the kernel's BTF. Measured: the first
-    // three as typed loads, in a global function the verifier checks once
-    // per program, saved some 45 ns an open (of ~125 for the check) and
-    // added 25–40 ms to a standalone start.
-    // SAFETY: a helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    let files = read_kernel_u64(task + loader_global(&FILE_OFFSETS.task_files));
-    let fdt = read_kernel_u64(files + loader_global(&FILE_OFFSETS.files_fdt));
-    let fds = read_kernel_u64(fdt + loader_global(&FILE_OFFSETS.fdtable_fd));
-    let file = read_kernel_u64(fds + 8 * u64::from(fd));
+fn is_plain_file(open_files: u64, fd: u32) -> bool {
+    // Helper reads, not typed loads: the array holds pointers of no type the
+    // verifier follows, and each typed load costs it a search of the
+    // kernel's BTF in every open handler (the dispatcher, one program, makes
+    // the loads that reach the array).
+    if open_files == 0 {
+        return false;
+    }
+    let file = read_kernel_u64(open_files + 8 * u64::from(fd));
     let inode = read_kernel_u64(file + loader_global(&FILE_OFFSETS.file_inode));
-    if files == 0 || fdt == 0 || fds == 0 || file == 0 || inode == 0 {
+    if file == 0 || inode == 0 {
         return false;
     }
     let mode = read_kernel_u32(inode + loader_global(&FILE_OFFSETS.inode_mode)) as u32 & 0xffff;
@@ -198,11 +196,11 @@ fn seen_before(fact: &FactKey) -> bool {
 }
 
 /// Emits a fact about one path: a lookup, or an open (`fd`: the descriptor
-/// it returned), unless this process image stated the same fact about the
+/// it returned, in the task's `open_files`), unless this process image stated the same fact about the
 /// same absolute path before (for an open: a read-only one of a plain file,
 /// with the same flags; its descriptor is then silent, see `ProcessDedup`).
 #[inline(always)]
-pub(crate) fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>) {
+pub(crate) fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>, open_files: u64) {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else { return };
     let buf = buf.cast::<u8>();
     // SAFETY: header + PATH_MAX fit in the scratch buffer.
@@ -225,7 +223,11 @@ pub(crate) fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u3
     // program that reads a register a helper call clobbered.)
     let detail = match fd {
         None => (EventKind::Metadata as u32) << 24,
-        Some(fd) if fd < SILENT_FD_LIMIT && head.args[1] & SILENCEABLE_OPEN_FLAGS_MASK == 0 && is_plain_file(fd) => {
+        Some(fd)
+            if fd < SILENT_FD_LIMIT
+                && head.args[1] & SILENCEABLE_OPEN_FLAGS_MASK == 0
+                && is_plain_file(open_files, fd) =>
+        {
             (EventKind::Open as u32) << 24 | (head.args[1] & 0x00ff_ffff) as u32
         }
         Some(_) => 0,

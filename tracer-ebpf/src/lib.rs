@@ -175,10 +175,17 @@ static MM_ARG_START_OFFSET: u64 = 0;
 static MM_ARG_END_OFFSET: u64 = 0;
 
 /// Where syscalls keep their number and arguments in `struct pt_regs`, and
-/// the task its 32-bit flag, from BTF (see tracer-common's `SyscallRegs`).
+/// the task its 32-bit flag and its ids, from BTF (see tracer-common's `SyscallRegs`).
 #[no_mangle]
-static SYSCALL_REGS: SyscallRegs =
-    SyscallRegs { number: 0, args: [0; 6], task_status: 0, window_start: 0, window_bytes: 0 };
+static SYSCALL_REGS: SyscallRegs = SyscallRegs {
+    number: 0,
+    args: [0; 6],
+    task_status: 0,
+    task_pid: 0,
+    task_tgid: 0,
+    window_start: 0,
+    window_bytes: 0,
+};
 
 /// Where an open descriptor's inode is, from BTF (see tracer-common's `FileOffsets`).
 #[no_mangle]
@@ -253,9 +260,11 @@ fn read_ctx<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
 /// (A helper read of the registers cost a third of the dispatcher's time.)
 struct SyscallRegisters(*const u64);
 
-/// The window's words that keep the task's `pid_tgid` and its audit.
+/// The window's words that keep the task's `pid_tgid`, its audit and its
+/// table of open files.
 const PID_TGID_WORD: usize = SYSCALL_REGS_WINDOW_MAX / 8 - 1;
 const AUDIT_WORD: usize = SYSCALL_REGS_WINDOW_MAX / 8 - 2;
+const OPEN_FILES_WORD: usize = SYSCALL_REGS_WINDOW_MAX / 8 - 3;
 
 impl SyscallRegisters {
     /// Where the registers are kept.
@@ -267,7 +276,7 @@ impl SyscallRegisters {
     }
 
     /// Copies the current task's syscall registers and keeps its
-    /// `pid_tgid` and audit (the dispatcher).
+    /// `pid_tgid`, audit and table of open files (the dispatcher).
     #[inline(always)]
     fn copy(task: &CurrentTask, pid_tgid: u64, audit_id: u32) -> Option<SyscallRegisters> {
         let window = Self::window()?.cast::<u64>();
@@ -290,11 +299,12 @@ impl SyscallRegisters {
         copy(arg3);
         copy(arg4);
         copy(arg5);
-        // SAFETY: the window's last two words, which no register takes (the
-        // loader checked their span).
+        // SAFETY: the window's last three words, which no register takes
+        // (the loader checked their span).
         unsafe {
             window.add(PID_TGID_WORD).write(pid_tgid);
             window.add(AUDIT_WORD).write(u64::from(audit_id));
+            window.add(OPEN_FILES_WORD).write(task.open_files());
         }
         Some(SyscallRegisters(window))
     }
@@ -305,11 +315,18 @@ impl SyscallRegisters {
         Self::window().map(|window| SyscallRegisters(window.cast::<u64>()))
     }
 
-    /// The task's `bpf_get_current_pid_tgid`, and the audit it is followed for.
+    /// The task's `pid_tgid`, and the audit it is followed for.
     #[inline(always)]
     fn task(&self) -> (u64, u32) {
         // SAFETY: the window's last two words (see `copy`).
         unsafe { (self.0.add(PID_TGID_WORD).read(), self.0.add(AUDIT_WORD).read() as u32) }
+    }
+
+    /// The task's table of open files (see `CurrentTask::open_files`).
+    #[inline(always)]
+    fn open_files(&self) -> u64 {
+        // SAFETY: a word of the window (see `copy`).
+        unsafe { self.0.add(OPEN_FILES_WORD).read() }
     }
 
     /// The syscall's number.
@@ -358,14 +375,48 @@ impl CurrentTask {
         unsafe { bpf_task_pt_regs(self.0.cast_mut().cast()) as *const u8 }
     }
 
+    /// A member of the task at the loader's offset `offset`, by a typed load.
+    #[inline(always)]
+    fn member<T: Copy>(&self, offset: &u64) -> T {
+        // SAFETY: the member's offset in the task, from BTF; the verifier
+        // checks the load against the kernel's types.
+        unsafe { self.0.add(loader_global(offset) as usize).cast::<T>().read() }
+    }
+
+    /// The task's `pid_tgid` as `bpf_get_current_pid_tgid` has it: the
+    /// thread-group id above the task's id (two loads, no helper call).
+    #[inline(always)]
+    fn pid_tgid(&self) -> u64 {
+        u64::from(self.member::<u32>(&SYSCALL_REGS.task_tgid)) << 32 | u64::from(self.tid())
+    }
+
+    /// The task's id.
+    #[inline(always)]
+    fn tid(&self) -> u32 {
+        self.member(&SYSCALL_REGS.task_pid)
+    }
+
+    /// The array of the task's open files, `files->fdt->fd` (0 for a task
+    /// without files): typed loads here, where the dispatcher has the task,
+    /// save an open's handler three helper reads (the array's own pointers
+    /// are no type the verifier follows, so the handler reads them).
+    #[inline(always)]
+    fn open_files(&self) -> u64 {
+        let files: *const u8 = self.member(&FILE_OFFSETS.task_files);
+        // SAFETY: members at their offsets from BTF, loaded as typed
+        // pointers (the JIT's guard makes a load through a null one 0).
+        unsafe {
+            let fdt = files.add(loader_global(&FILE_OFFSETS.files_fdt) as usize).cast::<*const u8>().read();
+            fdt.add(loader_global(&FILE_OFFSETS.fdtable_fd) as usize).cast::<u64>().read()
+        }
+    }
+
     /// Whether the task is in a 32-bit syscall, whose numbers mean other
     /// calls (the eBPF backend does not follow them; the manifest counts such
     /// processes): `TS_COMPAT` in `thread_info.status`.
     #[inline(always)]
     fn in_compat_syscall(&self) -> bool {
-        // SAFETY: the member's offset in the task, from BTF.
-        let status = unsafe { self.0.add(loader_global(&SYSCALL_REGS.task_status) as usize).cast::<u32>().read() };
-        status & TS_COMPAT != 0
+        self.member::<u32>(&SYSCALL_REGS.task_status) & TS_COMPAT != 0
     }
 }
 
@@ -659,8 +710,8 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
             new_epoch(head.tgid);
             emit_with_paths(head, str_ptr)
         }
-        EventKind::Metadata => emit_path_fact(head, str_ptr[0], None),
-        EventKind::Open => emit_path_fact(head, str_ptr[0], Some(ret as u32)),
+        EventKind::Metadata => emit_path_fact(head, str_ptr[0], None, 0),
+        EventKind::Open => emit_path_fact(head, str_ptr[0], Some(ret as u32), registers.open_files()),
         EventKind::Close if head.args[0] == head.args[1] && close_is_silent(head.tgid, head.args[0] as u32) => {}
         kind => {
             match kind {
@@ -714,11 +765,13 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if returns_at_once() {
         return 0;
     }
-    let pid_tgid = current_pid_tgid();
-    let Some(audit_id) = task_audit(pid_tgid as u32) else { return 0 };
+    // The task, not its `pid_tgid`: one helper call gives the ids and what
+    // else a followed task's handler needs.
+    let task = CurrentTask::get();
+    let Some(audit_id) = task_audit(task.tid()) else { return 0 };
+    let pid_tgid = task.pid_tgid();
     // A 32-bit syscall's number means another call: it is never dispatched
     // (here, once for all handlers, which the verifier checks without it).
-    let task = CurrentTask::get();
     if task.in_compat_syscall() {
         report_ia32_process(pid_tgid, audit_id);
         return 0;

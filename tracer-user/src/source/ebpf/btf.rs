@@ -33,7 +33,7 @@ pub struct KernelOffsets {
 }
 
 /// The cache file's name; the number changes with the struct's layout.
-const CACHE_NAME: &str = "kernel-offsets-v6.bin";
+const CACHE_NAME: &str = "kernel-offsets-v7.bin";
 
 impl KernelOffsets {
     /// The offsets for the running kernel: cached ones when this kernel build
@@ -148,6 +148,8 @@ fn syscall_regs(offset: &dyn Fn(&str, &str) -> Result<u64, EbpfError>) -> Result
         number,
         args,
         task_status: offset("task_struct", "thread_info")? + offset("thread_info", "status")?,
+        task_pid: offset("task_struct", "pid")?,
+        task_tgid: offset("task_struct", "tgid")?,
         window_start,
         window_bytes,
     })
