@@ -54,7 +54,33 @@ pub fn write(dir: &Path, name: &str, key: &[u8], contents: &[u8]) -> std::io::Re
     temp.write_all(key)?;
     temp.write_all(contents)?;
     temp.persist(dir.join(name)).map_err(|err| err.error)?;
+    remove_other_versions(dir, name);
     Ok(())
+}
+
+/// Removes the other versions of `name` (`STEM-vN.bin`, the number changing
+/// with the layout) from `dir`: nothing reads them again, and without this
+/// each new layout would leave its predecessor behind for good.
+fn remove_other_versions(dir: &Path, name: &str) {
+    let Some(stem) = versioned_stem(name) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let other = entry.file_name();
+        let Some(other) = other.to_str() else { continue };
+        if other != name && versioned_stem(other) == Some(stem) {
+            // One left behind costs a few bytes, nothing else.
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// `kernel-offsets-v` of `kernel-offsets-v7.bin`; `None` for a name without
+/// a version.
+fn versioned_stem(name: &str) -> Option<&str> {
+    let number = name.strip_suffix(".bin")?;
+    let digits = number.len() - number.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let stem = number.get(..number.len() - digits)?;
+    (digits > 0 && stem.ends_with("-v")).then_some(stem)
 }
 
 /// The contents cached under `name` in `dir` for `key`, if there are any
@@ -83,6 +109,24 @@ mod tests {
         assert!(read(dir.path(), "other", b"key-1").is_none());
         std::fs::write(dir.path().join("thing"), [200u8; 4]).expect("damage");
         assert!(read(dir.path(), "thing", b"key-1").is_none());
+    }
+
+    #[test]
+    fn a_new_version_replaces_the_old_ones_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "thing-v1.bin", b"key", b"old").expect("write");
+        write(dir.path(), "other-v1.bin", b"key", b"another's").expect("write");
+        std::fs::write(dir.path().join("thing-v1.bin.keep"), b"not a version").expect("write");
+        write(dir.path(), "thing-v2.bin", b"key", b"new").expect("write");
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["other-v1.bin", "thing-v1.bin.keep", "thing-v2.bin"]);
+        assert_eq!(versioned_stem("kernel-offsets-v7.bin"), Some("kernel-offsets-v"));
+        assert_eq!(versioned_stem("thing.bin"), None);
+        assert_eq!(versioned_stem("thing-v.bin"), None);
     }
 
     #[test]
