@@ -175,7 +175,8 @@ pub struct StraceSource {
     /// Becomes readable when strace exits (it is not reaped through it).
     strace_exit: AsyncFd<OwnedFd>,
     batches: mpsc::Receiver<Vec<Event>>,
-    reader: JoinHandle<std::io::Result<u64>>,
+    /// Taken by `finish`.
+    reader: Option<JoinHandle<std::io::Result<u64>>>,
 }
 
 impl StraceSource {
@@ -280,7 +281,7 @@ impl StraceSource {
                 })
             })
             .map_err(StraceError::StartReader)?;
-        Ok((StraceSource { mode, strace_pid, strace_exit, batches, reader }, writer))
+        Ok((StraceSource { mode, strace_pid, strace_exit, batches, reader: Some(reader) }, writer))
     }
 
     fn strace_has_exited(&self) -> bool {
@@ -304,6 +305,18 @@ impl StraceSource {
     fn reap(&self) {
         if let Some(pid) = Pid::from_raw(self.strace_pid as i32) {
             let _ = waitpid(Some(pid), WaitOptions::NOHANG);
+        }
+    }
+}
+
+impl Drop for StraceSource {
+    /// A source given up before `finish` (an error on the way) leaves no
+    /// strace attached: it would go on stopping the processes it was
+    /// attached to at every syscall after reprotrace is gone. (One that
+    /// started the command follows it to its end, as the command needs.)
+    fn drop(&mut self) {
+        if matches!(self.mode, Mode::Attached) && !self.strace_has_exited() {
+            self.signal_strace(Signal::INT);
         }
     }
 }
@@ -335,8 +348,8 @@ impl Source for StraceSource {
         }
         self.strace_exit.readable().await.map_err(StraceError::Watch)?.retain_ready();
         self.reap();
-        let malformed_lines =
-            self.reader.join().map_err(|_| StraceError::ReaderPanicked)?.map_err(StraceError::ReadLog)?;
+        let reader = self.reader.take().ok_or(StraceError::ReaderPanicked)?;
+        let malformed_lines = reader.join().map_err(|_| StraceError::ReaderPanicked)?.map_err(StraceError::ReadLog)?;
         // strace sees io_uring_setup, not what the ring then does.
         Ok(Counters { malformed_events: malformed_lines, sees_io_uring: false, ..Counters::default() })
     }
@@ -444,6 +457,35 @@ mod tests {
 
     use super::*;
     use crate::event::Fact;
+
+    #[test]
+    fn an_attached_strace_given_up_before_its_end_detaches() {
+        let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().expect("sleep");
+        let existing = snapshot::snapshot_trees(&[sleeper.id()]).expect("snapshot");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let strace_pid = runtime.block_on(async {
+            let (source, followed, _) = StraceSource::attach(existing).await.expect("strace attaches");
+            assert_eq!(followed.len(), 1);
+            assert_eq!(tracer_of(sleeper.id()), Some(source.strace_pid));
+            source.strace_pid
+            // Dropped here, without `finish`: an error on the way.
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let strace_running = || {
+            std::fs::read_to_string(format!("/proc/{strace_pid}/stat"))
+                .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+        };
+        while tracer_of(sleeper.id()) != Some(0) || strace_running() {
+            assert!(std::time::Instant::now() < deadline, "strace is still attached or running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(sleeper.try_wait().expect("sleep").is_none(), "the process goes on, untraced");
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        if let Some(pid) = Pid::from_raw(strace_pid as i32) {
+            let _ = waitpid(Some(pid), WaitOptions::empty());
+        }
+    }
 
     /// Opens the pipe as strace does with `-o`.
     fn open_as_strace(pipe: &LogPipe) -> std::fs::File {
