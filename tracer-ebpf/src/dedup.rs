@@ -196,9 +196,10 @@ fn seen_before(fact: &FactKey) -> bool {
 }
 
 /// Emits a fact about one path: a lookup, or an open (`fd`: the descriptor
-/// it returned, in the task's `open_files`), unless this process image stated the same fact about the
-/// same absolute path before (for an open: a read-only one of a plain file,
-/// with the same flags; its descriptor is then silent, see `ProcessDedup`).
+/// it returned, in the task's `open_files`; 0 for a lookup), unless this
+/// process image stated the same fact about the same absolute path before
+/// (for an open: a read-only one of a plain file, with the same flags; its
+/// descriptor is then silent, see `ProcessDedup`).
 #[inline(always)]
 pub(crate) fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u32>, open_files: u64) {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else { return };

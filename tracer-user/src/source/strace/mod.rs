@@ -175,7 +175,8 @@ pub struct StraceSource {
     /// Becomes readable when strace exits (it is not reaped through it).
     strace_exit: AsyncFd<OwnedFd>,
     batches: mpsc::Receiver<Vec<Event>>,
-    /// Taken by `finish`.
+    /// Taken by `finish`, the only place that joins it (an `Option` because
+    /// the source has a `Drop`).
     reader: Option<JoinHandle<std::io::Result<u64>>>,
 }
 
