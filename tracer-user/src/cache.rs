@@ -83,16 +83,36 @@ fn versioned_stem(name: &str) -> Option<&str> {
     (digits > 0 && stem.ends_with("-v")).then_some(stem)
 }
 
-/// The contents cached under `name` in `dir` for `key`, if there are any
-/// (the whole file: the contents start at the returned offset).
-pub fn read(dir: &Path, name: &str, key: &[u8]) -> Option<(Vec<u8>, usize)> {
+/// A cached file's contents, mapped into memory rather than read: an audit
+/// looks up a few hundred paths in a dpkg index of megabytes, and copying
+/// the whole file cost it more than anything else it does at its start.
+#[derive(Debug)]
+pub struct Cached {
+    file: memmap2::Mmap,
+    /// Where the contents start, after the key.
+    start: usize,
+}
+
+impl Cached {
+    pub fn contents(&self) -> &[u8] {
+        self.file.get(self.start..).unwrap_or_default()
+    }
+}
+
+/// The contents cached under `name` in `dir` for `key`, if there are any.
+pub fn read(dir: &Path, name: &str, key: &[u8]) -> Option<Cached> {
     if !is_ours(dir) {
         return None;
     }
-    let bytes = std::fs::read(dir.join(name)).ok()?;
-    let key_len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+    let file = std::fs::File::open(dir.join(name)).ok()?;
+    // SAFETY: a mapping is only unsound if the file changes under it. A
+    // cached file is never written in place: `write` renames a new file over
+    // it, and the mapping keeps the one it mapped. The directory is this
+    // user's alone (`is_ours`), so no one else can truncate it either.
+    let file = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    let key_len = u64::from_le_bytes(file.get(..8)?.try_into().ok()?) as usize;
     let start = 8usize.checked_add(key_len)?;
-    (bytes.get(8..start)? == key).then_some((bytes, start))
+    (file.get(8..start)? == key).then_some(Cached { file, start })
 }
 
 #[cfg(test)]
@@ -103,8 +123,7 @@ mod tests {
     fn contents_come_back_for_their_key_only() {
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), "thing", b"key-1", b"contents").expect("write");
-        let (bytes, start) = read(dir.path(), "thing", b"key-1").expect("read");
-        assert_eq!(&bytes[start..], b"contents");
+        assert_eq!(read(dir.path(), "thing", b"key-1").expect("read").contents(), b"contents");
         assert!(read(dir.path(), "thing", b"key-2").is_none());
         assert!(read(dir.path(), "other", b"key-1").is_none());
         std::fs::write(dir.path().join("thing"), [200u8; 4]).expect("damage");

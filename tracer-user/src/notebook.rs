@@ -69,7 +69,7 @@ impl Notebook {
                     Source::Lines(lines) => lines.concat(),
                 };
                 let digest = Sha256::digest(source.as_bytes());
-                NotebookCell { id: cell.id, source_sha256: digest.iter().map(|byte| format!("{byte:02x}")).collect() }
+                NotebookCell { id: cell.id, source_sha256: format!("{digest:x}") }
             })
             .collect();
         Ok(Notebook { cells })

@@ -348,7 +348,7 @@ fn hash_file(path: &[u8]) -> Result<String, BundleError> {
         }
         hasher.update(&buffer[..read]);
     }
-    Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// Writes the bundle beside `output`, then renames it into place.

@@ -154,7 +154,7 @@ fn copy_hashing(reader: &mut impl Read, path: &Path) -> std::io::Result<String> 
         hasher.update(&buffer[..read]);
         out.write_all(&buffer[..read])?;
     }
-    Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// The directory holding `entry` (resolved inside the root) and its name.

@@ -153,7 +153,7 @@ fn signed(msg_type: &str, content: &Value, key: &str) -> Result<(ZmqMessage, Str
             let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
                 .map_err(|err| JupyterError::Inject(format!("the kernel's key: {err}")))?;
             frames.iter().for_each(|frame| mac.update(frame));
-            mac.finalize().into_bytes().iter().map(|byte| format!("{byte:02x}")).collect()
+            format!("{:x}", mac.finalize().into_bytes())
         }
     };
     let mut message = vec![Bytes::from_static(DELIMITER), Bytes::from(signature)];

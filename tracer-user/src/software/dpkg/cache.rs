@@ -13,7 +13,7 @@ use std::{
     path::Path,
 };
 
-use super::{SortedOwners, SystemPackage, UsrAliases, MANAGER};
+use super::{SortedOwners, SystemPackage, UsrAliases, MANAGER, OWNER_ENTRY_BYTES};
 
 /// The cache file's name; the number changes with its layout.
 const FILE_NAME: &str = "dpkg-index-v1.bin";
@@ -59,8 +59,9 @@ impl Key {
 
 /// The index cached in `dir` for `key`, if there is one and it is whole.
 pub fn read(dir: &Path, key: &Key) -> Option<(Vec<SystemPackage>, SortedOwners)> {
-    let (bytes, start) = crate::cache::read(dir, FILE_NAME, &key.0)?;
-    let mut reader = Reader { bytes: bytes.get(start..)? };
+    let cached = crate::cache::read(dir, FILE_NAME, &key.0)?;
+    let contents = cached.contents();
+    let mut reader = Reader { bytes: contents };
     let package_count = reader.u32()? as usize;
     let mut packages = Vec::with_capacity(package_count.min(1 << 20));
     for _ in 0..package_count {
@@ -71,48 +72,32 @@ pub fn read(dir: &Path, key: &Key) -> Option<(Vec<SystemPackage>, SortedOwners)>
             manager: MANAGER,
         });
     }
-    let blob = reader.bytes_field()?;
-    // The paths stay where they are in the file's bytes, which the index
-    // keeps whole: no copy of megabytes.
-    let blob_start = (blob.as_ptr() as usize - bytes.as_ptr() as usize) as u32;
-    let blob_len = blob.len();
+    let paths = reader.bytes_field()?;
+    // The paths and the entries stay where they are in the mapped file.
+    let paths_start = paths.as_ptr() as usize - contents.as_ptr() as usize;
+    let paths = paths_start..paths_start + paths.len();
     let entry_count = reader.u32()? as usize;
-    let mut entries: Vec<[u32; 3]> = Vec::with_capacity(entry_count.min(1 << 24));
-    let mut previous: Option<&[u8]> = None;
-    for _ in 0..entry_count {
-        let [offset, len, package] = [reader.u32()?, reader.u32()?, reader.u32()?];
-        // Every entry within the paths and the packages, and in order: a
-        // binary search over anything else would answer wrongly.
-        let end = (offset as usize).checked_add(len as usize).filter(|&end| end <= blob_len)?;
-        let path = blob.get(offset as usize..end)?;
-        if package as usize >= packages.len() || previous.is_some_and(|previous| previous >= path) {
-            return None;
-        }
-        previous = Some(path);
-        entries.push([blob_start + offset, len, package]);
-    }
-    if !reader.bytes.is_empty() {
+    if entry_count.checked_mul(OWNER_ENTRY_BYTES) != Some(reader.bytes.len()) {
         return None;
     }
-    Some((packages, SortedOwners { paths: bytes, entries }))
+    let entries_start = paths.end + 4;
+    let owners = SortedOwners::in_place(cached, paths, entries_start, package_count)?;
+    Some((packages, owners))
 }
 
 /// Leaves the index in `dir` for `key` (a temporary file renamed into place).
 pub fn write(dir: &Path, key: &Key, packages: &[SystemPackage], owners: &SortedOwners) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(owners.paths.len() + owners.entries.len() * 12 + 1024);
+    let entries = owners.entries();
+    let mut out = Vec::with_capacity(owners.paths().len() + entries.len() * OWNER_ENTRY_BYTES + 1024);
     out.extend_from_slice(&(packages.len() as u32).to_le_bytes());
     for package in packages {
         for text in [&package.name, &package.version, &package.architecture] {
             put_bytes(&mut out, text.as_bytes());
         }
     }
-    put_bytes(&mut out, &owners.paths);
-    out.extend_from_slice(&(owners.entries.len() as u32).to_le_bytes());
-    for entry in &owners.entries {
-        for value in entry {
-            out.extend_from_slice(&value.to_le_bytes());
-        }
-    }
+    put_bytes(&mut out, owners.paths());
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    out.extend_from_slice(entries.as_flattened());
     crate::cache::write(dir, FILE_NAME, &key.0, &out)
 }
 
@@ -175,7 +160,8 @@ mod tests {
         let (packages, owners) = read(cache.path(), &key).expect("the cache is read back");
         assert_eq!(packages, built.packages);
         let lookups = |owners: &SortedOwners| -> Vec<(Vec<u8>, usize)> {
-            owners.entries.iter().map(|&entry| (owners.path(entry).to_vec(), entry[2] as usize)).collect()
+            let decoded = owners.entries().iter().map(super::super::decode_entry);
+            decoded.map(|entry| (owners.path(entry).to_vec(), entry[2] as usize)).collect()
         };
         assert_eq!(lookups(&owners), lookups(&built.owners));
         assert_eq!(owners.get(b"/usr/bin/dash"), Some(0));

@@ -53,6 +53,7 @@ use std::{
     collections::{HashMap, HashSet},
     fs,
     io::{self, Read},
+    ops::Range,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
@@ -99,40 +100,115 @@ pub struct DpkgIndex {
     owners: SortedOwners,
 }
 
-/// Canonical file paths and the index of their package, sorted by path:
-/// searched in place, so an index read back from disk needs no rebuilding.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// Canonical file paths and the index of their package, sorted by path, in
+/// one buffer laid out as the cache file holds them: searched in place, so
+/// an index read back from disk (mapped, see [`crate::cache::Cached`]) is
+/// neither copied nor rebuilt.
+#[derive(Debug)]
 struct SortedOwners {
-    /// The paths, back to back.
-    paths: Vec<u8>,
-    /// (offset in `paths`, length, package index), in path order.
-    entries: Vec<[u32; 3]>,
+    bytes: OwnerBytes,
+    /// Where in `bytes` the paths are, back to back.
+    paths: Range<usize>,
+    /// Where in `bytes` the entries are, in path order: the offset of the
+    /// path in `paths`, its length and its package's index, little-endian
+    /// u32s.
+    entries: Range<usize>,
 }
+
+/// The bytes of [`SortedOwners`]: made from the database, or the cache's.
+#[derive(Debug)]
+enum OwnerBytes {
+    Built(Vec<u8>),
+    Cached(crate::cache::Cached),
+}
+
+impl std::ops::Deref for OwnerBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            OwnerBytes::Built(bytes) => bytes,
+            OwnerBytes::Cached(cached) => cached.contents(),
+        }
+    }
+}
+
+/// The bytes an entry of [`SortedOwners`] takes.
+const OWNER_ENTRY_BYTES: usize = 12;
 
 impl SortedOwners {
     fn from_map(owners: PathMap<usize>) -> SortedOwners {
         let mut sorted: Vec<(Box<[u8]>, usize)> = owners.into_iter().collect();
         sorted.sort_unstable();
-        let mut paths = Vec::with_capacity(sorted.iter().map(|(path, _)| path.len()).sum());
-        let entries = sorted
-            .into_iter()
-            .map(|(path, package)| {
-                let entry = [paths.len() as u32, path.len() as u32, package as u32];
-                paths.extend_from_slice(&path);
-                entry
-            })
-            .collect();
-        SortedOwners { paths, entries }
+        let paths_len: usize = sorted.iter().map(|(path, _)| path.len()).sum();
+        let mut bytes = Vec::with_capacity(paths_len + sorted.len() * OWNER_ENTRY_BYTES);
+        for (path, _) in &sorted {
+            bytes.extend_from_slice(path);
+        }
+        let mut offset = 0u32;
+        for (path, package) in &sorted {
+            for value in [offset, path.len() as u32, *package as u32] {
+                bytes.extend_from_slice(&value.to_le_bytes());
+            }
+            offset += path.len() as u32;
+        }
+        SortedOwners { paths: 0..paths_len, entries: paths_len..bytes.len(), bytes: OwnerBytes::Built(bytes) }
+    }
+
+    /// Owners laid out in `bytes` (a cached index's), if every entry is
+    /// within the paths and the packages (`package_count`) and the paths are
+    /// in order: a binary search over anything else would answer wrongly.
+    /// (`entries_start`: where the entries start; they end with the bytes.)
+    fn in_place(
+        bytes: crate::cache::Cached,
+        paths: Range<usize>,
+        entries_start: usize,
+        package_count: usize,
+    ) -> Option<SortedOwners> {
+        let entries = entries_start..bytes.contents().len();
+        let owners = SortedOwners { bytes: OwnerBytes::Cached(bytes), paths, entries };
+        if !owners.entries.len().is_multiple_of(OWNER_ENTRY_BYTES) {
+            return None;
+        }
+        let mut previous: Option<&[u8]> = None;
+        for entry in owners.entries() {
+            let [offset, len, package] = decode_entry(entry);
+            let end = (offset as usize).checked_add(len as usize).filter(|&end| end <= owners.paths.len())?;
+            let path = owners.paths().get(offset as usize..end)?;
+            if package as usize >= package_count || previous.is_some_and(|previous| previous >= path) {
+                return None;
+            }
+            previous = Some(path);
+        }
+        Some(owners)
+    }
+
+    fn paths(&self) -> &[u8] {
+        self.bytes.get(self.paths.clone()).unwrap_or_default()
+    }
+
+    /// The entries, as the cache file holds them.
+    fn entries(&self) -> &[[u8; OWNER_ENTRY_BYTES]] {
+        self.bytes.get(self.entries.clone()).unwrap_or_default().as_chunks().0
     }
 
     fn path(&self, [offset, len, _]: [u32; 3]) -> &[u8] {
-        self.paths.get(offset as usize..(offset as usize).saturating_add(len as usize)).unwrap_or_default()
+        self.paths().get(offset as usize..(offset as usize).saturating_add(len as usize)).unwrap_or_default()
     }
 
     fn get(&self, path: &[u8]) -> Option<usize> {
-        let found = self.entries.binary_search_by(|&entry| self.path(entry).cmp(path)).ok()?;
-        self.entries.get(found).map(|&[_, _, package]| package as usize)
+        let entries = self.entries();
+        let found = entries.binary_search_by(|entry| self.path(decode_entry(entry)).cmp(path)).ok()?;
+        entries.get(found).map(|entry| decode_entry(entry)[2] as usize)
     }
+}
+
+/// An entry of [`SortedOwners`]: its path's offset in the paths, its
+/// length, its package's index.
+fn decode_entry(entry: &[u8; OWNER_ENTRY_BYTES]) -> [u32; 3] {
+    let (words, _) = entry.as_chunks::<4>();
+    let word = |n: usize| words.get(n).map_or(0, |word| u32::from_le_bytes(*word));
+    [word(0), word(1), word(2)]
 }
 
 impl DpkgIndex {

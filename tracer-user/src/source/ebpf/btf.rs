@@ -42,8 +42,8 @@ impl KernelOffsets {
         let key = kernel_build();
         let cache = crate::cache::dir();
         if let (Some(dir), Some(key)) = (&cache, &key) {
-            if let Some(offsets) = crate::cache::read(dir, CACHE_NAME, key).and_then(|(bytes, start)| {
-                let bytes = bytes.get(start..)?;
+            if let Some(offsets) = crate::cache::read(dir, CACHE_NAME, key).and_then(|cached| {
+                let bytes = cached.contents();
                 (bytes.len() == std::mem::size_of::<KernelOffsets>()).then(|| {
                     // SAFETY: KernelOffsets is repr(C) and made of u64s only,
                     // so any bytes of its size are one; the read is unaligned.
