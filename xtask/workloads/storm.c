@@ -3,15 +3,18 @@
  * several threads, the syscall pattern that costs a tracer the most per unit of
  * work (every open is an event, and the work between them is tiny).
  *
- * Usage: storm DIR NFILES THREADS OPENS_PER_THREAD [churn]
+ * Usage: storm DIR NFILES THREADS OPENS_PER_THREAD [churn|relative]
  *
  * DIR holds NFILES files named f00000, f00001, ... (the harness prepares them;
  * storm creates nothing). Each thread opens, fstats and closes files by their
  * absolute path OPENS_PER_THREAD times, cycling through the files from its own
  * starting point so the threads do not walk in step. With `churn`, each
  * iteration is open, read, close and stat by path instead (the loop of a
- * program that keeps rereading its inputs). Prints nothing unless something
- * fails (then exit status 1).
+ * program that keeps rereading its inputs). With `relative`, the storm's
+ * iteration names the file relative to DIR, its working directory: each open
+ * is an event (facts about relative paths are never deduplicated), the
+ * sustained stream that shows what an audit loses and keeps in memory. Prints
+ * nothing unless something fails (then exit status 1).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -24,7 +27,7 @@
 
 static const char *dir;
 static long nfiles, threads, opens;
-static int churn;
+static int churn, relative;
 
 static long parse_count(const char *text, const char *what) {
     char *end;
@@ -43,7 +46,11 @@ static void *worker(void *arg) {
     struct stat st;
     for (long i = 0; i < opens; i++) {
         long file = (id * nfiles / threads + i) % nfiles;
-        snprintf(path, sizeof path, "%s/f%05ld", dir, file);
+        if (relative) {
+            snprintf(path, sizeof path, "f%05ld", file);
+        } else {
+            snprintf(path, sizeof path, "%s/f%05ld", dir, file);
+        }
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
             perror(path);
@@ -61,11 +68,16 @@ static void *worker(void *arg) {
 
 int main(int argc, char **argv) {
     churn = argc == 6 && strcmp(argv[5], "churn") == 0;
-    if (argc != 5 && !churn) {
-        fprintf(stderr, "usage: storm DIR NFILES THREADS OPENS_PER_THREAD [churn]\n");
+    relative = argc == 6 && strcmp(argv[5], "relative") == 0;
+    if (argc != 5 && !churn && !relative) {
+        fprintf(stderr, "usage: storm DIR NFILES THREADS OPENS_PER_THREAD [churn|relative]\n");
         return 2;
     }
     dir = argv[1];
+    if (relative && chdir(dir) != 0) {
+        perror(dir);
+        return 1;
+    }
     nfiles = parse_count(argv[2], "NFILES");
     threads = parse_count(argv[3], "THREADS");
     opens = parse_count(argv[4], "OPENS_PER_THREAD");

@@ -94,6 +94,7 @@ impl Mode {
             ),
             Kind::Attach => matches!(self, Native | EbpfAttach | EbpfDaemonAttach | RtStraceAttach | StraceP),
             Kind::Interference => matches!(self, Native | Ebpf | EbpfDaemon | EbpfFloor | EbpfDaemonFloor),
+            Kind::Sustained => matches!(self, Native | Ebpf | EbpfDaemon),
         }
     }
 
@@ -266,15 +267,15 @@ impl Drop for Daemon {
 pub fn run_once(tools: &Tools, workload: &Workload, mode: Mode) -> Result<Sample> {
     let files = RunFiles::new(&tools.scratch, workload.name, mode);
     let result = match workload.kind {
-        Kind::Launch | Kind::Attach => {
+        Kind::Launch | Kind::Attach | Kind::Sustained => {
             let daemon = match mode.uses_daemon() {
                 true => Some(Daemon::start(&tools.reprotrace, &tools.socket, mode.is_floor())?),
                 false => None,
             };
             let served = daemon.as_ref();
             let result = match workload.kind {
-                Kind::Launch => charged(served, || run_launch(tools, workload, mode, served, &files)),
-                _ => charged(served, || run_attach(tools, workload, mode, served, &files)),
+                Kind::Attach => charged(served, || run_attach(tools, workload, mode, served, &files)),
+                _ => charged(served, || run_launch(tools, workload, mode, served, &files)),
             };
             if let Some(daemon) = daemon {
                 drop(daemon);

@@ -16,7 +16,7 @@ use super::report::grouped;
 
 /// Every workload, in the order they run and are reported (`cluster` is run
 /// by `cluster.rs`, last).
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 11] = [
     "import",
     "storm",
     "churn",
@@ -26,6 +26,7 @@ pub const NAMES: [&str; 10] = [
     "attach",
     "interference",
     "interference-import",
+    "sustained",
     "cluster",
 ];
 
@@ -39,6 +40,11 @@ const INTERFERENCE_OPENS_PER_THREAD: usize = 100_000;
 /// The churn: 2 threads × CHURN_ITERATIONS open+read+close+stat.
 const CHURN_THREADS: usize = 2;
 const CHURN_ITERATIONS: usize = 50_000;
+
+/// The sustained stream: STORM_THREADS × SUSTAINED_OPENS_PER_THREAD
+/// open+fstat+close by relative path, two events each (the open and its
+/// close): ten million events, the audit whose memory must stay flat.
+const SUSTAINED_OPENS_PER_THREAD: usize = 1_250_000;
 
 /// Python starts in the import workload: one start is too short for a
 /// fraction of a percent to stand out.
@@ -67,6 +73,10 @@ pub enum Kind {
     Attach,
     /// The command runs untraced, alone or while reprotrace traces another tree.
     Interference,
+    /// Launched as `Launch`, under reprotrace's eBPF modes only: a stream of
+    /// events long enough to show what an audit loses and keeps in memory
+    /// (strace would take minutes a run, and the floor sends nothing).
+    Sustained,
 }
 
 #[derive(Debug, Clone)]
@@ -139,8 +149,11 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
         None
     };
     let reprozip = if want_reprozip { prepare_reprozip(places) } else { Err("not asked for (--modes)".to_string()) };
-    let storm =
-        if ["storm", "churn", "interference"].into_iter().any(wants) { Some(prepare_storm(places)?) } else { None };
+    let storm = if ["storm", "churn", "interference", "sustained"].into_iter().any(wants) {
+        Some(prepare_storm(places)?)
+    } else {
+        None
+    };
     let import_loop = |python: PathBuf| -> Vec<OsString> {
         let python = python.to_string_lossy().replace('\'', "'\\''");
         let script = format!(
@@ -186,6 +199,22 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
                 cwd: places.scratch.clone(),
                 reset: None,
                 targets: vec![("ebpf-daemon", Target::Ratio(1.30))],
+            },
+            "sustained" => Workload {
+                name: "sustained",
+                kind: Kind::Sustained,
+                description: format!(
+                    "`xtask/workloads/storm.c` in relative mode: {STORM_THREADS} threads × {} open+fstat+close of {} \
+                     small files by relative path (facts about relative paths are never deduplicated: each open \
+                     and its close are events), {} events",
+                    grouped(SUSTAINED_OPENS_PER_THREAD as u64),
+                    grouped(STORM_FILES as u64),
+                    grouped((2 * STORM_THREADS * SUSTAINED_OPENS_PER_THREAD) as u64)
+                ),
+                command: sustained_command(storm.as_deref())?,
+                cwd: places.scratch.clone(),
+                reset: None,
+                targets: vec![],
             },
             "interference" => Workload {
                 name: "interference",
@@ -406,6 +435,13 @@ fn storm_description(opens_per_thread: usize) -> String {
 fn churn_command(prepared: Option<&[OsString]>) -> Result<Vec<OsString>> {
     let mut command = prepared.context("the storm was not prepared")?[..3].to_vec();
     command.extend([CHURN_THREADS.to_string().into(), CHURN_ITERATIONS.to_string().into(), "churn".into()]);
+    Ok(command)
+}
+
+/// The sustained stream's command line.
+fn sustained_command(prepared: Option<&[OsString]>) -> Result<Vec<OsString>> {
+    let mut command = storm_command(prepared, SUSTAINED_OPENS_PER_THREAD)?;
+    command.push("relative".into());
     Ok(command)
 }
 
