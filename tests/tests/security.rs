@@ -511,6 +511,52 @@ fn strace_attach_goes_on_without_a_process_it_may_not_trace() {
     assert!(messages.contains("could not attach to any of the processes"), "{messages}");
 }
 
+/// A strace attach whose reprotrace is killed outright (no `finish`, no
+/// `Drop`) leaves the process it followed untraced: strace is told to
+/// detach when its parent dies, rather than go on stopping the user's
+/// process at every syscall for a log no one reads.
+#[test]
+fn a_killed_strace_attach_leaves_nothing_traced() {
+    let mut processes = Processes::default();
+    let sleeper = processes.spawn(Command::new("sleep").arg("60"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tracer_of = |pid: u32| -> Option<u32> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().find_map(|line| line.strip_prefix("TracerPid:")).and_then(|tracer| tracer.trim().parse().ok())
+    };
+    let mut attach = Command::new(reprotrace_bin())
+        .args(["attach", "--backend", "strace", "--pid", &sleeper.to_string(), "-o"])
+        .arg(dir.path().join("m.json"))
+        .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"))
+        .spawn()
+        .expect("attach");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let strace = loop {
+        match tracer_of(sleeper) {
+            Some(0) | None => {
+                assert!(Instant::now() < deadline, "strace never attached");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Some(tracer) => break tracer,
+        }
+    };
+    attach.kill().expect("SIGKILL");
+    let _ = attach.wait();
+    let running = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tracer_of(sleeper) != Some(0) || running(strace) {
+        assert!(
+            Instant::now() < deadline,
+            "strace (pid {strace}) outlived reprotrace: the sleeper's tracer is {:?}",
+            tracer_of(sleeper)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Processes a test started, killed and reaped when it ends however it ends;
 /// a tracer goes first so that its tracee can be reaped at once.
 #[derive(Default)]

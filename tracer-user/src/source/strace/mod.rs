@@ -225,6 +225,7 @@ impl StraceSource {
         let pids: Vec<u32> = existing.iter().map(|process| process.pid).collect();
         let mut command = std::process::Command::new(find_strace()?);
         command.args(strace_args(&log.path(), &Target::Attach(&pids)));
+        detach_when_reprotrace_dies(&mut command);
         let (mut source, writer) = StraceSource::start(Mode::Attached, command, log, None)?;
         let tids: Vec<u32> = existing.iter().flat_map(|process| process.threads.iter().copied()).collect();
         let strace_pid = source.strace_pid;
@@ -359,6 +360,27 @@ impl Source for StraceSource {
     fn lost_so_far(&self) -> Option<u64> {
         Some(0)
     }
+}
+
+/// Has an attached strace told to detach (`SIGINT`, as `finish` does) when
+/// reprotrace dies without ending it, killed outright among others: the
+/// user's processes must not go on stopping at every syscall for a strace
+/// no one reads. (The kernel sends it when the spawning thread ends: the
+/// main thread here, whose runtime runs on it.)
+fn detach_when_reprotrace_dies(command: &mut std::process::Command) {
+    let reprotrace = rustix::process::getpid();
+    // SAFETY: between fork and exec the closure makes two system calls and
+    // allocates nothing.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::INT))?;
+            // Died before the request took: nothing would send the signal.
+            if rustix::process::getppid() != Some(reprotrace) {
+                return Err(std::io::Error::other("reprotrace ended while starting strace"));
+            }
+            Ok(())
+        })
+    };
 }
 
 /// Kills every process of the traced tree: reprotrace's descendants (orphans
