@@ -445,9 +445,7 @@ fn strace_attach_goes_on_without_a_process_traced_already() {
     let taken = processes.spawn(Command::new("sleep").arg("60"));
     let other_strace = processes.spawn(Command::new("strace").args(["-o", "/dev/null", "-p"]).arg(taken.to_string()));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(format!("/proc/{taken}/status"))
-        .is_ok_and(|status| status.contains(&format!("TracerPid:\t{other_strace}")))
-    {
+    while tracer_of(taken) != Some(other_strace) {
         assert!(Instant::now() < deadline, "strace never attached");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -520,10 +518,6 @@ fn a_killed_strace_attach_leaves_nothing_traced() {
     let mut processes = Processes::default();
     let sleeper = processes.spawn(Command::new("sleep").arg("60"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let tracer_of = |pid: u32| -> Option<u32> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status.lines().find_map(|line| line.strip_prefix("TracerPid:")).and_then(|tracer| tracer.trim().parse().ok())
-    };
     let mut attach = Command::new(reprotrace_bin())
         .args(["attach", "--backend", "strace", "--pid", &sleeper.to_string(), "-o"])
         .arg(dir.path().join("m.json"))
@@ -555,6 +549,12 @@ fn a_killed_strace_attach_leaves_nothing_traced() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The `TracerPid` of process `pid` (0: untraced); `None` once it is gone.
+fn tracer_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| line.strip_prefix("TracerPid:")).and_then(|tracer| tracer.trim().parse().ok())
 }
 
 /// Processes a test started, killed and reaped when it ends however it ends;

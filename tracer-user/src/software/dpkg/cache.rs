@@ -80,8 +80,8 @@ pub fn read(dir: &Path, key: &Key) -> Option<(Vec<SystemPackage>, SortedOwners)>
     if entry_count.checked_mul(OWNER_ENTRY_BYTES) != Some(reader.bytes.len()) {
         return None;
     }
-    let entries_start = contents.len() - reader.bytes.len();
-    let owners = SortedOwners::in_place(cached, paths, entries_start, package_count)?;
+    let entries = contents.len() - reader.bytes.len()..contents.len();
+    let owners = SortedOwners::in_place(cached, paths, entries, package_count)?;
     Some((packages, owners))
 }
 

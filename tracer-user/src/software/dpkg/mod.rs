@@ -158,18 +158,13 @@ impl SortedOwners {
     /// Owners laid out in `bytes` (a cached index's), if every entry is
     /// within the paths and the packages (`package_count`) and the paths are
     /// in order: a binary search over anything else would answer wrongly.
-    /// (`entries_start`: where the entries start; they end with the bytes.)
     fn in_place(
         bytes: crate::cache::Cached,
         paths: Range<usize>,
-        entries_start: usize,
+        entries: Range<usize>,
         package_count: usize,
     ) -> Option<SortedOwners> {
-        let entries = entries_start..bytes.contents().len();
         let owners = SortedOwners { bytes: OwnerBytes::Cached(bytes), paths, entries };
-        if !owners.entries.len().is_multiple_of(OWNER_ENTRY_BYTES) {
-            return None;
-        }
         let mut previous: Option<&[u8]> = None;
         for entry in owners.entries() {
             let [offset, len, package] = decode_entry(entry);
