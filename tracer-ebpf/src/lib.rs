@@ -67,8 +67,11 @@ const BPF_RB_FORCE_WAKEUP: u64 = 2;
 /// Events a CPU sends between two wake-ups of the consumer (a few hundred KiB).
 const WAKEUP_EVENTS: u64 = 2048;
 
+/// Every followed task → its audit. Written at forks and exits only, so its
+/// entries are allocated as they come: preallocating 65,536 of them cost a
+/// standalone audit's start 1.6 ms.
 #[map]
-static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TASKS, 0);
+static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TASKS, BPF_F_NO_PREALLOC);
 
 /// `bpf_map_create` flag: the array can be mapped into user space's memory.
 const BPF_F_MMAPABLE: u32 = 1024;

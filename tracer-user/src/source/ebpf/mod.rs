@@ -136,8 +136,9 @@ impl KernelPrograms {
         let return_at_once = u64::from(options.return_at_once);
         let report_failed_lookups = u64::from(options.report_failed_lookups);
         let mut ebpf = EbpfLoader::new()
-            // The object carries no CO-RE relocations (see btf.rs): skip
-            // parsing the kernel's BTF a second time.
+            // The object carries no CO-RE relocations (see btf.rs): the
+            // loader needs no kernel BTF (and, patched, parses none when
+            // created: third_party/aya/PATCHED.md).
             .btf(None)
             .override_global(globals::SYSCALL_REGS, &offsets.syscall_regs, true)
             .override_global(globals::FILE_OFFSETS, &offsets.files, true)
