@@ -520,9 +520,10 @@ pub enum Attach {
     RawTracepoint(&'static str),
     /// To the tracepoint `category:name`.
     Tracepoint { category: &'static str, name: &'static str },
-    /// Not attached: the `sys_exit` dispatcher tail-calls it for syscall `nr`
-    /// (slot `nr` of `EXIT_HANDLERS`).
-    ExitHandler { nr: u32 },
+    /// Not attached: the `sys_exit` dispatcher tail-calls it (slot `nr` of
+    /// `EXIT_HANDLERS`) for each syscall `nr` it
+    /// [handles](syscalls::Syscall::handled_by).
+    ExitHandler,
     /// To the syscall's own `syscalls:sys_enter_<tracepoint>` tracepoint.
     SyscallEntry { tracepoint: &'static str },
 }
@@ -542,7 +543,7 @@ impl ProgramSpec {
 
     /// A raw tracepoint program (every other one is a classic tracepoint's).
     pub fn is_raw_tracepoint(&self) -> bool {
-        matches!(self.attach, Attach::RawTracepoint(_) | Attach::ExitHandler { .. })
+        matches!(self.attach, Attach::RawTracepoint(_) | Attach::ExitHandler)
     }
 }
 
@@ -560,13 +561,17 @@ pub const FIXED_PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec::tracepoint("io_uring", "io_uring_complete"),
 ];
 
-/// Every program in the object: the fixed ones, an exit handler per traced
-/// syscall, and an entry program for each of the syscalls that [need their entry state](syscalls::Syscall::needs_entry_state). The
-/// build exports these symbols and the loader loads each.
+/// Every program in the object: the fixed ones, an exit handler per shape of
+/// traced syscall (that of the first syscall of the shape: see
+/// [`Syscall::handled_by`](syscalls::Syscall::handled_by)), and an entry
+/// program for each of the syscalls that [need their entry
+/// state](syscalls::Syscall::needs_entry_state). The build exports these
+/// symbols and the loader loads each.
 pub fn programs() -> impl Iterator<Item = ProgramSpec> {
     let handlers = syscalls::SYSCALLS
         .iter()
-        .map(|syscall| ProgramSpec { symbol: syscall.exit_handler, attach: Attach::ExitHandler { nr: syscall.nr } });
+        .filter(|syscall| syscall.handled_by().nr == syscall.nr)
+        .map(|syscall| ProgramSpec { symbol: syscall.exit_handler, attach: Attach::ExitHandler });
     let entries = syscalls::SYSCALLS.iter().filter(|syscall| syscall.needs_entry_state()).map(|syscall| ProgramSpec {
         symbol: syscall.entry_program,
         attach: Attach::SyscallEntry { tracepoint: syscall.tracepoint },

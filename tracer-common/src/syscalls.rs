@@ -84,6 +84,15 @@ pub struct Normalised {
 }
 
 impl Syscall {
+    /// The syscall whose exit handler serves this one: the first of the
+    /// table with the same shape. A handler knows its call by the shape
+    /// alone (it only [normalises](Syscall::normalise) it), so the calls of
+    /// one shape share one program, verified once when the programs load
+    /// (`stat`, `lstat`, `access` and `readlink` are one).
+    pub fn handled_by(&'static self) -> &'static Syscall {
+        SYSCALLS.iter().find(|other| other.shape == self.shape).unwrap_or(self)
+    }
+
     /// The fact this call states, `None` when it states nothing reprotrace
     /// models (an `fcntl` that only reads). `value` gives the value of a
     /// [`Arg::Raw`], [`Arg::Named`] or [`Arg::Member`] as the caller sees the
@@ -358,6 +367,27 @@ mod tests {
             assert!((syscall.nr as usize) < crate::SYSCALL_SLOTS, "{} is beyond the dispatch table", syscall.name);
             let tracepoint = syscall.tracepoint;
             assert!(tracepoint == syscall.name || matches!(syscall.name, "stat" | "lstat" | "umount2"), "{tracepoint}");
+        }
+    }
+
+    #[test]
+    fn calls_of_one_shape_share_the_first_ones_handler() {
+        let handler = |name: &str| by_name(name.as_bytes()).expect("traced").handled_by().name;
+        for name in ["stat", "lstat", "access", "readlink"] {
+            assert_eq!(handler(name), "stat");
+        }
+        assert_eq!(handler("readlinkat"), "faccessat");
+        assert_eq!(handler("faccessat2"), "newfstatat");
+        assert_eq!(handler("dup2"), "dup");
+        // Alike but for one argument: their own.
+        for name in ["statx", "openat", "dup3", "unlink", "truncate"] {
+            assert_eq!(handler(name), name);
+        }
+        for syscall in SYSCALLS {
+            let handler = syscall.handled_by();
+            assert_eq!(handler.shape, syscall.shape);
+            assert_eq!(handler.handled_by().nr, handler.nr, "{} is served by the first of its shape", syscall.name);
+            assert!(crate::programs().any(|program| program.symbol == handler.exit_handler), "{}", syscall.name);
         }
     }
 

@@ -147,8 +147,10 @@ static USER_AUDITS: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
 static EXIT_HANDLERS: ProgramArray = ProgramArray::with_max_entries(SYSCALL_SLOTS as u32, 0);
 
 /// The fork or exec a followed task is in (see `Syscall::needs_entry_state`).
+/// (Written by those syscalls' entry programs alone: its entries are
+/// allocated as they come.)
 #[map]
-static PENDING: HashMap<u32, PendingSyscall> = HashMap::with_max_entries(MAX_TASKS, 0);
+static PENDING: HashMap<u32, PendingSyscall> = HashMap::with_max_entries(MAX_TASKS, BPF_F_NO_PREALLOC);
 
 /// Resized by the loader (`--ring-buffer-size`).
 #[map]
@@ -667,6 +669,8 @@ fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
 /// What every syscall's exit handler does for a followed task: normalises the
 /// call into the fact it states (the shared table of tracer-common) and emits
 /// it if the syscall succeeded (or, for a failed exec and the markers, failed).
+/// It goes by `syscall.shape` alone: the loader gives every syscall of a
+/// shape the first one's handler (`Syscall::handled_by`).
 #[inline(always)]
 fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
     let Some(registers) = SyscallRegisters::copied() else { return };
@@ -794,7 +798,8 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
 /// Defines the exit handler of each syscall of tracer-common's table,
 /// `exit_<name>`, and the entry program `enter_<name>` of each fork and exec
 /// (see `entry_program`). (The table entry is a constant, so each program
-/// keeps only the branches its syscall can take.)
+/// keeps only the branches its syscall can take.) The build exports one
+/// handler per shape (`tracer_common::programs`); the rest are left out.
 macro_rules! syscall_programs {
     ($($name:ident = $nr:literal $(@ $tracepoint:ident)? => $shape:ident $shape_args:tt,)*) => {$(
         mod $name {

@@ -20,7 +20,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use tokio::io::unix::AsyncFd;
-use tracer_common::{counters, globals, maps, programs, Attach, ProgramSpec};
+use tracer_common::{counters, globals, maps, programs, syscalls::SYSCALLS, Attach, ProgramSpec};
 
 use crate::event::Tid;
 pub use decode::DecodeError;
@@ -176,7 +176,7 @@ impl KernelPrograms {
             let program_error = |source| EbpfError::Program { name: spec.symbol, source };
             let (category, name) = match spec.attach {
                 Attach::RawTracepoint(name) => {
-                    let program = program::<RawTracePoint>(&mut self.ebpf, &spec)?;
+                    let program = program::<RawTracePoint>(&mut self.ebpf, spec.symbol)?;
                     let link = program.attach(name).map_err(program_error)?;
                     self.links.push(AttachedLink::Raw(program.take_link(link).map_err(program_error)?));
                     continue;
@@ -186,9 +186,9 @@ impl KernelPrograms {
                 }
                 Attach::SyscallEntry { tracepoint } => ("syscalls", format!("sys_enter_{tracepoint}")),
                 // Tail-called, or io_uring's on a kernel whose requests they cannot read.
-                Attach::Tracepoint { .. } | Attach::ExitHandler { .. } => continue,
+                Attach::Tracepoint { .. } | Attach::ExitHandler => continue,
             };
-            let program = program::<TracePoint>(&mut self.ebpf, &spec)?;
+            let program = program::<TracePoint>(&mut self.ebpf, spec.symbol)?;
             let link = program.attach(category, &name).map_err(program_error)?;
             self.links.push(AttachedLink::Classic(program.take_link(link).map_err(program_error)?));
         }
@@ -422,15 +422,15 @@ enum AttachedLink {
     Classic(#[allow(dead_code)] TracePointLink),
 }
 
-/// The program of `spec`, as the type of program it is (`TracePoint`, `RawTracePoint`).
-fn program<'a, P>(ebpf: &'a mut Ebpf, spec: &ProgramSpec) -> Result<&'a mut P, EbpfError>
+/// The program `symbol`, as the type of program it is (`TracePoint`, `RawTracePoint`).
+fn program<'a, P>(ebpf: &'a mut Ebpf, symbol: &'static str) -> Result<&'a mut P, EbpfError>
 where
     &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    ebpf.program_mut(spec.symbol)
-        .ok_or_else(|| EbpfError::Map { name: spec.symbol, reason: "missing from the object".into() })?
+    ebpf.program_mut(symbol)
+        .ok_or_else(|| EbpfError::Map { name: symbol, reason: "missing from the object".into() })?
         .try_into()
-        .map_err(|source| EbpfError::Program { name: spec.symbol, source })
+        .map_err(|source| EbpfError::Program { name: symbol, source })
 }
 
 /// Loads every program, on as many threads as there are CPUs: the kernel
@@ -474,18 +474,18 @@ fn load_one(spec: ProgramSpec, program: &mut aya::programs::Program) -> Result<(
     }
 }
 
-/// Fills the syscall dispatch table: each traced syscall's exit handler at
-/// its number.
+/// Fills the syscall dispatch table: at each traced syscall's number, the
+/// exit handler of its shape.
 fn dispatch_table(ebpf: &mut Ebpf) -> Result<ProgramArray<MapData>, EbpfError> {
     let name = maps::EXIT_HANDLERS;
     let map_error = |reason: String| EbpfError::Map { name, reason };
     let map = ebpf.take_map(name).ok_or_else(|| map_error("missing from the object".into()))?;
     let mut table = ProgramArray::try_from(map).map_err(|err| map_error(err.to_string()))?;
-    for spec in programs() {
-        let Attach::ExitHandler { nr } = spec.attach else { continue };
-        let program = program::<RawTracePoint>(ebpf, &spec)?;
-        let fd = program.fd().map_err(|source| EbpfError::Program { name: spec.symbol, source })?;
-        table.set(nr, fd, 0).map_err(|err| map_error(err.to_string()))?;
+    for syscall in SYSCALLS {
+        let handler = syscall.handled_by().exit_handler;
+        let program = program::<RawTracePoint>(ebpf, handler)?;
+        let fd = program.fd().map_err(|source| EbpfError::Program { name: handler, source })?;
+        table.set(syscall.nr, fd, 0).map_err(|err| map_error(err.to_string()))?;
     }
     Ok(table)
 }
