@@ -465,9 +465,11 @@ pub mod maps {
 
 /// Slots of the `COUNTERS` map.
 pub mod counters {
-    /// Events dropped because the ring buffer was full.
-    pub const RINGBUF_DROPS: u32 = 0;
-    /// Children that could not be followed because the `TRACED` map was full.
+    /// Events lost: the ring buffer was full, or the kernel had no memory
+    /// for what a call's exit or an io_uring request's completion needs.
+    pub const LOST_EVENTS: u32 = 0;
+    /// Tasks that could not be followed: the `TRACED` map full, or no memory
+    /// for their entry.
     pub const UNTRACKED_CHILDREN: u32 = 1;
     /// Events this CPU sent since it last woke the consumer (kernel-side bookkeeping).
     pub const SINCE_WAKEUP: u32 = 2;

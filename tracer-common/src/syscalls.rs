@@ -1,8 +1,9 @@
 //! The syscalls reprotrace traces, in one table: each one's name, its x86_64
 //! number, and the fact it states with where that fact's arguments and strings
 //! come from. Everything that needs the list derives it from here: the kernel
-//! programs (one exit handler per syscall, which the `sys_exit` raw
-//! tracepoint calls by number), the loader's program table, strace's
+//! programs (an exit handler per syscall, which the `sys_exit` raw
+//! tracepoint calls by number, shared by the syscalls of one shape: see
+//! [`Syscall::handled_by`]), the loader's program table, strace's
 //! `-e trace=` list and its log parser, and the benchmarks.
 //!
 //! [`Syscall::normalise`] turns a call's arguments into its fact, for both
@@ -61,8 +62,9 @@ pub struct Syscall {
     /// Its number on x86_64.
     pub nr: u32,
     pub shape: Shape,
-    /// The kernel program that handles it (`exit_<name>`): the `sys_exit`
-    /// dispatcher tail-calls it by number.
+    /// Its exit handler's symbol (`exit_<name>`), in the object only if it
+    /// is the first of its shape: the `sys_exit` dispatcher tail-calls, by
+    /// number, the handler of [`Syscall::handled_by`].
     pub exit_handler: &'static str,
     /// For the calls that [need their entry state](Syscall::needs_entry_state):
     /// the program on its entry tracepoint (`enter_<name>`).
@@ -379,7 +381,7 @@ mod tests {
         assert_eq!(handler("readlinkat"), "faccessat");
         assert_eq!(handler("faccessat2"), "newfstatat");
         assert_eq!(handler("dup2"), "dup");
-        // Alike but for one argument: their own.
+        // Of a shape no syscall before them has: their own.
         for name in ["statx", "openat", "dup3", "unlink", "truncate"] {
             assert_eq!(handler(name), name);
         }

@@ -169,6 +169,8 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
         _ => return 0,
     };
     if IO_URING_REQUESTS.insert(request, audit_id, 0).is_err() {
+        // Its completion could not be told apart: the request is lost.
+        bump_counter(counters::LOST_EVENTS);
         return 0;
     }
     let Some(buf) = SCRATCH.get_ptr_mut(0) else { return 0 };

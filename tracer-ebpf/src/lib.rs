@@ -67,9 +67,10 @@ const BPF_RB_FORCE_WAKEUP: u64 = 2;
 /// Events a CPU sends between two wake-ups of the consumer (a few hundred KiB).
 const WAKEUP_EVENTS: u64 = 2048;
 
-/// Every followed task → its audit. Written at forks and exits only, so its
-/// entries are allocated as they come: preallocating 65,536 of them cost a
-/// standalone audit's start 1.6 ms.
+/// Every followed task → its audit. Written when a task is followed or
+/// forgotten (a fork, a thread's exec, an exit, user space), never per
+/// syscall, so its entries are allocated as they come: preallocating 65,536
+/// of them cost a standalone audit's start 1.6 ms.
 #[map]
 static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TASKS, BPF_F_NO_PREALLOC);
 
@@ -496,7 +497,7 @@ fn output(event: &[u8]) {
         None => BPF_RB_NO_WAKEUP,
     };
     if EVENTS.output::<[u8]>(event, flags).is_err() {
-        bump_counter(counters::RINGBUF_DROPS);
+        bump_counter(counters::LOST_EVENTS);
     }
 }
 
@@ -871,7 +872,11 @@ fn on_entry(ctx: &TracePointContext, syscall: &Syscall) {
     };
     let Ok(Some(fact)) = syscall.normalise(value) else { return };
     let pending = PendingSyscall { kind: fact.kind as u16, _reserved: [0; 3], args: fact.args };
-    let _ = PENDING.insert(tid, pending, 0);
+    if PENDING.insert(tid, pending, 0).is_err() {
+        // Without it the fork's flags or the exec's directory are not known
+        // at the scheduler's tracepoints: the audit must say it lost them.
+        bump_counter(counters::LOST_EVENTS);
+    }
 }
 
 #[tracepoint]
@@ -913,7 +918,9 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     if pid != old_pid {
         // A non-leader thread that execs takes over the thread-group id: keep
         // following it under its new id.
-        let _ = follow(pid, audit_id);
+        if !follow(pid, audit_id) {
+            bump_counter(counters::UNTRACKED_CHILDREN);
+        }
         unfollow(old_pid);
     }
     new_epoch(pid);

@@ -175,9 +175,10 @@ impl<'a> EbpfLoader<'a> {
 
     /// Sets the target [BTF](Btf) info.
     ///
-    /// The loader defaults to loading `BTF` info using [`Btf::from_sys_fs`].
-    /// Use this method if you want to load `BTF` from a custom location or
-    /// pass `None` to disable `BTF` relocations entirely.
+    /// The loader defaults to no `BTF` (patched for reprotrace: upstream 0.14
+    /// loads it using [`Btf::from_sys_fs`]). Use this method to pass the
+    /// target `BTF` an object with CO-RE relocations needs, or `None` to
+    /// disable `BTF` relocations entirely.
     /// # Example
     ///
     /// ```no_run

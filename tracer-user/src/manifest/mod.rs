@@ -326,9 +326,11 @@ pub struct HostWorker {
 pub struct Stats {
     /// Events the pipeline consumed.
     pub events: u64,
-    /// Events the kernel had to drop (ring buffer full): the manifest may miss facts.
+    /// Events the kernel had to drop (ring buffer full, or no memory for a
+    /// call's state): the manifest may miss facts.
     pub lost_events: u64,
-    /// Children the kernel could not follow (its table of traced tasks was full).
+    /// Processes the kernel could not follow (its table of traced tasks was
+    /// full, or no memory for the entry).
     pub untracked_children: u64,
     /// Events that could not be decoded or parsed.
     pub malformed_events: u64,

@@ -18,8 +18,14 @@ pub(super) fn incompleteness(stats: &Stats, backend: Option<&str>) -> Vec<String
             reasons.push(format!("{} {what}", grouped(value)));
         }
     };
-    count(stats.lost_events, "events lost: the kernel's ring buffer was full");
-    count(stats.untracked_children, "child processes not followed: the kernel's table of traced tasks was full");
+    count(
+        stats.lost_events,
+        "events lost: the kernel's ring buffer was full, or it had no memory to keep a call's state",
+    );
+    count(
+        stats.untracked_children,
+        "processes not followed: the kernel's table of traced tasks was full, or it had no memory",
+    );
     count(stats.malformed_events, "malformed events: not decoded, parsed or attributed");
     count(stats.truncated_argvs, "argument lists longer than the backend takes whole");
     if backend != Some("strace") {

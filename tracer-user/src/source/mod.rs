@@ -25,10 +25,12 @@ use crate::{
 /// What a source counted that its events cannot tell.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Events lost on the way (the kernel's ring buffer was full, or a
-    /// daemon's client did not keep up): the manifest may miss facts.
+    /// Events lost on the way (the kernel's ring buffer was full, it had no
+    /// memory for a call's state, or a daemon's client did not keep up): the
+    /// manifest may miss facts.
     pub lost_events: u64,
-    /// Children the kernel could not follow (its table of traced tasks was full).
+    /// Processes the kernel could not follow (its table of traced tasks was
+    /// full, or no memory for the entry).
     pub untracked_children: u64,
     /// Records or log lines that could not be understood.
     pub malformed_events: u64,

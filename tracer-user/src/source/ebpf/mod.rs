@@ -65,9 +65,9 @@ pub enum EbpfError {
 /// Counters kept by the kernel programs, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
-    /// Events dropped because the ring buffer was full.
+    /// Events lost (`counters::LOST_EVENTS`).
     pub lost_events: u64,
-    /// Children not followed because the table of traced tasks was full.
+    /// Tasks not followed (`counters::UNTRACKED_CHILDREN`).
     pub untracked_children: u64,
 }
 
@@ -318,7 +318,7 @@ impl KernelPrograms {
         let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_error)?;
         let sum = |slot: u32| -> Result<u64, EbpfError> { Ok(array.get(&slot, 0).map_err(map_error)?.iter().sum()) };
         Ok(KernelCounters {
-            lost_events: sum(counters::RINGBUF_DROPS)?,
+            lost_events: sum(counters::LOST_EVENTS)?,
             untracked_children: sum(counters::UNTRACKED_CHILDREN)?,
         })
     }
