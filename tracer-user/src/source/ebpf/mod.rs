@@ -58,6 +58,8 @@ pub enum EbpfError {
     Program { name: &'static str, source: aya::programs::ProgramError },
     #[error("eBPF map `{name}`: {reason}")]
     Map { name: &'static str, reason: String },
+    #[error("eBPF program `{0}` is missing from reprotrace's object: the build is broken; rebuild reprotrace")]
+    MissingProgram(&'static str),
     #[error("reading the ring buffer: {0}")]
     Io(#[from] io::Error),
 }
@@ -428,7 +430,7 @@ where
     &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
     ebpf.program_mut(symbol)
-        .ok_or_else(|| EbpfError::Map { name: symbol, reason: "missing from the object".into() })?
+        .ok_or(EbpfError::MissingProgram(symbol))?
         .try_into()
         .map_err(|source| EbpfError::Program { name: symbol, source })
 }
@@ -447,7 +449,7 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<(), EbpfError> {
         }
     }
     if let Some(missing) = specs.iter().find(|spec| !found.iter().any(|(seen, _)| seen.symbol == spec.symbol)) {
-        return Err(EbpfError::Map { name: missing.symbol, reason: "missing from the object".into() });
+        return Err(EbpfError::MissingProgram(missing.symbol));
     }
     let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
     let mut shares: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
