@@ -510,9 +510,9 @@ fn strace_attach_goes_on_without_a_process_it_may_not_trace() {
 }
 
 /// A strace attach whose reprotrace is killed outright (no `finish`, no
-/// `Drop`) leaves the process it followed untraced: strace is told to
-/// detach when its parent dies, rather than go on stopping the user's
-/// process at every syscall for a log no one reads.
+/// `Drop`) leaves the process it followed running and untraced: strace is
+/// killed when its parent dies, and the kernel detaches it, rather than go
+/// on stopping the user's process at every syscall for a log no one reads.
 #[test]
 fn a_killed_strace_attach_leaves_nothing_traced() {
     let mut processes = Processes::default();

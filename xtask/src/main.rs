@@ -274,11 +274,21 @@ fn end_leftovers(group: u32) {
         if fields.get(2).and_then(|pgrp| pgrp.parse::<u32>().ok()) == Some(group) && fields.first() != Some(&"Z") {
             let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let command = String::from_utf8_lossy(&command).replace('\0', " ");
-            leftovers.push((pid, command));
+            // Where it was stuck, to find which test left it and why.
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            let state = format!(
+                "state {}, parent {}, waiting in {}",
+                fields.first().unwrap_or(&"?"),
+                fields.get(1).unwrap_or(&"?"),
+                if wchan.is_empty() || wchan == "0" { "nothing" } else { &wchan }
+            );
+            leftovers.push((pid, command, state));
         }
     }
-    for (pid, command) in &leftovers {
-        eprintln!("xtask: warning: a test left pid {pid} running, holding the test output; killed: {command}");
+    for (pid, command, state) in &leftovers {
+        eprintln!(
+            "xtask: warning: a test left pid {pid} running ({state}), holding the test output; killed: {command}"
+        );
         // SAFETY: kill(2) on a pid of the test run's own process group; no memory is touched.
         unsafe { libc::kill(*pid, libc::SIGKILL) };
     }

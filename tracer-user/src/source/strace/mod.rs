@@ -335,18 +335,27 @@ impl Source for StraceSource {
     }
 
     async fn finish(mut self, feed: &mut impl FnMut(Event)) -> Result<Counters, SourceError> {
-        if !self.strace_has_exited() {
-            match self.mode {
-                Mode::Launched => {
-                    eprintln!("reprotrace: ending the command's processes (strace cannot leave them running)");
-                    kill_traced_processes(self.strace_pid);
-                }
-                Mode::Attached => self.signal_strace(Signal::INT),
-            }
+        let running = !self.strace_has_exited();
+        let detaching = running && matches!(self.mode, Mode::Attached);
+        if running && matches!(self.mode, Mode::Launched) {
+            eprintln!("reprotrace: ending the command's processes (strace cannot leave them running)");
+            kill_traced_processes(self.strace_pid);
         }
-        // strace writes the rest of its log and exits.
-        while let Some(batch) = self.batches.recv().await {
-            batch.into_iter().for_each(&mut *feed);
+        // strace writes the rest of its log and exits. An attached one is
+        // told to detach with SIGINT (at the first tick), which it acts on
+        // between two waits for its tracees: one that comes just before it
+        // waits again is seen only at a tracee's next event, which an idle
+        // tracee (a kernel at rest, a sleeper) may never make. So the signal
+        // is repeated until strace is gone.
+        let mut detach_again = tokio::time::interval(DETACH_REPEAT);
+        loop {
+            tokio::select! {
+                batch = self.batches.recv() => match batch {
+                    Some(batch) => batch.into_iter().for_each(&mut *feed),
+                    None => break,
+                },
+                _ = detach_again.tick(), if detaching => self.signal_strace(Signal::INT),
+            }
         }
         self.strace_exit.readable().await.map_err(StraceError::Watch)?.retain_ready();
         self.reap();
@@ -362,18 +371,26 @@ impl Source for StraceSource {
     }
 }
 
-/// Has an attached strace told to detach (`SIGINT`, as `finish` does) when
-/// reprotrace dies without ending it, killed outright among others: the
-/// user's processes must not go on stopping at every syscall for a strace
-/// no one reads. (The kernel sends it when the spawning thread ends: the
-/// main thread here, whose runtime runs on it.)
+/// How often `finish` repeats its SIGINT to an attached strace that has not
+/// exited yet.
+const DETACH_REPEAT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Has an attached strace killed when reprotrace dies without ending it
+/// (killed outright among others): the user's processes must not go on
+/// stopping at every syscall for a strace no one reads. SIGKILL, not the
+/// SIGINT `finish` sends: the kernel sends this signal once, and strace may
+/// miss a SIGINT until its tracees' next event (see `finish`); killed, strace
+/// is detached from them by the kernel, which lets them run on (strace sets
+/// `PTRACE_O_EXITKILL` only when it starts the command). (The kernel sends it
+/// when the spawning thread ends: the main thread here, whose runtime runs on
+/// it.)
 fn detach_when_reprotrace_dies(command: &mut std::process::Command) {
     let reprotrace = rustix::process::getpid();
     // SAFETY: between fork and exec the closure makes two system calls and
     // allocates nothing.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(command, move || {
-            rustix::process::set_parent_process_death_signal(Some(Signal::INT))?;
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
             // Died before the request took: nothing would send the signal.
             if rustix::process::getppid() != Some(reprotrace) {
                 return Err(std::io::Error::other("reprotrace ended while starting strace"));
