@@ -40,12 +40,16 @@ pub enum Mode {
     Reprozip,
     EbpfAttach,
     EbpfDaemonAttach,
+    /// `EbpfAttach` with programs that return at once.
+    EbpfAttachFloor,
+    /// `EbpfDaemonAttach` with programs that return at once.
+    EbpfDaemonAttachFloor,
     RtStraceAttach,
     StraceP,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 13] = [
+    pub const ALL: [Mode; 15] = [
         Mode::Native,
         Mode::Ebpf,
         Mode::EbpfDaemon,
@@ -57,6 +61,8 @@ impl Mode {
         Mode::Reprozip,
         Mode::EbpfAttach,
         Mode::EbpfDaemonAttach,
+        Mode::EbpfAttachFloor,
+        Mode::EbpfDaemonAttachFloor,
         Mode::RtStraceAttach,
         Mode::StraceP,
     ];
@@ -74,6 +80,8 @@ impl Mode {
             Mode::Reprozip => "reprozip",
             Mode::EbpfAttach => "ebpf-attach",
             Mode::EbpfDaemonAttach => "ebpf-daemon-attach",
+            Mode::EbpfAttachFloor => "ebpf-attach-floor",
+            Mode::EbpfDaemonAttachFloor => "ebpf-daemon-attach-floor",
             Mode::RtStraceAttach => "rt-strace-attach",
             Mode::StraceP => "strace-p",
         }
@@ -92,19 +100,28 @@ impl Mode {
                 self,
                 Native | Ebpf | EbpfDaemon | EbpfFloor | EbpfDaemonFloor | RtStrace | Strace | StraceSeccomp | Reprozip
             ),
-            Kind::Attach => matches!(self, Native | EbpfAttach | EbpfDaemonAttach | RtStraceAttach | StraceP),
+            Kind::Attach => matches!(
+                self,
+                Native
+                    | EbpfAttach
+                    | EbpfDaemonAttach
+                    | EbpfAttachFloor
+                    | EbpfDaemonAttachFloor
+                    | RtStraceAttach
+                    | StraceP
+            ),
             Kind::Interference => matches!(self, Native | Ebpf | EbpfDaemon | EbpfFloor | EbpfDaemonFloor),
             Kind::Sustained => matches!(self, Native | Ebpf | EbpfDaemon),
         }
     }
 
     pub fn uses_daemon(self) -> bool {
-        matches!(self, Mode::EbpfDaemon | Mode::EbpfDaemonFloor | Mode::EbpfDaemonAttach)
+        matches!(self, Mode::EbpfDaemon | Mode::EbpfDaemonFloor | Mode::EbpfDaemonAttach | Mode::EbpfDaemonAttachFloor)
     }
 
     /// The floor modes: reprotrace's programs attached, returning at once.
     pub fn is_floor(self) -> bool {
-        matches!(self, Mode::EbpfFloor | Mode::EbpfDaemonFloor)
+        matches!(self, Mode::EbpfFloor | Mode::EbpfDaemonFloor | Mode::EbpfAttachFloor | Mode::EbpfDaemonAttachFloor)
     }
 
     /// Whether a run writes a reprotrace manifest to read the statistics from.
@@ -140,6 +157,8 @@ impl Mode {
             Mode::EbpfDaemonAttach => {
                 "reprotrace attach --socket S --pid P -o M, beside `reprotrace daemon --socket S`"
             }
+            Mode::EbpfAttachFloor => "as `ebpf-attach` with `--bench-floor`: every program returns at once",
+            Mode::EbpfDaemonAttachFloor => "as `ebpf-daemon-attach`, the daemon started with `--bench-floor`",
             Mode::RtStraceAttach => "reprotrace attach --backend strace --pid P -o M",
             Mode::StraceP => "strace -f -q -o LOG -e trace=SYSCALLS -p P (stopped with SIGINT)",
         }
@@ -491,7 +510,8 @@ fn run_attach(
     let tracer_command = match mode {
         Mode::Native => None,
         Mode::EbpfAttach => Some(reprotrace_attach(&["--no-daemon"])),
-        Mode::EbpfDaemonAttach => {
+        Mode::EbpfAttachFloor => Some(reprotrace_attach(&["--no-daemon", "--bench-floor"])),
+        Mode::EbpfDaemonAttach | Mode::EbpfDaemonAttachFloor => {
             socket = daemon.context("no daemon is running")?.socket.to_string_lossy().into_owned();
             Some(reprotrace_attach(&["--socket", &socket]))
         }
@@ -534,6 +554,10 @@ fn run_attach(
     if let Some((tracer, stderr, tracer_start)) = tracer {
         if mode == Mode::StraceP {
             // strace -p usually ends with its last tracee; SIGINT makes sure.
+            measure::send_signal(tracer.pid(), libc::SIGINT);
+        }
+        if mode.is_floor() {
+            // Its programs returning at once, it never sees the workload exit.
             measure::send_signal(tracer.pid(), libc::SIGINT);
         }
         let finished = measure::wait(tracer.into_child()?, tracer_start, READY_LIMIT)?;
