@@ -16,6 +16,7 @@
 pub mod access;
 pub mod attach;
 pub mod audit;
+pub mod background;
 pub mod bundle;
 pub mod cache;
 pub mod classify;

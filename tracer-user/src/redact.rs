@@ -188,6 +188,16 @@ fn replace_secret(pattern: &Regex, text: &str) -> String {
     out
 }
 
+/// Compiles the built-in patterns while the command runs, at the lowest
+/// priority, rather than on the way from its end to the manifest (about 1.5 ms
+/// an audit); redacting before they are ready waits for them.
+pub fn prepare() {
+    // Detached: the process may end first, as an audit that fails does.
+    drop(crate::background::spawn_at_lowest_priority(|| {
+        LazyLock::force(&KEY_FORMATS);
+    }));
+}
+
 /// Secrets recognised by their shape, wherever they appear.
 static KEY_FORMATS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
     let formats: [(&str, &str); 11] = [

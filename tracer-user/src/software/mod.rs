@@ -60,12 +60,7 @@ impl IndexBuilder {
     /// user an audit under sudo is for).
     pub fn start(owner: Option<Credentials>) -> Self {
         let (paths, incoming) = mpsc::channel::<Vec<u8>>();
-        let worker = std::thread::spawn(move || {
-            // Indexing is bookkeeping: it must not take CPU from the command
-            // being audited, so it runs at the lowest priority (what is left
-            // when the command ends is finished then).
-            // (Linux keeps nice values per thread: this one's own id.)
-            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+        let worker = crate::background::spawn_at_lowest_priority(move || {
             // The paths come from the user's run: never followed as root.
             let _acting = ActingAs::maybe(owner.as_ref()).map_err(IndexError::Credentials)?;
             let dpkg = dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR), crate::cache::dir().as_deref())?;
