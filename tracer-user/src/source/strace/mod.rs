@@ -342,19 +342,22 @@ impl Source for StraceSource {
             kill_traced_processes(self.strace_pid);
         }
         // strace writes the rest of its log and exits. An attached one is
-        // told to detach with SIGINT (at the first tick), which it acts on
-        // between two waits for its tracees: one that comes just before it
-        // waits again is seen only at a tracee's next event, which an idle
-        // tracee (a kernel at rest, a sleeper) may never make. So the signal
-        // is repeated until strace is gone.
-        let mut detach_again = tokio::time::interval(DETACH_REPEAT);
+        // told to detach with SIGINT, which it acts on between two waits for
+        // its tracees: one that comes just before it waits again is seen only
+        // at a tracee's next event, which an idle tracee (a kernel at rest, a
+        // sleeper) may never make. So the signal is repeated while strace is
+        // still there and silent, never while it writes: a signal that
+        // interrupts its write to a full pipe loses what it was writing.
+        if detaching {
+            self.signal_strace(Signal::INT);
+        }
         loop {
             tokio::select! {
                 batch = self.batches.recv() => match batch {
                     Some(batch) => batch.into_iter().for_each(&mut *feed),
                     None => break,
                 },
-                _ = detach_again.tick(), if detaching => self.signal_strace(Signal::INT),
+                () = tokio::time::sleep(DETACH_REPEAT), if detaching => self.signal_strace(Signal::INT),
             }
         }
         self.strace_exit.readable().await.map_err(StraceError::Watch)?.retain_ready();
@@ -371,9 +374,9 @@ impl Source for StraceSource {
     }
 }
 
-/// How often `finish` repeats its SIGINT to an attached strace that has not
-/// exited yet.
-const DETACH_REPEAT: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long an attached strace told to detach may stay silent before
+/// `finish` tells it again.
+const DETACH_REPEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Has an attached strace killed when reprotrace dies without ending it
 /// (killed outright among others): the user's processes must not go on
