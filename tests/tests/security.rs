@@ -549,6 +549,8 @@ fn a_killed_strace_attach_leaves_nothing_traced() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Untraced, and not because it died with its tracer.
+    assert!(running(sleeper), "the process strace followed was killed with it");
 }
 
 /// The `TracerPid` of process `pid` (0: untraced); `None` once it is gone.

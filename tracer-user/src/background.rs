@@ -5,10 +5,14 @@
 
 use std::thread::JoinHandle;
 
-/// Runs `work` on a new thread of the lowest priority (nice 19; Linux keeps
-/// nice values per thread: the new thread's own id).
-pub fn spawn_at_lowest_priority<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
-    std::thread::spawn(move || {
+/// Runs `work` on a new thread named `name`, of the lowest priority (nice
+/// 19; Linux keeps nice values per thread: the new thread's own id). Fails
+/// as thread creation does (a limit on tasks reached).
+pub fn spawn_at_lowest_priority<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<JoinHandle<T>> {
+    std::thread::Builder::new().name(name.into()).spawn(move || {
         let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
         work()
     })

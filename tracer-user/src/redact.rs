@@ -51,7 +51,11 @@ impl Default for Redactor {
 
 impl Redactor {
     /// The built-in rules plus `patterns`; or, with `enabled` false, none.
+    /// The built-in rules start compiling now, in the background.
     pub fn new(patterns: &[String], enabled: bool) -> Result<Self, PatternError> {
+        if enabled {
+            prepare();
+        }
         let patterns = patterns
             .iter()
             .map(|pattern| Regex::new(pattern).map_err(|source| PatternError { pattern: pattern.clone(), source }))
@@ -188,12 +192,13 @@ fn replace_secret(pattern: &Regex, text: &str) -> String {
     out
 }
 
-/// Compiles the built-in patterns while the command runs, at the lowest
-/// priority, rather than on the way from its end to the manifest (about 1.5 ms
-/// an audit); redacting before they are ready waits for them.
-pub fn prepare() {
+/// Compiles the built-in patterns in the background, at the lowest priority,
+/// while the command runs rather than on the way from its end to the
+/// manifest (about 1.5 ms an audit); redacting before they are ready waits
+/// for them, and a thread that cannot start leaves them to be compiled then.
+fn prepare() {
     // Detached: the process may end first, as an audit that fails does.
-    drop(crate::background::spawn_at_lowest_priority(|| {
+    drop(crate::background::spawn_at_lowest_priority("redact-patterns", || {
         LazyLock::force(&KEY_FORMATS);
     }));
 }

@@ -276,18 +276,19 @@ fn end_leftovers(group: u32) {
             let command = String::from_utf8_lossy(&command).replace('\0', " ");
             // Where it was stuck, to find which test left it and why.
             let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-            let state = format!(
-                "state {}, parent {}, waiting in {}",
-                fields.first().unwrap_or(&"?"),
-                fields.get(1).unwrap_or(&"?"),
-                if wchan.is_empty() || wchan == "0" { "nothing" } else { &wchan }
-            );
-            leftovers.push((pid, command, state));
+            let waiting = match wchan.as_str() {
+                "" => String::new(),
+                "0" => ", not waiting".into(),
+                wchan => format!(", waiting in {wchan}"),
+            };
+            let details =
+                format!("state {}, parent {}{waiting}", fields.first().unwrap_or(&"?"), fields.get(1).unwrap_or(&"?"));
+            leftovers.push((pid, command, details));
         }
     }
-    for (pid, command, state) in &leftovers {
+    for (pid, command, details) in &leftovers {
         eprintln!(
-            "xtask: warning: a test left pid {pid} running ({state}), holding the test output; killed: {command}"
+            "xtask: warning: a test left pid {pid} running ({details}), holding the test output; killed: {command}"
         );
         // SAFETY: kill(2) on a pid of the test run's own process group; no memory is touched.
         unsafe { libc::kill(*pid, libc::SIGKILL) };

@@ -66,7 +66,6 @@ pub struct Traced {
 
 impl Audit {
     pub fn start(command: Vec<String>, cwd: Vec<u8>, owner: Option<Credentials>) -> Self {
-        crate::redact::prepare();
         let software_owner = owner.clone();
         Audit {
             command,

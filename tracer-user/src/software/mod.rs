@@ -30,7 +30,7 @@ pub struct SoftwareIndex {
 /// command ends.
 pub struct IndexBuilder {
     paths: mpsc::Sender<Vec<u8>>,
-    worker: JoinHandle<Result<SoftwareIndex, IndexError>>,
+    worker: std::io::Result<JoinHandle<Result<SoftwareIndex, IndexError>>>,
 }
 
 /// Why the software index could not be built.
@@ -40,6 +40,8 @@ pub enum IndexError {
     Dpkg(#[from] DpkgError),
     #[error("cannot take the invoking user's rights to index software: {0}")]
     Credentials(#[source] std::io::Error),
+    #[error("cannot start the thread that indexes software: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// Hands paths the trace used to an [`IndexBuilder`].
@@ -60,7 +62,7 @@ impl IndexBuilder {
     /// user an audit under sudo is for).
     pub fn start(owner: Option<Credentials>) -> Self {
         let (paths, incoming) = mpsc::channel::<Vec<u8>>();
-        let worker = crate::background::spawn_at_lowest_priority(move || {
+        let worker = crate::background::spawn_at_lowest_priority("software-index", move || {
             // The paths come from the user's run: never followed as root.
             let _acting = ActingAs::maybe(owner.as_ref()).map_err(IndexError::Credentials)?;
             let dpkg = dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR), crate::cache::dir().as_deref())?;
@@ -80,7 +82,7 @@ impl IndexBuilder {
     /// The index, once every [`PathSink`] is dropped and the paths sent are looked at.
     pub fn finish(self) -> Result<SoftwareIndex, IndexError> {
         drop(self.paths);
-        self.worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        self.worker.map_err(IndexError::Thread)?.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 

@@ -157,8 +157,12 @@ impl Mode {
             Mode::EbpfDaemonAttach => {
                 "reprotrace attach --socket S --pid P -o M, beside `reprotrace daemon --socket S`"
             }
-            Mode::EbpfAttachFloor => "as `ebpf-attach` with `--bench-floor`: every program returns at once",
-            Mode::EbpfDaemonAttachFloor => "as `ebpf-daemon-attach`, the daemon started with `--bench-floor`",
+            Mode::EbpfAttachFloor => {
+                "as `ebpf-attach` with `--bench-floor`: every program returns at once (stopped with SIGINT)"
+            }
+            Mode::EbpfDaemonAttachFloor => {
+                "as `ebpf-daemon-attach`, the daemon started with `--bench-floor` (stopped with SIGINT)"
+            }
             Mode::RtStraceAttach => "reprotrace attach --backend strace --pid P -o M",
             Mode::StraceP => "strace -f -q -o LOG -e trace=SYSCALLS -p P (stopped with SIGINT)",
         }
@@ -552,12 +556,9 @@ fn run_attach(
         .with_context(|| format!("the attach workload printed {output:?}, not its loop time in seconds"))?;
     let mut cpu_s = worker.cpu_s;
     if let Some((tracer, stderr, tracer_start)) = tracer {
-        if mode == Mode::StraceP {
-            // strace -p usually ends with its last tracee; SIGINT makes sure.
-            measure::send_signal(tracer.pid(), libc::SIGINT);
-        }
-        if mode.is_floor() {
-            // Its programs returning at once, it never sees the workload exit.
+        // strace -p usually ends with its last tracee, SIGINT makes sure; a
+        // floor's programs, returning at once, never see the workload exit.
+        if mode == Mode::StraceP || mode.is_floor() {
             measure::send_signal(tracer.pid(), libc::SIGINT);
         }
         let finished = measure::wait(tracer.into_child()?, tracer_start, READY_LIMIT)?;

@@ -120,6 +120,10 @@ impl LogPipe {
         // Both ends are close-on-exec: neither strace nor anything else we
         // start inherits them.
         let (reader, writer) = std::io::pipe().map_err(StraceError::Pipe)?;
+        // Room for strace to run ahead of the reader (a write that finds the
+        // pipe full blocks it, and its tracees). The default 64 KiB if the
+        // system refuses (a user over the pipe-user-pages limits).
+        let _ = rustix::pipe::fcntl_setpipe_size(&writer, LOG_PIPE_BYTES);
         Ok(LogPipe { reader, writer })
     }
 
@@ -134,6 +138,10 @@ impl LogPipe {
 
 /// How much of the log the reader takes at a time.
 const READ_SIZE: usize = 1 << 16;
+
+/// The log pipe's capacity (the most an unprivileged user may set by default,
+/// `/proc/sys/fs/pipe-max-size`).
+const LOG_PIPE_BYTES: usize = 1 << 20;
 
 /// Most events in one batch, and batches waiting for the driver: at most
 /// some 64k events (a few MiB) are between strace and the pipeline.
@@ -174,6 +182,9 @@ pub struct StraceSource {
     strace_pid: u32,
     /// Becomes readable when strace exits (it is not reaped through it).
     strace_exit: AsyncFd<OwnedFd>,
+    /// The log pipe's read end, to see how full it is (the reader thread
+    /// reads through its own descriptor).
+    log: OwnedFd,
     batches: mpsc::Receiver<Vec<Event>>,
     /// Taken by `finish`, the only place that joins it (an `Option` because
     /// the source has a `Drop`).
@@ -225,7 +236,7 @@ impl StraceSource {
         let pids: Vec<u32> = existing.iter().map(|process| process.pid).collect();
         let mut command = std::process::Command::new(find_strace()?);
         command.args(strace_args(&log.path(), &Target::Attach(&pids)));
-        detach_when_reprotrace_dies(&mut command);
+        kill_strace_when_reprotrace_dies(&mut command);
         let (mut source, writer) = StraceSource::start(Mode::Attached, command, log, None)?;
         let tids: Vec<u32> = existing.iter().flat_map(|process| process.threads.iter().copied()).collect();
         let strace_pid = source.strace_pid;
@@ -266,6 +277,7 @@ impl StraceSource {
         root: Option<oneshot::Sender<Tid>>,
     ) -> Result<(StraceSource, PipeWriter), StraceError> {
         let LogPipe { reader, writer } = log;
+        let log = OwnedFd::from(reader.try_clone().map_err(StraceError::Pipe)?);
         // Not waited for through this handle: the driver reaps (see `finish`).
         let strace = command.spawn().map_err(StraceError::Spawn)?;
         let strace_pid = strace.id();
@@ -283,12 +295,20 @@ impl StraceSource {
                 })
             })
             .map_err(StraceError::StartReader)?;
-        Ok((StraceSource { mode, strace_pid, strace_exit, batches, reader: Some(reader) }, writer))
+        Ok((StraceSource { mode, strace_pid, strace_exit, log, batches, reader: Some(reader) }, writer))
     }
 
     fn strace_has_exited(&self) -> bool {
         let mut fds = [PollFd::new(self.strace_exit.get_ref(), PollFlags::IN)];
         poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })).is_ok_and(|ready| ready > 0)
+    }
+
+    /// Whether strace may be blocked writing its log: the pipe is more than
+    /// half full (strace writes a few KiB at a time, so with half the pipe
+    /// free no write of its blocks).
+    fn log_is_filling(&self) -> bool {
+        let capacity = rustix::pipe::fcntl_getpipe_size(&self.log).unwrap_or(LOG_PIPE_BYTES);
+        rustix::io::ioctl_fionread(&self.log).is_ok_and(|queued| queued > capacity as u64 / 2)
     }
 
     fn signal_strace(&self, signal: Signal) {
@@ -314,11 +334,14 @@ impl StraceSource {
 impl Drop for StraceSource {
     /// A source given up before `finish` (an error on the way) leaves no
     /// strace attached: it would go on stopping the processes it was
-    /// attached to at every syscall after reprotrace is gone. (One that
-    /// started the command follows it to its end, as the command needs.)
+    /// attached to at every syscall after reprotrace is gone. Killed, not
+    /// told to detach: its log is given up, and the kernel detaches a killed
+    /// tracer's tracees at once, where a SIGINT may wait for their next event
+    /// (see `finish`). (One that started the command follows it to its end,
+    /// as the command needs.)
     fn drop(&mut self) {
         if matches!(self.mode, Mode::Attached) && !self.strace_has_exited() {
-            self.signal_strace(Signal::INT);
+            self.signal_strace(Signal::KILL);
         }
     }
 }
@@ -345,19 +368,22 @@ impl Source for StraceSource {
         // told to detach with SIGINT, which it acts on between two waits for
         // its tracees: one that comes just before it waits again is seen only
         // at a tracee's next event, which an idle tracee (a kernel at rest, a
-        // sleeper) may never make. So the signal is repeated while strace is
-        // still there and silent, never while it writes: a signal that
-        // interrupts its write to a full pipe loses what it was writing.
-        if detaching {
-            self.signal_strace(Signal::INT);
-        }
+        // sleeper) may never make. So the signal is repeated each second
+        // until strace is gone. Never while the log pipe is filling: a
+        // signal that interrupts strace's write to a full pipe loses what it
+        // was writing (it sets no SA_RESTART, and stdio drops the buffer).
+        let mut detach_due = detaching.then(tokio::time::Instant::now);
         loop {
+            if detach_due.is_some_and(|due| due <= tokio::time::Instant::now()) && !self.log_is_filling() {
+                self.signal_strace(Signal::INT);
+                detach_due = Some(tokio::time::Instant::now() + DETACH_REPEAT);
+            }
             tokio::select! {
                 batch = self.batches.recv() => match batch {
                     Some(batch) => batch.into_iter().for_each(&mut *feed),
                     None => break,
                 },
-                () = tokio::time::sleep(DETACH_REPEAT), if detaching => self.signal_strace(Signal::INT),
+                () = tokio::time::sleep(DETACH_POLL), if detach_due.is_some() => {}
             }
         }
         self.strace_exit.readable().await.map_err(StraceError::Watch)?.retain_ready();
@@ -374,9 +400,10 @@ impl Source for StraceSource {
     }
 }
 
-/// How long an attached strace told to detach may stay silent before
-/// `finish` tells it again.
+/// How often `finish` tells an attached strace again to detach, and how
+/// often it looks whether it may (see `finish`).
 const DETACH_REPEAT: std::time::Duration = std::time::Duration::from_secs(1);
+const DETACH_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Has an attached strace killed when reprotrace dies without ending it
 /// (killed outright among others): the user's processes must not go on
@@ -387,7 +414,7 @@ const DETACH_REPEAT: std::time::Duration = std::time::Duration::from_secs(1);
 /// `PTRACE_O_EXITKILL` only when it starts the command). (The kernel sends it
 /// when the spawning thread ends: the main thread here, whose runtime runs on
 /// it.)
-fn detach_when_reprotrace_dies(command: &mut std::process::Command) {
+fn kill_strace_when_reprotrace_dies(command: &mut std::process::Command) {
     let reprotrace = rustix::process::getpid();
     // SAFETY: between fork and exec the closure makes two system calls and
     // allocates nothing.
