@@ -183,8 +183,9 @@ pub struct StraceSource {
     /// Becomes readable when strace exits (it is not reaped through it).
     strace_exit: AsyncFd<OwnedFd>,
     /// The log pipe's read end, to see how full it is (the reader thread
-    /// reads through its own descriptor).
-    log: OwnedFd,
+    /// reads through its own descriptor). Closed when the reader has ended,
+    /// so that a strace still writing is told (EPIPE) rather than blocked.
+    log: Option<OwnedFd>,
     batches: mpsc::Receiver<Vec<Event>>,
     /// Taken by `finish`, the only place that joins it (an `Option` because
     /// the source has a `Drop`).
@@ -277,7 +278,7 @@ impl StraceSource {
         root: Option<oneshot::Sender<Tid>>,
     ) -> Result<(StraceSource, PipeWriter), StraceError> {
         let LogPipe { reader, writer } = log;
-        let log = OwnedFd::from(reader.try_clone().map_err(StraceError::Pipe)?);
+        let log = Some(OwnedFd::from(reader.try_clone().map_err(StraceError::Pipe)?));
         // Not waited for through this handle: the driver reaps (see `finish`).
         let strace = command.spawn().map_err(StraceError::Spawn)?;
         let strace_pid = strace.id();
@@ -307,8 +308,10 @@ impl StraceSource {
     /// half full (strace writes a few KiB at a time, so with half the pipe
     /// free no write of its blocks).
     fn log_is_filling(&self) -> bool {
-        let capacity = rustix::pipe::fcntl_getpipe_size(&self.log).unwrap_or(LOG_PIPE_BYTES);
-        rustix::io::ioctl_fionread(&self.log).is_ok_and(|queued| queued > capacity as u64 / 2)
+        self.log.as_ref().is_some_and(|log| {
+            let capacity = rustix::pipe::fcntl_getpipe_size(log).unwrap_or(LOG_PIPE_BYTES);
+            rustix::io::ioctl_fionread(log).is_ok_and(|queued| queued > capacity as u64 / 2)
+        })
     }
 
     fn signal_strace(&self, signal: Signal) {
@@ -349,7 +352,10 @@ impl Drop for StraceSource {
 impl Source for StraceSource {
     /// Ends when strace has exited and its log is read.
     async fn next_batch(&mut self, feed: &mut impl FnMut(Event)) -> Result<bool, SourceError> {
-        let Some(batch) = self.batches.recv().await else { return Ok(false) };
+        let Some(batch) = self.batches.recv().await else {
+            self.log = None;
+            return Ok(false);
+        };
         batch.into_iter().for_each(&mut *feed);
         while let Ok(batch) = self.batches.try_recv() {
             batch.into_iter().for_each(&mut *feed);
@@ -386,6 +392,9 @@ impl Source for StraceSource {
                 () = tokio::time::sleep(DETACH_POLL), if detach_due.is_some() => {}
             }
         }
+        // The log has ended: a strace still writing (its reader gone early)
+        // gets EPIPE rather than a pipe that stays full.
+        self.log = None;
         self.strace_exit.readable().await.map_err(StraceError::Watch)?.retain_ready();
         self.reap();
         let reader = self.reader.take().ok_or(StraceError::ReaderPanicked)?;
