@@ -60,6 +60,12 @@ pub enum StraceError {
     CouldNotAttach(String),
     #[error("cannot watch strace (pidfd): {0}")]
     Watch(#[source] std::io::Error),
+    #[error(
+        "strace did not detach within {} s of being asked and was killed (the kernel detached it from the processes); \
+         the end of its log may be missing",
+        DETACH_PATIENCE.as_secs()
+    )]
+    DidNotDetach,
 }
 
 /// Finds strace on PATH.
@@ -378,8 +384,18 @@ impl Source for StraceSource {
         // until strace is gone. Never while the log pipe is filling: a
         // signal that interrupts strace's write to a full pipe loses what it
         // was writing (it sets no SA_RESTART, and stdio drops the buffer).
+        // One that does not act on it at all (stopped, or stuck in the
+        // kernel) is killed in the end: the kernel detaches it, and the
+        // audit says its log may be cut short.
         let mut detach_due = detaching.then(tokio::time::Instant::now);
+        let kill_at = tokio::time::Instant::now() + DETACH_PATIENCE;
+        let mut killed = false;
         loop {
+            if detach_due.is_some() && kill_at <= tokio::time::Instant::now() {
+                self.signal_strace(Signal::KILL);
+                killed = true;
+                detach_due = None;
+            }
             if detach_due.is_some_and(|due| due <= tokio::time::Instant::now()) && !self.log_is_filling() {
                 self.signal_strace(Signal::INT);
                 detach_due = Some(tokio::time::Instant::now() + DETACH_REPEAT);
@@ -399,6 +415,9 @@ impl Source for StraceSource {
         self.reap();
         let reader = self.reader.take().ok_or(StraceError::ReaderPanicked)?;
         let malformed_lines = reader.join().map_err(|_| StraceError::ReaderPanicked)?.map_err(StraceError::ReadLog)?;
+        if killed {
+            return Err(StraceError::DidNotDetach.into());
+        }
         // strace sees io_uring_setup, not what the ring then does.
         Ok(Counters { malformed_events: malformed_lines, sees_io_uring: false, ..Counters::default() })
     }
@@ -409,9 +428,10 @@ impl Source for StraceSource {
     }
 }
 
-/// How often `finish` tells an attached strace again to detach, and how
-/// often it looks whether it may (see `finish`).
+/// How often `finish` tells an attached strace again to detach, how often
+/// it looks whether it may, and how long before it kills it (see `finish`).
 const DETACH_REPEAT: std::time::Duration = std::time::Duration::from_secs(1);
+const DETACH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 const DETACH_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Has an attached strace killed when reprotrace dies without ending it
@@ -564,6 +584,31 @@ mod tests {
         if let Some(pid) = Pid::from_raw(strace_pid as i32) {
             let _ = waitpid(Some(pid), WaitOptions::empty());
         }
+    }
+
+    /// A strace that does not act on the SIGINT (stopped here) is killed in
+    /// the end, the process it followed left running and untraced, and the
+    /// audit told that the log may be cut short.
+    #[test]
+    fn an_attached_strace_that_will_not_detach_is_killed() {
+        let mut sleeper = std::process::Command::new("sleep").arg("60").spawn().expect("sleep");
+        let existing = snapshot::snapshot_trees(&[sleeper.id()]).expect("snapshot");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let finished = runtime.block_on(async {
+            let (source, followed, _) = StraceSource::attach(existing).await.expect("strace attaches");
+            assert_eq!(followed.len(), 1);
+            source.signal_strace(Signal::STOP);
+            source.finish(&mut |_| {}).await
+        });
+        assert!(
+            matches!(finished, Err(SourceError::Strace(StraceError::DidNotDetach))),
+            "{:?}",
+            finished.map(|_| "finished")
+        );
+        assert_eq!(tracer_of(sleeper.id()), Some(0), "the process is untraced");
+        assert!(sleeper.try_wait().expect("sleep").is_none(), "the process goes on");
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
     }
 
     /// Opens the pipe as strace does with `-o`.
