@@ -391,14 +391,15 @@ impl Source for StraceSource {
         let kill_at = tokio::time::Instant::now() + DETACH_PATIENCE;
         let mut killed = false;
         loop {
-            if detach_due.is_some() && kill_at <= tokio::time::Instant::now() {
+            let now = tokio::time::Instant::now();
+            if detach_due.is_some() && kill_at <= now {
                 self.signal_strace(Signal::KILL);
                 killed = true;
                 detach_due = None;
             }
-            if detach_due.is_some_and(|due| due <= tokio::time::Instant::now()) && !self.log_is_filling() {
+            if detach_due.is_some_and(|due| due <= now) && !self.log_is_filling() {
                 self.signal_strace(Signal::INT);
-                detach_due = Some(tokio::time::Instant::now() + DETACH_REPEAT);
+                detach_due = Some(now + DETACH_REPEAT);
             }
             tokio::select! {
                 batch = self.batches.recv() => match batch {
@@ -557,18 +558,25 @@ mod tests {
     use super::*;
     use crate::event::Fact;
 
-    #[test]
-    fn an_attached_strace_given_up_before_its_end_detaches() {
-        let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().expect("sleep");
+    /// Starts a `sleep 60`, attaches strace to it and hands the source to
+    /// `then`; returns the sleeper and what `then` returned.
+    fn attached_to_a_sleeper<T>(then: impl AsyncFnOnce(StraceSource) -> T) -> (std::process::Child, T) {
+        let sleeper = std::process::Command::new("sleep").arg("60").spawn().expect("sleep");
         let existing = snapshot::snapshot_trees(&[sleeper.id()]).expect("snapshot");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let strace_pid = runtime.block_on(async {
+        let result = runtime.block_on(async {
             let (source, followed, _) = StraceSource::attach(existing).await.expect("strace attaches");
             assert_eq!(followed.len(), 1);
             assert_eq!(tracer_of(sleeper.id()), Some(source.strace_pid));
-            source.strace_pid
-            // Dropped here, without `finish`: an error on the way.
+            then(source).await
         });
+        (sleeper, result)
+    }
+
+    #[test]
+    fn an_attached_strace_given_up_before_its_end_detaches() {
+        // Dropped without `finish`: an error on the way.
+        let (mut sleeper, strace_pid) = attached_to_a_sleeper(async |source| source.strace_pid);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let strace_running = || {
             std::fs::read_to_string(format!("/proc/{strace_pid}/stat"))
@@ -591,12 +599,7 @@ mod tests {
     /// audit told that the log may be cut short.
     #[test]
     fn an_attached_strace_that_will_not_detach_is_killed() {
-        let mut sleeper = std::process::Command::new("sleep").arg("60").spawn().expect("sleep");
-        let existing = snapshot::snapshot_trees(&[sleeper.id()]).expect("snapshot");
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let finished = runtime.block_on(async {
-            let (source, followed, _) = StraceSource::attach(existing).await.expect("strace attaches");
-            assert_eq!(followed.len(), 1);
+        let (mut sleeper, finished) = attached_to_a_sleeper(async |source| {
             source.signal_strace(Signal::STOP);
             source.finish(&mut |_| {}).await
         });
