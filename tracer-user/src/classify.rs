@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     access::{AccessLog, PathUse},
-    fsaccess,
+    fsaccess::{self, Lstats},
     tracker::{path::is_under, view::NamespaceId},
     units,
 };
@@ -181,13 +181,15 @@ fn is_never_data(path: &[u8]) -> bool {
         || path.starts_with(b"/memfd:")
 }
 
-/// Classifies the access log, looking at the file system as it is now.
-/// `is_software` tells whether a path belongs to software the manifest lists.
+/// Classifies the access log, looking at the file system as it is now
+/// (`lstats`, asked at the audit's end). `is_software` tells whether a path
+/// belongs to software the manifest lists.
 pub fn classify(
     log: &AccessLog,
     rules: &Rules,
     is_software: &dyn Fn(&[u8]) -> bool,
     started_at: SystemTime,
+    lstats: &Lstats,
 ) -> DataSets {
     let mut data = DataSets::default();
     for (path, used) in log.iter() {
@@ -202,7 +204,7 @@ pub fn classify(
             continue;
         }
         let Some(kind) = data_kind(used) else { continue };
-        let metadata = fsaccess::metadata(path);
+        let metadata = lstats.metadata(path);
         let regular = match &metadata {
             Ok(metadata) if metadata.is_file() => Some(metadata),
             Ok(_) => continue,
@@ -505,7 +507,7 @@ mod tests {
         log.record(1, FileOp::Open { path: fx.path("scratch"), mode: OpenMode::Write, create: true });
         log.record(1, FileOp::Remove { path: fx.path("scratch"), dir: false });
         log.record(1, FileOp::Open { path: b"/etc/hosts".to_vec(), mode: OpenMode::Read, create: false });
-        let mut data = classify(&log, &Rules::default(), &no_software, started);
+        let mut data = classify(&log, &Rules::default(), &no_software, started, &Lstats::default());
         hash_data(&mut data, None, Hashing::default());
         assert_eq!(data.inputs.len(), 1);
         let first = &data.inputs[0];
@@ -527,7 +529,7 @@ mod tests {
         for path in [&existing, &made] {
             log.record(1, FileOp::Open { path: path.clone(), mode: OpenMode::Read, create: true });
         }
-        let data = classify(&log, &Rules::default(), &no_software, started);
+        let data = classify(&log, &Rules::default(), &no_software, started, &Lstats::default());
         let paths = |files: &[DataFile]| files.iter().map(|file| file.path.clone()).collect::<Vec<_>>();
         assert_eq!(paths(&data.inputs), vec![existing]);
         assert_eq!(paths(&data.outputs), vec![made]);
@@ -547,11 +549,11 @@ mod tests {
         }
         let is_software = |path: &[u8]| path.ends_with(b"site.py");
         let rules = Rules::new(&[], &["**/*.log".to_string()]).expect("globs");
-        let data = classify(&log, &rules, &is_software, SystemTime::now());
+        let data = classify(&log, &rules, &is_software, SystemTime::now(), &Lstats::default());
         assert_eq!(data.inputs.iter().map(|file| file.path.clone()).collect::<Vec<_>>(), vec![kept.clone()]);
         // --include brings back what the built-in rules leave out.
         let rules = Rules::new(&["**/__pycache__/*".to_string()], &[]).expect("globs");
-        let data = classify(&log, &rules, &is_software, SystemTime::now());
+        let data = classify(&log, &rules, &is_software, SystemTime::now(), &Lstats::default());
         let paths: Vec<Vec<u8>> = data.inputs.iter().map(|file| file.path.clone()).collect();
         assert!(paths.contains(&cached) && paths.contains(&kept) && paths.contains(&dropped));
     }

@@ -1,8 +1,15 @@
 //! Reading the files a run used, by absolute paths of any length: a path the
 //! kernel would refuse as too long (a run can make one with relative paths
-//! and `chdir`) is opened directory by directory.
+//! and `chdir`) is opened directory by directory. At the audit's end, what
+//! each file is, asked once for all of them on every core ([`Lstats`]).
 
-use std::{fs::File, io, os::unix::ffi::OsStrExt, path::Path};
+use std::{
+    collections::HashMap,
+    fs::{File, Metadata},
+    io,
+    os::unix::ffi::OsStrExt,
+    path::Path,
+};
 
 use rustix::fs::{openat, Mode, OFlags, CWD};
 
@@ -20,6 +27,85 @@ pub fn metadata(path: &[u8]) -> io::Result<std::fs::Metadata> {
         return std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(path)));
     }
     open_with(path, OFlags::PATH | OFlags::CLOEXEC)?.metadata()
+}
+
+/// What `lstat` said of each of a run's files, asked once for all of them
+/// when the audit ends, on every core: software identification asks whether
+/// a file is a symbolic link, data classification what it is, and for a file
+/// that is no link both answers are in its `lstat` (the kernel's own work,
+/// most of an audit's end). A path it was not asked about (any, for the
+/// default one), or one too long to hand the kernel in one piece, is asked
+/// about when needed.
+#[derive(Default)]
+pub struct Lstats<'a> {
+    answers: HashMap<&'a [u8], Result<Metadata, io::ErrorKind>>,
+}
+
+/// Below this many paths a thread costs more than it saves.
+const PATHS_PER_THREAD_AT_LEAST: usize = 64;
+
+impl<'a> Lstats<'a> {
+    /// `lstat`s every one of `paths` (absolute), on as many threads as
+    /// there are cores (started by the calling thread: they act with its
+    /// rights).
+    pub fn of(paths: Vec<&'a [u8]>) -> Self {
+        let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let chunk = paths.len().div_ceil(workers).max(PATHS_PER_THREAD_AT_LEAST);
+        let answers = std::thread::scope(|scope| {
+            let mut parts = paths.chunks(chunk);
+            let first = parts.next().unwrap_or_default();
+            let threads: Vec<_> = parts
+                .map(|part| {
+                    let thread = std::thread::Builder::new()
+                        .name("lstat".into())
+                        .spawn_scoped(scope, move || lstat_all(part).collect::<Vec<_>>());
+                    (part, thread)
+                })
+                .collect();
+            let mut answers: HashMap<_, _> = lstat_all(first).collect();
+            for (part, thread) in threads {
+                match thread {
+                    // One that failed leaves its paths to be asked when needed.
+                    Ok(thread) => answers.extend(thread.join().unwrap_or_default()),
+                    // One that could not start: its part is asked here.
+                    Err(_) => answers.extend(lstat_all(part)),
+                }
+            }
+            answers
+        });
+        Lstats { answers }
+    }
+
+    /// Whether `path` is a symbolic link.
+    pub fn is_symlink(&self, path: &[u8]) -> bool {
+        match self.answers.get(path) {
+            Some(answer) => answer.as_ref().is_ok_and(|metadata| metadata.file_type().is_symlink()),
+            None => std::fs::symlink_metadata(Path::new(std::ffi::OsStr::from_bytes(path)))
+                .is_ok_and(|metadata| metadata.file_type().is_symlink()),
+        }
+    }
+
+    /// The metadata of what `path` (absolute) names, symbolic links
+    /// followed, as [`metadata`] has it: a file's `lstat`, unless it is a
+    /// link. (A path `lstat` cannot reach, `stat` cannot either: they walk
+    /// the same directories.)
+    pub fn metadata(&self, path: &[u8]) -> io::Result<Metadata> {
+        match self.answers.get(path) {
+            Some(Ok(metadata)) if !metadata.file_type().is_symlink() => Ok(metadata.clone()),
+            Some(Err(kind)) => Err(io::Error::from(*kind)),
+            Some(Ok(_)) | None => metadata(path),
+        }
+    }
+}
+
+/// Each of `paths` short enough to hand the kernel, and its `lstat`.
+fn lstat_all<'a, 'b>(
+    paths: &'b [&'a [u8]],
+) -> impl Iterator<Item = (&'a [u8], Result<Metadata, io::ErrorKind>)> + use<'a, 'b> {
+    paths.iter().filter(|path| path.len() <= PIECE).map(|&path| {
+        let answer = std::fs::symlink_metadata(Path::new(std::ffi::OsStr::from_bytes(path)));
+        (path, answer.map_err(|err| err.kind()))
+    })
 }
 
 fn open_with(path: &[u8], flags: OFlags) -> io::Result<File> {
@@ -51,7 +137,7 @@ fn open_with(path: &[u8], flags: OFlags) -> io::Result<File> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
+    use std::{ffi::OsStr, io::Read, os::unix::ffi::OsStringExt};
 
     use super::*;
 
@@ -78,5 +164,41 @@ mod tests {
         let mut contents = String::new();
         open(&path).expect("open").read_to_string(&mut contents).expect("read");
         assert_eq!(contents, "deep");
+        let lstats = Lstats::of(vec![&path]);
+        assert_eq!(lstats.metadata(&path).expect("asked when needed").len(), 4);
+        assert!(!lstats.is_symlink(&path));
+    }
+
+    #[test]
+    fn lstats_answer_as_the_kernel_does_for_files_links_and_missing_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = |name: &str| dir.path().join(name).into_os_string().into_vec();
+        // Enough files for every core to take a part.
+        let files: Vec<Vec<u8>> = (0..300).map(|index| at(&format!("f{index}"))).collect();
+        for (index, file) in files.iter().enumerate() {
+            std::fs::write(OsStr::from_bytes(file), vec![b'x'; index]).expect("write");
+        }
+        std::os::unix::fs::symlink(OsStr::from_bytes(&files[7]), OsStr::from_bytes(&at("link"))).expect("link");
+        std::os::unix::fs::symlink(OsStr::from_bytes(&at("nowhere")), OsStr::from_bytes(&at("dangling")))
+            .expect("dangling");
+        std::fs::create_dir(dir.path().join("dir")).expect("dir");
+        let (link, dangling, missing, directory) = (at("link"), at("dangling"), at("missing"), at("dir"));
+        let mut asked: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+        asked.extend([link.as_slice(), dangling.as_slice(), missing.as_slice(), directory.as_slice()]);
+        let lstats = Lstats::of(asked);
+        for (index, file) in files.iter().enumerate() {
+            assert_eq!(lstats.metadata(file).expect("a file").len(), index as u64);
+            assert!(!lstats.is_symlink(file));
+        }
+        assert!(lstats.is_symlink(&link) && lstats.is_symlink(&dangling));
+        assert_eq!(lstats.metadata(&link).expect("followed").len(), 7, "a link's metadata is its target's");
+        assert_eq!(lstats.metadata(&dangling).expect_err("dangling").kind(), io::ErrorKind::NotFound);
+        assert_eq!(lstats.metadata(&missing).expect_err("missing").kind(), io::ErrorKind::NotFound);
+        assert!(!lstats.is_symlink(&missing));
+        assert!(lstats.metadata(&directory).expect("a directory").is_dir());
+        // A path it was not asked about is asked about when needed.
+        let unasked = at("unasked");
+        std::fs::write(OsStr::from_bytes(&unasked), b"late").expect("write");
+        assert_eq!(lstats.metadata(&unasked).expect("asked now").len(), 4);
     }
 }

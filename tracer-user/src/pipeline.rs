@@ -12,6 +12,7 @@ use crate::{
     access::AccessLog,
     classify::{self, FileState},
     event::{abi::AT_FDCWD, ArgvView, CellError, CellMarker, Event, ExistingProcess, Fact, MarkerPhase},
+    fsaccess::Lstats,
     image::{self, Image},
     jupyter,
     manifest::{self, CellSections, TaskContext, TaskSections, TraceSections},
@@ -289,7 +290,7 @@ impl Pipeline {
     }
 
     /// Identifies software, classifies the data (stat'ing files as they are
-    /// now), for the run, each cell and each Dask task, and renders the
+    /// now, once), for the run, each cell and each Dask task, and renders the
     /// sections; the tasks ran on `host`, in `worker` when it is a Dask worker.
     pub fn finish(
         self,
@@ -299,16 +300,21 @@ impl Pipeline {
         host: &str,
         worker: Option<&str>,
     ) -> PipelineOutput {
-        let software = software::identify(&self.log, software_index);
-        let mut data = classify::classify(&self.log, rules, &|path| software.owns(path), started_at);
+        // Every file the run read or wrote, as it is now: what software
+        // identification and data classification ask of each (an exec'd
+        // file's links are resolved whole, and it is software).
+        let files = self.log.iter().filter(|(_, used)| !used.directory && !used.exec && (used.read || used.written));
+        let lstats = Lstats::of(files.map(|(path, _)| path).collect());
+        let software = software::identify(&self.log, software_index, &lstats);
+        let mut data = classify::classify(&self.log, rules, &|path| software.owns(path), started_at, &lstats);
         classify::hash_data(&mut data, None, self.hashing);
         let empty = AccessLog::new();
         // A cell's or task's own software and data, by the run's rules; its
         // files already hashed for the run are not read again.
         let mut scoped = |log: &AccessLog, states: Option<&HashMap<Vec<u8>, FileState>>| {
-            let own_software = software::identify(log, software_index);
+            let own_software = software::identify(log, software_index, &lstats);
             let owned = |path: &[u8]| own_software.owns(path) || software.owns(path);
-            let mut own_data = classify::classify(log, rules, &owned, started_at);
+            let mut own_data = classify::classify(log, rules, &owned, started_at, &lstats);
             if let Some(states) = states {
                 classify::describe_as(&mut own_data, states);
             }

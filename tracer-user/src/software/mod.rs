@@ -13,7 +13,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use crate::{access::AccessLog, launch::Credentials, privilege::ActingAs, tracker::path::file_name};
+use crate::{access::AccessLog, fsaccess::Lstats, launch::Credentials, privilege::ActingAs, tracker::path::file_name};
 
 pub use dpkg::{DpkgError, SystemPackage};
 pub use python::{Distribution, Interpreter};
@@ -119,7 +119,7 @@ impl SoftwareUse {
 }
 
 /// Attributes every file the run read or executed to the software owning it.
-pub fn identify(log: &AccessLog, index: &mut SoftwareIndex) -> SoftwareUse {
+pub fn identify(log: &AccessLog, index: &mut SoftwareIndex, lstats: &Lstats) -> SoftwareUse {
     let used_files = || log.iter().filter(|(_, used)| (used.read || used.exec) && !used.written);
     // An editable project's files are found through its site directory, which
     // may be seen only later in path order: discover every directory first.
@@ -158,7 +158,7 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex) -> SoftwareUse {
         // program run through a link (`python3` → `python3.11`, `awk` →
         // `mawk`), a configuration link (`/etc/localtime`) belongs to both.
         // Bytecode compiled at install time is its source's.
-        let resolved = resolve_links(path, used.exec);
+        let resolved = resolve_links(path, used.exec, lstats);
         let candidates = [Some(path.to_vec()), python::bytecode_source(path), resolved];
         let mut owned_by_package = false;
         for candidate in candidates.iter().flatten() {
@@ -200,11 +200,11 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex) -> SoftwareUse {
 
 /// What `path` names once symbolic links are followed, when that differs:
 /// always for an executed file, else only for a link (one `lstat`).
-fn resolve_links(path: &[u8], executed: bool) -> Option<Vec<u8>> {
-    let os_path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
-    if !executed && !std::fs::symlink_metadata(os_path).is_ok_and(|metadata| metadata.file_type().is_symlink()) {
+fn resolve_links(path: &[u8], executed: bool, lstats: &Lstats) -> Option<Vec<u8>> {
+    if !executed && !lstats.is_symlink(path) {
         return None;
     }
+    let os_path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
     let resolved = std::fs::canonicalize(os_path).ok()?.into_os_string().into_vec();
     (resolved != path).then_some(resolved)
 }
