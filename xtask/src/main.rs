@@ -92,7 +92,9 @@ fn dpkg_installed(package: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])
         .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).ends_with("installed"))
+        // The status's last word: "installed", not "not-installed" (which
+        // also ends so) nor "half-installed".
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).split_whitespace().last() == Some("installed"))
 }
 
 pub(crate) fn setup() -> Result<()> {
