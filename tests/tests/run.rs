@@ -3,10 +3,11 @@
 //! These tests load eBPF programs: they need root, and fail (never skip) when
 //! the programs cannot load.
 
-use std::{collections::BTreeSet, path::Path, process::Command};
+use std::{collections::BTreeSet, os::unix::ffi::OsStrExt, path::Path, process::Command};
 
 use reprotrace_tests::{
-    assert_complete, assert_same_run, audit, data_paths, paths_under, prepare_file_ops, reprotrace_bin, BACKENDS,
+    assert_complete, assert_same_run, audit, audit_with, data_paths, paths_under, prepare_file_ops, reprotrace_bin,
+    BACKENDS,
 };
 use serde_json::Value;
 
@@ -353,4 +354,42 @@ fn a_terminal_gets_a_status_line() {
     assert!(text.contains("reprotrace: auditing `sh -c sleep 1.2; echo done` (strace backend"), "{text}");
     assert!(text.contains("processes") && text.contains("events, 0 lost"), "{text}");
     assert!(text.contains("manifest written to"), "{text}");
+}
+
+/// A data file's hash is remembered (in root's cache, for root's audits) and
+/// taken again without reading the file only while it is unchanged:
+/// rewritten with the same size and its modification time put back, it is
+/// read and hashed anew; `--rehash` reads it whatever the cache says.
+#[test]
+fn a_remembered_hash_stands_only_for_an_unchanged_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).expect("manifest dir");
+    let input = dir.path().join("input.csv");
+    // Contents of this test's own, so that the cache's entry is this file's.
+    std::fs::write(&input, format!("{}\n", dir.path().display())).expect("write");
+    // Hashes are remembered only for files last changed over 2 s before.
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let input_arg = input.to_str().expect("utf-8 temp path");
+    let hash_in = |options: &[&str], name: &str| -> String {
+        let audit = audit_with(options, name, dir.path(), &manifests, &["/usr/bin/cat", input_arg]);
+        assert!(audit.output.status.success(), "{name}: {}", audit.stderr());
+        let inputs = audit.manifest["data"]["inputs"].as_array().expect("inputs").clone();
+        let entry = inputs.iter().find(|entry| entry["path"] == input_arg).expect("the input is data");
+        entry["sha256"].as_str().expect("hashed").to_string()
+    };
+    let written = reprotrace::classify::sha256_of(input.as_os_str().as_bytes()).expect("hash");
+    assert_eq!(hash_in(&["--no-daemon"], "first"), written);
+    let cache = std::fs::read("/var/cache/reprotrace/hashes-v1.bin").expect("root's cache of hashes");
+    assert!(cache.windows(written.len()).any(|window| window == written.as_bytes()), "the hash is remembered");
+    assert_eq!(hash_in(&["--no-daemon"], "again"), written);
+    // Other contents of the same size, the modification time put back.
+    let mtime = std::fs::metadata(&input).expect("stat").modified().expect("mtime");
+    let contents = std::fs::read(&input).expect("read");
+    std::fs::write(&input, contents.iter().map(|byte| byte ^ 1).collect::<Vec<u8>>()).expect("rewrite");
+    std::fs::File::options().write(true).open(&input).expect("open").set_modified(mtime).expect("mtime back");
+    let rewritten = reprotrace::classify::sha256_of(input.as_os_str().as_bytes()).expect("hash");
+    assert_ne!(rewritten, written);
+    assert_eq!(hash_in(&["--no-daemon"], "rewritten"), rewritten, "a file whose change time moved is read again");
+    assert_eq!(hash_in(&["--no-daemon", "--rehash"], "rehashed"), rewritten);
 }

@@ -214,7 +214,7 @@ async fn follow(mut source: impl Source, followed: Vec<ExistingProcess>, watch: 
     let Watch { settings, software_paths, hook, duration, signals, mut channels, dask_offer } = watch;
     let mut waiters = CellEndWaiters::offering(dask_offer);
     let mut pipeline = Pipeline::attached(&followed);
-    pipeline.hash_with(classify::Hashing { limit: settings.hash_limit, report: false });
+    pipeline.hash_with(classify::Hashing { limit: settings.hash_limit, report: false, rehash: settings.rehash });
     pipeline.warm_up_software(software_paths);
     if !settings.quiet {
         let processes: BTreeSet<u32> = followed.iter().map(|process| process.pid).collect();

@@ -24,6 +24,7 @@
 use std::{
     collections::HashMap,
     ffi::OsStr,
+    fs::Metadata,
     io::Read,
     os::unix::ffi::OsStrExt,
     path::Path,
@@ -37,6 +38,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     access::{AccessLog, PathUse},
     fsaccess::{self, Lstats},
+    hash_cache::HashCache,
     tracker::{path::is_under, view::NamespaceId},
     units,
 };
@@ -131,6 +133,9 @@ pub struct Hashing {
     /// A progress line on stderr while much is hashed (the caller knows it
     /// is a terminal).
     pub report: bool,
+    /// Every file is read, none taken from the hashes remembered
+    /// (`--rehash`; see [`crate::hash_cache`]).
+    pub rehash: bool,
 }
 
 impl Hashing {
@@ -140,7 +145,7 @@ impl Hashing {
 
 impl Default for Hashing {
     fn default() -> Self {
-        Hashing { limit: Some(Hashing::DEFAULT_LIMIT), report: false }
+        Hashing { limit: Some(Hashing::DEFAULT_LIMIT), report: false, rehash: false }
     }
 }
 
@@ -263,9 +268,15 @@ pub fn classify(
 }
 
 /// Fills in every file's SHA-256, hashing files on every core; a file already
-/// described in `known` (the run's data, when describing a cell's) is not
-/// read again.
-pub fn hash_data(data: &mut DataSets, known: Option<&DataSets>, hashing: Hashing) {
+/// described in `known` (the run's data, when describing a cell's), or
+/// unchanged (`lstats`) since `remembered` learned its hash, is not read again.
+pub fn hash_data(
+    data: &mut DataSets,
+    known: Option<&DataSets>,
+    hashing: Hashing,
+    lstats: &Lstats,
+    remembered: &mut HashCache,
+) {
     let known_hashes: HashMap<&[u8], &str> = known
         .map(|known| {
             known
@@ -286,7 +297,7 @@ pub fn hash_data(data: &mut DataSets, known: Option<&DataSets>, hashing: Hashing
             None => unknown.push(file),
         }
     }
-    hash_all(unknown, hashing);
+    hash_all(unknown, hashing, lstats, remembered);
 }
 
 enum DataKind {
@@ -348,7 +359,8 @@ pub fn states_now(paths: impl IntoIterator<Item = Vec<u8>>, hash_limit: Option<u
             })
         })
         .collect();
-    hash_all(files.iter_mut().collect(), Hashing { limit: hash_limit, report: false });
+    let hashing = Hashing { limit: hash_limit, report: false, rehash: true };
+    hash_all(files.iter_mut().collect(), hashing, &Lstats::default(), &mut HashCache::default());
     files
         .into_iter()
         .map(|file| {
@@ -387,16 +399,36 @@ fn born_during_run(metadata: &std::fs::Metadata, started_at: SystemTime) -> bool
 }
 
 /// Hashes `files` on every core, each read in a stream, but for those over
-/// the limit; with `hashing.report`, when there is enough to wait for, a
-/// progress line on stderr.
-fn hash_all(files: Vec<&mut DataFile>, hashing: Hashing) {
-    let (mut files, over): (Vec<&mut DataFile>, Vec<&mut DataFile>) = files
+/// the limit and those `remembered` knows unchanged (`lstats`); with
+/// `hashing.report`, when there is enough to wait for, a progress line on
+/// stderr. Teaches `remembered` what it read.
+fn hash_all(files: Vec<&mut DataFile>, hashing: Hashing, lstats: &Lstats, remembered: &mut HashCache) {
+    let (files, over): (Vec<&mut DataFile>, Vec<&mut DataFile>) = files
         .into_iter()
         .partition(|file| hashing.limit.is_none_or(|limit| file.size.is_none_or(|size| size <= limit)));
     for file in over {
         file.over_hash_limit = true;
     }
-    let report = hashing.report;
+    // Every read below starts after this (see `HashCache::learn`).
+    let began = SystemTime::now();
+    let mut read: Vec<(&mut DataFile, Option<Metadata>)> = Vec::new();
+    for file in files {
+        let metadata = lstats.metadata(&file.path).ok().filter(Metadata::is_file);
+        match metadata.as_ref().and_then(|metadata| remembered.hash_of(metadata)) {
+            Some(sha256) => file.sha256 = Some(sha256),
+            None => read.push((file, metadata)),
+        }
+    }
+    hash_read(&mut read.iter_mut().map(|(file, _)| &mut **file).collect::<Vec<_>>(), hashing.report);
+    for (file, metadata) in &read {
+        if let (Some(metadata), Some(sha256)) = (metadata, &file.sha256) {
+            remembered.learn(metadata, sha256, began);
+        }
+    }
+}
+
+/// Reads and hashes `files` on every core.
+fn hash_read(files: &mut [&mut DataFile], report: bool) {
     let total: u64 = files.iter().filter_map(|file| file.size).sum();
     let hashed = AtomicU64::new(0);
     let done = AtomicBool::new(false);
@@ -495,6 +527,35 @@ mod tests {
     }
 
     #[test]
+    fn a_file_unchanged_since_it_was_hashed_is_not_read_again() {
+        let fx = Fixture { dir: tempfile::tempdir().expect("tempdir") };
+        let input = fx.write("in.csv", b"abc");
+        let mut log = AccessLog::new();
+        log.record(1, FileOp::Open { path: input.clone(), mode: OpenMode::Read, create: false });
+        let started = SystemTime::now() - std::time::Duration::from_secs(3600);
+        let lstats = Lstats::of(vec![&input]);
+        let hash = |remembered: &mut HashCache| {
+            let mut data = classify(&log, &Rules::default(), &no_software, started, &lstats);
+            hash_data(&mut data, None, Hashing::default(), &lstats, remembered);
+            data.inputs[0].sha256.clone().expect("hashed")
+        };
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        // A cache that remembers another hash for it (which no real file
+        // would have): the file is not read.
+        let mut remembered = HashCache::in_dir(fx.dir.path().join("cache"));
+        let settled = SystemTime::now() + crate::hash_cache::SETTLED + std::time::Duration::from_millis(10);
+        let other = "0".repeat(64);
+        remembered.learn(&lstats.metadata(&input).expect("stat"), &other, settled);
+        assert_eq!(hash(&mut remembered), other);
+        // Without it, it is read; just written, its hash is not kept.
+        let mut fresh = HashCache::in_dir(fx.dir.path().join("fresh"));
+        assert_eq!(hash(&mut fresh), abc);
+        fresh.save().expect("save");
+        assert_eq!(hash(&mut HashCache::in_dir(fx.dir.path().join("fresh"))), abc);
+        assert!(!fx.dir.path().join("fresh").exists(), "nothing settled was learned");
+    }
+
+    #[test]
     fn classification_follows_the_rules() {
         let started = SystemTime::now() - std::time::Duration::from_secs(3600);
         let fx = Fixture { dir: tempfile::tempdir().expect("tempdir") };
@@ -508,7 +569,7 @@ mod tests {
         log.record(1, FileOp::Remove { path: fx.path("scratch"), dir: false });
         log.record(1, FileOp::Open { path: b"/etc/hosts".to_vec(), mode: OpenMode::Read, create: false });
         let mut data = classify(&log, &Rules::default(), &no_software, started, &Lstats::default());
-        hash_data(&mut data, None, Hashing::default());
+        hash_data(&mut data, None, Hashing::default(), &Lstats::default(), &mut HashCache::default());
         assert_eq!(data.inputs.len(), 1);
         let first = &data.inputs[0];
         assert_eq!((first.path.clone(), first.size), (input, Some(3)));

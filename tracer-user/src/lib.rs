@@ -29,6 +29,7 @@ pub mod event;
 pub mod export;
 pub mod fsaccess;
 pub mod grammar;
+pub mod hash_cache;
 pub mod hooks;
 pub mod image;
 pub mod interrupts;

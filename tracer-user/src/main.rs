@@ -193,6 +193,12 @@ struct AuditArgs {
     /// hash (suffixes K, M, G, T; `none`: hash everything).
     #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_hash_limit)]
     hash_limit: HashLimit,
+    /// Read and hash every data file again, even one reprotrace hashed
+    /// before whose device, inode, size and modification and change times
+    /// say it has not changed since (by default its hash is taken from the
+    /// user's cache).
+    #[arg(long)]
+    rehash: bool,
     /// Also redact what matches this regular expression in command lines and
     /// environment values (repeatable; a variable whose name matches loses
     /// its whole value). Secret-looking options, variables, URL passwords and
@@ -225,6 +231,7 @@ impl AuditArgs {
             },
             rules: Rules::new(&self.include, &self.exclude)?,
             hash_limit: self.hash_limit.0,
+            rehash: self.rehash,
             redactor: Redactor::new(&self.redact, !self.no_redact)?,
         })
     }
@@ -499,6 +506,9 @@ fn repeat_bundle(runtime: &tokio::runtime::Runtime, args: RepeatArgs) -> anyhow:
         daemon: DaemonChoice::Never,
         rules: Rules::default(),
         hash_limit: Some(classify::Hashing::DEFAULT_LIMIT),
+        // What the repeat read and wrote is checked against the original:
+        // every file is read.
+        rehash: true,
         redactor: Redactor::default(),
     };
     runtime.block_on(repeat::repeat(settings, repeat::RepeatOptions { bundle: args.bundle, outdir, network: args.net }))

@@ -13,6 +13,7 @@ use crate::{
     classify::{self, FileState},
     event::{abi::AT_FDCWD, ArgvView, CellError, CellMarker, Event, ExistingProcess, Fact, MarkerPhase},
     fsaccess::Lstats,
+    hash_cache::HashCache,
     image::{self, Image},
     jupyter,
     manifest::{self, CellSections, TaskContext, TaskSections, TraceSections},
@@ -307,7 +308,11 @@ impl Pipeline {
         let lstats = Lstats::of(files.map(|(path, _)| path).collect());
         let software = software::identify(&self.log, software_index, &lstats);
         let mut data = classify::classify(&self.log, rules, &|path| software.owns(path), started_at, &lstats);
-        classify::hash_data(&mut data, None, self.hashing);
+        let mut remembered = match self.hashing.rehash {
+            true => HashCache::default(),
+            false => HashCache::open(),
+        };
+        classify::hash_data(&mut data, None, self.hashing, &lstats, &mut remembered);
         let empty = AccessLog::new();
         // A cell's or task's own software and data, by the run's rules; its
         // files already hashed for the run are not read again.
@@ -318,7 +323,8 @@ impl Pipeline {
             if let Some(states) = states {
                 classify::describe_as(&mut own_data, states);
             }
-            classify::hash_data(&mut own_data, Some(&data), classify::Hashing { report: false, ..self.hashing });
+            let hashing = classify::Hashing { report: false, ..self.hashing };
+            classify::hash_data(&mut own_data, Some(&data), hashing, &lstats, &mut remembered);
             (own_software, own_data)
         };
         let cells: Vec<CellSections> = self
@@ -344,6 +350,9 @@ impl Pipeline {
                 TaskSections { task, processes: started, software, data }
             })
             .collect();
+        // One that cannot be written costs the next audit time, nothing else
+        // (as every cache: `crate::cache`).
+        let _ = remembered.save();
         let mut submissions = BTreeMap::new();
         for submission in self.tracker.submissions() {
             let cell = submission.cell.and_then(|cell| self.tracker.cells().get(cell)).map(|cell| cell.execution_count);

@@ -133,7 +133,11 @@ async fn follow(mut source: impl Source, launched: Launched, watch: Watch<'_>) -
     let mut waiters = CellEndWaiters::offering(dask);
     let mut pipeline = Pipeline::new(root, parent, cwd);
     pipeline.warm_up_software(software_paths);
-    pipeline.hash_with(classify::Hashing { limit: settings.hash_limit, report: progress.enabled() });
+    pipeline.hash_with(classify::Hashing {
+        limit: settings.hash_limit,
+        report: progress.enabled(),
+        rehash: settings.rehash,
+    });
     let mut reaped = reap_children();
     let mut root_status = None;
     let mut interrupted = false;

@@ -42,6 +42,8 @@ pub struct Settings {
     pub rules: classify::Rules,
     /// Data files larger than this are not hashed (`None`: all are).
     pub hash_limit: Option<u64>,
+    /// Every data file is read, none taken from the hashes remembered.
+    pub rehash: bool,
     /// What is kept out of command lines and the environment.
     pub redactor: Redactor,
 }
