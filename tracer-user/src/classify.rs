@@ -413,7 +413,11 @@ fn hash_all(files: Vec<&mut DataFile>, hashing: Hashing, lstats: &Lstats, rememb
     let began = SystemTime::now();
     let mut read: Vec<(&mut DataFile, Option<Metadata>)> = Vec::new();
     for file in files {
-        let metadata = lstats.metadata(&file.path).ok().filter(Metadata::is_file);
+        // (What each file is, asked only of a cache that may answer.)
+        let metadata = match remembered.in_use() {
+            true => lstats.metadata(&file.path).ok().filter(Metadata::is_file),
+            false => None,
+        };
         match metadata.as_ref().and_then(|metadata| remembered.hash_of(metadata)) {
             Some(sha256) => file.sha256 = Some(sha256),
             None => read.push((file, metadata)),

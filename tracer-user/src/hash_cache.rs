@@ -122,6 +122,11 @@ impl HashCache {
         HashCache { dir: Some(dir), remembered, learned: BTreeMap::new() }
     }
 
+    /// Whether it answers and learns at all.
+    pub fn in_use(&self) -> bool {
+        self.dir.is_some()
+    }
+
     fn records(&self) -> &[u8] {
         self.remembered.as_ref().map_or(&[], Cached::contents)
     }
@@ -160,7 +165,7 @@ impl HashCache {
     /// Remembers `sha256` for the file `metadata` described before its
     /// hashing began at `hashing_began`, if it had settled by then.
     pub fn learn(&mut self, metadata: &Metadata, sha256: &str, hashing_began: SystemTime) {
-        if self.dir.is_none() || sha256.len() != HEX_LEN {
+        if !self.in_use() || sha256.len() != HEX_LEN {
             return;
         }
         let identity = Identity::of(metadata);
