@@ -80,8 +80,7 @@ impl<'a> Lstats<'a> {
     pub fn is_symlink(&self, path: &[u8]) -> bool {
         match self.answers.get(path) {
             Some(answer) => answer.as_ref().is_ok_and(|metadata| metadata.file_type().is_symlink()),
-            None => std::fs::symlink_metadata(Path::new(std::ffi::OsStr::from_bytes(path)))
-                .is_ok_and(|metadata| metadata.file_type().is_symlink()),
+            None => lstat(path).is_ok_and(|metadata| metadata.file_type().is_symlink()),
         }
     }
 
@@ -102,10 +101,12 @@ impl<'a> Lstats<'a> {
 fn lstat_all<'a, 'b>(
     paths: &'b [&'a [u8]],
 ) -> impl Iterator<Item = (&'a [u8], Result<Metadata, io::ErrorKind>)> + use<'a, 'b> {
-    paths.iter().filter(|path| path.len() <= PIECE).map(|&path| {
-        let answer = std::fs::symlink_metadata(Path::new(std::ffi::OsStr::from_bytes(path)));
-        (path, answer.map_err(|err| err.kind()))
-    })
+    paths.iter().filter(|path| path.len() <= PIECE).map(|&path| (path, lstat(path).map_err(|err| err.kind())))
+}
+
+/// What `path` names, itself (a link is not followed).
+fn lstat(path: &[u8]) -> io::Result<Metadata> {
+    std::fs::symlink_metadata(Path::new(std::ffi::OsStr::from_bytes(path)))
 }
 
 fn open_with(path: &[u8], flags: OFlags) -> io::Result<File> {

@@ -139,27 +139,15 @@ impl HashCache {
         if let Some(entry) = self.learned.get(&key) {
             return (entry.identity == identity).then(|| entry.sha256.clone());
         }
-        let records = self.records();
-        let count = records.len() / RECORD_LEN;
-        let record = |index: usize| &records[index * RECORD_LEN..(index + 1) * RECORD_LEN];
-        let key_of = |index: usize| {
-            let word = |at: usize| u64::from_le_bytes(record(index)[at..at + 8].try_into().unwrap_or_default());
+        // The records are sorted by device and inode: a binary search, in place.
+        let (records, _) = self.records().as_chunks::<RECORD_LEN>();
+        let key_of = |record: &[u8; RECORD_LEN]| {
+            let word = |at: usize| u64::from_le_bytes(record[at..at + 8].try_into().unwrap_or_default());
             (word(0), word(8))
         };
-        // A binary search over the sorted records, in place.
-        let (mut low, mut high) = (0, count);
-        while low < high {
-            let middle = low + (high - low) / 2;
-            match key_of(middle).cmp(&key) {
-                std::cmp::Ordering::Less => low = middle + 1,
-                std::cmp::Ordering::Greater => high = middle,
-                std::cmp::Ordering::Equal => {
-                    let entry = Entry::decode(record(middle))?;
-                    return (entry.identity == identity).then_some(entry.sha256);
-                }
-            }
-        }
-        None
+        let found = records.binary_search_by_key(&key, key_of).ok()?;
+        let entry = Entry::decode(&records[found])?;
+        (entry.identity == identity).then_some(entry.sha256)
     }
 
     /// Remembers `sha256` for the file `metadata` described before its
