@@ -21,6 +21,7 @@ load prints nothing) and calls :func:`connect_audit` after.
 """
 import linecache
 import sys
+import threading
 import time
 
 from . import markers
@@ -63,12 +64,37 @@ class _CellMarkers:
         # (a cell may run another one: get_ipython().run_cell(...)), as
         # (ExecutionInfo, execution_count, cell_id, CellNames or None).
         self._open = []
+        self._warm_up = None
+
+    def start_warm_up(self):
+        """Loads IPython's traceback machinery (:func:`_warm_up_tracebacks`)
+        in a thread of its own: formatting a traceback the first time takes
+        a tenth of a second or more (Pygments compiles its lexer), which a
+        kernel spends while it waits for its first cell instead of before
+        answering the request that loads the extension. The next cell waits
+        for it (:meth:`wait_for_warm_up`)."""
+        self._warm_up = threading.Thread(
+            target=_warm_up_tracebacks, args=(self.shell,), name="reprotrace-warm-up", daemon=True
+        )
+        try:
+            self._warm_up.start()
+        except RuntimeError:  # no thread to be had: load it now
+            self._warm_up = None
+            _warm_up_tracebacks(self.shell)
+
+    def wait_for_warm_up(self):
+        """Returns once the traceback machinery is loaded."""
+        if self._warm_up is not None:
+            self._warm_up.join()
+            self._warm_up = None
 
     def pre_run_cell(self, info):
         # IPython fires no pre_run_cell for silent executions; whoever fires
         # it, they must never get markers.
         if info.silent:
             return
+        # Before the BEGIN: what the warm-up still loads is not the cell's.
+        self.wait_for_warm_up()
         count = self.shell.execution_count
         if info.store_history and self._counted_before_pre_run_cell:
             count -= 1
@@ -156,7 +182,10 @@ def _warm_up_tracebacks(shell):
     stack_data, executing, asttokens, pure_eval...) the first time a cell
     raises, inside that cell: the tracer would count it as the cell's
     software. Formatting a traceback here loads it all outside any cell.
-    Best effort: never fails the load.
+    Best effort: never fails the load. It runs in a thread of its own
+    (:meth:`_CellMarkers.start_warm_up`) while the kernel waits for its first
+    cell; a traceback formatted meanwhile outside any cell (a silent request
+    that fails) may find the formatter's last traceback put back as it was.
     """
     try:
         shell.logger  # IPython >= 9.x builds its session logger in the first cell
@@ -365,8 +394,8 @@ def load_ipython_extension(ipython):
     quiet, _quiet_load = _quiet_load, False
     if getattr(ipython, _SHELL_ATTR, None) is not None:
         return
-    _warm_up_tracebacks(ipython)
     hooks = _CellMarkers(ipython)
+    hooks.start_warm_up()
     ipython.events.register("pre_run_cell", hooks.pre_run_cell)
     ipython.events.register("post_run_cell", hooks.post_run_cell)
     ipython.register_magic_function(_reprotrace_magic, "line", MAGIC)

@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import time
 from types import SimpleNamespace
 
@@ -213,10 +214,30 @@ def test_loading_formats_a_traceback_and_leaves_no_trace(shell):
     itb = shell.InteractiveTB
     itb.tb = marker_tb = object()
     reprotrace.load_ipython_extension(shell)
+    getattr(shell, reprotrace._SHELL_ATTR).wait_for_warm_up()
     assert itb.tb is marker_tb
     assert reprotrace._WARM_UP_FILE not in linecache.cache
     assert "stack_data" in sys.modules
     del itb.tb
+
+
+def test_the_first_cell_begins_once_the_machinery_is_loaded(shell, emitted, monkeypatch):
+    """The warm-up runs in a thread: the load does not wait for it, the first
+    cell does, before its BEGIN."""
+    release = threading.Event()
+    events = []
+
+    def slow_warm_up(_shell):
+        release.wait(10)
+        events.append(("warmed up", len(emitted)))
+
+    monkeypatch.setattr(reprotrace, "_warm_up_tracebacks", slow_warm_up)
+    reprotrace.load_ipython_extension(shell)
+    assert events == []
+    threading.Timer(0.2, release.set).start()
+    shell.run_cell("w = 1", store_history=True)
+    assert events == [("warmed up", 0)]
+    assert [m.phase for m in emitted] == ["begin", "end"]
 
 
 def test_loading_survives_a_broken_traceback_formatter(shell, emitted):
@@ -227,6 +248,7 @@ def test_loading_survives_a_broken_traceback_formatter(shell, emitted):
         patch.setattr(shell.InteractiveTB, "structured_traceback", broken)
         patch.setattr(shell, "SyntaxTB", None)
         reprotrace.load_ipython_extension(shell)
+        getattr(shell, reprotrace._SHELL_ATTR).wait_for_warm_up()
     shell.run_cell("w = 1", store_history=True)
     assert [m.phase for m in emitted] == ["begin", "end"]
 

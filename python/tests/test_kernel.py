@@ -208,8 +208,9 @@ def test_the_extension_as_reprotrace_loads_it_today(tmp_path, hook_dir):
 
 
 def test_tracebacks_import_nothing_inside_cells(tmp_path, hook_dir):
-    """IPython's traceback machinery is loaded with the extension, not by the
-    first cell that raises."""
+    """IPython's traceback machinery is loaded with the extension (by the time
+    the first cell begins: it loads in a thread), not by the first cell that
+    raises."""
     kernel = TracedKernel(tmp_path, kernel_env(), hook_dir)
     cells = [
         "def f():\n    data = [1]\n    return data[2] / 0\nf()",
@@ -220,6 +221,8 @@ def test_tracebacks_import_nothing_inside_cells(tmp_path, hook_dir):
         "undefined_name",
     ]
     try:
+        # A silent request fires no cell hook: a cell waits for the warm-up.
+        kernel.execute("pass")
         for code in cells:
             kernel.execute("import sys as _s; _before = set(_s.modules)", silent=True)
             reply = kernel.execute(code)

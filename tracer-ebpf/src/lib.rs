@@ -501,6 +501,19 @@ fn output(event: &[u8]) {
     }
 }
 
+/// Makes this CPU's next event wake the consumer at once: someone waits for
+/// it (a cell hook holds its kernel's next cell until the audit has seen the
+/// end of this one), and a batch or the consumer's timer would keep it up to
+/// `DRAIN_INTERVAL` (20 ms) in the ring.
+#[inline(always)]
+fn wake_on_next_output() {
+    if let Some(since) = COUNTERS.get_ptr_mut(counters::SINCE_WAKEUP) {
+        // SAFETY: a per-CPU slot; a BPF program is not preempted on its CPU,
+        // so the next event this CPU outputs is this program's.
+        unsafe { *since = WAKEUP_EVENTS - 1 };
+    }
+}
+
 #[inline(always)]
 fn header(kind: EventKind, audit_id: u32, ret: i64, args: [u64; 3]) -> EventHeader {
     header_of(current_pid_tgid(), kind, audit_id, ret, args)
@@ -718,6 +731,7 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
         // A marker fails by design; the cell's or task's lookups are its own.
         EventKind::CellMarker | EventKind::TaskMarker => {
             new_epoch(head.tgid);
+            wake_on_next_output();
             emit_with_paths(head, str_ptr)
         }
         EventKind::Metadata => emit_path_fact(head, str_ptr[0], None, 0),
