@@ -32,6 +32,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 POLL = 0.02  # seconds
 WAIT_TIMEOUT = 120.0  # seconds, for go and stop
 REPLY_TIMEOUT = 60.0  # seconds, for each cell
+ABORTED_RETRIES = 5  # times an aborted cell is sent again (see run_cell)
 
 
 def cells(work):
@@ -69,6 +70,22 @@ def write_atomically(path, text):
 
 def run_cell(client, cell_id, code):
     """Execute one cell the way JupyterLab does; return the execute_reply content.
+
+    A cell that follows a failing one may be aborted though it was sent after
+    the failure's reply: ipykernel (stop_on_error) aborts what reaches it
+    before it has scheduled the end of its abort, a race the faster the
+    client, the likelier. It did not run (no markers): it is sent again.
+    """
+    for _ in range(ABORTED_RETRIES):
+        reply = send_cell(client, cell_id, code)
+        if reply["status"] != "aborted":
+            return reply
+        time.sleep(POLL)
+    raise RuntimeError("cell %r aborted %d times" % (cell_id, ABORTED_RETRIES))
+
+
+def send_cell(client, cell_id, code):
+    """One execute_request and its reply's content.
 
     BlockingKernelClient.execute() sends no request metadata, so the message is
     built here: ipykernel passes metadata["cellId"] on to IPython as cell_id.

@@ -132,6 +132,15 @@ pub fn main(args: &[String]) -> Result<()> {
         };
         return cluster::main(rounds);
     }
+    if args.iter().any(|arg| arg == "--help" || arg == "-h") {
+        let modes: Vec<&str> = Mode::ALL.iter().map(|mode| mode.name()).collect();
+        println!(
+            "usage: {USAGE}\n\nworkloads: {}\nmodes: {}\n`cargo xtask bench pipeline`: the post-processing alone",
+            workloads::NAMES.join(", "),
+            modes.join(", ")
+        );
+        return Ok(());
+    }
     let options = Options::parse(args)?;
     let command_line = ["cargo xtask bench".to_string()].into_iter().chain(args.iter().map(|arg| shell_quote(arg)));
     let command_line = command_line.collect::<Vec<_>>().join(" ");
