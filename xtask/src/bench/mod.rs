@@ -103,13 +103,16 @@ fn parse_workloads(list: &str) -> Result<Vec<&'static str>> {
     Ok(workloads::NAMES.into_iter().filter(|name| chosen.contains(name)).collect())
 }
 
+/// Every mode's name, as `--modes` takes them.
+fn mode_names() -> String {
+    Mode::ALL.iter().map(|mode| mode.name()).collect::<Vec<_>>().join(", ")
+}
+
 fn parse_modes(list: &str) -> Result<Vec<Mode>> {
-    let names: Vec<&str> = Mode::ALL.iter().map(|mode| mode.name()).collect();
     let mut chosen = Vec::new();
     for name in list.split(',').map(str::trim).filter(|name| !name.is_empty()) {
         chosen.push(
-            Mode::from_name(name)
-                .with_context(|| format!("unknown mode {name:?}: choose among {}", names.join(", ")))?,
+            Mode::from_name(name).with_context(|| format!("unknown mode {name:?}: choose among {}", mode_names()))?,
         );
     }
     // native is every ratio's baseline: it always runs.
@@ -133,11 +136,10 @@ pub fn main(args: &[String]) -> Result<()> {
         return cluster::main(rounds);
     }
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
-        let modes: Vec<&str> = Mode::ALL.iter().map(|mode| mode.name()).collect();
         println!(
             "usage: {USAGE}\n\nworkloads: {}\nmodes: {}\n`cargo xtask bench pipeline`: the post-processing alone",
             workloads::NAMES.join(", "),
-            modes.join(", ")
+            mode_names()
         );
         return Ok(());
     }
