@@ -193,6 +193,35 @@ fn an_exec_from_a_thread_runs_in_the_cwd_another_thread_set() {
     assert!(data_paths(&audit.manifest, "inputs").contains(&scratch.path("sub/input.txt")));
 }
 
+/// The programs a kernel before 6.17 runs, which read kernel memory by
+/// helper calls (`--helper-reads`), make the manifest this kernel's make,
+/// which read it by loads through `bpf_rdonly_cast`: the syscalls'
+/// registers, exit statuses, exec'd argvs and opens' plain-file checks are
+/// read both ways.
+#[test]
+fn kernel_memory_read_by_helpers_makes_the_manifest_loads_make() {
+    let scratch = Scratch::new();
+    scratch.write("input.txt", "read twice\n");
+    let command = ["/bin/sh", "-c", "cat input.txt input.txt > output.txt; /bin/sh -c 'exit 3'; exit 5"];
+    let manifests = scratch.dir.path().join("manifests");
+    let [loads, helpers] = [("loads", &["--no-daemon"][..]), ("helpers", &["--no-daemon", "--helper-reads"])]
+        .map(|(name, options)| reprotrace_tests::audit_with(options, name, &scratch.work(), &manifests, &command));
+    for audit in [&loads, &helpers] {
+        assert_complete(audit);
+        assert_eq!(audit.output.status.code(), Some(5), "{}", audit.stderr());
+        let statuses: BTreeSet<i64> =
+            processes(&audit.manifest).iter().filter_map(|process| process["exit_code"].as_i64()).collect();
+        assert_eq!(statuses, BTreeSet::from([0, 3, 5]));
+        assert_eq!(
+            process_running(&audit.manifest, "/usr/bin/cat")["argv"],
+            serde_json::json!(["cat", "input.txt", "input.txt"])
+        );
+        assert_eq!(data_paths(&audit.manifest, "inputs"), BTreeSet::from([scratch.path("input.txt")]));
+        assert_eq!(data_paths(&audit.manifest, "outputs"), BTreeSet::from([scratch.path("output.txt")]));
+    }
+    assert_same_run(&loads.manifest, &helpers.manifest);
+}
+
 #[test]
 fn exec_strings_in_untouched_pages_are_read_from_the_new_image() {
     let scratch = Scratch::new();

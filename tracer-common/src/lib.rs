@@ -501,6 +501,10 @@ pub mod globals {
     /// Non-zero: opens and stats that find no file (`ENOENT`) are reported
     /// (`EventKind::LookupFailed`).
     pub const REPORT_FAILED_LOOKUPS: &str = "REPORT_FAILED_LOOKUPS";
+    /// Non-zero: the loader turned the programs' calls of
+    /// [`crate::RDONLY_CAST_PLACEHOLDER`] into calls of the kernel's
+    /// `bpf_rdonly_cast`, so kernel memory is read by loads, not helper calls.
+    pub const KERNEL_READS_BY_LOAD: &str = "KERNEL_READS_BY_LOAD";
     pub const ALL: &[&str] = &[
         TASK_EXIT_CODE_OFFSET,
         TASK_MM_OFFSET,
@@ -512,8 +516,22 @@ pub mod globals {
         CRED_OFFSETS,
         RETURN_AT_ONCE,
         REPORT_FAILED_LOOKUPS,
+        KERNEL_READS_BY_LOAD,
     ];
 }
+
+/// What the programs call where they mean the kernel function (kfunc)
+/// `bpf_rdonly_cast(address, 0)`: a helper number no kernel has. A kfunc call
+/// names the function by its id in the running kernel's BTF, which the build
+/// cannot know and aya 0.14 cannot resolve, so the loader writes it into
+/// each such call (`tracer-user`'s `kfunc` module). The kfunc returns its
+/// argument as read-only, untrusted kernel memory: the verifier lets the
+/// program load from it at any offset, each load guarded as a helper read
+/// would be (a fault reads 0), and the call itself is compiled to a move.
+/// Since Linux 6.17 (`BPF_FEAT_RDONLY_CAST_TO_VOID`); on an older kernel the
+/// calls are left as they are, on a path the verifier never walks (see
+/// [`globals::KERNEL_READS_BY_LOAD`]).
+pub const RDONLY_CAST_PLACEHOLDER: u32 = 0x7e4d_0001;
 
 /// How a program is attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -153,10 +153,10 @@ const SILENCEABLE_OPEN_FLAGS_MASK: u64 = O_ACCMODE | O_CREAT | O_TRUNC | O_DIREC
 /// no `/dev/fd` (an executable's may be).
 #[inline(always)]
 fn is_plain_file(open_files: u64, fd: u32) -> bool {
-    // Helper reads, not typed loads: the array holds pointers of no type the
-    // verifier follows, and each typed load costs it a search of the
-    // kernel's BTF in every open handler (the dispatcher, one program, makes
-    // the loads that reach the array).
+    // Untyped reads (`read_kernel`), not typed loads: the array holds
+    // pointers of no type the verifier follows, and each typed load costs it
+    // a search of the kernel's BTF in every open handler (the dispatcher,
+    // one program, makes the loads that reach the array).
     if open_files == 0 {
         return false;
     }

@@ -33,7 +33,7 @@ use aya_ebpf::{
     helpers::generated::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf, bpf_get_smp_processor_id,
         bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
-        bpf_probe_read_user_str, bpf_task_pt_regs,
+        bpf_probe_read_user_str,
     },
     macros::{map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
@@ -50,8 +50,9 @@ use tracer_common::{
     syscalls::{Arg, Syscall},
     CredOffsets, EventHeader, EventKind, FactKey, FileOffsets, PendingSyscall, ProcessDedup, SeenFactSet, SyscallRegs,
     ARGV_MAX, EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED,
-    FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX, SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS, SILENT_FD_LIMIT,
-    SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS, TS_COMPAT,
+    FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX, RDONLY_CAST_PLACEHOLDER, SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS,
+    SILENT_FD_LIMIT, SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_SPAN_MAX, SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS,
+    TS_COMPAT,
 };
 
 mod dedup;
@@ -216,6 +217,12 @@ fn returns_at_once() -> bool {
 #[no_mangle]
 static REPORT_FAILED_LOOKUPS: u64 = 0;
 
+/// Set by the loader when it made the calls of `kernel_memory` calls of
+/// `bpf_rdonly_cast` (this kernel lets a program load from what it returns):
+/// see `read_kernel`.
+#[no_mangle]
+static KERNEL_READS_BY_LOAD: u64 = 0;
+
 // Offsets in the tracepoint records (see /sys/kernel/tracing/events/*/*/format;
 // the loader checks them against the running kernel before attaching).
 const FORK_CHILD_PID_OFFSET: usize = 20;
@@ -281,30 +288,41 @@ impl SyscallRegisters {
         Some(unsafe { buf.add(SCRATCH_SIZE - SYSCALL_REGS_WINDOW_MAX) })
     }
 
-    /// Copies the current task's syscall registers and keeps its
+    /// Copies the syscall's registers (`regs`, the tracepoint's first
+    /// argument: the task's `struct pt_regs`) and keeps the task's
     /// `pid_tgid`, audit and table of open files (the dispatcher).
     #[inline(always)]
-    fn copy(task: &CurrentTask, pid_tgid: u64, audit_id: u32) -> Option<SyscallRegisters> {
+    fn copy(regs: u64, task: &CurrentTask, pid_tgid: u64, audit_id: u32) -> Option<SyscallRegisters> {
         let window = Self::window()?.cast::<u64>();
-        let regs = task.syscall_registers();
         let start = loader_global(&SYSCALL_REGS.window_start);
-        let copy = |offset: &u64| {
-            let offset = loader_global(offset);
-            let word = (offset.wrapping_sub(start) >> 3) as usize & (SYSCALL_REGS_WINDOW_MAX / 8 - 1);
-            // SAFETY: a member of `struct pt_regs` at its offset from BTF
-            // (a typed load, checked by the verifier), into the window.
-            unsafe { window.add(word).write(regs.add(offset as usize).cast::<u64>().read()) };
-        };
-        // Written out, not a loop: LLVM turns one over the offsets into a
-        // walk of the globals that the verifier cannot bound.
-        let [arg0, arg1, arg2, arg3, arg4, arg5] = &SYSCALL_REGS.args;
-        copy(&SYSCALL_REGS.number);
-        copy(arg0);
-        copy(arg1);
-        copy(arg2);
-        copy(arg3);
-        copy(arg4);
-        copy(arg5);
+        if loader_global(&KERNEL_READS_BY_LOAD) != 0 {
+            let copy = |offset: &u64| {
+                let offset = loader_global(offset);
+                let word = (offset.wrapping_sub(start) >> 3) as usize & (SYSCALL_REGS_WINDOW_MAX / 8 - 1);
+                // SAFETY: into the window, masked within it.
+                unsafe { window.add(word).write(read_kernel::<u64>(regs + offset)) };
+            };
+            // Written out, not a loop: LLVM turns one over the offsets into a
+            // walk of the globals that the verifier cannot bound.
+            let [arg0, arg1, arg2, arg3, arg4, arg5] = &SYSCALL_REGS.args;
+            copy(&SYSCALL_REGS.number);
+            copy(arg0);
+            copy(arg1);
+            copy(arg2);
+            copy(arg3);
+            copy(arg4);
+            copy(arg5);
+        } else {
+            // One helper read of the registers' whole span, which the window
+            // lays out as `pt_regs` does (the loader checked its size).
+            let bytes = loader_global(&SYSCALL_REGS.window_bytes) as u32;
+            if bytes as usize > SYSCALL_REGS_SPAN_MAX {
+                return None;
+            }
+            // SAFETY: at most SYSCALL_REGS_SPAN_MAX bytes into the window, whose
+            // last three words they leave; a bad address fails, not faults.
+            unsafe { bpf_probe_read_kernel(window.cast(), bytes, (regs + start) as *const c_void) };
+        }
         // SAFETY: the window's last three words, which no register takes
         // (the loader checked their span).
         unsafe {
@@ -371,14 +389,6 @@ impl CurrentTask {
     fn get() -> CurrentTask {
         // SAFETY: a helper without arguments; it returns the running task.
         CurrentTask(unsafe { bpf_get_current_task_btf() }.cast())
-    }
-
-    /// The task's `struct pt_regs`, as a typed pointer.
-    #[inline(always)]
-    fn syscall_registers(&self) -> *const u8 {
-        // SAFETY: the helper takes the running task (a typed pointer) and
-        // returns its registers as one.
-        unsafe { bpf_task_pt_regs(self.0.cast_mut().cast()) as *const u8 }
     }
 
     /// A member of the task at the loader's offset `offset`, by a typed load.
@@ -585,18 +595,46 @@ fn loader_global(global: &u64) -> u64 {
     unsafe { core::ptr::read_volatile(global) }
 }
 
+/// `address` as memory the program may load from: the kernel's
+/// `bpf_rdonly_cast(address, 0)`, a call the loader wrote where the build
+/// left tracer-common's `RDONLY_CAST_PLACEHOLDER` (the call itself becomes a
+/// move; each load through the pointer is guarded, a fault reading 0).
+#[inline(always)]
+fn kernel_memory<T>(address: u64) -> *const T {
+    // SAFETY: the loader makes this call the kfunc's, whose signature this
+    // is; it leaves it as it is only when `KERNEL_READS_BY_LOAD` is 0, and
+    // then no path that calls it is taken.
+    unsafe {
+        let rdonly_cast: unsafe extern "C" fn(u64, u32) -> *const T =
+            core::mem::transmute(RDONLY_CAST_PLACEHOLDER as usize);
+        rdonly_cast(address, 0)
+    }
+}
+
+/// The `T` at `address` in kernel memory, 0 if it cannot be read: a load
+/// where the kernel allows one, else a helper read (each helper call returns
+/// through the CPU's return thunk: three of them were 28% of an open
+/// handler's time).
+#[inline(always)]
+fn read_kernel<T: Copy + Default>(address: u64) -> T {
+    if loader_global(&KERNEL_READS_BY_LOAD) != 0 {
+        // SAFETY: read-only, untrusted memory to the verifier, which guards
+        // the load.
+        return unsafe { kernel_memory::<T>(address).read() };
+    }
+    let mut value = T::default();
+    // SAFETY: writes at most `T`'s size into `value`; a bad address makes
+    // the helper fail (and zero it), not fault.
+    unsafe {
+        bpf_probe_read_kernel((&mut value as *mut T).cast(), core::mem::size_of::<T>() as u32, address as *const c_void)
+    };
+    value
+}
+
 /// The u64 at `address` in kernel memory, 0 if it cannot be read.
 #[inline(always)]
 fn read_kernel_u64(address: u64) -> u64 {
-    let mut value: u64 = 0;
-    // SAFETY: writes at most 8 bytes into `value`; a bad address makes the
-    // helper fail, not fault.
-    let ok = unsafe { bpf_probe_read_kernel((&mut value as *mut u64).cast(), 8, address as *const c_void) };
-    if ok == 0 {
-        value
-    } else {
-        0
-    }
+    read_kernel(address)
 }
 
 /// Whether `task` (just exec'd) runs with more rights than its user: other
@@ -800,7 +838,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         report_ia32_process(pid_tgid, audit_id);
         return 0;
     }
-    let Some(registers) = SyscallRegisters::copy(&task, pid_tgid, audit_id) else { return 0 };
+    let Some(registers) = SyscallRegisters::copy(ctx.arg(0), &task, pid_tgid, audit_id) else { return 0 };
     let nr = registers.number();
     if nr < SYSCALL_SLOTS as u64 {
         // SAFETY: the table holds raw tracepoint programs of this context's
@@ -964,15 +1002,13 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let tid = current_tid();
     let Some(audit_id) = task_audit(tid) else { return 0 };
     let offset = loader_global(&TASK_EXIT_CODE_OFFSET);
-    let mut status: i32 = 0;
-    if offset != 0 {
+    let status = match offset {
+        0 => 0,
         // SAFETY: a helper without arguments.
-        let task = unsafe { bpf_get_current_task() };
-        // SAFETY: writes at most 4 bytes into `status`; a bad address fails.
-        unsafe { bpf_probe_read_kernel((&mut status as *mut i32).cast(), 4, (task + offset) as *const c_void) };
-    }
+        _ => read_kernel_u32(unsafe { bpf_get_current_task() } + offset),
+    };
     let group_dead: u8 = read_ctx(&ctx, EXIT_GROUP_DEAD_OFFSET);
-    let head = header(EventKind::Exit, audit_id, 0, [status as u32 as u64, group_dead as u64, 0]);
+    let head = header(EventKind::Exit, audit_id, 0, [status, group_dead as u64, 0]);
     unfollow(tid);
     let _ = PENDING.remove(tid);
     if group_dead != 0 {
@@ -982,13 +1018,10 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// The u32 at `address` in kernel memory.
+/// The u32 at `address` in kernel memory, 0 if it cannot be read.
 #[inline(always)]
 fn read_kernel_u32(address: u64) -> u64 {
-    let mut value: u32 = 0;
-    // SAFETY: writes at most 4 bytes into `value`; a bad address fails.
-    unsafe { bpf_probe_read_kernel((&mut value as *mut u32).cast(), 4, address as *const c_void) };
-    u64::from(value)
+    u64::from(read_kernel::<u32>(address))
 }
 
 #[panic_handler]

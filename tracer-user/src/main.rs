@@ -182,6 +182,10 @@ struct AuditArgs {
     /// what their attach points cost (the manifest records nothing).
     #[arg(long, hide = true)]
     bench_floor: bool,
+    /// For tests and comparisons: read kernel memory with helper calls, as on
+    /// a kernel before 6.17, even where this one lets the programs load it.
+    #[arg(long, hide = true, requires = "no_daemon")]
+    helper_reads: bool,
     /// Count files matching this glob as data even if a built-in rule says otherwise
     /// (repeatable; absolute paths, `*` stays within a directory, `**` crosses them).
     #[arg(long, value_name = "GLOB")]
@@ -223,6 +227,7 @@ impl AuditArgs {
                 ring_buffer_bytes: self.ring_buffer_size,
                 return_at_once: self.bench_floor,
                 report_failed_lookups: false,
+                helper_reads: self.helper_reads,
             },
             daemon: match (self.socket, self.no_daemon) {
                 (_, true) => DaemonChoice::Never,
@@ -603,6 +608,7 @@ fn main() -> ExitCode {
                     ring_buffer_bytes: args.ring_buffer_size,
                     return_at_once: args.bench_floor,
                     report_failed_lookups: false,
+                    helper_reads: false,
                 },
                 idle_detach: args.idle_detach.0,
                 allow_users: args.allow_users,

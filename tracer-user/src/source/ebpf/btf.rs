@@ -30,10 +30,14 @@ pub struct KernelOffsets {
     pub files: FileOffsets,
     /// Where a task's real and effective ids are.
     pub creds: CredOffsets,
+    /// The BTF id of the kfunc `bpf_rdonly_cast`, when this kernel lets a
+    /// program load from what it returns for type 0 (`void`, Linux 6.17 and
+    /// later); else 0 (see tracer-common's `RDONLY_CAST_PLACEHOLDER`).
+    pub rdonly_cast: u64,
 }
 
 /// The cache file's name; the number changes with the struct's layout.
-const CACHE_NAME: &str = "kernel-offsets-v7.bin";
+const CACHE_NAME: &str = "kernel-offsets-v8.bin";
 
 impl KernelOffsets {
     /// The offsets for the running kernel: cached ones when this kernel build
@@ -107,8 +111,28 @@ impl KernelOffsets {
                 egid: offset("cred", "egid")?,
                 cap_effective: offset("cred", "cap_effective")?,
             },
+            rdonly_cast: rdonly_cast_to_void(&btf).map_or(0, u64::from),
         })
     }
+}
+
+/// The BTF id of `bpf_rdonly_cast`, if this kernel casts to `void` with it:
+/// it says so by `BPF_FEAT_RDONLY_CAST_TO_VOID` in `enum bpf_features`.
+fn rdonly_cast_to_void(btf: &Btf) -> Option<u32> {
+    let casts_to_void = btf.resolve_types_by_name("bpf_features").ok()?.iter().any(|ty| match ty {
+        Type::Enum(features) => features
+            .members
+            .iter()
+            .any(|member| btf.resolve_name(member).is_ok_and(|name| name == "BPF_FEAT_RDONLY_CAST_TO_VOID")),
+        _ => false,
+    });
+    if !casts_to_void {
+        return None;
+    }
+    btf.resolve_ids_by_name("bpf_rdonly_cast")
+        .ok()?
+        .into_iter()
+        .find(|&id| matches!(btf.resolve_type_by_id(id), Ok(Type::Func(_))))
 }
 
 /// What identifies the running kernel's build: its release, its version
@@ -236,5 +260,7 @@ mod tests {
         assert_eq!(offsets.syscall_regs.number, 15 * 8);
         assert_eq!(offsets.syscall_regs.args, [14 * 8, 13 * 8, 12 * 8, 7 * 8, 9 * 8, 8 * 8]);
         assert_eq!((offsets.syscall_regs.window_start, offsets.syscall_regs.window_bytes), (7 * 8, 9 * 8));
+        // 6.18: kernel memory is read by loads.
+        assert_ne!(offsets.rdonly_cast, 0);
     }
 }

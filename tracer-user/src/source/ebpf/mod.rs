@@ -4,6 +4,7 @@
 mod btf;
 pub mod daemon_client;
 pub mod decode;
+mod kfunc;
 pub mod preflight;
 pub mod protocol;
 pub mod session;
@@ -52,6 +53,8 @@ pub enum EbpfError {
     RingBufferSize(u32),
     #[error("cannot tell how many CPUs this machine has: {0}")]
     Cpus(String),
+    #[error("reprotrace's eBPF object is not an ELF object it can read ({0}): rebuild reprotrace")]
+    Object(String),
     #[error("the kernel refused reprotrace's eBPF object: {0}")]
     Load(#[source] aya::EbpfError),
     #[error("the kernel refused eBPF program `{name}`: {source}")]
@@ -83,6 +86,10 @@ pub struct LoadOptions {
     /// Opens and stats that find no file are reported (`repeat`: a file the
     /// program needed that the bundle lacks).
     pub report_failed_lookups: bool,
+    /// Kernel memory is read by helper calls even where this kernel lets the
+    /// programs load it: the programs a kernel before 6.17 runs (tests load
+    /// them here).
+    pub helper_reads: bool,
 }
 
 impl Default for LoadOptions {
@@ -91,6 +98,7 @@ impl Default for LoadOptions {
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
             return_at_once: false,
             report_failed_lookups: false,
+            helper_reads: false,
         }
     }
 }
@@ -137,6 +145,17 @@ impl KernelPrograms {
         let task_audit_pairs = task_audit_pairs()?;
         let return_at_once = u64::from(options.return_at_once);
         let report_failed_lookups = u64::from(options.report_failed_lookups);
+        let (object, kernel_reads_by_load) = match u32::try_from(offsets.rdonly_cast) {
+            Ok(rdonly_cast) if rdonly_cast != 0 && !options.helper_reads => {
+                let (object, calls) =
+                    kfunc::with_kfunc_calls(BPF_OBJECT, tracer_common::RDONLY_CAST_PLACEHOLDER, rdonly_cast)
+                        .map_err(|err| EbpfError::Object(err.to_string()))?;
+                (Some(object), u64::from(calls > 0))
+            }
+            // Left as built: `KERNEL_READS_BY_LOAD` 0 keeps the verifier off
+            // the placeholder's calls.
+            _ => (None, 0),
+        };
         let mut ebpf = EbpfLoader::new()
             // The object carries no CO-RE relocations (see btf.rs): the
             // loader needs no kernel BTF (and, patched, parses none when
@@ -147,6 +166,7 @@ impl KernelPrograms {
             .override_global(globals::CRED_OFFSETS, &offsets.creds, true)
             .override_global(globals::RETURN_AT_ONCE, &return_at_once, true)
             .override_global(globals::REPORT_FAILED_LOOKUPS, &report_failed_lookups, true)
+            .override_global(globals::KERNEL_READS_BY_LOAD, &kernel_reads_by_load, true)
             .override_global(globals::TASK_EXIT_CODE_OFFSET, &offsets.task_exit_code, true)
             .override_global(globals::TASK_MM_OFFSET, &offsets.task_mm, true)
             .override_global(globals::MM_ARG_START_OFFSET, &offsets.mm_arg_start, true)
@@ -155,7 +175,7 @@ impl KernelPrograms {
             .map_max_entries(maps::EVENTS, ring_bytes)
             .map_max_entries(maps::EXEC_SCRATCH, cpus)
             .map_max_entries(maps::TASK_AUDITS, task_audit_pairs)
-            .load(BPF_OBJECT)
+            .load(object.as_ref().map_or(BPF_OBJECT, kfunc::AlignedObject::bytes))
             .map_err(EbpfError::Load)?;
         load_programs(&mut ebpf)?;
         let dispatch = dispatch_table(&mut ebpf)?;
@@ -512,4 +532,26 @@ fn possible_cpus() -> Result<u32, EbpfError> {
         .max()
         .ok_or_else(|| EbpfError::Cpus(format!("{POSSIBLE} says {text:?}")))?;
     Ok(highest + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both builds of the programs pass the verifier of this kernel: the one
+    /// that reads kernel memory by loads (its placeholder calls made kfunc
+    /// calls), and the one a kernel before 6.17 runs, which calls helpers and
+    /// leaves the placeholder on paths the verifier must see are not taken.
+    #[test]
+    fn the_programs_load_with_kernel_reads_by_load_and_by_helper() {
+        // (The ring buffer registers with the runtime's reactor.)
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("a runtime");
+        let _in_runtime = runtime.enter();
+        for helper_reads in [false, true] {
+            let options = LoadOptions { helper_reads, ..LoadOptions::default() };
+            if let Err(err) = KernelPrograms::load_detached(&options) {
+                panic!("helper_reads {helper_reads}: {err:#}");
+            }
+        }
+    }
 }
