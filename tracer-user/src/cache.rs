@@ -43,6 +43,17 @@ fn is_ours(dir: &Path) -> bool {
 /// `contents` under `name` in `dir` (made if missing), for `key`: a temporary
 /// file renamed into place.
 pub fn write(dir: &Path, name: &str, key: &[u8], contents: &[u8]) -> std::io::Result<()> {
+    write_with(dir, name, key, |out| out.write_all(contents))
+}
+
+/// As [`write`], with the contents written by `fill` as it makes them (a
+/// cache of megabytes is never whole in memory).
+pub fn write_with(
+    dir: &Path,
+    name: &str,
+    key: &[u8],
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     if !dir.exists() {
         std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
     }
@@ -50,9 +61,12 @@ pub fn write(dir: &Path, name: &str, key: &[u8], contents: &[u8]) -> std::io::Re
         return Err(std::io::Error::other(format!("{} is not only ours to write", dir.display())));
     }
     let mut temp = tempfile::Builder::new().prefix(".reprotrace-cache-").tempfile_in(dir)?;
-    temp.write_all(&(key.len() as u64).to_le_bytes())?;
-    temp.write_all(key)?;
-    temp.write_all(contents)?;
+    let mut out = std::io::BufWriter::new(temp.as_file_mut());
+    out.write_all(&(key.len() as u64).to_le_bytes())?;
+    out.write_all(key)?;
+    fill(&mut out)?;
+    out.flush()?;
+    drop(out);
     temp.persist(dir.join(name)).map_err(|err| err.error)?;
     remove_other_versions(dir, name);
     Ok(())
@@ -115,6 +129,53 @@ pub fn read(dir: &Path, name: &str, key: &[u8]) -> Option<Cached> {
     (file.get(8..start)? == key).then_some(Cached { file, start })
 }
 
+/// A cached file read in place, piece by piece, not mapped: a file that is
+/// searched here and there would be mapped whole into the audit's memory
+/// all the same (a fault maps the pages around it that the page cache
+/// holds), and one read through once would stay there.
+#[derive(Debug)]
+pub struct CachedFile {
+    file: std::fs::File,
+    /// Where the contents start, after the key, and their length.
+    start: u64,
+    len: u64,
+}
+
+impl CachedFile {
+    /// The contents' length in bytes.
+    pub fn contents_len(&self) -> u64 {
+        self.len
+    }
+
+    /// Fills `buf` from the contents at `offset`.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        if offset.saturating_add(buf.len() as u64) > self.len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, self.start + offset)
+    }
+}
+
+/// The contents cached under `name` in `dir` for `key`, to be read in place
+/// (see [`CachedFile`]). The file read is the one opened here: one written
+/// meanwhile is renamed over its name, never written into it.
+pub fn open(dir: &Path, name: &str, key: &[u8]) -> Option<CachedFile> {
+    if !is_ours(dir) {
+        return None;
+    }
+    let file = std::fs::File::open(dir.join(name)).ok()?;
+    let size = file.metadata().ok()?.len();
+    let mut key_len = [0u8; 8];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut key_len, 0).ok()?;
+    if u64::from_le_bytes(key_len) != key.len() as u64 {
+        return None;
+    }
+    let start = (key.len() as u64 + 8).min(size);
+    let mut stored = vec![0u8; key.len()];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut stored, 8).ok()?;
+    (stored == key).then_some(CachedFile { file, start, len: size - start })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +186,12 @@ mod tests {
         write(dir.path(), "thing", b"key-1", b"contents").expect("write");
         assert_eq!(read(dir.path(), "thing", b"key-1").expect("read").contents(), b"contents");
         assert!(read(dir.path(), "thing", b"key-2").is_none());
+        let opened = open(dir.path(), "thing", b"key-1").expect("open");
+        let mut tents = [0u8; 5];
+        opened.read_at(3, &mut tents).expect("read_at");
+        assert_eq!((opened.contents_len(), &tents), (8, b"tents"));
+        assert!(opened.read_at(4, &mut tents).is_err(), "past the contents' end");
+        assert!(open(dir.path(), "thing", b"key-2").is_none());
         assert!(read(dir.path(), "other", b"key-1").is_none());
         std::fs::write(dir.path().join("thing"), [200u8; 4]).expect("damage");
         assert!(read(dir.path(), "thing", b"key-1").is_none());

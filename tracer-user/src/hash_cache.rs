@@ -20,7 +20,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use crate::cache::{self, Cached};
+use crate::cache::{self, CachedFile};
 
 /// The cache's file; the number changes with the layout.
 const FILE_NAME: &str = "hashes-v1.bin";
@@ -30,6 +30,11 @@ const KEY: &[u8] = b"sha256 (hex) by device, inode, size, mtime ns, ctime ns; ha
 pub const SETTLED: Duration = Duration::from_secs(2);
 /// Files the cache remembers at most (the most recently hashed): 11 MB.
 const MAX_ENTRIES: usize = 100_000;
+/// A lookup reads one block of this many records (7 KB), found by a binary
+/// search of the first key of each (25 KB for a full cache).
+const BLOCK_RECORDS: usize = 64;
+/// A save reads the records this many at a time (112 KB).
+const CHUNK_RECORDS: usize = 1024;
 
 const HEX_LEN: usize = 64;
 /// device, inode, size, mtime, ctime, hashed-at: 8 bytes each, then the hash.
@@ -98,15 +103,66 @@ impl Entry {
     }
 }
 
-/// The hashes remembered (the file, mapped, its records sorted by device and
-/// inode), and those learned during this audit.
+/// The hashes remembered (the cache file, read in place: its records sorted
+/// by device and inode), and those learned during this audit.
 #[derive(Debug, Default)]
 pub struct HashCache {
     /// `None`: nothing is read or kept (`--rehash`, no cache directory, or
     /// a cache that is not only this user's).
     dir: Option<PathBuf>,
-    remembered: Option<Cached>,
+    remembered: Option<Remembered>,
     learned: BTreeMap<(u64, u64), Entry>,
+}
+
+/// The records of the cache file.
+#[derive(Debug)]
+struct Remembered {
+    file: CachedFile,
+    records: usize,
+    /// The first key of each block of [`BLOCK_RECORDS`], read at the first lookup.
+    fence: std::cell::OnceCell<Vec<(u64, u64)>>,
+}
+
+impl Remembered {
+    /// The record of the file `key` names, if there is one.
+    fn find(&self, key: (u64, u64)) -> Option<[u8; RECORD_LEN]> {
+        let fence = self.fence.get_or_init(|| {
+            let mut fence = Vec::with_capacity(self.records.div_ceil(BLOCK_RECORDS));
+            let mut index = 0;
+            // A file that cannot be read answers nothing.
+            let _ = self.each_chunk(|chunk| {
+                for record in chunk {
+                    if index % BLOCK_RECORDS == 0 {
+                        fence.push(record_key(record));
+                    }
+                    index += 1;
+                }
+                Ok(())
+            });
+            fence
+        });
+        let block = fence.partition_point(|first| *first <= key).checked_sub(1)?;
+        let begin = block * BLOCK_RECORDS;
+        let count = BLOCK_RECORDS.min(self.records - begin);
+        let mut bytes = vec![0u8; count * RECORD_LEN];
+        self.file.read_at((begin * RECORD_LEN) as u64, &mut bytes).ok()?;
+        let (records, _) = bytes.as_chunks::<RECORD_LEN>();
+        records.binary_search_by_key(&key, record_key).ok().map(|found| records[found])
+    }
+
+    /// Runs `visit` over the records in order, [`CHUNK_RECORDS`] at a time.
+    fn each_chunk(&self, mut visit: impl FnMut(&[[u8; RECORD_LEN]]) -> std::io::Result<()>) -> std::io::Result<()> {
+        let mut bytes = vec![0u8; CHUNK_RECORDS * RECORD_LEN];
+        let mut done = 0;
+        while done < self.records {
+            let count = CHUNK_RECORDS.min(self.records - done);
+            let chunk = &mut bytes[..count * RECORD_LEN];
+            self.file.read_at((done * RECORD_LEN) as u64, chunk)?;
+            visit(chunk.as_chunks::<RECORD_LEN>().0)?;
+            done += count;
+        }
+        Ok(())
+    }
 }
 
 impl HashCache {
@@ -118,7 +174,15 @@ impl HashCache {
 
     /// The cache kept in `dir`.
     pub(crate) fn in_dir(dir: PathBuf) -> HashCache {
-        let remembered = cache::read(&dir, FILE_NAME, KEY).filter(|file| file.contents().len() % RECORD_LEN == 0);
+        let remembered = cache::open(&dir, FILE_NAME, KEY)
+            .filter(|file| file.contents_len() % RECORD_LEN as u64 == 0)
+            .and_then(|file| {
+                Some(Remembered {
+                    records: usize::try_from(file.contents_len()).ok()? / RECORD_LEN,
+                    file,
+                    fence: Default::default(),
+                })
+            });
         HashCache { dir: Some(dir), remembered, learned: BTreeMap::new() }
     }
 
@@ -127,8 +191,9 @@ impl HashCache {
         self.dir.is_some()
     }
 
-    fn records(&self) -> &[u8] {
-        self.remembered.as_ref().map_or(&[], Cached::contents)
+    /// Runs `visit` over the records remembered, in order.
+    fn each_remembered(&self, visit: impl FnMut(&[[u8; RECORD_LEN]]) -> std::io::Result<()>) -> std::io::Result<()> {
+        self.remembered.as_ref().map_or(Ok(()), |remembered| remembered.each_chunk(visit))
     }
 
     /// The hash of the file `metadata` describes, if it was hashed since it
@@ -139,14 +204,7 @@ impl HashCache {
         if let Some(entry) = self.learned.get(&key) {
             return (entry.identity == identity).then(|| entry.sha256.clone());
         }
-        // The records are sorted by device and inode: a binary search, in place.
-        let (records, _) = self.records().as_chunks::<RECORD_LEN>();
-        let key_of = |record: &[u8; RECORD_LEN]| {
-            let word = |at: usize| u64::from_le_bytes(record[at..at + 8].try_into().unwrap_or_default());
-            (word(0), word(8))
-        };
-        let found = records.binary_search_by_key(&key, key_of).ok()?;
-        let entry = Entry::decode(&records[found])?;
+        let entry = Entry::decode(&self.remembered.as_ref()?.find(key)?)?;
         (entry.identity == identity).then_some(entry.sha256)
     }
 
@@ -173,30 +231,131 @@ impl HashCache {
     /// costs the next audit time, not correctness: the error is returned for
     /// the caller to weigh.
     pub fn save(self) -> std::io::Result<()> {
-        let Some(dir) = self.dir.as_ref().filter(|_| !self.learned.is_empty()) else { return Ok(()) };
-        let mut entries: Vec<Entry> = self
-            .records()
-            .chunks_exact(RECORD_LEN)
-            .filter_map(Entry::decode)
-            .filter(|entry| !self.learned.contains_key(&(entry.identity.device, entry.identity.inode)))
-            .chain(self.learned.values().cloned())
-            .collect();
-        if entries.len() > MAX_ENTRIES {
-            entries.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.hashed_at_ns));
-            entries.truncate(MAX_ENTRIES);
-        }
-        entries.sort_unstable_by_key(|entry| (entry.identity.device, entry.identity.inode));
-        let mut contents = Vec::with_capacity(entries.len() * RECORD_LEN);
-        for entry in &entries {
-            entry.encode(&mut contents);
-        }
-        cache::write(dir, FILE_NAME, KEY, &contents)
+        self.save_newest(MAX_ENTRIES)
     }
+
+    /// [`HashCache::save`], keeping the newest `most` entries. The records
+    /// remembered and those learned are both in file order: they are merged
+    /// as they are written, the remembered ones copied as they are, so that
+    /// the cache is never whole in memory (decoded, and mapped, a full one
+    /// added 40 MB to an audit's peak memory).
+    fn save_newest(self, most: usize) -> std::io::Result<()> {
+        let Some(dir) = self.dir.as_ref().filter(|_| !self.learned.is_empty()) else { return Ok(()) };
+        let remembered = self.remembered.as_ref().map_or(0, |remembered| remembered.records);
+        // Damaged records are dropped, and those of files learned again.
+        let still_true =
+            |record: &&[u8; RECORD_LEN]| record_is_whole(record) && !self.learned.contains_key(&record_key(record));
+        let mut newest = match remembered + self.learned.len() > most {
+            true => {
+                let mut times: Vec<i64> = self.learned.values().map(|entry| entry.hashed_at_ns).collect();
+                self.each_remembered(|chunk| {
+                    times.extend(chunk.iter().filter(still_true).map(record_hashed_at));
+                    Ok(())
+                })?;
+                Newest::of(times, most)
+            }
+            false => Newest::all(),
+        };
+        cache::write_with(dir, FILE_NAME, KEY, |out| {
+            let mut learned = self.learned.values().peekable();
+            self.each_remembered(|chunk| {
+                for record in chunk.iter().filter(still_true) {
+                    while let Some(entry) = learned.next_if(|entry| entry_key(entry) < record_key(record)) {
+                        write_learned(out, &mut newest, entry)?;
+                    }
+                    if newest.keeps(record_hashed_at(record)) {
+                        out.write_all(record)?;
+                    }
+                }
+                Ok(())
+            })?;
+            learned.try_for_each(|entry| write_learned(out, &mut newest, entry))
+        })
+    }
+}
+
+/// Writes a learned entry if the save keeps it.
+fn write_learned(out: &mut dyn std::io::Write, newest: &mut Newest, entry: &Entry) -> std::io::Result<()> {
+    if !newest.keeps(entry.hashed_at_ns) {
+        return Ok(());
+    }
+    let mut encoded = Vec::with_capacity(RECORD_LEN);
+    entry.encode(&mut encoded);
+    out.write_all(&encoded)
+}
+
+/// Which entries a save keeps: those hashed after `cutoff`, and `at_cutoff`
+/// of those hashed at it.
+struct Newest {
+    cutoff: i64,
+    at_cutoff: usize,
+}
+
+impl Newest {
+    fn all() -> Newest {
+        Newest { cutoff: i64::MIN, at_cutoff: usize::MAX }
+    }
+
+    /// The newest `most` of entries hashed at `times`.
+    fn of(mut times: Vec<i64>, most: usize) -> Newest {
+        if times.len() <= most {
+            return Newest::all();
+        }
+        let Some(last) = most.checked_sub(1) else { return Newest { cutoff: i64::MAX, at_cutoff: 0 } };
+        let (_, &mut cutoff, _) = times.select_nth_unstable_by_key(last, |&time| std::cmp::Reverse(time));
+        let after = times.iter().filter(|&&time| time > cutoff).count();
+        Newest { cutoff, at_cutoff: most - after }
+    }
+
+    fn keeps(&mut self, hashed_at_ns: i64) -> bool {
+        if hashed_at_ns > self.cutoff {
+            return true;
+        }
+        let keep = hashed_at_ns == self.cutoff && self.at_cutoff > 0;
+        self.at_cutoff -= usize::from(keep);
+        keep
+    }
+}
+
+/// A record's word at `index` (see [`RECORD_LEN`]).
+fn record_word(record: &[u8; RECORD_LEN], index: usize) -> [u8; 8] {
+    let mut word = [0; 8];
+    word.copy_from_slice(&record[index * 8..index * 8 + 8]);
+    word
+}
+
+/// A record's device and inode, the order of the file.
+fn record_key(record: &[u8; RECORD_LEN]) -> (u64, u64) {
+    (u64::from_le_bytes(record_word(record, 0)), u64::from_le_bytes(record_word(record, 1)))
+}
+
+fn record_hashed_at(record: &[u8; RECORD_LEN]) -> i64 {
+    i64::from_le_bytes(record_word(record, 5))
+}
+
+/// Whether a record's hash is whole (hex digits), as [`Entry::decode`] asks.
+fn record_is_whole(record: &[u8; RECORD_LEN]) -> bool {
+    record[6 * 8..].iter().all(u8::is_ascii_hexdigit)
+}
+
+fn entry_key(entry: &Entry) -> (u64, u64) {
+    (entry.identity.device, entry.identity.inode)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn remembered_keys(cache: &HashCache) -> Vec<(u64, u64)> {
+        let mut keys = Vec::new();
+        cache
+            .each_remembered(|chunk| {
+                keys.extend(chunk.iter().map(record_key));
+                Ok(())
+            })
+            .expect("the cache file reads");
+        keys
+    }
 
     const HASH_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
@@ -253,7 +412,7 @@ mod tests {
         cache.learn(&std::fs::metadata(&first).expect("stat"), &hash_b, later);
         cache.save().expect("save");
         let cache = HashCache::in_dir(dir.clone());
-        assert_eq!(cache.records().len(), 2 * RECORD_LEN, "one entry a file");
+        assert_eq!(remembered_keys(&cache).len(), 2, "one entry a file");
         for path in [&first, &second] {
             assert_eq!(cache.hash_of(&std::fs::metadata(path).expect("stat")), Some(hash_b.clone()));
         }
@@ -262,6 +421,59 @@ mod tests {
         let length = std::fs::metadata(&file).expect("stat").len();
         std::fs::File::options().write(true).open(&file).expect("open").set_len(length - 1).expect("cut");
         assert_eq!(HashCache::in_dir(dir).hash_of(&std::fs::metadata(&first).expect("stat")), None);
+    }
+
+    #[test]
+    fn a_full_cache_keeps_its_newest_entries_in_file_order() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let dir = home.path().join("cache");
+        let files: Vec<(PathBuf, SystemTime)> =
+            ["a", "b", "c", "d"].iter().map(|name| settled_file(home.path(), name, name.as_bytes())).collect();
+        let hashes: Vec<String> = ["1", "2", "3", "4"].iter().map(|digit| digit.repeat(HEX_LEN)).collect();
+        // One file an audit, each later than the one before; two kept.
+        for ((path, later), hash) in files.iter().zip(&hashes) {
+            let mut cache = HashCache::in_dir(dir.clone());
+            cache.learn(&std::fs::metadata(path).expect("stat"), hash, *later);
+            cache.save_newest(2).expect("save");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let cache = HashCache::in_dir(dir.clone());
+        let found: Vec<Option<String>> =
+            files.iter().map(|(path, _)| cache.hash_of(&std::fs::metadata(path).expect("stat"))).collect();
+        assert_eq!(found, [None, None, Some(hashes[2].clone()), Some(hashes[3].clone())]);
+        assert!(remembered_keys(&cache).is_sorted(), "the file stays in order for the lookups' binary search");
+        // A file learned again replaces its entry, whatever the order of inodes.
+        let mut cache = HashCache::in_dir(dir.clone());
+        let (first, later) = &files[0];
+        cache.learn(&std::fs::metadata(first).expect("stat"), &hashes[1], *later + Duration::from_secs(1));
+        cache.save_newest(2).expect("save");
+        let cache = HashCache::in_dir(dir);
+        assert_eq!(cache.hash_of(&std::fs::metadata(first).expect("stat")), Some(hashes[1].clone()));
+        assert_eq!(remembered_keys(&cache).len(), 2);
+    }
+
+    #[test]
+    fn every_file_of_a_cache_of_many_blocks_is_found() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let dir = home.path().join("cache");
+        // More records than a save reads at once, in many lookup blocks.
+        let count = CHUNK_RECORDS + BLOCK_RECORDS + 3;
+        let mut cache = HashCache::in_dir(dir.clone());
+        let mut files = Vec::with_capacity(count);
+        for index in 0..count {
+            let (path, later) = settled_file(home.path(), &format!("f{index}"), index.to_string().as_bytes());
+            let hash = format!("{index:064x}");
+            cache.learn(&std::fs::metadata(&path).expect("stat"), &hash, later);
+            files.push((path, hash));
+        }
+        cache.save().expect("save");
+        let cache = HashCache::in_dir(dir);
+        assert_eq!(remembered_keys(&cache).len(), count);
+        for (path, hash) in &files {
+            assert_eq!(cache.hash_of(&std::fs::metadata(path).expect("stat")).as_ref(), Some(hash), "{path:?}");
+        }
+        let elsewhere = std::fs::metadata(home.path()).expect("stat");
+        assert_eq!(cache.hash_of(&elsewhere), None, "a file never hashed");
     }
 
     #[test]
