@@ -44,7 +44,7 @@ fn main() -> Result<()> {
              test   build and run every test (needs root)\n  demo   setup, build, and audit examples/analysis.py with both \
              backends\n  demo cluster  the three example notebooks under `reprotrace run --dask` on a simulated \
              cluster, checked\n  bench  overhead of reprotrace against native, strace and reprozip on prepared workloads \
-             (root; 40–65 minutes at 5 rounds on 2 cores; writes docs/benchmarks.md):\n         {}\n  \
+             (root; 38–65 minutes at 5 rounds on 2 cores; writes docs/benchmarks.md):\n         {}\n  \
              bench pipeline  time the post-processing of a 100k-event audit\n  cluster  a simulated Dask cluster on \
              this machine, left running (root):\n         {}",
             bench::USAGE,
