@@ -52,10 +52,7 @@ const IO_URING_COMPLETE_RES_OFFSET: usize = 32;
 /// The i32 at `address` in kernel memory, as a syscall argument (sign-extended).
 #[inline(always)]
 fn read_kernel_i32_arg(address: u64) -> u64 {
-    let mut value: i32 = 0;
-    // SAFETY: writes at most 4 bytes into `value`; a bad address fails.
-    unsafe { bpf_probe_read_kernel((&mut value as *mut i32).cast(), 4, address as *const c_void) };
-    value as i64 as u64
+    read_kernel::<i32>(address) as i64 as u64
 }
 
 /// Copies the path a kernel `struct filename *` holds to `dest` (at most

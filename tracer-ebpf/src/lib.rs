@@ -267,10 +267,10 @@ fn read_ctx<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
 }
 
 /// The number and argument registers of the syscall whose exit is handled,
-/// copied from the task's `pt_regs` by the dispatcher with plain loads (see
-/// `CurrentTask`), into the scratch buffer's last bytes, which no event
+/// copied by the dispatcher from `sys_exit`'s `pt_regs` argument (by loads
+/// through `kernel_memory`; one helper read of their span on a kernel
+/// before 6.17) into the scratch buffer's last bytes, which no event
 /// reaches; the handler it tail-calls reads them there (same CPU, same run).
-/// (A helper read of the registers cost a third of the dispatcher's time.)
 struct SyscallRegisters(*const u64);
 
 /// The window's words that keep the task's `pid_tgid`, its audit and its

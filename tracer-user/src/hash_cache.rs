@@ -258,8 +258,15 @@ impl HashCache {
         };
         cache::write_with(dir, FILE_NAME, KEY, |out| {
             let mut learned = self.learned.values().peekable();
+            // A record out of order (a file not written by a save) is
+            // dropped: the file written stays sorted for the lookups.
+            let mut last = None;
             self.each_remembered(|chunk| {
                 for record in chunk.iter().filter(still_true) {
+                    if last.is_some_and(|last| record_key(record) <= last) {
+                        continue;
+                    }
+                    last = Some(record_key(record));
                     while let Some(entry) = learned.next_if(|entry| entry_key(entry) < record_key(record)) {
                         write_learned(out, &mut newest, entry)?;
                     }
@@ -474,6 +481,26 @@ mod tests {
         }
         let elsewhere = std::fs::metadata(home.path()).expect("stat");
         assert_eq!(cache.hash_of(&elsewhere), None, "a file never hashed");
+    }
+
+    #[test]
+    fn a_save_drops_records_out_of_order() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let dir = home.path().join("cache");
+        let record = |inode: u64| {
+            let identity = Identity { device: 1, inode, size: 1, mtime_ns: 1, ctime_ns: 1 };
+            let mut bytes = Vec::new();
+            Entry { identity, hashed_at_ns: 1, sha256: HASH_A.to_string() }.encode(&mut bytes);
+            bytes
+        };
+        let unsorted = [record(9), record(3), record(5)].concat();
+        cache::write(&dir, FILE_NAME, KEY, &unsorted).expect("write");
+        let (path, later) = settled_file(home.path(), "a", b"a");
+        let mut cache = HashCache::in_dir(dir.clone());
+        cache.learn(&std::fs::metadata(&path).expect("stat"), HASH_A, later);
+        cache.save().expect("save");
+        let keys = remembered_keys(&HashCache::in_dir(dir));
+        assert!(keys.is_sorted() && keys.len() == 2, "{keys:?}");
     }
 
     #[test]

@@ -146,7 +146,8 @@ impl KernelPrograms {
         let return_at_once = u64::from(options.return_at_once);
         let report_failed_lookups = u64::from(options.report_failed_lookups);
         let (object, kernel_reads_by_load) = match u32::try_from(offsets.rdonly_cast) {
-            Ok(rdonly_cast) if rdonly_cast != 0 && !options.helper_reads => {
+            // (The kernel calls no kfunc from a program it does not compile.)
+            Ok(rdonly_cast) if rdonly_cast != 0 && !options.helper_reads && jit_compiles() => {
                 let (object, calls) =
                     kfunc::with_kfunc_calls(BPF_OBJECT, tracer_common::RDONLY_CAST_PLACEHOLDER, rdonly_cast)
                         .map_err(|err| EbpfError::Object(err.to_string()))?;
@@ -514,6 +515,12 @@ fn dispatch_table(ebpf: &mut Ebpf) -> Result<ProgramArray<MapData>, EbpfError> {
 
 fn traced_error(err: aya::maps::MapError) -> EbpfError {
     EbpfError::Map { name: maps::TRACED, reason: err.to_string() }
+}
+
+/// Whether the kernel compiles BPF programs (`net.core.bpf_jit_enable`,
+/// never 0 on a kernel built to always compile them).
+fn jit_compiles() -> bool {
+    std::fs::read_to_string("/proc/sys/net/core/bpf_jit_enable").map_or(true, |value| value.trim() != "0")
 }
 
 fn page_size() -> u32 {
