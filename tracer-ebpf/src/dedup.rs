@@ -160,8 +160,8 @@ fn is_plain_file(open_files: u64, fd: u32) -> bool {
     if open_files == 0 {
         return false;
     }
-    let file = read_kernel_u64(open_files + 8 * u64::from(fd));
-    let inode = read_kernel_u64(file + loader_global(&FILE_OFFSETS.file_inode));
+    let file = read_kernel::<u64>(open_files + 8 * u64::from(fd));
+    let inode = read_kernel::<u64>(file + loader_global(&FILE_OFFSETS.file_inode));
     if file == 0 || inode == 0 {
         return false;
     }

@@ -63,7 +63,7 @@ fn read_kernel_filename(dest: *mut u8, filename: u64, name_offset: u64) -> (usiz
     if filename == 0 {
         return (0, false);
     }
-    let name = read_kernel_u64(filename + name_offset);
+    let name = read_kernel::<u64>(filename + name_offset);
     // SAFETY: callers pass a `dest` with PATH_MAX bytes of scratch buffer
     // behind it; the helper writes at most that, and fails on a bad pointer.
     let n = unsafe { bpf_probe_read_kernel_str(dest.cast(), PATH_MAX as u32, name as *const c_void) };
@@ -109,10 +109,10 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
             EventKind::Open,
             [
                 read_kernel_i32_arg(at(offsets.open_dfd)),
-                read_kernel_u64(at(offsets.open_flags)),
-                read_kernel_u64(at(offsets.open_mode)),
+                read_kernel::<u64>(at(offsets.open_flags)),
+                read_kernel::<u64>(at(offsets.open_mode)),
             ],
-            [read_kernel_u64(at(offsets.open_filename)), 0],
+            [read_kernel::<u64>(at(offsets.open_filename)), 0],
             read_kernel_u32(at(offsets.open_file_slot)) != 0,
         ),
         opcode::CLOSE => {
@@ -122,7 +122,7 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
         opcode::STATX => (
             EventKind::Metadata,
             [read_kernel_i32_arg(at(offsets.statx_dfd)), read_kernel_u32(at(offsets.statx_flags)), 0],
-            [read_kernel_u64(at(offsets.statx_filename)), 0],
+            [read_kernel::<u64>(at(offsets.statx_filename)), 0],
             false,
         ),
         opcode::RENAMEAT => (
@@ -132,25 +132,25 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
                 read_kernel_i32_arg(at(offsets.rename_new_dfd)),
                 read_kernel_u32(at(offsets.rename_flags)),
             ],
-            [read_kernel_u64(at(offsets.rename_oldpath)), read_kernel_u64(at(offsets.rename_newpath))],
+            [read_kernel::<u64>(at(offsets.rename_oldpath)), read_kernel::<u64>(at(offsets.rename_newpath))],
             false,
         ),
         opcode::UNLINKAT => (
             EventKind::Remove,
             [read_kernel_i32_arg(at(offsets.unlink_dfd)), read_kernel_u32(at(offsets.unlink_flags)), 0],
-            [read_kernel_u64(at(offsets.unlink_filename)), 0],
+            [read_kernel::<u64>(at(offsets.unlink_filename)), 0],
             false,
         ),
         opcode::MKDIRAT => (
             EventKind::Mkdir,
             [read_kernel_i32_arg(at(offsets.mkdir_dfd)), read_kernel_u32(at(offsets.mkdir_mode)), 0],
-            [read_kernel_u64(at(offsets.mkdir_filename)), 0],
+            [read_kernel::<u64>(at(offsets.mkdir_filename)), 0],
             false,
         ),
         opcode::SYMLINKAT => (
             EventKind::Symlink,
             [0, read_kernel_i32_arg(at(offsets.link_new_dfd)), 0],
-            [read_kernel_u64(at(offsets.link_oldpath)), read_kernel_u64(at(offsets.link_newpath))],
+            [read_kernel::<u64>(at(offsets.link_oldpath)), read_kernel::<u64>(at(offsets.link_newpath))],
             false,
         ),
         opcode::LINKAT => (
@@ -160,7 +160,7 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
                 read_kernel_i32_arg(at(offsets.link_new_dfd)),
                 read_kernel_u32(at(offsets.link_flags)),
             ],
-            [read_kernel_u64(at(offsets.link_oldpath)), read_kernel_u64(at(offsets.link_newpath))],
+            [read_kernel::<u64>(at(offsets.link_oldpath)), read_kernel::<u64>(at(offsets.link_newpath))],
             false,
         ),
         _ => return 0,

@@ -631,12 +631,6 @@ fn read_kernel<T: Copy + Default>(address: u64) -> T {
     value
 }
 
-/// The u64 at `address` in kernel memory, 0 if it cannot be read.
-#[inline(always)]
-fn read_kernel_u64(address: u64) -> u64 {
-    read_kernel(address)
-}
-
 /// Whether `task` (just exec'd) runs with more rights than its user: other
 /// effective ids than its real ones (a setuid or setgid program), or, for a
 /// user other than root, effective capabilities (a program with file
@@ -644,13 +638,13 @@ fn read_kernel_u64(address: u64) -> u64 {
 /// applies).
 #[inline(always)]
 fn raised_privileges(task: u64) -> bool {
-    let cred = read_kernel_u64(task + loader_global(&CRED_OFFSETS.task_cred));
+    let cred = read_kernel::<u64>(task + loader_global(&CRED_OFFSETS.task_cred));
     if cred == 0 {
         return false;
     }
     let id = |offset: &u64| read_kernel_u32(cred + loader_global(offset));
     let uid = id(&CRED_OFFSETS.uid);
-    let capabilities = read_kernel_u64(cred + loader_global(&CRED_OFFSETS.cap_effective));
+    let capabilities = read_kernel::<u64>(cred + loader_global(&CRED_OFFSETS.cap_effective));
     uid != id(&CRED_OFFSETS.euid) || id(&CRED_OFFSETS.gid) != id(&CRED_OFFSETS.egid) || (uid != 0 && capabilities != 0)
 }
 
@@ -680,10 +674,10 @@ fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
     let mut flags = if len0 >= PATH_MAX { FLAG_STR0_TRUNCATED } else { 0 };
     // SAFETY: a helper without arguments.
     let task = unsafe { bpf_get_current_task() };
-    let mm = read_kernel_u64(task + loader_global(&TASK_MM_OFFSET));
+    let mm = read_kernel::<u64>(task + loader_global(&TASK_MM_OFFSET));
     let (start, end) = (
-        read_kernel_u64(mm + loader_global(&MM_ARG_START_OFFSET)),
-        read_kernel_u64(mm + loader_global(&MM_ARG_END_OFFSET)),
+        read_kernel::<u64>(mm + loader_global(&MM_ARG_START_OFFSET)),
+        read_kernel::<u64>(mm + loader_global(&MM_ARG_END_OFFSET)),
     );
     let total = end.saturating_sub(start);
     let mut len1 = total as usize;

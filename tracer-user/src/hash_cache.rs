@@ -83,22 +83,23 @@ impl Entry {
     }
 
     /// A record; `None` for one that is not (a damaged file).
-    fn decode(record: &[u8]) -> Option<Entry> {
-        let word = |index: usize| -> Option<[u8; 8]> { record.get(index * 8..index * 8 + 8)?.try_into().ok() };
-        let sha256 = std::str::from_utf8(record.get(6 * 8..RECORD_LEN)?).ok()?;
-        if !sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+    fn decode(record: &[u8; RECORD_LEN]) -> Option<Entry> {
+        if !record_is_whole(record) {
             return None;
         }
+        let (device, inode) = record_key(record);
+        let signed = |index: usize| i64::from_le_bytes(record_word(record, index));
         Some(Entry {
             identity: Identity {
-                device: u64::from_le_bytes(word(0)?),
-                inode: u64::from_le_bytes(word(1)?),
-                size: u64::from_le_bytes(word(2)?),
-                mtime_ns: i64::from_le_bytes(word(3)?),
-                ctime_ns: i64::from_le_bytes(word(4)?),
+                device,
+                inode,
+                size: u64::from_le_bytes(record_word(record, 2)),
+                mtime_ns: signed(3),
+                ctime_ns: signed(4),
             },
-            hashed_at_ns: i64::from_le_bytes(word(5)?),
-            sha256: sha256.to_string(),
+            hashed_at_ns: record_hashed_at(record),
+            // Hex digits, checked above.
+            sha256: String::from_utf8_lossy(&record[6 * 8..]).into_owned(),
         })
     }
 }
