@@ -411,14 +411,21 @@ fn hash_all(files: Vec<&mut DataFile>, hashing: Hashing, lstats: &Lstats, rememb
     }
     // Every read below starts after this (see `HashCache::learn`).
     let began = SystemTime::now();
+    // (What each file is, asked only of a cache that may answer.)
+    let files: Vec<(&mut DataFile, Option<Metadata>)> = files
+        .into_iter()
+        .map(|file| {
+            let metadata = match remembered.in_use() {
+                true => lstats.metadata(&file.path).ok().filter(Metadata::is_file),
+                false => None,
+            };
+            (file, metadata)
+        })
+        .collect();
+    let known = remembered.hashes_of(files.iter().map(|(_, metadata)| metadata.as_ref()));
     let mut read: Vec<(&mut DataFile, Option<Metadata>)> = Vec::new();
-    for file in files {
-        // (What each file is, asked only of a cache that may answer.)
-        let metadata = match remembered.in_use() {
-            true => lstats.metadata(&file.path).ok().filter(Metadata::is_file),
-            false => None,
-        };
-        match metadata.as_ref().and_then(|metadata| remembered.hash_of(metadata)) {
+    for ((file, metadata), sha256) in files.into_iter().zip(known) {
+        match sha256 {
             Some(sha256) => file.sha256 = Some(sha256),
             None => read.push((file, metadata)),
         }

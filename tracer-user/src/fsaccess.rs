@@ -9,6 +9,7 @@ use std::{
     io,
     os::unix::ffi::OsStrExt,
     path::Path,
+    sync::atomic::{AtomicUsize, Ordering},
 };
 
 use rustix::fs::{openat, Mode, OFlags, CWD};
@@ -43,33 +44,39 @@ pub struct Lstats<'a> {
 
 /// Below this many paths a thread costs more than it saves.
 const PATHS_PER_THREAD_AT_LEAST: usize = 64;
+/// The paths a thread takes at a time: a thread that starts late (the
+/// core busy, or taken by the host) leaves the others more, instead of
+/// holding up the audit's end with a share of its own.
+const PATHS_PER_TAKE: usize = 32;
 
 impl<'a> Lstats<'a> {
     /// `lstat`s every one of `paths` (absolute), on as many threads as
     /// there are cores (started by the calling thread: they act with its
     /// rights).
     pub fn of(paths: Vec<&'a [u8]>) -> Self {
-        let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let chunk = paths.len().div_ceil(workers).max(PATHS_PER_THREAD_AT_LEAST);
-        let answers = std::thread::scope(|scope| {
-            let mut parts = paths.chunks(chunk);
-            let first = parts.next().unwrap_or_default();
-            let threads: Vec<_> = parts
-                .map(|part| {
-                    let thread = std::thread::Builder::new()
-                        .name("lstat".into())
-                        .spawn_scoped(scope, move || lstat_all(part).collect::<Vec<_>>());
-                    (part, thread)
-                })
-                .collect();
-            let mut answers: HashMap<_, _> = lstat_all(first).collect();
-            for (part, thread) in threads {
-                match thread {
-                    // One that failed leaves its paths to be asked when needed.
-                    Ok(thread) => answers.extend(thread.join().unwrap_or_default()),
-                    // One that could not start: its part is asked here.
-                    Err(_) => answers.extend(lstat_all(part)),
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let threads = cores.min(paths.len().div_ceil(PATHS_PER_THREAD_AT_LEAST)).max(1);
+        let next = AtomicUsize::new(0);
+        let take_all = || {
+            let mut answers = Vec::new();
+            loop {
+                let start = next.fetch_add(PATHS_PER_TAKE, Ordering::Relaxed);
+                if start >= paths.len() {
+                    break;
                 }
+                answers.extend(lstat_all(&paths[start..paths.len().min(start + PATHS_PER_TAKE)]));
+            }
+            answers
+        };
+        let answers = std::thread::scope(|scope| {
+            // One that cannot start leaves its share to the others.
+            let helpers: Vec<_> = (1..threads)
+                .filter_map(|_| std::thread::Builder::new().name("lstat".into()).spawn_scoped(scope, take_all).ok())
+                .collect();
+            let mut answers: HashMap<_, _> = take_all().into_iter().collect();
+            for helper in helpers {
+                // One that failed leaves its paths to be asked when needed.
+                answers.extend(helper.join().unwrap_or_default());
             }
             answers
         });

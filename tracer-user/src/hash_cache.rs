@@ -23,18 +23,23 @@ use std::{
 use crate::cache::{self, CachedFile};
 
 /// The cache's file; the number changes with the layout.
-const FILE_NAME: &str = "hashes-v1.bin";
-/// What the file's records are (checked before any is read).
-const KEY: &[u8] = b"sha256 (hex) by device, inode, size, mtime ns, ctime ns; hashed-at ns; sorted";
+const FILE_NAME: &str = "hashes-v2.bin";
+/// What the file holds (checked before any of it is read).
+const KEY: &[u8] = b"sha256 (hex) by device, inode, size, mtime ns, ctime ns; hashed-at ns; sorted; \
+    then the first key of each block of 32 and the number of records";
 /// How long before its hashing a file must have last changed to be kept.
 pub const SETTLED: Duration = Duration::from_secs(2);
 /// Files the cache remembers at most (the most recently hashed): 11 MB.
 const MAX_ENTRIES: usize = 100_000;
-/// A lookup reads one block of this many records (7 KB), found by a binary
-/// search of the first key of each (25 KB for a full cache).
-const BLOCK_RECORDS: usize = 64;
+/// A lookup reads one block of this many records (3.5 KB), found by a binary
+/// search of the first key of each, which the file keeps after its records
+/// (50 KB for a full cache: finding them by a pass over the records cost an
+/// audit of a full cache 8 ms).
+const BLOCK_RECORDS: usize = 32;
 /// A save reads the records this many at a time (112 KB).
 const CHUNK_RECORDS: usize = 1024;
+/// The bytes of a key (device, inode) in the file's list of blocks.
+const KEY_LEN: usize = 16;
 
 const HEX_LEN: usize = 64;
 /// device, inode, size, mtime, ctime, hashed-at: 8 bytes each, then the hash.
@@ -71,15 +76,18 @@ struct Entry {
 }
 
 impl Entry {
-    fn encode(&self, out: &mut Vec<u8>) {
+    /// Its record; `None` for a hash that is not [`HEX_LEN`] long (`learn`
+    /// keeps none).
+    fn encode(&self) -> Option<[u8; RECORD_LEN]> {
         let Identity { device, inode, size, mtime_ns, ctime_ns } = self.identity;
-        for word in [device, inode, size] {
-            out.extend_from_slice(&word.to_le_bytes());
+        let words = [device, inode, size, mtime_ns as u64, ctime_ns as u64, self.hashed_at_ns as u64];
+        let mut record = [0u8; RECORD_LEN];
+        for (index, word) in words.into_iter().enumerate() {
+            record[index * 8..index * 8 + 8].copy_from_slice(&word.to_le_bytes());
         }
-        for word in [mtime_ns, ctime_ns, self.hashed_at_ns] {
-            out.extend_from_slice(&word.to_le_bytes());
-        }
-        out.extend_from_slice(self.sha256.as_bytes());
+        let hash: &[u8; HEX_LEN] = self.sha256.as_bytes().try_into().ok()?;
+        record[6 * 8..].copy_from_slice(hash);
+        Some(record)
     }
 
     /// A record; `None` for one that is not (a damaged file).
@@ -115,40 +123,60 @@ pub struct HashCache {
     learned: BTreeMap<(u64, u64), Entry>,
 }
 
-/// The records of the cache file.
+/// The records of the cache file, and the first key of each of their blocks.
 #[derive(Debug)]
 struct Remembered {
     file: CachedFile,
     records: usize,
-    /// The first key of each block of [`BLOCK_RECORDS`], read at the first lookup.
-    fence: std::cell::OnceCell<Vec<(u64, u64)>>,
+    /// The first key of each block of [`BLOCK_RECORDS`], read at the first
+    /// lookup (`None`: the file could not be read).
+    fence: std::cell::OnceCell<Option<Vec<(u64, u64)>>>,
+}
+
+/// The block of records a lookup read last: lookups in key order read each
+/// block once.
+#[derive(Default)]
+struct LastBlock {
+    index: Option<usize>,
+    bytes: Vec<u8>,
 }
 
 impl Remembered {
-    /// The record of the file `key` names, if there is one.
-    fn find(&self, key: (u64, u64)) -> Option<[u8; RECORD_LEN]> {
-        let fence = self.fence.get_or_init(|| {
-            let mut fence = Vec::with_capacity(self.records.div_ceil(BLOCK_RECORDS));
-            let mut index = 0;
-            // A file that cannot be read answers nothing.
-            let _ = self.each_chunk(|chunk| {
-                for record in chunk {
-                    if index % BLOCK_RECORDS == 0 {
-                        fence.push(record_key(record));
-                    }
-                    index += 1;
-                }
-                Ok(())
-            });
-            fence
-        });
+    /// The records of `file` (see [`FILE_NAME`]'s layout), if its length
+    /// says it holds them whole: `records` of them, the keys of their
+    /// blocks, their number.
+    fn of(file: CachedFile) -> Option<Remembered> {
+        let trailer_at = file.contents_len().checked_sub(8)?;
+        let mut trailer = [0u8; 8];
+        file.read_at(trailer_at, &mut trailer).ok()?;
+        let records = usize::try_from(u64::from_le_bytes(trailer)).ok()?;
+        let expected = records.checked_mul(RECORD_LEN)?.checked_add(records.div_ceil(BLOCK_RECORDS) * KEY_LEN)?;
+        (expected as u64 == trailer_at).then(|| Remembered { file, records, fence: Default::default() })
+    }
+
+    /// The record of the file `key` names, if there is one; `last` keeps
+    /// the block read.
+    fn find(&self, key: (u64, u64), last: &mut LastBlock) -> Option<[u8; RECORD_LEN]> {
+        let fence = self.fence.get_or_init(|| self.read_fence()).as_ref()?;
         let block = fence.partition_point(|first| *first <= key).checked_sub(1)?;
-        let begin = block * BLOCK_RECORDS;
-        let count = BLOCK_RECORDS.min(self.records - begin);
-        let mut bytes = vec![0u8; count * RECORD_LEN];
-        self.file.read_at((begin * RECORD_LEN) as u64, &mut bytes).ok()?;
-        let (records, _) = bytes.as_chunks::<RECORD_LEN>();
+        if last.index != Some(block) {
+            let begin = block * BLOCK_RECORDS;
+            let count = BLOCK_RECORDS.min(self.records - begin);
+            last.index = None;
+            last.bytes.resize(count * RECORD_LEN, 0);
+            self.file.read_at((begin * RECORD_LEN) as u64, &mut last.bytes).ok()?;
+            last.index = Some(block);
+        }
+        let (records, _) = last.bytes.as_chunks::<RECORD_LEN>();
         records.binary_search_by_key(&key, record_key).ok().map(|found| records[found])
+    }
+
+    /// The first key of each block, as the file keeps them after the records.
+    fn read_fence(&self) -> Option<Vec<(u64, u64)>> {
+        let mut bytes = vec![0u8; self.records.div_ceil(BLOCK_RECORDS) * KEY_LEN];
+        self.file.read_at((self.records * RECORD_LEN) as u64, &mut bytes).ok()?;
+        let (keys, _) = bytes.as_chunks::<KEY_LEN>();
+        Some(keys.iter().map(|key| key_of(key)).collect())
     }
 
     /// Runs `visit` over the records in order, [`CHUNK_RECORDS`] at a time.
@@ -175,15 +203,7 @@ impl HashCache {
 
     /// The cache kept in `dir`.
     pub(crate) fn in_dir(dir: PathBuf) -> HashCache {
-        let remembered = cache::open(&dir, FILE_NAME, KEY)
-            .filter(|file| file.contents_len() % RECORD_LEN as u64 == 0)
-            .and_then(|file| {
-                Some(Remembered {
-                    records: usize::try_from(file.contents_len()).ok()? / RECORD_LEN,
-                    file,
-                    fence: Default::default(),
-                })
-            });
+        let remembered = cache::open(&dir, FILE_NAME, KEY).and_then(Remembered::of);
         HashCache { dir: Some(dir), remembered, learned: BTreeMap::new() }
     }
 
@@ -197,15 +217,30 @@ impl HashCache {
         self.remembered.as_ref().map_or(Ok(()), |remembered| remembered.each_chunk(visit))
     }
 
-    /// The hash of the file `metadata` describes, if it was hashed since it
-    /// last changed.
-    pub fn hash_of(&self, metadata: &Metadata) -> Option<String> {
-        let identity = Identity::of(metadata);
+    /// The hash of each file `files` describes, if it was hashed since it
+    /// last changed (`None` for `None`). Looked up in the order of the
+    /// file's records, so that files made together (whose inodes are near)
+    /// are found in one read.
+    pub fn hashes_of<'a>(&self, files: impl IntoIterator<Item = Option<&'a Metadata>>) -> Vec<Option<String>> {
+        let identities: Vec<Option<Identity>> = files.into_iter().map(|file| file.map(Identity::of)).collect();
+        let mut order: Vec<(Identity, usize)> =
+            identities.iter().enumerate().filter_map(|(index, identity)| Some(((*identity)?, index))).collect();
+        order.sort_unstable_by_key(|(identity, _)| (identity.device, identity.inode));
+        let mut answers = vec![None; identities.len()];
+        let mut last = LastBlock::default();
+        for (identity, index) in order {
+            answers[index] = self.known_hash(identity, &mut last);
+        }
+        answers
+    }
+
+    /// The hash of the file `identity` describes, if it is known.
+    fn known_hash(&self, identity: Identity, last: &mut LastBlock) -> Option<String> {
         let key = (identity.device, identity.inode);
         if let Some(entry) = self.learned.get(&key) {
             return (entry.identity == identity).then(|| entry.sha256.clone());
         }
-        let entry = Entry::decode(&self.remembered.as_ref()?.find(key)?)?;
+        let entry = Entry::decode(&self.remembered.as_ref()?.find(key, last)?)?;
         (entry.identity == identity).then_some(entry.sha256)
     }
 
@@ -258,6 +293,7 @@ impl HashCache {
             false => Newest::all(),
         };
         cache::write_with(dir, FILE_NAME, KEY, |out| {
+            let mut out = RecordWriter::new(out);
             let mut learned = self.learned.values().peekable();
             // A record out of order (a file not written by a save) is
             // dropped: the file written stays sorted for the lookups.
@@ -269,27 +305,53 @@ impl HashCache {
                     }
                     last = Some(record_key(record));
                     while let Some(entry) = learned.next_if(|entry| entry_key(entry) < record_key(record)) {
-                        write_learned(out, &mut newest, entry)?;
+                        out.learned(&mut newest, entry)?;
                     }
                     if newest.keeps(record_hashed_at(record)) {
-                        out.write_all(record)?;
+                        out.put(record)?;
                     }
                 }
                 Ok(())
             })?;
-            learned.try_for_each(|entry| write_learned(out, &mut newest, entry))
+            learned.try_for_each(|entry| out.learned(&mut newest, entry))?;
+            out.finish()
         })
     }
 }
 
-/// Writes a learned entry if the save keeps it.
-fn write_learned(out: &mut dyn std::io::Write, newest: &mut Newest, entry: &Entry) -> std::io::Result<()> {
-    if !newest.keeps(entry.hashed_at_ns) {
-        return Ok(());
+/// Writes the records of a cache file in order, then the first key of each
+/// block of them and their number (see [`Remembered::of`]).
+struct RecordWriter<'a> {
+    out: &'a mut dyn std::io::Write,
+    written: usize,
+    fence: Vec<u8>,
+}
+
+impl<'a> RecordWriter<'a> {
+    fn new(out: &'a mut dyn std::io::Write) -> RecordWriter<'a> {
+        RecordWriter { out, written: 0, fence: Vec::new() }
     }
-    let mut encoded = Vec::with_capacity(RECORD_LEN);
-    entry.encode(&mut encoded);
-    out.write_all(&encoded)
+
+    fn put(&mut self, record: &[u8; RECORD_LEN]) -> std::io::Result<()> {
+        if self.written.is_multiple_of(BLOCK_RECORDS) {
+            self.fence.extend_from_slice(&record[..KEY_LEN]);
+        }
+        self.written += 1;
+        self.out.write_all(record)
+    }
+
+    /// Writes a learned entry if the save keeps it.
+    fn learned(&mut self, newest: &mut Newest, entry: &Entry) -> std::io::Result<()> {
+        if !newest.keeps(entry.hashed_at_ns) {
+            return Ok(());
+        }
+        entry.encode().map_or(Ok(()), |record| self.put(&record))
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        self.out.write_all(&self.fence)?;
+        self.out.write_all(&(self.written as u64).to_le_bytes())
+    }
 }
 
 /// Which entries a save keeps: those hashed after `cutoff`, and `at_cutoff`
@@ -325,16 +387,21 @@ impl Newest {
     }
 }
 
-/// A record's word at `index` (see [`RECORD_LEN`]).
-fn record_word(record: &[u8; RECORD_LEN], index: usize) -> [u8; 8] {
+/// The word at `index` of a record (see [`RECORD_LEN`]) or a key.
+fn record_word(record: &[u8], index: usize) -> [u8; 8] {
     let mut word = [0; 8];
     word.copy_from_slice(&record[index * 8..index * 8 + 8]);
     word
 }
 
+/// The device and inode a record or a key of the block list starts with.
+fn key_of(bytes: &[u8]) -> (u64, u64) {
+    (u64::from_le_bytes(record_word(bytes, 0)), u64::from_le_bytes(record_word(bytes, 1)))
+}
+
 /// A record's device and inode, the order of the file.
 fn record_key(record: &[u8; RECORD_LEN]) -> (u64, u64) {
-    (u64::from_le_bytes(record_word(record, 0)), u64::from_le_bytes(record_word(record, 1)))
+    key_of(record)
 }
 
 fn record_hashed_at(record: &[u8; RECORD_LEN]) -> i64 {
@@ -365,6 +432,11 @@ mod tests {
         keys
     }
 
+    /// The hash `cache` knows of the file `metadata` describes.
+    fn hash_of(cache: &HashCache, metadata: &Metadata) -> Option<String> {
+        cache.hashes_of([Some(metadata)]).pop().flatten()
+    }
+
     const HASH_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
     fn settled_file(dir: &std::path::Path, name: &str, contents: &[u8]) -> (PathBuf, SystemTime) {
@@ -380,19 +452,19 @@ mod tests {
         let (path, later) = settled_file(home.path(), "input.csv", b"1,2,3\n");
         let mut cache = HashCache::in_dir(dir.clone());
         let metadata = std::fs::metadata(&path).expect("stat");
-        assert_eq!(cache.hash_of(&metadata), None);
+        assert_eq!(hash_of(&cache, &metadata), None);
         cache.learn(&metadata, HASH_A, later);
-        assert_eq!(cache.hash_of(&metadata).as_deref(), Some(HASH_A), "learned this audit");
+        assert_eq!(hash_of(&cache, &metadata).as_deref(), Some(HASH_A), "learned this audit");
         cache.save().expect("save");
         let cache = HashCache::in_dir(dir.clone());
-        assert_eq!(cache.hash_of(&std::fs::metadata(&path).expect("stat")).as_deref(), Some(HASH_A));
+        assert_eq!(hash_of(&cache, &std::fs::metadata(&path).expect("stat")).as_deref(), Some(HASH_A));
         // Same size, the modification time put back: the change time moved.
         let mtime = std::fs::metadata(&path).expect("stat").modified().expect("mtime");
         std::fs::write(&path, b"9,9,9\n").expect("rewrite");
         std::fs::File::options().write(true).open(&path).expect("open").set_modified(mtime).expect("set mtime");
         let rewritten = std::fs::metadata(&path).expect("stat");
         assert_eq!(rewritten.modified().expect("mtime"), mtime);
-        assert_eq!(cache.hash_of(&rewritten), None, "a file whose change time moved is hashed again");
+        assert_eq!(hash_of(&cache, &rewritten), None, "a file whose change time moved is hashed again");
     }
 
     #[test]
@@ -402,7 +474,7 @@ mod tests {
         let mut cache = HashCache::in_dir(home.path().join("cache"));
         let metadata = std::fs::metadata(&path).expect("stat");
         cache.learn(&metadata, HASH_A, SystemTime::now());
-        assert_eq!(cache.hash_of(&metadata), None);
+        assert_eq!(hash_of(&cache, &metadata), None);
     }
 
     #[test]
@@ -422,13 +494,13 @@ mod tests {
         let cache = HashCache::in_dir(dir.clone());
         assert_eq!(remembered_keys(&cache).len(), 2, "one entry a file");
         for path in [&first, &second] {
-            assert_eq!(cache.hash_of(&std::fs::metadata(path).expect("stat")), Some(hash_b.clone()));
+            assert_eq!(hash_of(&cache, &std::fs::metadata(path).expect("stat")), Some(hash_b.clone()));
         }
         // A file cut short is not read.
         let file = dir.join(FILE_NAME);
         let length = std::fs::metadata(&file).expect("stat").len();
         std::fs::File::options().write(true).open(&file).expect("open").set_len(length - 1).expect("cut");
-        assert_eq!(HashCache::in_dir(dir).hash_of(&std::fs::metadata(&first).expect("stat")), None);
+        assert_eq!(hash_of(&HashCache::in_dir(dir), &std::fs::metadata(&first).expect("stat")), None);
     }
 
     #[test]
@@ -447,7 +519,7 @@ mod tests {
         }
         let cache = HashCache::in_dir(dir.clone());
         let found: Vec<Option<String>> =
-            files.iter().map(|(path, _)| cache.hash_of(&std::fs::metadata(path).expect("stat"))).collect();
+            files.iter().map(|(path, _)| hash_of(&cache, &std::fs::metadata(path).expect("stat"))).collect();
         assert_eq!(found, [None, None, Some(hashes[2].clone()), Some(hashes[3].clone())]);
         assert!(remembered_keys(&cache).is_sorted(), "the file stays in order for the lookups' binary search");
         // A file learned again replaces its entry, whatever the order of inodes.
@@ -456,7 +528,7 @@ mod tests {
         cache.learn(&std::fs::metadata(first).expect("stat"), &hashes[1], *later + Duration::from_secs(1));
         cache.save_newest(2).expect("save");
         let cache = HashCache::in_dir(dir);
-        assert_eq!(cache.hash_of(&std::fs::metadata(first).expect("stat")), Some(hashes[1].clone()));
+        assert_eq!(hash_of(&cache, &std::fs::metadata(first).expect("stat")), Some(hashes[1].clone()));
         assert_eq!(remembered_keys(&cache).len(), 2);
     }
 
@@ -478,10 +550,16 @@ mod tests {
         let cache = HashCache::in_dir(dir);
         assert_eq!(remembered_keys(&cache).len(), count);
         for (path, hash) in &files {
-            assert_eq!(cache.hash_of(&std::fs::metadata(path).expect("stat")).as_ref(), Some(hash), "{path:?}");
+            assert_eq!(hash_of(&cache, &std::fs::metadata(path).expect("stat")).as_ref(), Some(hash), "{path:?}");
         }
         let elsewhere = std::fs::metadata(home.path()).expect("stat");
-        assert_eq!(cache.hash_of(&elsewhere), None, "a file never hashed");
+        assert_eq!(hash_of(&cache, &elsewhere), None, "a file never hashed");
+        // All at once, in another order than the file's, beside files not asked of it.
+        let metadata: Vec<Metadata> =
+            files.iter().rev().map(|(path, _)| std::fs::metadata(path).expect("stat")).collect();
+        let asked = metadata.iter().map(Some).chain([None, Some(&elsewhere)]);
+        let expected = files.iter().rev().map(|(_, hash)| Some(hash.clone())).chain([None, None]);
+        assert_eq!(cache.hashes_of(asked), expected.collect::<Vec<_>>());
     }
 
     #[test]
@@ -490,11 +568,14 @@ mod tests {
         let dir = home.path().join("cache");
         let record = |inode: u64| {
             let identity = Identity { device: 1, inode, size: 1, mtime_ns: 1, ctime_ns: 1 };
-            let mut bytes = Vec::new();
-            Entry { identity, hashed_at_ns: 1, sha256: HASH_A.to_string() }.encode(&mut bytes);
-            bytes
+            Entry { identity, hashed_at_ns: 1, sha256: HASH_A.to_string() }.encode().expect("a record")
         };
-        let unsorted = [record(9), record(3), record(5)].concat();
+        let mut unsorted = Vec::new();
+        let mut writer = RecordWriter::new(&mut unsorted);
+        for inode in [9, 3, 5] {
+            writer.put(&record(inode)).expect("put");
+        }
+        writer.finish().expect("finish");
         cache::write(&dir, FILE_NAME, KEY, &unsorted).expect("write");
         let (path, later) = settled_file(home.path(), "a", b"a");
         let mut cache = HashCache::in_dir(dir.clone());
@@ -511,7 +592,7 @@ mod tests {
         let mut cache = HashCache::default();
         let metadata = std::fs::metadata(&path).expect("stat");
         cache.learn(&metadata, HASH_A, later);
-        assert_eq!(cache.hash_of(&metadata), None);
+        assert_eq!(hash_of(&cache, &metadata), None);
         cache.save().expect("nothing to save");
     }
 }
