@@ -4,7 +4,6 @@
 //! each file is, asked once for all of them on every core ([`Lstats`]).
 
 use std::{
-    collections::HashMap,
     fs::{File, Metadata},
     io,
     os::unix::ffi::OsStrExt,
@@ -12,6 +11,7 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
+use rustc_hash::FxHashMap;
 use rustix::fs::{openat, Mode, OFlags, CWD};
 
 /// Longest path handed to the kernel in one piece (below `PATH_MAX`).
@@ -39,7 +39,8 @@ pub fn metadata(path: &[u8]) -> io::Result<std::fs::Metadata> {
 /// about when needed.
 #[derive(Default)]
 pub struct Lstats<'a> {
-    answers: HashMap<&'a [u8], Result<Metadata, io::ErrorKind>>,
+    /// Keyed by path, hashed with FxHash (as the software indexes' tables).
+    answers: FxHashMap<&'a [u8], Result<Metadata, io::ErrorKind>>,
 }
 
 /// Below this many paths a thread costs more than it saves.
@@ -73,7 +74,7 @@ impl<'a> Lstats<'a> {
             let helpers: Vec<_> = (1..threads)
                 .filter_map(|_| std::thread::Builder::new().name("lstat".into()).spawn_scoped(scope, take_all).ok())
                 .collect();
-            let mut answers: HashMap<_, _> = take_all().into_iter().collect();
+            let mut answers: FxHashMap<_, _> = take_all().into_iter().collect();
             for helper in helpers {
                 // One that failed leaves its paths to be asked when needed.
                 answers.extend(helper.join().unwrap_or_default());

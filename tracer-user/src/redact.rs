@@ -21,7 +21,7 @@
 
 use std::{collections::BTreeMap, sync::LazyLock};
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 use crate::manifest::{Manifest, Redacted, Redaction};
 
@@ -40,12 +40,38 @@ pub struct PatternError {
 #[derive(Clone, Debug)]
 pub struct Redactor {
     enabled: bool,
-    patterns: Vec<Regex>,
+    patterns: TextRules,
 }
 
 impl Default for Redactor {
     fn default() -> Self {
-        Redactor { enabled: true, patterns: Vec::new() }
+        Redactor { enabled: true, patterns: TextRules::new(Vec::new()) }
+    }
+}
+
+/// Rules that find secrets inside a text, and the set of all their patterns,
+/// which says in one pass over a text whether any of them may apply: most
+/// texts hold no secret, and running each rule over each argument of a
+/// run's 2,000 processes cost its audit's end 3.5 ms.
+#[derive(Clone, Debug)]
+struct TextRules {
+    rules: Vec<(String, Regex)>,
+    /// `None`: too large a set to compile; every rule is run.
+    any: Option<RegexSet>,
+}
+
+impl TextRules {
+    fn new(rules: Vec<(String, Regex)>) -> TextRules {
+        let any = RegexSet::new(rules.iter().map(|(_, pattern)| pattern.as_str())).ok();
+        TextRules { rules, any }
+    }
+
+    /// The rules to run over `text`: none when no pattern matches it.
+    fn for_text(&self, text: &str) -> &[(String, Regex)] {
+        match &self.any {
+            Some(any) if !any.is_match(text) => &[],
+            _ => &self.rules,
+        }
     }
 }
 
@@ -58,9 +84,12 @@ impl Redactor {
         }
         let patterns = patterns
             .iter()
-            .map(|pattern| Regex::new(pattern).map_err(|source| PatternError { pattern: pattern.clone(), source }))
+            .map(|pattern| match Regex::new(pattern) {
+                Ok(regex) => Ok((format!("--redact {pattern}"), regex)),
+                Err(source) => Err(PatternError { pattern: pattern.clone(), source }),
+            })
             .collect::<Result<_, _>>()?;
-        Ok(Redactor { enabled, patterns })
+        Ok(Redactor { enabled, patterns: TextRules::new(patterns) })
     }
 
     /// Redacts every command line and the environment in `manifest`, and
@@ -94,7 +123,7 @@ impl Redactor {
                 redacted.push(Redacted { place: format!("environment.{name}"), rule });
             }
         }
-        let patterns = self.patterns.iter().map(|pattern| pattern.as_str().to_string()).collect();
+        let patterns = self.patterns.rules.iter().map(|(_, pattern)| pattern.as_str().to_string()).collect();
         manifest.redaction = Some(Redaction { enabled: self.enabled, patterns, redacted });
     }
 
@@ -140,8 +169,8 @@ impl Redactor {
                 None
             } else if is_secret_name(name, true) {
                 Some("secret name".to_string())
-            } else if let Some(pattern) = self.patterns.iter().find(|pattern| pattern.is_match(name)) {
-                Some(format!("--redact {}", pattern.as_str()))
+            } else if let Some((rule, _)) = self.patterns.rules.iter().find(|(_, pattern)| pattern.is_match(name)) {
+                Some(rule.clone())
             } else {
                 self.in_text(value)
             };
@@ -159,13 +188,12 @@ impl Redactor {
     /// the user's patterns); returns the first rule that applied.
     fn in_text(&self, text: &mut String) -> Option<String> {
         let mut applied = None;
-        let user_rules = self.patterns.iter().map(|pattern| (pattern, format!("--redact {}", pattern.as_str())));
-        let built_in = KEY_FORMATS.iter().map(|(rule, pattern)| (pattern, rule.to_string()));
-        for (pattern, rule) in built_in.chain(user_rules) {
+        let rules = KEY_FORMATS.for_text(text).iter().chain(self.patterns.for_text(text));
+        for (rule, pattern) in rules {
             let replaced = replace_secret(pattern, text);
             if replaced != *text {
                 *text = replaced;
-                applied.get_or_insert(rule);
+                applied.get_or_insert_with(|| rule.clone());
             }
         }
         applied
@@ -204,7 +232,7 @@ fn prepare() {
 }
 
 /// Secrets recognised by their shape, wherever they appear.
-static KEY_FORMATS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
+static KEY_FORMATS: LazyLock<TextRules> = LazyLock::new(|| {
     let formats: [(&str, &str); 11] = [
         ("URL password", r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:(?P<secret>[^/\s@]+)@"),
         ("Authorization header", r"(?i)\bauthorization:\s*(?:(?:bearer|basic|token)\s+)?(?P<secret>\S+)"),
@@ -218,7 +246,9 @@ static KEY_FORMATS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
         ("JSON Web Token", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
         ("private key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
     ];
-    formats.into_iter().filter_map(|(rule, pattern)| Some((rule, Regex::new(pattern).ok()?))).collect()
+    TextRules::new(
+        formats.into_iter().filter_map(|(rule, pattern)| Some((rule.to_string(), Regex::new(pattern).ok()?))).collect(),
+    )
 });
 
 /// A name an option or variable may have: letters, digits, `_`, `-`, `.`.

@@ -6,12 +6,14 @@ pub mod dpkg;
 pub mod python;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::{BTreeMap, BTreeSet},
     os::unix::ffi::{OsStrExt, OsStringExt},
     path::Path,
     sync::mpsc,
     thread::JoinHandle,
 };
+
+use rustc_hash::FxHashSet;
 
 use crate::{access::AccessLog, fsaccess::Lstats, launch::Credentials, privilege::ActingAs, tracker::path::file_name};
 
@@ -108,7 +110,8 @@ pub struct SoftwareUse {
     pub shared_libraries: Vec<OwnedFile>,
     /// Package metadata that could not be read (its files are not attributed).
     pub problems: Vec<String>,
-    owned: HashSet<Vec<u8>>,
+    /// Hashed with FxHash (as the indexes' path tables): data classification asks it of every file.
+    owned: FxHashSet<Vec<u8>>,
 }
 
 impl SoftwareUse {
