@@ -111,8 +111,9 @@ pub(crate) fn not_silent(tgid: u32, fd: u32) {
 /// are always sent).
 const DEDUP_BYTES: usize = 512;
 
-/// Paths up to this long, most of them, are read once; a longer one is read
-/// again into a buffer cleared up to [`DEDUP_BYTES`].
+/// Paths shorter than this, most of them, are read onto the program's
+/// stack; a longer one is read again into the scratch buffer, cleared up to
+/// [`DEDUP_BYTES`].
 const SHORT_PATH_BYTES: usize = 128;
 
 /// Zeroes the first `WORDS` words at `words`.
@@ -206,18 +207,30 @@ pub(crate) fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u3
     let buf = buf.cast::<u8>();
     // SAFETY: header + PATH_MAX fit in the scratch buffer.
     let path = unsafe { buf.add(HEADER_SIZE) };
-    // The words after the path's end must not be an earlier event's: they
-    // are hashed with it.
-    clear_words::<{ SHORT_PATH_BYTES / 8 }>(path.cast());
-    let (mut len, mut cut) = read_user_path(path, path_ptr);
+    // Read onto the stack first: the kernel checks the destination of every
+    // copy from user memory (hardened usercopy), and a map value's check
+    // looks up its page, which cost an open's handler as much as its own
+    // work; a stack object's passes at once. Zeros after the path's end:
+    // they are hashed with it.
+    let mut short = [0u64; SHORT_PATH_BYTES / 8];
+    clear_words::<{ SHORT_PATH_BYTES / 8 }>(short.as_mut_ptr());
+    let short_len = read_user_str::<SHORT_PATH_BYTES>(short.as_mut_ptr().cast(), path_ptr);
+    let is_short = short_len < SHORT_PATH_BYTES;
+    let (len, cut) = match is_short {
+        true => (short_len, false),
+        false => {
+            clear_words::<{ DEDUP_BYTES / 8 }>(path.cast());
+            read_user_path(path, path_ptr)
+        }
+    };
     // An empty name looked nothing up (`AT_EMPTY_PATH`: a descriptor's stat,
     // as glibc's fstat makes one), nor did one that cannot be read. (An
     // open's is a fact whatever its path.)
     if len <= 1 && fd.is_none() {
         return;
     }
-    // SAFETY: inside the scratch buffer.
-    let absolute = unsafe { *path } == b'/';
+    // SAFETY: a long path's first byte, inside the scratch buffer.
+    let first = if is_short { short[0] as u8 } else { unsafe { *path } };
     // The fact's kind and flags as the dedup key holds them; 0 for a fact
     // always sent. (Not an `Option`: LLVM leaves a `None`'s payload undefined,
     // then spills whatever register it was in, and the verifier refuses a
@@ -233,44 +246,43 @@ pub(crate) fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u3
         }
         Some(_) => 0,
     };
-    let dedup = match detail != 0 && absolute && len <= DEDUP_BYTES {
+    // (A path of more than DEDUP_BYTES is sent: only that much of it is hashed.)
+    let dedup = match detail != 0 && first == b'/' && len <= DEDUP_BYTES {
         true => process_dedup(head.tgid),
         false => None,
     };
     if let Some(dedup) = dedup {
-        let path_hash = if len <= SHORT_PATH_BYTES {
-            hash_words::<{ SHORT_PATH_BYTES / 8 }>(path.cast())
-        } else {
-            clear_words::<{ DEDUP_BYTES / 8 }>(path.cast());
-            (len, cut) = read_user_path(path, path_ptr);
-            hash_words::<{ DEDUP_BYTES / 8 }>(path.cast())
+        let path_hash = match is_short {
+            true => hash_words::<{ SHORT_PATH_BYTES / 8 }>(short.as_ptr()),
+            false => hash_words::<{ DEDUP_BYTES / 8 }>(path.cast()),
         };
-        // (A path another thread made longer, or relative, since the first
-        // read is sent: only DEDUP_BYTES of it were hashed, or it depends on
-        // the directory.)
-        // SAFETY: inside the scratch buffer.
-        if len <= DEDUP_BYTES && unsafe { *path } == b'/' {
-            let fact = FactKey {
-                audit_id: head.audit_id,
-                tgid: head.tgid,
-                // SAFETY: an aligned u64 of the map value (see `new_epoch`).
-                epoch: unsafe { core::ptr::addr_of!((*dedup).epoch).read_volatile() },
-                path_len: len as u32,
-                detail,
-                path_hash,
-            };
-            if seen_before(&fact) {
-                if let Some(fd) = fd {
-                    set_silent(dedup, fd, true);
-                }
-                return;
+        let fact = FactKey {
+            audit_id: head.audit_id,
+            tgid: head.tgid,
+            // SAFETY: an aligned u64 of the map value (see `new_epoch`).
+            epoch: unsafe { core::ptr::addr_of!((*dedup).epoch).read_volatile() },
+            path_len: len as u32,
+            detail,
+            path_hash,
+        };
+        if seen_before(&fact) {
+            if let Some(fd) = fd {
+                set_silent(dedup, fd, true);
             }
+            return;
         }
     }
     if let Some(fd) = fd {
         // The descriptor number may be one a silent open had: its close is
         // this open's now.
         not_silent(head.tgid, fd);
+    }
+    if is_short {
+        for (index, word) in short.iter().enumerate() {
+            // SAFETY: header + SHORT_PATH_BYTES fit in the scratch buffer,
+            // at an 8-byte boundary.
+            unsafe { path.cast::<u64>().add(index).write(*word) };
+        }
     }
     let len = len & (2 * PATH_MAX - 1);
     head.str_len = [len as u32, 0];

@@ -463,17 +463,26 @@ fn bump_counter(slot: u32) {
 /// written including the NUL, and whether the string may have been cut.
 #[inline(always)]
 fn read_user_path(dest: *mut u8, ptr: u64) -> (usize, bool) {
-    if ptr == 0 {
-        return (0, false);
-    }
-    // SAFETY: callers pass a `dest` with PATH_MAX bytes of scratch buffer
-    // behind it; the helper writes at most that, and fails on a bad pointer.
-    let n = unsafe { bpf_probe_read_user_str(dest.cast(), PATH_MAX as u32, ptr as *const c_void) };
-    if n <= 0 {
-        return (0, false);
-    }
-    let n = n as usize;
+    let n = read_user_str::<PATH_MAX>(dest, ptr);
     (n, n >= PATH_MAX)
+}
+
+/// Copies a user string to `dest` (at most `SIZE` bytes); returns the bytes
+/// written including the NUL (`SIZE`: the string may be longer), 0 if it
+/// cannot be read.
+#[inline(always)]
+fn read_user_str<const SIZE: usize>(dest: *mut u8, ptr: u64) -> usize {
+    if ptr == 0 {
+        return 0;
+    }
+    // SAFETY: callers pass a `dest` with SIZE bytes behind it; the helper
+    // writes at most that, and fails on a bad pointer.
+    let n = unsafe { bpf_probe_read_user_str(dest.cast(), SIZE as u32, ptr as *const c_void) };
+    if n <= 0 {
+        0
+    } else {
+        n as usize
+    }
 }
 
 /// Sends the first `len` bytes of the scratch buffer.
