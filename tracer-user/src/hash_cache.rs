@@ -150,7 +150,8 @@ impl Remembered {
         let mut trailer = [0u8; 8];
         file.read_at(trailer_at, &mut trailer).ok()?;
         let records = usize::try_from(u64::from_le_bytes(trailer)).ok()?;
-        let expected = records.checked_mul(RECORD_LEN)?.checked_add(records.div_ceil(BLOCK_RECORDS) * KEY_LEN)?;
+        let keys_len = records.div_ceil(BLOCK_RECORDS).checked_mul(KEY_LEN)?;
+        let expected = records.checked_mul(RECORD_LEN)?.checked_add(keys_len)?;
         (expected as u64 == trailer_at).then(|| Remembered { file, records, fence: Default::default() })
     }
 
@@ -500,6 +501,9 @@ mod tests {
         let file = dir.join(FILE_NAME);
         let length = std::fs::metadata(&file).expect("stat").len();
         std::fs::File::options().write(true).open(&file).expect("open").set_len(length - 1).expect("cut");
+        assert_eq!(hash_of(&HashCache::in_dir(dir.clone()), &std::fs::metadata(&first).expect("stat")), None);
+        // Nor is one whose count of records no file could hold.
+        cache::write(&dir, FILE_NAME, KEY, &u64::MAX.to_le_bytes()).expect("write");
         assert_eq!(hash_of(&HashCache::in_dir(dir), &std::fs::metadata(&first).expect("stat")), None);
     }
 
