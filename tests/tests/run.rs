@@ -380,7 +380,11 @@ fn a_remembered_hash_stands_only_for_an_unchanged_file() {
     };
     let written = reprotrace::classify::sha256_of(input.as_os_str().as_bytes()).expect("hash");
     assert_eq!(hash_in(&["--no-daemon"], "first"), written);
-    let cache = std::fs::read("/var/cache/reprotrace/hashes-v2.bin").expect("root's cache of hashes");
+    // In the journal of root's cache, or in its records if the journal was full.
+    let cache: Vec<u8> = ["hashes-journal-v1.bin", "hashes-v2.bin"]
+        .iter()
+        .flat_map(|name| std::fs::read(format!("/var/cache/reprotrace/{name}")).unwrap_or_default())
+        .collect();
     assert!(cache.windows(written.len()).any(|window| window == written.as_bytes()), "the hash is remembered");
     assert_eq!(hash_in(&["--no-daemon"], "again"), written);
     // Other contents of the same size, the modification time put back.

@@ -54,12 +54,7 @@ pub fn write_with(
     key: &[u8],
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    if !dir.exists() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
-    }
-    if !is_ours(dir) {
-        return Err(std::io::Error::other(format!("{} is not only ours to write", dir.display())));
-    }
+    ready_to_write(dir)?;
     let mut temp = tempfile::Builder::new().prefix(".reprotrace-cache-").tempfile_in(dir)?;
     let mut out = std::io::BufWriter::new(temp.as_file_mut());
     out.write_all(&(key.len() as u64).to_le_bytes())?;
@@ -70,6 +65,45 @@ pub fn write_with(
     temp.persist(dir.join(name)).map_err(|err| err.error)?;
     remove_other_versions(dir, name);
     Ok(())
+}
+
+/// Makes `dir` if it is missing; an error if it is not ours alone.
+fn ready_to_write(dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+    }
+    if !is_ours(dir) {
+        return Err(std::io::Error::other(format!("{} is not only ours to write", dir.display())));
+    }
+    Ok(())
+}
+
+/// Adds `contents` at the end of the file `name` in `dir` for `key`, in one
+/// write, so that audits appending at once never interleave their bytes; a
+/// file that is missing, a link or for another key is made anew
+/// ([`write`]) with `contents` alone.
+pub fn append(dir: &Path, name: &str, key: &[u8], contents: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    ready_to_write(dir)?;
+    let opened =
+        std::fs::OpenOptions::new().read(true).append(true).custom_flags(libc::O_NOFOLLOW).open(dir.join(name));
+    let Ok(mut file) = opened else { return write(dir, name, key, contents) };
+    let mut stored = vec![0u8; 8 + key.len()];
+    let for_key = file.read_exact_at(&mut stored, 0).is_ok()
+        && stored[..8] == (key.len() as u64).to_le_bytes()
+        && &stored[8..] == key;
+    match for_key {
+        true => file.write_all(contents),
+        false => write(dir, name, key, contents),
+    }
+}
+
+/// Removes `name` from `dir`, if it is there and the directory ours.
+pub fn remove(dir: &Path, name: &str) {
+    if is_ours(dir) {
+        // One left behind is read and merged again, nothing worse.
+        let _ = std::fs::remove_file(dir.join(name));
+    }
 }
 
 /// Removes the other versions of `name` (`STEM-vN.bin`, the number changing
@@ -121,7 +155,8 @@ pub fn read(dir: &Path, name: &str, key: &[u8]) -> Option<Cached> {
     let file = std::fs::File::open(dir.join(name)).ok()?;
     // SAFETY: a mapping is only unsound if the file changes under it. A
     // cached file is never written in place: `write` renames a new file over
-    // it, and the mapping keeps the one it mapped. The directory is this
+    // it, and the mapping keeps the one it mapped; `append` adds bytes past
+    // the end, which the mapping does not reach. The directory is this
     // user's alone (`is_ours`), so no one else can truncate it either.
     let file = unsafe { memmap2::Mmap::map(&file) }.ok()?;
     let key_len = u64::from_le_bytes(file.get(..8)?.try_into().ok()?) as usize;
