@@ -213,7 +213,6 @@ pub(crate) fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u3
     // work; a stack object's passes at once. Zeros after the path's end:
     // they are hashed with it.
     let mut short = [0u64; SHORT_PATH_BYTES / 8];
-    clear_words::<{ SHORT_PATH_BYTES / 8 }>(short.as_mut_ptr());
     let short_len = read_user_str::<SHORT_PATH_BYTES>(short.as_mut_ptr().cast(), path_ptr);
     let is_short = short_len < SHORT_PATH_BYTES;
     let (len, cut) = match is_short {

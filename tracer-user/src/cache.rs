@@ -83,19 +83,21 @@ fn ready_to_write(dir: &Path) -> std::io::Result<()> {
 /// file that is missing, a link or for another key is made anew
 /// ([`write`]) with `contents` alone.
 pub fn append(dir: &Path, name: &str, key: &[u8], contents: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     ready_to_write(dir)?;
     let opened =
         std::fs::OpenOptions::new().read(true).append(true).custom_flags(libc::O_NOFOLLOW).open(dir.join(name));
-    let Ok(mut file) = opened else { return write(dir, name, key, contents) };
-    let mut stored = vec![0u8; 8 + key.len()];
-    let for_key = file.read_exact_at(&mut stored, 0).is_ok()
-        && stored[..8] == (key.len() as u64).to_le_bytes()
-        && &stored[8..] == key;
-    match for_key {
-        true => file.write_all(contents),
-        false => write(dir, name, key, contents),
+    match opened {
+        Ok(mut file) if starts_with_key(&file, key) => file.write_all(contents),
+        _ => write(dir, name, key, contents),
     }
+}
+
+/// Whether `file` starts with `key` as [`write`] puts it there: its length, then itself.
+fn starts_with_key(file: &std::fs::File, key: &[u8]) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut stored = vec![0u8; 8 + key.len()];
+    file.read_exact_at(&mut stored, 0).is_ok() && stored[..8] == (key.len() as u64).to_le_bytes() && &stored[8..] == key
 }
 
 /// Removes `name` from `dir`, if it is there and the directory ours.
@@ -200,15 +202,8 @@ pub fn open(dir: &Path, name: &str, key: &[u8]) -> Option<CachedFile> {
     }
     let file = std::fs::File::open(dir.join(name)).ok()?;
     let size = file.metadata().ok()?.len();
-    let mut key_len = [0u8; 8];
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut key_len, 0).ok()?;
-    if u64::from_le_bytes(key_len) != key.len() as u64 {
-        return None;
-    }
     let start = (key.len() as u64 + 8).min(size);
-    let mut stored = vec![0u8; key.len()];
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut stored, 8).ok()?;
-    (stored == key).then_some(CachedFile { file, start, len: size - start })
+    starts_with_key(&file, key).then_some(CachedFile { file, start, len: size - start })
 }
 
 #[cfg(test)]
