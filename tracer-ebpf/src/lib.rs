@@ -27,7 +27,7 @@
 //! nothing here may panic: indexes are masked and helpers are called raw.
 #![no_std]
 
-use core::{convert::Infallible, ffi::c_void};
+use core::{convert::Infallible, ffi::c_void, mem::MaybeUninit};
 
 use aya_ebpf::{
     helpers::generated::{
@@ -564,9 +564,23 @@ fn header_of(pid_tgid: u64, kind: EventKind, audit_id: u32, ret: i64, args: [u64
 fn write_header(buf: *mut u8, mut head: EventHeader) {
     // SAFETY: a helper without arguments.
     head.ktime_ns = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: callers pass a scratch map value, larger than a header and
-    // aligned for it.
-    unsafe { buf.cast::<EventHeader>().write(head) };
+    store_words::<_, { HEADER_SIZE / 8 }>(buf.cast(), head);
+}
+
+/// Stores `value` at `dest` a word at a time: LLVM would merge the stores of
+/// its zero fields into a `memset`, which the BPF build makes a call to a
+/// byte-by-byte loop (volatile stores are never merged). `dest` must be
+/// aligned to 8 bytes, and `T` be `WORDS` words without padding.
+#[inline(always)]
+fn store_words<T: Copy, const WORDS: usize>(dest: *mut T, value: T) {
+    const { assert!(core::mem::size_of::<T>() == WORDS * 8) };
+    // SAFETY: `T` is `WORDS` words (checked above), all of them bytes of its
+    // fields.
+    let words: [u64; WORDS] = unsafe { core::mem::transmute_copy(&value) };
+    for (index, word) in words.into_iter().enumerate() {
+        // SAFETY: callers pass room for a `T`, aligned to 8 bytes.
+        unsafe { dest.cast::<u64>().add(index).write_volatile(word) };
+    }
 }
 
 /// Emits an event without strings.
@@ -926,8 +940,13 @@ fn on_entry(ctx: &TracePointContext, syscall: &Syscall) {
         })
     };
     let Ok(Some(fact)) = syscall.normalise(value) else { return };
-    let pending = PendingSyscall { kind: fact.kind as u16, _reserved: [0; 3], args: fact.args };
-    if PENDING.insert(tid, pending, 0).is_err() {
+    let mut pending = MaybeUninit::<PendingSyscall>::uninit();
+    store_words::<_, 4>(
+        pending.as_mut_ptr(),
+        PendingSyscall { kind: fact.kind as u16, _reserved: [0; 3], args: fact.args },
+    );
+    // SAFETY: written whole just above.
+    if PENDING.insert(tid, unsafe { pending.assume_init_ref() }, 0).is_err() {
         // Without it the fork's flags or the exec's directory are not known
         // at the scheduler's tracepoints: the audit must say it lost them.
         bump_counter(counters::LOST_EVENTS);

@@ -74,7 +74,44 @@ pub fn with_kfunc_calls(object: &[u8], placeholder: u32, btf_id: u32) -> Result<
 
 #[cfg(test)]
 mod tests {
+    use object::{ObjectSymbol, SymbolKind};
+
     use super::*;
+
+    /// The register byte of a call of a BPF function (`BPF_PSEUDO_CALL`).
+    const FUNCTION_CALL_REGISTERS: u8 = 1 << 4;
+
+    /// The programs are written to be inlined whole: a call left in them is
+    /// most likely one of compiler-builtins' `memset` or `memcpy`, which LLVM
+    /// makes of a fill or copy it does not write out as stores, and which
+    /// run byte by byte (a 128-byte fill cost each open and stat 640
+    /// instructions, 3% of a storm's time).
+    #[test]
+    fn no_program_calls_a_function() {
+        let file = object::File::parse(super::super::BPF_OBJECT).expect("the object");
+        let mut callers = Vec::new();
+        for section in file.sections().filter(|section| section.kind() == SectionKind::Text) {
+            let code = section.data().expect("the section's code");
+            for (index, instruction) in code.chunks_exact(INSTRUCTION_BYTES).enumerate() {
+                if instruction[0] != CALL || instruction[1] & 0xf0 != FUNCTION_CALL_REGISTERS {
+                    continue;
+                }
+                let offset = (index * INSTRUCTION_BYTES) as u64;
+                let caller = file.symbols().find(|symbol| {
+                    symbol.section_index() == Some(section.index())
+                        && symbol.kind() == SymbolKind::Text
+                        && (symbol.address()..symbol.address() + symbol.size()).contains(&offset)
+                });
+                callers.push(caller.and_then(|symbol| symbol.name().ok()).unwrap_or("?").to_string());
+            }
+        }
+        callers.dedup();
+        assert!(
+            callers.is_empty(),
+            "these programs call a function (write the fill or copy as word stores: tracer-ebpf's `store_words`, \
+             `clear_words`): {callers:?}"
+        );
+    }
 
     #[test]
     fn the_programs_placeholder_calls_become_kfunc_calls() {
