@@ -315,6 +315,26 @@ macro_rules! define_syscalls {
 
 for_each_syscall!(define_syscalls);
 
+/// The traced syscalls' numbers, bit `nr % 64` of word `nr / 64`: what the
+/// dispatcher tests before it copies a register, as most syscalls a program
+/// makes (reads, writes, maps) are none of them.
+pub const TRACED_NUMBERS: [u64; crate::SYSCALL_SLOTS / 64] = {
+    let mut words = [0u64; crate::SYSCALL_SLOTS / 64];
+    let mut index = 0;
+    while index < SYSCALLS.len() {
+        let nr = SYSCALLS[index].nr as usize;
+        words[nr / 64] |= 1 << (nr % 64);
+        index += 1;
+    }
+    words
+};
+
+/// Whether syscall number `nr` is traced (a number past the table is not).
+#[inline(always)]
+pub fn is_traced(nr: u64) -> bool {
+    TRACED_NUMBERS.get((nr / 64) as usize).is_some_and(|word| word >> (nr % 64) & 1 != 0)
+}
+
 impl Syscall {
     /// Whether its state at entry is kept, which its exit cannot give back:
     /// a fork's flags (`sched_process_fork` runs in the parent during the
@@ -354,6 +374,14 @@ mod tests {
         let kept: Vec<&str> =
             SYSCALLS.iter().filter(|syscall| syscall.needs_entry_state()).map(|syscall| syscall.name).collect();
         assert_eq!(kept, ["execve", "execveat", "clone", "clone3", "fork", "vfork"]);
+    }
+
+    #[test]
+    fn the_traced_numbers_are_the_tables() {
+        for nr in 0..crate::SYSCALL_SLOTS as u64 + 64 {
+            assert_eq!(is_traced(nr), SYSCALLS.iter().any(|syscall| u64::from(syscall.nr) == nr), "{nr}");
+        }
+        assert!(!is_traced(u64::MAX));
     }
 
     #[test]

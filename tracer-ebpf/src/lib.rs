@@ -9,10 +9,10 @@
 //! for every syscall of every task, a program run and an array read for a task
 //! reprotrace does not follow (a per-syscall tracepoint costs several times
 //! more per call, and each one attached takes an RCU grace period to detach).
-//! For a followed task it copies the syscall's number and argument registers
-//! (which `pt_regs` still holds at the exit: only the return value's register
-//! changed) in one read, and tail-calls the handler of that number, if it is
-//! traced. The handler normalises the arguments into the fact the call
+//! For a followed task it reads the syscall's number and, if the syscall is
+//! traced, copies its argument registers (which `pt_regs` still holds at the
+//! exit: only the return value's register changed) and tail-calls the
+//! handler of that number. The handler normalises the arguments into the fact the call
 //! states, reads its strings (their pages are resident once the kernel has
 //! copied them) and emits one event when the syscall succeeded: no entry
 //! program, nothing kept between entry and exit. A successful exec is reported
@@ -47,7 +47,7 @@ use tracer_common::{
     },
     counters,
     io_uring::{opcode, IoUringOffsets},
-    syscalls::{Arg, Syscall},
+    syscalls::{self, Arg, Syscall},
     CredOffsets, EventHeader, EventKind, FactKey, FileOffsets, PendingSyscall, ProcessDedup, SeenFactSet, SyscallRegs,
     ARGV_MAX, EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED,
     FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX, RDONLY_CAST_PLACEHOLDER, SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS,
@@ -266,11 +266,12 @@ fn read_ctx<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { core::ptr::read_unaligned(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
 }
 
-/// The number and argument registers of the syscall whose exit is handled,
-/// copied by the dispatcher from `sys_exit`'s `pt_regs` argument (by loads
-/// through `kernel_memory`; one helper read of their span on a kernel
-/// before 6.17) into the scratch buffer's last bytes, which no event
-/// reaches; the handler it tail-calls reads them there (same CPU, same run).
+/// The argument registers of the syscall whose exit is handled, copied by
+/// the dispatcher from `sys_exit`'s `pt_regs` argument (by loads through
+/// `kernel_memory`; one helper read of their span, the number's register
+/// with them, on a kernel before 6.17) into the scratch buffer's last bytes,
+/// which no event reaches; the handler it tail-calls reads them there (same
+/// CPU, same run).
 struct SyscallRegisters(*const u64);
 
 /// The window's words that keep the task's `pid_tgid`, its audit and its
@@ -288,7 +289,7 @@ impl SyscallRegisters {
         Some(unsafe { buf.add(SCRATCH_SIZE - SYSCALL_REGS_WINDOW_MAX) })
     }
 
-    /// Copies the syscall's registers (`regs`, the tracepoint's first
+    /// Copies the syscall's argument registers (`regs`, the tracepoint's first
     /// argument: the task's `struct pt_regs`) and keeps the task's
     /// `pid_tgid`, audit and table of open files (the dispatcher).
     #[inline(always)]
@@ -305,7 +306,6 @@ impl SyscallRegisters {
             // Written out, not a loop: LLVM turns one over the offsets into a
             // walk of the globals that the verifier cannot bound.
             let [arg0, arg1, arg2, arg3, arg4, arg5] = &SYSCALL_REGS.args;
-            copy(&SYSCALL_REGS.number);
             copy(arg0);
             copy(arg1);
             copy(arg2);
@@ -351,12 +351,6 @@ impl SyscallRegisters {
     fn open_files(&self) -> u64 {
         // SAFETY: a word of the window (see `copy`).
         unsafe { self.0.add(OPEN_FILES_WORD).read() }
-    }
-
-    /// The syscall's number.
-    #[inline(always)]
-    fn number(&self) -> u64 {
-        self.at(&SYSCALL_REGS.number)
     }
 
     /// Argument `index` (0 past the sixth).
@@ -855,11 +849,16 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         report_ia32_process(pid_tgid, audit_id);
         return 0;
     }
-    let Some(registers) = SyscallRegisters::copy(ctx.arg(0), &task, pid_tgid, audit_id) else { return 0 };
-    let nr = registers.number();
-    if nr < SYSCALL_SLOTS as u64 {
+    let regs: u64 = ctx.arg(0);
+    // The number first: most syscalls are not traced, and their registers
+    // need no copy.
+    let nr = read_kernel::<u64>(regs + loader_global(&SYSCALL_REGS.number));
+    if !syscalls::is_traced(nr) {
+        return 0;
+    }
+    if SyscallRegisters::copy(regs, &task, pid_tgid, audit_id).is_some() {
         // SAFETY: the table holds raw tracepoint programs of this context's
-        // type, which the loader put there.
+        // type, which the loader put there; `nr` is inside it (traced).
         unsafe { EXIT_HANDLERS.tail_call(&ctx, nr as u32) };
     }
     0
