@@ -11,8 +11,8 @@
 //! more per call, and each one attached takes an RCU grace period to detach).
 //! For a followed task it reads the syscall's number and, if the syscall is
 //! traced, copies its argument registers (which `pt_regs` still holds at the
-//! exit: only the return value's register changed) and tail-calls the
-//! handler of that number. The handler normalises the arguments into the fact the call
+//! exit: only the return value's register changed) and tail-calls the handler
+//! of that number. The handler normalises the arguments into the fact the call
 //! states, reads its strings (their pages are resident once the kernel has
 //! copied them) and emits one event when the syscall succeeded: no entry
 //! program, nothing kept between entry and exit. A successful exec is reported
@@ -289,8 +289,8 @@ impl SyscallRegisters {
         Some(unsafe { buf.add(SCRATCH_SIZE - SYSCALL_REGS_WINDOW_MAX) })
     }
 
-    /// Copies the syscall's argument registers (`regs`, the tracepoint's first
-    /// argument: the task's `struct pt_regs`) and keeps the task's
+    /// Copies the syscall's argument registers (`regs`, the tracepoint's
+    /// first argument: the task's `struct pt_regs`) and keeps the task's
     /// `pid_tgid`, audit and table of open files (the dispatcher).
     #[inline(always)]
     fn copy(regs: u64, task: &CurrentTask, pid_tgid: u64, audit_id: u32) -> Option<SyscallRegisters> {
@@ -851,7 +851,9 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     }
     let regs: u64 = ctx.arg(0);
     // The number first: most syscalls are not traced, and their registers
-    // need no copy.
+    // need no copy. (On a kernel before 6.17 this is a helper read of its
+    // own, one more for a traced syscall and the span's read saved for the
+    // others.)
     let nr = read_kernel::<u64>(regs + loader_global(&SYSCALL_REGS.number));
     if !syscalls::is_traced(nr) {
         return 0;
