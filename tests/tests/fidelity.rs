@@ -357,6 +357,25 @@ fn a_bind_mount_in_a_new_mount_namespace_is_followed_to_the_real_files() {
     assert_eq!(audit.manifest["data"]["outputs"][0]["sha256"], sha256_of("real\n"));
 }
 
+/// Children of clone(2) share with their parent what their flags say: one in
+/// a new mount namespace reads through its bind mount, which its parent does
+/// not see; one sharing the descriptors opens a directory its parent then
+/// opens under; one sharing the working directory changes it for its parent.
+/// (The eBPF backend reads what a child shares off the two tasks.)
+#[test]
+fn children_of_clone_share_what_their_flags_say() {
+    let scratch = Scratch::new();
+    scratch.write("real/input.txt", "real\n");
+    scratch.write("real/second.txt", "second\n");
+    scratch.write("real/third.txt", "third\n");
+    scratch.write("view/input.txt", "decoy\n");
+    let program = scratch.compile("clone_sharing", &[]);
+    let audit = audit_equal(&scratch, &[program.as_str()], || {});
+    let expected =
+        ["real/input.txt", "view/input.txt", "real/second.txt", "real/third.txt"].map(|path| scratch.path(path));
+    assert_eq!(data_paths(&audit.manifest, "inputs"), BTreeSet::from(expected));
+}
+
 /// Mounts the run makes in reprotrace's own mount namespace (a root run, no
 /// `unshare` in the command) are gone when files are hashed: a bind mount's
 /// files are recorded where they are, a tmpfs's are marked and never hashed,

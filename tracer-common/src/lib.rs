@@ -37,19 +37,27 @@ pub const FLAG_IO_URING_REQUEST: u16 = 8;
 /// `EventHeader::flags`: the io_uring request opens or closes a direct
 /// descriptor (a slot of the ring's file table, not a process descriptor).
 pub const FLAG_IO_URING_DIRECT: u16 = 16;
+/// `EventHeader::flags`: an exec's path is the kernel's spelling of one
+/// relative to a descriptor N (`execveat`): `/dev/fd/N` for the descriptor
+/// itself, `/dev/fd/N/PATH` for PATH under it.
+pub const FLAG_EXEC_FROM_FD: u16 = 32;
 
 /// The facts the kernel reports. The discriminant is the `kind` field on the wire.
 #[repr(u16)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
-    /// A task created another. args: [child tid, clone flags, -].
+    /// A task created another. args: [child tid, clone flags, -]: the
+    /// flags as the kernel applied them, read off the two tasks
+    /// (`CLONE_THREAD`, `CLONE_FILES`, `CLONE_FS`, `CLONE_VM`, `CLONE_NEWNS`;
+    /// no other).
     Fork = 1,
     /// A task ended. args: [wait status (task_struct.exit_code), group_dead, -].
     Exit = 2,
     /// A task's exec succeeded (reported by `sched_process_exec`, from the new
-    /// image). args: [dirfd, execveat flags, the tid that asked]; ret: argv's
-    /// length in the new image; str0 = the path the kernel ran (for a dirfd,
-    /// `/dev/fd/N/PATH`), str1 = argv, each argument NUL-terminated.
+    /// image). args: [-, -, the tid that asked]; ret: argv's length in the
+    /// new image; str0 = the path the kernel ran (relative to a descriptor:
+    /// `/dev/fd/N/PATH`, flagged [`FLAG_EXEC_FROM_FD`]), str1 = argv, each
+    /// argument NUL-terminated.
     Exec = 3,
     /// A task's exec failed. args: [dirfd, execveat flags, -]; ret = -errno;
     /// str0 = the path (the kernel copied it, so it is resident).
@@ -202,17 +210,6 @@ pub struct EventHeader {
 /// Size of [`EventHeader`] on the wire.
 pub const HEADER_SIZE: usize = core::mem::size_of::<EventHeader>();
 
-/// What the entry program of a fork or an exec leaves for the scheduler's
-/// tracepoints (see the syscalls that [need their entry state](syscalls::Syscall::needs_entry_state)).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PendingSyscall {
-    /// The [`EventKind`] of the call: [`EventKind::Fork`] or [`EventKind::ExecFailed`].
-    pub kind: u16,
-    pub _reserved: [u16; 3],
-    pub args: [u64; 3],
-}
-
 /// Where the raw `sys_enter`/`sys_exit` tracepoints' programs find a
 /// syscall's number and arguments (byte offsets in `struct pt_regs`, from the
 /// kernel's BTF), and how they tell a 32-bit (ia32) syscall, whose numbers are
@@ -262,10 +259,6 @@ pub const PID_MAX_LIMIT: u32 = 4 * 1024 * 1024;
 /// Slots of the syscall dispatch table (`EXIT_HANDLERS`): above every x86_64
 /// syscall number reprotrace traces.
 pub const SYSCALL_SLOTS: usize = 512;
-
-/// Offset of a syscall's first argument in its `syscalls:sys_enter_*` record
-/// (after the common fields and `__syscall_nr`); each argument takes 8 bytes.
-pub const SYSCALL_ENTRY_ARGS_OFFSET: usize = 16;
 
 /// A fact as `SEEN_FACTS` holds it: a fact about an absolute path that one
 /// process image stated during one notebook cell (or Dask task) of one audit:
@@ -407,6 +400,38 @@ pub struct CredOffsets {
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for CredOffsets {}
 
+/// What a new task shares with its parent, where `sched_process_fork` finds
+/// it (byte offsets from BTF): `task_struct.fs` and `nsproxy`, and
+/// `nsproxy.mnt_ns` (with [`FileOffsets::task_files`], `task_struct.mm`
+/// and the ids of [`SyscallRegs`]). The fork's flags are read off the two
+/// tasks, not the call's arguments: no program runs at a syscall's entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SharingOffsets {
+    pub task_fs: u64,
+    pub task_nsproxy: u64,
+    pub nsproxy_mnt_ns: u64,
+}
+
+// SAFETY: plain integers, no padding.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for SharingOffsets {}
+
+/// Where `sched_process_exec` finds the path the kernel ran (byte offsets
+/// from BTF): `linux_binprm.filename`, and `linux_binprm.fdpath`, which is
+/// set when that path is the kernel's spelling of one relative to a
+/// descriptor (`/dev/fd/N` or `/dev/fd/N/PATH`, see [`FLAG_EXEC_FROM_FD`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BinprmOffsets {
+    pub filename: u64,
+    pub fdpath: u64,
+}
+
+// SAFETY: plain integers, no padding.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for BinprmOffsets {}
+
 /// Map names, as exported from the object and looked up by the loader.
 pub mod maps {
     /// `HashMap<u32 tid, u32 audit id>`: the tasks being traced.
@@ -441,14 +466,10 @@ pub mod maps {
     /// cleared after it is removed), so that every program asks one array
     /// read instead of a hash lookup.
     pub const TASK_AUDITS: &str = "TASK_AUDITS";
-    /// `HashMap<u32 tid, PendingSyscall>`: the call a task is in, for the
-    /// syscalls of the syscalls that [need their entry state](super::syscalls::Syscall::needs_entry_state).
-    pub const PENDING: &str = "PENDING";
     /// `ProgramArray` of [`super::SYSCALL_SLOTS`]: each traced syscall's exit handler at its number.
     pub const EXIT_HANDLERS: &str = "EXIT_HANDLERS";
     pub const ALL: &[&str] = &[
         TRACED,
-        PENDING,
         EVENTS,
         COUNTERS,
         SCRATCH,
@@ -495,6 +516,10 @@ pub mod globals {
     pub const FILE_OFFSETS: &str = "FILE_OFFSETS";
     /// A [`crate::CredOffsets`].
     pub const CRED_OFFSETS: &str = "CRED_OFFSETS";
+    /// A [`crate::SharingOffsets`].
+    pub const SHARING_OFFSETS: &str = "SHARING_OFFSETS";
+    /// A [`crate::BinprmOffsets`].
+    pub const BINPRM_OFFSETS: &str = "BINPRM_OFFSETS";
     /// Non-zero: every program returns at once (the benchmarks' floor: what
     /// attaching costs before any work).
     pub const RETURN_AT_ONCE: &str = "RETURN_AT_ONCE";
@@ -514,6 +539,8 @@ pub mod globals {
         SYSCALL_REGS,
         FILE_OFFSETS,
         CRED_OFFSETS,
+        SHARING_OFFSETS,
+        BINPRM_OFFSETS,
         RETURN_AT_ONCE,
         REPORT_FAILED_LOOKUPS,
         KERNEL_READS_BY_LOAD,
@@ -544,8 +571,6 @@ pub enum Attach {
     /// `EXIT_HANDLERS`) for each syscall `nr` it
     /// [handles](syscalls::Syscall::handled_by).
     ExitHandler,
-    /// To the syscall's own `syscalls:sys_enter_<tracepoint>` tracepoint.
-    SyscallEntry { tracepoint: &'static str },
 }
 
 /// A program: its symbol in the object and how it is attached.
@@ -556,6 +581,11 @@ pub struct ProgramSpec {
 }
 
 impl ProgramSpec {
+    /// The program on a raw tracepoint, named after it.
+    const fn raw_tracepoint(name: &'static str) -> ProgramSpec {
+        ProgramSpec { symbol: name, attach: Attach::RawTracepoint(name) }
+    }
+
     /// The program on a classic tracepoint, named after it.
     const fn tracepoint(category: &'static str, name: &'static str) -> ProgramSpec {
         ProgramSpec { symbol: name, attach: Attach::Tracepoint { category, name } }
@@ -573,30 +603,27 @@ impl ProgramSpec {
 /// scheduler's tracepoints, which follow the PID tree, and io_uring's, which
 /// see its requests.
 pub const FIXED_PROGRAMS: &[ProgramSpec] = &[
-    ProgramSpec { symbol: "sys_exit", attach: Attach::RawTracepoint("sys_exit") },
-    ProgramSpec::tracepoint("sched", "sched_process_fork"),
-    ProgramSpec::tracepoint("sched", "sched_process_exec"),
+    ProgramSpec::raw_tracepoint("sys_exit"),
+    ProgramSpec::raw_tracepoint("sched_process_fork"),
+    ProgramSpec::raw_tracepoint("sched_process_exec"),
     ProgramSpec::tracepoint("sched", "sched_process_exit"),
     ProgramSpec::tracepoint("io_uring", "io_uring_submit_req"),
     ProgramSpec::tracepoint("io_uring", "io_uring_complete"),
 ];
 
-/// Every program in the object: the fixed ones, an exit handler per shape of
-/// traced syscall (that of the first syscall of the shape: see
-/// [`Syscall::handled_by`](syscalls::Syscall::handled_by)), and an entry
-/// program for each of the syscalls that [need their entry
-/// state](syscalls::Syscall::needs_entry_state). The build exports these
+/// Every program in the object: the fixed ones and an exit handler per
+/// shape of traced syscall (that of the first syscall of the shape: see
+/// [`Syscall::handled_by`](syscalls::Syscall::handled_by)). None runs at a
+/// syscall's entry: a program on any `syscalls:sys_enter_*` tracepoint has
+/// the kernel call its perf hook at the entry of every syscall on the host
+/// (a third of the floor's cost on this kernel). The build exports these
 /// symbols and the loader loads each.
 pub fn programs() -> impl Iterator<Item = ProgramSpec> {
     let handlers = syscalls::SYSCALLS
         .iter()
         .filter(|syscall| syscall.handled_by().nr == syscall.nr)
         .map(|syscall| ProgramSpec { symbol: syscall.exit_handler, attach: Attach::ExitHandler });
-    let entries = syscalls::SYSCALLS.iter().filter(|syscall| syscall.needs_entry_state()).map(|syscall| ProgramSpec {
-        symbol: syscall.entry_program,
-        attach: Attach::SyscallEntry { tracepoint: syscall.tracepoint },
-    });
-    FIXED_PROGRAMS.iter().copied().chain(handlers).chain(entries)
+    FIXED_PROGRAMS.iter().copied().chain(handlers)
 }
 
 #[cfg(test)]

@@ -66,9 +66,6 @@ pub struct Syscall {
     /// is the first of its shape: the `sys_exit` dispatcher tail-calls, by
     /// number, the handler of [`Syscall::handled_by`].
     pub exit_handler: &'static str,
-    /// For the calls that [need their entry state](Syscall::needs_entry_state):
-    /// the program on its entry tracepoint (`enter_<name>`).
-    pub entry_program: &'static str,
     /// The kernel's name of the syscall in its `syscalls:sys_enter_*`
     /// tracepoint, whose format file documents its arguments (it can differ
     /// from the ABI's: `stat` is `newstat`).
@@ -296,14 +293,12 @@ macro_rules! define_syscalls {
                 nr: $first_nr,
                 shape: $first_shape,
                 exit_handler: concat!("exit_", stringify!($first)),
-                entry_program: concat!("enter_", stringify!($first)),
                 tracepoint: $crate::__tracepoint_name!($first $($first_tracepoint)?),
             }, $(Syscall {
                 name: stringify!($name),
                 nr: $nr,
                 shape: $shape,
                 exit_handler: concat!("exit_", stringify!($name)),
-                entry_program: concat!("enter_", stringify!($name)),
                 tracepoint: $crate::__tracepoint_name!($name $($tracepoint)?),
             },)*]
         };
@@ -335,19 +330,6 @@ pub fn is_traced(nr: u64) -> bool {
     TRACED_NUMBERS.get((nr / 64) as usize).is_some_and(|word| word >> (nr % 64) & 1 != 0)
 }
 
-impl Syscall {
-    /// Whether its state at entry is kept, which its exit cannot give back:
-    /// a fork's flags (`sched_process_fork` runs in the parent during the
-    /// call) and an exec's directory and flags (a successful exec has
-    /// replaced the registers by the time `sched_process_exec` runs). Each
-    /// such call has a program on its own `syscalls:sys_enter_*` tracepoint,
-    /// which costs nothing to other syscalls: the raw `sys_exit` tracepoint
-    /// puts every syscall on the traced path already.
-    pub const fn needs_entry_state(&self) -> bool {
-        matches!(self.shape, Shape::Fact { kind: EventKind::Fork, .. } | Shape::Exec { .. })
-    }
-}
-
 /// The traced syscall named `name`.
 pub fn by_name(name: &[u8]) -> Option<&'static Syscall> {
     SYSCALLS.iter().find(|syscall| syscall.name.as_bytes() == name)
@@ -367,13 +349,6 @@ mod tests {
 
     fn normalise(name: &str, args: [u64; 6]) -> Option<Normalised> {
         by_name(name.as_bytes()).expect("traced").normalise(raw_args(args)).expect("no struct member")
-    }
-
-    #[test]
-    fn entry_state_is_kept_for_forks_and_execs_alone() {
-        let kept: Vec<&str> =
-            SYSCALLS.iter().filter(|syscall| syscall.needs_entry_state()).map(|syscall| syscall.name).collect();
-        assert_eq!(kept, ["execve", "execveat", "clone", "clone3", "fork", "vfork"]);
     }
 
     #[test]

@@ -14,11 +14,14 @@
 //! exit: only the return value's register changed) and tail-calls the handler
 //! of that number. The handler normalises the arguments into the fact the call
 //! states, reads its strings (their pages are resident once the kernel has
-//! copied them) and emits one event when the syscall succeeded: no entry
-//! program, nothing kept between entry and exit. A successful exec is reported
-//! by `sched_process_exec` instead, from the new image: the path the kernel ran
-//! and the argv it copied onto the new stack, both resident; a failed one by
-//! its handler, with its path (a failed exec leaves the registers alone).
+//! copied them) and emits one event when the syscall succeeded: no program at
+//! a syscall's entry (one on any `sys_enter_*` tracepoint has the kernel run
+//! its perf hook at every syscall's entry on the host), nothing kept between
+//! entry and exit. A fork is reported by `sched_process_fork`, with what the
+//! child shares read off the two tasks; a successful exec by
+//! `sched_process_exec`, from the new image: the path the kernel ran and the
+//! argv it copied onto the new stack, both resident; a failed one by its
+//! handler, with its path (a failed exec leaves the registers alone).
 //!
 //! `dedup` drops repeated facts before they are sent; `io_uring` reports the
 //! requests of io_uring rings.
@@ -42,17 +45,17 @@ use aya_ebpf::{
 };
 use tracer_common::{
     abi::{
-        AT_FDCWD_ARG, CLONE_FILES, CLONE_FS, CLONE_THREAD, CLONE_VM, ENOENT, O_ACCMODE, O_CREAT, O_DIRECTORY, O_PATH,
+        CLONE_FILES, CLONE_FS, CLONE_NEWNS, CLONE_THREAD, CLONE_VM, ENOENT, O_ACCMODE, O_CREAT, O_DIRECTORY, O_PATH,
         O_TMPFILE_ONLY, O_TRUNC, S_EXECUTE_BITS, S_IFMT, S_IFREG,
     },
     counters,
     io_uring::{opcode, IoUringOffsets},
     syscalls::{self, Arg, Syscall},
-    CredOffsets, EventHeader, EventKind, FactKey, FileOffsets, PendingSyscall, ProcessDedup, SeenFactSet, SyscallRegs,
-    ARGV_MAX, EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED,
-    FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX, RDONLY_CAST_PLACEHOLDER, SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS,
-    SILENT_FD_LIMIT, SYSCALL_ENTRY_ARGS_OFFSET, SYSCALL_REGS_SPAN_MAX, SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS,
-    TS_COMPAT,
+    BinprmOffsets, CredOffsets, EventHeader, EventKind, FactKey, FileOffsets, ProcessDedup, SeenFactSet,
+    SharingOffsets, SyscallRegs, ARGV_MAX, EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED, FLAG_EXEC_FROM_FD,
+    FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX,
+    RDONLY_CAST_PLACEHOLDER, SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS, SILENT_FD_LIMIT, SYSCALL_REGS_SPAN_MAX,
+    SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS, TS_COMPAT,
 };
 
 mod dedup;
@@ -148,12 +151,6 @@ static USER_AUDITS: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
 #[map]
 static EXIT_HANDLERS: ProgramArray = ProgramArray::with_max_entries(SYSCALL_SLOTS as u32, 0);
 
-/// The fork or exec a followed task is in (see `Syscall::needs_entry_state`).
-/// (Written by those syscalls' entry programs alone: its entries are
-/// allocated as they come.)
-#[map]
-static PENDING: HashMap<u32, PendingSyscall> = HashMap::with_max_entries(MAX_TASKS, BPF_F_NO_PREALLOC);
-
 /// Resized by the loader (`--ring-buffer-size`).
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
@@ -203,6 +200,15 @@ static FILE_OFFSETS: FileOffsets =
 #[no_mangle]
 static CRED_OFFSETS: CredOffsets = CredOffsets { task_cred: 0, uid: 0, euid: 0, gid: 0, egid: 0, cap_effective: 0 };
 
+/// What a new task may share with its parent, from BTF (see tracer-common's
+/// `SharingOffsets`).
+#[no_mangle]
+static SHARING_OFFSETS: SharingOffsets = SharingOffsets { task_fs: 0, task_nsproxy: 0, nsproxy_mnt_ns: 0 };
+
+/// Where an exec's path is, from BTF (see tracer-common's `BinprmOffsets`).
+#[no_mangle]
+static BINPRM_OFFSETS: BinprmOffsets = BinprmOffsets { filename: 0, fdpath: 0 };
+
 /// Set by the loader for the benchmarks' floor: every program returns at once.
 #[no_mangle]
 static RETURN_AT_ONCE: u64 = 0;
@@ -223,12 +229,8 @@ static REPORT_FAILED_LOOKUPS: u64 = 0;
 #[no_mangle]
 static KERNEL_READS_BY_LOAD: u64 = 0;
 
-// Offsets in the tracepoint records (see /sys/kernel/tracing/events/*/*/format;
-// the loader checks them against the running kernel before attaching).
-const FORK_CHILD_PID_OFFSET: usize = 20;
-const EXEC_FILENAME_OFFSET: usize = 8;
-const EXEC_PID_OFFSET: usize = 12;
-const EXEC_OLD_PID_OFFSET: usize = 16;
+// Offset in `sched_process_exit`'s record (see its format file; the loader
+// checks it against the running kernel before attaching).
 const EXIT_GROUP_DEAD_OFFSET: usize = 32;
 
 /// The current task's thread-group id (high half) and task id (low half).
@@ -241,13 +243,6 @@ fn current_pid_tgid() -> u64 {
 #[inline(always)]
 fn current_tid() -> u32 {
     current_pid_tgid() as u32
-}
-
-/// The fork or exec `tid` is in, as its entry program left it.
-#[inline(always)]
-fn pending_of(tid: u32) -> Option<PendingSyscall> {
-    // SAFETY: the value is copied out at once.
-    unsafe { PENDING.get(tid) }.copied()
 }
 
 /// The audit `tid` is followed for, if it is.
@@ -665,30 +660,28 @@ fn raised_privileges(task: u64) -> bool {
     uid != id(&CRED_OFFSETS.euid) || id(&CRED_OFFSETS.gid) != id(&CRED_OFFSETS.egid) || (uid != 0 && capabilities != 0)
 }
 
-/// Emits a successful exec, from the new image: the path the kernel ran (the
-/// tracepoint's `filename`) and the argv it copied to the new stack
+/// Emits a successful exec, from the new image: the path the kernel ran
+/// (`binprm->filename`, flagged when it spelled one relative to a
+/// descriptor) and the argv it copied to the new stack
 /// (`mm->arg_start..arg_end`), up to [`ARGV_MAX`] bytes.
 #[inline(always)]
-fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
+fn emit_exec(binprm: u64, mut head: EventHeader) {
     // SAFETY: a helper without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let Some(buf) = EXEC_SCRATCH.get_ptr_mut(cpu) else { return };
     let buf = buf.cast::<u8>();
-    // `__data_loc char[] filename`: the string's offset in the record (low
-    // half) and its length (high half).
-    let location: u32 = read_ctx(ctx, EXEC_FILENAME_OFFSET);
-    let filename = (location & 0xffff) as usize;
-    // SAFETY: the record holds the string at that offset; the helper writes at
-    // most PATH_MAX bytes after the header, inside the buffer.
-    let read = unsafe {
-        bpf_probe_read_kernel_str(
-            buf.add(HEADER_SIZE).cast(),
-            PATH_MAX as u32,
-            ctx.as_ptr().cast::<u8>().add(filename & 0xffff).cast(),
-        )
-    };
+    let filename = read_kernel::<u64>(binprm + loader_global(&BINPRM_OFFSETS.filename));
+    // SAFETY: the helper writes at most PATH_MAX bytes after the header,
+    // inside the buffer, and fails on a bad address.
+    let read =
+        unsafe { bpf_probe_read_kernel_str(buf.add(HEADER_SIZE).cast(), PATH_MAX as u32, filename as *const c_void) };
     let len0 = if read > 0 { read as usize & (2 * PATH_MAX - 1) } else { 0 };
     let mut flags = if len0 >= PATH_MAX { FLAG_STR0_TRUNCATED } else { 0 };
+    // `fdpath` holds the kernel's spelling of a path relative to a
+    // descriptor, and `filename` points at it.
+    if read_kernel::<u64>(binprm + loader_global(&BINPRM_OFFSETS.fdpath)) != 0 {
+        flags |= FLAG_EXEC_FROM_FD;
+    }
     // SAFETY: a helper without arguments.
     let task = unsafe { bpf_get_current_task() };
     let mm = read_kernel::<u64>(task + loader_global(&TASK_MM_OFFSET));
@@ -738,7 +731,6 @@ fn emit_exec(ctx: &TracePointContext, mut head: EventHeader) {
 fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
     let Some(registers) = SyscallRegisters::copied() else { return };
     let (pid_tgid, audit_id) = registers.task();
-    let tid = pid_tgid as u32;
     let ret: i64 = ctx.arg(1);
     let value = |arg: Arg| -> Result<u64, Infallible> {
         Ok(match arg {
@@ -752,10 +744,6 @@ fn on_exit(ctx: &RawTracePointContext, syscall: &Syscall) {
     };
     let Ok(Some(fact)) = syscall.normalise(value) else { return };
     let kind = fact.kind;
-    // The calls that need their entry state (`Syscall::needs_entry_state`).
-    if matches!(kind, EventKind::Fork | EventKind::ExecFailed) {
-        let _ = PENDING.remove(tid);
-    }
     let fails_by_design = matches!(kind, EventKind::ExecFailed | EventKind::CellMarker | EventKind::TaskMarker);
     if ret < 0 && !fails_by_design {
         if ret == -ENOENT
@@ -867,10 +855,9 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
 }
 
 /// Defines the exit handler of each syscall of tracer-common's table,
-/// `exit_<name>`, and the entry program `enter_<name>` of each fork and exec
-/// (see `entry_program`). (The table entry is a constant, so each program
-/// keeps only the branches its syscall can take.) The build exports one
-/// handler per shape (`tracer_common::programs`); the rest are left out.
+/// `exit_<name>`. (The table entry is a constant, so each program keeps only
+/// the branches its syscall can take.) The build exports one handler per
+/// shape (`tracer_common::programs`); the rest are left out.
 macro_rules! syscall_programs {
     ($($name:ident = $nr:literal $(@ $tracepoint:ident)? => $shape:ident $shape_args:tt,)*) => {$(
         mod $name {
@@ -881,7 +868,6 @@ macro_rules! syscall_programs {
                 nr: $nr,
                 shape: $shape $shape_args,
                 exit_handler: concat!("exit_", stringify!($name)),
-                entry_program: concat!("enter_", stringify!($name)),
                 tracepoint: tracer_common::__tracepoint_name!($name $($tracepoint)?),
             };
 
@@ -891,122 +877,79 @@ macro_rules! syscall_programs {
                 super::on_exit(&aya_ebpf::programs::RawTracePointContext::new(ctx), &SYSCALL);
                 0
             }
-
-            entry_program!($name $shape $shape_args);
         }
     )*};
 }
 
-/// The entry program of a syscall whose table shape is a fork's or an
-/// exec's (`Syscall::needs_entry_state`, which the loader goes by, says the
-/// same of the same shapes); nothing for the others.
-macro_rules! entry_program {
-    ($name:ident exec $shape_args:tt) => {
-        entry_program!($name);
-    };
-    ($name:ident fact (Fork, $($shape_args:tt)*)) => {
-        entry_program!($name);
-    };
-    ($name:ident $shape:ident $shape_args:tt) => {};
-    ($name:ident) => {
-        const _: () = assert!(SYSCALL.needs_entry_state());
-
-        #[unsafe(export_name = concat!("enter_", stringify!($name)))]
-        #[unsafe(link_section = "tracepoint")]
-        fn enter(ctx: *mut core::ffi::c_void) -> u32 {
-            crate::on_entry(&aya_ebpf::programs::TracePointContext::new(ctx), &SYSCALL);
-            0
-        }
-    };
-}
-
 tracer_common::for_each_syscall!(syscall_programs);
 
-/// What the entry program of a fork or exec does for a followed task: leaves
-/// the call's fact (its flags; its directory and flags) in `PENDING` for the
-/// scheduler's tracepoints.
-#[inline(always)]
-fn on_entry(ctx: &TracePointContext, syscall: &Syscall) {
-    let tid = current_tid();
-    if task_audit(tid).is_none() || CurrentTask::get().in_compat_syscall() {
-        return;
-    }
-    let argument = |position: u8| -> u64 { read_ctx(ctx, SYSCALL_ENTRY_ARGS_OFFSET + 8 * usize::from(position & 7)) };
-    let value = |arg: Arg| -> Result<u64, Infallible> {
-        Ok(match arg {
-            Arg::Raw(position) | Arg::Named(position, _) => argument(position),
-            Arg::Member { position, offset, .. } => read_user_u64(argument(position).wrapping_add(u64::from(offset))),
-            // Resolved by `normalise` itself.
-            Arg::Unused | Arg::Const(_) | Arg::Bit(..) => 0,
-        })
-    };
-    let Ok(Some(fact)) = syscall.normalise(value) else { return };
-    let mut pending = MaybeUninit::<PendingSyscall>::uninit();
-    store_words::<_, 4>(
-        pending.as_mut_ptr(),
-        PendingSyscall { kind: fact.kind as u16, _reserved: [0; 3], args: fact.args },
-    );
-    // SAFETY: written whole just above.
-    if PENDING.insert(tid, unsafe { pending.assume_init_ref() }, 0).is_err() {
-        // Without it the fork's flags or the exec's directory are not known
-        // at the scheduler's tracepoints: the audit must say it lost them.
-        bump_counter(counters::LOST_EVENTS);
-    }
-}
-
-#[tracepoint]
-pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+/// A task made a child (a thread or a process), reported from the parent
+/// before the child first runs: the child is followed before it can make a
+/// syscall. What it shares with its parent is read off the two tasks, which
+/// is what the clone flags made of it (`CLONE_VM` without `CLONE_THREAD`:
+/// a vfork); no program at the call's entry is needed to know them.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     if returns_at_once() {
         return 0;
     }
-    // Runs in the parent, before the child is first scheduled: the child is in
-    // TRACED before it can make a syscall.
-    let parent = current_tid();
-    let Some(audit_id) = task_audit(parent) else { return 0 };
-    let child: i32 = read_ctx(&ctx, FORK_CHILD_PID_OFFSET);
-    let child = child as u32;
-    if !follow(child, audit_id) {
+    let pid_tgid = current_pid_tgid();
+    let Some(audit_id) = task_audit(pid_tgid as u32) else { return 0 };
+    let (parent, child): (u64, u64) = (ctx.arg(0), ctx.arg(1));
+    let child_tid = read_kernel_u32(child + loader_global(&SYSCALL_REGS.task_pid)) as u32;
+    if !follow(child_tid, audit_id) {
         bump_counter(counters::UNTRACKED_CHILDREN);
     }
-    let clone_flags = match pending_of(parent) {
-        Some(pending) if pending.kind == EventKind::Fork as u16 => pending.args[1],
-        // A thread the kernel made on the task's behalf (io_uring's workers
-        // share its files, directories and memory).
-        _ => CLONE_THREAD | CLONE_FILES | CLONE_FS | CLONE_VM,
-    };
-    if clone_flags & CLONE_THREAD == 0 {
-        new_process(child);
+    let shares = |offset: u64| read_kernel::<u64>(parent + offset) == read_kernel::<u64>(child + offset);
+    let mut clone_flags = 0;
+    if read_kernel_u32(child + loader_global(&SYSCALL_REGS.task_tgid)) == pid_tgid >> 32 {
+        clone_flags |= CLONE_THREAD;
     }
-    emit_header(header(EventKind::Fork, audit_id, 0, [child as u64, clone_flags, 0]));
+    if shares(loader_global(&FILE_OFFSETS.task_files)) {
+        clone_flags |= CLONE_FILES;
+    }
+    if shares(loader_global(&SHARING_OFFSETS.task_fs)) {
+        clone_flags |= CLONE_FS;
+    }
+    if shares(loader_global(&TASK_MM_OFFSET)) {
+        clone_flags |= CLONE_VM;
+    }
+    let mount_namespace = |task: u64| {
+        let nsproxy = read_kernel::<u64>(task + loader_global(&SHARING_OFFSETS.task_nsproxy));
+        read_kernel::<u64>(nsproxy + loader_global(&SHARING_OFFSETS.nsproxy_mnt_ns))
+    };
+    if mount_namespace(parent) != mount_namespace(child) {
+        clone_flags |= CLONE_NEWNS;
+    }
+    if clone_flags & CLONE_THREAD == 0 {
+        new_process(child_tid);
+    }
+    emit_header(header_of(pid_tgid, EventKind::Fork, audit_id, 0, [u64::from(child_tid), clone_flags, 0]));
     0
 }
 
-#[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+/// A task's exec succeeded, reported from the new image (the raw
+/// tracepoint's arguments: the task, its id before the exec, the kernel's
+/// `linux_binprm`).
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     if returns_at_once() {
         return 0;
     }
-    let pid: i32 = read_ctx(&ctx, EXEC_PID_OFFSET);
-    let old_pid: i32 = read_ctx(&ctx, EXEC_OLD_PID_OFFSET);
-    let (pid, old_pid) = (pid as u32, old_pid as u32);
+    // The task's id now: a non-leader thread that execs has taken over the
+    // thread-group id.
+    let pid = current_tid();
+    let old_pid = ctx.arg::<u64>(1) as u32;
     let Some(audit_id) = task_audit(old_pid) else { return 0 };
     if pid != old_pid {
-        // A non-leader thread that execs takes over the thread-group id: keep
-        // following it under its new id.
+        // Keep following it under its new id.
         if !follow(pid, audit_id) {
             bump_counter(counters::UNTRACKED_CHILDREN);
         }
         unfollow(old_pid);
     }
     new_epoch(pid);
-    // The exec succeeded: its exit is no failure to report.
-    let pending = pending_of(old_pid);
-    let _ = PENDING.remove(old_pid);
-    let (dirfd, flags) = match pending {
-        Some(pending) if pending.kind == EventKind::ExecFailed as u16 => (pending.args[0], pending.args[1]),
-        _ => (AT_FDCWD_ARG, 0),
-    };
-    emit_exec(&ctx, header(EventKind::Exec, audit_id, 0, [dirfd, flags, u64::from(old_pid)]));
+    emit_exec(ctx.arg(2), header(EventKind::Exec, audit_id, 0, [0, 0, u64::from(old_pid)]));
     // SAFETY: the value is only tested for presence; a helper without arguments.
     if unsafe { USER_AUDITS.get(audit_id).is_some() && raised_privileges(bpf_get_current_task()) } {
         // Here, not in user space: nothing of the program reaches the user,
@@ -1033,7 +976,6 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let group_dead: u8 = read_ctx(&ctx, EXIT_GROUP_DEAD_OFFSET);
     let head = header(EventKind::Exit, audit_id, 0, [status, group_dead as u64, 0]);
     unfollow(tid);
-    let _ = PENDING.remove(tid);
     if group_dead != 0 {
         let _ = PROCESS_DEDUP.remove(head.tgid);
     }

@@ -5,7 +5,10 @@
 //! [`crate::cache`]) for this kernel build.
 
 use btf_rs::{Btf, Type};
-use tracer_common::{io_uring::IoUringOffsets, CredOffsets, FileOffsets, SyscallRegs, SYSCALL_REGS_SPAN_MAX};
+use tracer_common::{
+    io_uring::IoUringOffsets, BinprmOffsets, CredOffsets, FileOffsets, SharingOffsets, SyscallRegs,
+    SYSCALL_REGS_SPAN_MAX,
+};
 
 use super::{preflight::VMLINUX_BTF, EbpfError};
 
@@ -30,6 +33,10 @@ pub struct KernelOffsets {
     pub files: FileOffsets,
     /// Where a task's real and effective ids are.
     pub creds: CredOffsets,
+    /// What a new task may share with its parent.
+    pub sharing: SharingOffsets,
+    /// Where an exec's path is.
+    pub binprm: BinprmOffsets,
     /// The BTF id of the kfunc `bpf_rdonly_cast`, when this kernel lets a
     /// program load from what it returns for type 0 (`void`, Linux 6.17 and
     /// later); else 0 (see tracer-common's `RDONLY_CAST_PLACEHOLDER`).
@@ -37,7 +44,7 @@ pub struct KernelOffsets {
 }
 
 /// The cache file's name; the number changes with the struct's layout.
-const CACHE_NAME: &str = "kernel-offsets-v8.bin";
+const CACHE_NAME: &str = "kernel-offsets-v9.bin";
 
 impl KernelOffsets {
     /// The offsets for the running kernel: cached ones when this kernel build
@@ -89,6 +96,17 @@ impl KernelOffsets {
                 .map(|bits| u64::from(bits / 8))
                 .ok_or_else(|| fail(format!("struct {structure} has no member {member}")))
         };
+        for (tracepoint, expected) in RAW_TRACEPOINT_ARGS {
+            let found = raw_tracepoint_args(&btf, tracepoint);
+            if !found.as_ref().is_some_and(|found| found.iter().eq(expected.iter())) {
+                let found = found.map_or_else(|| "nothing BTF describes".to_string(), |args| args.join(", "));
+                return Err(fail(format!(
+                    "the kernel's raw tracepoint {tracepoint} passes ({found}), not ({}) as reprotrace's program \
+                     reads: use `--backend strace` on this kernel",
+                    expected.join(", ")
+                )));
+            }
+        }
         Ok(KernelOffsets {
             task_exit_code: offset("task_struct", "exit_code")?,
             task_mm: offset("task_struct", "mm")?,
@@ -110,6 +128,15 @@ impl KernelOffsets {
                 gid: offset("cred", "gid")?,
                 egid: offset("cred", "egid")?,
                 cap_effective: offset("cred", "cap_effective")?,
+            },
+            sharing: SharingOffsets {
+                task_fs: offset("task_struct", "fs")?,
+                task_nsproxy: offset("task_struct", "nsproxy")?,
+                nsproxy_mnt_ns: offset("nsproxy", "mnt_ns")?,
+            },
+            binprm: BinprmOffsets {
+                filename: offset("linux_binprm", "filename")?,
+                fdpath: offset("linux_binprm", "fdpath")?,
             },
             rdonly_cast: rdonly_cast_to_void(&btf).map_or(0, u64::from),
         })
@@ -213,6 +240,33 @@ fn io_uring_offsets(offset: &dyn Fn(&str, &str) -> Result<u64, EbpfError>) -> Re
         link_flags: offset("io_link", "flags")?,
         filename_name: offset("filename", "name")?,
     })
+}
+
+/// The arguments the programs on raw tracepoints take, as BTF spells their
+/// types (`sys_exit`'s are the syscall ABI's own: its registers and result).
+const RAW_TRACEPOINT_ARGS: [(&str, &[&str]); 2] = [
+    ("sched_process_fork", &["struct task_struct *", "struct task_struct *"]),
+    ("sched_process_exec", &["struct task_struct *", "pid_t", "struct linux_binprm *"]),
+];
+
+/// The arguments of raw tracepoint `name` (its `btf_trace_<name>` type, a
+/// pointer to a function of the probe's data and then them).
+fn raw_tracepoint_args(btf: &Btf, name: &str) -> Option<Vec<String>> {
+    let types = btf.resolve_types_by_name(&format!("btf_trace_{name}")).ok()?;
+    let Some(Type::Typedef(typedef)) = types.into_iter().next() else { return None };
+    let Type::Ptr(pointer) = btf.resolve_chained_type(&typedef).ok()? else { return None };
+    let Type::FuncProto(function) = btf.resolve_chained_type(&pointer).ok()? else { return None };
+    let spell = |parameter: &btf_rs::Parameter| -> Option<String> {
+        Some(match btf.resolve_chained_type(parameter).ok()? {
+            Type::Ptr(pointer) => match btf.resolve_chained_type(&pointer).ok()? {
+                Type::Struct(structure) => format!("struct {} *", btf.resolve_name(&structure).ok()?),
+                _ => "pointer".to_string(),
+            },
+            Type::Typedef(typedef) => btf.resolve_name(&typedef).ok()?,
+            _ => "other".to_string(),
+        })
+    };
+    function.parameters.iter().skip(1).map(spell).collect()
 }
 
 /// Finds `name` in a struct, looking into anonymous struct and union members.

@@ -5,11 +5,14 @@
 use std::collections::HashMap;
 
 use tracer_common::{
-    EventKind, FLAG_ARGV_TRUNCATED, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED,
-    FLAG_STR1_TRUNCATED, HEADER_SIZE,
+    EventKind, FLAG_ARGV_TRUNCATED, FLAG_EXEC_FROM_FD, FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST,
+    FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE,
 };
 
-use crate::event::{abi::AT_FDCWD, Argv, Event, Fact, FactError, Tid};
+use crate::event::{
+    abi::{AT_EMPTY_PATH, AT_FDCWD},
+    Argv, Event, Fact, FactError, Tid,
+};
 
 /// Why a record from the ring buffer could not be decoded.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +25,8 @@ pub enum DecodeError {
     StringsOverrun(usize),
     #[error("a path of the event was longer than the kernel copies")]
     PathTruncated,
+    #[error("an exec's path is said to be relative to a descriptor, but is no /dev/fd/N[/PATH]")]
+    ExecFromFd,
     #[error(transparent)]
     Fact(#[from] FactError),
 }
@@ -154,7 +159,8 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     }
     let fact = match kind {
         // The new image's argv, each argument NUL-terminated, and the path the
-        // kernel ran: `/dev/fd/N/PATH` for PATH relative to dirfd N.
+        // kernel ran: `/dev/fd/N/PATH` for PATH relative to dirfd N (flagged),
+        // `/dev/fd/N` for the descriptor itself (`AT_EMPTY_PATH`).
         EventKind::Exec => {
             let mut args: Vec<Vec<u8>> = second.split_inclusive(|&byte| byte == 0).map(c_string).collect();
             let truncated = header.flags & FLAG_ARGV_TRUNCATED != 0;
@@ -162,15 +168,14 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
                 // The last argument was cut: not an argument the program got.
                 args.pop();
             }
-            let dirfd = header.args[0] as i32;
-            let mut args_of_kind = header.args;
-            let path = match relative_to_dirfd(&first, dirfd) {
-                Some(relative) => relative.to_vec(),
-                None => {
-                    args_of_kind[0] = AT_FDCWD as i64 as u64;
-                    first
-                }
+            let from_fd = match header.flags & FLAG_EXEC_FROM_FD {
+                0 => None,
+                _ => Some(relative_to_dirfd(&first).ok_or(DecodeError::ExecFromFd)?),
             };
+            let (dirfd, path) = from_fd.unwrap_or((AT_FDCWD, &first[..]));
+            let flags = if from_fd.is_some() && path.is_empty() { AT_EMPTY_PATH } else { 0 };
+            let args_of_kind = [dirfd as i64 as u64, flags, header.args[2]];
+            let path = path.to_vec();
             Fact::from_parts(kind, args_of_kind, header.ret, [path, Vec::new()], Argv { args, truncated })?
         }
         _ => Fact::from_parts(kind, header.args, header.ret, [first, c_string(second)], Argv::default())?,
@@ -178,17 +183,15 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     Ok(Decoded::Event(Event { tid: header.tid, fact }))
 }
 
-/// The path the program gave relative to `dirfd`, from the kernel's spelling
-/// of it (`/dev/fd/N` or `/dev/fd/N/PATH`).
-fn relative_to_dirfd(kernel_path: &[u8], dirfd: i32) -> Option<&[u8]> {
-    if dirfd == AT_FDCWD {
-        return None;
-    }
-    let prefix = format!("/dev/fd/{dirfd}");
-    let rest = kernel_path.strip_prefix(prefix.as_bytes())?;
-    match rest {
-        [] => Some(rest),
-        [b'/', relative @ ..] => Some(relative),
+/// The descriptor and the path the program gave relative to it, from the
+/// kernel's spelling of them (`/dev/fd/N` or `/dev/fd/N/PATH`).
+fn relative_to_dirfd(kernel_path: &[u8]) -> Option<(i32, &[u8])> {
+    let rest = kernel_path.strip_prefix(b"/dev/fd/")?;
+    let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    let dirfd = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    match &rest[digits..] {
+        [] => Some((dirfd, &[])),
+        [b'/', relative @ ..] => Some((dirfd, relative)),
         _ => None,
     }
 }
@@ -233,39 +236,38 @@ mod tests {
         );
     }
 
-    fn exec(kernel_path: &[u8], dirfd: i32, argv: &[u8], flags: u16) -> Fact {
-        let header = EventHeader {
-            kind: EventKind::Exec as u16,
-            flags,
-            tid: 9,
-            args: [dirfd as i64 as u64, 0, 8],
-            ..Default::default()
-        };
-        match decode(&wire(header, &[kernel_path, argv])).expect("an exec") {
-            Decoded::Event(event) => event.fact,
+    fn exec(kernel_path: &[u8], argv: &[u8], flags: u16) -> Result<Fact, DecodeError> {
+        let header = EventHeader { kind: EventKind::Exec as u16, flags, tid: 9, args: [0, 0, 8], ..Default::default() };
+        match decode(&wire(header, &[kernel_path, argv]))? {
+            Decoded::Event(event) => Ok(event.fact),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn decodes_exec_argv_and_the_path_the_program_gave() {
-        let Fact::Exec { argv, path, dirfd, requested_by, argv_truncated, .. } =
-            exec(b"/bin/sh\0", -100, b"sh\0-c\0\0", 0)
+        let Ok(Fact::Exec { argv, path, dirfd, requested_by, argv_truncated, .. }) =
+            exec(b"/bin/sh\0", b"sh\0-c\0\0", 0)
         else {
             panic!("not an exec");
         };
         assert_eq!((path, dirfd, requested_by, argv_truncated), (b"/bin/sh".to_vec(), -100, 8, false));
         assert_eq!(argv, vec![b"sh".to_vec(), b"-c".to_vec(), Vec::new()]);
         // execveat(4, "tool") and fexecve(4) as the kernel spells them.
-        let Fact::Exec { path, dirfd, .. } = exec(b"/dev/fd/4/tool\0", 4, b"t\0", 0) else { panic!() };
-        assert_eq!((path, dirfd), (b"tool".to_vec(), 4));
-        let Fact::Exec { path, dirfd, .. } = exec(b"/dev/fd/4\0", 4, b"t\0", 0) else { panic!() };
-        assert_eq!((path, dirfd), (Vec::new(), 4));
-        // An absolute path given to execveat ignores the dirfd.
-        let Fact::Exec { path, dirfd, .. } = exec(b"/bin/true\0", 4, b"t\0", 0) else { panic!() };
-        assert_eq!((path, dirfd), (b"/bin/true".to_vec(), -100));
+        let Ok(Fact::Exec { path, dirfd, flags, .. }) = exec(b"/dev/fd/4/tool\0", b"t\0", FLAG_EXEC_FROM_FD) else {
+            panic!()
+        };
+        assert_eq!((path, dirfd, flags), (b"tool".to_vec(), 4, 0));
+        let Ok(Fact::Exec { path, dirfd, flags, .. }) = exec(b"/dev/fd/12\0", b"t\0", FLAG_EXEC_FROM_FD) else {
+            panic!()
+        };
+        assert_eq!((path, dirfd, flags), (Vec::new(), 12, AT_EMPTY_PATH));
+        // A program that runs /dev/fd/4/tool itself names that path.
+        let Ok(Fact::Exec { path, dirfd, .. }) = exec(b"/dev/fd/4/tool\0", b"t\0", 0) else { panic!() };
+        assert_eq!((path, dirfd), (b"/dev/fd/4/tool".to_vec(), -100));
+        assert_eq!(exec(b"/dev/fdx/4\0", b"t\0", FLAG_EXEC_FROM_FD), Err(DecodeError::ExecFromFd));
         // A cut argv loses its cut last argument, and says so.
-        let Fact::Exec { argv, argv_truncated, .. } = exec(b"/bin/x\0", -100, b"a\0bc", FLAG_ARGV_TRUNCATED) else {
+        let Ok(Fact::Exec { argv, argv_truncated, .. }) = exec(b"/bin/x\0", b"a\0bc", FLAG_ARGV_TRUNCATED) else {
             panic!()
         };
         assert_eq!((argv, argv_truncated), (vec![b"a".to_vec()], true));

@@ -165,6 +165,8 @@ impl KernelPrograms {
             .override_global(globals::SYSCALL_REGS, &offsets.syscall_regs, true)
             .override_global(globals::FILE_OFFSETS, &offsets.files, true)
             .override_global(globals::CRED_OFFSETS, &offsets.creds, true)
+            .override_global(globals::SHARING_OFFSETS, &offsets.sharing, true)
+            .override_global(globals::BINPRM_OFFSETS, &offsets.binprm, true)
             .override_global(globals::RETURN_AT_ONCE, &return_at_once, true)
             .override_global(globals::REPORT_FAILED_LOOKUPS, &report_failed_lookups, true)
             .override_global(globals::KERNEL_READS_BY_LOAD, &kernel_reads_by_load, true)
@@ -207,7 +209,6 @@ impl KernelPrograms {
                 Attach::Tracepoint { category, name } if self.sees_io_uring || category != "io_uring" => {
                     (category, name.to_string())
                 }
-                Attach::SyscallEntry { tracepoint } => ("syscalls", format!("sys_enter_{tracepoint}")),
                 // Tail-called, or io_uring's on a kernel whose requests they cannot read.
                 Attach::Tracepoint { .. } | Attach::ExitHandler => continue,
             };

@@ -89,13 +89,10 @@ fn ensure_tracefs() -> Result<PathBuf, PreflightError> {
 }
 
 /// The record offsets the kernel programs hard-code (see tracer-ebpf), checked
-/// against the running kernel's format files.
-const EXPECTED_FIELDS: &[(&str, &str, usize)] = &[
-    ("sched/sched_process_fork", "child_pid", 20),
-    ("sched/sched_process_exec", "pid", 12),
-    ("sched/sched_process_exec", "old_pid", 16),
-    ("sched/sched_process_exit", "group_dead", 32),
-];
+/// against the running kernel's format files. (The fork's and exec's
+/// programs are on raw tracepoints: their arguments are the kernel's
+/// structs, read at offsets from BTF.)
+const EXPECTED_FIELDS: &[(&str, &str, usize)] = &[("sched/sched_process_exit", "group_dead", 32)];
 
 fn check_tracepoint_layouts(tracefs: &Path) -> Result<(), PreflightError> {
     for &(tracepoint, field, offset) in EXPECTED_FIELDS {
@@ -128,22 +125,21 @@ pub fn io_uring_tracepoints_fit(tracefs: &Path) -> bool {
 /// Checks tracer-common's syscall table against the kernel's documentation
 /// of its syscalls, the syscall tracepoints' format files: each syscall
 /// exists, and what the table reads as a string, an argv array or a struct
-/// member is declared so, at the offsets the entry programs of forks and
-/// execs read. (The exit handlers read the arguments from the registers: a
-/// table that fits one x86_64 kernel fits every one, so this runs in the
-/// tests, not at every start.)
+/// member is declared so, in the order the table numbers the arguments.
+/// (The exit handlers read the arguments from the registers: a table that
+/// fits one x86_64 kernel fits every one, so this runs in the tests, not at
+/// every start.)
 #[cfg(test)]
 fn check_syscall_table(tracefs: &Path) -> Result<(), String> {
+    // After the common fields and `__syscall_nr`; 8 bytes an argument.
+    const ARGS_OFFSET: usize = 16;
     for syscall in SYSCALLS {
         let format = tracefs.join("events/syscalls").join(format!("sys_enter_{}", syscall.tracepoint)).join("format");
         let fail = |problem: String| format!("syscall {}: {problem} (see {})", syscall.name, format.display());
         let text = std::fs::read_to_string(&format).map_err(|err| fail(format!("no tracepoint: {err}")))?;
-        let args: Vec<Field> =
-            fields(&text).filter(|field| field.offset >= tracer_common::SYSCALL_ENTRY_ARGS_OFFSET).collect();
-        if let Some((position, field)) = args
-            .iter()
-            .enumerate()
-            .find(|(position, field)| field.offset != tracer_common::SYSCALL_ENTRY_ARGS_OFFSET + 8 * position)
+        let args: Vec<Field> = fields(&text).filter(|field| field.offset >= ARGS_OFFSET).collect();
+        if let Some((position, field)) =
+            args.iter().enumerate().find(|(position, field)| field.offset != ARGS_OFFSET + 8 * position)
         {
             return Err(fail(format!("argument {position} ({}) at offset {}", field.name, field.offset)));
         }
