@@ -306,6 +306,9 @@ mod tests {
         // mm_struct's members sit in an anonymous struct: found through it.
         assert!(offsets.mm_arg_end > offsets.mm_arg_start, "{} {}", offsets.mm_arg_start, offsets.mm_arg_end);
         assert!(offsets.task_mm > 0 && offsets.task_exit_code > 0);
+        // What a fork's and an exec's raw tracepoints read.
+        assert!(offsets.sharing.task_fs > 0 && offsets.sharing.task_nsproxy > 0 && offsets.sharing.nsproxy_mnt_ns > 0);
+        assert!(offsets.binprm.fdpath > offsets.binprm.filename, "{:?}", offsets.binprm);
         // io_uring's command area overlays the start of a request, and its
         // operand structs start with the file.
         assert_eq!(offsets.io_uring.known, 1);
