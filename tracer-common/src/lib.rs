@@ -210,7 +210,7 @@ pub struct EventHeader {
 /// Size of [`EventHeader`] on the wire.
 pub const HEADER_SIZE: usize = core::mem::size_of::<EventHeader>();
 
-/// Where the raw `sys_enter`/`sys_exit` tracepoints' programs find a
+/// Where the raw `sys_exit` tracepoint's programs find a
 /// syscall's number and arguments (byte offsets in `struct pt_regs`, from the
 /// kernel's BTF), and how they tell a 32-bit (ia32) syscall, whose numbers are
 /// other ones: `thread_info.status` (at that offset in `task_struct`) has
@@ -455,10 +455,10 @@ pub mod maps {
     /// `PerCpuArray<ProcessDedup>` of one entry, where a new process's entry
     /// is made.
     pub const NEW_PROCESS_DEDUP: &str = "NEW_PROCESS_DEDUP";
-    /// `HashMap<u64 request, u32 audit id>`: io_uring requests awaiting completion.
     /// `HashMap<u32 audit id, u32>`: the audits of users other than root,
     /// which do not follow a process past a setuid or setgid exec.
     pub const USER_AUDITS: &str = "USER_AUDITS";
+    /// `HashMap<u64 request, u32 audit id>`: io_uring requests awaiting completion.
     pub const IO_URING_REQUESTS: &str = "IO_URING_REQUESTS";
     /// `Array<[u32; 2]>` of half `pid_max` entries, memory-mapped by user
     /// space: task `tid`'s audit plus one (0: not followed) is half `tid & 1`

@@ -206,8 +206,7 @@ pub mod notation {
 /// traced syscall (`name = number @ tracepoint_name => shape,` when the
 /// kernel's tracepoints call it otherwise), the shape a call of [`notation`]
 /// (which the callback brings into scope): a function name and its
-/// parenthesised arguments, which a callback may also match as tokens (the
-/// kernel crate makes entry programs for `fact(Fork, …)` and `exec(…)`).
+/// parenthesised arguments, which a callback may also match as tokens.
 /// The only place syscall names are spelled.
 #[macro_export]
 macro_rules! for_each_syscall {

@@ -370,7 +370,7 @@ impl SyscallRegisters {
 /// read-only map), is read by a plain load, which the verifier checks against
 /// the kernel's types and the JIT guards against faults, not by a helper call.
 /// (Each such load costs the verifier a search of the kernel's BTF, so it is
-/// kept to the dispatcher and the entry programs.)
+/// kept to the dispatcher.)
 struct CurrentTask(*const u8);
 
 impl CurrentTask {
