@@ -13,6 +13,7 @@
 //!   untraced processes), interleaved rounds; see `bench/mod.rs` and
 //!   docs/benchmarks.md.
 //! - `bench pipeline` times the post-processing of a 100k-event audit.
+//! - `bench programs` measures the kernel programs' own time a syscall.
 //! - `cluster up|down` starts a simulated Dask cluster (hosts as network
 //!   namespaces, each with a reprotrace daemon and workers) and leaves it
 //!   running, or tears it down; see `cluster.rs`.
@@ -45,7 +46,8 @@ fn main() -> Result<()> {
              backends\n  demo cluster  the three example notebooks under `reprotrace run --dask` on a simulated \
              cluster, checked\n  bench  overhead of reprotrace against native, strace and reprozip on prepared workloads \
              (root; 38–65 minutes at 5 rounds on 2 cores; writes docs/benchmarks.md):\n         {}\n  \
-             bench pipeline  time the post-processing of a 100k-event audit\n  cluster  a simulated Dask cluster on \
+             bench pipeline  time the post-processing of a 100k-event audit\n  bench programs  the kernel \
+             programs' own time a syscall (root)\n  cluster  a simulated Dask cluster on \
              this machine, left running (root):\n         {}",
             bench::USAGE,
             cluster::USAGE

@@ -5,11 +5,13 @@
 //! `--rounds` rounds in which the modes take turns, the first one rotating from
 //! round to round so no mode always runs on a cold cache or right after the
 //! most expensive one. `cargo xtask bench pipeline` is the separate
-//! post-processing benchmark (an example of tracer-user).
+//! post-processing benchmark (an example of tracer-user); `cargo xtask bench
+//! programs` measures the kernel programs' own time a syscall.
 
 mod cluster;
 mod measure;
 mod modes;
+mod programs;
 mod report;
 mod stats;
 mod workloads;
@@ -120,10 +122,33 @@ fn parse_modes(list: &str) -> Result<Vec<Mode>> {
     Ok(Mode::ALL.into_iter().filter(|mode| chosen.contains(mode)).collect())
 }
 
+/// The reprotrace binary to bench: `given`, or the release build (built now).
+fn reprotrace_binary(given: Option<&Path>, root: &Path) -> Result<PathBuf> {
+    match given {
+        Some(path) => std::path::absolute(path)
+            .ok()
+            .filter(|path| path.is_file())
+            .with_context(|| format!("--reprotrace {}: no such file", path.display())),
+        None => {
+            run(cargo().args(["build", "--release", "--package", "tracer-user"]))
+                .context("building reprotrace failed; to bench an existing binary, give --reprotrace PATH")?;
+            // Where that build put it: CARGO_TARGET_DIR moves it out of target/.
+            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
+            Ok(target.join("release/reprotrace"))
+        }
+    }
+}
+
 /// `cargo xtask bench ARGS`.
 pub fn main(args: &[String]) -> Result<()> {
     if args.first().map(String::as_str) == Some("pipeline") {
         return run(cargo().args(["run", "--release", "--package", "tracer-user", "--example", "pipeline_bench"]));
+    }
+    if args.first().map(String::as_str) == Some("programs") {
+        let root = repo_root();
+        let reprotrace = reprotrace_binary(None, &root)?;
+        let bench = root.join("target/bench");
+        return programs::main(&reprotrace, &Places { root, bench: bench.clone(), scratch: bench.join("scratch") });
     }
     if args.first().map(String::as_str) == Some("cluster") {
         let rounds = match args.get(1..) {
@@ -148,19 +173,7 @@ pub fn main(args: &[String]) -> Result<()> {
     let command_line = command_line.collect::<Vec<_>>().join(" ");
     let date = date_utc();
     let root = repo_root();
-    let reprotrace = match &options.reprotrace {
-        Some(path) => std::path::absolute(path)
-            .ok()
-            .filter(|path| path.is_file())
-            .with_context(|| format!("--reprotrace {}: no such file", path.display()))?,
-        None => {
-            run(cargo().args(["build", "--release", "--package", "tracer-user"]))
-                .context("building reprotrace failed; to bench an existing binary, give --reprotrace PATH")?;
-            // Where that build put it: CARGO_TARGET_DIR moves it out of target/.
-            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
-            target.join("release/reprotrace")
-        }
-    };
+    let reprotrace = reprotrace_binary(options.reprotrace.as_deref(), &root)?;
     let bench = root.join("target/bench");
     let places = Places { root: root.clone(), bench: bench.clone(), scratch: bench.join("scratch") };
     let want_reprozip = options.modes.contains(&Mode::Reprozip)

@@ -322,6 +322,21 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
     Ok(Prepared { workloads, reprozip })
 }
 
+/// Compiles `xtask/workloads/NAME.c` into `target/bench/NAME` (again when
+/// the source is newer); returns the binary.
+pub(super) fn compile(places: &Places, name: &str) -> Result<PathBuf> {
+    let source = places.source(&format!("{name}.c"));
+    let binary = places.bench.join(name);
+    if modified(&binary) < modified(&source) {
+        println!("bench: compiling {}", source.display());
+        step(
+            Command::new("gcc").args(["-O2", "-Wall", "-pthread", "-o"]).arg(&binary).arg(&source),
+            &format!("the {name} workload is compiled with gcc: apt-get install gcc"),
+        )?;
+    }
+    Ok(binary)
+}
+
 /// Runs a preparation step quietly; on failure says what failed, its last
 /// lines of output, and `fix` (what the user can do about it).
 fn step(command: &mut Command, fix: &str) -> Result<()> {
@@ -455,15 +470,7 @@ fn storm_command(prepared: Option<&[OsString]>, opens_per_thread: usize) -> Resu
 /// Compiles the storm (again when its source is newer) and lays out its files.
 /// Returns its command line but for the last argument (opens per thread).
 fn prepare_storm(places: &Places) -> Result<Vec<OsString>> {
-    let source = places.source("storm.c");
-    let binary = places.bench.join("storm");
-    if modified(&binary) < modified(&source) {
-        println!("bench: compiling {}", source.display());
-        step(
-            Command::new("gcc").args(["-O2", "-Wall", "-pthread", "-o"]).arg(&binary).arg(&source),
-            "the storm workload is compiled with gcc: apt-get install gcc",
-        )?;
-    }
+    let binary = compile(places, "storm")?;
     let files = places.bench.join("storm-files");
     std::fs::create_dir_all(&files).with_context(|| format!("cannot create {}", files.display()))?;
     let line = "storm-file,0123456789abcdef0123456789abcdef0123456789abcdef0123\n";
