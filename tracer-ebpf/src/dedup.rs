@@ -210,8 +210,9 @@ pub(crate) fn emit_path_fact(mut head: EventHeader, path_ptr: u64, fd: Option<u3
     // Read onto the stack first: the kernel checks the destination of every
     // copy from user memory (hardened usercopy), and a map value's check
     // looks up its page, which cost an open's handler as much as its own
-    // work; a stack object's passes at once. Zeros after the path's end:
-    // they are hashed with it.
+    // work; an object on the task's stack passes at once (the handlers stay
+    // there: `stay_on_task_stack`). Zeros after the path's end: they are
+    // hashed with it.
     // Cleared by word stores, not an array's initialiser, which LLVM makes a
     // `memset` and the BPF build a call to a byte-by-byte loop: 640
     // instructions an open and a stat, 3% of a storm's time.

@@ -327,6 +327,8 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
 pub(super) fn compile(places: &Places, name: &str) -> Result<PathBuf> {
     let source = places.source(&format!("{name}.c"));
     let binary = places.bench.join(name);
+    // `bench programs` compiles before anything else made the directory.
+    std::fs::create_dir_all(&places.bench).with_context(|| format!("cannot create {}", places.bench.display()))?;
     if modified(&binary) < modified(&source) {
         println!("bench: compiling {}", source.display());
         step(
