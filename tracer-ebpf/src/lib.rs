@@ -863,7 +863,7 @@ static TAIL_CALL_NEVER_TAKEN: u64 = 0;
 /// unless it holds a tail call. The copy of a path from user memory onto
 /// that stack is then checked as heap memory (hardened usercopy: two more
 /// calls a read), where a destination on the task's stack passes at once:
-/// 37 ns an fstat's handler, 18 ns an open's (20 paired runs). The verifier
+/// 37 ns an fstat's handler, 18 ns an open's (20 shuffled rounds). The verifier
 /// decides the stack before it drops this call as never taken.
 #[inline(always)]
 fn stay_on_task_stack(ctx: &RawTracePointContext) {

@@ -147,8 +147,7 @@ pub fn main(args: &[String]) -> Result<()> {
     if args.first().map(String::as_str) == Some("programs") {
         let root = repo_root();
         let reprotrace = reprotrace_binary(None, &root)?;
-        let bench = root.join("target/bench");
-        return programs::main(&reprotrace, &Places { root, bench: bench.clone(), scratch: bench.join("scratch") });
+        return programs::main(&reprotrace, &Places::of(root));
     }
     if args.first().map(String::as_str) == Some("cluster") {
         let rounds = match args.get(1..) {
@@ -174,8 +173,7 @@ pub fn main(args: &[String]) -> Result<()> {
     let date = date_utc();
     let root = repo_root();
     let reprotrace = reprotrace_binary(options.reprotrace.as_deref(), &root)?;
-    let bench = root.join("target/bench");
-    let places = Places { root: root.clone(), bench: bench.clone(), scratch: bench.join("scratch") };
+    let places = Places::of(root.clone());
     let want_reprozip = options.modes.contains(&Mode::Reprozip)
         && options.workloads.iter().any(|name| !["attach", "interference"].contains(name));
     let prepared = workloads::prepare(&places, &options.workloads, want_reprozip)?;
@@ -218,7 +216,7 @@ pub fn main(args: &[String]) -> Result<()> {
         reprotrace: reprotrace_info(&root, &reprotrace),
         workloads: results,
     };
-    report::write(&report, &root, &bench.join("results.json"), options.no_write)
+    report::write(&report, &root, &places.bench.join("results.json"), options.no_write)
 }
 
 /// Runs every mode of `workload` that was asked for: a warm-up round, then the

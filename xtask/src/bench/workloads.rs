@@ -130,6 +130,12 @@ pub struct Places {
 }
 
 impl Places {
+    /// The places of the workspace at `root`: `target/bench`, its scratch.
+    pub fn of(root: PathBuf) -> Self {
+        let bench = root.join("target/bench");
+        Places { root, scratch: bench.join("scratch"), bench }
+    }
+
     fn venv(&self) -> PathBuf {
         self.bench.join("venv")
     }
@@ -327,7 +333,7 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
 pub(super) fn compile(places: &Places, name: &str) -> Result<PathBuf> {
     let source = places.source(&format!("{name}.c"));
     let binary = places.bench.join(name);
-    // `bench programs` compiles before anything else made the directory.
+    // Made here: `bench programs` compiles before any workload is prepared.
     std::fs::create_dir_all(&places.bench).with_context(|| format!("cannot create {}", places.bench.display()))?;
     if modified(&binary) < modified(&source) {
         println!("bench: compiling {}", source.display());
