@@ -3,8 +3,10 @@
 //!
 //! For each workload every mode runs once as a warm-up (not counted), then
 //! `--rounds` rounds in which the modes take turns, the first one rotating from
-//! round to round so no mode always runs on a cold cache or right after the
-//! most expensive one. `cargo xtask bench pipeline` is the separate
+//! round to round, and native runs before the first and after each of the
+//! others: each run is compared with the native runs beside it, since this
+//! host's speed drifts by 10-20% over seconds (a run a minute away is
+//! another machine). `cargo xtask bench pipeline` is the separate
 //! post-processing benchmark (an example of tracer-user); `cargo xtask bench
 //! programs` measures the kernel programs' own time a syscall.
 
@@ -252,25 +254,57 @@ fn bench_workload(tools: &Tools, workload: &Workload, options: &Options) -> Work
         flush();
     }
     println!();
+    let native_mode = modes.iter().position(|mode| *mode == Mode::Native);
     for round in 0..options.rounds {
         print!("  round {}/{}:", round + 1, options.rounds);
-        // Rotate the order so every mode takes every position equally often.
-        let order = (0..modes.len()).map(|offset| (round + offset) % modes.len());
-        for (position, index) in order.filter(|index| active[*index]).enumerate() {
+        // Rotate the order so every mode takes every position equally often;
+        // native runs before the first and after each of the others, which
+        // are compared with the native runs beside them.
+        let others: Vec<usize> = (0..modes.len())
+            .map(|offset| (round + offset) % modes.len())
+            .filter(|index| active[*index] && Some(*index) != native_mode)
+            .collect();
+        let mut order = Vec::new();
+        for index in &others {
+            order.extend(native_mode.filter(|native| active[*native]));
+            order.push(*index);
+        }
+        order.extend(native_mode.filter(|native| active[*native]));
+        let mut walls: Vec<Option<f64>> = Vec::new();
+        for (position, index) in order.iter().copied().enumerate() {
             let mode = modes[index];
             match modes::run_once(tools, workload, mode) {
                 Ok(mut sample) => {
                     print!(" {} {:.2}s", mode.name(), sample.wall_s);
                     sample.round = round;
                     sample.position = position;
+                    walls.push(Some(sample.wall_s));
                     results[index].samples.push(sample);
                 }
                 Err(error) => {
                     print!(" {} FAILED", mode.name());
+                    walls.push(None);
                     results[index].errors.push(RunError { round: Some(round), error: format!("{error:#}") });
                 }
             }
             flush();
+        }
+        // Each run's baseline: the mean of the native runs beside it.
+        let native_wall = |at: Option<usize>| {
+            let at = at?;
+            (native_mode.is_some() && order.get(at).copied() == native_mode).then(|| walls[at]).flatten()
+        };
+        for (position, index) in order.iter().copied().enumerate() {
+            let around: Vec<f64> =
+                [native_wall(position.checked_sub(1)), native_wall(Some(position + 1))].into_iter().flatten().collect();
+            if Some(index) == native_mode || around.is_empty() {
+                continue;
+            }
+            let run =
+                results[index].samples.iter_mut().find(|sample| sample.round == round && sample.position == position);
+            if let Some(sample) = run {
+                sample.native_s = Some(around.iter().sum::<f64>() / around.len() as f64);
+            }
         }
         println!();
     }

@@ -13,6 +13,11 @@ pub struct Sample {
     /// Seconds from spawn to reap; for the attach workload the loop time the
     /// workload printed.
     pub wall_s: f64,
+    /// What this run is compared to: the mean wall of the native runs just
+    /// before and after it (the host's speed drifts over seconds, so a ratio
+    /// to the runs beside it is steadier than one to a run a minute away).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub native_s: Option<f64>,
     /// User + system seconds of everything the run cost: the spawned process
     /// and its reaped descendants, a separately started tracer, the daemon's share.
     pub cpu_s: f64,
@@ -88,7 +93,7 @@ pub struct Summary {
     /// Median wall over native's median wall.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
-    /// Median over rounds of (this mode's wall / native's wall in the same round).
+    /// Median over runs of (this run's wall / the native runs' beside it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paired_ratio: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -145,10 +150,7 @@ pub fn summarize(samples: &[Sample], native: Option<&[Sample]>) -> Option<Summar
             let ratio = median(&native_walls).filter(|base| *base > 0.0).map(|base| wall_s.median / base);
             let pairs: Vec<f64> = samples
                 .iter()
-                .filter_map(|sample| {
-                    let base = native.iter().find(|native| native.round == sample.round)?.wall_s;
-                    (base > 0.0).then(|| sample.wall_s / base)
-                })
+                .filter_map(|sample| sample.native_s.filter(|base| *base > 0.0).map(|base| sample.wall_s / base))
                 .collect();
             (ratio, median(&pairs))
         }
@@ -184,8 +186,8 @@ impl Summary {
 mod tests {
     use super::*;
 
-    fn sample(round: usize, wall_s: f64) -> Sample {
-        Sample { round, wall_s, cpu_s: wall_s, ..Sample::default() }
+    fn sample(round: usize, wall_s: f64, native_s: Option<f64>) -> Sample {
+        Sample { round, wall_s, native_s, cpu_s: wall_s, ..Sample::default() }
     }
 
     #[test]
@@ -196,13 +198,13 @@ mod tests {
     }
 
     #[test]
-    fn paired_ratio_pairs_rounds_and_skips_failed_ones() {
-        let native = [sample(0, 1.0), sample(1, 2.0), sample(2, 1.0)];
-        // Round 1 of the mode failed: it has no sample, so no pair.
-        let traced = [sample(0, 1.5), sample(2, 1.1)];
+    fn paired_ratio_compares_each_run_with_the_native_runs_beside_it() {
+        let native = [sample(0, 1.0, None), sample(1, 2.0, None), sample(2, 1.0, None)];
+        // A run with no native run beside it (both failed) is in no pair.
+        let traced = [sample(0, 1.5, Some(1.0)), sample(1, 2.0, None), sample(2, 1.1, Some(1.0))];
         let mut summary = summarize(&traced, Some(&native)).expect("samples");
         assert!((summary.paired_ratio.expect("pairs") - 1.3).abs() < 1e-9);
-        assert!((summary.ratio.expect("ratio") - 1.3).abs() < 1e-9);
+        assert!((summary.ratio.expect("ratio") - 1.5).abs() < 1e-9);
         summary.judge(Some(1.2));
         assert_eq!(summary.target_met, Some(false));
         summary.judge(Some(1.3));
