@@ -254,22 +254,11 @@ fn bench_workload(tools: &Tools, workload: &Workload, options: &Options) -> Work
         flush();
     }
     println!();
-    let native_mode = modes.iter().position(|mode| *mode == Mode::Native);
+    // Native, when it runs: every other run is compared with the native runs beside it.
+    let native = modes.iter().position(|mode| *mode == Mode::Native).filter(|native| active[*native]);
     for round in 0..options.rounds {
         print!("  round {}/{}:", round + 1, options.rounds);
-        // Rotate the order so every mode takes every position equally often;
-        // native runs before the first and after each of the others, which
-        // are compared with the native runs beside them.
-        let others: Vec<usize> = (0..modes.len())
-            .map(|offset| (round + offset) % modes.len())
-            .filter(|index| active[*index] && Some(*index) != native_mode)
-            .collect();
-        let mut order = Vec::new();
-        for index in &others {
-            order.extend(native_mode.filter(|native| active[*native]));
-            order.push(*index);
-        }
-        order.extend(native_mode.filter(|native| active[*native]));
+        let order = round_order(modes.len(), round, &active, native);
         let mut walls: Vec<Option<f64>> = Vec::new();
         for (position, index) in order.iter().copied().enumerate() {
             let mode = modes[index];
@@ -289,21 +278,11 @@ fn bench_workload(tools: &Tools, workload: &Workload, options: &Options) -> Work
             }
             flush();
         }
-        // Each run's baseline: the mean of the native runs beside it.
-        let native_wall = |at: Option<usize>| {
-            let at = at?;
-            (native_mode.is_some() && order.get(at).copied() == native_mode).then(|| walls[at]).flatten()
-        };
         for (position, index) in order.iter().copied().enumerate() {
-            let around: Vec<f64> =
-                [native_wall(position.checked_sub(1)), native_wall(Some(position + 1))].into_iter().flatten().collect();
-            if Some(index) == native_mode || around.is_empty() {
-                continue;
-            }
-            let run =
-                results[index].samples.iter_mut().find(|sample| sample.round == round && sample.position == position);
+            let Some(baseline) = native_beside(&order, &walls, native, position) else { continue };
+            let run = results[index].samples.iter_mut().find(|run| run.round == round && run.position == position);
             if let Some(sample) = run {
-                sample.native_s = Some(around.iter().sum::<f64>() / around.len() as f64);
+                sample.native_s = Some(baseline);
             }
         }
         println!();
@@ -333,6 +312,35 @@ fn bench_workload(tools: &Tools, workload: &Workload, options: &Options) -> Work
         command: workload.command.iter().map(|arg| shell_quote(&arg.to_string_lossy())).collect::<Vec<_>>().join(" "),
         modes: results,
     }
+}
+
+/// The order of a round's runs (indexes into the modes): the active modes
+/// rotated so that every one takes every position equally often, with
+/// `native` (if it runs) before the first and after each of the others.
+fn round_order(modes: usize, round: usize, active: &[bool], native: Option<usize>) -> Vec<usize> {
+    let mut order = Vec::new();
+    for index in (0..modes).map(|offset| (round + offset) % modes) {
+        if active[index] && Some(index) != native {
+            order.extend(native);
+            order.push(index);
+        }
+    }
+    order.extend(native);
+    order
+}
+
+/// What the run at `position` of `order` is compared with: the mean wall of
+/// the native runs just before and after it that succeeded (`walls`, by
+/// position); none for a native run, or one with no such neighbour.
+fn native_beside(order: &[usize], walls: &[Option<f64>], native: Option<usize>, position: usize) -> Option<f64> {
+    let native = native?;
+    if order.get(position) == Some(&native) {
+        return None;
+    }
+    let wall_at = |at: usize| (order.get(at) == Some(&native)).then(|| walls.get(at).copied().flatten()).flatten();
+    let beside: Vec<f64> =
+        [position.checked_sub(1).and_then(wall_at), wall_at(position + 1)].into_iter().flatten().collect();
+    (!beside.is_empty()).then(|| beside.iter().sum::<f64>() / beside.len() as f64)
 }
 
 fn flush() {
@@ -414,6 +422,27 @@ mod tests {
         for bad in ["--rounds 0", "--rounds", "--workloads nope", "--modes fast", "--frobnicate", "attach"] {
             assert!(Options::parse(&args(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn native_runs_before_the_first_mode_and_after_each_other() {
+        // Modes 0 (native), 1, 2 and 3 (dropped out); round 1 starts at mode 1.
+        let active = [true, true, true, false];
+        assert_eq!(round_order(4, 1, &active, Some(0)), vec![0, 1, 0, 2, 0]);
+        assert_eq!(round_order(4, 2, &active, Some(0)), vec![0, 2, 0, 1, 0]);
+        // Without native (not asked for), every active mode once.
+        assert_eq!(round_order(4, 1, &active, None), vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn a_run_is_compared_with_the_native_runs_beside_it() {
+        let order = [0, 1, 0, 2, 0];
+        let walls = [Some(1.0), Some(5.0), Some(2.0), Some(7.0), None];
+        assert_eq!(native_beside(&order, &walls, Some(0), 1), Some(1.5));
+        // The native run after it failed: the one before is the baseline.
+        assert_eq!(native_beside(&order, &walls, Some(0), 3), Some(2.0));
+        assert_eq!(native_beside(&order, &walls, Some(0), 2), None);
+        assert_eq!(native_beside(&[1, 2], &[Some(1.0), Some(2.0)], None, 0), None);
     }
 
     #[test]
