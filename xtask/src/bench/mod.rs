@@ -25,7 +25,7 @@ use anyhow::{bail, Context, Result};
 use self::{
     modes::{Mode, Tools},
     report::{Machine, Report, Reprotrace, WorkloadResult},
-    stats::{ModeResult, RunError},
+    stats::{ModeResult, RunError, Sample},
     workloads::{Places, Target, Workload},
 };
 use crate::{cargo, repo_root, run};
@@ -259,30 +259,28 @@ fn bench_workload(tools: &Tools, workload: &Workload, options: &Options) -> Work
     for round in 0..options.rounds {
         print!("  round {}/{}:", round + 1, options.rounds);
         let order = round_order(modes.len(), round, &active, native);
-        let mut walls: Vec<Option<f64>> = Vec::new();
+        // The round's runs by position, kept until the native runs after them are known.
+        let mut runs: Vec<Option<Sample>> = Vec::new();
         for (position, index) in order.iter().copied().enumerate() {
             let mode = modes[index];
             match modes::run_once(tools, workload, mode) {
-                Ok(mut sample) => {
+                Ok(sample) => {
                     print!(" {} {:.2}s", mode.name(), sample.wall_s);
-                    sample.round = round;
-                    sample.position = position;
-                    walls.push(Some(sample.wall_s));
-                    results[index].samples.push(sample);
+                    runs.push(Some(Sample { round, position, ..sample }));
                 }
                 Err(error) => {
                     print!(" {} FAILED", mode.name());
-                    walls.push(None);
+                    runs.push(None);
                     results[index].errors.push(RunError { round: Some(round), error: format!("{error:#}") });
                 }
             }
             flush();
         }
-        for (position, index) in order.iter().copied().enumerate() {
-            let Some(baseline) = native_beside(&order, &walls, native, position) else { continue };
-            let run = results[index].samples.iter_mut().find(|run| run.round == round && run.position == position);
+        let walls: Vec<Option<f64>> = runs.iter().map(|run| run.as_ref().map(|sample| sample.wall_s)).collect();
+        for (position, (index, run)) in order.iter().copied().zip(runs).enumerate() {
             if let Some(sample) = run {
-                sample.native_s = Some(baseline);
+                let native_s = native_beside(&order, &walls, native, position);
+                results[index].samples.push(Sample { native_s, ..sample });
             }
         }
         println!();
@@ -337,7 +335,10 @@ fn native_beside(order: &[usize], walls: &[Option<f64>], native: Option<usize>, 
     if order.get(position) == Some(&native) {
         return None;
     }
-    let wall_at = |at: usize| (order.get(at) == Some(&native)).then(|| walls.get(at).copied().flatten()).flatten();
+    let wall_at = |at: usize| match order.get(at) == Some(&native) {
+        true => walls.get(at).copied().flatten(),
+        false => None,
+    };
     let beside: Vec<f64> =
         [position.checked_sub(1).and_then(wall_at), wall_at(position + 1)].into_iter().flatten().collect();
     (!beside.is_empty()).then(|| beside.iter().sum::<f64>() / beside.len() as f64)

@@ -245,19 +245,20 @@ fn markdown(report: &Report) -> String {
     push("");
     push(&format!(
         "Each workload runs its modes in turn, {} rounds after one uncounted warm-up round, the first mode rotating \
-         from round to round and `native` running before the first and after each of the others (this host's \
-         speed drifts over seconds: a run is compared with the native runs beside it, not one a minute away). *wall* is spawn to exit (for `attach`, the loop time the workload prints); *CPU* is \
-         user + system time of the run and everything it reaped, plus a separately started tracer's, the daemon's \
-         meanwhile (daemon modes) and that of what the run left behind (reprotrace's detach helper, waited for \
-         untimed between runs so that it slows no other run); *vs native* divides the medians, *paired* is the \
-         median of the ratios of each run to the mean of the two native runs beside it, and a target is judged on the paired ratio (`interference`'s targets are \
-         its floor modes' paired ratios in the same run + 0.05). *events/s* is \
-         the manifest's events over its traced duration, *lost* the most events any run lost, *peak RSS* \
-         reprotrace's own (and the daemon's). A failed run is reported, never counted. A daemon mode starts its \
-         daemon before each run and stops it after, untimed and uncharged (a resident daemon pays neither per \
-         audit), so that no other mode runs beside its loaded programs; what those cost other processes is the \
-         `interference` workloads' question. The `cluster` workload has its own harness (`bench/cluster.rs`): \
-         two simulated clusters stay up for all of its rounds, and its rows name what runs there.",
+         from round to round and `native` running before the first and after each of the others (this host's speed \
+         drifts over seconds: a run is compared with the native runs beside it, not one a minute away). *wall* is \
+         spawn to exit (for `attach`, the loop time the workload prints); *CPU* is user + system time of the run and \
+         everything it reaped, plus a separately started tracer's, the daemon's meanwhile (daemon modes) and that of \
+         what the run left behind (reprotrace's detach helper, waited for untimed between runs so that it slows no \
+         other run); *vs native* divides the medians, *paired* is the median of the ratios of each run to the mean of \
+         the two native runs beside it, and a target is judged on the paired ratio (`interference`'s targets are its \
+         floor modes' paired ratios in the same run + 0.05). *events/s* is the manifest's events over its traced \
+         duration, *lost* the most events any run lost, *peak RSS* reprotrace's own (and the daemon's). A failed run \
+         is reported, never counted. A daemon mode starts its daemon before each run and stops it after, untimed and \
+         uncharged (a resident daemon pays neither per audit), so that no other mode runs beside its loaded programs; \
+         what those cost other processes is the `interference` workloads' question. The `cluster` workload has its own \
+         harness (`bench/cluster.rs`): two simulated clusters stay up for all of its rounds, and its rows name what \
+         runs there.",
         report.rounds
     ));
     push("");
