@@ -809,6 +809,18 @@ fn a_literal_backslash_and_a_non_utf8_byte_are_told_apart() {
     assert!(on_disk.contains(b"caf\\xe9.txt".as_slice()) && on_disk.contains(b"caf\xe9.txt".as_slice()));
 }
 
+/// Python lines that give descriptor number `fd`, left by a silent close,
+/// to a pipe (a call not followed), then to a directory whose descriptor
+/// resolves the next open (`sub/inner.txt`, read).
+const SILENT_NUMBER_REUSED: &str = "r, w = os.pipe()
+assert r == fd, (r, fd)
+os.close(r); os.close(w)
+d = os.open(os.path.join(work, 'sub'), os.O_RDONLY)
+assert d == fd, (d, fd)
+inner = os.open('inner.txt', os.O_RDONLY, dir_fd=d)
+os.read(inner, 5); os.close(inner); os.close(d)
+";
+
 /// A silent close (of an open the kernel did not send) leaves its descriptor
 /// number marked silent: the descriptors that later take that number — a
 /// pipe's (a call not followed), a directory's that resolves the next open,
@@ -818,28 +830,24 @@ fn descriptor_numbers_reused_after_a_silent_close_are_recorded_exactly() {
     let scratch = Scratch::new();
     scratch.write("input.txt", "input");
     scratch.write("sub/inner.txt", "inner");
-    let script = "import os\n\
+    let script = format!(
+        "import os\n\
                   work = os.getcwd()\n\
                   name = os.path.join(work, 'input.txt')\n\
                   for _ in range(3):\n\
                   \x20   fd = os.open(name, os.O_RDONLY)\n\
                   \x20   os.read(fd, 5)\n\
                   \x20   os.close(fd)\n\
-                  r, w = os.pipe()\n\
-                  assert r == fd, (r, fd)\n\
-                  os.close(r); os.close(w)\n\
-                  d = os.open(os.path.join(work, 'sub'), os.O_RDONLY)\n\
-                  assert d == fd, (d, fd)\n\
-                  inner = os.open('inner.txt', os.O_RDONLY, dir_fd=d)\n\
-                  os.read(inner, 5); os.close(inner); os.close(d)\n\
+                  {SILENT_NUMBER_REUSED}\
                   silent = os.open(name, os.O_RDONLY)\n\
                   copy = os.dup(silent)\n\
                   os.close(silent)\n\
                   os.close(copy)\n\
                   out = os.open(os.path.join(work, 'out.txt'), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)\n\
                   assert out == fd, (out, fd)\n\
-                  os.write(out, b'done'); os.close(out)\n";
-    let audit = audit_equal(&scratch, &[PYTHON, "-c", script], || {
+                  os.write(out, b'done'); os.close(out)\n"
+    );
+    let audit = audit_equal(&scratch, &[PYTHON, "-c", &script], || {
         let _ = std::fs::remove_file(scratch.work().join("out.txt"));
     });
     assert_eq!(
@@ -847,6 +855,70 @@ fn descriptor_numbers_reused_after_a_silent_close_are_recorded_exactly() {
         BTreeSet::from([scratch.path("input.txt"), scratch.path("sub/inner.txt")])
     );
     assert_eq!(data_paths(&audit.manifest, "outputs"), BTreeSet::from([scratch.path("out.txt")]));
+}
+
+/// A process whose dedup slot (`tgid % 2048`) a followed process holds goes
+/// without one: its repeated opens and their closes are all sent, and the
+/// holder keeps its own silent descriptors. The child is given such a pid
+/// through `ns_last_pid` (retried: other processes on the host take pids
+/// too, so the number of tries, and of children, varies: only the files are
+/// compared with strace's).
+#[test]
+fn a_process_sharing_a_dedup_slot_with_a_followed_one_is_recorded_exactly() {
+    let scratch = Scratch::new();
+    scratch.write("a.txt", "holder");
+    scratch.write("b.txt", "collider");
+    scratch.write("sub/inner.txt", "inner");
+    let script = format!(
+        "import os\n\
+                  work = os.getcwd()\n\
+                  def read(name):\n\
+                  \x20   fd = os.open(os.path.join(work, name), os.O_RDONLY)\n\
+                  \x20   os.read(fd, 8)\n\
+                  \x20   os.close(fd)\n\
+                  \x20   return fd\n\
+                  for _ in range(3): fd = read('a.txt')\n\
+                  me = os.getpid()\n\
+                  pid_max = int(open('/proc/sys/kernel/pid_max').read())\n\
+                  targets = [t for k in range(1, 16) for t in (me + k * 2048, me - k * 2048) if 300 < t < pid_max]\n\
+                  child = None\n\
+                  for target in targets * 5:\n\
+                  \x20   with open('/proc/sys/kernel/ns_last_pid', 'w') as f: f.write(str(target - 1))\n\
+                  \x20   pid = os.fork()\n\
+                  \x20   if pid == 0:\n\
+                  \x20       if os.getpid() != target: os._exit(3)\n\
+                  \x20       for _ in range(3): read('b.txt')\n\
+                  \x20       r, w = os.pipe(); os.close(r); os.close(w)\n\
+                  \x20       open(os.path.join(work, 'b-out.txt'), 'w').write('b')\n\
+                  \x20       os._exit(0)\n\
+                  \x20   if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0:\n\
+                  \x20       child = pid\n\
+                  \x20       break\n\
+                  assert child, f'no child got a pid sharing a slot with {{me}}'\n\
+                  for _ in range(3): fd = read('a.txt')\n\
+                  {SILENT_NUMBER_REUSED}\
+                  open(os.path.join(work, 'a-out.txt'), 'w').write('a')\n"
+    );
+    let audits = scratch.audit_both(&[PYTHON, "-c", &script], || {
+        for name in ["a-out.txt", "b-out.txt"] {
+            let _ = std::fs::remove_file(scratch.work().join(name));
+        }
+    });
+    for audit in &audits {
+        assert_complete(audit);
+        assert_eq!(
+            data_paths(&audit.manifest, "inputs"),
+            BTreeSet::from([scratch.path("a.txt"), scratch.path("b.txt"), scratch.path("sub/inner.txt")]),
+            "{}",
+            audit.manifest["backend"]
+        );
+        assert_eq!(
+            data_paths(&audit.manifest, "outputs"),
+            BTreeSet::from([scratch.path("a-out.txt"), scratch.path("b-out.txt")]),
+            "{}",
+            audit.manifest["backend"]
+        );
+    }
 }
 
 /// The kernel drops a repeated fact (hashing paths up to 512 bytes: 128 read

@@ -335,7 +335,15 @@ pub const SEEN_FACT_SETS: u32 = 1 << 14;
 /// open of a higher one is always sent.
 pub const SILENT_FD_LIMIT: u32 = 1024;
 
-/// The value of the `PROCESS_DEDUP` map, per traced process (thread group).
+/// Slots of the `DEDUP_SLOTS` array (a power of two): process `tgid` holds
+/// slot `tgid % PROCESS_DEDUP_SLOTS` unless a followed process holds it (it
+/// then goes without: its facts are all sent). A slot is an array read the
+/// verifier inlines, where a hash map's lookup was a call, a hash and a
+/// bucket walk (two an open and its close: 2% of an open loop's time).
+pub const PROCESS_DEDUP_SLOTS: u32 = 1 << 11;
+
+/// A slot of the `DEDUP_SLOTS` array: a traced process's (thread group's)
+/// epoch and silent descriptors.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessDedup {
@@ -345,9 +353,11 @@ pub struct ProcessDedup {
     /// The audit id plus one once the process's first 32-bit syscall was
     /// reported to that audit (0: not reported).
     pub ia32_reported: u64,
+    /// The process (thread-group id) that holds the slot, 0 if none.
+    pub owner: u64,
     /// Keeps `silent_fds`, which the process's threads write, off the cache
-    /// line the epoch is read from at every lookup.
-    pub _apart: [u64; 6],
+    /// line the epoch and owner are read from at every lookup.
+    pub _apart: [u64; 5],
     /// Byte `fd` is 1 when descriptor `fd` came from an open that was not
     /// sent (the same fact sent already), so that its close is not sent
     /// either; 0 once a call that is sent (an open, a dup, an io_uring
@@ -449,12 +459,12 @@ pub mod maps {
     /// absolute paths sent already (not sent again by the same process
     /// image in the same cell).
     pub const SEEN_FACTS: &str = "SEEN_FACTS";
-    /// `HashMap<u32 tgid, ProcessDedup>`: each traced process's epoch and
-    /// silent descriptors.
-    pub const PROCESS_DEDUP: &str = "PROCESS_DEDUP";
-    /// `PerCpuArray<ProcessDedup>` of one entry, where a new process's entry
-    /// is made.
-    pub const NEW_PROCESS_DEDUP: &str = "NEW_PROCESS_DEDUP";
+    /// `Array<ProcessDedup>` of [`super::PROCESS_DEDUP_SLOTS`]: traced
+    /// processes' epochs and silent descriptors, at their ids' slots.
+    pub const DEDUP_SLOTS: &str = "DEDUP_SLOTS";
+    /// `PerCpuArray<ProcessDedup>` of one entry, where a process's fresh
+    /// slot is made.
+    pub const FRESH_SLOT: &str = "FRESH_SLOT";
     /// `HashMap<u32 audit id, u32>`: the audits of users other than root,
     /// which do not follow a process past a setuid or setgid exec.
     pub const USER_AUDITS: &str = "USER_AUDITS";
@@ -475,8 +485,8 @@ pub mod maps {
         SCRATCH,
         EXEC_SCRATCH,
         SEEN_FACTS,
-        PROCESS_DEDUP,
-        NEW_PROCESS_DEDUP,
+        DEDUP_SLOTS,
+        FRESH_SLOT,
         IO_URING_REQUESTS,
         EXIT_HANDLERS,
         TASK_AUDITS,

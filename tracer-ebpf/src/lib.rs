@@ -54,14 +54,14 @@ use tracer_common::{
     BinprmOffsets, CredOffsets, EventHeader, EventKind, FactKey, FileOffsets, ProcessDedup, SeenFactSet,
     SharingOffsets, SyscallRegs, ARGV_MAX, EXEC_SCRATCH_SIZE, FLAG_ARGV_TRUNCATED, FLAG_EXEC_FROM_FD,
     FLAG_IO_URING_DIRECT, FLAG_IO_URING_REQUEST, FLAG_STR0_TRUNCATED, FLAG_STR1_TRUNCATED, HEADER_SIZE, PATH_MAX,
-    RDONLY_CAST_PLACEHOLDER, SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS, SILENT_FD_LIMIT, SYSCALL_REGS_SPAN_MAX,
-    SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS, TS_COMPAT,
+    PROCESS_DEDUP_SLOTS, RDONLY_CAST_PLACEHOLDER, SCRATCH_SIZE, SEEN_FACT_SETS, SEEN_FACT_WAYS, SILENT_FD_LIMIT,
+    SYSCALL_REGS_SPAN_MAX, SYSCALL_REGS_WINDOW_MAX, SYSCALL_SLOTS, TS_COMPAT,
 };
 
 mod dedup;
 mod io_uring;
 
-use dedup::{close_is_silent, emit_path_fact, new_epoch, new_process, not_silent, process_dedup, PROCESS_DEDUP};
+use dedup::{close_is_silent, emit_path_fact, new_epoch, new_process, not_silent, process_dedup, process_exited};
 
 const MAX_TASKS: u32 = 65536;
 
@@ -998,7 +998,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let head = header(EventKind::Exit, audit_id, 0, [status, group_dead as u64, 0]);
     unfollow(tid);
     if group_dead != 0 {
-        let _ = PROCESS_DEDUP.remove(head.tgid);
+        process_exited(head.tgid);
     }
     emit_header(head);
     0
