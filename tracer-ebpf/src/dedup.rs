@@ -173,12 +173,13 @@ fn clear_words<const WORDS: usize>(words: *mut u64) {
     }
 }
 
-/// A hash of the words at `words` that hold a path of `len` bytes (its NUL
-/// included; zeros after it), at most `WORDS` of them: a storm's paths take
-/// 6 of a short path's 16 (a stat 20–35 ns less, `bench programs`).
+/// The hash of the words at `words` that hold a path of `len` bytes (its NUL
+/// included; zeros after it), at most `WORDS` of them (see tracer-common's
+/// `FactKey::path_hash_step`): a storm's paths take 6 of a short path's 16
+/// (a stat 20–35 ns less, `bench programs`).
 #[inline(always)]
 fn hash_words<const WORDS: usize>(words: *const u64, len: usize) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hash = FactKey::PATH_HASH_SEED;
     // The loop tests a count made from `len` by a shift, not `len` itself:
     // the verifier narrows a length tested at each word into 16 states it
     // walks the rest of the program with (20 ms more a standalone start);
@@ -189,9 +190,7 @@ fn hash_words<const WORDS: usize>(words: *const u64, len: usize) -> u64 {
             break;
         }
         // SAFETY: inside the scratch buffer, at an 8-byte boundary.
-        let value = unsafe { words.add(word).read() };
-        hash = (hash ^ value).wrapping_mul(0x0100_0000_01b3);
-        hash ^= hash >> 29;
+        hash = FactKey::path_hash_step(hash, unsafe { words.add(word).read() });
     }
     hash
 }
