@@ -323,7 +323,7 @@ impl FactKey {
     /// process image states about one path (its lookups and opens) share a
     /// set, one cache line. The set is the top bits of a product, which
     /// every bit of the path's hash reaches: 2,000 paths that differ only in
-    /// their last digits took a few hundred sets when the set was a band of
+    /// their last digits took about 200 sets when the set was a band of
     /// the hash's bits, and evicted one another on every pass of a storm.
     #[inline(always)]
     pub fn set(&self) -> u32 {
