@@ -989,8 +989,10 @@ fn passes_over_many_files_after_the_first_send_next_to_nothing() {
         audit.manifest["stats"]["events"].as_u64().expect("events")
     };
     let (one_pass, four_passes) = (events("1"), events("4"));
+    // By hand, one pass and four sent the same 8,421 events (a few more
+    // allowed: the interpreter's start-up is not this test's concern).
     assert!(
-        four_passes < one_pass + 500,
+        four_passes < one_pass + 40,
         "one pass sent {one_pass} events, four passes {four_passes}: the later passes' facts were sent again"
     );
 }
