@@ -264,6 +264,16 @@ impl Daemon {
         Ok(Daemon { process, socket: socket.to_path_buf(), _stderr: stderr })
     }
 
+    /// Its process id (it holds the programs it loaded).
+    pub fn pid(&self) -> u32 {
+        self.process.pid().unsigned_abs()
+    }
+
+    /// The socket it listens on.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     fn cpu_seconds(&self) -> Result<f64> {
         measure::proc_cpu_seconds(self.process.pid()).context("the daemon's CPU time (did it die?)")
     }

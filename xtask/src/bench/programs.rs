@@ -9,10 +9,7 @@
 use std::{path::Path, process::Command, time::Duration};
 
 use anyhow::{bail, Context, Result};
-use aya::{
-    programs::loaded_programs,
-    sys::{enable_stats, Stats},
-};
+use aya::sys::{enable_stats, Stats};
 
 use super::{
     modes::Daemon,
@@ -32,18 +29,26 @@ const LOOPS: [(&str, &str); 5] = [
     ("dup", "a dup (sent) and its close (sent)"),
 ];
 
-/// The daemon's programs' run time and runs so far (every program loaded on
-/// the host that bears the name of one of reprotrace's: run it alone).
-fn program_totals() -> Result<(Duration, u64)> {
-    let names: Vec<&str> = tracer_common::programs().map(|program| program.symbol).collect();
+/// The run time and runs so far of the programs daemon `pid` holds, read
+/// from its descriptors' `/proc` entries (a program's show `run_time_ns` and
+/// `run_cnt`). Not every program on the host that bears one of reprotrace's
+/// names: a daemon stopped just before leaves its programs loaded for a
+/// moment, and a sum over programs that vanish between two readings went
+/// backwards (a loop measured at 0 ns).
+fn program_totals(pid: u32) -> Result<(Duration, u64)> {
+    let dir = format!("/proc/{pid}/fdinfo");
     let mut totals = (Duration::ZERO, 0);
-    for info in loaded_programs() {
-        let info = info.context("reading a loaded program's info")?;
-        // The kernel keeps 15 bytes of a name.
-        let name = String::from_utf8_lossy(info.name());
-        if names.iter().any(|symbol| !name.is_empty() && symbol.starts_with(name.as_ref())) {
-            totals.0 += info.run_time();
-            totals.1 += info.run_count();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list {dir} (did the daemon die?)"))? {
+        // A descriptor closed since the listing: not a program of the daemon's.
+        let Ok(info) = std::fs::read_to_string(entry.context("listing the daemon's descriptors")?.path()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            info.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')?.trim().parse::<u64>().ok())
+        };
+        if let (Some(time), Some(runs)) = (field("run_time_ns"), field("run_cnt")) {
+            totals.0 += Duration::from_nanos(time);
+            totals.1 += runs;
         }
     }
     Ok(totals)
@@ -51,16 +56,16 @@ fn program_totals() -> Result<(Duration, u64)> {
 
 /// One audited run of `kind`'s loop; returns the programs' nanoseconds a
 /// run and a call.
-fn measure(reprotrace: &Path, socket: &Path, loop_binary: &Path, kind: &str, file: &Path) -> Result<(f64, f64)> {
+fn measure(reprotrace: &Path, daemon: &Daemon, loop_binary: &Path, kind: &str, file: &Path) -> Result<(f64, f64)> {
     let audit = |measured: bool| -> Result<(Duration, u64)> {
         let stats = match measured {
             true => Some(enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS (needs root)")?),
             false => None,
         };
-        let before = program_totals()?;
+        let before = program_totals(daemon.pid())?;
         let status = Command::new(reprotrace)
             .args(["run", "-q", "--socket"])
-            .arg(socket)
+            .arg(daemon.socket())
             .args(["-o", "/dev/null", "--"])
             .arg(loop_binary)
             .arg(kind)
@@ -71,7 +76,7 @@ fn measure(reprotrace: &Path, socket: &Path, loop_binary: &Path, kind: &str, fil
         if !status.success() {
             bail!("the audit of the {kind} loop failed ({status})");
         }
-        let after = program_totals()?;
+        let after = program_totals(daemon.pid())?;
         drop(stats);
         Ok((after.0.saturating_sub(before.0), after.1.saturating_sub(before.1)))
     };
@@ -90,9 +95,9 @@ pub fn main(reprotrace: &Path, places: &Places) -> Result<()> {
     let mut rows = Vec::new();
     for floor in [true, false] {
         // Stopped when dropped, after its loops.
-        let _daemon = Daemon::start(reprotrace, &socket, floor)?;
+        let daemon = Daemon::start(reprotrace, &socket, floor)?;
         for (kind, _) in LOOPS {
-            rows.push(measure(reprotrace, &socket, &loop_binary, kind, &file)?);
+            rows.push(measure(reprotrace, &daemon, &loop_binary, kind, &file)?);
         }
     }
     let (floors, works) = rows.split_at(LOOPS.len());
