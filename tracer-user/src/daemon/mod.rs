@@ -23,23 +23,20 @@ use std::{
     io,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{
-        unix::{OwnedReadHalf, OwnedWriteHalf},
-        UnixListener, UnixStream,
-    },
+    io::AsyncReadExt,
+    net::{unix::OwnedReadHalf, UnixListener, UnixStream},
     sync::mpsc,
 };
+
+mod backlog;
+
+use backlog::{Backlog, Queued};
 
 use crate::{
     interrupts::Signals,
@@ -54,10 +51,9 @@ use crate::{
     },
 };
 
-/// How much of an audit's stream may wait for a slow reader before its events
-/// are dropped (and counted as lost for that audit): the daemon's memory stays
-/// bounded whatever its clients do.
-const MAX_QUEUED_BYTES: usize = 256 << 20;
+/// Bytes of events gathered for a client before they are queued for it: a
+/// drain can take the whole ring buffer, which then goes out in pieces.
+const BATCH_BYTES: usize = 1 << 20;
 
 pub struct DaemonSettings {
     pub socket: PathBuf,
@@ -97,15 +93,16 @@ impl Attachment {
 
 /// One audit being served.
 struct Client {
-    outbox: mpsc::UnboundedSender<Bytes>,
-    /// Frames gathered during the current drain, sent as one write.
+    /// What waits for the client's socket.
+    backlog: Backlog,
+    /// Frames gathered during the current drain, queued together.
     batch: BytesMut,
-    /// Bytes handed to the writer and not yet written to the socket.
-    queued: Arc<AtomicUsize>,
+    /// The events in `batch`.
+    batch_records: u64,
     counters_at_start: KernelCounters,
     /// The connected user: root may follow any task, others their own.
     uid: u32,
-    /// Records dropped because the client did not keep up.
+    /// Records dropped because the client did not keep up (its backlog full).
     overflowed: u64,
     /// Records that could not be attributed to any audit while this one ran.
     malformed: u64,
@@ -114,28 +111,35 @@ struct Client {
 
 impl Client {
     fn push(&mut self, record: &[u8]) {
-        if self.queued.load(Ordering::Relaxed) + self.batch.len() > MAX_QUEUED_BYTES {
-            self.overflowed += 1;
-            return;
-        }
-        self.records += 1;
         protocol::encode_event(&mut self.batch, record);
+        self.batch_records += 1;
+        if self.batch.len() >= BATCH_BYTES {
+            self.flush();
+        }
     }
 
     fn flush(&mut self) {
+        self.queue(false);
+    }
+
+    /// Queues the batch; `must_keep`: it ends with a reply, which is never
+    /// dropped (see [`Backlog::push`]).
+    fn queue(&mut self, must_keep: bool) {
         if self.batch.is_empty() {
             return;
         }
         let frames = self.batch.split().freeze();
-        self.queued.fetch_add(frames.len(), Ordering::Relaxed);
-        // A writer that is gone has a `Gone` on its way to the main loop.
-        let _ = self.outbox.send(frames);
+        let records = std::mem::take(&mut self.batch_records);
+        match self.backlog.push(frames, must_keep) {
+            Queued::Yes => self.records += records,
+            Queued::Dropped => self.overflowed += records,
+        }
     }
 
     fn reply(&mut self, reply: Reply) {
         // After the events gathered so far, so the stream stays in order.
         reply.encode(&mut self.batch);
-        self.flush();
+        self.queue(true);
     }
 }
 
@@ -285,14 +289,12 @@ fn admit(
         );
     }
     let (reader, writer) = stream.into_split();
-    let (outbox, inbox) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(write_frames(writer, inbox, queued.clone()));
+    let backlog = Backlog::start(writer);
     tokio::spawn(read_requests(reader, audit_id, incoming));
     let mut client = Client {
-        outbox,
+        backlog,
         batch: BytesMut::new(),
-        queued,
+        batch_records: 0,
         counters_at_start: source.counters()?,
         uid: peer.uid(),
         overflowed: 0,
@@ -301,17 +303,6 @@ fn admit(
     };
     client.reply(Reply::Hello { version: protocol::VERSION });
     Ok(client)
-}
-
-async fn write_frames(mut writer: OwnedWriteHalf, mut inbox: mpsc::UnboundedReceiver<Bytes>, queued: Arc<AtomicUsize>) {
-    while let Some(frames) = inbox.recv().await {
-        if writer.write_all(&frames).await.is_err() {
-            return;
-        }
-        queued.fetch_sub(frames.len(), Ordering::Relaxed);
-    }
-    // The audit is over (or the daemon stopping): close our side.
-    let _ = writer.shutdown().await;
 }
 
 async fn read_requests(mut reader: OwnedReadHalf, audit_id: u32, incoming: mpsc::UnboundedSender<(u32, Incoming)>) {
