@@ -13,7 +13,7 @@
 use std::{
     fs::File,
     os::unix::fs::FileExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, OnceLock,
@@ -32,7 +32,8 @@ pub const MEMORY_BOUND: usize = 8 << 20;
 pub const SPILL_BOUND: u64 = 4 << 30;
 
 /// Where the waiting stream goes when memory is full: a disk, not `/tmp`,
-/// which is often memory.
+/// which is often memory (the daemon's temporary directory if there is no
+/// `/var/tmp`).
 const SPILL_DIR: &str = "/var/tmp";
 
 /// How much of the file the writer reads at a time.
@@ -60,7 +61,8 @@ pub struct Backlog {
 struct Shared {
     in_memory: AtomicUsize,
     on_disk: AtomicU64,
-    spill_dir: PathBuf,
+    /// Where the spill file may be made, in order of preference.
+    spill_dirs: Vec<PathBuf>,
     /// Made at the first spill; `None` once it could not be (nothing more is tried).
     file: OnceLock<Option<File>>,
 }
@@ -75,15 +77,15 @@ pub enum Queued {
 impl Backlog {
     /// A backlog whose frames `writer` sends to the client, starting now.
     pub fn start(writer: OwnedWriteHalf) -> Backlog {
-        Self::start_spilling_in(writer, Path::new(SPILL_DIR))
+        Self::start_spilling_in(writer, vec![PathBuf::from(SPILL_DIR), std::env::temp_dir()])
     }
 
-    fn start_spilling_in(writer: OwnedWriteHalf, spill_dir: &Path) -> Backlog {
+    fn start_spilling_in(writer: OwnedWriteHalf, spill_dirs: Vec<PathBuf>) -> Backlog {
         let (queue, waiting) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             in_memory: AtomicUsize::new(0),
             on_disk: AtomicU64::new(0),
-            spill_dir: spill_dir.to_path_buf(),
+            spill_dirs,
             file: OnceLock::new(),
         });
         tokio::spawn(write_out(writer, waiting, shared.clone()));
@@ -110,7 +112,10 @@ impl Backlog {
             return Queued::Dropped;
         }
         // An unlinked file (O_TMPFILE), root's, that no other process can open.
-        let made = self.shared.file.get_or_init(|| tempfile::tempfile_in(&self.shared.spill_dir).ok());
+        let made = self
+            .shared
+            .file
+            .get_or_init(|| self.shared.spill_dirs.iter().find_map(|dir| tempfile::tempfile_in(dir).ok()));
         let Some(file) = made else { return Queued::Dropped };
         if file.write_all_at(&frames, self.spill_end).is_err() {
             return Queued::Dropped;
@@ -184,7 +189,7 @@ mod tests {
             let spill_dir = tempfile::tempdir().expect("spill dir");
             let (daemon_side, mut client_side) = tokio::net::UnixStream::pair().expect("socket pair");
             let (_, writer) = daemon_side.into_split();
-            let mut backlog = Backlog::start_spilling_in(writer, spill_dir.path());
+            let mut backlog = Backlog::start_spilling_in(writer, vec![spill_dir.path().to_path_buf()]);
             let frame_len = 1 << 20;
             let frames = 3 * MEMORY_BOUND / frame_len;
             let mut most_in_memory = 0;
@@ -212,7 +217,7 @@ mod tests {
         runtime.block_on(async {
             let (daemon_side, _client_side) = tokio::net::UnixStream::pair().expect("socket pair");
             let (_, writer) = daemon_side.into_split();
-            let mut backlog = Backlog::start_spilling_in(writer, Path::new("/nonexistent"));
+            let mut backlog = Backlog::start_spilling_in(writer, vec![PathBuf::from("/nonexistent")]);
             let filler = Bytes::from(vec![0; MEMORY_BOUND]);
             assert_eq!(backlog.push(filler, false), Queued::Yes);
             assert_eq!(backlog.push(Bytes::from_static(b"event"), false), Queued::Dropped, "no spill file");
