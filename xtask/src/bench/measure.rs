@@ -238,7 +238,11 @@ pub fn proc_cpu_seconds(pid: libc::pid_t) -> Result<f64> {
 
 /// A `/proc/PID/status` field's number (`VmHWM`, `TracerPid`, ...).
 pub fn proc_status_number(pid: libc::pid_t, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    field_number(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?, field)
+}
+
+/// The number of a `field:\tvalue [unit]` line of a `/proc` file's `text`.
+pub fn field_number(text: &str, field: &str) -> Option<u64> {
     text.lines()
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|value| value.split_whitespace().next()?.parse().ok())

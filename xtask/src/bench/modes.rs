@@ -265,8 +265,8 @@ impl Daemon {
     }
 
     /// Its process id (it holds the programs it loaded).
-    pub fn pid(&self) -> u32 {
-        self.process.pid().unsigned_abs()
+    pub fn pid(&self) -> libc::pid_t {
+        self.process.pid()
     }
 
     /// The socket it listens on.

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use aya::sys::{enable_stats, Stats};
 
 use super::{
+    measure,
     modes::Daemon,
     workloads::{compile, Places},
 };
@@ -35,7 +36,7 @@ const LOOPS: [(&str, &str); 5] = [
 /// names: a daemon stopped just before leaves its programs loaded for a
 /// moment, and a sum over programs that vanish between two readings went
 /// backwards (a loop measured at 0 ns).
-fn program_totals(pid: u32) -> Result<(Duration, u64)> {
+fn program_totals(pid: libc::pid_t) -> Result<(Duration, u64)> {
     let dir = format!("/proc/{pid}/fdinfo");
     let mut totals = (Duration::ZERO, 0);
     for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list {dir} (did the daemon die?)"))? {
@@ -43,9 +44,7 @@ fn program_totals(pid: u32) -> Result<(Duration, u64)> {
         let Ok(info) = std::fs::read_to_string(entry.context("listing the daemon's descriptors")?.path()) else {
             continue;
         };
-        let field = |name: &str| {
-            info.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')?.trim().parse::<u64>().ok())
-        };
+        let field = |name| measure::field_number(&info, name);
         if let (Some(time), Some(runs)) = (field("run_time_ns"), field("run_cnt")) {
             totals.0 += Duration::from_nanos(time);
             totals.1 += runs;
