@@ -393,6 +393,39 @@ impl Drop for TestUser {
     }
 }
 
+/// The nice values in `stats`, lines of `/proc/PID/task/TID/stat` (one a
+/// thread: Linux keeps nice values per thread).
+pub fn nice_values(stats: &str) -> Vec<i32> {
+    stats
+        .lines()
+        .map(|stat| {
+            // Field 19; the command name before it, in parentheses, may hold spaces.
+            let after_name = &stat[stat.rfind(')').expect("a stat line") + 1..];
+            after_name.split_whitespace().nth(16).and_then(|nice| nice.parse().ok()).expect("a nice value")
+        })
+        .collect()
+}
+
+/// Runs `sh -c 'nice; cat /proc/$PPID/task/*/stat'` under `reprotrace run
+/// OPTIONS…`, itself started at nice 5. Returns the command's nice value and
+/// those of reprotrace's threads.
+pub fn priorities_under(options: &[&str], manifest: &Path) -> (i32, Vec<i32>) {
+    let output = Command::new("nice")
+        .args(["-n", "5"])
+        .arg(reprotrace_bin())
+        .args(["run", "-q"])
+        .args(options)
+        .arg("-o")
+        .arg(manifest)
+        .args(["--", "sh", "-c", "nice; cat /proc/$PPID/task/*/stat"])
+        .output()
+        .expect("nice reprotrace run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (command, reprotrace) = stdout.split_once('\n').expect("the command's nice value, then reprotrace's threads");
+    (command.trim().parse().expect("a nice value"), nice_values(reprotrace))
+}
+
 /// Waits until `path` exists (two minutes at most), naming `what` waited for
 /// when it never does.
 pub fn wait_for(path: &Path, what: &str) {

@@ -314,6 +314,18 @@ fn an_open_storm_from_threads_loses_nothing() {
     }
 }
 
+/// The thread that reads the ring buffer outruns the command (a command with
+/// more threads than the host has cores left it a thread's share of them, and
+/// the kernel dropped the events it had no room for); the command keeps the
+/// priority reprotrace was started with.
+#[test]
+fn the_ring_reader_outruns_the_command_which_keeps_its_priority() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (command, reprotrace) = reprotrace_tests::priorities_under(&["--no-daemon"], &dir.path().join("nice.json"));
+    assert_eq!(command, 5, "the command runs at the priority reprotrace was given");
+    assert!(reprotrace.contains(&-10), "one of reprotrace's threads reads the ring at nice -10: {reprotrace:?}");
+}
+
 /// With a ring buffer too small for the burst, the loss is counted, the
 /// manifest says it is incomplete, and the summary warns.
 #[test]

@@ -16,7 +16,6 @@
 pub mod access;
 pub mod attach;
 pub mod audit;
-pub mod background;
 pub mod bundle;
 pub mod cache;
 pub mod classify;
@@ -41,6 +40,7 @@ pub mod merge;
 mod name_table;
 pub mod notebook;
 pub mod pipeline;
+pub mod priority;
 pub mod privilege;
 pub mod progress;
 pub mod redact;

@@ -226,7 +226,7 @@ fn replace_secret(pattern: &Regex, text: &str) -> String {
 /// for them, and a thread that cannot start leaves them to be compiled then.
 fn prepare() {
     // Detached: the process may end first, as an audit that fails does.
-    drop(crate::background::spawn_at_lowest_priority("redact-patterns", || {
+    drop(crate::priority::spawn_at_lowest_priority("redact-patterns", || {
         LazyLock::force(&KEY_FORMATS);
     }));
 }

@@ -64,7 +64,7 @@ impl IndexBuilder {
     /// user an audit under sudo is for).
     pub fn start(owner: Option<Credentials>) -> Self {
         let (paths, incoming) = mpsc::channel::<Vec<u8>>();
-        let worker = crate::background::spawn_at_lowest_priority("software-index", move || {
+        let worker = crate::priority::spawn_at_lowest_priority("software-index", move || {
             // The paths come from the user's run: never followed as root.
             let _acting = ActingAs::maybe(owner.as_ref()).map_err(IndexError::Credentials)?;
             let dpkg = dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR), crate::cache::dir().as_deref())?;
