@@ -36,12 +36,15 @@ pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis
 /// `bpf_map_update_elem` flag: insert only if the key is absent.
 const BPF_NOEXIST: u64 = 1;
 
-/// Default ring buffer size, from a measurement (docs/benchmarks.md): a
-/// burst of a million distinct stats from two threads, some 700k events/s
-/// (what tracing lets this kind of machine make), lost nothing with 8 MiB and
-/// 13% with 4 MiB. Twice the smallest size that lost nothing: 16 MiB, mapped
-/// twice by the consumer, keeps an audit's peak RSS near 55 MiB.
-pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 * 1024 * 1024;
+/// Default ring buffer size, from a measurement (docs/benchmarks.md): with
+/// its reader raised above the command (`crate::priority`), ten million
+/// open and close events at 1.56 million a second, from 4 to 32 threads on
+/// 2 cores, lost nothing with 4 MiB, standalone or through the daemon, and
+/// 21,509 with 2 MiB from 16 threads; a burst of 400,000 stats of distinct
+/// 120-byte paths lost nothing with 2 MiB. Twice the smallest size that lost
+/// nothing: 8 MiB, which the consumer maps twice (16 MiB of its resident
+/// memory).
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
