@@ -406,10 +406,27 @@ pub fn nice_values(stats: &str) -> Vec<i32> {
         .collect()
 }
 
-/// Runs `sh -c 'nice; cat /proc/$PPID/task/*/stat'` under `reprotrace run
-/// OPTIONS…`, itself started at nice 5. Returns the command's nice value and
-/// those of reprotrace's threads.
-pub fn priorities_under(options: &[&str], manifest: &Path) -> (i32, Vec<i32>) {
+/// What `reprotrace run OPTIONS… -- sh …`, started at nice 5, showed its
+/// command: the command's nice value, those of reprotrace's threads and
+/// those of `watched`'s (reprotrace's when `None`). With a `burst`, the
+/// command first reads every file in it, then waits (5 s at most) for one of
+/// `watched`'s threads to run at nice -10: the ring reader raised as it falls
+/// behind.
+pub fn priorities_under(
+    options: &[&str],
+    manifest: &Path,
+    burst: Option<&Path>,
+    watched: Option<u32>,
+) -> (i32, Vec<i32>, Vec<i32>) {
+    const SCRIPT: &str = r#"watched=${2:-$PPID}
+if [ -n "$1" ]; then
+    cat "$1"/* > /dev/null
+    tries=0
+    until cat /proc/$watched/task/*/stat | awk '{print $19}' | grep -qx -- -10; do
+        tries=$((tries + 1)); [ $tries -gt 100 ] && break; sleep 0.05
+    done
+fi
+nice; cat /proc/$PPID/task/*/stat; echo ---; cat /proc/$watched/task/*/stat"#;
     let output = Command::new("nice")
         .args(["-n", "5"])
         .arg(reprotrace_bin())
@@ -417,13 +434,27 @@ pub fn priorities_under(options: &[&str], manifest: &Path) -> (i32, Vec<i32>) {
         .args(options)
         .arg("-o")
         .arg(manifest)
-        .args(["--", "sh", "-c", "nice; cat /proc/$PPID/task/*/stat"])
+        .args(["--", "sh", "-c", SCRIPT, "sh"])
+        .arg(burst.map(Path::as_os_str).unwrap_or_default())
+        .arg(watched.map(|pid| pid.to_string()).unwrap_or_default())
         .output()
         .expect("nice reprotrace run");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let (command, reprotrace) = stdout.split_once('\n').expect("the command's nice value, then reprotrace's threads");
-    (command.trim().parse().expect("a nice value"), nice_values(reprotrace))
+    let (command, rest) = stdout.split_once('\n').expect("the command's nice value, then reprotrace's threads");
+    let (reprotrace, watched) = rest.split_once("---\n").expect("reprotrace's threads, then the watched ones");
+    (command.trim().parse().expect("a nice value"), nice_values(reprotrace), nice_values(watched))
+}
+
+/// `count` small files in a new directory `name` under `dir`, for a burst of
+/// events.
+pub fn burst_files(dir: &Path, name: &str, count: usize) -> PathBuf {
+    let burst = dir.join(name);
+    std::fs::create_dir(&burst).expect("burst dir");
+    for index in 0..count {
+        std::fs::write(burst.join(format!("f{index:05}")), b"x").expect("burst file");
+    }
+    burst
 }
 
 /// Waits until `path` exists (two minutes at most), naming `what` waited for

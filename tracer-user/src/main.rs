@@ -575,7 +575,11 @@ fn main() -> ExitCode {
             return ExitCode::from(REPROTRACE_FAILED);
         }
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_start(reprotrace::priority::for_threads_started_later())
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("reprotrace: error: cannot start the runtime: {err}");

@@ -40,7 +40,7 @@ use backlog::{Backlog, Queued};
 
 use crate::{
     interrupts::Signals,
-    priority, privilege,
+    privilege,
     source::{
         ebpf::{
             decode,
@@ -160,8 +160,6 @@ pub async fn serve(settings: DaemonSettings) -> anyhow::Result<i32> {
             return Err(err.into());
         }
     };
-    // This thread reads the ring buffer, for every audit.
-    priority::raise_ring_reader();
     let mut signals = Signals::new()?;
     if !settings.quiet {
         let idle = match settings.idle_detach {

@@ -23,7 +23,7 @@ use aya::{
 use tokio::io::unix::AsyncFd;
 use tracer_common::{counters, globals, maps, programs, syscalls::SYSCALLS, Attach, ProgramSpec};
 
-use crate::event::Tid;
+use crate::{event::Tid, priority::ReaderPriority};
 pub use decode::DecodeError;
 pub use preflight::PreflightError;
 
@@ -124,6 +124,8 @@ pub struct KernelPrograms {
     /// The io_uring programs can run here (the kernel has the tracepoints
     /// and the request layout they read).
     sees_io_uring: bool,
+    /// The reader's, raised while it falls behind the kernel.
+    priority: ReaderPriority,
 }
 
 impl KernelPrograms {
@@ -194,7 +196,15 @@ impl KernelPrograms {
         // SAFETY: the ring buffer owns its descriptor and keeps it open while the
         // AsyncFd holds it; we never replace or close it.
         let ring = unsafe { AsyncFd::register(ring) }.map_err(|err| EbpfError::Io(err.into()))?;
-        Ok(KernelPrograms { ebpf, ring, _dispatch: dispatch, task_audits, links: Vec::new(), sees_io_uring })
+        Ok(KernelPrograms {
+            ebpf,
+            ring,
+            _dispatch: dispatch,
+            task_audits,
+            links: Vec::new(),
+            sees_io_uring,
+            priority: ReaderPriority::for_ring_of(ring_bytes as usize),
+        })
     }
 
     /// Attaches every program to its tracepoint (a few milliseconds: the
@@ -325,14 +335,22 @@ impl KernelPrograms {
     }
 
     /// Hands every record already in the ring buffer to `sink`, without
-    /// waiting. Returns the number of records read.
+    /// waiting. Returns the number of records read. The calling thread is
+    /// the reader whose priority [`ReaderPriority`] keeps.
     pub fn drain(&mut self, sink: &mut impl FnMut(&[u8])) -> usize {
         let ring = self.ring.get_mut();
-        let mut read = 0;
+        let (mut read, mut bytes) = (0, 0);
         while let Some(record) = ring.next() {
             read += 1;
+            bytes += record.len();
+            if self.priority.is_behind(bytes) {
+                self.priority.fell_behind();
+                // Counted again from here: a drain that goes on says so again.
+                bytes = 0;
+            }
             sink(&record);
         }
+        self.priority.drained();
         read
     }
 

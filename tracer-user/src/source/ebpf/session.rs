@@ -13,7 +13,6 @@ use super::{
 use crate::{
     event::{Event, ExistingProcess, Tid},
     launch::{self, LaunchError, LaunchSpec},
-    priority,
     snapshot::{self, SnapshotError},
     source::{Counters, Launched, Source, SourceError},
 };
@@ -88,7 +87,6 @@ impl Session {
     pub async fn launch(options: &SessionOptions, spec: &LaunchSpec) -> Result<(Session, Launched), SessionError> {
         let mut session = Session::open(options).await?;
         let child = launch::spawn_gated(spec)?;
-        session.raise_ring_reader();
         let root = child.pid();
         if let Err(err) = session.follow(&[root]).await {
             child.abandon();
@@ -108,7 +106,6 @@ impl Session {
         snapshot: Vec<ExistingProcess>,
     ) -> Result<(Session, Vec<ExistingProcess>), SessionError> {
         let mut session = Session::open(options).await?;
-        session.raise_ring_reader();
         let tids: Vec<Tid> = snapshot.iter().flat_map(|process| process.threads.iter().copied()).collect();
         session.follow(&tids).await?;
         let mut followed = snapshot;
@@ -126,16 +123,6 @@ impl Session {
             if !found {
                 return Ok((session, followed));
             }
-        }
-    }
-
-    /// Programs loaded here are read by this thread: it must outrun the tasks
-    /// it follows (a daemon's reader raises itself; this process then only
-    /// reads a socket, whose backlog the daemon keeps, so it stays where the
-    /// user put it).
-    fn raise_ring_reader(&self) {
-        if matches!(self.programs, Programs::Local { .. }) {
-            priority::raise_ring_reader();
         }
     }
 
