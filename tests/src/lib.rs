@@ -410,8 +410,8 @@ pub fn nice_values(stats: &str) -> Vec<i32> {
 /// command: the command's nice value, those of reprotrace's threads and
 /// those of `watched`'s (reprotrace's when `None`). With a `burst`, the
 /// command first reads every file in it, then waits (5 s at most) for one of
-/// `watched`'s threads to run at nice -10: the ring reader raised as it falls
-/// behind.
+/// `watched`'s threads to run at nice -10: the ring reader raised once the
+/// events came.
 pub fn priorities_under(
     options: &[&str],
     manifest: &Path,

@@ -23,7 +23,7 @@ use aya::{
 use tokio::io::unix::AsyncFd;
 use tracer_common::{counters, globals, maps, programs, syscalls::SYSCALLS, Attach, ProgramSpec};
 
-use crate::{event::Tid, priority::ReaderPriority};
+use crate::event::Tid;
 pub use decode::DecodeError;
 pub use preflight::PreflightError;
 
@@ -37,14 +37,12 @@ pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis
 const BPF_NOEXIST: u64 = 1;
 
 /// Default ring buffer size, from a measurement (docs/benchmarks.md): with
-/// its reader raised above the command (`crate::priority`), ten million
-/// open and close events at 1.56 million a second, from 4 to 32 threads on
-/// 2 cores, lost nothing with 4 MiB, standalone or through the daemon, and
-/// 21,509 with 2 MiB from 16 threads; a burst of 400,000 stats of distinct
-/// 120-byte paths lost nothing with 2 MiB. Twice the smallest size that lost
-/// nothing: 8 MiB, which the consumer maps twice (16 MiB of its resident
-/// memory).
-pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 * 1024 * 1024;
+/// its reader raised above the command (`crate::priority`), a burst of
+/// 400,000 stats of distinct 120-byte paths from 16 threads on 2 cores lost
+/// nothing in 10 runs through 16 MiB, and events in 2 of 10 through 8 MiB
+/// (ten million short events from 4 to 32 threads lost nothing with 4 MiB).
+/// 16 MiB, which the consumer maps twice: 32 MiB of its resident memory.
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
@@ -124,8 +122,9 @@ pub struct KernelPrograms {
     /// The io_uring programs can run here (the kernel has the tracepoints
     /// and the request layout they read).
     sees_io_uring: bool,
-    /// The reader's, raised while it falls behind the kernel.
-    priority: ReaderPriority,
+    /// The reader (the thread that drains) has raised itself above the tasks
+    /// it follows (`crate::priority`).
+    reader_raised: bool,
 }
 
 impl KernelPrograms {
@@ -203,7 +202,7 @@ impl KernelPrograms {
             task_audits,
             links: Vec::new(),
             sees_io_uring,
-            priority: ReaderPriority::for_ring_of(ring_bytes as usize),
+            reader_raised: false,
         })
     }
 
@@ -336,21 +335,18 @@ impl KernelPrograms {
 
     /// Hands every record already in the ring buffer to `sink`, without
     /// waiting. Returns the number of records read. The calling thread is
-    /// the reader whose priority [`ReaderPriority`] keeps.
+    /// the reader: the first records raise it above the tasks that send them.
     pub fn drain(&mut self, sink: &mut impl FnMut(&[u8])) -> usize {
         let ring = self.ring.get_mut();
-        let (mut read, mut bytes) = (0, 0);
+        let mut read = 0;
         while let Some(record) = ring.next() {
             read += 1;
-            bytes += record.len();
-            if self.priority.is_behind(bytes) {
-                self.priority.fell_behind();
-                // Counted again from here: a drain that goes on says so again.
-                bytes = 0;
-            }
             sink(&record);
         }
-        self.priority.drained();
+        if read > 0 && !self.reader_raised {
+            crate::priority::raise_ring_reader();
+            self.reader_raised = true;
+        }
         read
     }
 
