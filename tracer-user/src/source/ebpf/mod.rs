@@ -340,12 +340,14 @@ impl KernelPrograms {
         let ring = self.ring.get_mut();
         let mut read = 0;
         while let Some(record) = ring.next() {
+            // Before the first is handled: a standalone audit's reader decodes
+            // as it reads, and a burst keeps its first drain going.
+            if !self.reader_raised {
+                crate::priority::raise_ring_reader();
+                self.reader_raised = true;
+            }
             read += 1;
             sink(&record);
-        }
-        if read > 0 && !self.reader_raised {
-            crate::priority::raise_ring_reader();
-            self.reader_raised = true;
         }
         read
     }
