@@ -406,6 +406,15 @@ pub fn nice_values(stats: &str) -> Vec<i32> {
         .collect()
 }
 
+/// The nice values of `pid`'s threads.
+pub fn thread_nice_values(pid: u32) -> Vec<i32> {
+    let mut stats = String::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("its threads") {
+        stats.push_str(&std::fs::read_to_string(task.expect("a thread").path().join("stat")).expect("a stat"));
+    }
+    nice_values(&stats)
+}
+
 /// What `reprotrace run OPTIONS… -- sh …`, started at nice 5, showed its
 /// command: the command's nice value, those of reprotrace's threads and
 /// those of `watched`'s (reprotrace's when `None`). With a `burst`, the

@@ -99,11 +99,7 @@ fn audits_through_the_daemon_equal_audits_that_load_their_own_programs() {
 fn the_daemons_ring_reader_raises_itself_and_a_client_keeps_its_priority() {
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = Daemon::start(dir.path());
-    let mut idle = String::new();
-    for task in std::fs::read_dir(format!("/proc/{}/task", daemon.child.id())).expect("the daemon's threads") {
-        idle.push_str(&std::fs::read_to_string(task.expect("a thread").path().join("stat")).expect("a stat"));
-    }
-    let idle = reprotrace_tests::nice_values(&idle);
+    let idle = reprotrace_tests::thread_nice_values(daemon.child.id());
     assert!(idle.iter().all(|&nice| nice >= 0), "an idle daemon is not raised: {idle:?}");
 
     let burst = reprotrace_tests::burst_files(dir.path(), "burst", 100);

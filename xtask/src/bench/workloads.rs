@@ -204,7 +204,7 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
                     grouped(CHURN_ITERATIONS as u64),
                     grouped(STORM_FILES as u64)
                 ),
-                command: churn_command(storm.as_deref())?,
+                command: storm_mode_command(storm.as_deref(), CHURN_THREADS, CHURN_ITERATIONS, "churn")?,
                 cwd: places.scratch.clone(),
                 reset: None,
                 targets: vec![("ebpf-daemon", Target::Ratio(1.30))],
@@ -220,7 +220,12 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
                     grouped(STORM_FILES as u64),
                     grouped((2 * SUSTAINED_THREADS * SUSTAINED_OPENS_PER_THREAD) as u64)
                 ),
-                command: sustained_command(storm.as_deref())?,
+                command: storm_mode_command(
+                    storm.as_deref(),
+                    SUSTAINED_THREADS,
+                    SUSTAINED_OPENS_PER_THREAD,
+                    "relative",
+                )?,
                 cwd: places.scratch.clone(),
                 reset: None,
                 targets: vec![],
@@ -457,21 +462,17 @@ fn storm_description(opens_per_thread: usize) -> String {
     )
 }
 
-/// The churn's command line.
-fn churn_command(prepared: Option<&[OsString]>) -> Result<Vec<OsString>> {
+/// The storm's command line in one of its modes (`churn`, `relative`):
+/// the prepared program, directory and file count, then `threads` ×
+/// `iterations`.
+fn storm_mode_command(
+    prepared: Option<&[OsString]>,
+    threads: usize,
+    iterations: usize,
+    mode: &str,
+) -> Result<Vec<OsString>> {
     let mut command = prepared.context("the storm was not prepared")?[..3].to_vec();
-    command.extend([CHURN_THREADS.to_string().into(), CHURN_ITERATIONS.to_string().into(), "churn".into()]);
-    Ok(command)
-}
-
-/// The sustained stream's command line.
-fn sustained_command(prepared: Option<&[OsString]>) -> Result<Vec<OsString>> {
-    let mut command = prepared.context("the storm was not prepared")?[..3].to_vec();
-    command.extend([
-        SUSTAINED_THREADS.to_string().into(),
-        SUSTAINED_OPENS_PER_THREAD.to_string().into(),
-        "relative".into(),
-    ]);
+    command.extend([threads.to_string().into(), iterations.to_string().into(), mode.into()]);
     Ok(command)
 }
 

@@ -338,14 +338,17 @@ impl KernelPrograms {
     /// the reader: the first records raise it above the tasks that send them.
     pub fn drain(&mut self, sink: &mut impl FnMut(&[u8])) -> usize {
         let ring = self.ring.get_mut();
-        let mut read = 0;
+        let Some(first) = ring.next() else { return 0 };
+        // Before the first is handled: a standalone audit's reader decodes as
+        // it reads, and a burst keeps its first drain going.
+        if !self.reader_raised {
+            crate::priority::raise_ring_reader();
+            self.reader_raised = true;
+        }
+        sink(&first);
+        drop(first);
+        let mut read = 1;
         while let Some(record) = ring.next() {
-            // Before the first is handled: a standalone audit's reader decodes
-            // as it reads, and a burst keeps its first drain going.
-            if !self.reader_raised {
-                crate::priority::raise_ring_reader();
-                self.reader_raised = true;
-            }
             read += 1;
             sink(&record);
         }
