@@ -314,8 +314,8 @@ fn an_open_storm_from_threads_loses_nothing() {
     }
 }
 
-/// The thread that reads the ring buffer raises itself above the command
-/// once events come (a command with more threads than the host has cores
+/// The thread that reads the ring buffer runs above the command from before
+/// its first event (a command with more threads than the host has cores
 /// left it a thread's share of them, and the kernel dropped the events it had
 /// no room for); the command keeps the priority reprotrace was started with.
 #[test]

@@ -8,11 +8,12 @@
 //!   command: the kernel drops events when the ring is full, and a reader at
 //!   the command's priority gets a thread's share of the cores. A burst of
 //!   400,000 stats from 16 threads on 2 cores lost 200,000–250,000 of them
-//!   in every run, through a 16 MiB ring. So the reader raises itself once
-//!   events come, and the command, not the record of it, waits. For good: a
-//!   reader raised only once it found an eighth of the ring waiting (and
-//!   lowered after a calm second) had to be scheduled at the command's
-//!   priority to notice, and lost events in 5 such bursts of 16.
+//!   in every run, through a 16 MiB ring. So the reader is raised before the
+//!   command's first event, and the command, not the record of it, waits. A
+//!   reader raised only at its first record lost most of such a burst in 1
+//!   run of 17: that first record waited for it at the command's priority;
+//!   one raised only once it found an eighth of the ring waiting lost events
+//!   in 5 of 16.
 //!
 //! Linux keeps nice values per thread, and a new thread starts with its
 //! creator's.
@@ -57,8 +58,8 @@ pub fn for_threads_started_later() -> impl Fn() + Send + Sync + 'static {
 /// Raises the calling thread, the one that reads the ring buffer, above the
 /// tasks it follows (unless it runs at least as high already, or has not the
 /// privilege, `CAP_SYS_NICE`: what it then loses the kernel counts, and the
-/// manifest reports). Call it once events come: the audited command runs by
-/// then, and keeps the priority it was given.
+/// manifest reports). Call it once the audited command has been started, so
+/// that it keeps the priority it was given, and before its first event.
 pub fn raise_ring_reader() {
     let thread = gettid();
     if getpriority_process(Some(thread)).is_ok_and(|nice| nice > RAISED_NICE) {

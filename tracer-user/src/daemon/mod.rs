@@ -40,7 +40,7 @@ use backlog::{Backlog, Queued};
 
 use crate::{
     interrupts::Signals,
-    privilege,
+    priority, privilege,
     source::{
         ebpf::{
             decode,
@@ -160,6 +160,9 @@ pub async fn serve(settings: DaemonSettings) -> anyhow::Result<i32> {
             return Err(err.into());
         }
     };
+    // This thread reads the ring buffer, for every audit, from before the
+    // first one's first event.
+    priority::raise_ring_reader();
     let mut signals = Signals::new()?;
     if !settings.quiet {
         let idle = match settings.idle_detach {

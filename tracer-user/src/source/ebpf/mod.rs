@@ -122,9 +122,6 @@ pub struct KernelPrograms {
     /// The io_uring programs can run here (the kernel has the tracepoints
     /// and the request layout they read).
     sees_io_uring: bool,
-    /// The reader (the thread that drains) has raised itself above the tasks
-    /// it follows (`crate::priority`).
-    reader_raised: bool,
 }
 
 impl KernelPrograms {
@@ -195,15 +192,7 @@ impl KernelPrograms {
         // SAFETY: the ring buffer owns its descriptor and keeps it open while the
         // AsyncFd holds it; we never replace or close it.
         let ring = unsafe { AsyncFd::register(ring) }.map_err(|err| EbpfError::Io(err.into()))?;
-        Ok(KernelPrograms {
-            ebpf,
-            ring,
-            _dispatch: dispatch,
-            task_audits,
-            links: Vec::new(),
-            sees_io_uring,
-            reader_raised: false,
-        })
+        Ok(KernelPrograms { ebpf, ring, _dispatch: dispatch, task_audits, links: Vec::new(), sees_io_uring })
     }
 
     /// Attaches every program to its tracepoint (a few milliseconds: the
@@ -334,20 +323,10 @@ impl KernelPrograms {
     }
 
     /// Hands every record already in the ring buffer to `sink`, without
-    /// waiting. Returns the number of records read. The calling thread is
-    /// the reader: the first records raise it above the tasks that send them.
+    /// waiting. Returns the number of records read.
     pub fn drain(&mut self, sink: &mut impl FnMut(&[u8])) -> usize {
         let ring = self.ring.get_mut();
-        let Some(first) = ring.next() else { return 0 };
-        // Before the first is handled: a standalone audit's reader decodes as
-        // it reads, and a burst keeps its first drain going.
-        if !self.reader_raised {
-            crate::priority::raise_ring_reader();
-            self.reader_raised = true;
-        }
-        sink(&first);
-        drop(first);
-        let mut read = 1;
+        let mut read = 0;
         while let Some(record) = ring.next() {
             read += 1;
             sink(&record);

@@ -13,6 +13,7 @@ use super::{
 use crate::{
     event::{Event, ExistingProcess, Tid},
     launch::{self, LaunchError, LaunchSpec},
+    priority,
     snapshot::{self, SnapshotError},
     source::{Counters, Launched, Source, SourceError},
 };
@@ -87,6 +88,8 @@ impl Session {
     pub async fn launch(options: &SessionOptions, spec: &LaunchSpec) -> Result<(Session, Launched), SessionError> {
         let mut session = Session::open(options).await?;
         let child = launch::spawn_gated(spec)?;
+        // Once the command has its priority, before its first event.
+        session.raise_ring_reader();
         let root = child.pid();
         if let Err(err) = session.follow(&[root]).await {
             child.abandon();
@@ -106,6 +109,7 @@ impl Session {
         snapshot: Vec<ExistingProcess>,
     ) -> Result<(Session, Vec<ExistingProcess>), SessionError> {
         let mut session = Session::open(options).await?;
+        session.raise_ring_reader();
         let tids: Vec<Tid> = snapshot.iter().flat_map(|process| process.threads.iter().copied()).collect();
         session.follow(&tids).await?;
         let mut followed = snapshot;
@@ -123,6 +127,15 @@ impl Session {
             if !found {
                 return Ok((session, followed));
             }
+        }
+    }
+
+    /// Programs loaded here are read by this thread (`crate::priority`); a
+    /// daemon's reader raises itself, and this process then only reads a
+    /// socket, whose backlog the daemon keeps.
+    fn raise_ring_reader(&self) {
+        if matches!(self.programs, Programs::Local { .. }) {
+            priority::raise_ring_reader();
         }
     }
 
