@@ -2,7 +2,9 @@
 //! made, removed or renamed away, and by which processes; paths the auditor
 //! cannot reach (in another mount namespace) apart.
 
-use std::collections::{btree_map::Entry, BTreeMap, BTreeSet};
+use std::collections::{btree_map::Entry, BTreeMap};
+
+use smallvec::SmallVec;
 
 use crate::tracker::{view::NamespaceId, FileOp, OpenMode, Pid};
 
@@ -26,7 +28,42 @@ pub struct PathUse {
     /// under the new name, which has its history.
     pub moved: bool,
     /// Processes that used it.
-    pub pids: BTreeSet<Pid>,
+    pub pids: PidSet,
+}
+
+/// The processes that used a path, sorted, held inline while they are few:
+/// most paths are used by one process, and a run may use millions of paths
+/// (a set of its own per path, as a `BTreeSet` is, costs some 64 bytes
+/// more a path).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PidSet(SmallVec<[Pid; 4]>);
+
+impl PidSet {
+    pub fn insert(&mut self, pid: Pid) {
+        // Processes come mostly in order of their pids: usually a push.
+        if self.0.last().is_some_and(|&last| last < pid) {
+            self.0.push(pid);
+        } else if let Err(at) = self.0.binary_search(&pid) {
+            self.0.insert(at, pid);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Pid> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// The pids, in order.
+    pub fn into_vec(self) -> Vec<Pid> {
+        self.0.into_vec()
+    }
+}
+
+impl Extend<Pid> for PidSet {
+    fn extend<T: IntoIterator<Item = Pid>>(&mut self, pids: T) {
+        for pid in pids {
+            self.insert(pid);
+        }
+    }
 }
 
 /// Every path the run used, sorted by path bytes.
@@ -147,6 +184,13 @@ impl AccessLog {
         self.foreign.iter().map(|((namespace, path), used)| (*namespace, path.as_slice(), used))
     }
 
+    /// Every path and its history, the host's sorted by path, then those
+    /// out of reach (`Some` namespace), sorted by namespace and path.
+    pub fn into_entries(self) -> impl Iterator<Item = (Option<NamespaceId>, Vec<u8>, PathUse)> {
+        let foreign = self.foreign.into_iter().map(|((namespace, path), used)| (Some(namespace), path, used));
+        self.paths.into_iter().map(|(path, used)| (None, path, used)).chain(foreign)
+    }
+
     pub fn len(&self) -> usize {
         self.paths.len() + self.foreign.len()
     }
@@ -166,7 +210,7 @@ impl PathUse {
         self.gone = other.gone;
         self.created |= other.created;
         self.moved |= other.moved;
-        self.pids.extend(other.pids);
+        self.pids.extend(other.pids.iter());
     }
 }
 
@@ -206,13 +250,22 @@ mod tests {
     }
 
     #[test]
+    fn a_paths_processes_stay_sorted_and_distinct() {
+        let mut pids = PidSet::default();
+        // Past the four held inline too.
+        pids.extend([5, 3, 5, 9, 1, 3, 12, 7, 12, 2]);
+        assert_eq!(pids.iter().collect::<Vec<_>>(), [1, 2, 3, 5, 7, 9, 12]);
+        assert_eq!(pids.into_vec(), [1, 2, 3, 5, 7, 9, 12]);
+    }
+
+    #[test]
     fn removed_then_recreated_is_present() {
         let mut log = AccessLog::new();
         log.record(1, FileOp::Remove { path: path("/w/f"), dir: false });
         log.record(2, FileOp::Open { path: path("/w/f"), mode: OpenMode::Write, create: true });
         let (_, used) = log.iter().next().expect("one path");
         assert!(!used.gone && used.written);
-        assert_eq!(used.pids, BTreeSet::from([1, 2]));
+        assert_eq!(used.pids.iter().collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]

@@ -256,7 +256,7 @@ impl Pipeline {
                 logs[index].record(pid, op.clone());
             }
         }
-        match &self.software_paths {
+        match &mut self.software_paths {
             Some(sink) => self.log.record_noting_new(pid, op, &mut |path| sink.send(path)),
             None => self.log.record(pid, op),
         }
@@ -363,7 +363,7 @@ impl Pipeline {
             missing_lookups: self.tracker.missing_lookups().iter().cloned().collect(),
             sections: manifest::trace_sections(
                 processes,
-                &self.log,
+                self.log,
                 &software,
                 &data,
                 &cells,

@@ -1,8 +1,6 @@
 //! The manifest's trace sections, rendered from what the pipeline found:
 //! processes, files, software, data, cells and Dask tasks, every list sorted.
 
-use std::collections::BTreeSet;
-
 use super::{
     Access, Cell, CellError, CellNames, CellSoftware, Data, DataEntry, FailedExec, FileEntry, Interpreter, OwnedFile,
     Process, PythonDistribution, Software, SystemPackage, Task, TaskProcess,
@@ -35,6 +33,16 @@ pub fn display_bytes(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// [`display_bytes`] of bytes given away: UTF-8 without a backslash, as
+/// nearly every path is, becomes the string without a copy.
+fn display_owned_bytes(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) if !text.contains('\\') => text,
+        Ok(text) => display_bytes(text.as_bytes()),
+        Err(invalid) => display_bytes(invalid.as_bytes()),
+    }
 }
 
 /// The bytes a [`display_bytes`] rendering stands for (`\\` is a backslash,
@@ -101,7 +109,7 @@ pub struct TaskContext<'a> {
 
 pub fn trace_sections(
     processes: &[ProcessRecord],
-    log: &AccessLog,
+    log: AccessLog,
     software: &SoftwareUse,
     data: &DataSets,
     cells: &[CellSections],
@@ -269,7 +277,7 @@ fn errno_label(errno: i32) -> String {
     errno_name(errno).map(str::to_string).unwrap_or_else(|| format!("errno {errno}"))
 }
 
-fn file_entry(path: &[u8], namespace: Option<NamespaceId>, used: &PathUse) -> FileEntry {
+fn file_entry(path: Vec<u8>, namespace: Option<NamespaceId>, used: PathUse) -> FileEntry {
     let access = match (used.read, used.written) {
         (true, true) => Access::ReadWrite,
         (false, true) => Access::Write,
@@ -277,24 +285,17 @@ fn file_entry(path: &[u8], namespace: Option<NamespaceId>, used: &PathUse) -> Fi
         (true, false) => Access::Read,
         (false, false) => Access::Metadata,
     };
-    FileEntry {
-        path: display_bytes(path),
-        access,
-        deleted: used.gone,
-        namespace,
-        pids: used.pids.iter().copied().collect::<BTreeSet<_>>().into_iter().collect(),
-    }
+    FileEntry { path: display_owned_bytes(path), access, deleted: used.gone, namespace, pids: used.pids.into_vec() }
 }
 
 /// Every path the run used, sorted by path: the host's, and those in mount
-/// namespaces out of reach.
-fn file_entries(log: &AccessLog) -> Vec<FileEntry> {
-    let mut entries: Vec<FileEntry> = log
-        .iter()
-        .map(|(path, used)| file_entry(path, None, used))
-        .chain(log.foreign().map(|(namespace, path, used)| file_entry(path, Some(namespace), used)))
-        .collect();
-    if log.foreign().next().is_some() {
+/// namespaces out of reach. The log is taken apart as its entries become
+/// the manifest's, so a run of millions of paths does not hold both.
+fn file_entries(log: AccessLog) -> Vec<FileEntry> {
+    let has_foreign = log.foreign().next().is_some();
+    let mut entries: Vec<FileEntry> =
+        log.into_entries().map(|(namespace, path, used)| file_entry(path, namespace, used)).collect();
+    if has_foreign {
         entries.sort_by(|a, b| (a.path.as_bytes(), a.namespace).cmp(&(b.path.as_bytes(), b.namespace)));
     }
     entries
@@ -325,6 +326,13 @@ mod tests {
         assert_eq!(display_bytes(b"caf\xe9.txt"), "caf\\xe9.txt");
         // A name typed with a backslash is not the Latin-1 byte.
         assert_eq!(display_bytes(b"caf\\xe9.txt"), "caf\\\\xe9.txt");
+    }
+
+    #[test]
+    fn bytes_given_away_display_as_bytes_lent() {
+        for bytes in [&b"/data/in.csv"[..], "café".as_bytes(), b"caf\xe9.txt", b"caf\\xe9.txt", b"\xff\xfe"] {
+            assert_eq!(display_owned_bytes(bytes.to_vec()), display_bytes(bytes), "{bytes:?}");
+        }
     }
 
     #[test]

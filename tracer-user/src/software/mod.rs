@@ -15,7 +15,13 @@ use std::{
 
 use rustc_hash::FxHashSet;
 
-use crate::{access::AccessLog, fsaccess::Lstats, launch::Credentials, privilege::ActingAs, tracker::path::file_name};
+use crate::{
+    access::AccessLog,
+    fsaccess::Lstats,
+    launch::Credentials,
+    privilege::ActingAs,
+    tracker::path::{file_name, parent},
+};
 
 pub use dpkg::{DpkgError, SystemPackage};
 pub use python::{Distribution, Interpreter};
@@ -46,16 +52,29 @@ pub enum IndexError {
     Thread(#[source] std::io::Error),
 }
 
-/// Hands paths the trace used to an [`IndexBuilder`].
-#[derive(Clone)]
-pub struct PathSink(mpsc::Sender<Vec<u8>>);
+/// Hands paths the trace used to an [`IndexBuilder`]: the first of each
+/// directory, as the index looks at a path's directories, which its
+/// siblings share, and any site directory itself. A run's millions of
+/// files in a few directories queue a few paths for the index's thread,
+/// which runs at the lowest priority and may be far behind.
+pub struct PathSink {
+    paths: mpsc::Sender<Vec<u8>>,
+    directories_sent: FxHashSet<Vec<u8>>,
+}
 
 impl PathSink {
     /// Looks at `path`'s directories ahead of time (the final index looks
     /// again, so a path missed here costs time, not correctness).
-    pub fn send(&self, path: &[u8]) {
-        // A builder that is gone has finished: nothing more to warm up.
-        let _ = self.0.send(path.to_vec());
+    pub fn send(&mut self, path: &[u8]) {
+        let directory = parent(path).unwrap_or_default();
+        let new_directory = !self.directories_sent.contains(directory);
+        if new_directory {
+            self.directories_sent.insert(directory.to_vec());
+        }
+        if new_directory || python::is_site_dir_name(file_name(path)) {
+            // A builder that is gone has finished: nothing more to warm up.
+            let _ = self.paths.send(path.to_vec());
+        }
     }
 }
 
@@ -78,7 +97,7 @@ impl IndexBuilder {
     }
 
     pub fn sink(&self) -> PathSink {
-        PathSink(self.paths.clone())
+        PathSink { paths: self.paths.clone(), directories_sent: FxHashSet::default() }
     }
 
     /// The index, once every [`PathSink`] is dropped and the paths sent are looked at.
@@ -230,6 +249,32 @@ fn is_shared_library(path: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_index_is_sent_a_directorys_first_path_and_site_directories() {
+        let (paths, incoming) = mpsc::channel();
+        let mut sink = PathSink { paths, directories_sent: FxHashSet::default() };
+        for path in [
+            &b"/data/a.csv"[..],
+            b"/data/b.csv",
+            b"/v/lib/python3.11/site-packages/numpy/__init__.py",
+            b"/v/lib/python3.11/site-packages/numpy/core.py",
+            b"/data/c.csv",
+            b"/v/lib/python3.11/site-packages",
+            b"/v/lib/python3.11/dist-packages",
+        ] {
+            sink.send(path);
+        }
+        drop(sink);
+        let sent: Vec<Vec<u8>> = incoming.iter().collect();
+        let expected: [&[u8]; 4] = [
+            b"/data/a.csv",
+            b"/v/lib/python3.11/site-packages/numpy/__init__.py",
+            b"/v/lib/python3.11/site-packages",
+            b"/v/lib/python3.11/dist-packages",
+        ];
+        assert_eq!(sent, expected);
+    }
 
     #[test]
     fn recognises_shared_libraries() {

@@ -420,7 +420,7 @@ pub fn normalize_name(name: &str) -> String {
 
 const SITE_DIR_NAMES: [&[u8]; 2] = [b"site-packages", b"dist-packages"];
 
-fn is_site_dir_name(name: &[u8]) -> bool {
+pub(super) fn is_site_dir_name(name: &[u8]) -> bool {
     SITE_DIR_NAMES.contains(&name)
 }
 
