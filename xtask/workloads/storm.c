@@ -3,7 +3,7 @@
  * several threads, the syscall pattern that costs a tracer the most per unit of
  * work (every open is an event, and the work between them is tiny).
  *
- * Usage: storm DIR NFILES THREADS OPENS_PER_THREAD [churn|relative]
+ * Usage: storm DIR NFILES THREADS OPENS_PER_THREAD [churn|relative|distinct]
  *
  * DIR holds NFILES files named f00000, f00001, ... (the harness prepares them;
  * storm creates nothing). Each thread opens, fstats and closes files by their
@@ -13,7 +13,10 @@
  * program that keeps rereading its inputs). With `relative`, the storm's
  * iteration names the file relative to DIR, its working directory: each open
  * is an event (facts about relative paths are never deduplicated), the
- * sustained stream that shows what an audit loses and keeps in memory. Prints
+ * sustained stream that shows what an audit loses and keeps in memory. With
+ * `distinct`, each thread stats files of its own by absolute path, each once
+ * (thread t the OPENS_PER_THREAD files from t × OPENS_PER_THREAD; NFILES must
+ * hold them all): as many paths as stats, what an audit keeps a path. Prints
  * nothing unless something fails (then exit status 1).
  */
 #define _GNU_SOURCE
@@ -27,7 +30,7 @@
 
 static const char *dir;
 static long nfiles, threads, opens;
-static int churn, relative;
+static int churn, relative, distinct;
 
 static long parse_count(const char *text, const char *what) {
     char *end;
@@ -45,11 +48,18 @@ static void *worker(void *arg) {
     char buffer[256];
     struct stat st;
     for (long i = 0; i < opens; i++) {
-        long file = (id * nfiles / threads + i) % nfiles;
+        long file = distinct ? id * opens + i : (id * nfiles / threads + i) % nfiles;
         if (relative) {
             snprintf(path, sizeof path, "f%05ld", file);
         } else {
             snprintf(path, sizeof path, "%s/f%05ld", dir, file);
+        }
+        if (distinct) {
+            if (stat(path, &st) != 0) {
+                perror(path);
+                exit(1);
+            }
+            continue;
         }
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
@@ -69,8 +79,9 @@ static void *worker(void *arg) {
 int main(int argc, char **argv) {
     churn = argc == 6 && strcmp(argv[5], "churn") == 0;
     relative = argc == 6 && strcmp(argv[5], "relative") == 0;
-    if (argc != 5 && !churn && !relative) {
-        fprintf(stderr, "usage: storm DIR NFILES THREADS OPENS_PER_THREAD [churn|relative]\n");
+    distinct = argc == 6 && strcmp(argv[5], "distinct") == 0;
+    if (argc != 5 && !churn && !relative && !distinct) {
+        fprintf(stderr, "usage: storm DIR NFILES THREADS OPENS_PER_THREAD [churn|relative|distinct]\n");
         return 2;
     }
     dir = argv[1];
@@ -81,6 +92,10 @@ int main(int argc, char **argv) {
     nfiles = parse_count(argv[2], "NFILES");
     threads = parse_count(argv[3], "THREADS");
     opens = parse_count(argv[4], "OPENS_PER_THREAD");
+    if (distinct && threads * opens > nfiles) {
+        fprintf(stderr, "storm: distinct needs THREADS × OPENS_PER_THREAD files, not %ld\n", nfiles);
+        return 2;
+    }
     pthread_t *ids = calloc((size_t)threads, sizeof *ids);
     if (ids == NULL) {
         perror("calloc");

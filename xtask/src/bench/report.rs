@@ -277,7 +277,7 @@ fn markdown(report: &Report) -> String {
         Mode::Ebpf.template(Kind::Interference).trim_start_matches("CMD while "),
         Mode::EbpfDaemon.template(Kind::Interference).trim_start_matches("CMD while ")
     ));
-    push("- `sustained` runs under `native`, `ebpf` and `ebpf-daemon` only: a stream of ten million events, to show what an audit loses and the memory it keeps.");
+    push("- `sustained` and `paths` run under `native`, `ebpf` and `ebpf-daemon` only: ten million events, and 400,000 distinct paths, to show what an audit loses and the memory it keeps.");
     for workload in &report.workloads {
         push("");
         push(&format!("### {}", workload.name));

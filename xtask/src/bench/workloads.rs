@@ -16,7 +16,7 @@ use super::report::grouped;
 
 /// Every workload, in the order they run and are reported (`cluster` is run
 /// by `cluster.rs`, last).
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 12] = [
     "import",
     "storm",
     "churn",
@@ -27,6 +27,7 @@ pub const NAMES: [&str; 11] = [
     "interference",
     "interference-import",
     "sustained",
+    "paths",
     "cluster",
 ];
 
@@ -48,6 +49,15 @@ const CHURN_ITERATIONS: usize = 50_000;
 /// seventeenth of the cores, and must take what it needs.
 const SUSTAINED_THREADS: usize = 16;
 const SUSTAINED_OPENS_PER_THREAD: usize = 312_500;
+
+/// The paths: PATHS_THREADS × PATHS_PER_THREAD stats of distinct files, each
+/// once, from the storm in `distinct` mode: what an audit keeps a path (a
+/// data set of many small files), where `sustained` shows it keeps nothing
+/// an event. The files, empty, are named as the storm's, in a directory
+/// some 75 bytes deep, as a data set's would be.
+const PATHS_THREADS: usize = 16;
+const PATHS_PER_THREAD: usize = 25_000;
+const PATHS_DIR: &str = "paths-files/a-data-set-of-many-samples/raw";
 
 /// Python starts in the import workload: one start is too short for a
 /// fraction of a percent to stand out.
@@ -158,11 +168,12 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
         None
     };
     let reprozip = if want_reprozip { prepare_reprozip(places) } else { Err("not asked for (--modes)".to_string()) };
-    let storm = if ["storm", "churn", "interference", "sustained"].into_iter().any(wants) {
+    let storm = if ["storm", "churn", "interference", "sustained", "paths"].into_iter().any(wants) {
         Some(prepare_storm(places)?)
     } else {
         None
     };
+    let paths = if wants("paths") { Some(prepare_paths(places)?) } else { None };
     let import_loop = |python: PathBuf| -> Vec<OsString> {
         let python = python.to_string_lossy().replace('\'', "'\\''");
         let script = format!(
@@ -230,6 +241,28 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
                 reset: None,
                 targets: vec![],
             },
+            "paths" => {
+                let files = PATHS_THREADS * PATHS_PER_THREAD;
+                let storm = storm.as_deref().context("the storm was not prepared")?;
+                let dir = paths.clone().context("the paths' files were not prepared")?;
+                let mut command = vec![storm[0].clone(), dir.into(), files.to_string().into()];
+                command.extend([PATHS_THREADS.to_string().into(), PATHS_PER_THREAD.to_string().into(), "distinct".into()]);
+                Workload {
+                    name: "paths",
+                    kind: Kind::Sustained,
+                    description: format!(
+                        "`xtask/workloads/storm.c` in distinct mode: {PATHS_THREADS} threads × {} stats by absolute \
+                         path of empty files of their own, each once: {} distinct paths (`target/bench/{PATHS_DIR}/fNNNNN`), \
+                         what an audit keeps a path",
+                        grouped(PATHS_PER_THREAD as u64),
+                        grouped(files as u64)
+                    ),
+                    command,
+                    cwd: places.scratch.clone(),
+                    reset: None,
+                    targets: vec![],
+                }
+            }
             "interference" => Workload {
                 name: "interference",
                 kind: Kind::Interference,
@@ -497,6 +530,25 @@ fn prepare_storm(places: &Places) -> Result<Vec<OsString>> {
         }
     }
     Ok(vec![binary.into(), files.into(), STORM_FILES.to_string().into(), STORM_THREADS.to_string().into()])
+}
+
+/// Lays out the `paths` workload's empty files, once (a marker says all are
+/// there); returns their directory.
+fn prepare_paths(places: &Places) -> Result<PathBuf> {
+    let files = PATHS_THREADS * PATHS_PER_THREAD;
+    let dir = places.bench.join(PATHS_DIR);
+    let prepared = places.bench.join(format!("paths-files/.bench-prepared-{files}"));
+    if prepared.exists() {
+        return Ok(dir);
+    }
+    println!("bench: making {} empty files in {}", grouped(files as u64), dir.display());
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for index in 0..files {
+        let path = dir.join(format!("f{index:05}"));
+        std::fs::File::create(&path).with_context(|| format!("cannot make {}", path.display()))?;
+    }
+    std::fs::write(&prepared, "")?;
+    Ok(dir)
 }
 
 /// zlib's sources from the libz-sys crate, configured once: `target/bench/zlib`.
