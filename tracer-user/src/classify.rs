@@ -201,6 +201,9 @@ pub fn classify(
         if used.directory {
             continue;
         }
+        // First what the run did with it: a path it only looked at (a stat)
+        // is no data whatever the rules say, and runs look at many.
+        let Some(kind) = data_kind(used) else { continue };
         let os_path = Path::new(OsStr::from_bytes(path));
         if rules.exclude.is_match(os_path) {
             continue;
@@ -208,7 +211,6 @@ pub fn classify(
         if !rules.include.is_match(os_path) && (is_never_data(path) || is_software(path)) {
             continue;
         }
-        let Some(kind) = data_kind(used) else { continue };
         let metadata = lstats.metadata(path);
         let regular = match &metadata {
             Ok(metadata) if metadata.is_file() => Some(metadata),
