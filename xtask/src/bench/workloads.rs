@@ -57,6 +57,7 @@ const SUSTAINED_OPENS_PER_THREAD: usize = 312_500;
 /// some 75 bytes deep, as a data set's would be.
 const PATHS_THREADS: usize = 16;
 const PATHS_PER_THREAD: usize = 25_000;
+const PATHS_FILES: usize = PATHS_THREADS * PATHS_PER_THREAD;
 const PATHS_DIR: &str = "paths-files/a-data-set-of-many-samples/raw";
 
 /// Python starts in the import workload: one start is too short for a
@@ -173,7 +174,10 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
     } else {
         None
     };
-    let paths = if wants("paths") { Some(prepare_paths(places)?) } else { None };
+    let paths = match (&storm, wants("paths")) {
+        (Some(storm), true) => Some(prepare_paths(places, &storm[0])?),
+        _ => None,
+    };
     let import_loop = |python: PathBuf| -> Vec<OsString> {
         let python = python.to_string_lossy().replace('\'', "'\\''");
         let script = format!(
@@ -241,28 +245,21 @@ pub fn prepare(places: &Places, names: &[&str], want_reprozip: bool) -> Result<P
                 reset: None,
                 targets: vec![],
             },
-            "paths" => {
-                let files = PATHS_THREADS * PATHS_PER_THREAD;
-                let storm = storm.as_deref().context("the storm was not prepared")?;
-                let dir = paths.clone().context("the paths' files were not prepared")?;
-                let mut command = vec![storm[0].clone(), dir.into(), files.to_string().into()];
-                command.extend([PATHS_THREADS.to_string().into(), PATHS_PER_THREAD.to_string().into(), "distinct".into()]);
-                Workload {
-                    name: "paths",
-                    kind: Kind::Sustained,
-                    description: format!(
-                        "`xtask/workloads/storm.c` in distinct mode: {PATHS_THREADS} threads × {} stats by absolute \
-                         path of empty files of their own, each once: {} distinct paths (`target/bench/{PATHS_DIR}/fNNNNN`), \
-                         what an audit keeps a path",
-                        grouped(PATHS_PER_THREAD as u64),
-                        grouped(files as u64)
-                    ),
-                    command,
-                    cwd: places.scratch.clone(),
-                    reset: None,
-                    targets: vec![],
-                }
-            }
+            "paths" => Workload {
+                name: "paths",
+                kind: Kind::Sustained,
+                description: format!(
+                    "`xtask/workloads/storm.c` in distinct mode: {PATHS_THREADS} threads × {} stats by absolute path \
+                     of empty files of their own, each once: {} distinct paths (`target/bench/{PATHS_DIR}/fNNNNN`), \
+                     what an audit keeps a path",
+                    grouped(PATHS_PER_THREAD as u64),
+                    grouped(PATHS_FILES as u64)
+                ),
+                command: storm_mode_command(paths.as_deref(), PATHS_THREADS, PATHS_PER_THREAD, "distinct")?,
+                cwd: places.scratch.clone(),
+                reset: None,
+                targets: vec![],
+            },
             "interference" => Workload {
                 name: "interference",
                 kind: Kind::Interference,
@@ -495,9 +492,9 @@ fn storm_description(opens_per_thread: usize) -> String {
     )
 }
 
-/// The storm's command line in one of its modes (`churn`, `relative`):
-/// the prepared program, directory and file count, then `threads` ×
-/// `iterations`.
+/// The storm's command line in one of its modes (`churn`, `relative`,
+/// `distinct`): the prepared program, directory and file count, then
+/// `threads` × `iterations`.
 fn storm_mode_command(
     prepared: Option<&[OsString]>,
     threads: usize,
@@ -533,22 +530,21 @@ fn prepare_storm(places: &Places) -> Result<Vec<OsString>> {
 }
 
 /// Lays out the `paths` workload's empty files, once (a marker says all are
-/// there); returns their directory.
-fn prepare_paths(places: &Places) -> Result<PathBuf> {
-    let files = PATHS_THREADS * PATHS_PER_THREAD;
+/// there). Returns the storm's command line over them, as [`prepare_storm`]
+/// does over its own, but for the threads, iterations and mode.
+fn prepare_paths(places: &Places, storm: &OsString) -> Result<Vec<OsString>> {
     let dir = places.bench.join(PATHS_DIR);
-    let prepared = places.bench.join(format!("paths-files/.bench-prepared-{files}"));
-    if prepared.exists() {
-        return Ok(dir);
+    let prepared = places.bench.join(format!("paths-files/.bench-prepared-{PATHS_FILES}"));
+    if !prepared.exists() {
+        println!("bench: making {} empty files in {}", grouped(PATHS_FILES as u64), dir.display());
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for index in 0..PATHS_FILES {
+            let path = dir.join(format!("f{index:05}"));
+            std::fs::File::create(&path).with_context(|| format!("cannot make {}", path.display()))?;
+        }
+        std::fs::write(&prepared, "")?;
     }
-    println!("bench: making {} empty files in {}", grouped(files as u64), dir.display());
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for index in 0..files {
-        let path = dir.join(format!("f{index:05}"));
-        std::fs::File::create(&path).with_context(|| format!("cannot make {}", path.display()))?;
-    }
-    std::fs::write(&prepared, "")?;
-    Ok(dir)
+    Ok(vec![storm.clone(), dir.into(), PATHS_FILES.to_string().into()])
 }
 
 /// zlib's sources from the libz-sys crate, configured once: `target/bench/zlib`.
