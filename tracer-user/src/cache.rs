@@ -41,17 +41,37 @@ fn is_ours(dir: &Path) -> bool {
 }
 
 /// `contents` under `name` in `dir` (made if missing), for `key`: a temporary
-/// file renamed into place.
+/// file, on disk before it is renamed into place, so that a crash leaves
+/// the old file or the new one whole. For what is trusted as it is read
+/// back (the dpkg index, searched in place; the kernel's offsets).
 pub fn write(dir: &Path, name: &str, key: &[u8], contents: &[u8]) -> std::io::Result<()> {
-    write_with(dir, name, key, |out| out.write_all(contents))
+    write_file(dir, name, key, Durability::Synced, |out| out.write_all(contents))
 }
 
 /// As [`write`], with the contents written by `fill` as it makes them (a
-/// cache of megabytes is never whole in memory).
+/// cache of megabytes is never whole in memory), and not waited for on
+/// disk: for a file whose records are each checked as they are read back
+/// (the hash cache, rewritten at an audit's end).
 pub fn write_with(
     dir: &Path,
     name: &str,
     key: &[u8],
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    write_file(dir, name, key, Durability::Unsynced, fill)
+}
+
+/// Whether a cache file is on disk before it is renamed into place.
+enum Durability {
+    Synced,
+    Unsynced,
+}
+
+fn write_file(
+    dir: &Path,
+    name: &str,
+    key: &[u8],
+    durability: Durability,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     ready_to_write(dir)?;
@@ -62,6 +82,9 @@ pub fn write_with(
     fill(&mut out)?;
     out.flush()?;
     drop(out);
+    if let Durability::Synced = durability {
+        temp.as_file().sync_all()?;
+    }
     temp.persist(dir.join(name)).map_err(|err| err.error)?;
     remove_other_versions(dir, name);
     Ok(())

@@ -81,7 +81,7 @@ pub fn read(dir: &Path, key: &Key) -> Option<(Vec<SystemPackage>, SortedOwners)>
         return None;
     }
     let entries = contents.len() - reader.bytes.len()..contents.len();
-    let owners = SortedOwners::in_place(cached, paths, entries, package_count)?;
+    let owners = SortedOwners::in_place(cached, paths, entries);
     Some((packages, owners))
 }
 
@@ -149,14 +149,21 @@ mod tests {
         std::fs::write(dir.join("info/dash.list"), "/.\n/usr\n/usr/bin\n/usr/bin/dash\n").expect("list");
     }
 
+    /// A database in `admin`, indexed and cached in `cache`: the index built
+    /// and the cache's key.
+    fn cached(admin: &Path, cache: &Path) -> (super::super::DpkgIndex, Key) {
+        database(admin);
+        let built = super::super::DpkgIndex::load(admin, Some(cache)).expect("load").expect("dpkg");
+        let key = Key::of(admin, &built.aliases).expect("key");
+        (built, key)
+    }
+
     #[test]
     fn a_cached_index_answers_as_the_database_until_the_database_changes() {
         let admin = tempfile::tempdir().expect("tempdir");
         let cache = tempfile::tempdir().expect("tempdir");
-        database(admin.path());
-        let built = super::super::DpkgIndex::load(admin.path(), Some(cache.path())).expect("load").expect("dpkg");
+        let (built, key) = cached(admin.path(), cache.path());
         assert!(cache.path().join(FILE_NAME).exists());
-        let key = Key::of(admin.path(), &built.aliases).expect("key");
         let (packages, owners) = read(cache.path(), &key).expect("the cache is read back");
         assert_eq!(packages, built.packages);
         let lookups = |owners: &SortedOwners| -> Vec<(Vec<u8>, usize)> {
@@ -177,5 +184,28 @@ mod tests {
         bytes.truncate(bytes.len() - 3);
         std::fs::write(cache.path().join(FILE_NAME), bytes).expect("damage");
         assert!(read(cache.path(), &key).is_none());
+    }
+
+    #[test]
+    fn an_entry_damaged_in_place_names_no_package() {
+        let admin = tempfile::tempdir().expect("tempdir");
+        let cache = tempfile::tempdir().expect("tempdir");
+        let (_, key) = cached(admin.path(), cache.path());
+        let owner_of_dash = |bytes: &[u8]| {
+            std::fs::write(cache.path().join(FILE_NAME), bytes).expect("damage");
+            let (packages, owners) = read(cache.path(), &key).expect("the layout is whole");
+            let index = super::super::DpkgIndex { packages, aliases: UsrAliases::default(), owners };
+            index.owner(b"/usr/bin/dash").map(|package| package.name.clone())
+        };
+        let whole = std::fs::read(cache.path().join(FILE_NAME)).expect("cache");
+        assert_eq!(owner_of_dash(&whole).as_deref(), Some("dash"));
+        // The last entry, `/usr/bin/dash`'s: its package, then its path, out of range.
+        let last = whole.len() - OWNER_ENTRY_BYTES;
+        let mut damaged = whole.clone();
+        damaged[last + 8..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(owner_of_dash(&damaged), None);
+        let mut damaged = whole;
+        damaged[last..last + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(owner_of_dash(&damaged), None);
     }
 }
