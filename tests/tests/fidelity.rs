@@ -989,10 +989,15 @@ fn passes_over_many_files_after_the_first_send_next_to_nothing() {
         audit.manifest["stats"]["events"].as_u64().expect("events")
     };
     let (one_pass, four_passes) = (events("1"), events("4"));
-    // By hand, one pass and four sent the same 8,421 events (a few more
-    // allowed: the interpreter's start-up is not this test's concern).
+    // One pass sends 6,068 events, and four as many, but now and then 45 or
+    // 90 more: where a process's facts go depends on its epoch, and when five
+    // of the 2,000 paths share a set (ten facts for eight ways, in about one
+    // audit in ten to twenty), their open, close and stat go again on each later
+    // pass (5 × 3 × 3). A later pass sent again is 6,000 more, and sets that
+    // crowded one another (four ways) sent 1,800 more a pass: 200 tells those
+    // apart from the few a set-associative cache of this size must resend.
     assert!(
-        four_passes < one_pass + 40,
+        four_passes < one_pass + 200,
         "one pass sent {one_pass} events, four passes {four_passes}: the later passes' facts were sent again"
     );
 }
