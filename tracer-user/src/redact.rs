@@ -98,16 +98,12 @@ impl TextRules {
 
     /// The rules to run over `text`, in order: those whose pattern matches it.
     fn for_text(&self, text: &str) -> Vec<(&str, &Regex)> {
-        let matching: Vec<usize> = match &self.any {
-            Some(any) => any.matches(text).into_iter().collect(),
-            None => (0..self.rules.len()).collect(),
-        };
-        matching
-            .into_iter()
-            .filter_map(|index| {
-                let rule = self.rules.get(index)?;
-                Some((rule.name.as_str(), rule.regex()?))
-            })
+        let matches = self.any.as_ref().map(|any| any.matches(text));
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| matches.as_ref().is_none_or(|matches| matches.matched(*index)))
+            .filter_map(|(_, rule)| Some((rule.name.as_str(), rule.regex()?)))
             .collect()
     }
 }
