@@ -20,7 +20,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use crate::cache::{self, CachedFile};
+use rustc_hash::FxHashMap;
+
+use crate::cache::{self, Cached, CachedFile};
 
 /// The cache's file; the number changes with the layout.
 const FILE_NAME: &str = "hashes-v2.bin";
@@ -129,8 +131,13 @@ pub struct HashCache {
     /// a cache that is not only this user's).
     dir: Option<PathBuf>,
     remembered: Option<Remembered>,
-    /// The journal's entries, learned since the records were last written.
-    journaled: BTreeMap<(u64, u64), Entry>,
+    /// The journal, read in place: entries learned since the records were
+    /// last written.
+    journal: Option<Cached>,
+    /// The journal's last whole record of each file, by its index there:
+    /// decoded only when asked (decoding all 2,000 a journal can hold took
+    /// an audit 0.4 ms).
+    journaled: FxHashMap<(u64, u64), usize>,
     /// Whether the journal can take more records: not when a record of it
     /// was cut short (a write a crash interrupted), as the next would not
     /// start at a record's start.
@@ -220,17 +227,15 @@ impl HashCache {
     /// The cache kept in `dir`.
     pub(crate) fn in_dir(dir: PathBuf) -> HashCache {
         let remembered = cache::open(&dir, FILE_NAME, KEY).and_then(Remembered::of);
-        let mut journaled = BTreeMap::new();
-        let mut journal_whole = true;
-        if let Some(journal) = cache::read(&dir, JOURNAL_NAME, JOURNAL_KEY) {
-            let (records, rest) = journal.contents().as_chunks::<RECORD_LEN>();
-            journal_whole = rest.is_empty();
-            // In the order learned: a file's last record stands.
-            for entry in records.iter().filter_map(Entry::decode) {
-                journaled.insert(entry_key(&entry), entry);
-            }
+        let journal = cache::read(&dir, JOURNAL_NAME, JOURNAL_KEY);
+        let (records, rest) = journal.as_ref().map_or((&[][..], &[][..]), |journal| journal.contents().as_chunks());
+        let journal_whole = rest.is_empty();
+        let mut journaled = FxHashMap::with_capacity_and_hasher(records.len(), Default::default());
+        // In the order learned: a file's last record stands.
+        for (index, record) in records.iter().enumerate().filter(|(_, record)| record_is_whole(record)) {
+            journaled.insert(record_key(record), index);
         }
-        HashCache { dir: Some(dir), remembered, journaled, journal_whole, learned: BTreeMap::new() }
+        HashCache { dir: Some(dir), remembered, journal, journaled, journal_whole, learned: BTreeMap::new() }
     }
 
     /// Whether it answers and learns at all.
@@ -263,11 +268,20 @@ impl HashCache {
     /// The hash of the file `identity` describes, if it is known.
     fn known_hash(&self, identity: Identity, last: &mut LastBlock) -> Option<String> {
         let key = (identity.device, identity.inode);
-        if let Some(entry) = self.learned.get(&key).or_else(|| self.journaled.get(&key)) {
+        if let Some(entry) = self.learned.get(&key) {
             return (entry.identity == identity).then(|| entry.sha256.clone());
         }
-        let entry = Entry::decode(&self.remembered.as_ref()?.find(key, last)?)?;
+        let entry = match self.journaled.get(&key) {
+            Some(&index) => self.journal_entry(index)?,
+            None => Entry::decode(&self.remembered.as_ref()?.find(key, last)?)?,
+        };
         (entry.identity == identity).then_some(entry.sha256)
+    }
+
+    /// The journal's record at `index`.
+    fn journal_entry(&self, index: usize) -> Option<Entry> {
+        let (records, _) = self.journal.as_ref()?.contents().as_chunks::<RECORD_LEN>();
+        Entry::decode(records.get(index)?)
     }
 
     /// Remembers `sha256` for the file `metadata` described before its
@@ -306,8 +320,10 @@ impl HashCache {
             return cache::append(&dir, JOURNAL_NAME, JOURNAL_KEY, &records);
         }
         // The journal's entries are newer than the records': merged as learned.
-        for (key, entry) in std::mem::take(&mut self.journaled) {
-            self.learned.entry(key).or_insert(entry);
+        for (key, index) in std::mem::take(&mut self.journaled) {
+            if let Some(entry) = self.journal_entry(index) {
+                self.learned.entry(key).or_insert(entry);
+            }
         }
         self.save_newest(&dir, most)?;
         // (An entry another audit appended meanwhile is lost: it is hashed again.)
