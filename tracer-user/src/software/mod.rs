@@ -152,6 +152,7 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex, lstats: &Lstats) -> 
     // Installations whose standard library was read; folded into the executed
     // interpreters below.
     let mut stdlib_users = BTreeSet::new();
+    let mut system_owners = index.dpkg.as_ref().map(dpkg::DpkgIndex::lookups);
     for (path, used) in used_files() {
         let mut package = None;
         if let Some(distribution) = index.python.owner(path) {
@@ -184,7 +185,9 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex, lstats: &Lstats) -> 
         let candidates = [Some(path.to_vec()), python::bytecode_source(path), resolved];
         let mut owned_by_package = false;
         for candidate in candidates.iter().flatten() {
-            let Some(system_package) = index.dpkg.as_ref().and_then(|dpkg| dpkg.owner(candidate)) else { continue };
+            let Some(system_package) = system_owners.as_mut().and_then(|owners| owners.owner(candidate)) else {
+                continue;
+            };
             package.get_or_insert_with(|| system_package.name.clone());
             found.system_packages.insert(system_package.clone());
             owned_by_package = true;
