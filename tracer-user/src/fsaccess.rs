@@ -59,7 +59,7 @@ impl<'a> Lstats<'a> {
         let threads = cores.min(paths.len().div_ceil(PATHS_PER_THREAD_AT_LEAST)).max(1);
         let next = AtomicUsize::new(0);
         let take_all = || {
-            let mut answers = Vec::new();
+            let mut answers = Vec::with_capacity(paths.len().div_ceil(threads) + PATHS_PER_TAKE);
             loop {
                 let start = next.fetch_add(PATHS_PER_TAKE, Ordering::Relaxed);
                 if start >= paths.len() {
@@ -74,7 +74,10 @@ impl<'a> Lstats<'a> {
             let helpers: Vec<_> = (1..threads)
                 .filter_map(|_| std::thread::Builder::new().name("lstat".into()).spawn_scoped(scope, take_all).ok())
                 .collect();
-            let mut answers: FxHashMap<_, _> = take_all().into_iter().collect();
+            // Sized at once: growing it moved every answer (a `Metadata` is
+            // large) several times.
+            let mut answers = FxHashMap::with_capacity_and_hasher(paths.len(), Default::default());
+            answers.extend(take_all());
             for helper in helpers {
                 // One that failed leaves its paths to be asked when needed.
                 answers.extend(helper.join().unwrap_or_default());
