@@ -232,12 +232,13 @@ impl DpkgIndex {
         self.packages.get(index)
     }
 
-    /// Owners asked one path after another (as an access log lists them):
-    /// a directory under which no package lists anything is searched once,
-    /// its other files not at all. A run's data directory of thousands of
-    /// files paid a binary search of the ~100,000 paths for each.
+    /// Owners asked of many paths (an audit's): whether any package lists
+    /// a path under a directory is searched once per directory, and a file
+    /// under one that holds none is not searched for at all (a run's data
+    /// directory of thousands of files, or a virtual environment's, paid a
+    /// search of the ~100,000 sorted paths for every file).
     pub fn lookups(&self) -> OwnerLookups<'_> {
-        OwnerLookups { index: self, unlisted_dirs: PathSet::default() }
+        OwnerLookups { index: self, listed_dirs: PathSet::default(), unlisted_dirs: PathSet::default() }
     }
 
     /// How many packages are installed (each architecture of a multi-arch package counts once).
@@ -265,7 +266,9 @@ impl DpkgIndex {
 /// See [`DpkgIndex::lookups`].
 pub struct OwnerLookups<'a> {
     index: &'a DpkgIndex,
-    /// Directories (canonical, with their final slash) that hold no listed path.
+    /// Directories (canonical, with their final slash) under which some
+    /// path is listed, and those under which none is.
+    listed_dirs: PathSet,
     unlisted_dirs: PathSet,
 }
 
@@ -273,17 +276,23 @@ impl<'a> OwnerLookups<'a> {
     /// What [`DpkgIndex::owner`] says of `path`.
     pub fn owner(&mut self, path: &[u8]) -> Option<&'a SystemPackage> {
         let canonical = self.index.aliases.canonical(path);
-        let dir = canonical.iter().rposition(|&byte| byte == b'/').map(|slash| &canonical[..=slash]);
-        if dir.is_some_and(|dir| self.unlisted_dirs.contains(dir)) {
-            return None;
-        }
-        let Some(found) = self.index.owners.get(&canonical) else {
-            if let Some(dir) = dir.filter(|dir| !self.index.owners.any_starting_with(dir)) {
-                self.unlisted_dirs.insert(dir.into());
+        // The directories above it, from the root down: one under which
+        // nothing is listed settles it (`/home/`, a venv).
+        for slash in canonical.iter().enumerate().filter_map(|(at, &byte)| (byte == b'/').then_some(at)) {
+            let dir = &canonical[..=slash];
+            if self.unlisted_dirs.contains(dir) {
+                return None;
             }
-            return None;
-        };
-        self.index.packages.get(found)
+            if self.listed_dirs.contains(dir) {
+                continue;
+            }
+            if !self.index.owners.any_starting_with(dir) {
+                self.unlisted_dirs.insert(dir.into());
+                return None;
+            }
+            self.listed_dirs.insert(dir.into());
+        }
+        self.index.packages.get(self.index.owners.get(&canonical)?)
     }
 }
 
@@ -786,11 +795,11 @@ postgresql-common
     }
 
     #[test]
-    fn lookups_in_path_order_answer_as_the_index() {
+    fn many_lookups_answer_as_the_index() {
         let index = synthetic_index(UsrAliases::for_dirs(["bin", "lib"]));
         let mut lookups = index.lookups();
-        // Unlisted directories first, then paths below listed ones, their
-        // siblings and their aliases, each asked twice.
+        // Paths under unlisted directories and listed ones, their siblings
+        // and aliases, each asked twice.
         let paths: &[&[u8]] = &[
             b"/data/a.csv",
             b"/data/b.csv",
@@ -812,7 +821,8 @@ postgresql-common
             assert_eq!(lookups.owner(path).map(|package| &package.name), expected, "{}", String::from_utf8_lossy(path));
         }
         assert!(lookups.unlisted_dirs.contains(&b"/data/"[..]));
-        assert!(!lookups.unlisted_dirs.contains(&b"/usr/bin/"[..]));
+        assert!(lookups.unlisted_dirs.contains(&b"/usr/share/doc/other/"[..]));
+        assert!(lookups.listed_dirs.contains(&b"/usr/bin/"[..]));
     }
 
     #[test]
