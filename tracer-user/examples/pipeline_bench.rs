@@ -97,9 +97,7 @@ fn main() -> anyhow::Result<()> {
         pipeline.feed(event);
     }
     let fed = clock.elapsed();
-    pipeline.stop_software_warm_up();
-    let mut index = index.finish()?;
-    let output = pipeline.finish(&Rules::default(), started_at, &mut index, "bench", None);
+    let output = pipeline.finish(&Rules::default(), started_at, index, "bench", None)?;
     let finished = clock.elapsed();
     let manifest = Manifest {
         schema: SCHEMA_ID.into(),

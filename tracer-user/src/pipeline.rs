@@ -17,7 +17,7 @@ use crate::{
     image::{self, Image},
     jupyter,
     manifest::{self, CellSections, TaskContext, TaskSections, TraceSections},
-    software::{self, PathSink, SoftwareIndex},
+    software::{self, IndexBuilder, IndexError, PathSink, SoftwareIndex},
     stale::{self, CellView},
     tracker::{FileOp, FileUse, Pid, ProcessRecord, Tracker, TrackerStats},
 };
@@ -67,6 +67,8 @@ pub struct PipelineOutput {
     pub submissions: BTreeMap<String, Option<u64>>,
     /// Paths opens and stats found missing (a repeat's programs report them).
     pub missing_lookups: Vec<Vec<u8>>,
+    /// The software index identification used.
+    pub software_index: SoftwareIndex,
 }
 
 impl Pipeline {
@@ -109,7 +111,7 @@ impl Pipeline {
     }
 
     /// Stops sending paths (the index builder finishes once no one sends).
-    pub fn stop_software_warm_up(&mut self) {
+    fn stop_software_warm_up(&mut self) {
         self.software_paths = None;
     }
 
@@ -290,23 +292,29 @@ impl Pipeline {
         self.tracker.has_live_tasks()
     }
 
-    /// Identifies software, classifies the data (stat'ing files as they are
-    /// now, once), for the run, each cell and each Dask task, and renders the
-    /// sections; the tasks ran on `host`, in `worker` when it is a Dask worker.
+    /// Identifies software (with the index `software_index` finishes; every
+    /// path sink of it dropped), classifies the data (stat'ing files as
+    /// they are now, once), for the run, each cell and each Dask task, and
+    /// renders the sections; the tasks ran on `host`, in `worker` when it is
+    /// a Dask worker.
     pub fn finish(
-        self,
+        mut self,
         rules: &classify::Rules,
         started_at: SystemTime,
-        software_index: &mut SoftwareIndex,
+        software_index: IndexBuilder,
         host: &str,
         worker: Option<&str>,
-    ) -> PipelineOutput {
+    ) -> Result<PipelineOutput, IndexError> {
+        self.stop_software_warm_up();
+        let software_index =
+            software_index.finish(software::used_files(&self.log).map(|(path, _)| path.to_vec()).collect());
         // Every file the run read or wrote, as it is now: what software
         // identification and data classification ask of each (an exec'd
         // file's links are resolved whole, and it is software).
         let files = self.log.iter().filter(|(_, used)| !used.directory && !used.exec && (used.read || used.written));
         let lstats = Lstats::of(files.map(|(path, _)| path).collect());
-        let software = software::identify(&self.log, software_index, &lstats);
+        let mut index = software_index.wait()?;
+        let software = software::identify(&self.log, &mut index, &lstats);
         let mut data = classify::classify(&self.log, rules, &|path| software.owns(path), started_at, &lstats);
         let mut remembered = match self.hashing.rehash {
             true => HashCache::default(),
@@ -317,7 +325,7 @@ impl Pipeline {
         // A cell's or task's own software and data, by the run's rules; its
         // files already hashed for the run are not read again.
         let mut scoped = |log: &AccessLog, states: Option<&HashMap<Vec<u8>, FileState>>| {
-            let own_software = software::identify(log, software_index, &lstats);
+            let own_software = software::identify(log, &mut index, &lstats);
             let owned = |path: &[u8]| own_software.owns(path) || software.owns(path);
             let mut own_data = classify::classify(log, rules, &owned, started_at, &lstats);
             if let Some(states) = states {
@@ -358,7 +366,7 @@ impl Pipeline {
             let cell = submission.cell.and_then(|cell| self.tracker.cells().get(cell)).map(|cell| cell.execution_count);
             submissions.entry(submission.id.clone()).or_insert(cell);
         }
-        PipelineOutput {
+        Ok(PipelineOutput {
             submissions,
             missing_lookups: self.tracker.missing_lookups().iter().cloned().collect(),
             sections: manifest::trace_sections(
@@ -373,7 +381,8 @@ impl Pipeline {
             tracker: self.tracker.stats(),
             root: processes.first().cloned(),
             warnings: software.problems.clone(),
-        }
+            software_index: index,
+        })
     }
 }
 

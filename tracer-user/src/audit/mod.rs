@@ -101,16 +101,14 @@ impl Audit {
     pub fn conclude(self, settings: &Settings, traced: Traced) -> anyhow::Result<Option<WaitStatus>> {
         let duration = self.clock.elapsed();
         let finished_at = SystemTime::now();
-        let Traced { mut pipeline, root_status, counters, interrupted, stopped_by_user } = traced;
-        pipeline.stop_software_warm_up();
-        let mut software_index = self.software_index.finish()?;
+        let Traced { pipeline, root_status, counters, interrupted, stopped_by_user } = traced;
         let host = hostname();
         let worker = self.dask_worker.as_ref().map(|worker| worker.address.as_str());
         // From here on, what is read, hashed and written for the user is
         // read, hashed and written with the user's rights.
         let _acting = ActingAs::maybe(self.owner.as_ref()).context("taking the invoking user's rights")?;
-        let PipelineOutput { sections, events, tracker, root, warnings, submissions, missing_lookups } =
-            pipeline.finish(&settings.rules, self.started_at, &mut software_index, &host, worker);
+        let PipelineOutput { sections, events, tracker, root, warnings, submissions, missing_lookups, software_index } =
+            pipeline.finish(&settings.rules, self.started_at, self.software_index, &host, worker)?;
         // The command's status, for `run`; an attached tree has no one command.
         let status = root.filter(|root| !root.pre_existing).and_then(|root| root.status).or(root_status);
         let Counters { lost_events, untracked_children, malformed_events, sees_io_uring } = counters;

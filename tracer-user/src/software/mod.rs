@@ -16,7 +16,7 @@ use std::{
 use rustc_hash::FxHashSet;
 
 use crate::{
-    access::AccessLog,
+    access::{AccessLog, PathUse},
     fsaccess::Lstats,
     launch::Credentials,
     privilege::ActingAs,
@@ -37,7 +37,20 @@ pub struct SoftwareIndex {
 /// reveals the paths under them, so that little is left to read when the
 /// command ends.
 pub struct IndexBuilder {
-    paths: mpsc::Sender<Vec<u8>>,
+    paths: mpsc::Sender<ToIndex>,
+    worker: std::io::Result<JoinHandle<Result<SoftwareIndex, IndexError>>>,
+}
+
+/// What the index's thread is told.
+enum ToIndex {
+    /// A path the trace used (see [`PathSink`]).
+    Seen(Vec<u8>),
+    /// The files identification will ask about ([`used_files`]), once the run is over.
+    Used(Vec<Vec<u8>>),
+}
+
+/// The index being finished on its thread (see [`IndexBuilder::finish`]).
+pub struct FinishingIndex {
     worker: std::io::Result<JoinHandle<Result<SoftwareIndex, IndexError>>>,
 }
 
@@ -58,7 +71,7 @@ pub enum IndexError {
 /// files in a few directories queue a few paths for the index's thread,
 /// which runs at the lowest priority and may be far behind.
 pub struct PathSink {
-    paths: mpsc::Sender<Vec<u8>>,
+    paths: mpsc::Sender<ToIndex>,
     directories_sent: FxHashSet<Vec<u8>>,
 }
 
@@ -73,7 +86,7 @@ impl PathSink {
         }
         if new_directory || python::is_site_dir_name(file_name(path)) {
             // A builder that is gone has finished: nothing more to warm up.
-            let _ = self.paths.send(path.to_vec());
+            let _ = self.paths.send(ToIndex::Seen(path.to_vec()));
         }
     }
 }
@@ -82,16 +95,30 @@ impl IndexBuilder {
     /// Starts indexing, reading files as `owner` when there is one (the
     /// user an audit under sudo is for).
     pub fn start(owner: Option<Credentials>) -> Self {
-        let (paths, incoming) = mpsc::channel::<Vec<u8>>();
+        let (paths, incoming) = mpsc::channel::<ToIndex>();
+        let at_starters_priority = crate::priority::for_threads_started_later();
         let worker = crate::priority::spawn_at_lowest_priority("software-index", move || {
             // The paths come from the user's run: never followed as root.
             let _acting = ActingAs::maybe(owner.as_ref()).map_err(IndexError::Credentials)?;
             let dpkg = dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR), crate::cache::dir().as_deref())?;
             let mut warm = python::PythonIndex::warm_up();
-            for path in incoming {
-                warm.discover(&path);
+            let mut used = Vec::new();
+            for message in incoming {
+                match message {
+                    ToIndex::Seen(path) => warm.discover(&path),
+                    ToIndex::Used(paths) => used = paths,
+                }
             }
-            Ok(SoftwareIndex { dpkg, python: python::PythonIndex::reusing(warm) })
+            // The run is over, and the audit waits for what is left: no
+            // longer the lowest priority (unless it may not be raised).
+            at_starters_priority();
+            // The final index, its directories looked at as identification
+            // would look at them, while the audit's end goes on.
+            let mut python = python::PythonIndex::reusing(warm);
+            for path in &used {
+                python.discover(path);
+            }
+            Ok(SoftwareIndex { dpkg, python })
         });
         IndexBuilder { paths, worker }
     }
@@ -100,9 +127,21 @@ impl IndexBuilder {
         PathSink { paths: self.paths.clone(), directories_sent: FxHashSet::default() }
     }
 
-    /// The index, once every [`PathSink`] is dropped and the paths sent are looked at.
-    pub fn finish(self) -> Result<SoftwareIndex, IndexError> {
-        drop(self.paths);
+    /// Finishes the index on its thread, once every [`PathSink`] is dropped
+    /// and the paths sent are looked at: the directories of `used` (the
+    /// files [`identify`] will ask about, [`used_files`]) are discovered
+    /// there, while the caller goes on (with the `lstat`s of the audit's
+    /// end: an audit of `import numpy, pandas` waited 2 ms for them after).
+    pub fn finish(self, used: Vec<Vec<u8>>) -> FinishingIndex {
+        // A builder that is gone has failed: `wait` says why.
+        let _ = self.paths.send(ToIndex::Used(used));
+        FinishingIndex { worker: self.worker }
+    }
+}
+
+impl FinishingIndex {
+    /// The index, finished.
+    pub fn wait(self) -> Result<SoftwareIndex, IndexError> {
         self.worker.map_err(IndexError::Thread)?.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
@@ -140,11 +179,18 @@ impl SoftwareUse {
     }
 }
 
+/// The files of `log` [`identify`] attributes: those read or executed, and
+/// not written (what a run made is its data).
+pub fn used_files(log: &AccessLog) -> impl Iterator<Item = (&[u8], &PathUse)> {
+    log.iter().filter(|(_, used)| (used.read || used.exec) && !used.written)
+}
+
 /// Attributes every file the run read or executed to the software owning it.
 pub fn identify(log: &AccessLog, index: &mut SoftwareIndex, lstats: &Lstats) -> SoftwareUse {
-    let used_files = || log.iter().filter(|(_, used)| (used.read || used.exec) && !used.written);
+    let used_files = || used_files(log);
     // An editable project's files are found through its site directory, which
-    // may be seen only later in path order: discover every directory first.
+    // may be seen only later in path order: discover every directory first
+    // (at once for those [`IndexBuilder::finish`] discovered).
     for (path, _) in used_files() {
         index.python.discover(path);
     }
@@ -269,7 +315,13 @@ mod tests {
             sink.send(path);
         }
         drop(sink);
-        let sent: Vec<Vec<u8>> = incoming.iter().collect();
+        let sent: Vec<Vec<u8>> = incoming
+            .iter()
+            .filter_map(|message| match message {
+                ToIndex::Seen(path) => Some(path),
+                ToIndex::Used(_) => None,
+            })
+            .collect();
         let expected: [&[u8]; 4] = [
             b"/data/a.csv",
             b"/v/lib/python3.11/site-packages/numpy/__init__.py",
