@@ -200,13 +200,22 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex, lstats: &Lstats) -> 
     let mut stdlib_users = BTreeSet::new();
     let mut system_owners = index.dpkg.as_ref().map(dpkg::DpkgIndex::lookups);
     for (path, used) in used_files() {
+        // Executables and shared libraries are listed with their package's name.
+        let listed = used.exec || is_shared_library(path);
         let mut package = None;
+        let mut owned = false;
         if let Some(distribution) = index.python.owner(path) {
-            package = Some(distribution.name.clone());
+            if listed {
+                package = Some(distribution.name.clone());
+            }
             // Reading a distribution's metadata (as importlib.metadata and
             // pkg_resources do for every installed one) is not using it.
+            // (What was found before is not cloned again for each file.)
             if !in_metadata_dir(path) {
-                *found.python.entry(distribution.clone()).or_default() += 1;
+                match found.python.get_mut(distribution) {
+                    Some(files) => *files += 1,
+                    None => _ = found.python.insert(distribution.clone(), 1),
+                }
             }
             if distribution.editable {
                 let files = found.editable_files.entry(distribution.clone()).or_default();
@@ -215,43 +224,48 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex, lstats: &Lstats) -> 
                 // then only looked at.
                 files.extend(python::bytecode_source(path));
             }
-            found.owned.insert(path.to_vec());
+            owned = true;
         } else if let Some(interpreter) = index.python.stdlib_interpreter(path) {
-            stdlib_users.insert(interpreter.clone());
-            found.owned.insert(path.to_vec());
+            if !stdlib_users.contains(interpreter) {
+                stdlib_users.insert(interpreter.clone());
+            }
+            owned = true;
         } else if file_name(path) == b"pyvenv.cfg" {
             // A virtual environment's configuration is its interpreter's.
-            found.owned.insert(path.to_vec());
+            owned = true;
         }
         // The package of the name as used, and of what it points to: a
         // program run through a link (`python3` → `python3.11`, `awk` →
         // `mawk`), a configuration link (`/etc/localtime`) belongs to both.
         // Bytecode compiled at install time is its source's.
         let resolved = resolve_links(path, used.exec, lstats);
-        let candidates = [Some(path.to_vec()), python::bytecode_source(path), resolved];
-        let mut owned_by_package = false;
-        for candidate in candidates.iter().flatten() {
+        let source = python::bytecode_source(path);
+        for candidate in [Some(path), source.as_deref(), resolved.as_deref()].into_iter().flatten() {
             let Some(system_package) = system_owners.as_mut().and_then(|owners| owners.owner(candidate)) else {
                 continue;
             };
-            package.get_or_insert_with(|| system_package.name.clone());
-            found.system_packages.insert(system_package.clone());
-            owned_by_package = true;
+            if listed {
+                package.get_or_insert_with(|| system_package.name.clone());
+            }
+            if !found.system_packages.contains(system_package) {
+                found.system_packages.insert(system_package.clone());
+            }
+            owned = true;
             if !used.exec {
                 break;
             }
-        }
-        if owned_by_package {
-            found.owned.insert(path.to_vec());
         }
         if used.exec {
             if let Some(interpreter) = python::interpreter_for_executable(path) {
                 found.interpreters.insert(interpreter);
             }
-            found.executables.push(OwnedFile { path: path.to_vec(), package: package.clone() });
-            found.owned.insert(path.to_vec());
-        } else if is_shared_library(path) {
+            found.executables.push(OwnedFile { path: path.to_vec(), package });
+            owned = true;
+        } else if listed {
             found.shared_libraries.push(OwnedFile { path: path.to_vec(), package });
+            owned = true;
+        }
+        if owned {
             found.owned.insert(path.to_vec());
         }
     }
