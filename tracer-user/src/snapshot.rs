@@ -123,6 +123,15 @@ mod tests {
         let file = tempfile::NamedTempFile::new().expect("temp file");
         let stdin = std::fs::File::open(file.path()).expect("open");
         let mut child = std::process::Command::new("sleep").arg("5").stdin(stdin).spawn().expect("sleep");
+        // `spawn` returns once the child has left our memory, which can be
+        // before the kernel has laid out its new program's arguments (an
+        // empty command line read at once after 65 of 1,500 spawns here):
+        // wait for them.
+        let cmdline = format!("/proc/{}/cmdline", child.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read(&cmdline).is_ok_and(|args| args.is_empty()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let ours = std::process::id();
         let snapshot = snapshot_trees(&[child.id()]).expect("snapshot");
         assert_eq!(snapshot.len(), 1);
