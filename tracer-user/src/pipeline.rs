@@ -292,7 +292,7 @@ impl Pipeline {
         self.tracker.has_live_tasks()
     }
 
-    /// Identifies software (with the index `software_index` finishes; every
+    /// Identifies software (with the index `index_builder` finishes; every
     /// path sink of it dropped), classifies the data (stat'ing files as
     /// they are now, once), for the run, each cell and each Dask task, and
     /// renders the sections; the tasks ran on `host`, in `worker` when it is
@@ -301,19 +301,18 @@ impl Pipeline {
         mut self,
         rules: &classify::Rules,
         started_at: SystemTime,
-        software_index: IndexBuilder,
+        index_builder: IndexBuilder,
         host: &str,
         worker: Option<&str>,
     ) -> Result<PipelineOutput, IndexError> {
         self.stop_software_warm_up();
-        let software_index =
-            software_index.finish(software::used_files(&self.log).map(|(path, _)| path.to_vec()).collect());
+        let finishing = index_builder.finish(software::used_files(&self.log).map(|(path, _)| path.to_vec()).collect());
         // Every file the run read or wrote, as it is now: what software
         // identification and data classification ask of each (an exec'd
         // file's links are resolved whole, and it is software).
         let files = self.log.iter().filter(|(_, used)| !used.directory && !used.exec && (used.read || used.written));
         let lstats = Lstats::of(files.map(|(path, _)| path).collect());
-        let mut index = software_index.wait()?;
+        let mut index = finishing.wait()?;
         let software = software::identify(&self.log, &mut index, &lstats);
         let mut data = classify::classify(&self.log, rules, &|path| software.owns(path), started_at, &lstats);
         let mut remembered = match self.hashing.rehash {

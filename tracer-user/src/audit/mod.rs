@@ -192,10 +192,10 @@ impl Audit {
             summary::print(&manifest, &written);
         }
         // A process concludes one audit (`run`, `attach`, `repeat`) and
-        // exits soon after: its exit frees these at once, where freeing them one by one
-        // (tens of thousands of paths, many allocated by the index's
-        // thread) took an audit of `import numpy, pandas` 1.3–1.8 ms after
-        // its manifest was written.
+        // exits soon after: its exit frees these at once, where freeing
+        // them one by one (tens of thousands of paths, many allocated by
+        // the index's thread) took an audit of `import numpy, pandas`
+        // 1.3–1.8 ms after its manifest was written.
         std::mem::forget(software_index);
         std::mem::forget(manifest);
         Ok(status.filter(|_| !stopped_by_user))

@@ -187,11 +187,10 @@ pub fn used_files(log: &AccessLog) -> impl Iterator<Item = (&[u8], &PathUse)> {
 
 /// Attributes every file the run read or executed to the software owning it.
 pub fn identify(log: &AccessLog, index: &mut SoftwareIndex, lstats: &Lstats) -> SoftwareUse {
-    let used_files = || used_files(log);
     // An editable project's files are found through its site directory, which
     // may be seen only later in path order: discover every directory first
     // (at once for those [`IndexBuilder::finish`] discovered).
-    for (path, _) in used_files() {
+    for (path, _) in used_files(log) {
         index.python.discover(path);
     }
     let mut found = SoftwareUse::default();
@@ -199,7 +198,7 @@ pub fn identify(log: &AccessLog, index: &mut SoftwareIndex, lstats: &Lstats) -> 
     // interpreters below.
     let mut stdlib_users = BTreeSet::new();
     let mut system_owners = index.dpkg.as_ref().map(dpkg::DpkgIndex::lookups);
-    for (path, used) in used_files() {
+    for (path, used) in used_files(log) {
         // Executables and shared libraries are listed with their package's name.
         let listed = used.exec || is_shared_library(path);
         let mut package = None;

@@ -226,10 +226,10 @@ impl DpkgIndex {
         Ok(index)
     }
 
-    /// The package that owns `path` (absolute, raw bytes as the program named it), if any.
+    /// The package that owns `path` (absolute, raw bytes as the program named it), if any. (For many
+    /// paths, [`DpkgIndex::lookups`] remembers what each directory holds.)
     pub fn owner(&self, path: &[u8]) -> Option<&SystemPackage> {
-        let index = self.owners.get(self.aliases.canonical(path).as_ref())?;
-        self.packages.get(index)
+        self.lookups().owner(path)
     }
 
     /// Owners asked of many paths (an audit's): whether any package lists
@@ -273,7 +273,7 @@ pub struct OwnerLookups<'a> {
 }
 
 impl<'a> OwnerLookups<'a> {
-    /// What [`DpkgIndex::owner`] says of `path`.
+    /// The package that owns `path` (absolute, raw bytes as the program named it), if any.
     pub fn owner(&mut self, path: &[u8]) -> Option<&'a SystemPackage> {
         let canonical = self.index.aliases.canonical(path);
         // The directories above it, from the root down: one under which
@@ -795,11 +795,12 @@ postgresql-common
     }
 
     #[test]
-    fn many_lookups_answer_as_the_index() {
+    fn many_lookups_answer_as_single_ones() {
         let index = synthetic_index(UsrAliases::for_dirs(["bin", "lib"]));
         let mut lookups = index.lookups();
         // Paths under unlisted directories and listed ones, their siblings
-        // and aliases, each asked twice.
+        // and aliases, each asked twice of lookups that remember
+        // directories, and once of lookups that know nothing yet.
         let paths: &[&[u8]] = &[
             b"/data/a.csv",
             b"/data/b.csv",
