@@ -24,7 +24,6 @@
 use std::{
     collections::HashMap,
     ffi::OsStr,
-    fs::Metadata,
     io::Read,
     os::unix::ffi::OsStrExt,
     path::Path,
@@ -37,8 +36,9 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     access::{AccessLog, PathUse},
-    fsaccess::{self, Lstats},
+    fsaccess::{self, FileStat, Lstats},
     hash_cache::HashCache,
+    software,
     tracker::{path::is_under, view::NamespaceId},
     units,
 };
@@ -159,31 +159,25 @@ pub fn is_system_path(path: &[u8]) -> bool {
     SYSTEM_TREES.iter().any(|tree| is_under(path, tree))
 }
 
-pub fn is_cache_path(path: &[u8]) -> bool {
-    path.split(|&byte| byte == b'/').any(|component| CACHE_COMPONENTS.contains(&component))
-}
-
-/// A distribution's metadata (an editable project's `.egg-info` included):
-/// software, not data.
-pub fn is_package_metadata(path: &[u8]) -> bool {
-    path.split(|&byte| byte == b'/')
-        .any(|component| component.ends_with(b".dist-info") || component.ends_with(b".egg-info"))
+/// Never data, by the built-in rules, wherever it is: system trees, caches,
+/// distributions' metadata (an editable project's `.egg-info` included:
+/// software), reprotrace's own state. (One pass over the path's components:
+/// a run's every file is asked.)
+fn is_never_data(path: &[u8]) -> bool {
+    is_system_path(path)
+        || path.starts_with(b"/memfd:")
+        || path.split(|&byte| byte == b'/').any(|component| {
+            CACHE_COMPONENTS.contains(&component)
+                || software::is_metadata_dir_name(component)
+                || is_reprotrace_state(component)
+        })
 }
 
 /// The state reprotrace's Dask plugin keeps beside a worker it audits, and
 /// the reports a run's clients bring back (python/reprotrace/dask.py): the
 /// tracer's own files, written inside the traced tree.
-fn is_reprotrace_state(path: &[u8]) -> bool {
-    path.split(|&byte| byte == b'/').any(|component| component.starts_with(b"reprotrace-dask-"))
-}
-
-/// Never data, by the built-in rules, wherever it is.
-fn is_never_data(path: &[u8]) -> bool {
-    is_system_path(path)
-        || is_cache_path(path)
-        || is_package_metadata(path)
-        || is_reprotrace_state(path)
-        || path.starts_with(b"/memfd:")
+fn is_reprotrace_state(component: &[u8]) -> bool {
+    component.starts_with(b"reprotrace-dask-")
 }
 
 /// Classifies the access log, looking at the file system as it is now
@@ -219,8 +213,8 @@ pub fn classify(
         };
         let file = DataFile {
             path: path.to_vec(),
-            size: regular.map(|metadata| metadata.len()),
-            mtime: regular.and_then(|metadata| metadata.modified().ok()),
+            size: regular.map(|metadata| metadata.size),
+            mtime: regular.map(FileStat::modified),
             sha256: None,
             changed_during_run: false,
             namespace: None,
@@ -393,11 +387,11 @@ pub fn describe_as(data: &mut DataSets, states: &HashMap<Vec<u8>, FileState>) {
 /// Whether the file came into being after `started_at`: a file the run opened
 /// with `O_CREAT`, even read-only, was then made by it, which is writing it.
 /// File systems without birth times (`statx` without `STATX_BTIME`) never say so.
-fn born_during_run(metadata: &std::fs::Metadata, started_at: SystemTime) -> bool {
+fn born_during_run(metadata: &FileStat, started_at: SystemTime) -> bool {
     // Inode timestamps come from the kernel's coarse clock, up to a tick
     // behind the clock `started_at` was read from.
     const COARSE_CLOCK_SLACK: std::time::Duration = std::time::Duration::from_millis(10);
-    metadata.created().is_ok_and(|born| born + COARSE_CLOCK_SLACK >= started_at)
+    metadata.created().is_some_and(|born| born + COARSE_CLOCK_SLACK >= started_at)
 }
 
 /// Hashes `files` on every core, each read in a stream, but for those over
@@ -414,18 +408,18 @@ fn hash_all(files: Vec<&mut DataFile>, hashing: Hashing, lstats: &Lstats, rememb
     // Every read below starts after this (see `HashCache::learn`).
     let began = SystemTime::now();
     // (What each file is, asked only of a cache that may answer.)
-    let files: Vec<(&mut DataFile, Option<Metadata>)> = files
+    let files: Vec<(&mut DataFile, Option<FileStat>)> = files
         .into_iter()
         .map(|file| {
             let metadata = match remembered.in_use() {
-                true => lstats.metadata(&file.path).ok().filter(Metadata::is_file),
+                true => lstats.metadata(&file.path).ok().filter(FileStat::is_file),
                 false => None,
             };
             (file, metadata)
         })
         .collect();
     let known = remembered.hashes_of(files.iter().map(|(_, metadata)| metadata.as_ref()));
-    let mut read: Vec<(&mut DataFile, Option<Metadata>)> = Vec::new();
+    let mut read: Vec<(&mut DataFile, Option<FileStat>)> = Vec::new();
     for ((file, metadata), sha256) in files.into_iter().zip(known) {
         match sha256 {
             Some(sha256) => file.sha256 = Some(sha256),

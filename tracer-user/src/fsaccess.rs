@@ -6,13 +6,16 @@
 use std::{
     fs::{File, Metadata},
     io,
-    os::unix::ffi::OsStrExt,
+    os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::Path,
     sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use rustc_hash::FxHashMap;
-use rustix::fs::{openat, Mode, OFlags, CWD};
+use rustix::fs::{openat, statx, AtFlags, Mode, OFlags, Statx, StatxFlags, StatxTimestamp, CWD};
+
+use crate::tracker::path::{file_name, parent};
 
 /// Longest path handed to the kernel in one piece (below `PATH_MAX`).
 const PIECE: usize = 3072;
@@ -30,6 +33,81 @@ pub fn metadata(path: &[u8]) -> io::Result<std::fs::Metadata> {
     open_with(path, OFlags::PATH | OFlags::CLOEXEC)?.metadata()
 }
 
+/// What the kernel says of a file (`statx`): what an audit's end asks of
+/// it, in 80 bytes where a `std::fs::Metadata` takes 176 (an audit's end
+/// holds one for each of a run's files, and copies them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    /// Type and permissions (`st_mode`).
+    pub mode: u32,
+    /// The file system's device, as `st_dev` has it.
+    pub device: u64,
+    pub inode: u64,
+    pub size: u64,
+    /// Seconds and nanoseconds since the epoch, as the kernel gives them.
+    pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
+    /// Birth time, where the file system records one.
+    pub btime: Option<SystemTime>,
+}
+
+impl FileStat {
+    fn of_statx(statx: &Statx) -> FileStat {
+        let time = |stamp: &StatxTimestamp| (stamp.tv_sec, stamp.tv_nsec);
+        FileStat {
+            mode: u32::from(statx.stx_mode),
+            device: rustix::fs::makedev(statx.stx_dev_major, statx.stx_dev_minor),
+            inode: statx.stx_ino,
+            size: statx.stx_size,
+            mtime: time(&statx.stx_mtime),
+            ctime: time(&statx.stx_ctime),
+            btime: (statx.stx_mask & StatxFlags::BTIME.bits() != 0).then(|| system_time(time(&statx.stx_btime))),
+        }
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFLNK
+    }
+
+    pub fn modified(&self) -> SystemTime {
+        system_time(self.mtime)
+    }
+
+    /// `None` where the file system records no birth time.
+    pub fn created(&self) -> Option<SystemTime> {
+        self.btime
+    }
+}
+
+impl From<&Metadata> for FileStat {
+    fn from(metadata: &Metadata) -> FileStat {
+        // (`std` gives the nanoseconds as an i64 in 0..1e9.)
+        let time = |seconds: i64, nanoseconds: i64| (seconds, nanoseconds as u32);
+        FileStat {
+            mode: metadata.mode(),
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            size: metadata.size(),
+            mtime: time(metadata.mtime(), metadata.mtime_nsec()),
+            ctime: time(metadata.ctime(), metadata.ctime_nsec()),
+            btime: metadata.created().ok(),
+        }
+    }
+}
+
+/// The time `(seconds, nanoseconds)` after the epoch (seconds may be negative).
+fn system_time((seconds, nanoseconds): (i64, u32)) -> SystemTime {
+    let nanoseconds = Duration::from_nanos(u64::from(nanoseconds));
+    match u64::try_from(seconds) {
+        Ok(seconds) => UNIX_EPOCH + Duration::from_secs(seconds) + nanoseconds,
+        Err(_) => UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs()) + nanoseconds,
+    }
+}
+
 /// What `lstat` said of each of a run's files, asked once for all of them
 /// when the audit ends, on every core: software identification asks whether
 /// a file is a symbolic link, data classification what it is, and for a file
@@ -40,7 +118,7 @@ pub fn metadata(path: &[u8]) -> io::Result<std::fs::Metadata> {
 #[derive(Default)]
 pub struct Lstats<'a> {
     /// Keyed by path, hashed with FxHash (as the software indexes' tables).
-    answers: FxHashMap<&'a [u8], Result<Metadata, io::ErrorKind>>,
+    answers: FxHashMap<&'a [u8], Result<FileStat, io::ErrorKind>>,
 }
 
 /// Below this many paths a thread costs more than it saves.
@@ -49,23 +127,29 @@ const PATHS_PER_THREAD_AT_LEAST: usize = 64;
 /// core busy, or taken by the host) leaves the others more, instead of
 /// holding up the audit's end with a share of its own.
 const PATHS_PER_TAKE: usize = 32;
+/// Files of one directory, from this many on, are asked about relative to
+/// the directory, opened once: the kernel then walks the directory's path
+/// once, not once a file (`statx` of a file in a directory five deep took a
+/// third longer by its whole path).
+const RELATIVE_AT_LEAST: usize = 4;
 
 impl<'a> Lstats<'a> {
-    /// `lstat`s every one of `paths` (absolute), on as many threads as
-    /// there are cores (started by the calling thread: they act with its
-    /// rights).
+    /// `lstat`s every one of `paths` (absolute, sorted: a directory's files
+    /// come together), on as many threads as there are cores (started by the
+    /// calling thread: they act with its rights).
     pub fn of(paths: Vec<&'a [u8]>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let threads = cores.min(paths.len().div_ceil(PATHS_PER_THREAD_AT_LEAST)).max(1);
+        // What a thread takes at a time: up to PATHS_PER_TAKE paths of one directory.
+        let takes: Vec<&[&'a [u8]]> = paths
+            .chunk_by(|one, next| parent(one) == parent(next))
+            .flat_map(|siblings| siblings.chunks(PATHS_PER_TAKE))
+            .collect();
         let next = AtomicUsize::new(0);
         let take_all = || {
             let mut answers = Vec::with_capacity(paths.len().div_ceil(threads) + PATHS_PER_TAKE);
-            loop {
-                let start = next.fetch_add(PATHS_PER_TAKE, Ordering::Relaxed);
-                if start >= paths.len() {
-                    break;
-                }
-                answers.extend(lstat_all(&paths[start..paths.len().min(start + PATHS_PER_TAKE)]));
+            while let Some(siblings) = takes.get(next.fetch_add(1, Ordering::Relaxed)) {
+                lstat_siblings(siblings, &mut answers);
             }
             answers
         };
@@ -74,8 +158,6 @@ impl<'a> Lstats<'a> {
             let helpers: Vec<_> = (1..threads)
                 .filter_map(|_| std::thread::Builder::new().name("lstat".into()).spawn_scoped(scope, take_all).ok())
                 .collect();
-            // Sized at once: growing it moved every answer (a `Metadata` is
-            // large) several times.
             let mut answers = FxHashMap::with_capacity_and_hasher(paths.len(), Default::default());
             answers.extend(take_all());
             for helper in helpers {
@@ -90,29 +172,42 @@ impl<'a> Lstats<'a> {
     /// Whether `path` is a symbolic link.
     pub fn is_symlink(&self, path: &[u8]) -> bool {
         match self.answers.get(path) {
-            Some(answer) => answer.as_ref().is_ok_and(|metadata| metadata.file_type().is_symlink()),
+            Some(answer) => answer.as_ref().is_ok_and(FileStat::is_symlink),
             None => lstat(path).is_ok_and(|metadata| metadata.file_type().is_symlink()),
         }
     }
 
-    /// The metadata of what `path` (absolute) names, symbolic links
-    /// followed, as [`metadata`] has it: a file's `lstat`, unless it is a
-    /// link. (A path `lstat` cannot reach, `stat` cannot either: they walk
-    /// the same directories.)
-    pub fn metadata(&self, path: &[u8]) -> io::Result<Metadata> {
+    /// What `path` (absolute) names, symbolic links followed, as
+    /// [`metadata`] has it: a file's `lstat`, unless it is a link. (A path
+    /// `lstat` cannot reach, `stat` cannot either: they walk the same
+    /// directories.)
+    pub fn metadata(&self, path: &[u8]) -> io::Result<FileStat> {
         match self.answers.get(path) {
-            Some(Ok(metadata)) if !metadata.file_type().is_symlink() => Ok(metadata.clone()),
+            Some(Ok(stat)) if !stat.is_symlink() => Ok(*stat),
             Some(Err(kind)) => Err(io::Error::from(*kind)),
-            Some(Ok(_)) | None => metadata(path),
+            Some(Ok(_)) | None => metadata(path).map(|metadata| FileStat::from(&metadata)),
         }
     }
 }
 
-/// Each of `paths` short enough to hand the kernel, and its `lstat`.
-fn lstat_all<'a, 'b>(
-    paths: &'b [&'a [u8]],
-) -> impl Iterator<Item = (&'a [u8], Result<Metadata, io::ErrorKind>)> + use<'a, 'b> {
-    paths.iter().filter(|path| path.len() <= PIECE).map(|&path| (path, lstat(path).map_err(|err| err.kind())))
+/// Adds to `answers` each of `siblings` (paths in one directory) short
+/// enough to hand the kernel, and its `lstat`: relative to the directory
+/// when there are enough of them and it opens.
+fn lstat_siblings<'a>(siblings: &[&'a [u8]], answers: &mut Vec<(&'a [u8], Result<FileStat, io::ErrorKind>)>) {
+    const ASKED: StatxFlags = StatxFlags::BASIC_STATS.union(StatxFlags::BTIME);
+    let directory = match (siblings.len() >= RELATIVE_AT_LEAST).then(|| parent(siblings[0])).flatten() {
+        Some(directory) if directory.len() <= PIECE => {
+            openat(CWD, directory, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()
+        }
+        _ => None,
+    };
+    for &path in siblings.iter().filter(|path| path.len() <= PIECE) {
+        let answer = match (&directory, file_name(path)) {
+            (Some(directory), name) if !name.is_empty() => statx(directory, name, AtFlags::SYMLINK_NOFOLLOW, ASKED),
+            _ => statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, ASKED),
+        };
+        answers.push((path, answer.map(|statx| FileStat::of_statx(&statx)).map_err(|err| io::Error::from(err).kind())));
+    }
 }
 
 /// What `path` names, itself (a link is not followed).
@@ -177,7 +272,7 @@ mod tests {
         open(&path).expect("open").read_to_string(&mut contents).expect("read");
         assert_eq!(contents, "deep");
         let lstats = Lstats::of(vec![&path]);
-        assert_eq!(lstats.metadata(&path).expect("asked when needed").len(), 4);
+        assert_eq!(lstats.metadata(&path).expect("asked when needed").size, 4);
         assert!(!lstats.is_symlink(&path));
     }
 
@@ -199,18 +294,20 @@ mod tests {
         asked.extend([link.as_slice(), dangling.as_slice(), missing.as_slice(), directory.as_slice()]);
         let lstats = Lstats::of(asked);
         for (index, file) in files.iter().enumerate() {
-            assert_eq!(lstats.metadata(file).expect("a file").len(), index as u64);
+            assert_eq!(lstats.metadata(file).expect("a file").size, index as u64);
             assert!(!lstats.is_symlink(file));
+            // Asked relative to their directory, they are described as `std` describes them.
+            assert_eq!(lstats.metadata(file).ok(), lstat(file).ok().map(|metadata| FileStat::from(&metadata)));
         }
         assert!(lstats.is_symlink(&link) && lstats.is_symlink(&dangling));
-        assert_eq!(lstats.metadata(&link).expect("followed").len(), 7, "a link's metadata is its target's");
+        assert_eq!(lstats.metadata(&link).expect("followed").size, 7, "a link's metadata is its target's");
         assert_eq!(lstats.metadata(&dangling).expect_err("dangling").kind(), io::ErrorKind::NotFound);
         assert_eq!(lstats.metadata(&missing).expect_err("missing").kind(), io::ErrorKind::NotFound);
         assert!(!lstats.is_symlink(&missing));
-        assert!(lstats.metadata(&directory).expect("a directory").is_dir());
+        assert_eq!(lstats.metadata(&directory).expect("a directory").mode & libc::S_IFMT, libc::S_IFDIR);
         // A path it was not asked about is asked about when needed.
         let unasked = at("unasked");
         std::fs::write(OsStr::from_bytes(&unasked), b"late").expect("write");
-        assert_eq!(lstats.metadata(&unasked).expect("asked now").len(), 4);
+        assert_eq!(lstats.metadata(&unasked).expect("asked now").size, 4);
     }
 }

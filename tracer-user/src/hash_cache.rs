@@ -14,15 +14,16 @@
 
 use std::{
     collections::BTreeMap,
-    fs::Metadata,
-    os::unix::fs::MetadataExt,
     path::PathBuf,
     time::{Duration, SystemTime},
 };
 
 use rustc_hash::FxHashMap;
 
-use crate::cache::{self, Cached, CachedFile};
+use crate::{
+    cache::{self, Cached, CachedFile},
+    fsaccess::FileStat,
+};
 
 /// The cache's file; the number changes with the layout.
 const FILE_NAME: &str = "hashes-v2.bin";
@@ -67,14 +68,16 @@ struct Identity {
 }
 
 impl Identity {
-    fn of(metadata: &Metadata) -> Identity {
-        let ns = |seconds: i64, nanoseconds: i64| seconds.saturating_mul(1_000_000_000).saturating_add(nanoseconds);
+    fn of(stat: &FileStat) -> Identity {
+        let ns = |(seconds, nanoseconds): (i64, u32)| {
+            seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(nanoseconds))
+        };
         Identity {
-            device: metadata.dev(),
-            inode: metadata.ino(),
-            size: metadata.size(),
-            mtime_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
-            ctime_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
+            device: stat.device,
+            inode: stat.inode,
+            size: stat.size,
+            mtime_ns: ns(stat.mtime),
+            ctime_ns: ns(stat.ctime),
         }
     }
 }
@@ -252,7 +255,7 @@ impl HashCache {
     /// last changed (`None` for `None`). Looked up in the order of the
     /// file's records, so that files made together (whose inodes are near)
     /// are found in one read.
-    pub fn hashes_of<'a>(&self, files: impl IntoIterator<Item = Option<&'a Metadata>>) -> Vec<Option<String>> {
+    pub fn hashes_of<'a>(&self, files: impl IntoIterator<Item = Option<&'a FileStat>>) -> Vec<Option<String>> {
         let identities: Vec<Option<Identity>> = files.into_iter().map(|file| file.map(Identity::of)).collect();
         let mut order: Vec<(Identity, usize)> =
             identities.iter().enumerate().filter_map(|(index, identity)| Some(((*identity)?, index))).collect();
@@ -286,7 +289,7 @@ impl HashCache {
 
     /// Remembers `sha256` for the file `metadata` described before its
     /// hashing began at `hashing_began`, if it had settled by then.
-    pub fn learn(&mut self, metadata: &Metadata, sha256: &str, hashing_began: SystemTime) {
+    pub fn learn(&mut self, metadata: &FileStat, sha256: &str, hashing_began: SystemTime) {
         if !self.in_use() || sha256.len() != HEX_LEN {
             return;
         }
@@ -493,8 +496,13 @@ mod tests {
     }
 
     /// The hash `cache` knows of the file `metadata` describes.
-    fn hash_of(cache: &HashCache, metadata: &Metadata) -> Option<String> {
+    fn hash_of(cache: &HashCache, metadata: &FileStat) -> Option<String> {
         cache.hashes_of([Some(metadata)]).pop().flatten()
+    }
+
+    /// What `stat` says of `path`.
+    fn stat(path: impl AsRef<std::path::Path>) -> FileStat {
+        FileStat::from(&std::fs::metadata(path).expect("stat"))
     }
 
     const HASH_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -511,19 +519,19 @@ mod tests {
         let dir = home.path().join("cache");
         let (path, later) = settled_file(home.path(), "input.csv", b"1,2,3\n");
         let mut cache = HashCache::in_dir(dir.clone());
-        let metadata = std::fs::metadata(&path).expect("stat");
+        let metadata = stat(&path);
         assert_eq!(hash_of(&cache, &metadata), None);
         cache.learn(&metadata, HASH_A, later);
         assert_eq!(hash_of(&cache, &metadata).as_deref(), Some(HASH_A), "learned this audit");
         cache.save().expect("save");
         let cache = HashCache::in_dir(dir.clone());
-        assert_eq!(hash_of(&cache, &std::fs::metadata(&path).expect("stat")).as_deref(), Some(HASH_A));
+        assert_eq!(hash_of(&cache, &stat(&path)).as_deref(), Some(HASH_A));
         // Same size, the modification time put back: the change time moved.
         let mtime = std::fs::metadata(&path).expect("stat").modified().expect("mtime");
         std::fs::write(&path, b"9,9,9\n").expect("rewrite");
         std::fs::File::options().write(true).open(&path).expect("open").set_modified(mtime).expect("set mtime");
-        let rewritten = std::fs::metadata(&path).expect("stat");
-        assert_eq!(rewritten.modified().expect("mtime"), mtime);
+        let rewritten = stat(&path);
+        assert_eq!(rewritten.modified(), mtime);
         assert_eq!(hash_of(&cache, &rewritten), None, "a file whose change time moved is hashed again");
     }
 
@@ -532,7 +540,7 @@ mod tests {
         let home = tempfile::tempdir().expect("tempdir");
         let (path, _) = settled_file(home.path(), "output.csv", b"fresh\n");
         let mut cache = HashCache::in_dir(home.path().join("cache"));
-        let metadata = std::fs::metadata(&path).expect("stat");
+        let metadata = stat(&path);
         cache.learn(&metadata, HASH_A, SystemTime::now());
         assert_eq!(hash_of(&cache, &metadata), None);
     }
@@ -544,26 +552,26 @@ mod tests {
         let (first, later) = settled_file(home.path(), "a", b"a");
         let (second, _) = settled_file(home.path(), "b", b"b");
         let mut cache = HashCache::in_dir(dir.clone());
-        cache.learn(&std::fs::metadata(&first).expect("stat"), HASH_A, later);
+        cache.learn(&stat(&first), HASH_A, later);
         cache.save_within(MAX_ENTRIES, 0).expect("save");
         let hash_b = "b".repeat(HEX_LEN);
         let mut cache = HashCache::in_dir(dir.clone());
-        cache.learn(&std::fs::metadata(&second).expect("stat"), &hash_b, later);
-        cache.learn(&std::fs::metadata(&first).expect("stat"), &hash_b, later);
+        cache.learn(&stat(&second), &hash_b, later);
+        cache.learn(&stat(&first), &hash_b, later);
         cache.save_within(MAX_ENTRIES, 0).expect("save");
         let cache = HashCache::in_dir(dir.clone());
         assert_eq!(remembered_keys(&cache).len(), 2, "one entry a file");
         for path in [&first, &second] {
-            assert_eq!(hash_of(&cache, &std::fs::metadata(path).expect("stat")), Some(hash_b.clone()));
+            assert_eq!(hash_of(&cache, &stat(path)), Some(hash_b.clone()));
         }
         // A file cut short is not read.
         let file = dir.join(FILE_NAME);
-        let length = std::fs::metadata(&file).expect("stat").len();
+        let length = stat(&file).size;
         std::fs::File::options().write(true).open(&file).expect("open").set_len(length - 1).expect("cut");
-        assert_eq!(hash_of(&HashCache::in_dir(dir.clone()), &std::fs::metadata(&first).expect("stat")), None);
+        assert_eq!(hash_of(&HashCache::in_dir(dir.clone()), &stat(&first)), None);
         // Nor is one whose count of records no file could hold.
         cache::write(&dir, FILE_NAME, KEY, &u64::MAX.to_le_bytes()).expect("write");
-        assert_eq!(hash_of(&HashCache::in_dir(dir), &std::fs::metadata(&first).expect("stat")), None);
+        assert_eq!(hash_of(&HashCache::in_dir(dir), &stat(&first)), None);
     }
 
     #[test]
@@ -576,22 +584,21 @@ mod tests {
         // One file an audit, each later than the one before; two kept.
         for ((path, later), hash) in files.iter().zip(&hashes) {
             let mut cache = HashCache::in_dir(dir.clone());
-            cache.learn(&std::fs::metadata(path).expect("stat"), hash, *later);
+            cache.learn(&stat(path), hash, *later);
             cache.save_within(2, 0).expect("save");
             std::thread::sleep(Duration::from_millis(2));
         }
         let cache = HashCache::in_dir(dir.clone());
-        let found: Vec<Option<String>> =
-            files.iter().map(|(path, _)| hash_of(&cache, &std::fs::metadata(path).expect("stat"))).collect();
+        let found: Vec<Option<String>> = files.iter().map(|(path, _)| hash_of(&cache, &stat(path))).collect();
         assert_eq!(found, [None, None, Some(hashes[2].clone()), Some(hashes[3].clone())]);
         assert!(remembered_keys(&cache).is_sorted(), "the file stays in order for the lookups' binary search");
         // A file learned again replaces its entry, whatever the order of inodes.
         let mut cache = HashCache::in_dir(dir.clone());
         let (first, later) = &files[0];
-        cache.learn(&std::fs::metadata(first).expect("stat"), &hashes[1], *later + Duration::from_secs(1));
+        cache.learn(&stat(first), &hashes[1], *later + Duration::from_secs(1));
         cache.save_within(2, 0).expect("save");
         let cache = HashCache::in_dir(dir);
-        assert_eq!(hash_of(&cache, &std::fs::metadata(first).expect("stat")), Some(hashes[1].clone()));
+        assert_eq!(hash_of(&cache, &stat(first)), Some(hashes[1].clone()));
         assert_eq!(remembered_keys(&cache).len(), 2);
     }
 
@@ -606,20 +613,19 @@ mod tests {
         for index in 0..count {
             let (path, later) = settled_file(home.path(), &format!("f{index}"), index.to_string().as_bytes());
             let hash = format!("{index:064x}");
-            cache.learn(&std::fs::metadata(&path).expect("stat"), &hash, later);
+            cache.learn(&stat(&path), &hash, later);
             files.push((path, hash));
         }
         cache.save_within(MAX_ENTRIES, 0).expect("save");
         let cache = HashCache::in_dir(dir);
         assert_eq!(remembered_keys(&cache).len(), count);
         for (path, hash) in &files {
-            assert_eq!(hash_of(&cache, &std::fs::metadata(path).expect("stat")).as_ref(), Some(hash), "{path:?}");
+            assert_eq!(hash_of(&cache, &stat(path)).as_ref(), Some(hash), "{path:?}");
         }
-        let elsewhere = std::fs::metadata(home.path()).expect("stat");
+        let elsewhere = stat(home.path());
         assert_eq!(hash_of(&cache, &elsewhere), None, "a file never hashed");
         // All at once, in another order than the file's, beside files not asked of it.
-        let metadata: Vec<Metadata> =
-            files.iter().rev().map(|(path, _)| std::fs::metadata(path).expect("stat")).collect();
+        let metadata: Vec<FileStat> = files.iter().rev().map(|(path, _)| stat(path)).collect();
         let asked = metadata.iter().map(Some).chain([None, Some(&elsewhere)]);
         let expected = files.iter().rev().map(|(_, hash)| Some(hash.clone())).chain([None, None]);
         assert_eq!(cache.hashes_of(asked), expected.collect::<Vec<_>>());
@@ -642,7 +648,7 @@ mod tests {
         cache::write(&dir, FILE_NAME, KEY, &unsorted).expect("write");
         let (path, later) = settled_file(home.path(), "a", b"a");
         let mut cache = HashCache::in_dir(dir.clone());
-        cache.learn(&std::fs::metadata(&path).expect("stat"), HASH_A, later);
+        cache.learn(&stat(&path), HASH_A, later);
         cache.save_within(MAX_ENTRIES, 0).expect("save");
         let keys = remembered_keys(&HashCache::in_dir(dir));
         assert!(keys.is_sorted() && keys.len() == 2, "{keys:?}");
@@ -658,14 +664,14 @@ mod tests {
         let learn_one = |index: usize, hash: &str| {
             let mut cache = HashCache::in_dir(dir.clone());
             let (path, later) = &files[index];
-            cache.learn(&std::fs::metadata(path).expect("stat"), hash, *later);
+            cache.learn(&stat(path), hash, *later);
             cache.save_within(MAX_ENTRIES, 2).expect("save");
         };
         learn_one(0, &hashes[0]);
         learn_one(1, &hashes[1]);
         assert!(!dir.join(FILE_NAME).exists(), "two entries fit the journal: no records written");
         let found = |cache: &HashCache| -> Vec<Option<String>> {
-            files.iter().map(|(path, _)| hash_of(cache, &std::fs::metadata(path).expect("stat"))).collect()
+            files.iter().map(|(path, _)| hash_of(cache, &stat(path))).collect()
         };
         assert_eq!(found(&HashCache::in_dir(dir.clone())), [Some(hashes[0].clone()), Some(hashes[1].clone()), None]);
         // A third does not: all three go into the records, the journal starts afresh.
@@ -679,7 +685,7 @@ mod tests {
         assert_eq!(found(&HashCache::in_dir(dir.clone()))[0], Some(hashes[2].clone()));
         // A journal whose last record was cut short is merged, not appended to.
         let journal = dir.join(JOURNAL_NAME);
-        let length = std::fs::metadata(&journal).expect("stat").len();
+        let length = stat(&journal).size;
         std::fs::File::options().write(true).open(&journal).expect("open").set_len(length - 1).expect("cut");
         learn_one(1, &hashes[0]);
         assert!(!journal.exists());
@@ -691,7 +697,7 @@ mod tests {
         let home = tempfile::tempdir().expect("tempdir");
         let (path, later) = settled_file(home.path(), "a", b"a");
         let mut cache = HashCache::default();
-        let metadata = std::fs::metadata(&path).expect("stat");
+        let metadata = stat(&path);
         cache.learn(&metadata, HASH_A, later);
         assert_eq!(hash_of(&cache, &metadata), None);
         cache.save().expect("nothing to save");

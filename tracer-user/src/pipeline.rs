@@ -306,7 +306,7 @@ impl Pipeline {
         worker: Option<&str>,
     ) -> Result<PipelineOutput, IndexError> {
         self.stop_software_warm_up();
-        let finishing = index_builder.finish(software::used_files(&self.log).map(|(path, _)| path.to_vec()).collect());
+        let finishing = index_builder.finish(&self.log);
         // Every file the run read or wrote, as it is now: what software
         // identification and data classification ask of each (an exec'd
         // file's links are resolved whole, and it is software).

@@ -45,7 +45,8 @@ pub struct IndexBuilder {
 enum ToIndex {
     /// A path the trace used (see [`PathSink`]).
     Seen(Vec<u8>),
-    /// The files identification will ask about ([`used_files`]), once the run is over.
+    /// Those of the files identification will ask about ([`used_files`])
+    /// that reveal directories ([`Revealing`]), once the run is over.
     Used(Vec<Vec<u8>>),
 }
 
@@ -65,29 +66,42 @@ pub enum IndexError {
     Thread(#[source] std::io::Error),
 }
 
-/// Hands paths the trace used to an [`IndexBuilder`]: the first of each
-/// directory, as the index looks at a path's directories, which its
-/// siblings share, and any site directory itself. A run's millions of
-/// files in a few directories queue a few paths for the index's thread,
-/// which runs at the lowest priority and may be far behind.
+/// Hands paths the trace used to an [`IndexBuilder`]: those that reveal
+/// directories ([`Revealing`]). A run's millions of files in a few
+/// directories queue a few paths for the index's thread, which runs at the
+/// lowest priority and may be far behind.
 pub struct PathSink {
     paths: mpsc::Sender<ToIndex>,
-    directories_sent: FxHashSet<Vec<u8>>,
+    revealing: Revealing,
 }
 
 impl PathSink {
     /// Looks at `path`'s directories ahead of time (the final index looks
     /// again, so a path missed here costs time, not correctness).
     pub fn send(&mut self, path: &[u8]) {
-        let directory = parent(path).unwrap_or_default();
-        let new_directory = !self.directories_sent.contains(directory);
-        if new_directory {
-            self.directories_sent.insert(directory.to_vec());
-        }
-        if new_directory || python::is_site_dir_name(file_name(path)) {
+        if self.revealing.reveals(path) {
             // A builder that is gone has finished: nothing more to warm up.
             let _ = self.paths.send(ToIndex::Seen(path.to_vec()));
         }
+    }
+}
+
+/// Which paths show the index something new: the first of each directory,
+/// as the index looks at a path's directories, which its siblings share,
+/// and any site directory itself.
+#[derive(Default)]
+struct Revealing {
+    directories: FxHashSet<Vec<u8>>,
+}
+
+impl Revealing {
+    fn reveals(&mut self, path: &[u8]) -> bool {
+        let directory = parent(path).unwrap_or_default();
+        let new_directory = !self.directories.contains(directory);
+        if new_directory {
+            self.directories.insert(directory.to_vec());
+        }
+        new_directory || python::is_site_dir_name(file_name(path))
     }
 }
 
@@ -124,17 +138,19 @@ impl IndexBuilder {
     }
 
     pub fn sink(&self) -> PathSink {
-        PathSink { paths: self.paths.clone(), directories_sent: FxHashSet::default() }
+        PathSink { paths: self.paths.clone(), revealing: Revealing::default() }
     }
 
     /// Finishes the index on its thread, once every [`PathSink`] is dropped
-    /// and the paths sent are looked at: the directories of `used` (the
-    /// files [`identify`] will ask about, [`used_files`]) are discovered
+    /// and the paths sent are looked at: the directories of `log`'s files
+    /// that [`identify`] will ask about ([`used_files`]) are discovered
     /// there, while the caller goes on (with the `lstat`s of the audit's
     /// end: an audit of `import numpy, pandas` waited 2 ms for them after).
-    pub fn finish(self, used: Vec<Vec<u8>>) -> FinishingIndex {
+    pub fn finish(self, log: &AccessLog) -> FinishingIndex {
+        let mut revealing = Revealing::default();
+        let used = used_files(log).map(|(path, _)| path).filter(|path| revealing.reveals(path));
         // A builder that is gone has failed: `wait` says why.
-        let _ = self.paths.send(ToIndex::Used(used));
+        let _ = self.paths.send(ToIndex::Used(used.map(<[u8]>::to_vec).collect()));
         FinishingIndex { worker: self.worker }
     }
 }
@@ -294,8 +310,13 @@ fn resolve_links(path: &[u8], executed: bool, lstats: &Lstats) -> Option<Vec<u8>
 }
 
 fn in_metadata_dir(path: &[u8]) -> bool {
-    path.split(|&byte| byte == b'/')
-        .any(|component| component.ends_with(b".dist-info") || component.ends_with(b".egg-info"))
+    path.split(|&byte| byte == b'/').any(is_metadata_dir_name)
+}
+
+/// A distribution's metadata directory (`.dist-info`, or an egg's or an
+/// editable project's `.egg-info`).
+pub fn is_metadata_dir_name(name: &[u8]) -> bool {
+    name.ends_with(b".dist-info") || name.ends_with(b".egg-info")
 }
 
 /// `libfoo.so`, `libfoo.so.6`, `_ext.cpython-311-x86_64-linux-gnu.so`.
@@ -315,7 +336,7 @@ mod tests {
     #[test]
     fn the_index_is_sent_a_directorys_first_path_and_site_directories() {
         let (paths, incoming) = mpsc::channel();
-        let mut sink = PathSink { paths, directories_sent: FxHashSet::default() };
+        let mut sink = PathSink { paths, revealing: Revealing::default() };
         for path in [
             &b"/data/a.csv"[..],
             b"/data/b.csv",

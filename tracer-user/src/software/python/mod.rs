@@ -45,7 +45,7 @@ mod metadata;
 mod tests;
 
 use std::{
-    collections::{hash_map::Entry, HashMap, HashSet},
+    collections::hash_map::Entry,
     ffi::OsStr,
     fs, io,
     os::unix::{
@@ -130,7 +130,7 @@ pub struct PythonIndex {
     /// The distribution read from each metadata directory or conda record, by
     /// (device, inode): a site directory reached through two spellings (`lib`
     /// and its `lib64` link) yields one distribution, not two.
-    by_identity: HashMap<(u64, u64), usize>,
+    by_identity: FxHashMap<(u64, u64), usize>,
     /// Folded path → distribution listing it.
     files: PathMap<usize>,
     /// Package directory of an editable install or egg → distribution owning all below it.
@@ -140,18 +140,18 @@ pub struct PythonIndex {
     /// Directories looked at by `discover`; so were all their ancestors.
     explored: PathSet,
     /// Site directories and conda prefixes already scanned.
-    scanned: HashSet<Vec<u8>>,
+    scanned: PathSet,
     /// Prefixes of Python environments, where editable roots stop claiming.
-    environments: HashSet<Vec<u8>>,
+    environments: PathSet,
     /// `<prefix>/lib/pythonX.Y` → its installation, `None` when not a standard library.
-    stdlib_dirs: HashMap<Vec<u8>, Option<usize>>,
+    stdlib_dirs: PathMap<Option<usize>>,
     interpreters: Vec<Interpreter>,
     problems: Vec<PythonError>,
     /// Warm-up: scans are kept here, whole, for the index built at the end.
     warming_up: bool,
     /// Scans by directory (site directory, or `conda-meta`): a warm-up's
     /// results, or those handed over by one.
-    scans: HashMap<Vec<u8>, Scan>,
+    scans: PathMap<Scan>,
 }
 
 /// What scanning a site directory or conda prefix found, and the state of the

@@ -1,7 +1,7 @@
 //! The index against hand-made site directories and a real venv.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap},
     path::PathBuf,
     process::Command,
     time::{Duration, SystemTime},
