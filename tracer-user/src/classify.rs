@@ -540,7 +540,7 @@ mod tests {
         let mut log = AccessLog::new();
         log.record(1, FileOp::Open { path: input.clone(), mode: OpenMode::Read, create: false });
         let started = SystemTime::now() - std::time::Duration::from_secs(3600);
-        let lstats = Lstats::of(vec![&input]);
+        let lstats = Lstats::of(vec![&input], || ()).0;
         let hash = |remembered: &mut HashCache| {
             let mut data = classify(&log, &Rules::default(), &no_software, started, &lstats);
             hash_data(&mut data, None, Hashing::default(), &lstats, remembered);

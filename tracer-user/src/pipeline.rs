@@ -306,12 +306,12 @@ impl Pipeline {
         worker: Option<&str>,
     ) -> Result<PipelineOutput, IndexError> {
         self.stop_software_warm_up();
-        let finishing = index_builder.finish(&self.log);
         // Every file the run read or wrote, as it is now: what software
         // identification and data classification ask of each (an exec'd
-        // file's links are resolved whole, and it is software).
+        // file's links are resolved whole, and it is software). The index's
+        // thread is told to finish while they are asked about.
         let files = self.log.iter().filter(|(_, used)| !used.directory && !used.exec && (used.read || used.written));
-        let lstats = Lstats::of(files.map(|(path, _)| path).collect());
+        let (lstats, finishing) = Lstats::of(files.map(|(path, _)| path).collect(), || index_builder.finish(&self.log));
         let mut index = finishing.wait()?;
         let software = software::identify(&self.log, &mut index, &lstats);
         let mut data = classify::classify(&self.log, rules, &|path| software.owns(path), started_at, &lstats);

@@ -11,6 +11,7 @@ use std::{
     ffi::OsString,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
+    thread::JoinHandle,
     time::{Instant, SystemTime},
 };
 
@@ -25,6 +26,7 @@ use crate::{
     merge,
     notebook::Notebook,
     pipeline::{Pipeline, PipelineOutput},
+    priority,
     privilege::ActingAs,
     software::{IndexBuilder, PathSink},
     source::Counters,
@@ -49,6 +51,32 @@ pub struct Audit {
     clock: Instant,
     /// The software index, built while the audit runs.
     software_index: IndexBuilder,
+    /// The host's system and platform, read while the audit runs.
+    host_facts: HostFacts,
+}
+
+/// The host's operating system and platform, read on a thread of the lowest
+/// priority while the audit runs (`/proc/cpuinfo`, `/proc/meminfo` and
+/// `/etc/os-release`: 0.2 ms of an audit's end otherwise).
+struct HostFacts(std::io::Result<JoinHandle<(Option<OsRelease>, Platform)>>);
+
+impl HostFacts {
+    fn start() -> HostFacts {
+        HostFacts(priority::spawn_at_lowest_priority("host-facts", read_host_facts))
+    }
+
+    /// The facts: the thread's if it has read them, else read now (a thread
+    /// of the lowest priority on a busy host may not have run yet).
+    fn take(self) -> (Option<OsRelease>, Platform) {
+        match self.0 {
+            Ok(reader) if reader.is_finished() => reader.join().unwrap_or_else(|_| read_host_facts()),
+            _ => read_host_facts(),
+        }
+    }
+}
+
+fn read_host_facts() -> (Option<OsRelease>, Platform) {
+    (OsRelease::of_this_host(), Platform::of_this_host())
 }
 
 /// What a driver hands back: the fed pipeline and what the source counted.
@@ -78,6 +106,7 @@ impl Audit {
             started_at: SystemTime::now(),
             clock: Instant::now(),
             software_index: IndexBuilder::start(software_owner),
+            host_facts: HostFacts::start(),
         }
     }
 
@@ -115,14 +144,15 @@ impl Audit {
         let unfollowed_privileged = tracker.unfollowed_privileged;
         let unseen_io_uring_rings = if sees_io_uring { 0 } else { tracker.io_uring_setups };
         let malformed_events = malformed_events + tracker.unknown_tasks;
+        let (os, platform) = self.host_facts.take();
         let mut manifest = Manifest {
             schema: SCHEMA_ID.to_string(),
             backend: settings.backend.name().to_string(),
             command: self.command,
             cwd: manifest::display_bytes(&self.cwd),
             host,
-            os: OsRelease::of_this_host(),
-            platform: Some(Platform::of_this_host()),
+            os,
+            platform: Some(platform),
             environment: self.environment,
             redaction: None,
             started_at: humantime::format_rfc3339_millis(self.started_at).to_string(),

@@ -57,9 +57,11 @@ pub fn join(base: &[u8], relative: &[u8]) -> Vec<u8> {
     joined
 }
 
-/// The directory above an absolute, folded path; `None` for `/`.
+/// The directory above an absolute, folded path; `None` for `/`. (Every
+/// file of an audit is asked, several times: `memrchr` looks at a word of
+/// the path at a time.)
 pub fn parent(path: &[u8]) -> Option<&[u8]> {
-    match path.iter().rposition(|&byte| byte == b'/')? {
+    match memchr::memrchr(b'/', path)? {
         0 if path.len() > 1 => Some(b"/"),
         0 => None,
         slash => Some(&path[..slash]),
@@ -68,7 +70,7 @@ pub fn parent(path: &[u8]) -> Option<&[u8]> {
 
 /// The last component of a path.
 pub fn file_name(path: &[u8]) -> &[u8] {
-    path.rsplit(|&byte| byte == b'/').next().unwrap_or(path)
+    memchr::memrchr(b'/', path).map_or(path, |slash| &path[slash + 1..])
 }
 
 /// `path` made absolute in a tree whose root is `root` (a chroot): absolute
