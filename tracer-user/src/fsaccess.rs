@@ -200,9 +200,11 @@ impl<'a> Lstats<'a> {
 /// when there are enough of them and it opens.
 fn lstat_siblings<'a>(siblings: &[&'a [u8]], answers: &mut Vec<(&'a [u8], Result<FileStat, io::ErrorKind>)>) {
     const ASKED: StatxFlags = StatxFlags::BASIC_STATS.union(StatxFlags::BTIME);
-    let directory = match (siblings.len() >= RELATIVE_AT_LEAST).then(|| parent(siblings[0])).flatten() {
-        Some(directory) if directory.len() <= PIECE => {
-            openat(CWD, directory, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()
+    let directory = match siblings {
+        [first, ..] if siblings.len() >= RELATIVE_AT_LEAST => {
+            parent(first).filter(|directory| directory.len() <= PIECE).and_then(|directory| {
+                openat(CWD, directory, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()
+            })
         }
         _ => None,
     };

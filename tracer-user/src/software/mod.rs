@@ -94,19 +94,21 @@ struct Revealing {
     directories: FxHashSet<Vec<u8>>,
     /// The directory of the path asked about last: a run's files come
     /// directory by directory, and a sorted list's do.
-    last: Vec<u8>,
+    last: Option<Vec<u8>>,
 }
 
 impl Revealing {
     fn reveals(&mut self, path: &[u8]) -> bool {
         let directory = parent(path).unwrap_or_default();
-        let new_directory = directory != self.last && !self.directories.contains(directory);
+        let same_as_last = self.last.as_deref() == Some(directory);
+        let new_directory = !same_as_last && !self.directories.contains(directory);
         if new_directory {
             self.directories.insert(directory.to_vec());
         }
-        if directory != self.last {
-            self.last.clear();
-            self.last.extend_from_slice(directory);
+        if !same_as_last {
+            let last = self.last.get_or_insert_default();
+            last.clear();
+            last.extend_from_slice(directory);
         }
         new_directory || python::is_site_dir_name(file_name(path))
     }

@@ -175,6 +175,9 @@ pub fn main(args: &[String]) -> Result<()> {
     let date = date_utc();
     let root = repo_root();
     let reprotrace = reprotrace_binary(options.reprotrace.as_deref(), &root)?;
+    // The tree the binary was built from, as it is now: edits made while the
+    // workloads run are not in what they measure.
+    let measured = reprotrace_info(&root, &reprotrace);
     let places = Places::of(root.clone());
     let want_reprozip = options.modes.contains(&Mode::Reprozip)
         && options.workloads.iter().any(|name| !["attach", "interference"].contains(name));
@@ -215,7 +218,7 @@ pub fn main(args: &[String]) -> Result<()> {
         date,
         rounds: options.rounds,
         machine: machine(),
-        reprotrace: reprotrace_info(&root, &reprotrace),
+        reprotrace: measured,
         workloads: results,
     };
     report::write(&report, &root, &places.bench.join("results.json"), options.no_write)
