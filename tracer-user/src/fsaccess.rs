@@ -296,15 +296,26 @@ mod tests {
         std::os::unix::fs::symlink(OsStr::from_bytes(&at("nowhere")), OsStr::from_bytes(&at("dangling")))
             .expect("dangling");
         std::fs::create_dir(dir.path().join("dir")).expect("dir");
+        // Too few in their directory to open it: asked about by their whole path.
+        let few = [at("dir/a"), at("dir/b")];
+        for file in &few {
+            std::fs::write(OsStr::from_bytes(file), b"few").expect("write");
+        }
         let (link, dangling, missing, directory) = (at("link"), at("dangling"), at("missing"), at("dir"));
         let mut asked: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
         asked.extend([link.as_slice(), dangling.as_slice(), missing.as_slice(), directory.as_slice()]);
-        let lstats = Lstats::of(asked, || ()).0;
+        asked.extend(few.iter().map(Vec::as_slice));
+        let (lstats, meanwhile) = Lstats::of(asked, || "ran");
+        assert_eq!(meanwhile, "ran");
+        let as_std_says = |path: &[u8]| lstat(path).ok().map(|metadata| FileStat::from(&metadata));
         for (index, file) in files.iter().enumerate() {
             assert_eq!(lstats.metadata(file).expect("a file").size, index as u64);
             assert!(!lstats.is_symlink(file));
             // Asked relative to their directory, they are described as `std` describes them.
-            assert_eq!(lstats.metadata(file).ok(), lstat(file).ok().map(|metadata| FileStat::from(&metadata)));
+            assert_eq!(lstats.metadata(file).ok(), as_std_says(file));
+        }
+        for file in &few {
+            assert_eq!(lstats.metadata(file).ok(), as_std_says(file));
         }
         assert!(lstats.is_symlink(&link) && lstats.is_symlink(&dangling));
         assert_eq!(lstats.metadata(&link).expect("followed").size, 7, "a link's metadata is its target's");
