@@ -57,7 +57,7 @@ pub struct Audit {
 
 /// The host's operating system and platform, read on a thread of the lowest
 /// priority while the audit runs (`/proc/cpuinfo`, `/proc/meminfo` and
-/// `/etc/os-release`: 0.2 ms of an audit's end otherwise).
+/// `/etc/os-release`: 0.1 ms of an audit's end otherwise).
 struct HostFacts(std::io::Result<JoinHandle<(Option<OsRelease>, Platform)>>);
 
 impl HostFacts {
