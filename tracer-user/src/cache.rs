@@ -147,6 +147,64 @@ fn remove_other_versions(dir: &Path, name: &str) {
     }
 }
 
+/// Appends `bytes` to a cache file's contents as a field: its length, then itself.
+pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Reads a cache file's fields in order; `None` past its end (a file is read
+/// as untrusted bytes: one that does not parse is not used).
+pub struct Fields<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Fields { bytes }
+    }
+
+    /// What is left to read.
+    pub fn rest(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    pub fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+        if len > self.bytes.len() {
+            return None;
+        }
+        let (taken, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        Some(taken)
+    }
+
+    pub fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+
+    pub fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    pub fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    pub fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    /// A field [`put_bytes`] wrote.
+    pub fn bytes_field(&mut self) -> Option<&'a [u8]> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+
+    pub fn text(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes_field()?.to_vec()).ok()
+    }
+}
+
 /// `kernel-offsets-v` of `kernel-offsets-v7.bin`; `None` for a name without
 /// a version.
 fn versioned_stem(name: &str) -> Option<&str> {

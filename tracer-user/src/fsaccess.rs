@@ -99,6 +99,33 @@ impl From<&Metadata> for FileStat {
     }
 }
 
+/// What identifies a file's contents, as `stat` says: what the caches keep
+/// of a file they read (the hash cache of a hashed file, the Python index of
+/// the metadata it read), and compare with what `stat` says of it later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub device: u64,
+    pub inode: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl Identity {
+    pub fn of(stat: &FileStat) -> Identity {
+        let ns = |(seconds, nanoseconds): (i64, u32)| {
+            seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(nanoseconds))
+        };
+        Identity {
+            device: stat.device,
+            inode: stat.inode,
+            size: stat.size,
+            mtime_ns: ns(stat.mtime),
+            ctime_ns: ns(stat.ctime),
+        }
+    }
+}
+
 /// The time `(seconds, nanoseconds)` after the epoch (seconds may be negative).
 fn system_time((seconds, nanoseconds): (i64, u32)) -> SystemTime {
     let nanoseconds = Duration::from_nanos(u64::from(nanoseconds));

@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 
 use crate::{
     cache::{self, Cached, CachedFile},
-    fsaccess::FileStat,
+    fsaccess::{FileStat, Identity},
 };
 
 /// The cache's file; the number changes with the layout.
@@ -56,31 +56,6 @@ const KEY_LEN: usize = 16;
 const HEX_LEN: usize = 64;
 /// device, inode, size, mtime, ctime, hashed-at: 8 bytes each, then the hash.
 const RECORD_LEN: usize = 6 * 8 + HEX_LEN;
-
-/// What identifies a file's contents, as `stat` says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Identity {
-    device: u64,
-    inode: u64,
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-}
-
-impl Identity {
-    fn of(stat: &FileStat) -> Identity {
-        let ns = |(seconds, nanoseconds): (i64, u32)| {
-            seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(nanoseconds))
-        };
-        Identity {
-            device: stat.device,
-            inode: stat.inode,
-            size: stat.size,
-            mtime_ns: ns(stat.mtime),
-            ctime_ns: ns(stat.ctime),
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {

@@ -123,8 +123,9 @@ impl IndexBuilder {
         let worker = crate::priority::spawn_at_lowest_priority("software-index", move || {
             // The paths come from the user's run: never followed as root.
             let _acting = ActingAs::maybe(owner.as_ref()).map_err(IndexError::Credentials)?;
-            let dpkg = dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR), crate::cache::dir().as_deref())?;
-            let mut warm = python::PythonIndex::warm_up();
+            let cache_dir = crate::cache::dir();
+            let dpkg = dpkg::DpkgIndex::load(Path::new(dpkg::DEFAULT_ADMIN_DIR), cache_dir.as_deref())?;
+            let mut warm = python::PythonIndex::warm_up(cache_dir);
             let mut used = Vec::new();
             for message in incoming {
                 match message {
@@ -141,6 +142,7 @@ impl IndexBuilder {
             for path in &used {
                 python.discover(path);
             }
+            python.save_scans();
             Ok(SoftwareIndex { dpkg, python })
         });
         IndexBuilder { paths, worker }

@@ -14,6 +14,7 @@ use std::{
 };
 
 use super::{SortedOwners, SystemPackage, UsrAliases, MANAGER, OWNER_ENTRY_BYTES};
+use crate::cache::{put_bytes, Fields};
 
 /// The cache file's name; the number changes with its layout.
 const FILE_NAME: &str = "dpkg-index-v1.bin";
@@ -61,7 +62,7 @@ impl Key {
 pub fn read(dir: &Path, key: &Key) -> Option<(Vec<SystemPackage>, SortedOwners)> {
     let cached = crate::cache::read(dir, FILE_NAME, &key.0)?;
     let contents = cached.contents();
-    let mut reader = Reader { bytes: contents };
+    let mut reader = Fields::new(contents);
     let package_count = reader.u32()? as usize;
     let mut packages = Vec::with_capacity(package_count.min(1 << 20));
     for _ in 0..package_count {
@@ -77,10 +78,10 @@ pub fn read(dir: &Path, key: &Key) -> Option<(Vec<SystemPackage>, SortedOwners)>
     let paths_start = paths.as_ptr() as usize - contents.as_ptr() as usize;
     let paths = paths_start..paths_start + paths.len();
     let entry_count = reader.u32()? as usize;
-    if entry_count.checked_mul(OWNER_ENTRY_BYTES) != Some(reader.bytes.len()) {
+    if entry_count.checked_mul(OWNER_ENTRY_BYTES) != Some(reader.rest().len()) {
         return None;
     }
-    let entries = contents.len() - reader.bytes.len()..contents.len();
+    let entries = contents.len() - reader.rest().len()..contents.len();
     let owners = SortedOwners::in_place(cached, paths, entries);
     Some((packages, owners))
 }
@@ -99,40 +100,6 @@ pub fn write(dir: &Path, key: &Key, packages: &[SystemPackage], owners: &SortedO
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     out.extend_from_slice(entries.as_flattened());
     crate::cache::write(dir, FILE_NAME, &key.0, &out)
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// Reads the file's fields in order; `None` past its end.
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
-        if len > self.bytes.len() {
-            return None;
-        }
-        let (taken, rest) = self.bytes.split_at(len);
-        self.bytes = rest;
-        Some(taken)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn bytes_field(&mut self) -> Option<&'a [u8]> {
-        let len = self.u32()? as usize;
-        self.take(len)
-    }
-
-    fn text(&mut self) -> Option<String> {
-        String::from_utf8(self.bytes_field()?.to_vec()).ok()
-    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{
-    metadata::{read_optional, text_lines},
-    os_path, PythonError,
-};
+use super::{inputs::ScanLog, metadata::text_lines, os_path, PythonError};
 use crate::tracker::path::{file_name, join, parent, resolve};
 
 /// The fields of `direct_url.json` (PEP 610) that matter here.
@@ -29,11 +26,11 @@ impl DirectUrl {
     }
 }
 
-pub(super) fn read_direct_url(dist_info: &[u8], problems: &mut Vec<PythonError>) -> Option<DirectUrl> {
+pub(super) fn read_direct_url(dist_info: &[u8], log: &mut ScanLog) -> Option<DirectUrl> {
     let path = join(dist_info, b"direct_url.json");
-    let text = read_optional(&path, problems)?;
+    let text = log.read(&path)?;
     serde_json::from_slice(&text)
-        .map_err(|source| problems.push(PythonError::Json { path: os_path(&path).to_path_buf(), source }))
+        .map_err(|source| log.problems.push(PythonError::Json { path: os_path(&path).to_path_buf(), source }))
         .ok()
 }
 
@@ -45,17 +42,17 @@ pub(super) fn editable_roots(
     site: &[u8],
     files: &[Vec<u8>],
     url: &str,
-    problems: &mut Vec<PythonError>,
+    log: &mut ScanLog,
 ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let (mut package_roots, mut path_entries) = (Vec::new(), Vec::new());
     for file in files.iter().filter(|file| parent(file) == Some(site)) {
         let name = file_name(file);
         if name.ends_with(b".pth") {
-            if let Some(text) = read_optional(file, problems) {
+            if let Some(text) = log.read(file) {
                 path_entries.extend(pth_directories(site, &text));
             }
         } else if name.starts_with(b"__editable__") && name.ends_with(b"_finder.py") {
-            if let Some(text) = read_optional(file, problems) {
+            if let Some(text) = log.read(file) {
                 package_roots.extend(finder_mapping(&text).into_iter().map(|root| join(site, &root)));
             }
         }

@@ -6,7 +6,6 @@
 use std::{
     borrow::Cow,
     fs,
-    io::{self, Read},
     os::unix::{
         ffi::{OsStrExt, OsStringExt},
         fs::MetadataExt,
@@ -15,16 +14,18 @@ use std::{
 
 use super::{
     editable::{editable_roots, pth_directories, read_direct_url, DirectUrl},
-    ends_with_ignore_case, modified, normalize_name, os_path, strip_suffix_ignore_case, Distribution, Evidence, Found,
-    PythonError, Rank, SplitByte,
+    ends_with_ignore_case,
+    inputs::ScanLog,
+    modified, normalize_name, os_path, strip_suffix_ignore_case, Distribution, Evidence, Found, PythonError, Rank,
+    SplitByte,
 };
 use crate::tracker::path::{file_name, join, parent};
 
-pub(super) fn scan_site_dir(site: &[u8], problems: &mut Vec<PythonError>) -> Vec<Found> {
-    let entries = match fs::read_dir(os_path(site)) {
+pub(super) fn scan_site_dir(site: &[u8], log: &mut ScanLog) -> Vec<Found> {
+    let entries = match log.read_dir(site) {
         Ok(entries) => entries,
         Err(error) => {
-            note_unless_absent(problems, site, error);
+            log.problem_unless_absent(site, error);
             return Vec::new();
         }
     };
@@ -35,19 +36,19 @@ pub(super) fn scan_site_dir(site: &[u8], problems: &mut Vec<PythonError>) -> Vec
         let name = entry.file_name();
         let name = name.as_bytes();
         if ends_with_ignore_case(name, b".dist-info") {
-            found.extend(scan_dist_info(site, name, problems));
+            found.extend(scan_dist_info(site, name, log));
         } else if ends_with_ignore_case(name, b".egg-info") {
-            found.extend(scan_egg_info(site, name, problems));
+            found.extend(scan_egg_info(site, name, log));
         } else if let Some(stem) = name.strip_suffix(b".egg-link") {
             let link = join(site, name);
-            let Some(text) = read_optional(&link, problems) else { continue };
+            let Some(text) = log.read(&link) else { continue };
             let target = text_lines(&text).next().map(<[u8]>::trim_ascii).unwrap_or_default();
             if !target.is_empty() {
                 let wanted = normalize_name(&String::from_utf8_lossy(stem));
                 develop_roots.push((join(site, target), Some(wanted)));
             }
         } else if name == b"easy-install.pth" {
-            let Some(text) = read_optional(&join(site, name), problems) else { continue };
+            let Some(text) = log.read(&join(site, name)) else { continue };
             develop_roots.extend(pth_directories(site, &text).into_iter().map(|root| (root, None)));
         }
     }
@@ -58,30 +59,31 @@ pub(super) fn scan_site_dir(site: &[u8], problems: &mut Vec<PythonError>) -> Vec
     });
     develop_roots.dedup_by(|later, earlier| later.0 == earlier.0);
     for (root, wanted) in develop_roots {
-        found.extend(scan_develop_root(&root, wanted.as_deref(), problems));
+        found.extend(scan_develop_root(&root, wanted.as_deref(), log));
     }
     found
 }
 
 /// A `.dist-info` directory: `METADATA`, `INSTALLER`, `direct_url.json`, `RECORD`.
-pub(super) fn scan_dist_info(site: &[u8], dir_name: &[u8], problems: &mut Vec<PythonError>) -> Option<Found> {
+pub(super) fn scan_dist_info(site: &[u8], dir_name: &[u8], log: &mut ScanLog) -> Option<Found> {
     let dir = join(site, dir_name);
-    let metadata = fs::metadata(os_path(&dir)).ok().filter(fs::Metadata::is_dir)?;
-    let (name, version) = name_and_version(&dir, dir_name, problems);
-    let installer = read_optional(&join(&dir, b"INSTALLER"), problems)
+    let metadata = log.metadata(&dir).filter(fs::Metadata::is_dir)?;
+    let (name, version) = name_and_version(&dir, dir_name, log);
+    let installer = log
+        .read(&join(&dir, b"INSTALLER"))
         .map(|text| String::from_utf8_lossy(text.trim_ascii()).into_owned())
         .filter(|installer| !installer.is_empty());
-    let direct_url = read_direct_url(&dir, problems);
+    let direct_url = read_direct_url(&dir, log);
     let editable = direct_url.as_ref().is_some_and(DirectUrl::is_editable);
-    let record = read_optional(&join(&dir, b"RECORD"), problems);
+    let record = log.read(&join(&dir, b"RECORD"));
     let evidence = if record.is_some() { Evidence::Installed } else { Evidence::TopLevel };
     let files: Vec<Vec<u8>> = record
         .map(|record| text_lines(&record).map(|line| join(site, &csv_first_field(line))).collect())
         .unwrap_or_default();
     let (package_roots, path_entries) = match &direct_url {
-        Some(direct_url) if editable => editable_roots(site, &files, &direct_url.url, problems),
+        Some(direct_url) if editable => editable_roots(site, &files, &direct_url.url, log),
         // Debian strips RECORD: the import names are all that says what is whose.
-        _ if evidence == Evidence::TopLevel => (top_level_roots(&dir, site, &name, problems), Vec::new()),
+        _ if evidence == Evidence::TopLevel => (top_level_roots(&dir, site, &name, log), Vec::new()),
         _ => (Vec::new(), Vec::new()),
     };
     Some(Found {
@@ -97,32 +99,32 @@ pub(super) fn scan_dist_info(site: &[u8], dir_name: &[u8], problems: &mut Vec<Py
 /// A `.egg-info` directory (files from `installed-files.txt`, relative to it,
 /// or `SOURCES.txt`, relative to the site directory) or a distutils
 /// `.egg-info` file (metadata only).
-pub(super) fn scan_egg_info(site: &[u8], entry_name: &[u8], problems: &mut Vec<PythonError>) -> Option<Found> {
+pub(super) fn scan_egg_info(site: &[u8], entry_name: &[u8], log: &mut ScanLog) -> Option<Found> {
     let path = join(site, entry_name);
-    let metadata = fs::metadata(os_path(&path)).ok()?;
+    let metadata = log.metadata(&path)?;
     let (name, version, evidence, files) = if metadata.is_dir() {
-        let (name, version) = name_and_version(&path, entry_name, problems);
-        let listed = |file_name: &[u8], base: &[u8], problems: &mut Vec<PythonError>| {
-            let text = read_optional(&join(&path, file_name), problems)?;
+        let (name, version) = name_and_version(&path, entry_name, log);
+        let listed = |file_name: &[u8], base: &[u8], log: &mut ScanLog| {
+            let text = log.read(&join(&path, file_name))?;
             // importlib quotes each line before parsing it as CSV.
             let files = text_lines(&text).map(|line| join(base, &csv_first_field(&quoted(line)))).collect();
             Some(files)
         };
-        match listed(b"installed-files.txt", &path, problems) {
+        match listed(b"installed-files.txt", &path, log) {
             Some(files) => (name, version, Evidence::Installed, files),
-            None => match listed(b"SOURCES.txt", site, problems) {
+            None => match listed(b"SOURCES.txt", site, log) {
                 Some(files) => (name, version, Evidence::Sources, files),
                 None => (name, version, Evidence::TopLevel, Vec::new()),
             },
         }
     } else {
-        let head = read_head(&path, problems).unwrap_or_default();
-        let (name, version) = named_or_stem(&head, &path, entry_name, problems);
+        let head = log.read_head(&path).unwrap_or_default();
+        let (name, version) = named_or_stem(&head, &path, entry_name, log);
         (name, version, Evidence::Installed, Vec::new())
     };
     // Debian's `.egg-info` directories list no files: the import names say.
     let package_roots = match evidence {
-        Evidence::TopLevel if metadata.is_dir() => top_level_roots(&path, site, &name, problems),
+        Evidence::TopLevel if metadata.is_dir() => top_level_roots(&path, site, &name, log),
         _ => Vec::new(),
     };
     Some(Found {
@@ -140,9 +142,9 @@ pub(super) fn scan_egg_info(site: &[u8], entry_name: &[u8], problems: &mut Vec<P
 /// A root that is a namespace package (`namespace_packages.txt`), which
 /// several distributions share, narrows to the distribution's own part when
 /// its name says which: `lazr/uri` for `lazr.uri` in namespace `lazr`.
-fn top_level_roots(dir: &[u8], site: &[u8], distribution: &str, problems: &mut Vec<PythonError>) -> Vec<Vec<u8>> {
-    let Some(text) = read_optional(&join(dir, b"top_level.txt"), problems) else { return Vec::new() };
-    let namespaces = read_optional(&join(dir, b"namespace_packages.txt"), problems).unwrap_or_default();
+fn top_level_roots(dir: &[u8], site: &[u8], distribution: &str, log: &mut ScanLog) -> Vec<Vec<u8>> {
+    let Some(text) = log.read(&join(dir, b"top_level.txt")) else { return Vec::new() };
+    let namespaces = log.read(&join(dir, b"namespace_packages.txt")).unwrap_or_default();
     let namespaces: Vec<&[u8]> = text_lines(&namespaces).map(<[u8]>::trim_ascii).collect();
     text_lines(&text)
         .map(<[u8]>::trim_ascii)
@@ -152,7 +154,7 @@ fn top_level_roots(dir: &[u8], site: &[u8], distribution: &str, problems: &mut V
             // than its directory keeps the whole root, shared as before).
             own_part_of_namespace(name, &namespaces, distribution)
                 .map(|part| join(site, &part))
-                .filter(|part| fs::metadata(os_path(part)).is_ok_and(|metadata| metadata.is_dir()))
+                .filter(|part| log.metadata(part).is_some_and(|metadata| metadata.is_dir()))
                 .unwrap_or_else(|| join(site, name))
         })
         .collect()
@@ -178,12 +180,12 @@ fn own_part_of_namespace(root: &[u8], namespaces: &[&[u8]], distribution: &str) 
 /// the egg, or the `.egg-info` directories in it (only the one named `wanted`,
 /// normalised, for an egg-link), owning the code under it. Their file lists
 /// are located from this directory.
-pub(super) fn scan_develop_root(root: &[u8], wanted: Option<&str>, problems: &mut Vec<PythonError>) -> Vec<Found> {
+pub(super) fn scan_develop_root(root: &[u8], wanted: Option<&str>, log: &mut ScanLog) -> Vec<Found> {
     if ends_with_ignore_case(root, b".egg") {
-        let egg = scan_egg_info(root, b"EGG-INFO", problems);
+        let egg = scan_egg_info(root, b"EGG-INFO", log);
         return egg.into_iter().map(|egg| Found { package_roots: vec![root.to_vec()], ..egg }).collect();
     }
-    let Ok(entries) = fs::read_dir(os_path(root)) else { return Vec::new() };
+    let Ok(entries) = log.read_dir(root) else { return Vec::new() };
     let mut found = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().into_vec();
@@ -192,7 +194,7 @@ pub(super) fn scan_develop_root(root: &[u8], wanted: Option<&str>, problems: &mu
         if wanted.is_some_and(|wanted| wanted != stem_name) {
             continue;
         }
-        found.extend(scan_egg_info(root, &name, problems).map(|develop| Found {
+        found.extend(scan_egg_info(root, &name, log).map(|develop| Found {
             distribution: Distribution { editable: true, ..develop.distribution },
             path_entries: vec![root.to_vec()],
             ..develop
@@ -203,25 +205,20 @@ pub(super) fn scan_develop_root(root: &[u8], wanted: Option<&str>, problems: &mu
 
 /// Name and version from the metadata of a `.dist-info` or `.egg-info`
 /// directory: `METADATA`, else `PKG-INFO` (the first that is not empty, as importlib reads them).
-pub(super) fn name_and_version(dir: &[u8], dir_name: &[u8], problems: &mut Vec<PythonError>) -> (String, String) {
+pub(super) fn name_and_version(dir: &[u8], dir_name: &[u8], log: &mut ScanLog) -> (String, String) {
     let head = [b"METADATA".as_slice(), b"PKG-INFO"]
         .into_iter()
-        .find_map(|file| read_head(&join(dir, file), problems).filter(|head| !head.is_empty()))
+        .find_map(|file| log.read_head(&join(dir, file)).filter(|head| !head.is_empty()))
         .unwrap_or_default();
-    named_or_stem(&head, dir, dir_name, problems)
+    named_or_stem(&head, dir, dir_name, log)
 }
 
 /// `Name:` and `Version:` of metadata headers; the `name-version` stem of the
 /// metadata directory stands in for a missing one (a reported problem).
-pub(super) fn named_or_stem(
-    head: &[u8],
-    path: &[u8],
-    dir_name: &[u8],
-    problems: &mut Vec<PythonError>,
-) -> (String, String) {
+pub(super) fn named_or_stem(head: &[u8], path: &[u8], dir_name: &[u8], log: &mut ScanLog) -> (String, String) {
     let (name, version) = (header(head, b"Name"), header(head, b"Version"));
     if name.is_none() || version.is_none() {
-        problems.push(PythonError::Metadata { path: os_path(path).to_path_buf() });
+        log.problems.push(PythonError::Metadata { path: os_path(path).to_path_buf() });
     }
     let stem = dir_name.rsplit_once_byte(b'.').map_or(dir_name, |(stem, _suffix)| stem);
     let (stem_name, stem_version) = stem.split_once_byte(b'-').unwrap_or((stem, b""));
@@ -263,49 +260,6 @@ pub(super) fn header(head: &[u8], key: &[u8]) -> Option<String> {
         return Some(value);
     }
     None
-}
-
-/// The header block of a metadata file (up to its first blank line): the
-/// long description after it can be large and is not needed.
-pub(super) fn read_head(path: &[u8], problems: &mut Vec<PythonError>) -> Option<Vec<u8>> {
-    let mut file = match fs::File::open(os_path(path)) {
-        Ok(file) => file,
-        Err(error) => {
-            note_unless_absent(problems, path, error);
-            return None;
-        }
-    };
-    let mut head = Vec::new();
-    let mut chunk = [0; 8192];
-    loop {
-        let read = match file.read(&mut chunk) {
-            Ok(0) => return Some(head),
-            Ok(read) => read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => {
-                note_unless_absent(problems, path, error);
-                return None;
-            }
-        };
-        let searched_from = head.len().saturating_sub(2);
-        head.extend_from_slice(&chunk[..read]);
-        let tail = &head[searched_from..];
-        if tail.windows(2).any(|pair| pair == b"\n\n") || tail.windows(3).any(|triple| triple == b"\n\r\n") {
-            return Some(head);
-        }
-    }
-}
-
-/// A whole file, `None` when it (or its directory) does not exist; other
-/// failures are recorded.
-pub(super) fn read_optional(path: &[u8], problems: &mut Vec<PythonError>) -> Option<Vec<u8>> {
-    fs::read(os_path(path)).map_err(|error| note_unless_absent(problems, path, error)).ok()
-}
-
-pub(super) fn note_unless_absent(problems: &mut Vec<PythonError>, path: &[u8], error: io::Error) {
-    if !matches!(error.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) {
-        problems.push(PythonError::Read { path: os_path(path).to_path_buf(), source: error });
-    }
 }
 
 /// Lines as Python's `str.splitlines()` cuts UTF-8 text (importlib splits

@@ -35,12 +35,15 @@
 //! `pyvenv.cfg`, `lib/python*/{site,dist}-packages`) has its site directories
 //! and conda packages scanned, so `<venv>/bin/pip` finds its owner even when no
 //! file of the venv's `site-packages` was used. Lookups are hash lookups of the
-//! path bytes. Nothing runs Python.
+//! path bytes. Nothing runs Python. A scan is kept on disk for the audits
+//! after, and used while nothing it read has changed ([`scan_cache`]).
 
 mod conda;
 mod editable;
+mod inputs;
 mod interpreter;
 mod metadata;
+mod scan_cache;
 #[cfg(test)]
 mod tests;
 
@@ -62,8 +65,10 @@ pub use interpreter::interpreter_for_executable;
 pub use self::metadata::bytecode_source;
 use self::{
     conda::scan_conda_prefix,
+    inputs::ScanLog,
     interpreter::{installation, stdlib_location},
     metadata::scan_site_dir,
+    scan_cache::ScanCache,
 };
 use crate::tracker::path::{file_name, join, parent};
 
@@ -152,6 +157,8 @@ pub struct PythonIndex {
     /// Scans by directory (site directory, or `conda-meta`): a warm-up's
     /// results, or those handed over by one.
     scans: PathMap<Scan>,
+    /// Scans kept on disk by audits before, and those made anew.
+    disk: ScanCache,
 }
 
 /// What scanning a site directory or conda prefix found, and the state of the
@@ -185,16 +192,23 @@ impl PythonIndex {
 
     /// An index that only scans, for [`PythonIndex::reusing`]: run it while
     /// the audit goes on, on the paths as the trace reveals them, and the
-    /// scanning is done by the time the command ends.
-    pub fn warm_up() -> Self {
-        PythonIndex { warming_up: true, ..Self::default() }
+    /// scanning is done by the time the command ends. Scans cached in
+    /// `cache_dir` by audits before are used while what they read is
+    /// unchanged.
+    pub fn warm_up(cache_dir: Option<PathBuf>) -> Self {
+        PythonIndex { warming_up: true, disk: ScanCache::open(cache_dir), ..Self::default() }
     }
 
     /// A new index that takes `warm`'s scans of directories that have not
     /// changed since (and scans anew the others: a run that installs packages
     /// sees them).
     pub fn reusing(warm: PythonIndex) -> Self {
-        PythonIndex { scans: warm.scans, ..Self::default() }
+        PythonIndex { scans: warm.scans, disk: warm.disk, ..Self::default() }
+    }
+
+    /// Leaves the scans made anew on disk, for the audits after.
+    pub fn save_scans(&self) {
+        self.disk.save();
     }
 
     /// Looks at the directories above `path` (and at `path` itself when it is a
@@ -336,34 +350,39 @@ impl PythonIndex {
 
     fn scan_site_dir(&mut self, site: &[u8]) {
         if self.scanned.insert(site.to_vec()) {
-            self.scan(site.to_vec(), || {
-                let mut problems = Vec::new();
-                (scan_site_dir(site, &mut problems), problems)
-            });
+            self.scan(site.to_vec(), |log| scan_site_dir(site, log));
         }
     }
 
     fn scan_conda_prefix(&mut self, prefix: &[u8]) {
         let conda_meta = join(prefix, b"conda-meta");
         if self.scanned.insert(conda_meta.clone()) {
-            self.scan(conda_meta, || {
-                let mut problems = Vec::new();
-                (scan_conda_prefix(prefix, &mut problems), problems)
-            });
+            self.scan(conda_meta, |log| scan_conda_prefix(prefix, log));
         }
     }
 
     /// Scans `dir` with `read` — or takes a warm-up's scan of it if the
-    /// directory has not changed since — and adds what it found (or keeps it,
-    /// when warming up).
-    fn scan(&mut self, dir: Vec<u8>, read: impl FnOnce() -> (Vec<Found>, Vec<PythonError>)) {
+    /// directory has not changed since, else one an audit before left on
+    /// disk if nothing it read has changed — and adds what it found (or
+    /// keeps it, when warming up).
+    fn scan(&mut self, dir: Vec<u8>, read: impl FnOnce(&mut ScanLog) -> Vec<Found>) {
         // Stamped before reading: a change made while we read shows next time.
         let stamp = directory_stamp(&dir);
         let reusable = self.scans.remove(&dir).filter(|scan| scan.stamp.is_some() && scan.stamp == stamp);
-        let scan = reusable.unwrap_or_else(|| {
-            let (found, problems) = read();
-            Scan { stamp, found, problems }
-        });
+        let cached = || {
+            Some(Scan { found: self.disk.found(&dir, stamp.as_ref()?)?, stamp: stamp.clone(), problems: Vec::new() })
+        };
+        let scan = match reusable.or_else(cached) {
+            Some(scan) => scan,
+            None => {
+                let mut log = ScanLog::default();
+                let found = read(&mut log);
+                if let Some(stamp) = stamp.as_ref().filter(|_| log.is_reusable()) {
+                    self.disk.remember(&dir, stamp, &log.inputs, &found);
+                }
+                Scan { stamp, found, problems: log.problems }
+            }
+        };
         if self.warming_up {
             self.scans.insert(dir, scan);
         } else {

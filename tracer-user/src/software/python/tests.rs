@@ -143,7 +143,7 @@ fn a_warm_up_scan_is_reused_until_its_directory_changes() {
     let temp = tempfile::tempdir().expect("tempdir");
     let site = temp.path().join("site-packages");
     dist_info(&site, "first-1.0.dist-info", "first", "1.0", "first/__init__.py,,\n");
-    let mut warm = PythonIndex::warm_up();
+    let mut warm = PythonIndex::warm_up(None);
     warm.discover(&bytes(&site.join("first/__init__.py")));
     // The final index takes what the warm-up read (a list rewritten in
     // place, which no installer does, is not read again)…
@@ -157,12 +157,77 @@ fn a_warm_up_scan_is_reused_until_its_directory_changes() {
     fs::write(&record, "first/__init__.py,,\n").expect("restore");
 
     // …unless the run installed something after the warm-up looked.
-    let mut warm = PythonIndex::warm_up();
+    let mut warm = PythonIndex::warm_up(None);
     warm.discover(&bytes(&site.join("first/__init__.py")));
     dist_info(&site, "second-2.0.dist-info", "second", "2.0", "second.py,,\n");
     let mut index = PythonIndex::reusing(warm);
     assert_eq!(owner_of(&mut index, &site.join("second.py")), named("second", "2.0"));
     assert_eq!(owner_of(&mut index, &site.join("first/__init__.py")), named("first", "1.0"));
+}
+
+/// An audit's index as the software index's thread builds it: warmed up on
+/// `path`, asked about it, its new scans left in `cache`.
+fn audit_with_cache(cache: &Path, path: &Path) -> (PythonIndex, Option<(String, String)>) {
+    let mut warm = PythonIndex::warm_up(Some(cache.to_path_buf()));
+    warm.discover(&bytes(path));
+    let mut index = PythonIndex::reusing(warm);
+    let owner = owner_of(&mut index, path);
+    index.save_scans();
+    (index, owner)
+}
+
+#[test]
+fn a_scan_cached_on_disk_serves_later_audits_until_what_it_read_changes() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let cache = temp.path().join("cache");
+    let site = temp.path().join("env/lib/python3.11/site-packages");
+    let module = site.join("first/__init__.py");
+    dist_info(&site, "first-1.0.dist-info", "first", "1.0", "first/__init__.py,,\n");
+    let cached_scan = |site: &Path| {
+        let disk = scan_cache::ScanCache::open(Some(cache.clone()));
+        disk.found(&bytes(site), &directory_stamp(&bytes(site)).expect("stamp")).is_some()
+    };
+
+    let (_, owner) = audit_with_cache(&cache, &module);
+    assert_eq!(owner, named("first", "1.0"));
+    assert!(cached_scan(&site), "the first audit leaves its scan");
+    let (_, owner) = audit_with_cache(&cache, &module);
+    assert_eq!(owner, named("first", "1.0"), "the next one answers from it as from the files");
+
+    // A list rewritten in place (the directory's stamp kept) is read again.
+    let record = site.join("first-1.0.dist-info/RECORD");
+    let stamp = fs::metadata(&record).and_then(|meta| meta.modified()).expect("mtime");
+    fs::write(&record, "elsewhere.py,,\n").expect("rewrite");
+    fs::File::options().write(true).open(&record).and_then(|file| file.set_modified(stamp)).expect("mtime");
+    assert!(!cached_scan(&site), "what the scan read has changed");
+    let (mut index, owner) = audit_with_cache(&cache, &module);
+    assert_eq!(owner, None);
+    assert_eq!(owner_of(&mut index, &site.join("elsewhere.py")), named("first", "1.0"));
+
+    // A damaged cache is ignored, never trusted, and written anew.
+    let file = cache.join("python-scans-v1.bin");
+    let whole = fs::read(&file).expect("cache");
+    fs::write(&file, &whole[..whole.len() - 5]).expect("damage");
+    assert!(!cached_scan(&site));
+    let (mut index, _) = audit_with_cache(&cache, &module);
+    assert_eq!(owner_of(&mut index, &site.join("elsewhere.py")), named("first", "1.0"));
+    assert!(cached_scan(&site));
+}
+
+#[test]
+fn a_scan_that_had_problems_is_not_cached_and_they_are_reported_again() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let cache = temp.path().join("cache");
+    let site = temp.path().join("site-packages");
+    let dir = dist_info(&site, "edit-1.0.dist-info", "edit", "1.0", "edit.py,,\n");
+    write(&dir.join("direct_url.json"), "{not json");
+    for _ in 0..2 {
+        let (index, owner) = audit_with_cache(&cache, &site.join("edit.py"));
+        assert_eq!(owner, named("edit", "1.0"));
+        assert!(matches!(index.problems(), [PythonError::Json { .. }]), "{:?}", index.problems());
+    }
+    let disk = scan_cache::ScanCache::open(Some(cache));
+    assert!(disk.found(&bytes(&site), &directory_stamp(&bytes(&site)).expect("stamp")).is_none());
 }
 
 #[test]
