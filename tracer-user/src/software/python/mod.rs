@@ -207,7 +207,7 @@ impl PythonIndex {
     }
 
     /// Leaves the scans made anew on disk, for the audits after.
-    pub fn save_scans(&self) {
+    pub fn save_scans(&mut self) {
         self.disk.save();
     }
 

@@ -1,25 +1,29 @@
 //! Scans of site directories and conda prefixes kept on disk between audits:
 //! an environment's distributions are read from their `RECORD`s once, not
-//! at every audit (the bench's venv, 66 distributions listing 16,766
-//! files, took 16 ms of CPU a scan). A scan is used again while its
-//! directory's stamp is the same and every file it read, directory it
+//! at every audit (an index of the bench's venv, 66 distributions listing
+//! 16,766 files, and of Debian's `dist-packages` took 5.6–6.7 ms of CPU
+//! read from the files, 2.2–2.6 ms from here). A scan is used again while
+//! its directory's stamp is the same and every file it read, directory it
 //! listed and path it probed is as it was ([`super::inputs`]); one whose
 //! reading had problems is not kept, so they are reported at every audit.
 //!
-//! One file holds the scans of the directories scanned most recently (at
-//! most [`MAX_SCANS`]); it is rewritten only by an audit that scanned anew,
-//! and read as untrusted bytes ([`crate::cache`]).
+//! One file holds the scans of the directories scanned most recently that
+//! still exist (at most [`MAX_SCANS`]): a table of them first, then the
+//! scans, so that an audit reads the table and the scans it uses, only
+//! when it scans (a scan is megabytes; an audit of no Python reads
+//! nothing). It is rewritten only by an audit that scanned anew, and read
+//! as untrusted bytes ([`crate::cache`]).
 
-use std::{ops::Range, path::PathBuf};
+use std::path::PathBuf;
 
 use super::{inputs, DirectoryStamp, Distribution, Evidence, Found, Rank};
 use crate::{
-    cache::{self, put_bytes, Cached, Fields},
+    cache::{self, put_bytes, CachedFile, Fields},
     fsaccess::Identity,
 };
 
 /// The cache file's name; the number changes with its layout.
-const FILE_NAME: &str = "python-scans-v1.bin";
+const FILE_NAME: &str = "python-scans-v2.bin";
 const KEY: &[u8] = b"python scans";
 /// Directories whose scans are kept: the environments of a user's projects.
 const MAX_SCANS: usize = 64;
@@ -29,27 +33,69 @@ const MAX_SCANS: usize = 64;
 pub(super) struct ScanCache {
     /// Where the cache file is; `None`: nothing is cached.
     dir: Option<PathBuf>,
-    cached: Option<Cached>,
-    /// Each scanned directory's scan, where it is in `cached`, the most
-    /// recently made first.
-    scans: Vec<(Vec<u8>, Range<usize>)>,
+    /// The file and its table, once a scan was asked for (`None` inside:
+    /// there is no file, or it does not parse).
+    opened: Option<Option<Stored>>,
     /// Scans made anew, encoded: (directory, scan).
     fresh: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// The cache file, and where each directory's scan is in it (the most
+/// recently made first).
+#[derive(Debug)]
+struct Stored {
+    file: CachedFile,
+    table: Vec<(Vec<u8>, u64, u64)>,
+}
+
+impl Stored {
+    fn open(dir: &std::path::Path) -> Option<Stored> {
+        let file = cache::open(dir, FILE_NAME, KEY)?;
+        let table_len = u64::from_le_bytes(read(&file, 0, 8)?.try_into().ok()?);
+        let table = read(&file, 8, table_len)?;
+        let mut fields = Fields::new(&table);
+        let count = fields.u32()? as usize;
+        let mut entries = Vec::with_capacity(count.min(MAX_SCANS));
+        for _ in 0..count {
+            entries.push((fields.bytes_field()?.to_vec(), fields.u64()?, fields.u64()?));
+        }
+        fields.rest().is_empty().then_some(Stored { file, table: entries })
+    }
+
+    /// The scan of `scanned`, as stored.
+    fn scan(&self, scanned: &[u8]) -> Option<Vec<u8>> {
+        let (_, offset, len) = self.table.iter().find(|(directory, _, _)| directory == scanned)?;
+        read(&self.file, *offset, *len)
+    }
+}
+
+/// `len` bytes of `file`'s contents at `offset`; `None` past their end
+/// (checked before anything is allocated: the file is untrusted).
+fn read(file: &CachedFile, offset: u64, len: u64) -> Option<Vec<u8>> {
+    if offset.checked_add(len)? > file.contents_len() {
+        return None;
+    }
+    let mut bytes = vec![0; usize::try_from(len).ok()?];
+    file.read_at(offset, &mut bytes).ok()?;
+    Some(bytes)
+}
+
 impl ScanCache {
-    /// The scans cached in `dir`.
+    /// The scans cached in `dir` (read when one is asked for).
     pub(super) fn open(dir: Option<PathBuf>) -> ScanCache {
-        let cached = dir.as_deref().and_then(|dir| cache::read(dir, FILE_NAME, KEY));
-        let scans = cached.as_ref().and_then(|cached| locate(cached.contents())).unwrap_or_default();
-        ScanCache { dir, cached, scans, fresh: Vec::new() }
+        ScanCache { dir, opened: None, fresh: Vec::new() }
+    }
+
+    fn stored(&mut self) -> Option<&Stored> {
+        let dir = self.dir.as_deref()?;
+        self.opened.get_or_insert_with(|| Stored::open(dir)).as_ref()
     }
 
     /// What the scan of `scanned` found, if one is cached that was made
     /// when the directory had `stamp` and whose inputs are unchanged.
-    pub(super) fn found(&self, scanned: &[u8], stamp: &DirectoryStamp) -> Option<Vec<Found>> {
-        let (_, range) = self.scans.iter().find(|(directory, _)| directory == scanned)?;
-        let mut fields = Fields::new(self.cached.as_ref()?.contents().get(range.clone())?);
+    pub(super) fn found(&mut self, scanned: &[u8], stamp: &DirectoryStamp) -> Option<Vec<Found>> {
+        let scan = self.stored()?.scan(scanned)?;
+        let mut fields = Fields::new(&scan);
         if decode_stamp(&mut fields)? != *stamp {
             return None;
         }
@@ -97,46 +143,46 @@ impl ScanCache {
         self.fresh.push((scanned.to_vec(), out));
     }
 
-    /// Writes the scans made anew, then those cached before for other
-    /// directories, if there are any new. One that cannot be written costs
-    /// the next audit time, nothing else.
-    pub(super) fn save(&self) {
-        let (Some(dir), false) = (&self.dir, self.fresh.is_empty()) else { return };
-        let contents = self.cached.as_ref().map(Cached::contents).unwrap_or_default();
-        let older = self
-            .scans
-            .iter()
-            .filter(|(scanned, _)| !self.fresh.iter().any(|(fresh, _)| fresh == scanned))
-            .filter_map(|(scanned, range)| Some((scanned.as_slice(), contents.get(range.clone())?)));
-        let kept: Vec<(&[u8], &[u8])> = self
-            .fresh
-            .iter()
-            .map(|(scanned, scan)| (scanned.as_slice(), scan.as_slice()))
-            .chain(older)
-            .take(MAX_SCANS)
-            .collect();
-        let mut out = Vec::with_capacity(kept.iter().map(|(scanned, scan)| scanned.len() + scan.len() + 8).sum());
-        out.extend_from_slice(&(kept.len() as u32).to_le_bytes());
-        for (scanned, scan) in kept {
-            put_bytes(&mut out, scanned);
-            put_bytes(&mut out, scan);
+    /// Writes the scans made anew, then those stored before for other
+    /// directories that still exist, if there are any new. One that cannot
+    /// be written costs the next audit time, nothing else.
+    pub(super) fn save(&mut self) {
+        if self.fresh.is_empty() {
+            return;
         }
-        let _ = cache::write(dir, FILE_NAME, KEY, &out);
+        let fresh = std::mem::take(&mut self.fresh);
+        let older: Vec<(Vec<u8>, Vec<u8>)> = match self.stored() {
+            None => Vec::new(),
+            Some(stored) => stored
+                .table
+                .iter()
+                .filter(|(directory, _, _)| !fresh.iter().any(|(made, _)| made == directory))
+                .filter(|(directory, _, _)| std::fs::symlink_metadata(super::os_path(directory)).is_ok())
+                .take(MAX_SCANS.saturating_sub(fresh.len()))
+                .filter_map(|(directory, _, _)| Some((directory.clone(), stored.scan(directory)?)))
+                .collect(),
+        };
+        let kept: Vec<&(Vec<u8>, Vec<u8>)> = fresh.iter().chain(&older).take(MAX_SCANS).collect();
+        let mut table = Vec::new();
+        table.extend_from_slice(&(kept.len() as u32).to_le_bytes());
+        let table_len: usize = 4 + kept.iter().map(|(directory, _)| 4 + directory.len() + 16).sum::<usize>();
+        let mut offset = (8 + table_len) as u64;
+        for (directory, scan) in &kept {
+            put_bytes(&mut table, directory);
+            table.extend_from_slice(&offset.to_le_bytes());
+            table.extend_from_slice(&(scan.len() as u64).to_le_bytes());
+            offset += scan.len() as u64;
+        }
+        let mut out = Vec::with_capacity(offset as usize);
+        out.extend_from_slice(&(table.len() as u64).to_le_bytes());
+        out.extend_from_slice(&table);
+        for (_, scan) in &kept {
+            out.extend_from_slice(scan);
+        }
+        if let Some(dir) = &self.dir {
+            let _ = cache::write(dir, FILE_NAME, KEY, &out);
+        }
     }
-}
-
-/// Where each directory's scan is in the file's `contents`, in its order.
-fn locate(contents: &[u8]) -> Option<Vec<(Vec<u8>, Range<usize>)>> {
-    let mut fields = Fields::new(contents);
-    let count = fields.u32()? as usize;
-    let mut scans = Vec::with_capacity(count.min(MAX_SCANS));
-    for _ in 0..count {
-        let scanned = fields.bytes_field()?.to_vec();
-        let scan = fields.bytes_field()?;
-        let start = scan.as_ptr() as usize - contents.as_ptr() as usize;
-        scans.push((scanned, start..start + scan.len()));
-    }
-    fields.rest().is_empty().then_some(scans)
 }
 
 fn encode_stamp(out: &mut Vec<u8>, (own, entries): &DirectoryStamp) {
@@ -288,10 +334,18 @@ mod tests {
     }
 
     #[test]
-    fn the_scans_made_most_recently_are_kept() {
+    fn the_scans_made_most_recently_of_directories_still_there_are_kept() {
         let cache = tempfile::tempdir().expect("tempdir");
+        let sites = tempfile::tempdir().expect("tempdir");
         let stamp: DirectoryStamp = ((1, 2), Vec::new());
-        let names = |range: Range<usize>| range.map(|index| format!("/site-{index}").into_bytes()).collect::<Vec<_>>();
+        let names = |range: std::ops::Range<usize>| -> Vec<Vec<u8>> {
+            let made = range.map(|index| sites.path().join(format!("site-{index}")));
+            made.map(|site| {
+                std::fs::create_dir_all(&site).expect("site");
+                site.into_os_string().into_encoded_bytes()
+            })
+            .collect()
+        };
         let save = |directories: &[Vec<u8>]| {
             let mut disk = ScanCache::open(Some(cache.path().to_path_buf()));
             for directory in directories {
@@ -299,14 +353,18 @@ mod tests {
             }
             disk.save();
         };
+        let kept = || -> Vec<Vec<u8>> {
+            let stored = Stored::open(cache.path()).expect("stored");
+            stored.table.into_iter().map(|(directory, _, _)| directory).collect()
+        };
         save(&names(0..MAX_SCANS));
         save(&names(MAX_SCANS..MAX_SCANS + 2));
-        let kept: Vec<Vec<u8>> = ScanCache::open(Some(cache.path().to_path_buf()))
-            .scans
-            .into_iter()
-            .map(|(directory, _)| directory)
-            .collect();
-        let expected = [names(MAX_SCANS..MAX_SCANS + 2), names(0..MAX_SCANS - 2)].concat();
-        assert_eq!(kept, expected);
+        assert_eq!(kept(), [names(MAX_SCANS..MAX_SCANS + 2), names(0..MAX_SCANS - 2)].concat());
+
+        // A directory gone is forgotten at the next save.
+        std::fs::remove_dir(sites.path().join("site-0")).expect("remove");
+        save(&names(MAX_SCANS + 2..MAX_SCANS + 3));
+        let expected = [names(MAX_SCANS + 2..MAX_SCANS + 3), names(MAX_SCANS..MAX_SCANS + 2), names(1..MAX_SCANS - 2)];
+        assert_eq!(kept(), expected.concat());
     }
 }

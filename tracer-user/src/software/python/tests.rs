@@ -184,7 +184,7 @@ fn a_scan_cached_on_disk_serves_later_audits_until_what_it_read_changes() {
     let module = site.join("first/__init__.py");
     dist_info(&site, "first-1.0.dist-info", "first", "1.0", "first/__init__.py,,\n");
     let cached_scan = |site: &Path| {
-        let disk = scan_cache::ScanCache::open(Some(cache.clone()));
+        let mut disk = scan_cache::ScanCache::open(Some(cache.clone()));
         disk.found(&bytes(site), &directory_stamp(&bytes(site)).expect("stamp")).is_some()
     };
 
@@ -204,10 +204,11 @@ fn a_scan_cached_on_disk_serves_later_audits_until_what_it_read_changes() {
     assert_eq!(owner, None);
     assert_eq!(owner_of(&mut index, &site.join("elsewhere.py")), named("first", "1.0"));
 
-    // A damaged cache is ignored, never trusted, and written anew.
-    let file = cache.join("python-scans-v1.bin");
+    // A damaged cache (its table cut short) is ignored, never trusted, and
+    // written anew.
+    let file = cache.join("python-scans-v2.bin");
     let whole = fs::read(&file).expect("cache");
-    fs::write(&file, &whole[..whole.len() - 5]).expect("damage");
+    fs::write(&file, &whole[..40]).expect("damage");
     assert!(!cached_scan(&site));
     let (mut index, _) = audit_with_cache(&cache, &module);
     assert_eq!(owner_of(&mut index, &site.join("elsewhere.py")), named("first", "1.0"));
@@ -226,7 +227,7 @@ fn a_scan_that_had_problems_is_not_cached_and_they_are_reported_again() {
         assert_eq!(owner, named("edit", "1.0"));
         assert!(matches!(index.problems(), [PythonError::Json { .. }]), "{:?}", index.problems());
     }
-    let disk = scan_cache::ScanCache::open(Some(cache));
+    let mut disk = scan_cache::ScanCache::open(Some(cache));
     assert!(disk.found(&bytes(&site), &directory_stamp(&bytes(&site)).expect("stamp")).is_none());
 }
 
