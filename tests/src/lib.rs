@@ -208,15 +208,34 @@ pub fn comparable(manifest: &Value) -> Value {
     let by_pid: BTreeMap<u64, &Value> =
         processes.iter().map(|process| (process["pid"].as_u64().expect("pid"), process)).collect();
     let mut names: BTreeMap<u64, String> = BTreeMap::new();
-    // Processes are sorted by pid; parents come before children in fork order,
-    // and siblings with the same command line are numbered by pid.
+    // A process is named once its parent is (when the manifest has it):
+    // pids wrap around at `pid_max`, so a child's can be smaller than its
+    // parent's (the whole test suite forks that many). Siblings with the
+    // same command line are numbered in pid order.
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for (pid, process) in &by_pid {
-        let parent = process["ppid"].as_u64().and_then(|ppid| names.get(&ppid).cloned()).unwrap_or_default();
-        let base = format!("{parent}/{}{}", process["exe"], process["argv"]);
-        let count = seen.entry(base.clone()).or_default();
-        *count += 1;
-        names.insert(*pid, format!("{base}#{count}"));
+    let mut pending: Vec<(u64, &Value)> = by_pid.iter().map(|(pid, process)| (*pid, *process)).collect();
+    while !pending.is_empty() {
+        let unnamed = pending.len();
+        let mut waiting = Vec::new();
+        for (pid, process) in pending {
+            let parent = match process["ppid"].as_u64().filter(|ppid| *ppid != pid && by_pid.contains_key(ppid)) {
+                Some(ppid) => match names.get(&ppid) {
+                    Some(parent) => parent.clone(),
+                    None => {
+                        waiting.push((pid, process));
+                        continue;
+                    }
+                },
+                None => String::new(),
+            };
+            let base = format!("{parent}/{}{}", process["exe"], process["argv"]);
+            let count = seen.entry(base.clone()).or_default();
+            *count += 1;
+            names.insert(pid, format!("{base}#{count}"));
+        }
+        // (Parents in a loop, which pids cannot make, would wait for ever.)
+        assert!(waiting.len() < unnamed, "processes whose parents never come: {waiting:?}");
+        pending = waiting;
     }
     let name_of =
         |pid: &Value| pid.as_u64().and_then(|pid| names.get(&pid)).cloned().map_or(Value::Null, Value::String);
@@ -531,4 +550,25 @@ pub fn python_project(project: &Path, name: &str, version: &str, module: &str) {
     )
     .expect("pyproject");
     std::fs::write(project.join(name).join("__init__.py"), module).expect("module");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_whose_pid_wrapped_below_its_parents_is_named_below_it() {
+        let process = |pid: u64, ppid: u64, exe: &str| serde_json::json!({"pid": pid, "ppid": ppid, "exe": exe, "argv": [exe], "namespace": null});
+        let manifest = |parent: u64, child: u64| {
+            serde_json::json!({
+                "processes": [process(parent, 1, "sh"), process(child, parent, "cat")],
+                "files": [],
+                "data": {"inputs": [], "outputs": []},
+            })
+        };
+        let names = |manifest: &Value| -> Vec<Value> {
+            comparable(manifest)["processes"].as_array().expect("processes").iter().map(|p| p["pid"].clone()).collect()
+        };
+        assert_eq!(names(&manifest(32_000, 300)), names(&manifest(300, 301)));
+    }
 }
