@@ -108,7 +108,7 @@ impl ScanLog {
 
     fn note(&mut self, path: &[u8], answer: Result<&fs::Metadata, &io::Error>) {
         let identity = match answer {
-            Ok(metadata) => Some(Identity::of(&FileStat::from(metadata))),
+            Ok(metadata) => Some(identity_of(metadata)),
             Err(error) if is_absence(error) => None,
             Err(_) => {
                 self.uncheckable = true;
@@ -122,9 +122,13 @@ impl ScanLog {
 /// Whether every one of `inputs` is still what it was.
 pub(super) fn unchanged<'a>(mut inputs: impl Iterator<Item = (&'a [u8], Option<Identity>)>) -> bool {
     inputs.all(|(path, identity)| match fs::metadata(os_path(path)) {
-        Ok(metadata) => identity == Some(Identity::of(&FileStat::from(&metadata))),
+        Ok(metadata) => identity == Some(identity_of(&metadata)),
         Err(error) => identity.is_none() && is_absence(&error),
     })
+}
+
+fn identity_of(metadata: &fs::Metadata) -> Identity {
+    Identity::of(&FileStat::from(metadata))
 }
 
 /// Not there: the path, or a directory on its way, does not exist.

@@ -8,13 +8,13 @@
 //! reading had problems is not kept, so they are reported at every audit.
 //!
 //! One file holds the scans of the directories scanned most recently that
-//! still exist (at most [`MAX_SCANS`]): a table of them first, then the
-//! scans, so that an audit reads the table and the scans it uses, only
+//! still exist (at most [`MAX_SCANS`]): a table of them first (each scan's
+//! offset counted from the table's end), then the scans, so that an audit reads the table and the scans it uses, only
 //! when it scans (a scan is megabytes; an audit of no Python reads
 //! nothing). It is rewritten only by an audit that scanned anew, and read
 //! as untrusted bytes ([`crate::cache`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{inputs, DirectoryStamp, Distribution, Evidence, Found, Rank};
 use crate::{
@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// The cache file's name; the number changes with its layout.
-const FILE_NAME: &str = "python-scans-v2.bin";
+const FILE_NAME: &str = "python-scans-v3.bin";
 const KEY: &[u8] = b"python scans";
 /// Directories whose scans are kept: the environments of a user's projects.
 const MAX_SCANS: usize = 64;
@@ -45,11 +45,14 @@ pub(super) struct ScanCache {
 #[derive(Debug)]
 struct Stored {
     file: CachedFile,
+    /// (directory, offset from `scans_start`, length).
     table: Vec<(Vec<u8>, u64, u64)>,
+    /// Where the scans start in the file's contents: after the table.
+    scans_start: u64,
 }
 
 impl Stored {
-    fn open(dir: &std::path::Path) -> Option<Stored> {
+    fn open(dir: &Path) -> Option<Stored> {
         let file = cache::open(dir, FILE_NAME, KEY)?;
         let table_len = u64::from_le_bytes(read(&file, 0, 8)?.try_into().ok()?);
         let table = read(&file, 8, table_len)?;
@@ -59,13 +62,14 @@ impl Stored {
         for _ in 0..count {
             entries.push((fields.bytes_field()?.to_vec(), fields.u64()?, fields.u64()?));
         }
-        fields.rest().is_empty().then_some(Stored { file, table: entries })
+        let scans_start = 8 + table_len;
+        fields.rest().is_empty().then_some(Stored { file, table: entries, scans_start })
     }
 
     /// The scan of `scanned`, as stored.
     fn scan(&self, scanned: &[u8]) -> Option<Vec<u8>> {
         let (_, offset, len) = self.table.iter().find(|(directory, _, _)| directory == scanned)?;
-        read(&self.file, *offset, *len)
+        read(&self.file, self.scans_start.checked_add(*offset)?, *len)
     }
 }
 
@@ -147,7 +151,7 @@ impl ScanCache {
     /// directories that still exist, if there are any new. One that cannot
     /// be written costs the next audit time, nothing else.
     pub(super) fn save(&mut self) {
-        if self.fresh.is_empty() {
+        if self.dir.is_none() || self.fresh.is_empty() {
             return;
         }
         let fresh = std::mem::take(&mut self.fresh);
@@ -165,15 +169,14 @@ impl ScanCache {
         let kept: Vec<&(Vec<u8>, Vec<u8>)> = fresh.iter().chain(&older).take(MAX_SCANS).collect();
         let mut table = Vec::new();
         table.extend_from_slice(&(kept.len() as u32).to_le_bytes());
-        let table_len: usize = 4 + kept.iter().map(|(directory, _)| 4 + directory.len() + 16).sum::<usize>();
-        let mut offset = (8 + table_len) as u64;
+        let mut offset = 0u64;
         for (directory, scan) in &kept {
             put_bytes(&mut table, directory);
             table.extend_from_slice(&offset.to_le_bytes());
             table.extend_from_slice(&(scan.len() as u64).to_le_bytes());
             offset += scan.len() as u64;
         }
-        let mut out = Vec::with_capacity(offset as usize);
+        let mut out = Vec::with_capacity(8 + table.len() + offset as usize);
         out.extend_from_slice(&(table.len() as u64).to_le_bytes());
         out.extend_from_slice(&table);
         for (_, scan) in &kept {

@@ -206,7 +206,7 @@ fn a_scan_cached_on_disk_serves_later_audits_until_what_it_read_changes() {
 
     // A damaged cache (its table cut short) is ignored, never trusted, and
     // written anew.
-    let file = cache.join("python-scans-v2.bin");
+    let file = cache.join("python-scans-v3.bin");
     let whole = fs::read(&file).expect("cache");
     fs::write(&file, &whole[..40]).expect("damage");
     assert!(!cached_scan(&site));
