@@ -139,6 +139,25 @@ fn the_last_writer_of_a_shared_file_owns_it() {
 }
 
 #[test]
+fn the_last_writer_owns_a_file_listed_from_two_site_directories_whichever_is_scanned_first() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let env = temp.path().join("env");
+    let sites = ["lib/python3.11/site-packages", "lib/python3.12/site-packages"].map(|site| env.join(site));
+    let now = SystemTime::now();
+    for (site, (name, age)) in sites.iter().zip([("older", 60), ("newer", 0)]) {
+        let dir = dist_info(site, &format!("{name}-1.0.dist-info"), name, "1.0", "../../../bin/tool,,\n");
+        fs::File::open(dir).and_then(|dir| dir.set_modified(now - Duration::from_secs(age))).expect("set mtime");
+    }
+    let tool = env.join("bin/tool");
+    for site in &sites {
+        // Each site directory's scan joins the index before the other.
+        let mut index = PythonIndex::new();
+        index.discover(&bytes(&site.join("x.py")));
+        assert_eq!(owner_of(&mut index, &tool), named("newer", "1.0"));
+    }
+}
+
+#[test]
 fn a_warm_up_scan_is_reused_until_its_directory_changes() {
     let temp = tempfile::tempdir().expect("tempdir");
     let site = temp.path().join("site-packages");
