@@ -147,6 +147,11 @@ pub struct PythonIndex {
     path_entries: PathMap<usize>,
     /// Directories looked at by `discover`; so were all their ancestors.
     explored: PathSet,
+    /// The directory of the path `discover` looked at last: a run's files
+    /// come directory by directory, and a path of the same one is done
+    /// without hashing it (twice a used file at an audit's end). Empty
+    /// before the first, which no path's directory is.
+    last_explored: Vec<u8>,
     /// Site directories and conda prefixes already scanned.
     scanned: PathSet,
     /// Prefixes of Python environments, where editable roots stop claiming.
@@ -247,7 +252,11 @@ impl PythonIndex {
         if is_site_dir_name(file_name(path)) {
             self.scan_site_dir(path);
         }
-        let mut current = parent(path);
+        let directory = parent(path);
+        if directory == Some(self.last_explored.as_slice()) {
+            return;
+        }
+        let mut current = directory;
         while let Some(dir) = current {
             if self.explored.contains(dir) {
                 break;
@@ -261,6 +270,10 @@ impl PythonIndex {
                 self.probe_prefix(dir);
             }
             current = parent(dir);
+        }
+        if let Some(directory) = directory {
+            self.last_explored.clear();
+            self.last_explored.extend_from_slice(directory);
         }
     }
 
