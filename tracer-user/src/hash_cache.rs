@@ -96,7 +96,7 @@ impl Entry {
             },
             hashed_at_ns: record_hashed_at(record),
             // Hex digits, checked above.
-            sha256: String::from_utf8_lossy(&record[6 * 8..]).into_owned(),
+            sha256: std::str::from_utf8(&record[6 * 8..]).ok()?.to_owned(),
         })
     }
 }

@@ -20,6 +20,12 @@ use crate::{
 /// rendering is unambiguous: `caf\xe9` is the Latin-1 byte, `caf\\xe9` the
 /// name typed with a backslash.
 pub fn display_bytes(bytes: &[u8]) -> String {
+    // Nearly every path: copied whole, not a character at a time.
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if memchr::memchr(b'\\', bytes).is_none() {
+            return text.to_owned();
+        }
+    }
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for character in chunk.valid().chars() {
