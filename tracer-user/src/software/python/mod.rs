@@ -194,12 +194,35 @@ impl Scan {
     }
 }
 
-/// A scan's owners of files, once its distributions joined an index.
+/// The owners of the files that scans list, once their distributions
+/// joined an index: one scan's, or several merged.
 #[derive(Debug)]
 struct Listing {
+    /// Folded path → the position in `ids` of the distribution owning it.
     owners: PathMap<usize>,
-    /// The index's id of each of the scan's distributions.
+    /// The index's ids of the distributions.
     ids: Vec<usize>,
+}
+
+/// Tables of owners an index keeps apart: a file's owner is asked of each,
+/// so beyond these few (a venv's site directory, the system's, a conda
+/// prefix's…) a scan's table is merged into the last one instead (an audit
+/// across many environments asks a few tables, not one per environment).
+const MAX_LISTINGS: usize = 4;
+
+impl Listing {
+    /// Adds `other`'s files, each to the distribution that outranks the
+    /// other (`outranks` compares the index's ids).
+    fn merge(&mut self, other: Listing, outranks: impl Fn(usize, usize) -> bool) {
+        let offset = self.ids.len();
+        self.ids.extend(other.ids);
+        let ids = &self.ids;
+        for (file, position) in other.owners {
+            claim(&mut self.owners, file, offset + position, |challenger, holder| {
+                outranks(ids[challenger], ids[holder])
+            });
+        }
+    }
 }
 
 /// A directory's modification time and its entries' (installing, removing or
@@ -443,8 +466,12 @@ impl PythonIndex {
         } else {
             self.problems.extend(scan.problems);
             let ids = scan.found.into_iter().map(|found| self.add_one(found)).collect();
-            if !scan.owners.is_empty() {
-                self.listings.push(Listing { owners: scan.owners, ids });
+            let listing = Listing { owners: scan.owners, ids };
+            let full = self.listings.len() >= MAX_LISTINGS;
+            match self.listings.last_mut() {
+                _ if listing.owners.is_empty() => {}
+                Some(last) if full => last.merge(listing, outranks_in(&self.ranks, &self.distributions)),
+                _ => self.listings.push(listing),
             }
         }
     }

@@ -139,21 +139,31 @@ fn the_last_writer_of_a_shared_file_owns_it() {
 }
 
 #[test]
-fn the_last_writer_owns_a_file_listed_from_two_site_directories_whichever_is_scanned_first() {
+fn the_last_writer_owns_a_file_listed_from_several_site_directories_whichever_is_scanned_first() {
+    // More site directories than an index keeps tables apart: the last
+    // ones scanned are merged.
     let temp = tempfile::tempdir().expect("tempdir");
-    let env = temp.path().join("env");
-    let sites = ["lib/python3.11/site-packages", "lib/python3.12/site-packages"].map(|site| env.join(site));
+    let ages = [50, 40, 0, 30, 20, 10];
+    let sites: Vec<PathBuf> =
+        (0..ages.len()).map(|number| temp.path().join(format!("env{number}/lib/python3.11/site-packages"))).collect();
     let now = SystemTime::now();
-    for (site, (name, age)) in sites.iter().zip([("older", 60), ("newer", 0)]) {
-        let dir = dist_info(site, &format!("{name}-1.0.dist-info"), name, "1.0", "../../../bin/tool,,\n");
+    for (number, (site, age)) in sites.iter().zip(ages).enumerate() {
+        let name = format!("dist{number}");
+        let record = format!("../../../../shared/tool,,\nown{number}.py,,\n");
+        let dir = dist_info(site, &format!("{name}-1.0.dist-info"), &name, "1.0", &record);
         fs::File::open(dir).and_then(|dir| dir.set_modified(now - Duration::from_secs(age))).expect("set mtime");
     }
-    let tool = env.join("bin/tool");
-    for site in &sites {
-        // Each site directory's scan joins the index before the other.
+    let tool = temp.path().join("shared/tool");
+    for first in 0..sites.len() {
         let mut index = PythonIndex::new();
-        index.discover(&bytes(&site.join("x.py")));
-        assert_eq!(owner_of(&mut index, &tool), named("newer", "1.0"));
+        for site in sites.iter().cycle().skip(first).take(sites.len()) {
+            index.discover(&bytes(&site.join("x.py")));
+        }
+        assert_eq!(owner_of(&mut index, &tool), named("dist2", "1.0"), "the newest metadata wins");
+        for (number, site) in sites.iter().enumerate() {
+            let own = site.join(format!("own{number}.py"));
+            assert_eq!(owner_of(&mut index, &own), named(&format!("dist{number}"), "1.0"));
+        }
     }
 }
 
