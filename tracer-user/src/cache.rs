@@ -147,10 +147,26 @@ fn remove_other_versions(dir: &Path, name: &str) {
     }
 }
 
-/// Appends `bytes` to a cache file's contents as a field: its length, then itself.
+/// Appends `bytes` to a cache file's contents as a field: its length, then
+/// itself ([`Fields::bytes_field`]).
 pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    put_u32(out, bytes.len() as u32);
     out.extend_from_slice(bytes);
+}
+
+/// Appends a field [`Fields::u32`] reads.
+pub fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// Appends a field [`Fields::u64`] reads.
+pub fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// Appends a field [`Fields::i64`] reads.
+pub fn put_i64(out: &mut Vec<u8>, value: i64) {
+    out.extend_from_slice(&value.to_le_bytes());
 }
 
 /// Reads a cache file's fields in order; `None` past its end (a file is read

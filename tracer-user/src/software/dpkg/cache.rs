@@ -14,7 +14,7 @@ use std::{
 };
 
 use super::{SortedOwners, SystemPackage, UsrAliases, MANAGER, OWNER_ENTRY_BYTES};
-use crate::cache::{put_bytes, Fields};
+use crate::cache::{put_bytes, put_i64, put_u32, Fields};
 
 /// The cache file's name; the number changes with its layout.
 const FILE_NAME: &str = "dpkg-index-v1.bin";
@@ -29,7 +29,7 @@ impl Key {
     /// says why).
     pub fn of(admin_dir: &Path, aliases: &UsrAliases) -> Option<Key> {
         let mut key = Vec::new();
-        let mut push = |value: i64| key.extend_from_slice(&value.to_le_bytes());
+        let mut push = |value: i64| put_i64(&mut key, value);
         let status = std::fs::metadata(admin_dir.join("status")).ok()?;
         for value in
             [status.dev() as i64, status.ino() as i64, status.size() as i64, status.mtime(), status.mtime_nsec()]
@@ -43,18 +43,12 @@ impl Key {
             Ok(diversions) => [diversions.size() as i64, diversions.mtime(), diversions.mtime_nsec()].map(&mut push),
             Err(_) => [-1, -1, -1].map(&mut push),
         };
-        let mut key = Key(key);
-        key.push_bytes(admin_dir.as_os_str().as_bytes());
+        put_bytes(&mut key, admin_dir.as_os_str().as_bytes());
         for (alias, target) in &aliases.pairs {
-            key.push_bytes(alias);
-            key.push_bytes(target);
+            put_bytes(&mut key, alias);
+            put_bytes(&mut key, target);
         }
-        Some(key)
-    }
-
-    fn push_bytes(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        self.0.extend_from_slice(bytes);
+        Some(Key(key))
     }
 }
 
@@ -90,14 +84,14 @@ pub fn read(dir: &Path, key: &Key) -> Option<(Vec<SystemPackage>, SortedOwners)>
 pub fn write(dir: &Path, key: &Key, packages: &[SystemPackage], owners: &SortedOwners) -> std::io::Result<()> {
     let entries = owners.entries();
     let mut out = Vec::with_capacity(owners.paths().len() + entries.len() * OWNER_ENTRY_BYTES + 1024);
-    out.extend_from_slice(&(packages.len() as u32).to_le_bytes());
+    put_u32(&mut out, packages.len() as u32);
     for package in packages {
         for text in [&package.name, &package.version, &package.architecture] {
             put_bytes(&mut out, text.as_bytes());
         }
     }
     put_bytes(&mut out, owners.paths());
-    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    put_u32(&mut out, entries.len() as u32);
     out.extend_from_slice(entries.as_flattened());
     crate::cache::write(dir, FILE_NAME, &key.0, &out)
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use super::{inputs, DirectoryStamp, Distribution, Evidence, Found, Rank};
 use crate::{
-    cache::{self, put_bytes, CachedFile, Fields},
+    cache::{self, put_bytes, put_i64, put_u32, put_u64, CachedFile, Fields},
     fsaccess::Identity,
 };
 
@@ -125,7 +125,7 @@ impl ScanCache {
         }
         let mut out = Vec::new();
         encode_stamp(&mut out, stamp);
-        out.extend_from_slice(&(inputs.len() as u32).to_le_bytes());
+        put_u32(&mut out, inputs.len() as u32);
         for (path, identity) in inputs {
             put_bytes(&mut out, path);
             match identity {
@@ -133,13 +133,15 @@ impl ScanCache {
                 Some(identity) => {
                     out.push(1);
                     let Identity { device, inode, size, mtime_ns, ctime_ns } = *identity;
-                    for word in [device, inode, size, mtime_ns as u64, ctime_ns as u64] {
-                        out.extend_from_slice(&word.to_le_bytes());
+                    for word in [device, inode, size] {
+                        put_u64(&mut out, word);
                     }
+                    put_i64(&mut out, mtime_ns);
+                    put_i64(&mut out, ctime_ns);
                 }
             }
         }
-        out.extend_from_slice(&(found.len() as u32).to_le_bytes());
+        put_u32(&mut out, found.len() as u32);
         for one in found {
             encode_found(&mut out, one);
         }
@@ -168,16 +170,16 @@ impl ScanCache {
         };
         let kept: Vec<&(Vec<u8>, Vec<u8>)> = fresh.iter().chain(&older).take(MAX_SCANS).collect();
         let mut table = Vec::new();
-        table.extend_from_slice(&(kept.len() as u32).to_le_bytes());
+        put_u32(&mut table, kept.len() as u32);
         let mut offset = 0u64;
         for (directory, scan) in &kept {
             put_bytes(&mut table, directory);
-            table.extend_from_slice(&offset.to_le_bytes());
-            table.extend_from_slice(&(scan.len() as u64).to_le_bytes());
+            put_u64(&mut table, offset);
+            put_u64(&mut table, scan.len() as u64);
             offset += scan.len() as u64;
         }
         let mut out = Vec::with_capacity(8 + table.len() + offset as usize);
-        out.extend_from_slice(&(table.len() as u64).to_le_bytes());
+        put_u64(&mut out, table.len() as u64);
         out.extend_from_slice(&table);
         for (_, scan) in &kept {
             out.extend_from_slice(scan);
@@ -190,11 +192,11 @@ impl ScanCache {
 
 fn encode_stamp(out: &mut Vec<u8>, (own, entries): &DirectoryStamp) {
     let time = |out: &mut Vec<u8>, (seconds, nanoseconds): (i64, i64)| {
-        out.extend_from_slice(&seconds.to_le_bytes());
-        out.extend_from_slice(&nanoseconds.to_le_bytes());
+        put_i64(out, seconds);
+        put_i64(out, nanoseconds);
     };
     time(out, *own);
-    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    put_u32(out, entries.len() as u32);
     for (name, modified) in entries {
         put_bytes(out, name);
         time(out, *modified);
@@ -243,15 +245,13 @@ fn encode_found(out: &mut Vec<u8>, found: &Found) {
     }
     put_bytes(out, location);
     out.push(u8::from(*editable));
-    for word in [found.identity.0, found.identity.1] {
-        out.extend_from_slice(&word.to_le_bytes());
-    }
+    put_u64(out, found.identity.0);
+    put_u64(out, found.identity.1);
     out.push(found.rank.evidence as u8);
-    for word in [found.rank.modified.0, found.rank.modified.1] {
-        out.extend_from_slice(&word.to_le_bytes());
-    }
+    put_i64(out, found.rank.modified.0);
+    put_i64(out, found.rank.modified.1);
     for paths in [&found.files, &found.package_roots, &found.path_entries] {
-        out.extend_from_slice(&(paths.len() as u32).to_le_bytes());
+        put_u32(out, paths.len() as u32);
         for path in paths {
             put_bytes(out, path);
         }
