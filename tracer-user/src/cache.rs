@@ -231,8 +231,9 @@ fn versioned_stem(name: &str) -> Option<&str> {
 }
 
 /// A cached file's contents, mapped into memory rather than read: an audit
-/// looks up a few hundred paths in a dpkg index of megabytes, and copying
-/// the whole file cost it more than anything else it does at its start.
+/// looks up a few hundred paths in a dpkg index of megabytes, or in the
+/// scans of its Python environments, and copying the whole file cost it
+/// more than anything else it does at its start.
 #[derive(Debug)]
 pub struct Cached {
     file: memmap2::Mmap,

@@ -4,6 +4,7 @@
 
 pub mod dpkg;
 pub mod python;
+mod sorted_owners;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

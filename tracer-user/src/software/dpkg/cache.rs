@@ -13,8 +13,9 @@ use std::{
     path::Path,
 };
 
-use super::{SortedOwners, SystemPackage, UsrAliases, MANAGER, OWNER_ENTRY_BYTES};
+use super::{SortedOwners, SystemPackage, UsrAliases, MANAGER};
 use crate::cache::{put_bytes, put_i64, put_u32, Fields};
+use crate::software::sorted_owners::OWNER_ENTRY_BYTES;
 
 /// The cache file's name; the number changes with its layout.
 const FILE_NAME: &str = "dpkg-index-v1.bin";
@@ -54,9 +55,8 @@ impl Key {
 
 /// The index cached in `dir` for `key`, if there is one and it is whole.
 pub fn read(dir: &Path, key: &Key) -> Option<(Vec<SystemPackage>, SortedOwners)> {
-    let cached = crate::cache::read(dir, FILE_NAME, &key.0)?;
-    let contents = cached.contents();
-    let mut reader = Fields::new(contents);
+    let cached = std::sync::Arc::new(crate::cache::read(dir, FILE_NAME, &key.0)?);
+    let mut reader = Fields::new(cached.contents());
     let package_count = reader.u32()? as usize;
     let mut packages = Vec::with_capacity(package_count.min(1 << 20));
     for _ in 0..package_count {
@@ -67,32 +67,20 @@ pub fn read(dir: &Path, key: &Key) -> Option<(Vec<SystemPackage>, SortedOwners)>
             manager: MANAGER,
         });
     }
-    let paths = reader.bytes_field()?;
-    // The paths and the entries stay where they are in the mapped file.
-    let paths_start = paths.as_ptr() as usize - contents.as_ptr() as usize;
-    let paths = paths_start..paths_start + paths.len();
-    let entry_count = reader.u32()? as usize;
-    if entry_count.checked_mul(OWNER_ENTRY_BYTES) != Some(reader.rest().len()) {
-        return None;
-    }
-    let entries = contents.len() - reader.rest().len()..contents.len();
-    let owners = SortedOwners::in_place(cached, paths, entries);
+    let owners = SortedOwners::read_in_place(&cached, &mut reader)?;
     Some((packages, owners))
 }
 
 /// Leaves the index in `dir` for `key` (a temporary file renamed into place).
 pub fn write(dir: &Path, key: &Key, packages: &[SystemPackage], owners: &SortedOwners) -> std::io::Result<()> {
-    let entries = owners.entries();
-    let mut out = Vec::with_capacity(owners.paths().len() + entries.len() * OWNER_ENTRY_BYTES + 1024);
+    let mut out = Vec::with_capacity(owners.paths().len() + owners.entries().len() * OWNER_ENTRY_BYTES + 1024);
     put_u32(&mut out, packages.len() as u32);
     for package in packages {
         for text in [&package.name, &package.version, &package.architecture] {
             put_bytes(&mut out, text.as_bytes());
         }
     }
-    put_bytes(&mut out, owners.paths());
-    put_u32(&mut out, entries.len() as u32);
-    out.extend_from_slice(entries.as_flattened());
+    owners.put(&mut out);
     crate::cache::write(dir, FILE_NAME, &key.0, &out)
 }
 
@@ -128,7 +116,7 @@ mod tests {
         let (packages, owners) = read(cache.path(), &key).expect("the cache is read back");
         assert_eq!(packages, built.packages);
         let lookups = |owners: &SortedOwners| -> Vec<(Vec<u8>, usize)> {
-            let decoded = owners.entries().iter().map(super::super::decode_entry);
+            let decoded = owners.entries().iter().map(crate::software::sorted_owners::decode_entry);
             decoded.map(|entry| (owners.path(entry).to_vec(), entry[2] as usize)).collect()
         };
         assert_eq!(lookups(&owners), lookups(&built.owners));

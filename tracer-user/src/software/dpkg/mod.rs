@@ -53,10 +53,11 @@ use std::{
     collections::{HashMap, HashSet},
     fs,
     io::{self, Read},
-    ops::Range,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
+
+use super::sorted_owners::SortedOwners;
 
 /// Where dpkg keeps its database on a Debian system.
 pub const DEFAULT_ADMIN_DIR: &str = "/var/lib/dpkg";
@@ -98,108 +99,6 @@ pub struct DpkgIndex {
     aliases: UsrAliases,
     /// Canonical file path → index in `packages`.
     owners: SortedOwners,
-}
-
-/// Canonical file paths and the index of their package, sorted by path, in
-/// one buffer laid out as the cache file holds them: searched in place, so
-/// an index read back from disk (mapped, see [`crate::cache::Cached`]) is
-/// neither copied nor rebuilt.
-#[derive(Debug)]
-struct SortedOwners {
-    bytes: OwnerBytes,
-    /// Where in `bytes` the paths are, back to back.
-    paths: Range<usize>,
-    /// Where in `bytes` the entries are, in path order: the offset of the
-    /// path in `paths`, its length and its package's index, little-endian
-    /// u32s.
-    entries: Range<usize>,
-}
-
-/// The bytes of [`SortedOwners`]: made from the database, or the cache's.
-#[derive(Debug)]
-enum OwnerBytes {
-    Built(Vec<u8>),
-    Cached(crate::cache::Cached),
-}
-
-impl std::ops::Deref for OwnerBytes {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            OwnerBytes::Built(bytes) => bytes,
-            OwnerBytes::Cached(cached) => cached.contents(),
-        }
-    }
-}
-
-/// The bytes an entry of [`SortedOwners`] takes.
-const OWNER_ENTRY_BYTES: usize = 12;
-
-impl SortedOwners {
-    fn from_map(owners: PathMap<usize>) -> SortedOwners {
-        let mut sorted: Vec<(Box<[u8]>, usize)> = owners.into_iter().collect();
-        sorted.sort_unstable();
-        let paths_len: usize = sorted.iter().map(|(path, _)| path.len()).sum();
-        let mut bytes = Vec::with_capacity(paths_len + sorted.len() * OWNER_ENTRY_BYTES);
-        for (path, _) in &sorted {
-            bytes.extend_from_slice(path);
-        }
-        let mut offset = 0u32;
-        for (path, package) in &sorted {
-            for value in [offset, path.len() as u32, *package as u32] {
-                bytes.extend_from_slice(&value.to_le_bytes());
-            }
-            offset += path.len() as u32;
-        }
-        SortedOwners { paths: 0..paths_len, entries: paths_len..bytes.len(), bytes: OwnerBytes::Built(bytes) }
-    }
-
-    /// Owners laid out in `bytes` (a cached index's), taken as they are.
-    /// They were written in order and on disk before being renamed into place
-    /// ([`crate::cache::write`]), so a crash cannot leave them half written.
-    /// Walking them all to check their order faulted in the whole mapped file
-    /// and cost every audit 1.5 ms of its software index; a lookup reads only
-    /// the entries it visits, each bounds-checked, and an entry out of range
-    /// names no path and no package.
-    fn in_place(bytes: crate::cache::Cached, paths: Range<usize>, entries: Range<usize>) -> SortedOwners {
-        SortedOwners { bytes: OwnerBytes::Cached(bytes), paths, entries }
-    }
-
-    fn paths(&self) -> &[u8] {
-        self.bytes.get(self.paths.clone()).unwrap_or_default()
-    }
-
-    /// The entries, as the cache file holds them.
-    fn entries(&self) -> &[[u8; OWNER_ENTRY_BYTES]] {
-        self.bytes.get(self.entries.clone()).unwrap_or_default().as_chunks().0
-    }
-
-    fn path(&self, [offset, len, _]: [u32; 3]) -> &[u8] {
-        self.paths().get(offset as usize..(offset as usize).saturating_add(len as usize)).unwrap_or_default()
-    }
-
-    fn get(&self, path: &[u8]) -> Option<usize> {
-        let entries = self.entries();
-        let found = entries.binary_search_by(|entry| self.path(decode_entry(entry)).cmp(path)).ok()?;
-        entries.get(found).map(|entry| decode_entry(entry)[2] as usize)
-    }
-
-    /// Whether some path starts with `prefix` (they are sorted: the first
-    /// path not below it tells).
-    fn any_starting_with(&self, prefix: &[u8]) -> bool {
-        let entries = self.entries();
-        let first = entries.partition_point(|entry| self.path(decode_entry(entry)) < prefix);
-        entries.get(first).is_some_and(|entry| self.path(decode_entry(entry)).starts_with(prefix))
-    }
-}
-
-/// An entry of [`SortedOwners`]: its path's offset in the paths, its
-/// length, its package's index.
-fn decode_entry(entry: &[u8; OWNER_ENTRY_BYTES]) -> [u32; 3] {
-    let (words, _) = entry.as_chunks::<4>();
-    let word = |n: usize| words.get(n).map_or(0, |word| u32::from_le_bytes(*word));
-    [word(0), word(1), word(2)]
 }
 
 impl DpkgIndex {

@@ -34,9 +34,11 @@
 //! is scanned, and a directory that looks like a prefix (`conda-meta/`,
 //! `pyvenv.cfg`, `lib/python*/{site,dist}-packages`) has its site directories
 //! and conda packages scanned, so `<venv>/bin/pip` finds its owner even when no
-//! file of the venv's `site-packages` was used. Lookups are hash lookups of the
-//! path bytes. Nothing runs Python. A scan is kept on disk for the audits
-//! after, and used while nothing it read has changed ([`scan_cache`]).
+//! file of the venv's `site-packages` was used. A file's owner is looked up
+//! by its path's bytes, in each scan's sorted table of the files it lists.
+//! Nothing runs Python. A scan is kept on disk for the audits after, its
+//! table searched where the file is mapped, and used while nothing it read
+//! has changed ([`scan_cache`]).
 
 mod conda;
 mod editable;
@@ -70,6 +72,7 @@ use self::{
     metadata::scan_site_dir,
     scan_cache::ScanCache,
 };
+use super::sorted_owners::SortedOwners;
 use crate::tracker::path::{file_name, join, parent};
 
 /// Path-keyed tables hash with FxHash (rustc's): tens of thousands of keys
@@ -137,9 +140,9 @@ pub struct PythonIndex {
     /// and its `lib64` link) yields one distribution, not two.
     by_identity: FxHashMap<(u64, u64), usize>,
     /// Which distribution each listed file belongs to, a table per scan
-    /// added: built as the scan is made, while the run goes on for a
-    /// warm-up's, not merged into one at the audit's end (claiming the
-    /// bench venv's 16,766 files there took 1.3 ms of an import audit's end).
+    /// added: its scan's own, claimed as it was made or kept by a cached
+    /// one, not merged into one at the audit's end (claiming the bench
+    /// venv's 16,766 files there took 1.3 ms of an import audit's end).
     listings: Vec<Listing>,
     /// Package directory of an editable install or egg → distribution owning all below it.
     package_roots: PathMap<usize>,
@@ -176,8 +179,10 @@ struct Scan {
     stamp: Option<DirectoryStamp>,
     /// The distributions found (their files moved to `owners`).
     found: Vec<Found>,
-    /// Folded path → the distribution of `found` whose lists win it.
-    owners: PathMap<usize>,
+    /// Folded path → the position in `found` of the distribution whose
+    /// lists win it: claimed as the scan is made, or the table a cached
+    /// scan kept.
+    owners: SortedOwners,
     problems: Vec<PythonError>,
 }
 
@@ -190,7 +195,7 @@ impl Scan {
                 claim(&mut owners, file, challenger, |challenger, holder| found[challenger].outranks(&found[holder]));
             }
         }
-        Scan { stamp, found, owners, problems }
+        Scan { stamp, found, owners: SortedOwners::from_map(owners), problems }
     }
 }
 
@@ -198,8 +203,9 @@ impl Scan {
 /// joined an index: one scan's, or several merged.
 #[derive(Debug)]
 struct Listing {
-    /// Folded path → the position in `ids` of the distribution owning it.
-    owners: PathMap<usize>,
+    /// Folded path → the position in `ids` of the distribution owning it
+    /// (one past them, in a damaged cache's table, names none).
+    owners: SortedOwners,
     /// The index's ids of the distributions.
     ids: Vec<usize>,
 }
@@ -215,13 +221,19 @@ impl Listing {
     /// other (`outranks` compares the index's ids).
     fn merge(&mut self, other: Listing, outranks: impl Fn(usize, usize) -> bool) {
         let offset = self.ids.len();
+        let entries = |listing: &Listing, offset: usize| {
+            let known = listing.ids.len();
+            let entries = listing.owners.iter().filter(move |&(_, position)| position < known);
+            entries.map(move |(file, position)| (file.to_vec(), offset + position)).collect::<Vec<_>>()
+        };
+        let mut owners: PathMap<usize> = entries(self, 0).into_iter().collect();
+        let others = entries(&other, offset);
         self.ids.extend(other.ids);
         let ids = &self.ids;
-        for (file, position) in other.owners {
-            claim(&mut self.owners, file, offset + position, |challenger, holder| {
-                outranks(ids[challenger], ids[holder])
-            });
+        for (file, position) in others {
+            claim(&mut owners, file, position, |challenger, holder| outranks(ids[challenger], ids[holder]));
         }
+        self.owners = SortedOwners::from_map(owners);
     }
 }
 
@@ -362,8 +374,7 @@ impl PythonIndex {
         let outranks = outranks_in(&self.ranks, &self.distributions);
         let mut owner = None;
         for listing in &self.listings {
-            if let Some(&local) = listing.owners.get(path) {
-                let challenger = listing.ids[local];
+            if let Some(&challenger) = listing.owners.get(path).and_then(|local| listing.ids.get(local)) {
                 owner = match owner {
                     Some(holder) if !outranks(challenger, holder) => Some(holder),
                     _ => Some(challenger),
@@ -449,16 +460,21 @@ impl PythonIndex {
         // Stamped before reading: a change made while we read shows next time.
         let stamp = directory_stamp(&dir);
         let reusable = self.scans.remove(&dir).filter(|scan| scan.stamp.is_some() && scan.stamp == stamp);
-        let cached = || Some(Scan::new(stamp.clone(), self.disk.found(&dir, stamp.as_ref()?)?, Vec::new()));
+        let cached = || {
+            let (found, owners) = self.disk.found(&dir, stamp.as_ref()?)?;
+            Some(Scan { stamp: stamp.clone(), found, owners, problems: Vec::new() })
+        };
         let scan = match reusable.or_else(cached) {
             Some(scan) => scan,
             None => {
                 let mut log = ScanLog::default();
                 let found = read(&mut log);
-                if let Some(stamp) = stamp.as_ref().filter(|_| log.is_reusable()) {
-                    self.disk.remember(&dir, stamp, &log.inputs, &found);
+                let reusable = log.is_reusable();
+                let scan = Scan::new(stamp, found, log.problems);
+                if let Some(stamp) = scan.stamp.as_ref().filter(|_| reusable) {
+                    self.disk.remember(&dir, stamp, &log.inputs, &scan.found, &scan.owners);
                 }
-                Scan::new(stamp, found, log.problems)
+                scan
             }
         };
         if self.warming_up {

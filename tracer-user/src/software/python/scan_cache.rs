@@ -2,28 +2,37 @@
 //! an environment's distributions are read from their `RECORD`s once, not
 //! at every audit (an index of the bench's venv, 66 distributions listing
 //! 16,766 files, and of Debian's `dist-packages` took 5.6–6.7 ms of CPU
-//! read from the files, 2.2–2.6 ms from here). A scan is used again while
-//! its directory's stamp is the same and every file it read, directory it
-//! listed and path it probed is as it was ([`super::inputs`]); one whose
-//! reading had problems is not kept, so they are reported at every audit.
+//! read from the files). A scan is used again while its directory's stamp
+//! is the same and every file it read, directory it listed and path it
+//! probed is as it was ([`super::inputs`]); one whose reading had problems
+//! is not kept, so they are reported at every audit.
 //!
 //! One file holds the scans of the directories scanned most recently that
 //! still exist (at most [`MAX_SCANS`]): a table of them first (each scan's
-//! offset counted from the table's end), then the scans, so that an audit reads the table and the scans it uses, only
-//! when it scans (a scan is megabytes; an audit of no Python reads
-//! nothing). It is rewritten only by an audit that scanned anew, and read
-//! as untrusted bytes ([`crate::cache`]).
+//! offset counted from the table's end), then the scans. Each scan keeps
+//! the owner of every file its distributions list as a sorted table
+//! ([`SortedOwners`]), searched where the file is mapped: an audit decodes
+//! a scan's few distributions, not its thousands of paths, and builds no
+//! table of them (reading the bench venv's scan whole and claiming its
+//! 16,383 files took an import audit 4–6 ms of CPU). The file is mapped
+//! only when an audit scans (an audit of no Python touches nothing), and
+//! rewritten only by an audit that scanned anew; it is read as untrusted
+//! bytes ([`crate::cache`]).
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use super::{inputs, DirectoryStamp, Distribution, Evidence, Found, Rank};
 use crate::{
-    cache::{self, put_bytes, put_i64, put_u32, put_u64, CachedFile, Fields},
+    cache::{self, put_bytes, put_i64, put_u32, put_u64, Cached, Fields},
     fsaccess::Identity,
+    software::sorted_owners::SortedOwners,
 };
 
 /// The cache file's name; the number changes with its layout.
-const FILE_NAME: &str = "python-scans-v3.bin";
+const FILE_NAME: &str = "python-scans-v4.bin";
 const KEY: &[u8] = b"python scans";
 /// Directories whose scans are kept: the environments of a user's projects.
 const MAX_SCANS: usize = 64;
@@ -40,11 +49,12 @@ pub(super) struct ScanCache {
     fresh: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// The cache file, and where each directory's scan is in it (the most
-/// recently made first).
+/// The cache file, mapped, and where each directory's scan is in it (the
+/// most recently made first).
 #[derive(Debug)]
 struct Stored {
-    file: CachedFile,
+    /// Shared with the owner tables of the scans taken from it.
+    file: Arc<Cached>,
     /// (directory, offset from `scans_start`, length).
     table: Vec<(Vec<u8>, u64, u64)>,
     /// Where the scans start in the file's contents: after the table.
@@ -53,35 +63,26 @@ struct Stored {
 
 impl Stored {
     fn open(dir: &Path) -> Option<Stored> {
-        let file = cache::open(dir, FILE_NAME, KEY)?;
-        let table_len = u64::from_le_bytes(read(&file, 0, 8)?.try_into().ok()?);
-        let table = read(&file, 8, table_len)?;
-        let mut fields = Fields::new(&table);
-        let count = fields.u32()? as usize;
+        let file = Arc::new(cache::read(dir, FILE_NAME, KEY)?);
+        let mut fields = Fields::new(file.contents());
+        let table_len = fields.u64()?;
+        let mut table = Fields::new(fields.take(usize::try_from(table_len).ok()?)?);
+        let count = table.u32()? as usize;
         let mut entries = Vec::with_capacity(count.min(MAX_SCANS));
         for _ in 0..count {
-            entries.push((fields.bytes_field()?.to_vec(), fields.u64()?, fields.u64()?));
+            entries.push((table.bytes_field()?.to_vec(), table.u64()?, table.u64()?));
         }
         let scans_start = 8 + table_len;
-        fields.rest().is_empty().then_some(Stored { file, table: entries, scans_start })
+        table.rest().is_empty().then_some(Stored { file, table: entries, scans_start })
     }
 
-    /// The scan of `scanned`, as stored.
-    fn scan(&self, scanned: &[u8]) -> Option<Vec<u8>> {
+    /// The scan of `scanned`, as stored; `None` past the contents' end.
+    fn scan(&self, scanned: &[u8]) -> Option<&[u8]> {
         let (_, offset, len) = self.table.iter().find(|(directory, _, _)| directory == scanned)?;
-        read(&self.file, self.scans_start.checked_add(*offset)?, *len)
+        let start = self.scans_start.checked_add(*offset)?;
+        let end = start.checked_add(*len)?;
+        self.file.contents().get(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
     }
-}
-
-/// `len` bytes of `file`'s contents at `offset`; `None` past their end
-/// (checked before anything is allocated: the file is untrusted).
-fn read(file: &CachedFile, offset: u64, len: u64) -> Option<Vec<u8>> {
-    if offset.checked_add(len)? > file.contents_len() {
-        return None;
-    }
-    let mut bytes = vec![0; usize::try_from(len).ok()?];
-    file.read_at(offset, &mut bytes).ok()?;
-    Some(bytes)
 }
 
 impl ScanCache {
@@ -96,10 +97,12 @@ impl ScanCache {
     }
 
     /// What the scan of `scanned` found, if one is cached that was made
-    /// when the directory had `stamp` and whose inputs are unchanged.
-    pub(super) fn found(&mut self, scanned: &[u8], stamp: &DirectoryStamp) -> Option<Vec<Found>> {
-        let scan = self.stored()?.scan(scanned)?;
-        let mut fields = Fields::new(&scan);
+    /// when the directory had `stamp` and whose inputs are unchanged: its
+    /// distributions (their files in the table) and the owner of each file
+    /// they list, searched where the file is mapped.
+    pub(super) fn found(&mut self, scanned: &[u8], stamp: &DirectoryStamp) -> Option<(Vec<Found>, SortedOwners)> {
+        let stored = self.stored()?;
+        let mut fields = Fields::new(stored.scan(scanned)?);
         if decode_stamp(&mut fields)? != *stamp {
             return None;
         }
@@ -109,7 +112,8 @@ impl ScanCache {
         }
         let count = fields.u32()? as usize;
         let found = (0..count).map(|_| decode_found(&mut fields)).collect::<Option<Vec<Found>>>()?;
-        fields.rest().is_empty().then_some(found)
+        let owners = SortedOwners::read_in_place(&stored.file, &mut fields)?;
+        Some((found, owners))
     }
 
     /// Keeps a scan made anew, to be saved.
@@ -119,6 +123,7 @@ impl ScanCache {
         stamp: &DirectoryStamp,
         inputs: &[(Vec<u8>, Option<Identity>)],
         found: &[Found],
+        owners: &SortedOwners,
     ) {
         if self.dir.is_none() {
             return;
@@ -145,6 +150,7 @@ impl ScanCache {
         for one in found {
             encode_found(&mut out, one);
         }
+        owners.put(&mut out);
         self.fresh.retain(|(directory, _)| directory != scanned);
         self.fresh.push((scanned.to_vec(), out));
     }
@@ -165,7 +171,7 @@ impl ScanCache {
                 .filter(|(directory, _, _)| !fresh.iter().any(|(made, _)| made == directory))
                 .filter(|(directory, _, _)| std::fs::symlink_metadata(super::os_path(directory)).is_ok())
                 .take(MAX_SCANS.saturating_sub(fresh.len()))
-                .filter_map(|(directory, _, _)| Some((directory.clone(), stored.scan(directory)?)))
+                .filter_map(|(directory, _, _)| Some((directory.clone(), stored.scan(directory)?.to_vec())))
                 .collect(),
         };
         let kept: Vec<&(Vec<u8>, Vec<u8>)> = fresh.iter().chain(&older).take(MAX_SCANS).collect();
@@ -250,7 +256,8 @@ fn encode_found(out: &mut Vec<u8>, found: &Found) {
     out.push(found.rank.evidence as u8);
     put_i64(out, found.rank.modified.0);
     put_i64(out, found.rank.modified.1);
-    for paths in [&found.files, &found.package_roots, &found.path_entries] {
+    // The files are the scan's owner table's.
+    for paths in [&found.package_roots, &found.path_entries] {
         put_u32(out, paths.len() as u32);
         for path in paths {
             put_bytes(out, path);
@@ -279,12 +286,12 @@ fn decode_found(fields: &mut Fields) -> Option<Found> {
         let count = fields.u32()? as usize;
         (0..count).map(|_| fields.bytes_field().map(<[u8]>::to_vec)).collect()
     };
-    let (files, package_roots, path_entries) = (paths()?, paths()?, paths()?);
+    let (package_roots, path_entries) = (paths()?, paths()?);
     Some(Found {
         distribution: Distribution { name, version, installer, location, editable },
         identity,
         rank: Rank { evidence, modified },
-        files,
+        files: Vec::new(),
         package_roots,
         path_entries,
     })
@@ -316,7 +323,8 @@ mod tests {
                 },
                 identity: (index as u64, u64::MAX),
                 rank: Rank { evidence, modified: (-1, index as i64) },
-                files: vec![b"/site/a.py".to_vec(), b"/site/\xff".to_vec()],
+                // Kept in the scan's owner table, not with the distribution.
+                files: Vec::new(),
                 package_roots: vec![b"/project/pkg".to_vec(); index],
                 path_entries: vec![b"/project".to_vec(); 3 - index],
             })
@@ -336,6 +344,59 @@ mod tests {
         assert_eq!(decode_stamp(&mut Fields::new(&out)), Some(stamp));
     }
 
+    /// The owners of a cached scan's files, as the audit after reads them
+    /// back: searched where the file is mapped.
+    #[test]
+    fn a_cached_scan_owns_its_files_as_the_scan_that_made_it() {
+        let cache = tempfile::tempdir().expect("tempdir");
+        let sites = tempfile::tempdir().expect("tempdir");
+        let site = sites.path().join("site-packages");
+        std::fs::create_dir_all(&site).expect("site");
+        let site = site.into_os_string().into_encoded_bytes();
+        let stamp: DirectoryStamp = ((1, 2), Vec::new());
+        let distribution = |name: &str| Found {
+            distribution: Distribution {
+                name: name.to_owned(),
+                version: "1.0".to_owned(),
+                installer: None,
+                location: site.clone(),
+                editable: false,
+            },
+            identity: (0, name.len() as u64),
+            rank: Rank { evidence: Evidence::Installed, modified: (0, 0) },
+            files: Vec::new(),
+            package_roots: Vec::new(),
+            path_entries: Vec::new(),
+        };
+        let files: Vec<(Vec<u8>, usize)> =
+            [b"b/__init__.py".as_slice(), b"a/__init__.py", b"a/\xff.py", b"a/z.py", b"a.py"]
+                .iter()
+                .enumerate()
+                .map(|(index, file)| {
+                    let path = [site.as_slice(), b"/", file].concat();
+                    (path, index % 2)
+                })
+                .collect();
+        let owners = SortedOwners::from_map(files.iter().map(|(path, owner)| (path.as_slice(), *owner)));
+        let mut disk = ScanCache::open(Some(cache.path().to_path_buf()));
+        disk.remember(&site, &stamp, &[], &[distribution("first"), distribution("second")], &owners);
+        disk.save();
+
+        let mut disk = ScanCache::open(Some(cache.path().to_path_buf()));
+        let (found, stored) = disk.found(&site, &stamp).expect("cached");
+        let names: Vec<&str> = found.iter().map(|found| found.distribution.name.as_str()).collect();
+        assert_eq!(names, ["first", "second"]);
+        for (path, owner) in &files {
+            assert_eq!(stored.get(path), Some(*owner), "{}", String::from_utf8_lossy(path));
+        }
+        assert_eq!(stored.get(&[site.as_slice(), b"/a"].concat()), None, "a directory is nobody's");
+        assert_eq!(stored.get(b"/elsewhere.py"), None);
+        let mut sorted = files.clone();
+        sorted.sort();
+        let listed: Vec<(Vec<u8>, usize)> = stored.iter().map(|(path, owner)| (path.to_vec(), owner)).collect();
+        assert_eq!(listed, sorted, "in path order");
+    }
+
     #[test]
     fn the_scans_made_most_recently_of_directories_still_there_are_kept() {
         let cache = tempfile::tempdir().expect("tempdir");
@@ -352,7 +413,7 @@ mod tests {
         let save = |directories: &[Vec<u8>]| {
             let mut disk = ScanCache::open(Some(cache.path().to_path_buf()));
             for directory in directories {
-                disk.remember(directory, &stamp, &[], &[]);
+                disk.remember(directory, &stamp, &[], &[], &SortedOwners::from_map(Vec::<(&[u8], usize)>::new()));
             }
             disk.save();
         };

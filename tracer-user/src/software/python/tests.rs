@@ -223,6 +223,19 @@ fn a_scan_cached_on_disk_serves_later_audits_until_what_it_read_changes() {
     let (_, owner) = audit_with_cache(&cache, &module);
     assert_eq!(owner, named("first", "1.0"), "the next one answers from it as from the files");
 
+    // An owner damaged in place names no distribution; nothing panics. The
+    // scan's table lists one path, then its entry: offset, length, owner.
+    let file = cache.join("python-scans-v4.bin");
+    let whole = fs::read(&file).expect("cache");
+    let path = bytes(&module);
+    let listed = whole.windows(path.len()).rposition(|window| window == path.as_slice()).expect("listed");
+    let owner = listed + path.len() + 4 + 8;
+    let mut damaged = whole.clone();
+    damaged[owner..owner + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    fs::write(&file, &damaged).expect("damage");
+    assert_eq!(audit_with_cache(&cache, &module).1, None);
+    fs::write(&file, &whole).expect("repair");
+
     // A list rewritten in place (the directory's stamp kept) is read again.
     let record = site.join("first-1.0.dist-info/RECORD");
     let stamp = fs::metadata(&record).and_then(|meta| meta.modified()).expect("mtime");
@@ -235,7 +248,6 @@ fn a_scan_cached_on_disk_serves_later_audits_until_what_it_read_changes() {
 
     // A damaged cache (its table cut short) is ignored, never trusted, and
     // written anew.
-    let file = cache.join("python-scans-v3.bin");
     let whole = fs::read(&file).expect("cache");
     fs::write(&file, &whole[..40]).expect("damage");
     assert!(!cached_scan(&site));
