@@ -69,6 +69,7 @@ impl SortedOwners {
     /// record of them.
     pub(super) fn put(&self, out: &mut Vec<u8>) {
         let entries = self.entries();
+        out.reserve(self.paths().len() + entries.len() * OWNER_ENTRY_BYTES + 8);
         put_bytes(out, self.paths());
         put_u32(out, entries.len() as u32);
         out.extend_from_slice(entries.as_flattened());

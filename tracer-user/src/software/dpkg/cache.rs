@@ -15,7 +15,6 @@ use std::{
 
 use super::{SortedOwners, SystemPackage, UsrAliases, MANAGER};
 use crate::cache::{put_bytes, put_i64, put_u32, Fields};
-use crate::software::sorted_owners::OWNER_ENTRY_BYTES;
 
 /// The cache file's name; the number changes with its layout.
 const FILE_NAME: &str = "dpkg-index-v1.bin";
@@ -73,7 +72,7 @@ pub fn read(dir: &Path, key: &Key) -> Option<(Vec<SystemPackage>, SortedOwners)>
 
 /// Leaves the index in `dir` for `key` (a temporary file renamed into place).
 pub fn write(dir: &Path, key: &Key, packages: &[SystemPackage], owners: &SortedOwners) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(owners.paths().len() + owners.entries().len() * OWNER_ENTRY_BYTES + 1024);
+    let mut out = Vec::new();
     put_u32(&mut out, packages.len() as u32);
     for package in packages {
         for text in [&package.name, &package.version, &package.architecture] {
@@ -87,6 +86,7 @@ pub fn write(dir: &Path, key: &Key, packages: &[SystemPackage], owners: &SortedO
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::software::sorted_owners::{decode_entry, OWNER_ENTRY_BYTES};
 
     fn database(dir: &Path) {
         std::fs::create_dir_all(dir.join("info")).expect("info");
@@ -116,7 +116,7 @@ mod tests {
         let (packages, owners) = read(cache.path(), &key).expect("the cache is read back");
         assert_eq!(packages, built.packages);
         let lookups = |owners: &SortedOwners| -> Vec<(Vec<u8>, usize)> {
-            let decoded = owners.entries().iter().map(crate::software::sorted_owners::decode_entry);
+            let decoded = owners.entries().iter().map(decode_entry);
             decoded.map(|entry| (owners.path(entry).to_vec(), entry[2] as usize)).collect()
         };
         assert_eq!(lookups(&owners), lookups(&built.owners));

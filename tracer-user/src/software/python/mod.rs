@@ -220,18 +220,19 @@ impl Listing {
     /// Adds `other`'s files, each to the distribution that outranks the
     /// other (`outranks` compares the index's ids).
     fn merge(&mut self, other: Listing, outranks: impl Fn(usize, usize) -> bool) {
-        let offset = self.ids.len();
-        let entries = |listing: &Listing, offset: usize| {
-            let known = listing.ids.len();
-            let entries = listing.owners.iter().filter(move |&(_, position)| position < known);
-            entries.map(move |(file, position)| (file.to_vec(), offset + position)).collect::<Vec<_>>()
-        };
-        let mut owners: PathMap<usize> = entries(self, 0).into_iter().collect();
-        let others = entries(&other, offset);
+        let (offset, others) = (self.ids.len(), other.ids.len());
+        let mut owners: PathMap<usize> = self
+            .owners
+            .iter()
+            .filter(|&(_, position)| position < offset)
+            .map(|(file, position)| (file.to_vec(), position))
+            .collect();
         self.ids.extend(other.ids);
         let ids = &self.ids;
-        for (file, position) in others {
-            claim(&mut owners, file, position, |challenger, holder| outranks(ids[challenger], ids[holder]));
+        for (file, position) in other.owners.iter().filter(|&(_, position)| position < others) {
+            claim(&mut owners, file.to_vec(), offset + position, |challenger, holder| {
+                outranks(ids[challenger], ids[holder])
+            });
         }
         self.owners = SortedOwners::from_map(owners);
     }
