@@ -426,7 +426,9 @@ fn hash_all(files: Vec<&mut DataFile>, hashing: Hashing, lstats: &Lstats, rememb
             None => read.push((file, metadata)),
         }
     }
-    hash_read(&mut read.iter_mut().map(|(file, _)| &mut **file).collect::<Vec<_>>(), hashing.report);
+    if !read.is_empty() {
+        hash_read(&mut read.iter_mut().map(|(file, _)| &mut **file).collect::<Vec<_>>(), hashing.report);
+    }
     for (file, metadata) in &read {
         if let (Some(metadata), Some(sha256)) = (metadata, &file.sha256) {
             remembered.learn(metadata, sha256, began);

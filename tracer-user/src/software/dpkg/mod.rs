@@ -137,7 +137,12 @@ impl DpkgIndex {
     /// directory of thousands of files, or a virtual environment's, paid a
     /// search of the ~100,000 sorted paths for every file).
     pub fn lookups(&self) -> OwnerLookups<'_> {
-        OwnerLookups { index: self, listed_dirs: PathSet::default(), unlisted_dirs: PathSet::default() }
+        OwnerLookups {
+            index: self,
+            listed_dirs: PathSet::default(),
+            unlisted_dirs: PathSet::default(),
+            last_unlisted: Vec::new(),
+        }
     }
 
     /// How many packages are installed (each architecture of a multi-arch package counts once).
@@ -169,17 +174,25 @@ pub struct OwnerLookups<'a> {
     /// path is listed, and those under which none is.
     listed_dirs: PathSet,
     unlisted_dirs: PathSet,
+    /// The last of `unlisted_dirs` a lookup ended in (empty before): a run's
+    /// files come directory by directory, and the next is likely under it too.
+    last_unlisted: Vec<u8>,
 }
 
 impl<'a> OwnerLookups<'a> {
     /// The package that owns `path` (absolute, raw bytes as the program named it), if any.
     pub fn owner(&mut self, path: &[u8]) -> Option<&'a SystemPackage> {
         let canonical = self.index.aliases.canonical(path);
+        if !self.last_unlisted.is_empty() && canonical.starts_with(&self.last_unlisted) {
+            return None;
+        }
         // The directories above it, from the root down: one under which
         // nothing is listed settles it (`/home/`, a venv).
         for slash in canonical.iter().enumerate().filter_map(|(at, &byte)| (byte == b'/').then_some(at)) {
             let dir = &canonical[..=slash];
             if self.unlisted_dirs.contains(dir) {
+                self.last_unlisted.clear();
+                self.last_unlisted.extend_from_slice(dir);
                 return None;
             }
             if self.listed_dirs.contains(dir) {
@@ -187,6 +200,8 @@ impl<'a> OwnerLookups<'a> {
             }
             if !self.index.owners.any_starting_with(dir) {
                 self.unlisted_dirs.insert(dir.into());
+                self.last_unlisted.clear();
+                self.last_unlisted.extend_from_slice(dir);
                 return None;
             }
             self.listed_dirs.insert(dir.into());

@@ -2,7 +2,7 @@
 //! executable is, which installation a standard-library file belongs to, and
 //! their versions, found without running Python.
 
-use std::{fs, io::Read, os::unix::ffi::OsStringExt};
+use std::{fs, io::Read, os::unix::ffi::OsStringExt, sync::LazyLock};
 
 use memchr::memmem;
 
@@ -48,7 +48,9 @@ pub fn interpreter_for_executable(path: &[u8]) -> Option<Interpreter> {
 /// `pythonX.Y`); `None` inside its site directories.
 pub(super) fn stdlib_location(path: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     let mut search_from = 0;
-    while let Some(found) = memmem::find(&path[search_from..], b"/lib") {
+    // Built once: a finder built for each path took most of this function's time.
+    static LIB: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"/lib"));
+    while let Some(found) = LIB.find(&path[search_from..]) {
         let lib_start = search_from + found;
         search_from = lib_start + 1;
         let after_lib = &path[lib_start + 4..];

@@ -155,6 +155,9 @@ pub struct PythonIndex {
     /// without hashing it (twice a used file at an audit's end). Empty
     /// before the first, which no path's directory is.
     last_explored: Vec<u8>,
+    /// What the files of one directory share in their owners, found for
+    /// the first of them asked about.
+    directory: DirectoryMemo,
     /// Site directories and conda prefixes already scanned.
     scanned: PathSet,
     /// Prefixes of Python environments, where editable roots stop claiming.
@@ -286,12 +289,15 @@ impl PythonIndex {
     /// having been seen, so call this for every used path before asking owners.
     pub fn discover(&mut self, path: &[u8]) {
         if is_site_dir_name(file_name(path)) {
+            self.directory.forget();
             self.scan_site_dir(path);
         }
         let directory = parent(path);
         if directory == Some(self.last_explored.as_slice()) {
             return;
         }
+        // What is found below may own anything.
+        self.directory.forget();
         let mut current = directory;
         while let Some(dir) = current {
             if self.explored.contains(dir) {
@@ -314,7 +320,8 @@ impl PythonIndex {
     }
 
     /// The distribution owning `path` (absolute, folded), discovering its
-    /// directories first.
+    /// directories first. (The index grows only as directories are
+    /// discovered: [`DirectoryMemo`] holds between.)
     pub fn owner(&mut self, path: &[u8]) -> Option<&Distribution> {
         self.discover(path);
         let id = self.owner_id(path)?;
@@ -358,7 +365,7 @@ impl PythonIndex {
         &self.problems
     }
 
-    fn owner_id(&self, path: &[u8]) -> Option<usize> {
+    fn owner_id(&mut self, path: &[u8]) -> Option<usize> {
         if let Some(id) = self.listed_owner(path) {
             return Some(id);
         }
@@ -371,10 +378,22 @@ impl PythonIndex {
 
     /// The distribution whose lists win `path`: each scan's winner, and the
     /// winner of those (as if every list had claimed it in one table).
-    fn listed_owner(&self, path: &[u8]) -> Option<usize> {
+    fn listed_owner(&mut self, path: &[u8]) -> Option<usize> {
+        // (Every listed path is absolute: one without a directory is not.)
+        let dir = parent(path)?;
+        let listings = &self.listings;
+        // Only the tables that list some path in its directory (none, for
+        // most of a run's data): searched once a directory, not once a file.
+        let holding = self.directory.of(dir).listings.get_or_insert_with(|| {
+            let mut prefix = dir.to_vec();
+            if prefix.last() != Some(&b'/') {
+                prefix.push(b'/');
+            }
+            (0..listings.len()).filter(|&index| listings[index].owners.any_starting_with(&prefix)).collect()
+        });
         let outranks = outranks_in(&self.ranks, &self.distributions);
         let mut owner = None;
-        for listing in &self.listings {
+        for listing in holding.iter().filter_map(|&index| listings.get(index)) {
             if let Some(&challenger) = listing.owners.get(path).and_then(|local| listing.ids.get(local)) {
                 owner = match owner {
                     Some(holder) if !outranks(challenger, holder) => Some(holder),
@@ -388,7 +407,7 @@ impl PythonIndex {
     /// The editable install whose nearest root holds `path`. A package root
     /// names a directory or, without its suffix, a module (`proj/mod` for
     /// `proj/mod.py`, as setuptools' finder maps them).
-    fn root_owner(&self, path: &[u8]) -> Option<usize> {
+    fn root_owner(&mut self, path: &[u8]) -> Option<usize> {
         if self.package_roots.is_empty() && self.path_entries.is_empty() {
             return None;
         }
@@ -399,18 +418,9 @@ impl PythonIndex {
             }
         }
         let is_code = [b".py".as_slice(), b".pyc", b".so"].iter().any(|suffix| name.ends_with(suffix));
-        let mut current = Some(dir);
-        while let Some(candidate) = current {
-            if is_site_dir_name(file_name(candidate)) || self.environments.contains(candidate) {
-                return None;
-            }
-            let path_entry = if is_code { self.path_entries.get(candidate) } else { None };
-            if let Some(&id) = self.package_roots.get(candidate).or(path_entry) {
-                return Some(id);
-            }
-            current = parent(candidate);
-        }
-        None
+        let (package_roots, path_entries, environments) = (&self.package_roots, &self.path_entries, &self.environments);
+        *self.directory.of(dir).roots[usize::from(is_code)]
+            .get_or_insert_with(|| root_above(dir, is_code, package_roots, path_entries, environments))
     }
 
     /// Scans what makes `dir` a Python prefix: conda packages, a venv, site
@@ -579,6 +589,59 @@ fn claim(owners: &mut PathMap<usize>, key: Vec<u8>, challenger: usize, outranks:
 /// file: the higher rank, then the smaller distribution (see the module's rules).
 fn outranks((rank, challenger): (Rank, &Distribution), (held_rank, holder): (Rank, &Distribution)) -> bool {
     rank.cmp(&held_rank).then_with(|| holder.cmp(challenger)).is_gt()
+}
+
+/// The editable install whose nearest root holds directory `dir`, or
+/// (`is_code`) whose `sys.path` entry does; none beyond a site directory
+/// or an environment's prefix.
+fn root_above(
+    dir: &[u8],
+    is_code: bool,
+    package_roots: &PathMap<usize>,
+    path_entries: &PathMap<usize>,
+    environments: &PathSet,
+) -> Option<usize> {
+    let mut current = Some(dir);
+    while let Some(candidate) = current {
+        if is_site_dir_name(file_name(candidate)) || environments.contains(candidate) {
+            return None;
+        }
+        let path_entry = if is_code { path_entries.get(candidate) } else { None };
+        if let Some(&id) = package_roots.get(candidate).or(path_entry) {
+            return Some(id);
+        }
+        current = parent(candidate);
+    }
+    None
+}
+
+/// What the files of one directory share in their owners, found for the
+/// first of them asked about: a run's files come directory by directory.
+/// Forgotten whenever the index may have grown.
+#[derive(Debug, Default)]
+struct DirectoryMemo {
+    dir: Vec<u8>,
+    /// The listings that hold some path under `dir`.
+    listings: Option<Vec<usize>>,
+    /// The editable install owning its other files (`[0]`) and its code (`[1]`).
+    roots: [Option<Option<usize>>; 2],
+}
+
+impl DirectoryMemo {
+    /// The memo of `dir`, empty unless it was `dir`'s already.
+    fn of(&mut self, dir: &[u8]) -> &mut DirectoryMemo {
+        if self.dir != dir {
+            self.forget();
+            self.dir.extend_from_slice(dir);
+        }
+        self
+    }
+
+    fn forget(&mut self) {
+        self.dir.clear();
+        self.listings = None;
+        self.roots = [None; 2];
+    }
 }
 
 /// [`outranks`] for distributions by id.

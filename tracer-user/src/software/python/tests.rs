@@ -124,6 +124,33 @@ fn egg_info_lists_and_evidence() {
 }
 
 #[test]
+fn a_directorys_files_are_owned_as_the_tables_found_so_far_list_them() {
+    // Asked a directory at a time, the tables that list something in it are
+    // found once: a table found later (another site directory's) is asked too.
+    let temp = tempfile::tempdir().expect("tempdir");
+    let shared = temp.path().join("shared");
+    let sites: Vec<PathBuf> =
+        (1..=2).map(|number| temp.path().join(format!("env{number}/lib/python3.11/site-packages"))).collect();
+    for (number, site) in (1..=2).zip(&sites) {
+        let record = format!("../../../../shared/f{number}.py,,\n../../../../shared/sub/g{number}.py,,\n");
+        dist_info(site, &format!("dist{number}-1.0.dist-info"), &format!("dist{number}"), "1.0", &record);
+    }
+    let mut index = PythonIndex::new();
+    index.discover(&bytes(&sites[0].join("x.py")));
+    assert_eq!(owner_of(&mut index, &shared.join("sub/g2.py")), None, "not listed yet");
+    for name in ["f0.py", "f1.py", "f2.py", "f3.py"] {
+        let expected = (name == "f1.py").then(|| ("dist1".to_owned(), "1.0".to_owned()));
+        assert_eq!(owner_of(&mut index, &shared.join(name)), expected, "{name}, one table found");
+    }
+    index.discover(&bytes(&sites[1].join("x.py")));
+    for (name, expected) in [("f1.py", named("dist1", "1.0")), ("f2.py", named("dist2", "1.0")), ("f3.py", None)] {
+        assert_eq!(owner_of(&mut index, &shared.join(name)), expected, "{name}, both tables found");
+    }
+    assert_eq!(owner_of(&mut index, &shared.join("sub/g2.py")), named("dist2", "1.0"));
+    assert_eq!(owner_of(&mut index, &shared.join("sub/g1.py")), named("dist1", "1.0"));
+}
+
+#[test]
 fn the_last_writer_of_a_shared_file_owns_it() {
     let temp = tempfile::tempdir().expect("tempdir");
     let site = temp.path().join("site-packages");
