@@ -37,8 +37,8 @@ struct WritebackStarted<'a> {
 }
 
 /// How much of a manifest is written (and its writeback started) at a time:
-/// each start is a request to the disk, which a virtual machine's pays for
-/// in an exit to its host. 256 KiB, not 64: 0.4 ms less from a 770 kB
+/// each start is a request to the disk, which a virtual machine pays for
+/// with an exit to its host. 256 KiB, not 64: 0.4 ms less from a 770 kB
 /// manifest's JSON to its rename (medians of 25 audits on a virtual AMD
 /// host; 128 KiB the same, writing it all before its `fsync` 0.1 ms more).
 const WRITE_BYTES: usize = 1 << 18;

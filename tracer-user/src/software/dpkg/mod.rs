@@ -191,22 +191,25 @@ impl<'a> OwnerLookups<'a> {
         for slash in canonical.iter().enumerate().filter_map(|(at, &byte)| (byte == b'/').then_some(at)) {
             let dir = &canonical[..=slash];
             if self.unlisted_dirs.contains(dir) {
-                self.last_unlisted.clear();
-                self.last_unlisted.extend_from_slice(dir);
-                return None;
+                return self.unlisted(dir);
             }
             if self.listed_dirs.contains(dir) {
                 continue;
             }
             if !self.index.owners.any_starting_with(dir) {
                 self.unlisted_dirs.insert(dir.into());
-                self.last_unlisted.clear();
-                self.last_unlisted.extend_from_slice(dir);
-                return None;
+                return self.unlisted(dir);
             }
             self.listed_dirs.insert(dir.into());
         }
         self.index.packages.get(self.index.owners.get(&canonical)?)
+    }
+
+    /// No owner: nothing is listed under `dir`, which the next lookup asks first.
+    fn unlisted(&mut self, dir: &[u8]) -> Option<&'a SystemPackage> {
+        self.last_unlisted.clear();
+        self.last_unlisted.extend_from_slice(dir);
+        None
     }
 }
 

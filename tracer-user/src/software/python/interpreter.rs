@@ -48,7 +48,7 @@ pub fn interpreter_for_executable(path: &[u8]) -> Option<Interpreter> {
 /// `pythonX.Y`); `None` inside its site directories.
 pub(super) fn stdlib_location(path: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     let mut search_from = 0;
-    // Built once: a finder built for each path took most of this function's time.
+    // Built once, not for each path: every file of an audit's end is asked.
     static LIB: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"/lib"));
     while let Some(found) = LIB.find(&path[search_from..]) {
         let lib_start = search_from + found;

@@ -389,7 +389,8 @@ impl PythonIndex {
             if prefix.last() != Some(&b'/') {
                 prefix.push(b'/');
             }
-            (0..listings.len()).filter(|&index| listings[index].owners.any_starting_with(&prefix)).collect()
+            let holds = |(_, listing): &(usize, &Listing)| listing.owners.any_starting_with(&prefix);
+            listings.iter().enumerate().filter(holds).map(|(index, _)| index).collect()
         });
         let outranks = outranks_in(&self.ranks, &self.distributions);
         let mut owner = None;
