@@ -99,16 +99,16 @@ impl SortedOwners {
         })
     }
 
-    pub(super) fn paths(&self) -> &[u8] {
+    fn paths(&self) -> &[u8] {
         self.bytes.get(self.paths.clone()).unwrap_or_default()
     }
 
     /// The entries, as the cache file holds them.
-    pub(super) fn entries(&self) -> &[[u8; OWNER_ENTRY_BYTES]] {
+    fn entries(&self) -> &[[u8; OWNER_ENTRY_BYTES]] {
         self.bytes.get(self.entries.clone()).unwrap_or_default().as_chunks().0
     }
 
-    pub(super) fn path(&self, [offset, len, _]: [u32; 3]) -> &[u8] {
+    fn path(&self, [offset, len, _]: [u32; 3]) -> &[u8] {
         self.paths().get(offset as usize..(offset as usize).saturating_add(len as usize)).unwrap_or_default()
     }
 
@@ -141,7 +141,7 @@ impl SortedOwners {
 
 /// An entry of [`SortedOwners`]: its path's offset in the paths, its
 /// length, its owner's index.
-pub(super) fn decode_entry(entry: &[u8; OWNER_ENTRY_BYTES]) -> [u32; 3] {
+fn decode_entry(entry: &[u8; OWNER_ENTRY_BYTES]) -> [u32; 3] {
     let (words, _) = entry.as_chunks::<4>();
     let word = |n: usize| words.get(n).map_or(0, |word| u32::from_le_bytes(*word));
     [word(0), word(1), word(2)]

@@ -86,7 +86,7 @@ pub fn write(dir: &Path, key: &Key, packages: &[SystemPackage], owners: &SortedO
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::software::sorted_owners::{decode_entry, OWNER_ENTRY_BYTES};
+    use crate::software::sorted_owners::OWNER_ENTRY_BYTES;
 
     fn database(dir: &Path) {
         std::fs::create_dir_all(dir.join("info")).expect("info");
@@ -116,8 +116,7 @@ mod tests {
         let (packages, owners) = read(cache.path(), &key).expect("the cache is read back");
         assert_eq!(packages, built.packages);
         let lookups = |owners: &SortedOwners| -> Vec<(Vec<u8>, usize)> {
-            let decoded = owners.entries().iter().map(decode_entry);
-            decoded.map(|entry| (owners.path(entry).to_vec(), entry[2] as usize)).collect()
+            owners.iter().map(|(path, owner)| (path.to_vec(), owner)).collect()
         };
         assert_eq!(lookups(&owners), lookups(&built.owners));
         assert_eq!(owners.get(b"/usr/bin/dash"), Some(0));
